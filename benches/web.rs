@@ -1,0 +1,209 @@
+//! The dashboard's figures (docs/PERFORMANCE.md), measured against a real `mmm run` in another
+//! process and the web server in this one, reading the same store:
+//!
+//! 1. event-to-client latency over `/ws` while 1,000 agents work (`now - event.at` for every
+//!    event a WebSocket client receives; `at` is stamped by the runner when the change happens);
+//! 2. the runner's wall time for the same job with 0 and with 100 WebSocket clients following it;
+//! 3. this process's resident memory while one client that never reads follows a busy job.
+//!
+//! Not a test: `cargo bench --bench web` (prints the figures). Each part takes 10-30 s.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use mmm::web::{self, AppState};
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("the clock is after 1970")
+        .as_millis() as i64
+}
+
+fn write_job(dir: &std::path::Path, items: usize, agents: usize, sleep: &str) {
+    let lines: String = (0..items)
+        .map(|i| format!("{{\"id\":\"i{i}\"}}\n"))
+        .collect();
+    std::fs::write(dir.join("items.jsonl"), lines).unwrap();
+    std::fs::write(
+        dir.join("job.yml"),
+        format!(
+            "map:\n  input: items.jsonl\n  key: \"${{item.id}}\"\n  max_parallel: {agents}\n  steps:\n    - name: work\n      shell: sleep {sleep}\n"
+        ),
+    )
+    .unwrap();
+}
+
+fn mmm_run(dir: &std::path::Path) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_mmm"))
+        .args(["run", "job.yml", "--progress", "none"])
+        .current_dir(dir)
+        .env_remove("MMM_STORE")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("mmm runs")
+}
+
+/// Waits for the store and its first job; returns the job's id.
+fn first_job(dir: &std::path::Path) -> (std::sync::Arc<dyn mmm::store::Store>, String) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(store) = mmm::store::open(dir.join(".mmm").to_str().unwrap(), false)
+            && let Ok(jobs) = store.jobs()
+            && let Some(job) = jobs.first()
+        {
+            let id = job.id.to_string();
+            return (store, id);
+        }
+        assert!(Instant::now() < deadline, "the job was never recorded");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+async fn server(store: std::sync::Arc<dyn mmm::store::Store>) -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(web::serve(
+        listener,
+        AppState::new(store, None),
+        std::future::pending(),
+    ));
+    addr
+}
+
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn follow(addr: std::net::SocketAddr, job: &str) -> Socket {
+    let (mut socket, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws"))
+        .await
+        .unwrap();
+    socket
+        .send(Message::text(
+            json!({"subscribe": "job", "job": job}).to_string(),
+        ))
+        .await
+        .unwrap();
+    socket
+}
+
+fn quantile(sorted: &[i64], q: f64) -> i64 {
+    if sorted.is_empty() {
+        return -1;
+    }
+    sorted[((sorted.len() - 1) as f64 * q).round() as usize]
+}
+
+async fn latency() {
+    let dir = tempfile::tempdir().unwrap();
+    write_job(dir.path(), 6_000, 1_000, "1");
+    let mut child = mmm_run(dir.path());
+    let (store, job) = first_job(dir.path());
+    let addr = server(store).await;
+    let mut socket = follow(addr, &job).await;
+    let mut latencies = Vec::new();
+    let mut resyncs = 0;
+    let end = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < end {
+        let Ok(Some(Ok(Message::Text(text)))) =
+            tokio::time::timeout(Duration::from_secs(5), socket.next()).await
+        else {
+            break;
+        };
+        let received = now_ms();
+        let message: Value = serde_json::from_str(text.as_str()).unwrap();
+        if message["resync"] == true {
+            resyncs += 1;
+        }
+        for event in message["events"].as_array().into_iter().flatten() {
+            latencies.push(received - event["at"].as_i64().unwrap());
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    latencies.sort_unstable();
+    println!(
+        "latency, 1,000 agents, runner in another process: {} events, p50 {} ms, p99 {} ms, max {} ms, resyncs {resyncs}",
+        latencies.len(),
+        quantile(&latencies, 0.5),
+        quantile(&latencies, 0.99),
+        quantile(&latencies, 1.0),
+    );
+}
+
+async fn run_time(clients: usize) -> Duration {
+    let dir = tempfile::tempdir().unwrap();
+    write_job(dir.path(), 3_000, 8, "0");
+    let started = Instant::now();
+    let mut child = mmm_run(dir.path());
+    let (store, job) = first_job(dir.path());
+    let addr = server(store).await;
+    let mut readers = Vec::new();
+    for _ in 0..clients {
+        let mut socket = follow(addr, &job).await;
+        readers.push(tokio::spawn(async move {
+            while let Some(Ok(_)) = socket.next().await {}
+        }));
+    }
+    let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
+        .await
+        .unwrap();
+    let took = started.elapsed();
+    assert!(status.success());
+    for reader in readers {
+        reader.abort();
+    }
+    took
+}
+
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+async fn stalled_client() {
+    let dir = tempfile::tempdir().unwrap();
+    write_job(dir.path(), 20_000, 1_000, "0.5");
+    let mut child = mmm_run(dir.path());
+    let (store, job) = first_job(dir.path());
+    let addr = server(store).await;
+    // Subscribes, then never reads again.
+    let _stalled = follow(addr, &job).await;
+    let mut samples = Vec::new();
+    for _ in 0..20 {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        samples.push(rss_kib() / 1024);
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    println!("memory with one stalled client, MiB each second for 20 s: {samples:?}");
+}
+
+fn main() {
+    // `cargo test --benches` runs bench targets once with `--bench` absent: do nothing then.
+    if !std::env::args().any(|a| a == "--bench") {
+        return;
+    }
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        latency().await;
+        let alone = run_time(0).await;
+        let watched = run_time(100).await;
+        println!(
+            "runner, 3,000 items on 8 agents: {:.2} s alone, {:.2} s with 100 WebSocket clients ({:+.1} %)",
+            alone.as_secs_f64(),
+            watched.as_secs_f64(),
+            (watched.as_secs_f64() / alone.as_secs_f64() - 1.0) * 100.0
+        );
+        stalled_client().await;
+    });
+}

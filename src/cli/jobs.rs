@@ -1,0 +1,334 @@
+//! `mmm jobs [JOB] [--json]`: the jobs in the store, newest first, read back from the record,
+//! and for one job (or in JSON) its dead-letter queue with every attempt's error and output.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use serde::Serialize;
+
+use super::dlq::{AttemptView, attempt_view};
+use super::{Exit, output};
+use crate::job::{ItemStatus, JobId, JobStatus, Phase, now_ms};
+use crate::store::{self, ItemCounts, JobRecord, Store, StoreError};
+
+/// At most this many DLQ entries per job in the listing (the count is always exact).
+const DLQ_LIMIT: usize = 100;
+
+/// Arguments of `mmm jobs`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct JobsArgs {
+    /// Show only this job (an id or an unambiguous prefix), with its dead-letter queue.
+    job: Option<String>,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// Show at most N jobs.
+    #[arg(long, value_name = "N")]
+    limit: Option<usize>,
+    /// Only jobs that can continue with `mmm resume`: interrupted, or running with a dead
+    /// owner; with the time spent so far and an estimate of what remains.
+    #[arg(long, conflicts_with = "job")]
+    resumable: bool,
+}
+
+/// One job as `mmm jobs --json` prints it.
+#[derive(Debug, Serialize)]
+struct JobView {
+    id: JobId,
+    short_id: String,
+    name: String,
+    status: JobStatus,
+    phase: Option<Phase>,
+    percent: f64,
+    total: u64,
+    counts: ItemCounts,
+    created_at: i64,
+    started_at: Option<i64>,
+    finished_at: Option<i64>,
+    updated_at: i64,
+    duration_ms: i64,
+    age_ms: i64,
+    source: Option<String>,
+    max_parallel: u32,
+    owner_pid: Option<u32>,
+    owner_host: Option<String>,
+    dlq: Vec<DlqEntry>,
+    dlq_truncated: bool,
+    /// Only for `mmm jobs JOB`: its resumes and why items ran again.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ledger: Option<crate::store::Ledger>,
+}
+
+/// A dead-lettered item and its attempts.
+#[derive(Debug, Serialize)]
+struct DlqEntry {
+    key: String,
+    value: serde_json::Value,
+    attempts: Vec<AttemptView>,
+}
+
+/// Runs `mmm jobs`.
+pub(crate) fn jobs(store_location: &str, args: JobsArgs) -> anyhow::Result<Exit> {
+    let store = match store::open(store_location, false) {
+        Ok(store) => store,
+        Err(StoreError::NotFound { .. }) if args.job.is_none() => {
+            if args.json {
+                output::print_json(&Vec::<JobView>::new())?;
+            } else {
+                println!(
+                    "no jobs yet: there is no store at {store_location} (run one with `mmm run`)"
+                );
+            }
+            return Ok(Exit::Success);
+        }
+        Err(e) => {
+            return Err(anyhow::Error::new(e)
+                .context(format!("could not open the store at {store_location}")));
+        }
+    };
+    if args.resumable {
+        return resumable(store.as_ref(), args.json);
+    }
+    let records = match &args.job {
+        Some(prefix) => {
+            let id = store
+                .resolve_job(prefix)
+                .map_err(super::dlq::usage_or_store_error)?;
+            vec![store.job(id)?]
+        }
+        None => store.jobs().context("could not list the jobs")?,
+    };
+    let records: Vec<JobRecord> = match args.limit {
+        Some(n) => records.into_iter().take(n).collect(),
+        None => records,
+    };
+    let now = now_ms();
+    if args.json {
+        let views = records
+            .iter()
+            .map(|r| view(store.as_ref(), r, now))
+            .collect::<Result<Vec<_>, _>>()?;
+        match args.job {
+            Some(_) => {
+                let mut view = views.into_iter().next().expect("one job was resolved");
+                view.ledger = Some(store.ledger(view.id)?);
+                output::print_json(&view)?
+            }
+            None => output::print_json(&views)?,
+        }
+        return Ok(Exit::Success);
+    }
+    if records.is_empty() {
+        println!("no jobs yet in {store_location} (run one with `mmm run`)");
+        return Ok(Exit::Success);
+    }
+    print_table(&records, now)?;
+    if args.job.is_some() {
+        print_ledger(store.as_ref(), &records[0], now)?;
+        print_dlq(store.as_ref(), &records[0])?;
+    }
+    Ok(Exit::Success)
+}
+
+fn resumable(store: &dyn Store, json: bool) -> anyhow::Result<Exit> {
+    let jobs = crate::runner::resume::list_resumable_jobs(store)?;
+    if json {
+        output::print_json(&jobs)?;
+        return Ok(Exit::Success);
+    }
+    if jobs.is_empty() {
+        println!("no job to resume");
+        return Ok(Exit::Success);
+    }
+    let now = now_ms();
+    let ms = |v: i64| output::duration(Duration::from_millis(v.max(0) as u64));
+    let rows: Vec<Vec<String>> = jobs
+        .iter()
+        .map(|j| {
+            vec![
+                j.id.short(),
+                j.name.clone(),
+                j.status.to_string(),
+                format!("{:.1}%", j.percent),
+                format!(
+                    "{}/{}",
+                    output::count(j.counts.completed),
+                    output::count(j.counts.total())
+                ),
+                output::count(j.counts.dead_lettered),
+                ms(j.spent_ms),
+                j.remaining_ms.map_or("?".into(), ms),
+                output::age(j.last_activity, now),
+            ]
+        })
+        .collect();
+    let header = [
+        "ID",
+        "NAME",
+        "STATUS",
+        "PROGRESS",
+        "COMPLETED",
+        "DLQ",
+        "SPENT",
+        "REMAINING",
+        "LAST ACTIVE",
+    ];
+    print!("{}", output::table(&header, &rows, &[3, 4, 5, 6, 7]));
+    Ok(Exit::Success)
+}
+
+fn view(store: &dyn Store, r: &JobRecord, now: i64) -> anyhow::Result<JobView> {
+    let (dlq, dlq_truncated) = dlq_entries(store, r)?;
+    Ok(JobView {
+        id: r.id,
+        short_id: r.id.short(),
+        name: r.name.clone(),
+        status: r.status,
+        phase: r.phase,
+        percent: r.counts.percent(),
+        total: r.counts.total(),
+        counts: r.counts,
+        created_at: r.created_at,
+        started_at: r.started_at,
+        finished_at: r.finished_at,
+        updated_at: r.updated_at,
+        duration_ms: r.duration_ms,
+        age_ms: now - r.created_at,
+        source: r.source.as_ref().map(|p| p.display().to_string()),
+        max_parallel: r.max_parallel,
+        owner_pid: r.owner_pid,
+        owner_host: r.owner_host.clone(),
+        dlq,
+        dlq_truncated,
+        ledger: None,
+    })
+}
+
+fn dlq_entries(store: &dyn Store, r: &JobRecord) -> anyhow::Result<(Vec<DlqEntry>, bool)> {
+    if r.counts.dead_lettered == 0 {
+        return Ok((Vec::new(), false));
+    }
+    let items = store.items(r.id, Some(ItemStatus::DeadLettered))?;
+    let truncated = items.len() > DLQ_LIMIT;
+    let mut entries = Vec::new();
+    for item in items.into_iter().take(DLQ_LIMIT) {
+        let attempts = store
+            .attempts(r.id, Some(&item.key))?
+            .into_iter()
+            .map(attempt_view)
+            .collect();
+        let value =
+            serde_json::from_str(&item.value).unwrap_or(serde_json::Value::String(item.value));
+        entries.push(DlqEntry {
+            key: item.key,
+            value,
+            attempts,
+        });
+    }
+    Ok((entries, truncated))
+}
+
+fn print_table(records: &[JobRecord], now: i64) -> anyhow::Result<()> {
+    let rows: Vec<Vec<String>> = records
+        .iter()
+        .map(|r| {
+            let c = &r.counts;
+            vec![
+                r.id.short(),
+                r.name.clone(),
+                r.status.to_string(),
+                format!("{:.1}%", c.percent()),
+                format!(
+                    "{}/{}",
+                    output::count(c.completed),
+                    output::count(c.total())
+                ),
+                output::count(c.dead_lettered),
+                output::count(c.skipped),
+                output::duration(Duration::from_millis(r.duration_ms.max(0) as u64)),
+                output::age(r.created_at, now),
+            ]
+        })
+        .collect();
+    let header = [
+        "ID",
+        "NAME",
+        "STATUS",
+        "PROGRESS",
+        "COMPLETED",
+        "DLQ",
+        "SKIPPED",
+        "DURATION",
+        "CREATED",
+    ];
+    use std::io::Write;
+    std::io::stdout()
+        .lock()
+        .write_all(output::table(&header, &rows, &[3, 4, 5, 6, 7]).as_bytes())?;
+    Ok(())
+}
+
+/// The resume ledger: each resume and input or spec change, and why items ran again.
+fn print_ledger(store: &dyn Store, r: &JobRecord, now: i64) -> anyhow::Result<()> {
+    let ledger = store.ledger(r.id)?;
+    if ledger.entries.is_empty() && ledger.requeued.is_empty() {
+        return Ok(());
+    }
+    println!("\nresume ledger:");
+    for e in &ledger.entries {
+        let detail = match e.kind.as_str() {
+            "job_resumed" => format!(
+                "resumed (stopped in {}, {} spent before)",
+                e.payload["phase"].as_str().unwrap_or("?"),
+                output::duration(Duration::from_millis(
+                    e.payload["prior_duration_ms"].as_u64().unwrap_or(0)
+                ))
+            ),
+            "input_changed" => format!(
+                "input changed: {} new items, {} vanished",
+                e.payload["new_items"], e.payload["vanished_items"]
+            ),
+            "spec_changed" => "job file changed; accepted".to_string(),
+            other => other.replace('_', " "),
+        };
+        println!("  {:>8}  {detail}", output::age(e.at, now));
+    }
+    if !ledger.requeued.is_empty() {
+        let reasons: Vec<String> = ledger
+            .requeued
+            .iter()
+            .map(|(reason, n)| format!("{} {reason}", output::count(*n)))
+            .collect();
+        println!("  items run again: {}", reasons.join(", "));
+    }
+    Ok(())
+}
+
+fn print_dlq(store: &dyn Store, r: &JobRecord) -> anyhow::Result<()> {
+    let (entries, truncated) = dlq_entries(store, r)?;
+    if entries.is_empty() {
+        return Ok(());
+    }
+    println!(
+        "\ndead-letter queue ({} items):",
+        output::count(r.counts.dead_lettered)
+    );
+    for entry in &entries {
+        println!("  {}", entry.key);
+        for a in &entry.attempts {
+            println!(
+                "    attempt {} on {}: {}",
+                a.number,
+                a.agent,
+                a.error.as_deref().unwrap_or("no error recorded")
+            );
+            if let Some(line) = a.stderr_tail.lines().rev().find(|l| !l.trim().is_empty()) {
+                println!("      stderr: {line}");
+            }
+        }
+    }
+    if truncated {
+        println!("  … and more; `--json` lists the first {DLQ_LIMIT}");
+    }
+    Ok(())
+}

@@ -1,0 +1,190 @@
+//! The command line: arguments (clap), one file per subcommand, and the one place that picks
+//! the process exit code.
+//!
+//! Only this module prints, reads arguments and the environment, and names concrete store
+//! backends; everything below it returns values and errors.
+
+mod check;
+mod dlq;
+mod events;
+mod export;
+mod export_html;
+mod health;
+mod jobs;
+mod output;
+mod progress;
+mod progress_cmd;
+mod replay;
+mod report;
+mod resume;
+mod run;
+mod runs;
+mod serve;
+mod validate;
+mod viewer;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Exit codes, documented in `mmm --help` and README.md.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// 0: the job completed (or the command succeeded).
+    Success = 0,
+    /// 1: the job failed (setup, input or reduce), or an error stopped the command.
+    Failure = 1,
+    /// 2: bad usage: unknown option, invalid job file, unknown job id.
+    Usage = 2,
+    /// 3: the map finished but some items are in the dead-letter queue.
+    CompletedWithFailures = 3,
+    /// 130: the job was interrupted (Ctrl-C, SIGTERM, SIGHUP); `mmm jobs` lists it.
+    Interrupted = 130,
+}
+
+const EXIT_CODES: &str = "\
+Exit codes:
+  0    the job completed, or the command succeeded
+  1    the job failed (setup, input or reduce), or an error stopped the command, or
+       `mmm check` found problems
+  2    usage error: bad option, invalid job file, unknown job id
+  3    the job completed with failures: some items are in the dead-letter queue
+  130  the job was interrupted (Ctrl-C, SIGTERM or SIGHUP)";
+
+/// mmm runs long, parallel batch jobs durably and shows exactly where they stand.
+#[derive(Debug, Parser)]
+#[command(name = "mmm", version, after_help = EXIT_CODES)]
+pub struct Cli {
+    /// Where jobs are recorded: a directory (holding mmm.db) or a .db file.
+    #[arg(
+        long,
+        global = true,
+        env = "MMM_STORE",
+        default_value = ".mmm",
+        value_name = "PATH"
+    )]
+    store: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a job file, or a command over items like GNU parallel.
+    #[command(after_help = run::AFTER_HELP)]
+    Run(run::RunArgs),
+    /// List jobs, newest first, with status, progress, counts and durations.
+    Jobs(jobs::JobsArgs),
+    /// Check a job file and print the normalised plan, without running anything.
+    Validate(validate::ValidateArgs),
+    /// Continue an interrupted job where it stood.
+    #[command(after_help = resume::AFTER_HELP)]
+    Resume(resume::ResumeArgs),
+    /// List a job's checkpoints (what `mmm resume --from` can rewind to).
+    Checkpoints(resume::CheckpointsArgs),
+    /// The dead-letter queue of a job: list, show, export, retry, purge.
+    #[command(after_help = dlq::AFTER_HELP)]
+    Dlq(dlq::DlqArgs),
+    /// Verify the store: SQLite's integrity and each job's record (exit 1 on problems).
+    #[command(after_help = check::CHECK_HELP)]
+    Check(check::CheckArgs),
+    /// A job's event log; with --follow, live until the run ends.
+    #[command(after_help = events::AFTER_HELP)]
+    Events(events::EventsArgs),
+    /// Is the store writable, is every running job's runner alive and unstuck? (exit 1 if not)
+    #[command(after_help = health::AFTER_HELP)]
+    Health(health::HealthArgs),
+    /// From inside a step: report its progress, a message or counters to the job.
+    #[command(after_help = report::AFTER_HELP)]
+    Report(report::ReportArgs),
+    /// Recover a job's record after a crash, reporting every change.
+    #[command(after_help = check::REPAIR_HELP)]
+    Repair(check::RepairArgs),
+    /// Observed ML runs (training and evaluation folders): kind, status, progress, scores.
+    #[command(after_help = runs::AFTER_HELP)]
+    Runs(runs::RunsArgs),
+    /// Where a job stands: a live full-screen viewer, a summary, JSON, or a line at an interval.
+    #[command(after_help = progress_cmd::AFTER_HELP)]
+    Progress(progress_cmd::ProgressArgs),
+    /// Export a job's report: JSON, CSV of its items or its snapshots, or one HTML file.
+    #[command(after_help = export::AFTER_HELP)]
+    Export(export::ExportArgs),
+    /// Play a job's recorded history through the viewer, with pause and seek.
+    #[command(after_help = replay::AFTER_HELP)]
+    Replay(replay::ReplayArgs),
+    /// The web dashboard for every job in the store (JSON API, WebSocket, /metrics).
+    #[command(after_help = serve::AFTER_HELP)]
+    Serve(serve::ServeArgs),
+}
+
+/// An error that already decided its exit code.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub(crate) struct UsageError {
+    message: String,
+}
+
+impl UsageError {
+    pub(crate) fn new(message: impl Into<String>) -> Self {
+        UsageError {
+            message: message.into(),
+        }
+    }
+}
+
+/// Parses the arguments, runs the command, and returns the process exit code.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() {
+                Exit::Usage
+            } else {
+                Exit::Success
+            };
+            let _ = e.print();
+            return ExitCode::from(code as u8);
+        }
+    };
+    let code = match dispatch(cli) {
+        Ok(code) => code,
+        Err(e) => report(&e),
+    };
+    ExitCode::from(code as u8)
+}
+
+fn dispatch(cli: Cli) -> anyhow::Result<Exit> {
+    match cli.command {
+        Command::Run(args) => run::run(&cli.store, args),
+        Command::Jobs(args) => jobs::jobs(&cli.store, args),
+        Command::Validate(args) => validate::validate(args),
+        Command::Resume(args) => resume::resume(&cli.store, args),
+        Command::Checkpoints(args) => resume::checkpoints(&cli.store, args),
+        Command::Dlq(args) => dlq::dlq(&cli.store, args),
+        Command::Check(args) => check::check(&cli.store, args),
+        Command::Repair(args) => check::repair(&cli.store, args),
+        Command::Events(args) => events::events(&cli.store, args),
+        Command::Report(args) => report::report(args),
+        Command::Health(args) => health::health(&cli.store, args),
+        Command::Runs(args) => runs::runs(args),
+        Command::Progress(args) => progress_cmd::progress(&cli.store, args),
+        Command::Export(args) => export::export(&cli.store, args),
+        Command::Replay(args) => replay::replay(&cli.store, args),
+        Command::Serve(args) => serve::serve(&cli.store, args),
+    }
+}
+
+/// Prints an error with its chain of causes and picks the exit code for it.
+fn report(e: &anyhow::Error) -> Exit {
+    if output::is_broken_pipe(e) {
+        return Exit::Success;
+    }
+    let usage = e
+        .chain()
+        .any(|c| c.is::<UsageError>() || c.is::<crate::spec::SpecError>());
+    eprintln!("error: {e}");
+    for cause in e.chain().skip(1) {
+        eprintln!("  caused by: {cause}");
+    }
+    if usage { Exit::Usage } else { Exit::Failure }
+}

@@ -1,0 +1,1335 @@
+//! The runner: executes a [`JobPlan`] as setup -> map over N agents -> reduce, recording every
+//! state change through the [`StoreWriter`] and keeping the [`Tracker`] current.
+//!
+//! Agents are tokio tasks that take the next item from a shared cursor. Each item is tried up
+//! to `1 + retries` times with exponential backoff; an item whose attempts are exhausted goes
+//! to the DLQ with every attempt's exit code, error and output tail. A command that cannot
+//! even be rendered for an item (a `${item.field}` it lacks) is not retried: it would fail the
+//! same way every time. A stop request ([`StopLevel`]) ends dispatching; attempts cut short
+//! are recorded `interrupted` and do not count against retries.
+
+mod alerting;
+pub mod process;
+mod queue;
+pub mod report;
+pub mod resume;
+mod sampler;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use tokio::sync::{mpsc, watch};
+
+use crate::job::{AttemptOutcome, EventKind, ItemStatus, JobId, JobStatus, Phase, now_ms};
+use crate::spec::{Item, JobPlan, MapCounts, PhaseCommand, RenderContext, StepPlan};
+use crate::store::writer::StoreWriter;
+use crate::store::{NewItem, NewJob, StepRecord, Store, StoreError, Write};
+use crate::tracker::{ItemEnd, Tracker};
+pub use process::{CommandRequest, CommandResult, Executor, Exit, ProcessExecutor, StopLevel};
+
+/// How many unfinished items a resume keeps queued in memory at most (plus one page).
+const QUEUED_ITEMS: usize = 4_096;
+
+/// The longest wait between two attempts of an item.
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
+
+/// Output of a command that is to be shown to the user.
+#[derive(Debug, Clone)]
+pub struct Output {
+    /// Whose output: an item key, or a setup/reduce command's name.
+    pub source: String,
+    /// Standard output.
+    pub stdout: Vec<u8>,
+    /// Standard error.
+    pub stderr: Vec<u8>,
+}
+
+/// Everything a run needs besides the executor.
+pub struct RunConfig {
+    /// The job's id (chosen by the caller so it can be shown before the run starts).
+    pub job_id: JobId,
+    /// What to run.
+    pub plan: Arc<JobPlan>,
+    /// The store, for the record of the job and its items.
+    pub store: Arc<dyn Store>,
+    /// The batching writer in front of `store`.
+    pub writer: Arc<StoreWriter>,
+    /// Live state, shared with the views.
+    pub tracker: Arc<Tracker>,
+    /// Durations, ETA, stragglers and failure clusters, shared with the views.
+    pub metrics: Arc<crate::metrics::LiveMetrics>,
+    /// Stop requests from signal handlers.
+    pub stop: watch::Receiver<StopLevel>,
+    /// Where output to show goes; setup and reduce output always, map output when
+    /// `show_map_output` is set.
+    pub output: Option<mpsc::UnboundedSender<Output>>,
+    /// Show each map command's output (the one-liner does, like GNU parallel).
+    pub show_map_output: bool,
+    /// How often the owner heartbeat and a snapshot are recorded.
+    pub heartbeat: Duration,
+    /// How often a checkpoint is recorded during the map (besides phase boundaries).
+    pub checkpoint_every: Duration,
+    /// The shortest time between two snapshots; long runs space them out further (see
+    /// [`SNAPSHOT_SPAN`]).
+    pub snapshot_every: Duration,
+    /// A new job, or the continuation of a recorded one.
+    pub start: Start,
+}
+
+/// Whether a run records a new job or continues one.
+#[derive(Debug, Clone)]
+pub enum Start {
+    /// Record a new job; `origin` is how its plan was built (`spec::JobOrigin` as JSON).
+    New {
+        /// Kept with the job for resumes.
+        origin: Option<String>,
+    },
+    /// Continue a recorded job: its owner is already this process
+    /// (see [`resume::take_over`]).
+    Resume(Resume),
+}
+
+/// What a resume starts from.
+#[derive(Debug, Clone)]
+pub struct Resume {
+    /// The phase the job was in when it stopped.
+    pub phase: Option<Phase>,
+    /// Run setup again even though the job stopped after it.
+    pub rerun_setup: bool,
+    /// Time the earlier runs spent.
+    pub prior_duration: Duration,
+    /// Load the input again: add new items, report vanished ones.
+    pub reload_input: bool,
+    /// The job's counts when the resume started.
+    pub counts: crate::store::ItemCounts,
+}
+
+/// One item for an agent: where it is, what it is, and the attempts it already had.
+#[derive(Debug, Clone)]
+pub struct Work {
+    /// Position in the input (the item's index in the store).
+    pub index: u64,
+    /// The item.
+    pub item: Item,
+    /// Attempts that counted against the retry budget so far.
+    pub attempts_used: u32,
+    /// The number the next attempt gets.
+    pub next_number: u32,
+}
+
+/// How a run ended.
+#[derive(Debug, Clone)]
+pub struct RunSummary {
+    /// The job.
+    pub job_id: JobId,
+    /// Its final status.
+    pub status: JobStatus,
+    /// Item counts from the store.
+    pub counts: crate::store::ItemCounts,
+    /// Wall time of this run.
+    pub duration: Duration,
+    /// Why the job failed, when it did (setup, input or reduce).
+    pub error: Option<String>,
+}
+
+/// Why a run could not go on. The job is left as the store last recorded it: resumable.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The store refused a write or a read.
+    #[error("the store failed while running job {job}; the job is left resumable")]
+    Store {
+        /// The job.
+        job: JobId,
+        /// The cause.
+        #[source]
+        source: StoreError,
+    },
+    /// A blocking task of the runner panicked (a bug: please report it).
+    #[error("a task of the runner panicked: {0}")]
+    Panicked(String),
+    /// The batching writer failed.
+    #[error("the store writer failed while running job {job}; the job is left resumable")]
+    Writer {
+        /// The job.
+        job: JobId,
+        /// The cause.
+        #[source]
+        source: crate::store::writer::WriterError,
+    },
+}
+
+/// Runs a job from its first record to its final status.
+pub async fn run<E: Executor>(config: RunConfig, executor: Arc<E>) -> Result<RunSummary, RunError> {
+    let started = Instant::now();
+    let job = config.job_id;
+    let plan = config.plan.clone();
+    let store_err = |source| RunError::Store { job, source };
+    let prior = match &config.start {
+        Start::New { origin } => {
+            let new_job = NewJob {
+                id: job,
+                name: plan.name.clone(),
+                spec: serde_json::to_string(&*plan).unwrap_or_default(),
+                spec_hash: plan.hash(),
+                source: plan.source.clone(),
+                max_parallel: plan.map.max_parallel as u32,
+                created_at: now_ms(),
+                owner_pid: std::process::id(),
+                owner_host: host_name(),
+                origin: origin.clone(),
+            };
+            config.store.create_job(&new_job, &[]).map_err(store_err)?;
+            Duration::ZERO
+        }
+        Start::Resume(resume) => resume.prior_duration,
+    };
+    let run = Arc::new(Run {
+        config,
+        executor,
+        started,
+        prior,
+        watch: std::sync::Mutex::new(None),
+        started_ms: now_ms(),
+    });
+    let (kind, payload) = match &run.config.start {
+        Start::New { .. } => (EventKind::JobStarted, json!({ "name": plan.name })),
+        Start::Resume(r) => (
+            EventKind::JobResumed,
+            json!({ "phase": r.phase, "prior_duration_ms": r.prior_duration.as_millis() as u64 }),
+        ),
+    };
+    run.record(vec![
+        Write::JobStatus {
+            job,
+            status: JobStatus::Running,
+            at: now_ms(),
+        },
+        Write::event(job, kind, None, payload),
+    ]);
+    let heartbeat = run.spawn_heartbeat();
+    let outcome = run.phases().await;
+    heartbeat.abort();
+    let watch = run.watch.lock().unwrap_or_else(|e| e.into_inner()).take();
+    if let Some(mut watch) = watch {
+        watch.close(&run);
+    }
+    run.finish(outcome).await
+}
+
+/// How the phases ended, before the final record.
+enum PhasesEnd {
+    Done,
+    Interrupted,
+    Failed(String),
+}
+
+struct Run<E> {
+    config: RunConfig,
+    executor: Arc<E>,
+    started: Instant,
+    /// Time spent by earlier runs of the job (a resume).
+    prior: Duration,
+    /// The alert rules' state, judged by the heartbeat; closed when the run ends.
+    watch: std::sync::Mutex<Option<alerting::Watch>>,
+    /// When this run started, epoch ms (for rates and the ETA).
+    started_ms: i64,
+}
+
+impl<E: Executor> Run<E> {
+    fn job(&self) -> JobId {
+        self.config.job_id
+    }
+
+    fn plan(&self) -> &JobPlan {
+        &self.config.plan
+    }
+
+    fn record(&self, writes: Vec<Write>) {
+        self.config.writer.send_group(writes);
+    }
+
+    fn stopping(&self) -> bool {
+        *self.config.stop.borrow() != StopLevel::Run
+    }
+
+    /// Total time spent on the job: earlier runs plus this one.
+    fn total_duration(&self) -> Duration {
+        self.prior + self.started.elapsed()
+    }
+
+    fn spawn_heartbeat(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        let run = self.clone();
+        tokio::spawn(async move {
+            let (job, tracker) = (run.job(), &run.config.tracker);
+            let mut tick = tokio::time::interval(run.config.heartbeat);
+            let mut last_checkpoint = Instant::now();
+            let mut last_snapshot: Option<Instant> = None;
+            let mut sampler = sampler::Sampler::new();
+            let watch = alerting::Watch::new(&run).await;
+            *run.watch.lock().unwrap_or_else(|e| e.into_inner()) = Some(watch);
+            loop {
+                tick.tick().await;
+                let at = now_ms();
+                // Reading /proc takes a few ms: off the async workers.
+                sampler = {
+                    let tracker = tracker.clone();
+                    tokio::task::spawn_blocking(move || {
+                        sampler.sample(&tracker);
+                        sampler
+                    })
+                    .await
+                    .unwrap_or_else(|_| sampler::Sampler::new())
+                };
+                run.config.metrics.refresh(tracker, at, run.started_ms);
+                let agents = tracker.agents();
+                let active = run
+                    .watch
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .as_mut()
+                    .map(|watch| watch.look(&run, &agents))
+                    .unwrap_or_default();
+                let rules = &run.plan().alerts;
+                let snapshot = json!({
+                    "progress": tracker.progress(),
+                    "agents": agents,
+                    "counters": tracker.counters(),
+                    "window": {
+                        "seconds": rules.window.as_secs(),
+                        "counts": tracker.window(rules.window.as_secs() as u32),
+                    },
+                    "alerts": active,
+                    "metrics": run.config.metrics.view(),
+                    "rates": rates(tracker, run.started.elapsed()),
+                });
+                let mut writes = vec![Write::Heartbeat {
+                    job,
+                    at,
+                    duration_ms: run.total_duration().as_millis() as i64,
+                }];
+                let spacing = run
+                    .config
+                    .snapshot_every
+                    .max(run.started.elapsed() / SNAPSHOT_SPAN);
+                if last_snapshot.is_none_or(|last| last.elapsed() >= spacing) {
+                    last_snapshot = Some(Instant::now());
+                    writes.push(Write::Snapshot {
+                        job,
+                        at,
+                        payload: snapshot,
+                    });
+                }
+                if last_checkpoint.elapsed() >= run.config.checkpoint_every {
+                    last_checkpoint = Instant::now();
+                    writes.extend(checkpoint(job, Some(Phase::Map), "interval"));
+                }
+                run.config.writer.send_group(writes);
+            }
+        })
+    }
+
+    async fn phases(self: &Arc<Self>) -> Result<PhasesEnd, RunError> {
+        let plan = self.config.plan.clone();
+        let job = self.job();
+        let (run_setup, run_map) = match &self.config.start {
+            Start::New { .. } => (true, true),
+            // Setup and reduce are rerun when the job stopped in them (docs/resume.md).
+            Start::Resume(r) => (
+                r.rerun_setup || matches!(r.phase, None | Some(Phase::Setup)),
+                r.phase != Some(Phase::Reduce),
+            ),
+        };
+        if run_setup {
+            if let Some(end) = self.run_phase(Phase::Setup, &plan.setup, None).await {
+                return Ok(end);
+            }
+            self.record(checkpoint(job, Some(Phase::Setup), "setup done").into());
+        }
+        if self.stopping() {
+            return Ok(PhasesEnd::Interrupted);
+        }
+        if run_map {
+            self.record(vec![Write::JobPhase {
+                job,
+                phase: Phase::Map,
+                at: now_ms(),
+            }]);
+            let queue = Arc::new(queue::WorkQueue::default());
+            let feed = self.feed(&queue);
+            let map = self.map(queue.clone());
+            tokio::pin!(feed, map);
+            let fed = tokio::select! {
+                fed = &mut feed => {
+                    map.await;
+                    fed
+                }
+                // Agents end before the queue is closed only when the job stops (a stop
+                // request, a store failure): what the feed still had to add is moot.
+                () = &mut map => Ok(Ok(())),
+            };
+            if let Err(message) = fed? {
+                return Ok(PhasesEnd::Failed(message));
+            }
+            self.flush().await?;
+            if self.stopping() {
+                return Ok(PhasesEnd::Interrupted);
+            }
+            self.record(checkpoint(job, Some(Phase::Map), "map done").into());
+        }
+        let counts = self
+            .config
+            .store
+            .job(job)
+            .map_err(|source| RunError::Store { job, source })?;
+        let map_counts = MapCounts {
+            total: counts.counts.total(),
+            completed: counts.counts.completed,
+            dead_lettered: counts.counts.dead_lettered,
+            skipped: counts.counts.skipped,
+        };
+        if let Some(end) = self
+            .run_phase(Phase::Reduce, &plan.reduce, Some(&map_counts))
+            .await
+        {
+            return Ok(end);
+        }
+        Ok(PhasesEnd::Done)
+    }
+
+    async fn flush(&self) -> Result<(), RunError> {
+        self.config
+            .writer
+            .flush()
+            .await
+            .map_err(|source| RunError::Writer {
+                job: self.job(),
+                source,
+            })
+    }
+
+    /// Loads the input (after setup, which may write it) in a blocking task.
+    async fn load_input(&self) -> Result<Result<Vec<Item>, String>, RunError> {
+        let plan = self.config.plan.clone();
+        let loaded =
+            tokio::task::spawn_blocking(move || plan.map.load_items(&plan.base_dir, &plan.env))
+                .await
+                .map_err(|e| RunError::Panicked(e.to_string()))?;
+        Ok(loaded.map_err(|e| format!("could not load the map's input: {e}")))
+    }
+
+    /// Runs a blocking store call off the async workers.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        call: impl FnOnce(&dyn Store) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, RunError> {
+        let store = self.config.store.clone();
+        let job = self.job();
+        tokio::task::spawn_blocking(move || call(store.as_ref()))
+            .await
+            .map_err(|e| RunError::Panicked(e.to_string()))?
+            .map_err(|source| RunError::Store { job, source })
+    }
+
+    /// Fills the agents' queue, then closes it: every item of a new job (loaded, recorded);
+    /// for a resume, the unfinished items page by page (agents start on the first page), then
+    /// the items that are new in the input. `Ok(Err(message))` when the input itself is at
+    /// fault (the job fails); `Err` when the store is.
+    async fn feed(&self, queue: &queue::WorkQueue) -> Result<Result<(), String>, RunError> {
+        let fed = self.feed_items(queue).await;
+        queue.close();
+        fed
+    }
+
+    async fn feed_items(&self, queue: &queue::WorkQueue) -> Result<Result<(), String>, RunError> {
+        let job = self.job();
+        let tracker = &self.config.tracker;
+        let resume = match &self.config.start {
+            Start::Resume(r) if r.counts.total() > 0 => Some(r.clone()),
+            _ => None,
+        };
+        let Some(resume) = resume else {
+            // A new job (or one stopped before its items were recorded): load and record them.
+            let items = match self.load_input().await? {
+                Ok(items) => items,
+                Err(message) => return Ok(Err(message)),
+            };
+            let rows: Vec<NewItem> = items
+                .iter()
+                .map(|item| NewItem {
+                    key: item.key.clone(),
+                    value: item.value.to_string(),
+                })
+                .collect();
+            self.flush().await?;
+            self.blocking(move |s| s.add_items(job, &rows)).await?;
+            tracker.set_total(items.len() as u64);
+            tracker.add_item_keys(
+                items
+                    .iter()
+                    .enumerate()
+                    .map(|(i, it)| (i as u64, it.key.clone())),
+            );
+            self.record(vec![Write::event(
+                job,
+                EventKind::ItemsLoaded,
+                None,
+                json!({ "count": items.len() }),
+            )]);
+            queue.push_all(items.into_iter().enumerate().map(|(i, item)| Work {
+                index: i as u64,
+                item,
+                attempts_used: 0,
+                next_number: 1,
+            }));
+            return Ok(Ok(()));
+        };
+
+        // The record first, so that the pages below hold the input's current items.
+        let c = match resume.reload_input && self.update_from_input().await? {
+            true => self.blocking(move |s| s.job(job)).await?.counts,
+            false => resume.counts,
+        };
+        tracker.set_total(c.total());
+        tracker.preload(c.completed, c.dead_lettered, c.skipped);
+        // A small first page so the agents start at once; then larger ones.
+        let mut after = None;
+        let mut page = 256;
+        loop {
+            // Keep at most a few pages in memory, however many items are left.
+            queue.wait_below(QUEUED_ITEMS).await;
+            let rows = self
+                .blocking(move |s| s.unfinished_items(job, after, page))
+                .await?;
+            let Some(last) = rows.last() else { break };
+            after = Some(last.index);
+            let full = rows.len() == page;
+            tracker.add_item_keys(rows.iter().map(|u| (u.index, u.key.clone())));
+            queue.push_all(rows.into_iter().map(|u| {
+                let value =
+                    serde_json::from_str(&u.value).unwrap_or(serde_json::Value::String(u.value));
+                Work {
+                    index: u.index,
+                    item: Item { key: u.key, value },
+                    attempts_used: u.attempts,
+                    next_number: u.last_number + 1,
+                }
+            }));
+            if !full {
+                break;
+            }
+            page = 2_048;
+        }
+        Ok(Ok(()))
+    }
+
+    /// Loads the input again and brings the record up to date before any item is queued:
+    /// records the items that are new in it, gives items whose value changed under the same
+    /// key their new value (requeuing them if they had finished), and reports the items that
+    /// vanished from it. True when the record changed. If the input cannot be loaded, the
+    /// recorded items are enough to go on.
+    async fn update_from_input(&self) -> Result<bool, RunError> {
+        let job = self.job();
+        let items = match self.load_input().await? {
+            Ok(items) => items,
+            Err(message) => {
+                self.record(vec![Write::event(
+                    job,
+                    EventKind::InputUnavailable,
+                    None,
+                    json!({ "error": message }),
+                )]);
+                return Ok(false);
+            }
+        };
+        let known = self.blocking(move |s| s.items(job, None)).await?;
+        let by_key: std::collections::HashMap<&str, &crate::store::ItemRecord> =
+            known.iter().map(|i| (i.key.as_str(), i)).collect();
+        let present: std::collections::HashSet<&str> =
+            items.iter().map(|i| i.key.as_str()).collect();
+        let vanished: Vec<String> = known
+            .iter()
+            .filter(|k| !present.contains(k.key.as_str()))
+            .map(|k| k.key.clone())
+            .collect();
+        let mut changed: Vec<(u64, String)> = Vec::new();
+        let mut new_rows: Vec<NewItem> = Vec::new();
+        for item in &items {
+            match by_key.get(item.key.as_str()) {
+                None => new_rows.push(NewItem {
+                    key: item.key.clone(),
+                    value: item.value.to_string(),
+                }),
+                Some(record) => {
+                    let stored: serde_json::Value =
+                        serde_json::from_str(&record.value).unwrap_or(serde_json::Value::Null);
+                    if stored != item.value {
+                        changed.push((record.index, item.value.to_string()));
+                    }
+                }
+            }
+        }
+        if new_rows.is_empty() && vanished.is_empty() && changed.is_empty() {
+            return Ok(false);
+        }
+        let (added, changed_count) = (new_rows.len() as u64, changed.len());
+        self.flush().await?;
+        let requeued = self
+            .blocking(move |s| s.update_item_values(job, &changed, now_ms()))
+            .await?;
+        if !new_rows.is_empty() {
+            self.blocking(move |s| s.add_items(job, &new_rows)).await?;
+        }
+        let plan = self.plan();
+        self.record(vec![
+            Write::event(
+                job,
+                EventKind::InputChanged,
+                None,
+                json!({
+                    "new_items": added,
+                    "vanished_items": vanished.len(),
+                    "vanished_examples": vanished.iter().take(10).collect::<Vec<_>>(),
+                    "changed_items": changed_count,
+                    "requeued_items": requeued.len(),
+                }),
+            ),
+            Write::InputFingerprint {
+                job,
+                at: now_ms(),
+                fingerprint: plan.map.input_fingerprint(&plan.base_dir),
+            },
+        ]);
+        self.flush().await?;
+        Ok(true)
+    }
+
+    /// Runs setup or reduce commands in order. `None` when they all succeeded.
+    async fn run_phase(
+        &self,
+        phase: Phase,
+        commands: &[PhaseCommand],
+        map: Option<&MapCounts>,
+    ) -> Option<PhasesEnd> {
+        if commands.is_empty() {
+            return None;
+        }
+        let job = self.job();
+        self.record(vec![
+            Write::JobPhase {
+                job,
+                phase,
+                at: now_ms(),
+            },
+            Write::event(
+                job,
+                EventKind::PhaseStarted,
+                None,
+                json!({ "phase": phase }),
+            ),
+        ]);
+        for command in commands {
+            if self.stopping() {
+                return Some(PhasesEnd::Interrupted);
+            }
+            let ctx = RenderContext {
+                item: None,
+                item_key: None,
+                seq: 0,
+                slot: 0,
+                env: &self.plan().env,
+                map,
+            };
+            let rendered = match command.command.render(&ctx) {
+                Ok(r) => r,
+                Err(e) => {
+                    return Some(PhasesEnd::Failed(format!(
+                        "{phase} command `{}` could not be rendered: {e}",
+                        command.name
+                    )));
+                }
+            };
+            let request = CommandRequest {
+                command: rendered,
+                env: self.command_env(None, "", &command.name),
+                cwd: self.plan().base_dir.clone(),
+                timeout: command.timeout,
+                keep_output: true,
+                observer: None,
+            };
+            let result = self.executor.run(request, self.config.stop.clone()).await;
+            self.show(&command.name, &result);
+            self.record(vec![Write::event(
+                job,
+                EventKind::PhaseCommandFinished,
+                None,
+                json!({
+                    "phase": phase,
+                    "command": command.name,
+                    "exit": result.exit.describe(),
+                    "exit_code": result.exit.code(),
+                    "duration_ms": result.duration.as_millis() as u64,
+                    "stdout_tail": process::tail_text(&result.stdout),
+                    "stderr_tail": process::tail_text(&result.stderr),
+                }),
+            )]);
+            match result.exit {
+                Exit::Code(0) => {}
+                Exit::Interrupted => return Some(PhasesEnd::Interrupted),
+                exit => {
+                    return Some(PhasesEnd::Failed(format!(
+                        "{phase} command `{}` {}",
+                        command.name,
+                        exit.describe()
+                    )));
+                }
+            }
+        }
+        self.record(vec![Write::event(
+            job,
+            EventKind::PhaseFinished,
+            None,
+            json!({ "phase": phase }),
+        )]);
+        None
+    }
+
+    fn show(&self, source: &str, result: &CommandResult) {
+        if let Some(out) = &self.config.output
+            && (!result.stdout.is_empty() || !result.stderr.is_empty())
+        {
+            let _ = out.send(Output {
+                source: source.to_string(),
+                stdout: result.stdout.clone(),
+                stderr: result.stderr.clone(),
+            });
+        }
+    }
+
+    /// The job's `env:` plus the `MMM_*` variables every command gets.
+    fn command_env(
+        &self,
+        item: Option<(&Item, u32)>,
+        agent: &str,
+        step: &str,
+    ) -> Vec<(String, String)> {
+        let plan = self.plan();
+        let mut env: Vec<(String, String)> = plan
+            .env
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        env.push(("MMM_JOB_ID".into(), self.job().to_string()));
+        env.push(("MMM_STEP".into(), step.to_string()));
+        if let Some((item, attempt)) = item {
+            let raw = match &item.value {
+                serde_json::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            env.push(("MMM_ITEM".into(), item.value.to_string()));
+            env.push(("MMM_ITEM_RAW".into(), raw));
+            env.push(("MMM_ITEM_KEY".into(), item.key.clone()));
+            env.push(("MMM_AGENT".into(), agent.to_string()));
+            env.push(("MMM_ATTEMPT".into(), attempt.to_string()));
+        }
+        env
+    }
+
+    async fn map(self: &Arc<Self>, queue: Arc<queue::WorkQueue>) {
+        let job = self.job();
+        self.record(vec![Write::event(
+            job,
+            EventKind::PhaseStarted,
+            None,
+            json!({ "phase": Phase::Map }),
+        )]);
+        let agents = self.plan().map.max_parallel.max(1);
+        let mut tasks = tokio::task::JoinSet::new();
+        for agent in 0..agents {
+            let agent_run = AgentRun {
+                run: self.clone(),
+                queue: queue.clone(),
+                agent,
+            };
+            tasks.spawn(agent_run.work());
+        }
+        while tasks.join_next().await.is_some() {}
+        if !self.stopping() && !self.config.writer.is_failed() {
+            self.record(vec![Write::event(
+                job,
+                EventKind::PhaseFinished,
+                None,
+                json!({ "phase": Phase::Map }),
+            )]);
+        }
+    }
+
+    async fn finish(&self, outcome: Result<PhasesEnd, RunError>) -> Result<RunSummary, RunError> {
+        let job = self.job();
+        let end = outcome?;
+        let counts = {
+            self.flush().await?;
+            self.config
+                .store
+                .job(job)
+                .map_err(|source| RunError::Store { job, source })?
+                .counts
+        };
+        let (status, error) = match end {
+            PhasesEnd::Interrupted => (JobStatus::Interrupted, None),
+            PhasesEnd::Failed(message) => (JobStatus::Failed, Some(message)),
+            PhasesEnd::Done if counts.dead_lettered > 0 => (JobStatus::CompletedWithFailures, None),
+            PhasesEnd::Done => (JobStatus::Completed, None),
+        };
+        let at = now_ms();
+        let duration = self.started.elapsed();
+        self.record(vec![
+            Write::Heartbeat {
+                job,
+                at,
+                duration_ms: self.total_duration().as_millis() as i64,
+            },
+            Write::JobStatus { job, status, at },
+            Write::event(
+                job,
+                EventKind::JobFinished,
+                None,
+                json!({ "status": status, "error": error }),
+            ),
+        ]);
+        self.flush().await?;
+        Ok(RunSummary {
+            job_id: job,
+            status,
+            counts,
+            duration,
+            error,
+        })
+    }
+}
+
+/// One agent working through items.
+struct AgentRun<E> {
+    run: Arc<Run<E>>,
+    queue: Arc<queue::WorkQueue>,
+    agent: usize,
+}
+
+/// What one attempt came to.
+struct AttemptEnd {
+    outcome: AttemptOutcome,
+    all_skipped: bool,
+    retryable: bool,
+    exit_code: Option<i32>,
+    error: Option<String>,
+    steps: Vec<StepRecord>,
+    stdout: Vec<u8>,
+    stderr: Vec<u8>,
+    duration: Duration,
+}
+
+impl<E: Executor> AgentRun<E> {
+    fn name(&self) -> String {
+        format!("agent-{}", self.agent + 1)
+    }
+
+    async fn work(self) {
+        let job = self.run.job();
+        self.run.record(vec![Write::event(
+            job,
+            EventKind::AgentStarted,
+            None,
+            json!({ "agent": self.name() }),
+        )]);
+        loop {
+            if self.run.stopping() || self.run.config.writer.is_failed() {
+                break;
+            }
+            let Some(work) = self.queue.next().await else {
+                break;
+            };
+            self.item(&work).await;
+        }
+        self.run.config.tracker.agent_finished(self.agent);
+        self.run.record(vec![Write::event(
+            job,
+            EventKind::AgentFinished,
+            None,
+            json!({ "agent": self.name() }),
+        )]);
+    }
+
+    async fn item(&self, work: &Work) {
+        let run = &self.run;
+        let job = run.job();
+        let (index, item) = (work.index as usize, &work.item);
+        let map = &run.plan().map;
+        let tracker = &run.config.tracker;
+        let mut number = work.next_number;
+        let mut used = work.attempts_used;
+        // The item's time over all its attempts in this run, for the duration model.
+        let mut total = Duration::ZERO;
+        loop {
+            tracker.attempt_started(self.agent, index as u64, number);
+            run.record(vec![
+                Write::AttemptStarted {
+                    job,
+                    item_index: index as u64,
+                    number,
+                    agent: self.name(),
+                    at: now_ms(),
+                },
+                Write::event(
+                    job,
+                    EventKind::AttemptStarted,
+                    Some(&item.key),
+                    json!({ "attempt": number, "agent": self.name() }),
+                ),
+            ]);
+            let end = self.attempt(index, item, number).await;
+            total += end.duration;
+            if end.outcome == AttemptOutcome::Interrupted {
+                self.record_attempt(index, number, &end, ItemStatus::Pending, false);
+                tracker.item_finished(self.agent, ItemEnd::Interrupted, None);
+                return;
+            }
+            if end.outcome == AttemptOutcome::Succeeded {
+                let (status, tracked, kind) = if end.all_skipped {
+                    (
+                        ItemStatus::Skipped,
+                        ItemEnd::Skipped,
+                        EventKind::ItemSkipped,
+                    )
+                } else {
+                    (
+                        ItemStatus::Completed,
+                        ItemEnd::Completed,
+                        EventKind::ItemCompleted,
+                    )
+                };
+                self.record_attempt(index, number, &end, status, true);
+                if !end.all_skipped {
+                    self.item_measured(total, &end);
+                }
+                run.record(vec![Write::event(
+                    job,
+                    kind,
+                    Some(&item.key),
+                    json!({ "attempt": number }),
+                )]);
+                tracker.item_finished(self.agent, tracked, None);
+                return;
+            }
+            used += 1;
+            if end.retryable && used <= map.retries {
+                self.record_attempt(index, number, &end, ItemStatus::Failed, true);
+                run.record(vec![Write::event(
+                    job,
+                    EventKind::AttemptFailed,
+                    Some(&item.key),
+                    json!({ "attempt": number, "error": end.error, "exit_code": end.exit_code }),
+                )]);
+                tracker.retrying(self.agent, number + 1, end.exit_code);
+                if !self.backoff(used).await {
+                    // Stopped while waiting: the item stays `failed`, to be retried on resume.
+                    tracker.item_finished(self.agent, ItemEnd::Interrupted, end.exit_code);
+                    return;
+                }
+                number += 1;
+                continue;
+            }
+            self.record_attempt(index, number, &end, ItemStatus::DeadLettered, true);
+            self.item_measured(total, &end);
+            run.record(vec![Write::event(
+                job,
+                EventKind::ItemDeadLettered,
+                Some(&item.key),
+                json!({ "attempts": number, "error": end.error, "exit_code": end.exit_code }),
+            )]);
+            tracker.item_finished(self.agent, ItemEnd::DeadLettered, end.exit_code);
+            return;
+        }
+    }
+
+    /// Feeds a finished item's durations to the metrics.
+    fn item_measured(&self, total: Duration, end: &AttemptEnd) {
+        let steps: Vec<(usize, Option<Duration>)> = end
+            .steps
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                (
+                    i,
+                    (!s.skipped).then(|| Duration::from_micros(s.duration_us)),
+                )
+            })
+            .collect();
+        self.run
+            .config
+            .metrics
+            .item_finished(total, &steps, now_ms());
+    }
+
+    /// Waits before attempt `number + 1`. False when a stop request came first.
+    async fn backoff(&self, number: u32) -> bool {
+        let base = self.run.plan().map.backoff;
+        let wait = base
+            .checked_mul(1u32 << (number - 1).min(16))
+            .unwrap_or(MAX_BACKOFF)
+            .min(MAX_BACKOFF);
+        let mut stop = self.run.config.stop.clone();
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => !self.run.stopping(),
+            _ = stop.wait_for(|level| *level != StopLevel::Run) => false,
+        }
+    }
+
+    fn record_attempt(
+        &self,
+        index: usize,
+        number: u32,
+        end: &AttemptEnd,
+        item_status: ItemStatus,
+        counts_against_retries: bool,
+    ) {
+        self.run.config.tracker.attempt_ended(end.outcome);
+        if matches!(
+            end.outcome,
+            AttemptOutcome::Failed | AttemptOutcome::TimedOut
+        ) {
+            let stderr = process::tail_text(&end.stderr);
+            let output = if stderr.trim().is_empty() {
+                end.error.clone().unwrap_or_default()
+            } else {
+                stderr
+            };
+            let key = self
+                .run
+                .config
+                .tracker
+                .item_key(index as u64)
+                .unwrap_or_default();
+            self.run
+                .config
+                .metrics
+                .attempt_failed(&crate::metrics::Failure {
+                    item_key: &key,
+                    item_value: None,
+                    kind: crate::metrics::FailureKind::from_attempt(
+                        Some(end.outcome),
+                        end.exit_code,
+                    ),
+                    output: &output,
+                    at_ms: now_ms(),
+                });
+        }
+        self.run.record(vec![Write::AttemptFinished {
+            job: self.run.job(),
+            item_index: index as u64,
+            number,
+            ended_at: now_ms(),
+            duration_us: end.duration.as_micros() as u64,
+            outcome: end.outcome,
+            exit_code: end.exit_code,
+            error: end.error.clone(),
+            steps: end.steps.clone(),
+            stdout_tail: process::tail_text(&end.stdout),
+            stderr_tail: process::tail_text(&end.stderr),
+            item_status,
+            counts_against_retries,
+        }]);
+    }
+
+    /// Runs the item's steps once.
+    async fn attempt(&self, index: usize, item: &Item, number: u32) -> AttemptEnd {
+        let run = &self.run;
+        let plan = run.plan();
+        let started = Instant::now();
+        let deadline = plan.map.timeout.map(|t| started + t);
+        let agent_name = self.name();
+        let ctx = RenderContext {
+            item: Some(&item.value),
+            item_key: Some(&item.key),
+            seq: index as u64 + 1,
+            slot: self.agent + 1,
+            env: &plan.env,
+            map: None,
+        };
+        let mut end = AttemptEnd {
+            outcome: AttemptOutcome::Succeeded,
+            all_skipped: true,
+            retryable: true,
+            exit_code: None,
+            error: None,
+            steps: Vec::with_capacity(plan.map.steps.len()),
+            stdout: Vec::new(),
+            stderr: Vec::new(),
+            duration: Duration::ZERO,
+        };
+        for (step_index, step) in plan.map.steps.iter().enumerate() {
+            if run.stopping() {
+                end.outcome = AttemptOutcome::Interrupted;
+                end.error = Some("the job was stopped before this step".into());
+                break;
+            }
+            match self.prepare_step(step, &ctx) {
+                Err(message) => {
+                    end.outcome = AttemptOutcome::Failed;
+                    end.retryable = false;
+                    end.error = Some(message);
+                    break;
+                }
+                Ok(None) => {
+                    end.steps.push(StepRecord {
+                        name: step.name.clone(),
+                        skipped: true,
+                        duration_us: 0,
+                        exit_code: None,
+                    });
+                    continue;
+                }
+                Ok(Some(command)) => {
+                    let timeout = step_timeout(step.timeout, deadline);
+                    if timeout == Some(Duration::ZERO) {
+                        end.outcome = AttemptOutcome::TimedOut;
+                        end.error = Some(format!(
+                            "the attempt's timeout ran out before step `{}`",
+                            step.name
+                        ));
+                        break;
+                    }
+                    run.config.tracker.step_started(self.agent, step_index);
+                    end.all_skipped = false;
+                    let request = CommandRequest {
+                        command,
+                        env: run.command_env(Some((item, number)), &agent_name, &step.name),
+                        cwd: plan.base_dir.clone(),
+                        timeout,
+                        keep_output: run.config.show_map_output,
+                        observer: Some(process::Observer(Arc::new(AgentObserver {
+                            tracker: run.config.tracker.clone(),
+                            writer: run.config.writer.clone(),
+                            job: run.job(),
+                            agent: self.agent,
+                            item_key: item.key.clone(),
+                            step: step.name.clone(),
+                            last_message_event: std::sync::Mutex::new(None),
+                            bad_reports: std::sync::atomic::AtomicU32::new(0),
+                        }))),
+                    };
+                    let result = run.executor.run(request, run.config.stop.clone()).await;
+                    if run.config.show_map_output {
+                        run.show(&item.key, &result);
+                    }
+                    end.steps.push(StepRecord {
+                        name: step.name.clone(),
+                        skipped: false,
+                        duration_us: result.duration.as_micros() as u64,
+                        exit_code: result.exit.code(),
+                    });
+                    append_tail(&mut end.stdout, &result.stdout);
+                    append_tail(&mut end.stderr, &result.stderr);
+                    end.exit_code = result.exit.code();
+                    if !result.exit.is_success() {
+                        end.outcome = match result.exit {
+                            Exit::TimedOut => AttemptOutcome::TimedOut,
+                            Exit::Interrupted => AttemptOutcome::Interrupted,
+                            _ => AttemptOutcome::Failed,
+                        };
+                        end.error =
+                            Some(format!("step `{}` {}", step.name, result.exit.describe()));
+                        break;
+                    }
+                }
+            }
+        }
+        end.duration = started.elapsed();
+        end
+    }
+
+    /// Decides the step's condition and renders its command: `Ok(None)` when it is skipped.
+    fn prepare_step(
+        &self,
+        step: &StepPlan,
+        ctx: &RenderContext<'_>,
+    ) -> Result<Option<crate::spec::RenderedCommand>, String> {
+        if let Some(when) = &step.when {
+            match when.evaluate_condition(ctx) {
+                Ok(false) => return Ok(None),
+                Ok(true) => {}
+                Err(e) => {
+                    return Err(format!(
+                        "step `{}`: `when:` could not be decided: {e}",
+                        step.name
+                    ));
+                }
+            }
+        }
+        step.command
+            .render(ctx)
+            .map(Some)
+            .map_err(|e| format!("step `{}` could not be rendered: {e}", step.name))
+    }
+}
+
+/// Passes what a running map command does and reports to the tracker and the event log.
+struct AgentObserver {
+    tracker: Arc<Tracker>,
+    writer: Arc<StoreWriter>,
+    job: JobId,
+    agent: usize,
+    item_key: String,
+    step: String,
+    /// When a message was last recorded as an event: at most one a second per command, so
+    /// a chatty step cannot flood the store (the tracker always has the latest).
+    last_message_event: std::sync::Mutex<Option<Instant>>,
+    bad_reports: std::sync::atomic::AtomicU32,
+}
+
+/// The least time between two `step_reported` events of one command for messages.
+const MESSAGE_EVENT_INTERVAL: Duration = Duration::from_secs(1);
+
+impl AgentObserver {
+    fn record(&self, payload: serde_json::Value) {
+        self.writer.send(Write::event(
+            self.job,
+            EventKind::StepReported,
+            Some(&self.item_key),
+            payload,
+        ));
+    }
+
+    fn message_event_due(&self) -> bool {
+        let mut last = self
+            .last_message_event
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let due = last.is_none_or(|at| at.elapsed() >= MESSAGE_EVENT_INTERVAL);
+        if due {
+            *last = Some(Instant::now());
+        }
+        due
+    }
+}
+
+impl process::CommandObserver for AgentObserver {
+    fn process(&self, pid: Option<u32>) {
+        self.tracker.command_process(self.agent, pid);
+    }
+
+    fn output(&self) {
+        self.tracker.command_active(self.agent);
+    }
+
+    fn report(&self, report: report::Report) {
+        match report {
+            report::Report::Progress { fraction, message } => {
+                self.tracker.step_progress(self.agent, fraction);
+                if let Some(message) = message {
+                    self.tracker.step_message(self.agent, message.clone());
+                    if self.message_event_due() {
+                        self.record(json!({
+                            "step": self.step, "progress": fraction, "message": message
+                        }));
+                    }
+                }
+            }
+            report::Report::Message(message) => {
+                self.tracker.step_message(self.agent, message.clone());
+                if self.message_event_due() {
+                    self.record(json!({ "step": self.step, "message": message }));
+                }
+            }
+            // Counters are always recorded: their events are the durable record of the sums.
+            report::Report::Counter { name, delta } => {
+                self.tracker.add_to_counter(&name, delta);
+                self.tracker.command_active(self.agent);
+                self.record(json!({ "step": self.step, "counter": name, "delta": delta }));
+            }
+        }
+    }
+
+    fn bad_report(&self, line: &str, error: &str) {
+        use std::sync::atomic::Ordering;
+        // Said once per command: a broken reporter would otherwise flood the log.
+        if self.bad_reports.fetch_add(1, Ordering::Relaxed) == 0 {
+            self.record(json!({ "step": self.step, "ignored_line": line, "error": error }));
+        }
+    }
+}
+
+/// The step's own timeout, shortened to what is left of the attempt's.
+fn step_timeout(step: Option<Duration>, deadline: Option<Instant>) -> Option<Duration> {
+    let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+    match (step, left) {
+        (Some(s), Some(l)) => Some(s.min(l)),
+        (s, l) => s.or(l),
+    }
+}
+
+/// Appends `more` to `tail`, keeping it bounded.
+fn append_tail(tail: &mut Vec<u8>, more: &[u8]) {
+    tail.extend_from_slice(more);
+    let limit = process::TAIL_BYTES;
+    if tail.len() > limit {
+        let cut = tail.len() - limit;
+        tail.drain(..cut);
+    }
+}
+
+/// Snapshots are spaced at least `elapsed / SNAPSHOT_SPAN` apart: a run keeps about
+/// `SNAPSHOT_SPAN * (1 + ln(elapsed / SNAPSHOT_SPAN s))` of them at one a second (10,000 after
+/// 50 hours), so the record of a long job stays small while charts keep their shape.
+pub const SNAPSHOT_SPAN: u32 = 1_800;
+
+/// How far back "throughput now" looks.
+pub const THROUGHPUT_WINDOW_SECONDS: u32 = 60;
+
+/// Throughput now (items finished per second over the last [`THROUGHPUT_WINDOW_SECONDS`]
+/// whole seconds, or since the run started when that is shorter), the run's average, and the
+/// share of finished items that completed. Items restored by a resume never count in a rate.
+fn rates(tracker: &Tracker, elapsed: Duration) -> serde_json::Value {
+    let p = tracker.progress();
+    let seconds = THROUGHPUT_WINDOW_SECONDS.min(tracker.second().max(1));
+    let recent = tracker.window(seconds);
+    let average = if elapsed.as_secs_f64() > 0.0 {
+        p.done_this_run() as f64 / elapsed.as_secs_f64()
+    } else {
+        0.0
+    };
+    let judged = p.completed + p.dead_lettered;
+    json!({
+        "throughput_now": recent.finished as f64 / f64::from(seconds),
+        "throughput_now_window_s": seconds,
+        "throughput_average": average,
+        "success_rate": (judged > 0).then(|| p.completed as f64 / judged as f64),
+        "failed_attempts": p.failed_attempts,
+        "retries": p.retries,
+    })
+}
+
+/// A checkpoint and its event.
+fn checkpoint(job: JobId, phase: Option<Phase>, reason: &str) -> [Write; 2] {
+    [
+        Write::Checkpoint {
+            job,
+            at: now_ms(),
+            phase,
+            reason: reason.to_string(),
+        },
+        Write::event(
+            job,
+            EventKind::Checkpoint,
+            None,
+            json!({ "phase": phase, "reason": reason }),
+        ),
+    ]
+}
+
+/// This machine's name, for the owner record.
+pub fn host_name() -> String {
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_else(|| "localhost".to_string())
+}

@@ -1,0 +1,1740 @@
+//! The embedded SQLite store: one database file in WAL mode, a numbered schema (`migrations/`,
+//! version kept in `PRAGMA user_version`), and one connection behind a mutex.
+//!
+//! Every write method runs in one `BEGIN IMMEDIATE` transaction, so a batch is all or nothing
+//! and a second process waits (up to [`BUSY_TIMEOUT`]) instead of failing half-way. Reads that
+//! take several queries run in one read transaction, so they see one consistent state.
+//! Timestamps are epoch milliseconds; JSON is stored as text.
+
+use std::collections::HashMap;
+use std::error::Error;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, Type, ValueRef};
+use rusqlite::{
+    Connection, ErrorCode, OpenFlags, OptionalExtension, Row, Transaction, TransactionBehavior,
+    params,
+};
+
+use super::{
+    AttemptRecord, CheckpointRecord, DeadLetter, DlqChange, EventRecord, ItemCounts, ItemRecord,
+    JobContents, JobRecord, Ledger, NewItem, NewJob, Owner, RepairAction, Requeued, SnapshotRecord,
+    Store, StoreError, UnfinishedItem, Write,
+};
+use crate::job::{AttemptOutcome, ItemStatus, JobId, JobStatus, Phase};
+
+/// The migrations, in order: entry `i` brings the schema from version `i` to `i + 1`.
+const MIGRATIONS: &[&str] = &[
+    include_str!("migrations/0001_initial.sql"),
+    include_str!("migrations/0002_resume.sql"),
+];
+
+/// The newest schema version this binary knows; it reads and writes only this version.
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// `PRAGMA application_id` of an mmm store ("mmm1" in ASCII), set by the first migration.
+pub const APPLICATION_ID: i64 = 0x6d6d_6d31;
+
+/// How long a statement waits for another process's lock before failing.
+pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Room for every statement this file prepares, so the hot ones stay prepared.
+const STATEMENT_CACHE_CAPACITY: usize = 64;
+
+/// The columns of `jobs`, in the order [`job_from_row`] reads them.
+const JOB_COLUMNS: &str = "id, name, status, phase, spec, spec_hash, source, max_parallel, \
+     created_at, started_at, updated_at, finished_at, duration_ms, owner_pid, owner_host, \
+     heartbeat_at, origin, input_fingerprint";
+
+/// The columns of `attempts a JOIN items i`, in the order `attempts` reads them.
+const ATTEMPT_COLUMNS: &str = "a.item_idx, i.key, a.number, a.agent, a.started_at, a.ended_at, \
+     a.duration_us, a.outcome, a.exit_code, a.error, a.steps, a.stdout_tail, a.stderr_tail";
+
+/// A store in one SQLite database file.
+pub struct SqliteStore {
+    path: PathBuf,
+    conn: Mutex<Connection>,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SqliteStore {
+    /// Inserts `items` with indices from `first_index`, with one prepared statement.
+    fn insert_items(
+        &self,
+        tx: &rusqlite::Transaction<'_>,
+        job: JobId,
+        first_index: u64,
+        items: &[NewItem],
+    ) -> Result<(), StoreError> {
+        let id = job.to_string();
+        let sql = "INSERT INTO items (job_id, idx, key, value, status) VALUES (?1, ?2, ?3, ?4, ?5)
+                   ON CONFLICT (job_id, key) DO NOTHING";
+        let mut insert = tx
+            .prepare_cached(sql)
+            .map_err(self.fail("record the job's items"))?;
+        let pending = ItemStatus::Pending.as_str();
+        for (offset, item) in items.iter().enumerate() {
+            let index = first_index + offset as u64;
+            let inserted = insert
+                .execute(params![id, int(index), item.key, item.value, pending])
+                .map_err(self.fail("record the job's items"))?;
+            expect_change(inserted, || StoreError::DuplicateItemKey {
+                job,
+                index,
+                key: item.key.clone(),
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Opens the database file at `path`, upgrading its schema to [`SCHEMA_VERSION`].
+    ///
+    /// With `create`, the parent directory and the file are created when missing; without it, a
+    /// missing file is [`StoreError::NotFound`]. A file that is not an SQLite database, is
+    /// damaged, belongs to another program or has a newer schema is refused with an error that
+    /// names it.
+    pub fn open(path: &Path, create: bool) -> Result<Self, StoreError> {
+        let mut flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        if create {
+            if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir {
+                    path: dir.to_path_buf(),
+                    source,
+                })?;
+            }
+            flags |= OpenFlags::SQLITE_OPEN_CREATE;
+        } else if !path.exists() {
+            return Err(StoreError::NotFound {
+                path: path.to_path_buf(),
+            });
+        }
+
+        let mut conn =
+            Connection::open_with_flags(path, flags).map_err(|source| StoreError::Open {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        configure(&conn).map_err(|e| classify(path, "configure the connection", e))?;
+        migrate(&mut conn, path)?;
+        Ok(SqliteStore {
+            path: path.to_path_buf(),
+            conn: Mutex::new(conn),
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The connection. A panic while it was held leaves no transaction open (a dropped
+    /// `Transaction` rolls back), so a poisoned lock is still a usable connection.
+    fn lock(&self) -> MutexGuard<'_, Connection> {
+        self.conn.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Maps a SQLite error met while trying to do `operation` to a [`StoreError`].
+    fn fail(&self, operation: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError + '_ {
+        move |source| classify(&self.path, operation, source)
+    }
+
+    /// Starts a write transaction: takes the write lock now, so the batch cannot fail half-way
+    /// on another process's lock.
+    fn begin_write<'c>(&self, conn: &'c mut Connection) -> Result<Transaction<'c>, StoreError> {
+        conn.transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(self.fail("start a write transaction"))
+    }
+
+    /// Starts a read transaction, so that several queries see one state.
+    fn begin_read<'c>(&self, conn: &'c mut Connection) -> Result<Transaction<'c>, StoreError> {
+        conn.transaction_with_behavior(TransactionBehavior::Deferred)
+            .map_err(self.fail("start a read transaction"))
+    }
+
+    /// Bumps `updated_at` of every job the batch touches, to the latest time of its writes.
+    /// Fails with [`StoreError::JobNotFound`] for an unknown job, before anything else is done.
+    fn touch_jobs(&self, tx: &Transaction<'_>, writes: &[Write]) -> Result<(), StoreError> {
+        let mut latest: HashMap<JobId, i64> = HashMap::new();
+        for write in writes {
+            let at = latest.entry(write.job()).or_insert(write.at());
+            *at = (*at).max(write.at());
+        }
+        let mut touch = tx
+            .prepare_cached("UPDATE jobs SET updated_at = MAX(updated_at, ?2) WHERE id = ?1")
+            .map_err(self.fail("prepare to update a job"))?;
+        for (job, at) in latest {
+            let changed = touch
+                .execute(params![job.to_string(), at])
+                .map_err(self.fail("update a job"))?;
+            if changed == 0 {
+                return Err(StoreError::JobNotFound {
+                    job: job.to_string(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies one write inside the batch's transaction.
+    fn apply_one(&self, tx: &Transaction<'_>, write: &Write) -> Result<(), StoreError> {
+        match write {
+            Write::JobStatus { job, status, at } => {
+                let sql = "UPDATE jobs
+                           SET status = ?2,
+                               started_at = CASE WHEN ?3 THEN COALESCE(started_at, ?5)
+                                                 ELSE started_at END,
+                               finished_at = CASE WHEN ?4 THEN ?5 ELSE NULL END
+                           WHERE id = ?1";
+                let changed = tx
+                    .prepare_cached(sql)
+                    .and_then(|mut update| {
+                        update.execute(params![
+                            job.to_string(),
+                            status.as_str(),
+                            *status == JobStatus::Running,
+                            status.is_finished(),
+                            at,
+                        ])
+                    })
+                    .map_err(self.fail("record a job status"))?;
+                expect_change(changed, || job_not_found(*job))
+            }
+            Write::JobPhase { job, phase, at: _ } => {
+                let changed = tx
+                    .prepare_cached("UPDATE jobs SET phase = ?2 WHERE id = ?1")
+                    .and_then(|mut update| update.execute(params![job.to_string(), phase.as_str()]))
+                    .map_err(self.fail("record a job phase"))?;
+                expect_change(changed, || job_not_found(*job))
+            }
+            Write::Heartbeat {
+                job,
+                at,
+                duration_ms,
+            } => {
+                let sql = "UPDATE jobs SET heartbeat_at = ?2, duration_ms = ?3 WHERE id = ?1";
+                let changed = tx
+                    .prepare_cached(sql)
+                    .and_then(|mut update| {
+                        update.execute(params![job.to_string(), at, duration_ms])
+                    })
+                    .map_err(self.fail("record a heartbeat"))?;
+                expect_change(changed, || job_not_found(*job))
+            }
+            Write::AttemptStarted {
+                job,
+                item_index,
+                number,
+                agent,
+                at,
+            } => {
+                let changed = tx
+                    .prepare_cached("UPDATE items SET status = ?3 WHERE job_id = ?1 AND idx = ?2")
+                    .and_then(|mut update| {
+                        update.execute(params![
+                            job.to_string(),
+                            int(*item_index),
+                            ItemStatus::Running.as_str(),
+                        ])
+                    })
+                    .map_err(self.fail("mark an item running"))?;
+                expect_change(changed, || StoreError::ItemNotFound {
+                    job: *job,
+                    index: *item_index,
+                })?;
+                let sql = "INSERT INTO attempts (job_id, item_idx, number, agent, started_at)
+                           VALUES (?1, ?2, ?3, ?4, ?5)";
+                tx.prepare_cached(sql)
+                    .and_then(|mut insert| {
+                        insert.execute(params![
+                            job.to_string(),
+                            int(*item_index),
+                            number,
+                            agent,
+                            at
+                        ])
+                    })
+                    .map_err(self.fail("record an attempt start"))?;
+                Ok(())
+            }
+            Write::AttemptFinished {
+                job,
+                item_index,
+                number,
+                ended_at,
+                duration_us,
+                outcome,
+                exit_code,
+                error,
+                steps,
+                stdout_tail,
+                stderr_tail,
+                item_status,
+                counts_against_retries,
+            } => {
+                let steps = serde_json::to_string(steps)
+                    .expect("step records hold only strings, numbers and booleans");
+                let sql = "UPDATE attempts
+                           SET ended_at = ?4, duration_us = ?5, outcome = ?6, exit_code = ?7,
+                               error = ?8, steps = ?9, stdout_tail = ?10, stderr_tail = ?11
+                           WHERE job_id = ?1 AND item_idx = ?2 AND number = ?3";
+                let changed = tx
+                    .prepare_cached(sql)
+                    .and_then(|mut update| {
+                        update.execute(params![
+                            job.to_string(),
+                            int(*item_index),
+                            number,
+                            ended_at,
+                            int(*duration_us),
+                            outcome.as_str(),
+                            exit_code,
+                            error,
+                            steps,
+                            stdout_tail,
+                            stderr_tail,
+                        ])
+                    })
+                    .map_err(self.fail("record an attempt end"))?;
+                expect_change(changed, || StoreError::AttemptNotFound {
+                    job: *job,
+                    index: *item_index,
+                    number: *number,
+                })?;
+                let sql = "UPDATE items
+                           SET status = ?3,
+                               attempts = attempts + CASE WHEN ?4 THEN 1 ELSE 0 END
+                           WHERE job_id = ?1 AND idx = ?2";
+                let changed = tx
+                    .prepare_cached(sql)
+                    .and_then(|mut update| {
+                        update.execute(params![
+                            job.to_string(),
+                            int(*item_index),
+                            item_status.as_str(),
+                            counts_against_retries,
+                        ])
+                    })
+                    .map_err(self.fail("record an item status"))?;
+                expect_change(changed, || StoreError::ItemNotFound {
+                    job: *job,
+                    index: *item_index,
+                })
+            }
+            Write::Event {
+                job,
+                at,
+                kind,
+                item_key,
+                payload,
+            } => {
+                let sql = "INSERT INTO events (job_id, at, kind, item_key, payload)
+                           VALUES (?1, ?2, ?3, ?4, ?5)";
+                tx.prepare_cached(sql)
+                    .and_then(|mut insert| {
+                        insert.execute(params![
+                            job.to_string(),
+                            at,
+                            kind,
+                            item_key,
+                            payload.to_string(),
+                        ])
+                    })
+                    .map_err(self.fail("record an event"))?;
+                Ok(())
+            }
+            Write::Snapshot { job, at, payload } => {
+                tx.prepare_cached(
+                    "INSERT INTO snapshots (job_id, at, payload) VALUES (?1, ?2, ?3)",
+                )
+                .and_then(|mut insert| {
+                    insert.execute(params![job.to_string(), at, payload.to_string()])
+                })
+                .map_err(self.fail("record a snapshot"))?;
+                Ok(())
+            }
+            Write::InputFingerprint {
+                job, fingerprint, ..
+            } => {
+                let sql = "UPDATE jobs SET input_fingerprint = ?2 WHERE id = ?1";
+                let changed = tx
+                    .prepare_cached(sql)
+                    .and_then(|mut update| update.execute(params![job.to_string(), fingerprint]))
+                    .map_err(self.fail("record the input's fingerprint"))?;
+                expect_change(changed, || job_not_found(*job))
+            }
+            Write::Checkpoint {
+                job,
+                at,
+                phase,
+                reason,
+            } => {
+                let sql = "INSERT INTO checkpoints (job_id, at, phase, reason, last_event_seq,
+                                                    completed, dead_lettered, skipped)
+                           SELECT ?1, ?2, ?3, ?4,
+                                  (SELECT COALESCE(MAX(seq), 0) FROM events WHERE job_id = ?1),
+                                  COALESCE(SUM(status = 'completed'), 0),
+                                  COALESCE(SUM(status = 'dead_lettered'), 0),
+                                  COALESCE(SUM(status = 'skipped'), 0)
+                           FROM items WHERE job_id = ?1";
+                tx.prepare_cached(sql)
+                    .and_then(|mut insert| {
+                        insert.execute(params![
+                            job.to_string(),
+                            at,
+                            phase.map(|p| p.as_str()),
+                            reason
+                        ])
+                    })
+                    .map_err(self.fail("record a checkpoint"))?;
+                Ok(())
+            }
+        }
+    }
+
+    /// Fails with [`StoreError::JobNotFound`] unless the job is recorded.
+    fn ensure_job(&self, conn: &Connection, job: JobId) -> Result<(), StoreError> {
+        let found = conn
+            .prepare_cached("SELECT 1 FROM jobs WHERE id = ?1")
+            .and_then(|mut select| {
+                select
+                    .query_row(params![job.to_string()], |_| Ok(()))
+                    .optional()
+            })
+            .map_err(self.fail("look up a job"))?;
+        found.ok_or_else(|| job_not_found(job))
+    }
+
+    /// The job's item counts by status.
+    fn counts(&self, conn: &Connection, job: JobId) -> Result<ItemCounts, StoreError> {
+        let sql = "SELECT status, COUNT(*) FROM items WHERE job_id = ?1 GROUP BY status";
+        let mut select = conn
+            .prepare_cached(sql)
+            .map_err(self.fail("count a job's items"))?;
+        let rows = select
+            .query_map(params![job.to_string()], |row| {
+                Ok((row.get::<_, ItemStatus>(0)?, unsigned(row, 1)?))
+            })
+            .map_err(self.fail("count a job's items"))?;
+        let mut counts = ItemCounts::default();
+        for row in rows {
+            let (status, n) = row.map_err(self.fail("count a job's items"))?;
+            match status {
+                ItemStatus::Pending => counts.pending = n,
+                ItemStatus::Running => counts.running = n,
+                ItemStatus::Completed => counts.completed = n,
+                ItemStatus::Failed => counts.failed = n,
+                ItemStatus::DeadLettered => counts.dead_lettered = n,
+                ItemStatus::Skipped => counts.skipped = n,
+            }
+        }
+        Ok(counts)
+    }
+}
+
+impl Store for SqliteStore {
+    fn create_job(&self, job: &NewJob, items: &[NewItem]) -> Result<(), StoreError> {
+        let mut conn = self.lock();
+        let tx = self.begin_write(&mut conn)?;
+        let id = job.id.to_string();
+        let sql = "INSERT INTO jobs (id, name, status, spec, spec_hash, source, max_parallel,
+                                     created_at, updated_at, owner_pid, owner_host, origin)
+                   VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, ?9, ?10, ?11)
+                   ON CONFLICT (id) DO NOTHING";
+        let source = job.source.as_ref().map(|path| path.to_string_lossy());
+        let inserted = tx
+            .execute(
+                sql,
+                params![
+                    id,
+                    job.name,
+                    JobStatus::Pending.as_str(),
+                    job.spec,
+                    job.spec_hash,
+                    source,
+                    job.max_parallel,
+                    job.created_at,
+                    job.owner_pid,
+                    job.owner_host,
+                    job.origin,
+                ],
+            )
+            .map_err(self.fail("record a new job"))?;
+        expect_change(inserted, || StoreError::JobExists { job: job.id })?;
+
+        self.insert_items(&tx, job.id, 0, items)?;
+        tx.commit().map_err(self.fail("commit a new job"))
+    }
+
+    fn add_items(&self, job: JobId, items: &[NewItem]) -> Result<(), StoreError> {
+        let mut conn = self.lock();
+        let tx = self.begin_write(&mut conn)?;
+        let id = job.to_string();
+        let next: Option<i64> = tx
+            .query_row(
+                "SELECT (SELECT COALESCE(MAX(idx) + 1, 0) FROM items WHERE job_id = ?1)
+                 FROM jobs WHERE id = ?1",
+                params![id],
+                |row| row.get(0),
+            )
+            .optional()
+            .map_err(self.fail("find the job's last item"))?;
+        let next = next.ok_or(StoreError::JobNotFound {
+            job: job.to_string(),
+        })?;
+        self.insert_items(&tx, job, next as u64, items)?;
+        tx.commit().map_err(self.fail("commit the job's items"))
+    }
+
+    fn apply(&self, writes: &[Write]) -> Result<(), StoreError> {
+        if writes.is_empty() {
+            return Ok(());
+        }
+        let mut conn = self.lock();
+        let tx = self.begin_write(&mut conn)?;
+        self.touch_jobs(&tx, writes)?;
+        for write in writes {
+            self.apply_one(&tx, write)?;
+        }
+        tx.commit().map_err(self.fail("commit a batch of writes"))
+    }
+
+    fn job(&self, id: JobId) -> Result<JobRecord, StoreError> {
+        let mut conn = self.lock();
+        let tx = self.begin_read(&mut conn)?;
+        let sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?1");
+        let job = tx
+            .prepare_cached(&sql)
+            .and_then(|mut select| {
+                select
+                    .query_row(params![id.to_string()], job_from_row)
+                    .optional()
+            })
+            .map_err(self.fail("read a job"))?;
+        let mut job = job.ok_or_else(|| job_not_found(id))?;
+        job.counts = self.counts(&tx, id)?;
+        tx.commit().map_err(self.fail("end a read transaction"))?;
+        Ok(job)
+    }
+
+    fn jobs(&self) -> Result<Vec<JobRecord>, StoreError> {
+        let mut conn = self.lock();
+        let tx = self.begin_read(&mut conn)?;
+        let sql = format!("SELECT {JOB_COLUMNS} FROM jobs ORDER BY id DESC");
+        let mut jobs = tx
+            .prepare_cached(&sql)
+            .and_then(|mut select| {
+                select
+                    .query_map([], job_from_row)?
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .map_err(self.fail("list the jobs"))?;
+        for job in &mut jobs {
+            job.counts = self.counts(&tx, job.id)?;
+        }
+        tx.commit().map_err(self.fail("end a read transaction"))?;
+        Ok(jobs)
+    }
+
+    fn resolve_job(&self, prefix: &str) -> Result<JobId, StoreError> {
+        // Hyphens are allowed so that a UUID pasted in its usual form is found too.
+        let hex: String = prefix
+            .chars()
+            .filter(|c| *c != '-')
+            .collect::<String>()
+            .to_ascii_lowercase();
+        if hex.is_empty() || hex.len() > 32 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
+            return Err(StoreError::InvalidJobId {
+                prefix: prefix.to_string(),
+            });
+        }
+        let conn = self.lock();
+        // `hex` holds only hex digits, so it has no GLOB wildcards of its own.
+        let ids = conn
+            .prepare_cached("SELECT id FROM jobs WHERE id GLOB ?1 || '*' ORDER BY id DESC")
+            .and_then(|mut select| {
+                select
+                    .query_map(params![hex], |row| row.get::<_, JobId>(0))?
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .map_err(self.fail("look up a job id"))?;
+        match ids.as_slice() {
+            [] => Err(StoreError::JobNotFound {
+                job: prefix.to_string(),
+            }),
+            [id] => Ok(*id),
+            _ => Err(StoreError::AmbiguousJob {
+                prefix: prefix.to_string(),
+                matches: ids.iter().map(JobId::to_string).collect(),
+            }),
+        }
+    }
+
+    fn items(&self, job: JobId, status: Option<ItemStatus>) -> Result<Vec<ItemRecord>, StoreError> {
+        let mut conn = self.lock();
+        let tx = self.begin_read(&mut conn)?;
+        self.ensure_job(&tx, job)?;
+        let read = |row: &Row<'_>| {
+            Ok(ItemRecord {
+                index: unsigned(row, 0)?,
+                key: row.get(1)?,
+                value: row.get(2)?,
+                status: row.get(3)?,
+                attempts: row.get(4)?,
+            })
+        };
+        let items = match status {
+            None => tx
+                .prepare_cached(
+                    "SELECT idx, key, value, status, attempts FROM items
+                     WHERE job_id = ?1 ORDER BY idx",
+                )
+                .and_then(|mut select| {
+                    select
+                        .query_map(params![job.to_string()], read)?
+                        .collect::<Result<Vec<_>, _>>()
+                }),
+            Some(status) => tx
+                .prepare_cached(
+                    "SELECT idx, key, value, status, attempts FROM items
+                     WHERE job_id = ?1 AND status = ?2 ORDER BY idx",
+                )
+                .and_then(|mut select| {
+                    select
+                        .query_map(params![job.to_string(), status.as_str()], read)?
+                        .collect::<Result<Vec<_>, _>>()
+                }),
+        }
+        .map_err(self.fail("read a job's items"))?;
+        tx.commit().map_err(self.fail("end a read transaction"))?;
+        Ok(items)
+    }
+
+    fn attempts(
+        &self,
+        job: JobId,
+        item_key: Option<&str>,
+    ) -> Result<Vec<AttemptRecord>, StoreError> {
+        let mut conn = self.lock();
+        let tx = self.begin_read(&mut conn)?;
+        self.ensure_job(&tx, job)?;
+        let read = attempt_from_row;
+        let attempts = match item_key {
+            None => tx
+                .prepare_cached(&format!(
+                    "SELECT {ATTEMPT_COLUMNS} FROM attempts a
+                     JOIN items i ON i.job_id = a.job_id AND i.idx = a.item_idx
+                     WHERE a.job_id = ?1
+                     ORDER BY a.item_idx, a.number"
+                ))
+                .and_then(|mut select| {
+                    select
+                        .query_map(params![job.to_string()], read)?
+                        .collect::<Result<Vec<_>, _>>()
+                }),
+            Some(key) => tx
+                .prepare_cached(&format!(
+                    "SELECT {ATTEMPT_COLUMNS} FROM attempts a
+                     JOIN items i ON i.job_id = a.job_id AND i.idx = a.item_idx
+                     WHERE a.job_id = ?1 AND i.key = ?2
+                     ORDER BY a.item_idx, a.number"
+                ))
+                .and_then(|mut select| {
+                    select
+                        .query_map(params![job.to_string(), key], read)?
+                        .collect::<Result<Vec<_>, _>>()
+                }),
+        }
+        .map_err(self.fail("read a job's attempts"))?;
+        tx.commit().map_err(self.fail("end a read transaction"))?;
+        Ok(attempts)
+    }
+
+    fn events(&self, job: JobId, after: i64, limit: usize) -> Result<Vec<EventRecord>, StoreError> {
+        let mut conn = self.lock();
+        let tx = self.begin_read(&mut conn)?;
+        self.ensure_job(&tx, job)?;
+        let sql = "SELECT seq, at, kind, item_key, payload FROM events
+                   WHERE job_id = ?1 AND seq > ?2
+                   ORDER BY seq
+                   LIMIT ?3";
+        let events = tx
+            .prepare_cached(sql)
+            .and_then(|mut select| {
+                select
+                    .query_map(params![job.to_string(), after, int(limit as u64)], |row| {
+                        event_from_row(row, job)
+                    })?
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .map_err(self.fail("read a job's events"))?;
+        tx.commit().map_err(self.fail("end a read transaction"))?;
+        Ok(events)
+    }
+
+    fn snapshots(
+        &self,
+        job: JobId,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<SnapshotRecord>, StoreError> {
+        let mut conn = self.lock();
+        let tx = self.begin_read(&mut conn)?;
+        self.ensure_job(&tx, job)?;
+        let sql = "SELECT at, payload FROM snapshots
+                   WHERE job_id = ?1 AND at > ?2
+                   ORDER BY at
+                   LIMIT ?3";
+        let snapshots = tx
+            .prepare_cached(sql)
+            .and_then(|mut select| {
+                select
+                    .query_map(params![job.to_string(), after, int(limit as u64)], |row| {
+                        Ok(SnapshotRecord {
+                            at: row.get(0)?,
+                            payload: json_column(row, 1)?,
+                        })
+                    })?
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .map_err(self.fail("read a job's snapshots"))?;
+        tx.commit().map_err(self.fail("end a read transaction"))?;
+        Ok(snapshots)
+    }
+
+    fn probe_write(&self) -> Result<(), StoreError> {
+        let mut conn = self.lock();
+        let tx = self.begin_write(&mut conn)?;
+        // A no-op write, so a read-only file fails here rather than later.
+        tx.execute("UPDATE jobs SET id = id WHERE 0", [])
+            .map_err(self.fail("write to the store"))?;
+        tx.rollback().map_err(self.fail("roll back a probe"))
+    }
+
+    fn recent_events(&self, job: JobId, limit: usize) -> Result<Vec<EventRecord>, StoreError> {
+        let mut conn = self.lock();
+        let tx = self.begin_read(&mut conn)?;
+        self.ensure_job(&tx, job)?;
+        let sql = "SELECT seq, at, kind, item_key, payload FROM events
+                   WHERE job_id = ?1
+                   ORDER BY seq DESC
+                   LIMIT ?2";
+        let mut events = tx
+            .prepare_cached(sql)
+            .and_then(|mut select| {
+                select
+                    .query_map(params![job.to_string(), int(limit as u64)], |row| {
+                        event_from_row(row, job)
+                    })?
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .map_err(self.fail("read a job's recent events"))?;
+        tx.commit().map_err(self.fail("end a read transaction"))?;
+        events.reverse();
+        Ok(events)
+    }
+
+    fn latest_snapshot(&self, job: JobId) -> Result<Option<SnapshotRecord>, StoreError> {
+        let mut conn = self.lock();
+        let tx = self.begin_read(&mut conn)?;
+        self.ensure_job(&tx, job)?;
+        let sql = "SELECT at, payload FROM snapshots WHERE job_id = ?1 ORDER BY at DESC LIMIT 1";
+        let snapshot = tx
+            .prepare_cached(sql)
+            .and_then(|mut select| {
+                select
+                    .query_map(params![job.to_string()], |row| {
+                        Ok(SnapshotRecord {
+                            at: row.get(0)?,
+                            payload: json_column(row, 1)?,
+                        })
+                    })?
+                    .next()
+                    .transpose()
+            })
+            .map_err(self.fail("read a job's latest snapshot"))?;
+        tx.commit().map_err(self.fail("end a read transaction"))?;
+        Ok(snapshot)
+    }
+
+    fn update_item_values(
+        &self,
+        job: JobId,
+        changes: &[(u64, String)],
+        at: i64,
+    ) -> Result<Vec<String>, StoreError> {
+        let mut conn = self.lock();
+        let tx = self.begin_write(&mut conn)?;
+        self.ensure_job(&tx, job)?;
+        let id = job.to_string();
+        let mut requeued = Vec::new();
+        for (index, value) in changes {
+            let row: Option<(String, ItemStatus)> = tx
+                .prepare_cached("SELECT key, status FROM items WHERE job_id = ?1 AND idx = ?2")
+                .and_then(|mut select| {
+                    select
+                        .query_row(params![id, int(*index)], |r| Ok((r.get(0)?, r.get(1)?)))
+                        .optional()
+                })
+                .map_err(self.fail("read an item"))?;
+            let (key, status) = row.ok_or(StoreError::ItemNotFound { job, index: *index })?;
+            let finished = matches!(
+                status,
+                ItemStatus::Completed | ItemStatus::Skipped | ItemStatus::DeadLettered
+            );
+            tx.prepare_cached("UPDATE items SET value = ?3 WHERE job_id = ?1 AND idx = ?2")
+                .and_then(|mut update| update.execute(params![id, int(*index), value]))
+                .map_err(self.fail("update an item's value"))?;
+            if !finished {
+                continue;
+            }
+            tx.prepare_cached(
+                "UPDATE attempts SET superseded = 1
+                 WHERE job_id = ?1 AND item_idx = ?2 AND outcome = 'succeeded'",
+            )
+            .and_then(|mut update| update.execute(params![id, int(*index)]))
+            .map_err(self.fail("mark superseded attempts"))?;
+            tx.prepare_cached(
+                "UPDATE items SET status = 'pending', attempts = 0 WHERE job_id = ?1 AND idx = ?2",
+            )
+            .and_then(|mut update| update.execute(params![id, int(*index)]))
+            .map_err(self.fail("requeue an item"))?;
+            tx.prepare_cached(
+                "INSERT INTO events (job_id, at, kind, item_key, payload)
+                 VALUES (?1, ?2, 'item_requeued', ?3, '{\"reason\":\"input_changed\"}')",
+            )
+            .and_then(|mut insert| insert.execute(params![id, at, key]))
+            .map_err(self.fail("record an event"))?;
+            requeued.push(key);
+        }
+        tx.commit().map_err(self.fail("commit the changed items"))?;
+        Ok(requeued)
+    }
+
+    fn ledger(&self, job: JobId) -> Result<Ledger, StoreError> {
+        let mut conn = self.lock();
+        let tx = self.begin_read(&mut conn)?;
+        self.ensure_job(&tx, job)?;
+        let id = job.to_string();
+        let entries = tx
+            .prepare(
+                "SELECT seq, at, kind, item_key, payload FROM events
+                 WHERE job_id = ?1
+                   AND kind IN ('job_resumed', 'input_changed', 'spec_changed', 'spec_from_store')
+                 ORDER BY seq",
+            )
+            .and_then(|mut select| {
+                select
+                    .query_map(params![id], |row| event_from_row(row, job))?
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .map_err(self.fail("read the resume ledger"))?;
+        let requeued = tx
+            .prepare(
+                "SELECT CASE kind WHEN 'dlq_retry' THEN 'dlq_retry'
+                                  ELSE COALESCE(json_extract(payload, '$.reason'), 'unknown') END,
+                        COUNT(*)
+                 FROM events WHERE job_id = ?1 AND kind IN ('item_requeued', 'dlq_retry')
+                 GROUP BY 1 ORDER BY 1",
+            )
+            .and_then(|mut select| {
+                select
+                    .query_map(params![id], |row| Ok((row.get(0)?, unsigned(row, 1)?)))?
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .map_err(self.fail("count the requeued items"))?;
+        tx.commit().map_err(self.fail("end a read transaction"))?;
+        Ok(Ledger { entries, requeued })
+    }
+
+    fn take_job(&self, job: JobId, expected: &Owner, claim: &Owner) -> Result<bool, StoreError> {
+        let mut conn = self.lock();
+        let tx = self.begin_write(&mut conn)?;
+        self.ensure_job(&tx, job)?;
+        let sql = "UPDATE jobs
+                   SET owner_pid = ?5, owner_host = ?6, heartbeat_at = ?7, status = 'running',
+                       finished_at = NULL, updated_at = MAX(updated_at, COALESCE(?7, 0))
+                   WHERE id = ?1 AND owner_pid IS ?2 AND owner_host IS ?3 AND heartbeat_at IS ?4";
+        let changed = tx
+            .execute(
+                sql,
+                params![
+                    job.to_string(),
+                    expected.pid,
+                    expected.host,
+                    expected.heartbeat_at,
+                    claim.pid,
+                    claim.host,
+                    claim.heartbeat_at,
+                ],
+            )
+            .map_err(self.fail("take over a job"))?;
+        tx.commit().map_err(self.fail("commit a job's new owner"))?;
+        Ok(changed == 1)
+    }
+
+    fn requeue_in_flight(&self, job: JobId, at: i64) -> Result<Requeued, StoreError> {
+        let mut conn = self.lock();
+        let tx = self.begin_write(&mut conn)?;
+        self.ensure_job(&tx, job)?;
+        let id = job.to_string();
+        let interrupted = tx
+            .prepare(
+                "SELECT i.key FROM attempts a JOIN items i ON i.job_id = a.job_id AND i.idx = a.item_idx
+                 WHERE a.job_id = ?1 AND a.outcome IS NULL ORDER BY a.item_idx",
+            )
+            .and_then(|mut select| {
+                select
+                    .query_map(params![id], |row| row.get::<_, String>(0))?
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .map_err(self.fail("find attempts in flight"))?;
+        tx.execute(
+            "UPDATE attempts SET outcome = 'interrupted', ended_at = ?2,
+                 error = 'the process running the job stopped during this attempt'
+             WHERE job_id = ?1 AND outcome IS NULL",
+            params![id, at],
+        )
+        .map_err(self.fail("close attempts in flight"))?;
+        tx.execute(
+            "UPDATE items SET status = 'pending' WHERE job_id = ?1 AND status = 'running'",
+            params![id],
+        )
+        .map_err(self.fail("requeue running items"))?;
+        tx.commit().map_err(self.fail("commit the requeue"))?;
+        Ok(Requeued { interrupted })
+    }
+
+    fn unfinished_items(
+        &self,
+        job: JobId,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<UnfinishedItem>, StoreError> {
+        let mut conn = self.lock();
+        let tx = self.begin_read(&mut conn)?;
+        self.ensure_job(&tx, job)?;
+        let sql = "SELECT i.idx, i.key, i.value, i.status, i.attempts,
+                          (SELECT COALESCE(MAX(a.number), 0) FROM attempts a
+                           WHERE a.job_id = i.job_id AND a.item_idx = i.idx)
+                   FROM items i
+                   WHERE i.job_id = ?1 AND i.idx > ?2
+                     AND i.status IN ('pending', 'failed', 'running')
+                   ORDER BY i.idx LIMIT ?3";
+        let items = tx
+            .prepare(sql)
+            .and_then(|mut select| {
+                select
+                    .query_map(
+                        params![
+                            job.to_string(),
+                            after.map_or(-1, int),
+                            i64::try_from(limit).unwrap_or(i64::MAX)
+                        ],
+                        |row| {
+                            Ok(UnfinishedItem {
+                                index: unsigned(row, 0)?,
+                                key: row.get(1)?,
+                                value: row.get(2)?,
+                                status: row.get(3)?,
+                                attempts: row.get(4)?,
+                                last_number: row.get(5)?,
+                            })
+                        },
+                    )?
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .map_err(self.fail("read the unfinished items"))?;
+        tx.commit().map_err(self.fail("end a read transaction"))?;
+        Ok(items)
+    }
+
+    fn item_keys(&self, job: JobId) -> Result<Vec<String>, StoreError> {
+        let mut conn = self.lock();
+        let tx = self.begin_read(&mut conn)?;
+        self.ensure_job(&tx, job)?;
+        let keys = tx
+            .prepare("SELECT key FROM items WHERE job_id = ?1 ORDER BY idx")
+            .and_then(|mut select| {
+                select
+                    .query_map(params![job.to_string()], |row| row.get::<_, String>(0))?
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .map_err(self.fail("read the item keys"))?;
+        tx.commit().map_err(self.fail("end a read transaction"))?;
+        Ok(keys)
+    }
+
+    fn checkpoints(&self, job: JobId) -> Result<Vec<CheckpointRecord>, StoreError> {
+        let mut conn = self.lock();
+        let tx = self.begin_read(&mut conn)?;
+        self.ensure_job(&tx, job)?;
+        let checkpoints = tx
+            .prepare(
+                "SELECT id, at, phase, reason, completed, dead_lettered, skipped
+                 FROM checkpoints WHERE job_id = ?1 ORDER BY id",
+            )
+            .and_then(|mut select| {
+                select
+                    .query_map(params![job.to_string()], |row| {
+                        Ok(CheckpointRecord {
+                            id: row.get(0)?,
+                            at: row.get(1)?,
+                            phase: row.get::<_, Option<Phase>>(2)?,
+                            reason: row.get(3)?,
+                            completed: unsigned(row, 4)?,
+                            dead_lettered: unsigned(row, 5)?,
+                            skipped: unsigned(row, 6)?,
+                        })
+                    })?
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .map_err(self.fail("read the checkpoints"))?;
+        tx.commit().map_err(self.fail("end a read transaction"))?;
+        Ok(checkpoints)
+    }
+
+    fn rewind(&self, job: JobId, checkpoint: i64, at: i64) -> Result<Vec<String>, StoreError> {
+        let mut conn = self.lock();
+        let tx = self.begin_write(&mut conn)?;
+        self.ensure_job(&tx, job)?;
+        let id = job.to_string();
+        let last_seq: Option<i64> = tx
+            .query_row(
+                "SELECT last_event_seq FROM checkpoints WHERE job_id = ?1 AND id = ?2",
+                params![id, checkpoint],
+                |row| row.get(0),
+            )
+            .optional()
+            .map_err(self.fail("find the checkpoint"))?;
+        let last_seq = last_seq.ok_or(StoreError::CheckpointNotFound { job, checkpoint })?;
+        // Items whose completion (or skip) was recorded after the checkpoint.
+        let rewound = "SELECT i.idx FROM events e JOIN items i
+                         ON i.job_id = e.job_id AND i.key = e.item_key
+                       WHERE e.job_id = ?1 AND e.seq > ?2
+                         AND e.kind IN ('item_completed', 'item_skipped')
+                         AND i.status IN ('completed', 'skipped')";
+        let keys = tx
+            .prepare(&format!(
+                "SELECT key FROM items WHERE job_id = ?1 AND idx IN ({rewound}) ORDER BY idx"
+            ))
+            .and_then(|mut select| {
+                select
+                    .query_map(params![id, last_seq], |row| row.get::<_, String>(0))?
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .map_err(self.fail("find the items to rewind"))?;
+        tx.execute(
+            &format!(
+                "UPDATE attempts SET superseded = 1
+                 WHERE job_id = ?1 AND outcome = 'succeeded' AND superseded = 0
+                   AND item_idx IN ({rewound})"
+            ),
+            params![id, last_seq],
+        )
+        .map_err(self.fail("mark superseded attempts"))?;
+        tx.execute(
+            &format!(
+                "UPDATE items SET status = 'pending', attempts = 0
+                 WHERE job_id = ?1 AND idx IN ({rewound})"
+            ),
+            params![id, last_seq],
+        )
+        .map_err(self.fail("rewind items"))?;
+        tx.execute(
+            "UPDATE jobs SET updated_at = MAX(updated_at, ?2) WHERE id = ?1",
+            params![id, at],
+        )
+        .map_err(self.fail("rewind the job"))?;
+        tx.commit().map_err(self.fail("commit the rewind"))?;
+        Ok(keys)
+    }
+
+    fn item(&self, job: JobId, key: &str) -> Result<Option<ItemRecord>, StoreError> {
+        let mut conn = self.lock();
+        let tx = self.begin_read(&mut conn)?;
+        self.ensure_job(&tx, job)?;
+        let item = tx
+            .prepare_cached(&format!(
+                "SELECT {ITEM_COLUMNS} FROM items WHERE job_id = ?1 AND key = ?2"
+            ))
+            .and_then(|mut select| {
+                select
+                    .query_row(params![job.to_string(), key], item_from_row)
+                    .optional()
+            })
+            .map_err(self.fail("read an item"))?;
+        tx.commit().map_err(self.fail("end a read transaction"))?;
+        Ok(item)
+    }
+
+    fn dead_letters(&self, job: JobId) -> Result<Vec<DeadLetter>, StoreError> {
+        let mut conn = self.lock();
+        let tx = self.begin_read(&mut conn)?;
+        self.ensure_job(&tx, job)?;
+        let dead = ItemStatus::DeadLettered.as_str();
+        let items = tx
+            .prepare_cached(&format!(
+                "SELECT {ITEM_COLUMNS} FROM items WHERE job_id = ?1 AND status = ?2 ORDER BY idx"
+            ))
+            .and_then(|mut select| {
+                select
+                    .query_map(params![job.to_string(), dead], item_from_row)?
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .map_err(self.fail("read the dead-lettered items"))?;
+        let attempts = tx
+            .prepare_cached(&format!(
+                "SELECT {ATTEMPT_COLUMNS} FROM attempts a
+                 JOIN items i ON i.job_id = a.job_id AND i.idx = a.item_idx
+                 WHERE a.job_id = ?1 AND i.status = ?2
+                 ORDER BY a.item_idx, a.number"
+            ))
+            .and_then(|mut select| {
+                select
+                    .query_map(params![job.to_string(), dead], attempt_from_row)?
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .map_err(self.fail("read the dead-lettered items' attempts"))?;
+        tx.commit().map_err(self.fail("end a read transaction"))?;
+        let mut by_item: HashMap<u64, Vec<AttemptRecord>> = HashMap::new();
+        for attempt in attempts {
+            by_item.entry(attempt.item_index).or_default().push(attempt);
+        }
+        Ok(items
+            .into_iter()
+            .map(|item| DeadLetter {
+                attempts: by_item.remove(&item.index).unwrap_or_default(),
+                item,
+            })
+            .collect())
+    }
+
+    fn retry_dead_lettered(
+        &self,
+        job: JobId,
+        keys: Option<&[String]>,
+        at: i64,
+    ) -> Result<DlqChange, StoreError> {
+        self.move_dead_lettered(job, keys, at, DlqMove::Retry)
+    }
+
+    fn purge_dead_lettered(
+        &self,
+        job: JobId,
+        keys: Option<&[String]>,
+        at: i64,
+    ) -> Result<DlqChange, StoreError> {
+        self.move_dead_lettered(job, keys, at, DlqMove::Purge)
+    }
+
+    fn job_contents(&self, job: JobId) -> Result<JobContents, StoreError> {
+        let mut conn = self.lock();
+        let tx = self.begin_read(&mut conn)?;
+        let mut record = tx
+            .prepare_cached(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?1"))
+            .and_then(|mut select| {
+                select
+                    .query_row(params![job.to_string()], job_from_row)
+                    .optional()
+            })
+            .map_err(self.fail("read a job"))?
+            .ok_or_else(|| job_not_found(job))?;
+        record.counts = self.counts(&tx, job)?;
+        let items = tx
+            .prepare_cached(&format!(
+                "SELECT {ITEM_COLUMNS} FROM items WHERE job_id = ?1 ORDER BY idx"
+            ))
+            .and_then(|mut select| {
+                select
+                    .query_map(params![job.to_string()], item_from_row)?
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .map_err(self.fail("read a job's items"))?;
+        let attempts = tx
+            .prepare_cached(&format!(
+                "SELECT {ATTEMPT_COLUMNS} FROM attempts a
+                 JOIN items i ON i.job_id = a.job_id AND i.idx = a.item_idx
+                 WHERE a.job_id = ?1
+                 ORDER BY a.item_idx, a.number"
+            ))
+            .and_then(|mut select| {
+                select
+                    .query_map(params![job.to_string()], attempt_from_row)?
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .map_err(self.fail("read a job's attempts"))?;
+        tx.commit().map_err(self.fail("end a read transaction"))?;
+        Ok(JobContents {
+            job: record,
+            items,
+            attempts,
+        })
+    }
+
+    fn storage_problems(&self) -> Result<Vec<String>, StoreError> {
+        let conn = self.lock();
+        let mut problems = Vec::new();
+        let lines = conn
+            .prepare("PRAGMA integrity_check")
+            .and_then(|mut check| {
+                check
+                    .query_map([], |row| row.get::<_, String>(0))?
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .map_err(self.fail("check the database's integrity"))?;
+        problems.extend(lines.into_iter().filter(|line| line != "ok"));
+        let violations = conn
+            .prepare("PRAGMA foreign_key_check")
+            .and_then(|mut check| {
+                check
+                    .query_map([], |row| {
+                        Ok((
+                            row.get::<_, String>(0)?,
+                            row.get::<_, Option<i64>>(1)?,
+                            row.get::<_, String>(2)?,
+                        ))
+                    })?
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .map_err(self.fail("check the database's foreign keys"))?;
+        problems.extend(violations.into_iter().map(|(table, rowid, parent)| {
+            let row = rowid.map_or_else(String::new, |id| format!(" row {id}"));
+            format!("{table}{row} refers to a missing row of {parent}")
+        }));
+        Ok(problems)
+    }
+
+    fn repair(
+        &self,
+        job: JobId,
+        actions: &[RepairAction],
+        at: i64,
+        payload: serde_json::Value,
+    ) -> Result<(), StoreError> {
+        let mut conn = self.lock();
+        let tx = self.begin_write(&mut conn)?;
+        self.ensure_job(&tx, job)?;
+        let id = job.to_string();
+        let conflict = |what: String| StoreError::RepairConflict { job, what };
+        for action in actions {
+            match action {
+                RepairAction::InterruptAttempt { item_index, number } => {
+                    let sql = "UPDATE attempts
+                               SET outcome = ?4, ended_at = ?5,
+                                   error = COALESCE(error, ?6)
+                               WHERE job_id = ?1 AND item_idx = ?2 AND number = ?3
+                                 AND outcome IS NULL";
+                    let changed = tx
+                        .execute(
+                            sql,
+                            params![
+                                id,
+                                int(*item_index),
+                                number,
+                                AttemptOutcome::Interrupted.as_str(),
+                                at,
+                                REPAIRED_ATTEMPT_ERROR,
+                            ],
+                        )
+                        .map_err(self.fail("close an attempt in flight"))?;
+                    expect_change(changed, || {
+                        conflict(format!(
+                            "attempt {number} of item {item_index} is no longer in flight"
+                        ))
+                    })?;
+                }
+                RepairAction::RequeueItem { item_index, from } => {
+                    let changed = tx
+                        .execute(
+                            "UPDATE items SET status = ?4
+                             WHERE job_id = ?1 AND idx = ?2 AND status = ?3",
+                            params![
+                                id,
+                                int(*item_index),
+                                from.as_str(),
+                                ItemStatus::Pending.as_str()
+                            ],
+                        )
+                        .map_err(self.fail("requeue an item"))?;
+                    expect_change(changed, || {
+                        conflict(format!("item {item_index} is no longer {from}"))
+                    })?;
+                }
+                RepairAction::SetJobStatus { from, to } => {
+                    self.set_job_status(&tx, job, *from, *to, at)?
+                        .then_some(())
+                        .ok_or_else(|| conflict(format!("the job is no longer {from}")))?;
+                }
+            }
+        }
+        insert_event(&tx, job, at, "repaired", None, &payload)
+            .map_err(self.fail("record a repair"))?;
+        tx.execute(
+            "UPDATE jobs SET updated_at = MAX(updated_at, ?2) WHERE id = ?1",
+            params![id, at],
+        )
+        .map_err(self.fail("update a job"))?;
+        tx.commit().map_err(self.fail("commit a repair"))
+    }
+}
+
+/// The error recorded on an attempt that `mmm repair` closed.
+const REPAIRED_ATTEMPT_ERROR: &str =
+    "interrupted: the process running it was gone (closed by `mmm repair`)";
+
+/// The columns of `items`, in the order [`item_from_row`] reads them.
+const ITEM_COLUMNS: &str = "idx, key, value, status, attempts";
+
+/// What a DLQ command does with the items it selects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum DlqMove {
+    /// Back to `pending` with a fresh retry budget.
+    Retry,
+    /// To `skipped`, given up on.
+    Purge,
+}
+
+impl SqliteStore {
+    /// Selects dead-lettered items (all, or those named by `keys`) and moves them as `how`
+    /// says, with their events and the job status they imply, in one transaction.
+    fn move_dead_lettered(
+        &self,
+        job: JobId,
+        keys: Option<&[String]>,
+        at: i64,
+        how: DlqMove,
+    ) -> Result<DlqChange, StoreError> {
+        let mut conn = self.lock();
+        let tx = self.begin_write(&mut conn)?;
+        let id = job.to_string();
+        let status_before: JobStatus = tx
+            .query_row(
+                "SELECT status FROM jobs WHERE id = ?1",
+                params![id],
+                |row| row.get(0),
+            )
+            .optional()
+            .map_err(self.fail("read a job"))?
+            .ok_or_else(|| job_not_found(job))?;
+        let selected = match keys {
+            None => tx
+                .prepare_cached(&format!(
+                    "SELECT {ITEM_COLUMNS} FROM items
+                     WHERE job_id = ?1 AND status = ?2 ORDER BY idx"
+                ))
+                .and_then(|mut select| {
+                    select
+                        .query_map(
+                            params![id, ItemStatus::DeadLettered.as_str()],
+                            item_from_row,
+                        )?
+                        .collect::<Result<Vec<_>, _>>()
+                })
+                .map_err(self.fail("read the dead-lettered items"))?,
+            Some(keys) => self.named_dead_letters(&tx, job, keys)?,
+        };
+
+        let (kind, to) = match how {
+            DlqMove::Retry => ("dlq_retry", ItemStatus::Pending),
+            DlqMove::Purge => ("dlq_purged", ItemStatus::Skipped),
+        };
+        for item in &selected {
+            tx.prepare_cached(
+                "UPDATE items SET status = ?3, attempts = CASE WHEN ?4 THEN 0 ELSE attempts END
+                 WHERE job_id = ?1 AND idx = ?2",
+            )
+            .and_then(|mut update| {
+                update.execute(params![
+                    id,
+                    int(item.index),
+                    to.as_str(),
+                    how == DlqMove::Retry
+                ])
+            })
+            .map_err(self.fail("move an item out of the dead-letter queue"))?;
+            let payload = serde_json::json!({ "attempts": item.attempts, "status": to });
+            insert_event(&tx, job, at, kind, Some(&item.key), &payload)
+                .map_err(self.fail("record a dead-letter queue change"))?;
+        }
+
+        let counts = self.counts(&tx, job)?;
+        let unfinished = counts.pending + counts.running + counts.failed;
+        let status_after = match how {
+            _ if selected.is_empty() => status_before,
+            DlqMove::Retry if status_before.is_finished() => JobStatus::Interrupted,
+            DlqMove::Purge
+                if status_before == JobStatus::CompletedWithFailures
+                    && counts.dead_lettered == 0
+                    && unfinished == 0 =>
+            {
+                JobStatus::Completed
+            }
+            _ => status_before,
+        };
+        if status_after != status_before {
+            self.set_job_status(&tx, job, status_before, status_after, at)?;
+            let payload = serde_json::json!({
+                "from": status_before,
+                "to": status_after,
+                "by": kind,
+            });
+            insert_event(&tx, job, at, "job_status_changed", None, &payload)
+                .map_err(self.fail("record a job status change"))?;
+        }
+        if !selected.is_empty() {
+            tx.execute(
+                "UPDATE jobs SET updated_at = MAX(updated_at, ?2) WHERE id = ?1",
+                params![id, at],
+            )
+            .map_err(self.fail("update a job"))?;
+        }
+        tx.commit()
+            .map_err(self.fail("commit a dead-letter queue change"))?;
+        Ok(DlqChange {
+            items: selected.into_iter().map(|item| item.key).collect(),
+            status_before,
+            status_after,
+        })
+    }
+
+    /// The items named by `keys` (repeats ignored), in input order; every one must exist and
+    /// be dead-lettered.
+    fn named_dead_letters(
+        &self,
+        tx: &Transaction<'_>,
+        job: JobId,
+        keys: &[String],
+    ) -> Result<Vec<ItemRecord>, StoreError> {
+        let mut select = tx
+            .prepare_cached(&format!(
+                "SELECT {ITEM_COLUMNS} FROM items WHERE job_id = ?1 AND key = ?2"
+            ))
+            .map_err(self.fail("read an item"))?;
+        let (mut found, mut unknown, mut not_dead) = (Vec::new(), Vec::new(), Vec::new());
+        let mut seen = std::collections::HashSet::new();
+        for key in keys.iter().filter(|key| seen.insert(key.as_str())) {
+            let item = select
+                .query_row(params![job.to_string(), key], item_from_row)
+                .optional()
+                .map_err(self.fail("read an item"))?;
+            match item {
+                None => unknown.push(key.clone()),
+                Some(item) if item.status != ItemStatus::DeadLettered => {
+                    not_dead.push((item.key, item.status));
+                }
+                Some(item) => found.push(item),
+            }
+        }
+        if !unknown.is_empty() {
+            return Err(StoreError::UnknownItems { job, keys: unknown });
+        }
+        if !not_dead.is_empty() {
+            return Err(StoreError::NotDeadLettered {
+                job,
+                items: not_dead,
+            });
+        }
+        found.sort_by_key(|item| item.index);
+        Ok(found)
+    }
+
+    /// Sets the job's status if it is `from` (and `finished_at` as `to` implies); false when
+    /// the job's status is not `from`.
+    fn set_job_status(
+        &self,
+        tx: &Transaction<'_>,
+        job: JobId,
+        from: JobStatus,
+        to: JobStatus,
+        at: i64,
+    ) -> Result<bool, StoreError> {
+        let changed = tx
+            .execute(
+                "UPDATE jobs
+                 SET status = ?3,
+                     finished_at = CASE WHEN ?4 THEN COALESCE(finished_at, ?5) ELSE NULL END
+                 WHERE id = ?1 AND status = ?2",
+                params![
+                    job.to_string(),
+                    from.as_str(),
+                    to.as_str(),
+                    to.is_finished(),
+                    at
+                ],
+            )
+            .map_err(self.fail("record a job status"))?;
+        Ok(changed > 0)
+    }
+}
+
+/// Appends an event inside a write transaction.
+fn insert_event(
+    tx: &Transaction<'_>,
+    job: JobId,
+    at: i64,
+    kind: &str,
+    item_key: Option<&str>,
+    payload: &serde_json::Value,
+) -> rusqlite::Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO events (job_id, at, kind, item_key, payload) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?
+    .execute(params![
+        job.to_string(),
+        at,
+        kind,
+        item_key,
+        payload.to_string()
+    ])?;
+    Ok(())
+}
+
+/// Reads a row of [`ITEM_COLUMNS`].
+fn item_from_row(row: &Row<'_>) -> rusqlite::Result<ItemRecord> {
+    Ok(ItemRecord {
+        index: unsigned(row, 0)?,
+        key: row.get(1)?,
+        value: row.get(2)?,
+        status: row.get(3)?,
+        attempts: row.get(4)?,
+    })
+}
+
+/// Reads a row of `seq, at, kind, item_key, payload` from `events`.
+fn event_from_row(row: &Row<'_>, job: JobId) -> rusqlite::Result<EventRecord> {
+    Ok(EventRecord {
+        seq: row.get(0)?,
+        job,
+        at: row.get(1)?,
+        kind: row.get(2)?,
+        item_key: row.get(3)?,
+        payload: json_column(row, 4)?,
+    })
+}
+
+/// Reads a row of [`ATTEMPT_COLUMNS`].
+fn attempt_from_row(row: &Row<'_>) -> rusqlite::Result<AttemptRecord> {
+    Ok(AttemptRecord {
+        item_index: unsigned(row, 0)?,
+        item_key: row.get(1)?,
+        number: row.get(2)?,
+        agent: row.get(3)?,
+        started_at: row.get(4)?,
+        ended_at: row.get(5)?,
+        duration_us: optional_unsigned(row, 6)?,
+        outcome: row.get::<_, Option<AttemptOutcome>>(7)?,
+        exit_code: row.get(8)?,
+        error: row.get(9)?,
+        steps: json_column(row, 10)?,
+        stdout_tail: row.get(11)?,
+        stderr_tail: row.get(12)?,
+    })
+}
+
+/// Per-connection settings: WAL (readers never block the writer), `synchronous=NORMAL` (safe
+/// against a process crash; CRATES.md has the figures), a busy timeout, and foreign keys.
+fn configure(conn: &Connection) -> rusqlite::Result<()> {
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE_CAPACITY);
+    // The first statement that reads the file: a non-database fails here.
+    let _mode: String =
+        conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    Ok(())
+}
+
+/// Brings the schema to [`SCHEMA_VERSION`], refusing newer and foreign databases.
+///
+/// All pending migrations run in one `BEGIN IMMEDIATE` transaction that re-reads the version,
+/// so two processes opening a new store at once migrate it once.
+fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
+    let fail = |operation| move |e| classify(path, operation, e);
+    let found = check_version(conn, path)?;
+    if found == SCHEMA_VERSION {
+        return Ok(());
+    }
+
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(fail("start upgrading the schema"))?;
+    let found = check_version(&tx, path)?;
+    for (from, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
+        let version = from as i64 + 1;
+        tx.execute_batch(sql)
+            .and_then(|()| tx.pragma_update(None, "user_version", version))
+            .map_err(|source| StoreError::Migrate {
+                path: path.to_path_buf(),
+                version,
+                source,
+            })?;
+    }
+    tx.commit().map_err(|source| StoreError::Migrate {
+        path: path.to_path_buf(),
+        version: SCHEMA_VERSION,
+        source,
+    })
+}
+
+/// Reads the schema version, failing unless the file is an mmm store this binary can read
+/// (or an empty database, version 0).
+fn check_version(conn: &Connection, path: &Path) -> Result<i64, StoreError> {
+    let fail = |e| classify(path, "read the schema version", e);
+    let found: i64 = conn
+        .pragma_query_value(None, "user_version", |row| row.get(0))
+        .map_err(fail)?;
+    let application_id: i64 = conn
+        .pragma_query_value(None, "application_id", |row| row.get(0))
+        .map_err(fail)?;
+    let foreign = if found == 0 {
+        let tables: i64 = conn
+            .query_row("SELECT COUNT(*) FROM sqlite_schema", [], |row| row.get(0))
+            .map_err(fail)?;
+        tables > 0
+    } else {
+        application_id != APPLICATION_ID
+    };
+    if foreign {
+        return Err(StoreError::ForeignDatabase {
+            path: path.to_path_buf(),
+        });
+    }
+    if found > SCHEMA_VERSION {
+        return Err(StoreError::SchemaTooNew {
+            path: path.to_path_buf(),
+            found,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    Ok(found)
+}
+
+/// Maps a SQLite error met while trying to do `operation` on the store at `path`.
+fn classify(path: &Path, operation: &'static str, source: rusqlite::Error) -> StoreError {
+    let path = path.to_path_buf();
+    match source.sqlite_error_code() {
+        Some(ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt) => {
+            return StoreError::Damaged { path, source };
+        }
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => {
+            return StoreError::Busy {
+                path,
+                operation,
+                source,
+            };
+        }
+        _ => {}
+    }
+    match source {
+        rusqlite::Error::FromSqlConversionFailure(..)
+        | rusqlite::Error::IntegralValueOutOfRange(..)
+        | rusqlite::Error::InvalidColumnType(..)
+        | rusqlite::Error::Utf8Error(..) => StoreError::InvalidRecord {
+            path,
+            operation,
+            source: Box::new(source),
+        },
+        source => StoreError::Sqlite {
+            path,
+            operation,
+            source,
+        },
+    }
+}
+
+/// Turns "no row changed" into `error`.
+fn expect_change(changed: usize, error: impl FnOnce() -> StoreError) -> Result<(), StoreError> {
+    if changed == 0 { Err(error()) } else { Ok(()) }
+}
+
+fn job_not_found(job: JobId) -> StoreError {
+    StoreError::JobNotFound {
+        job: job.to_string(),
+    }
+}
+
+/// Reads a row of [`JOB_COLUMNS`]; the counts are filled in afterwards.
+fn job_from_row(row: &Row<'_>) -> rusqlite::Result<JobRecord> {
+    Ok(JobRecord {
+        id: row.get(0)?,
+        name: row.get(1)?,
+        status: row.get(2)?,
+        phase: row.get::<_, Option<Phase>>(3)?,
+        spec: row.get(4)?,
+        spec_hash: row.get(5)?,
+        source: row.get::<_, Option<String>>(6)?.map(PathBuf::from),
+        max_parallel: row.get(7)?,
+        created_at: row.get(8)?,
+        started_at: row.get(9)?,
+        updated_at: row.get(10)?,
+        finished_at: row.get(11)?,
+        duration_ms: row.get(12)?,
+        owner_pid: row.get(13)?,
+        owner_host: row.get(14)?,
+        heartbeat_at: row.get(15)?,
+        origin: row.get(16)?,
+        input_fingerprint: row.get(17)?,
+        counts: ItemCounts::default(),
+    })
+}
+
+/// A count, position or duration as SQLite stores integers. These stay far below `i64::MAX`
+/// (e.g. 292,000 years of microseconds); the clamp only keeps the conversion total.
+fn int(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+/// Reads a non-negative integer column.
+fn unsigned(row: &Row<'_>, index: usize) -> rusqlite::Result<u64> {
+    let value: i64 = row.get(index)?;
+    u64::try_from(value).map_err(|_| rusqlite::Error::IntegralValueOutOfRange(index, value))
+}
+
+/// Reads a non-negative integer column that may be NULL.
+fn optional_unsigned(row: &Row<'_>, index: usize) -> rusqlite::Result<Option<u64>> {
+    match row.get::<_, Option<i64>>(index)? {
+        None => Ok(None),
+        Some(value) => u64::try_from(value)
+            .map(Some)
+            .map_err(|_| rusqlite::Error::IntegralValueOutOfRange(index, value)),
+    }
+}
+
+/// Reads a JSON text column.
+fn json_column<T: serde::de::DeserializeOwned>(row: &Row<'_>, index: usize) -> rusqlite::Result<T> {
+    let text: String = row.get(index)?;
+    serde_json::from_str(&text)
+        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(index, Type::Text, Box::new(e)))
+}
+
+/// Reads a text column with the type's `FromStr` (its canonical spelling).
+fn from_text<T>(value: ValueRef<'_>) -> FromSqlResult<T>
+where
+    T: FromStr,
+    T::Err: Error + Send + Sync + 'static,
+{
+    value.as_str()?.parse().map_err(FromSqlError::other)
+}
+
+/// Implements `FromSql` for types stored as their canonical text.
+macro_rules! from_sql_text {
+    ($($ty:ty),+) => {
+        $(impl FromSql for $ty {
+            fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
+                from_text(value)
+            }
+        })+
+    };
+}
+
+from_sql_text!(JobId, JobStatus, Phase, ItemStatus, AttemptOutcome);

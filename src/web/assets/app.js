@@ -1,0 +1,377 @@
+// mmm dashboard: one page, two views (#/ jobs, #/job/ID), fed by /ws (docs/api.md).
+// No framework and no CDN: the page works offline from the binary.
+'use strict';
+
+const TOKEN = new URLSearchParams(location.search).get('token');
+const withToken = (path) => TOKEN ? path + (path.includes('?') ? '&' : '?') + 'token=' + encodeURIComponent(TOKEN) : path;
+const $ = (id) => document.getElementById(id);
+const el = (tag, attrs, ...children) => {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (k === 'class') node.className = v; else if (k.startsWith('data-')) node.setAttribute(k, v); else node[k] = v;
+  }
+  for (const c of children) node.append(c instanceof Node ? c : document.createTextNode(c == null ? '' : String(c)));
+  return node;
+};
+const css = (name) => getComputedStyle(document.documentElement).getPropertyValue(name).trim();
+
+async function api(path) {
+  const res = await fetch(withToken(path));
+  if (!res.ok) throw new Error((await res.json().catch(() => ({}))).error || res.statusText);
+  return res.json();
+}
+
+// ---- formatting
+const fmtInt = (n) => (n == null ? '–' : Number(n).toLocaleString('en'));
+function fmtMs(ms) {
+  if (ms == null || !isFinite(ms)) return '–';
+  if (ms < 1000) return Math.round(ms) + ' ms';
+  if (ms < 10000) return (ms / 1000).toFixed(1) + 's';
+  const s = Math.round(ms / 1000);
+  if (s < 60) return s + 's';
+  if (s < 3600) return Math.floor(s / 60) + 'm ' + (s % 60) + 's';
+  return Math.floor(s / 3600) + 'h ' + Math.floor((s % 3600) / 60) + 'm';
+}
+function fmtEta(eta) {
+  if (!eta) return '–';
+  switch (eta.state) {
+    case 'done': return 'done';
+    case 'warming_up': return 'warming up (' + eta.completed + '/' + eta.needed + ')';
+    case 'stalled': return 'stalled';
+    case 'estimate': return fmtMs(eta.p50_ms) + ' (' + fmtMs(eta.p10_ms) + '–' + fmtMs(eta.p90_ms) + ')';
+    default: return eta.state || '–';
+  }
+}
+// Items per second over the snapshot's window, or since the start when the job is younger.
+function rateOf(snap, startedAt) {
+  const r = snap.payload && snap.payload.rates;
+  if (r && typeof r.throughput_now === 'number') return r.throughput_now;
+  const w = snap.payload && snap.payload.window;
+  if (!w || !w.seconds) return null;
+  let seconds = w.seconds;
+  if (startedAt && snap.at > startedAt) seconds = Math.min(seconds, (snap.at - startedAt) / 1000);
+  return seconds > 0 ? w.counts.finished / seconds : null;
+}
+const fmtTime = (ms) => new Date(ms).toLocaleTimeString();
+
+// ---- live connection
+const live = { socket: null, subscription: null, seq: 0, backoff: 250 };
+function connect() {
+  const proto = location.protocol === 'https:' ? 'wss:' : 'ws:';
+  const socket = new WebSocket(withToken(proto + '//' + location.host + '/ws'));
+  live.socket = socket;
+  socket.onopen = () => { live.backoff = 250; $('conn').textContent = 'live'; $('conn').classList.add('live'); send(true); };
+  socket.onclose = () => {
+    $('conn').textContent = 'reconnecting'; $('conn').classList.remove('live');
+    setTimeout(connect, live.backoff); live.backoff = Math.min(live.backoff * 2, 5000);
+  };
+  socket.onmessage = (m) => onMessage(JSON.parse(m.data));
+}
+function send(resume) {
+  const s = live.socket;
+  if (!s || s.readyState !== 1 || !live.subscription) return;
+  const msg = Object.assign({}, live.subscription);
+  if (resume && msg.subscribe === 'job' && job.state && job.state.job.id === job.id) msg.resume_from = live.seq;
+  s.send(JSON.stringify(msg));
+}
+function subscribe(sub) { live.subscription = sub; send(false); }
+
+function onMessage(msg) {
+  if (msg.type === 'jobs') { jobs.map = new Map(msg.jobs.map((j) => [j.id, j])); dirty(); }
+  else if (msg.type === 'jobs_delta') {
+    for (const j of msg.changed) jobs.map.set(j.id, j);
+    for (const id of msg.removed) jobs.map.delete(id);
+    dirty();
+  } else if (msg.type === 'state') applyState(msg);
+  else if (msg.type === 'delta') applyDelta(msg);
+  else if (msg.type === 'error') console.warn('mmm:', msg.message);
+}
+
+// ---- jobs list
+const jobs = { map: new Map() };
+function renderJobs() {
+  const body = $('jobs-body');
+  const list = [...jobs.map.values()].sort((a, b) => (a.id < b.id ? 1 : -1));
+  $('jobs-empty').hidden = list.length > 0;
+  body.replaceChildren(...list.map((j) => {
+    const bar = el('span', { class: 'mini' }, el('div'));
+    bar.firstChild.style.width = j.percent + '%';
+    const row = el('tr', { 'data-id': j.id },
+      el('td', {}, el('code', {}, j.short)),
+      el('td', {}, j.name),
+      el('td', {}, el('span', { class: 'badge ' + j.status }, j.status), ' ', j.resumable ? el('span', { class: 'badge resumable' }, 'resumable') : ''),
+      el('td', {}, bar, j.percent.toFixed(1) + '%'),
+      el('td', { class: 'counts' }, fmtInt(j.counts.completed + j.counts.dead_lettered + j.counts.skipped) + ' / ' + fmtInt(j.total)),
+      el('td', {}, j.status === 'running' ? fmtEta(j.eta) : '–'),
+      el('td', { class: j.alerts.length ? 'err' : 'muted' }, j.alerts.length ? j.alerts.map((a) => a.kind || a.message || 'alert').join(', ') : '–'));
+    row.onclick = () => { location.hash = '#/job/' + j.id; };
+    return row;
+  }));
+}
+
+// ---- one job
+const job = { id: null, state: null, events: [], history: [], scrub: null, filter: null, items: { status: '', offset: 0, limit: 25, total: 0 }, itemsAt: 0 };
+function applyState(msg) {
+  const s = msg.state;
+  const bare = (id) => String(id).replace(/-/g, '').toLowerCase();
+  if (!job.id || !bare(s.job.id).startsWith(bare(job.id))) return;
+  job.id = s.job.id;
+  const resumed = msg.resync === false && job.state && live.seq > 0;
+  job.state = s;
+  if (!resumed) job.events = s.recent_events.slice();
+  else mergeEvents(s.recent_events);
+  live.seq = Math.max(msg.seq, resumed ? live.seq : 0);
+  if (s.snapshot) pushHistory(s.snapshot);
+  refreshItems(true);
+  dirty();
+}
+function mergeEvents(events) {
+  const last = job.events.length ? job.events[job.events.length - 1].seq : 0;
+  for (const e of events) if (e.seq > last) job.events.push(e);
+  if (job.events.length > 500) job.events.splice(0, job.events.length - 500);
+}
+function applyDelta(msg) {
+  const s = job.state;
+  if (!s || msg.job !== job.id) return;
+  if (msg.head) Object.assign(s, msg.head);
+  if (msg.snapshot || msg.agents) {
+    const payload = msg.snapshot ? msg.snapshot.payload : Object.assign({}, s.snapshot && s.snapshot.payload);
+    const agents = (s.snapshot && s.snapshot.payload.agents) ? s.snapshot.payload.agents.slice() : [];
+    if (msg.agents) { for (const a of msg.agents) agents[a.index] = a; agents.length = msg.agent_count; }
+    payload.agents = agents;
+    s.snapshot = { at: msg.snapshot_at, payload };
+    pushHistory(s.snapshot);
+  }
+  if (msg.events) {
+    mergeEvents(msg.events);
+    if (msg.events.some((e) => e.kind.startsWith('item') || e.kind.startsWith('attempt'))) refreshItems(false);
+  }
+  live.seq = Math.max(live.seq, msg.seq);
+  dirty();
+}
+function pushHistory(snapshot) {
+  const h = job.history;
+  if (!h.length || h[h.length - 1].at < snapshot.at) h.push(snapshot);
+  if (h.length > 3600) h.shift();
+}
+async function openJob(id) {
+  job.id = id; job.state = null; job.events = []; job.history = []; job.scrub = null; job.filter = null;
+  job.items = { status: '', offset: 0, limit: 25, total: 0 };
+  $('item-detail').hidden = true;
+  live.seq = 0;
+  subscribe({ subscribe: 'job', job: id });
+  try {
+    const h = await api('/api/jobs/' + id + '/snapshots?limit=5000');
+    if (job.id === id) { job.history = h.snapshots.concat(job.history.filter((s) => !h.snapshots.length || s.at > h.snapshots[h.snapshots.length - 1].at)); dirty(); }
+    const l = await api('/api/jobs/' + id + '/ledger');
+    if (job.id === id) renderLedger(l.ledger);
+  } catch (e) { console.warn(e); }
+  for (const [node, path] of [['export-state', ''], ['export-items', '/items?limit=500'], ['export-dlq', '/items?status=dead_lettered&limit=500'], ['export-history', '/snapshots']]) {
+    $(node).href = withToken('/api/jobs/' + id + path);
+  }
+}
+function renderLedger(ledger) {
+  const items = ledger.entries.map((e) => el('li', {}, fmtTime(e.at) + ' ' + e.kind + ' ' + JSON.stringify(e.payload)));
+  for (const [reason, n] of ledger.requeued) items.push(el('li', {}, n + ' requeued: ' + reason));
+  $('ledger').replaceChildren(...(items.length ? items : [el('li', { class: 'muted' }, 'never resumed')]));
+}
+
+// Items: paged by the API; refreshed at most once a second while the job changes.
+let itemsTimer = null;
+function refreshItems(now) {
+  if (now) { loadItems(); return; }
+  if (itemsTimer) return;
+  itemsTimer = setTimeout(() => { itemsTimer = null; loadItems(); }, Math.max(0, 1000 - (Date.now() - job.itemsAt)));
+}
+async function loadItems() {
+  const id = job.id, q = job.items;
+  job.itemsAt = Date.now();
+  const page = await api('/api/jobs/' + id + '/items?status=' + q.status + '&offset=' + q.offset + '&limit=' + q.limit).catch(() => null);
+  if (!page || job.id !== id) return;
+  q.total = page.total;
+  $('items-body').replaceChildren(...page.items.map((it) => {
+    const a = it.last_attempt;
+    const row = el('tr', { class: 'item', 'data-key': it.key },
+      el('td', {}, it.index), el('td', {}, el('code', {}, it.key)),
+      el('td', {}, el('span', { class: 'badge ' + it.status }, it.status)), el('td', {}, it.attempts),
+      el('td', { class: 'err' }, a && a.error ? a.error : ''));
+    row.onclick = () => showItem(it);
+    return row;
+  }));
+  $('page').textContent = page.total ? (q.offset + 1) + '–' + Math.min(q.offset + q.limit, page.total) + ' of ' + fmtInt(page.total) : 'no items';
+  for (const b of $('item-filters').children) b.classList.toggle('on', b.dataset.status === q.status);
+}
+function showItem(it) {
+  const a = it.last_attempt;
+  const d = $('item-detail');
+  const parts = [el('h3', {}, 'Item ' + it.key + ' ', el('span', { class: 'badge ' + it.status }, it.status)), el('pre', {}, it.value)];
+  if (a) {
+    parts.push(el('p', { class: 'err', id: 'item-error' }, 'attempt ' + a.number + ' on ' + a.agent + ': ' + (a.error || a.outcome || '') + (a.exit_code != null ? ' (exit ' + a.exit_code + ')' : '')));
+    if (a.stderr_tail) parts.push(el('h4', {}, 'stderr'), el('pre', {}, a.stderr_tail));
+    if (a.stdout_tail) parts.push(el('h4', {}, 'stdout'), el('pre', {}, a.stdout_tail));
+  }
+  d.replaceChildren(...parts);
+  d.hidden = false;
+}
+$('item-filters').onclick = (e) => {
+  const s = e.target.dataset && e.target.dataset.status;
+  if (s === undefined) return;
+  job.items.status = s; job.items.offset = 0; loadItems();
+};
+$('prev').onclick = () => { job.items.offset = Math.max(0, job.items.offset - job.items.limit); loadItems(); };
+$('next').onclick = () => { if (job.items.offset + job.items.limit < job.items.total) { job.items.offset += job.items.limit; loadItems(); } };
+
+// History scrubber: replays the job from its snapshots.
+$('scrub').oninput = (e) => {
+  const i = Number(e.target.value);
+  job.scrub = i >= job.history.length - 1 ? null : i;
+  dirty();
+};
+$('scrub-live').onclick = () => { job.scrub = null; dirty(); };
+
+function shownSnapshot() {
+  if (job.scrub != null && job.history[job.scrub]) return job.history[job.scrub];
+  return job.state && job.state.snapshot;
+}
+
+function renderJob() {
+  const s = job.state;
+  if (!s) return;
+  const snap = shownSnapshot();
+  const p = snap && snap.payload;
+  const progress = p && p.progress;
+  const replay = job.scrub != null;
+  const c = s.job.counts;
+  const total = c.pending + c.running + c.completed + c.failed + c.dead_lettered + c.skipped;
+  $('job-name').textContent = s.job.name;
+  $('job-id').textContent = s.job.id.slice(0, 8);
+  $('job-status').textContent = s.job.status;
+  $('job-status').className = 'badge ' + s.job.status;
+  $('job-resumable').hidden = !s.resumable;
+  const percent = replay && progress ? progress.percent : s.percent;
+  $('job-bar').style.width = percent + '%';
+  $('job-percent').textContent = percent.toFixed(1) + '%';
+  const m = p && p.metrics;
+  const rate = snap ? rateOf(snap, s.job.started_at) : null;
+  const counts = replay && progress ? { completed: progress.completed, dead_lettered: progress.dead_lettered, skipped: progress.skipped, pending: progress.pending, running: progress.in_flight } : c;
+  const tiles = [
+    ['completed', fmtInt(counts.completed)], ['dead-lettered', fmtInt(counts.dead_lettered)], ['skipped', fmtInt(counts.skipped)],
+    ['pending', fmtInt(counts.pending)], ['in flight', fmtInt(counts.running)], ['total', fmtInt(replay && progress ? progress.total : total)],
+    ['items/s', rate == null ? '–' : rate.toFixed(2)], ['ETA', s.job.status === 'running' || replay ? fmtEta(m && m.eta) : '–'], ['elapsed', fmtMs(s.job.duration_ms)],
+    ['p50 item', m && m.items ? fmtMs(m.items.p50_ms) : '–'], ['p95 item', m && m.items ? fmtMs(m.items.p95_ms) : '–'],
+    ['failed attempts', fmtInt(m ? m.failed_attempts : null)],
+  ];
+  $('tiles').replaceChildren(...tiles.map(([k, v]) => el('div', { class: 'tile', 'data-tile': k }, el('b', {}, v), el('span', {}, k))));
+  const fails = (m && m.failures) || [];
+  $('failures').replaceChildren(...(fails.length ? fails.map((f) => el('li', {}, el('b', {}, f.count + '× '), f.kind + ': ' + f.message)) : [el('li', { class: 'muted' }, 'no failures')]));
+  const strag = (m && m.stragglers) || [];
+  $('stragglers').replaceChildren(...(strag.length ? strag.map((x) => el('li', {}, 'item ' + x.item + ' on agent-' + (x.agent + 1) + ', ' + x.step_name + ': ' + fmtMs(x.elapsed_ms) + ' (p95 ' + fmtMs(x.p95_ms) + ')')) : [el('li', { class: 'muted' }, 'none')]));
+  const alerts = (p && p.alerts) || [];
+  $('alerts').replaceChildren(...(alerts.length ? alerts.map((a) => el('li', { class: 'err' }, a.message || JSON.stringify(a))) : [el('li', { class: 'muted' }, 'none')]));
+  const ev = $('events');
+  const shown = job.events.slice(-200).reverse();
+  ev.replaceChildren(...shown.map((e) => el('li', {}, '#' + e.seq + ' ' + fmtTime(e.at) + ' ' + e.kind + (e.item_key ? ' ' + e.item_key : '') + (e.payload && e.payload.error ? ' — ' + e.payload.error : ''))));
+  const scrub = $('scrub');
+  scrub.max = Math.max(0, job.history.length - 1);
+  if (job.scrub == null) scrub.value = scrub.max;
+  $('scrub-at').textContent = replay ? 'replay ' + fmtTime(snap.at) : 'live';
+  drawChart();
+  drawAgents(p ? p.agents || [] : []);
+}
+
+// ---- canvases
+function fitCanvas(canvas, height) {
+  const ratio = window.devicePixelRatio || 1;
+  const w = canvas.clientWidth;
+  if (canvas.width !== Math.round(w * ratio) || canvas.height !== Math.round(height * ratio)) {
+    canvas.width = Math.round(w * ratio); canvas.height = Math.round(height * ratio); canvas.style.height = height + 'px';
+  }
+  const ctx = canvas.getContext('2d');
+  ctx.setTransform(ratio, 0, 0, ratio, 0, 0);
+  return { ctx, w, h: height };
+}
+function drawChart() {
+  const { ctx, w, h } = fitCanvas($('chart'), 160);
+  ctx.clearRect(0, 0, w, h);
+  const hist = job.history;
+  if (hist.length < 2) { ctx.fillStyle = css('--muted'); ctx.fillText('the chart fills in as snapshots arrive', 8, 20); return; }
+  const t0 = hist[0].at, t1 = hist[hist.length - 1].at || t0 + 1;
+  const x = (t) => ((t - t0) / Math.max(1, t1 - t0)) * (w - 10) + 5;
+  const started = job.state && job.state.job.started_at;
+  const rates = hist.map((s) => rateOf(s, started) || 0);
+  const maxRate = Math.max(1e-9, ...rates);
+  ctx.lineWidth = 2;
+  ctx.strokeStyle = css('--accent'); ctx.beginPath();
+  hist.forEach((s, i) => { const y = h - 5 - ((s.payload.progress ? s.payload.progress.percent : 0) / 100) * (h - 10); i ? ctx.lineTo(x(s.at), y) : ctx.moveTo(x(s.at), y); });
+  ctx.stroke();
+  ctx.strokeStyle = css('--ok'); ctx.beginPath();
+  hist.forEach((s, i) => { const y = h - 5 - (rates[i] / maxRate) * (h - 10); i ? ctx.lineTo(x(s.at), y) : ctx.moveTo(x(s.at), y); });
+  ctx.stroke();
+  if (job.scrub != null && hist[job.scrub]) { ctx.strokeStyle = css('--warn'); ctx.beginPath(); ctx.moveTo(x(hist[job.scrub].at), 0); ctx.lineTo(x(hist[job.scrub].at), h); ctx.stroke(); }
+  ctx.fillStyle = css('--muted');
+  ctx.fillText('progress %   ' + maxRate.toFixed(2) + ' items/s max (green)', 8, 12);
+}
+const STATE_COLOUR = { queued: '--idle', initializing: '--run', running: '--run', merging: '--run', completed: '--ok', failed: '--bad', retrying: '--warn', dead_lettered: '--bad' };
+let agentLayout = { cell: 10, cols: 1, agents: [] };
+function drawAgents(agents) {
+  const canvas = $('agents');
+  const n = agents.length;
+  const w = canvas.clientWidth || 600;
+  const cell = n > 2000 ? 6 : n > 500 ? 9 : n > 100 ? 14 : 22;
+  const cols = Math.max(1, Math.floor(w / cell));
+  const rows = Math.max(1, Math.ceil(n / cols));
+  const { ctx } = fitCanvas(canvas, rows * cell);
+  ctx.clearRect(0, 0, w, rows * cell);
+  const colours = {};
+  const counts = {};
+  for (let i = 0; i < n; i++) {
+    const a = agents[i];
+    if (!a) continue;
+    counts[a.phase] = (counts[a.phase] || 0) + 1;
+    const name = STATE_COLOUR[a.phase] || '--idle';
+    ctx.fillStyle = colours[name] || (colours[name] = css(name));
+    ctx.globalAlpha = job.filter && job.filter !== a.phase ? 0.15 : a.phase === 'running' && a.progress != null ? 0.5 + a.progress / 2 : 1;
+    ctx.fillRect((i % cols) * cell, Math.floor(i / cols) * cell, cell - 1, cell - 1);
+  }
+  ctx.globalAlpha = 1;
+  agentLayout = { cell, cols, agents };
+  $('agent-legend').textContent = Object.entries(counts).map(([k, v]) => k + ' ' + v).join(' · ') + (job.filter ? ' (showing ' + job.filter + '; click again to clear)' : '');
+}
+function agentAt(ev) {
+  const r = $('agents').getBoundingClientRect();
+  const { cell, cols, agents } = agentLayout;
+  const col = Math.floor((ev.clientX - r.left) / cell), row = Math.floor((ev.clientY - r.top) / cell);
+  if (col < 0 || col >= cols) return null;
+  return agents[row * cols + col] || null;
+}
+$('agents').onmousemove = (ev) => {
+  const a = agentAt(ev);
+  const tip = $('agent-tip');
+  if (!a) { tip.hidden = true; return; }
+  tip.textContent = 'agent-' + (a.index + 1) + ': ' + a.phase + (a.item != null ? '\nitem ' + a.item : '') + (a.progress != null ? '\nprogress ' + Math.round(a.progress * 100) + '%' : '') + '\nitems done ' + a.items_done + (a.message ? '\n' + a.message : '') + (a.last_exit_code != null ? '\nlast exit ' + a.last_exit_code : '');
+  tip.style.left = (ev.offsetX + 14) + 'px'; tip.style.top = (ev.offsetY + 40) + 'px'; tip.hidden = false;
+};
+$('agents').onmouseleave = () => { $('agent-tip').hidden = true; };
+$('agents').onclick = (ev) => { const a = agentAt(ev); job.filter = a && job.filter !== a.phase ? a.phase : null; dirty(); };
+
+// ---- rendering, at most once a frame
+let pending = false;
+function dirty() {
+  if (pending) return;
+  pending = true;
+  requestAnimationFrame(() => { pending = false; route.view === 'job' ? renderJob() : renderJobs(); });
+}
+window.addEventListener('resize', dirty);
+
+// ---- routes
+const route = { view: 'jobs' };
+function onRoute() {
+  const m = location.hash.match(/^#\/job\/([0-9a-fA-F-]+)/);
+  $('jobs-view').hidden = !!m; $('job-view').hidden = !m;
+  if (m) { route.view = 'job'; openJob(m[1]); }
+  else { route.view = 'jobs'; job.id = null; subscribe({ subscribe: 'jobs' }); }
+  dirty();
+}
+window.addEventListener('hashchange', onRoute);
+onRoute();
+connect();

@@ -1,0 +1,21 @@
+//! End-to-end tests of the real `mmm` binary, each in its own temporary directory.
+//!
+//! One integration-test binary (faster to build than one per file); the fluent helper is in
+//! `harness.rs`. Tests wait on conditions with deadlines, never on fixed sleeps.
+
+mod alerts;
+mod check;
+mod dlq;
+mod events;
+mod failures;
+mod harness;
+mod health;
+mod job_files;
+mod oneliner;
+mod postgres;
+mod quoting;
+mod resume;
+mod runs;
+mod signals;
+mod viewer;
+mod web;

@@ -1,0 +1,227 @@
+//! The real binary on a PostgreSQL store (`--store postgres://...`): a job with a failing item,
+//! read back with `mmm jobs --json`, and a resume after SIGKILL. Each test uses a fresh schema
+//! in the database of `MMM_TEST_POSTGRES_URL` (default `postgres://postgres@127.0.0.1:5432/test`),
+//! dropped at the end. An unreachable server fails the tests with what to do, unless
+//! `MMM_SKIP_POSTGRES=1`, which skips them and says so on stderr.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use mmm::job::{ItemStatus, JobStatus};
+use mmm::store::{JobRecord, Store};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+use crate::harness::{Workspace, wait_until};
+
+fn base_url() -> String {
+    std::env::var("MMM_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_string())
+}
+
+/// True (after saying so on stderr) when `MMM_SKIP_POSTGRES=1` asks to skip these tests.
+fn skipped(test: &str) -> bool {
+    let skip = std::env::var("MMM_SKIP_POSTGRES").is_ok_and(|v| v == "1");
+    if skip {
+        eprintln!("SKIPPED {test}: MMM_SKIP_POSTGRES=1, so this PostgreSQL test did not run");
+    }
+    skip
+}
+
+/// A fresh schema in the test database, dropped with everything in it on drop.
+struct Schema {
+    name: String,
+}
+
+impl Schema {
+    fn new() -> Schema {
+        let schema = Schema {
+            name: format!("mmm_it_{}", uuid::Uuid::now_v7().simple()),
+        };
+        // Fail loudly, with what to do, when there is no server to test against.
+        if let Err(error) = mmm::store::postgres::PostgresStore::open(&schema.url(), true) {
+            panic!(
+                "PostgreSQL is not reachable at {} ({error}). Start it (e.g. `pg_ctlcluster \
+                 --skip-systemctl-redirect 15 main start`), point MMM_TEST_POSTGRES_URL at a \
+                 server, or set MMM_SKIP_POSTGRES=1 to skip the PostgreSQL tests",
+                base_url()
+            );
+        }
+        schema
+    }
+
+    fn url(&self) -> String {
+        let base = base_url();
+        let separator = if base.contains('?') { '&' } else { '?' };
+        format!("{base}{separator}schema={}", self.name)
+    }
+
+    fn store(&self) -> Arc<dyn Store> {
+        mmm::store::open(&self.url(), false).expect("the store exists")
+    }
+
+    fn only_job(&self) -> JobRecord {
+        let jobs = self.store().jobs().unwrap();
+        assert_eq!(jobs.len(), 1, "expected exactly one job, found {jobs:?}");
+        jobs.into_iter().next().unwrap()
+    }
+}
+
+impl Drop for Schema {
+    fn drop(&mut self) {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let sql = format!("DROP SCHEMA IF EXISTS {} CASCADE", self.name);
+        runtime.block_on(async {
+            if let Ok((client, connection)) =
+                tokio_postgres::connect(&base_url(), tokio_postgres::NoTls).await
+            {
+                tokio::spawn(connection);
+                let _ = client.batch_execute(&sql).await;
+            }
+        });
+    }
+}
+
+#[test]
+fn a_job_with_a_failing_item_on_postgres() {
+    if skipped("a_job_with_a_failing_item_on_postgres") {
+        return;
+    }
+    let schema = Schema::new();
+    let url = schema.url();
+    let ws = Workspace::new();
+    let items: String = (1..=20).map(|n| format!("i{n}\n")).collect();
+    ws.write("items.txt", &items);
+    ws.write(
+        "job.yml",
+        r#"
+map:
+  input: items.txt
+  key: "${item}"
+  max_parallel: 4
+  retries: 1
+  backoff: 1ms
+  steps:
+    - name: work
+      shell: |
+        if [ ${item} = i7 ]; then echo "bad ${item}" >&2; exit 3; fi
+        echo ok ${item}
+"#,
+    );
+    let run = ws.run(&["run", "job.yml", "--progress", "none", "--store", &url]);
+    run.code_is(3);
+    assert!(!ws.has_store(), "nothing is written to .mmm");
+
+    let run = ws.run(&["jobs", "--json", "--store", &url]);
+    run.success();
+    let jobs: serde_json::Value = serde_json::from_str(&run.stdout()).expect("JSON");
+    let job = &jobs[0];
+    assert_eq!(jobs.as_array().unwrap().len(), 1, "{jobs}");
+    assert_eq!(job["status"], "completed_with_failures");
+    assert_eq!(job["counts"]["completed"], 19);
+    assert_eq!(job["counts"]["dead_lettered"], 1);
+    assert_eq!(job["counts"]["pending"], 0);
+    assert_eq!(job["total"], 20);
+    let dlq = job["dlq"].as_array().expect("the DLQ is listed");
+    assert_eq!(dlq.len(), 1, "{dlq:?}");
+    assert_eq!(dlq[0]["key"], "i7");
+    let attempts = dlq[0]["attempts"].as_array().unwrap();
+    assert_eq!(attempts.len(), 2, "one try and one retry: {attempts:?}");
+    assert!(attempts.iter().all(|a| a["exit_code"] == 3), "{attempts:?}");
+
+    // The same record through the library, and `mmm check` finds it sound.
+    let record = schema.only_job();
+    assert_eq!(record.counts.completed, 19);
+    let check = ws.run(&["check", "--json", "--store", &url]);
+    check.success();
+    assert!(
+        check.stdout().contains("\"ok\": true"),
+        "{}",
+        check.stdout()
+    );
+}
+
+#[test]
+fn sigkill_then_resume_on_postgres() {
+    if skipped("sigkill_then_resume_on_postgres") {
+        return;
+    }
+    const ITEMS: usize = 300;
+    let schema = Schema::new();
+    let url = schema.url();
+    let ws = Workspace::new();
+    let items: String = (1..=ITEMS).map(|n| format!("i{n}\n")).collect();
+    ws.write("items.txt", &items);
+    ws.write(
+        "job.yml",
+        r#"
+map:
+  input: items.txt
+  key: "${item}"
+  max_parallel: 4
+  steps:
+    - name: work
+      shell: |
+        sleep 0.02
+        echo ${item} >> ran.txt
+"#,
+    );
+    let mut child = ws.spawn(&["run", "job.yml", "--progress", "none", "--store", &url]);
+    let completed = || -> BTreeSet<String> {
+        let Ok(store) = mmm::store::open(&url, false) else {
+            return BTreeSet::new();
+        };
+        let Some(job) = store.jobs().ok().and_then(|jobs| jobs.into_iter().next()) else {
+            return BTreeSet::new();
+        };
+        store
+            .items(job.id, Some(ItemStatus::Completed))
+            .unwrap_or_default()
+            .into_iter()
+            .map(|item| item.key)
+            .collect()
+    };
+    wait_until(Duration::from_secs(60), "some items to complete", || {
+        completed().len() >= 20
+    });
+    kill(Pid::from_raw(child.id() as i32), Signal::SIGKILL).unwrap();
+    child.wait().unwrap();
+    let done = completed();
+    let lines_then = ws.read("ran.txt").lines().count();
+    assert!(
+        done.len() < ITEMS,
+        "the job finished before the kill; make items slower"
+    );
+    let record = schema.only_job();
+    assert_eq!(record.status, JobStatus::Running, "killed while running");
+
+    let id = record.id.short();
+    let resume = ws.run(&["resume", &id, "--progress", "none", "--store", &url]);
+    resume.success();
+
+    let record = schema.only_job();
+    assert_eq!(record.status, JobStatus::Completed);
+    assert_eq!(record.counts.completed, ITEMS as u64);
+    let ran = ws.read("ran.txt");
+    let ran: Vec<&str> = ran.lines().collect();
+    let ran_set: BTreeSet<&str> = ran.iter().copied().collect();
+    assert_eq!(ran_set.len(), ITEMS, "every item ran");
+    for line in &ran[lines_then..] {
+        assert!(
+            !done.contains(*line),
+            "{line} was recorded done, yet ran again after the kill"
+        );
+    }
+    // The attempts cut short by the kill were closed as interrupted.
+    let attempts = schema.store().attempts(record.id, None).unwrap();
+    assert!(attempts.iter().all(|a| a.outcome.is_some()));
+    let run = ws.run(&["jobs", "--json", "--store", &url]);
+    run.success();
+    let jobs: serde_json::Value = serde_json::from_str(&run.stdout()).expect("JSON");
+    assert_eq!(jobs[0]["status"], "completed");
+    assert_eq!(jobs[0]["counts"]["completed"], ITEMS);
+}

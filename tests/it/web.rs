@@ -1,0 +1,843 @@
+//! The web dashboard: the JSON API, SSE, WebSocket, /metrics and the token, each against a
+//! real server on an ephemeral port with a real client (reqwest, tokio-tungstenite).
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use mmm::web::{self, AppState};
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+use crate::harness::{Workspace, wait_until};
+
+/// A server on 127.0.0.1 and a free port, reading the workspace's store.
+pub(crate) async fn start(ws: &Workspace, token: Option<&str>) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let state = AppState::new(ws.store(), token.map(str::to_string));
+    tokio::spawn(web::serve(listener, state, std::future::pending()));
+    addr
+}
+
+/// A one-liner job with one dead-lettered item (`bad`) out of three.
+fn job_with_one_dead_letter() -> Workspace {
+    let ws = Workspace::new();
+    ws.run(&[
+        "run",
+        "-j",
+        "2",
+        "--progress",
+        "none",
+        "--",
+        "test",
+        "{}",
+        "=",
+        "ok",
+        ":::",
+        "ok",
+        "bad",
+        "ok",
+    ])
+    .code_is(3);
+    ws
+}
+
+/// A job file whose 30 items each sleep, so it runs for a few seconds on 2 agents.
+pub(crate) fn slow_job(ws: &Workspace, items: usize, sleep: &str) {
+    let lines: String = (0..items)
+        .map(|i| format!("{{\"id\":\"i{i}\"}}\n"))
+        .collect();
+    ws.write("items.jsonl", &lines);
+    ws.write(
+        "job.yml",
+        &format!(
+            r#"
+map:
+  input: items.jsonl
+  key: "${{item.id}}"
+  steps:
+    - name: work
+      shell: sleep {sleep}
+"#
+        ),
+    );
+}
+
+struct Reply {
+    status: u16,
+    content_type: String,
+    body: String,
+}
+
+impl Reply {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+    }
+}
+
+async fn get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Reply {
+    let mut request = reqwest::Client::new().get(format!("http://{addr}{path}"));
+    for (k, v) in headers {
+        request = request.header(*k, *v);
+    }
+    let response = request.send().await.expect("the server answers");
+    let status = response.status().as_u16();
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default();
+    let body = response.text().await.expect("a body");
+    Reply {
+        status,
+        content_type,
+        body,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_lists_jobs_and_pages_items_with_the_dlq_error() {
+    let ws = job_with_one_dead_letter();
+    let job = ws.only_job();
+    let addr = start(&ws, None).await;
+
+    let jobs = get(addr, "/api/jobs", &[]).await;
+    assert_eq!(jobs.status, 200);
+    assert!(jobs.content_type.starts_with("application/json"));
+    let jobs = jobs.json();
+    assert_eq!(jobs.as_array().unwrap().len(), 1);
+    let first = &jobs[0];
+    assert_eq!(first["id"], json!(job.id.to_string()));
+    assert_eq!(first["status"], "completed_with_failures");
+    assert_eq!(first["counts"]["dead_lettered"], 1);
+    assert_eq!(first["counts"]["completed"], 2);
+    assert_eq!(first["percent"], 100.0);
+    assert_eq!(first["resumable"], false);
+
+    let state = get(addr, &format!("/api/jobs/{}", job.id.short()), &[]).await;
+    assert_eq!(state.status, 200);
+    let state = state.json();
+    assert_eq!(state["job"]["id"], json!(job.id.to_string()));
+    assert!(!state["recent_events"].as_array().unwrap().is_empty());
+
+    let dlq = get(
+        addr,
+        &format!("/api/jobs/{}/items?status=dead_lettered", job.id),
+        &[],
+    )
+    .await
+    .json();
+    assert_eq!(dlq["total"], 1);
+    let item = &dlq["items"][0];
+    assert_eq!(item["status"], "dead_lettered");
+    assert!(item["value"].as_str().unwrap().contains("bad"), "{item}");
+    assert_eq!(item["last_attempt"]["exit_code"], 1);
+    assert!(item["last_attempt"]["error"].as_str().is_some(), "{item}");
+
+    let page = get(
+        addr,
+        &format!("/api/jobs/{}/items?offset=1&limit=1", job.id),
+        &[],
+    )
+    .await
+    .json();
+    assert_eq!(page["total"], 3);
+    assert_eq!(page["items"].as_array().unwrap().len(), 1);
+    assert_eq!(page["items"][0]["index"], 1);
+
+    let snapshots = get(addr, &format!("/api/jobs/{}/snapshots", job.id), &[])
+        .await
+        .json();
+    assert!(snapshots["snapshots"].is_array());
+    let ledger = get(addr, &format!("/api/jobs/{}/ledger", job.id), &[]).await;
+    assert_eq!(ledger.status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_ids_and_parameters_get_json_errors() {
+    let ws = job_with_one_dead_letter();
+    let job = ws.only_job();
+    let addr = start(&ws, None).await;
+    for (path, status) in [
+        ("/api/jobs/zzz".to_string(), 404),
+        ("/api/jobs/0000000000".to_string(), 404),
+        (format!("/api/jobs/{}/items?status=nope", job.id), 400),
+        (format!("/api/jobs/{}/items?limit=0", job.id), 400),
+        (format!("/api/jobs/{}/items?offset=-1", job.id), 400),
+        (format!("/api/jobs/{}/snapshots?after=x", job.id), 400),
+        ("/api/nothing".to_string(), 404),
+        ("/assets/nothing.js".to_string(), 404),
+    ] {
+        let reply = get(addr, &path, &[]).await;
+        assert_eq!(reply.status, status, "{path}: {}", reply.body);
+        assert!(reply.json()["error"].is_string(), "{path}: {}", reply.body);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_page_and_its_assets_are_served_from_the_binary() {
+    let ws = Workspace::new();
+    ws.run(&["run", "--progress", "none", "--", "true", ":::", "a"])
+        .success();
+    let addr = start(&ws, None).await;
+    let page = get(addr, "/", &[]).await;
+    assert_eq!(page.status, 200);
+    assert!(page.content_type.starts_with("text/html"));
+    assert!(page.body.contains("assets/app.js"));
+    assert!(!page.body.contains("https://"), "no CDN");
+    let js = get(addr, "/assets/app.js", &[]).await;
+    assert_eq!(js.status, 200);
+    assert!(js.content_type.starts_with("text/javascript"));
+    let style = get(addr, "/assets/style.css", &[]).await;
+    assert!(style.body.contains("prefers-color-scheme: dark"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_are_in_the_openmetrics_format() {
+    let ws = job_with_one_dead_letter();
+    let job = ws.only_job();
+    let addr = start(&ws, None).await;
+    let reply = get(addr, "/metrics", &[]).await;
+    assert_eq!(reply.status, 200);
+    assert!(
+        reply
+            .content_type
+            .starts_with("application/openmetrics-text; version=1.0.0"),
+        "{}",
+        reply.content_type
+    );
+    let labels = format!("job=\"{}\",name=\"{}\"", job.id, job.name);
+    let line = |name: &str, extra: &str| -> Option<f64> {
+        let prefix = format!("{name}{{{labels}{extra}}} ");
+        reply
+            .body
+            .lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .map(|v| v.parse().unwrap())
+    };
+    assert_eq!(
+        line("mmm_job_items", ",status=\"dead_lettered\""),
+        Some(1.0)
+    );
+    assert_eq!(line("mmm_job_items", ",status=\"completed\""), Some(2.0));
+    assert_eq!(line("mmm_job_percent", ""), Some(100.0));
+    assert_eq!(line("mmm_job_live", ""), Some(0.0));
+    assert!(
+        reply
+            .body
+            .contains("mmm_jobs{status=\"completed_with_failures\"} 1"),
+        "{}",
+        reply.body
+    );
+    assert!(reply.body.contains("# TYPE mmm_job_items gauge"));
+    assert_eq!(reply.body.lines().last(), Some("# EOF"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_is_checked_on_http_and_websocket() {
+    let ws = job_with_one_dead_letter();
+    let addr = start(&ws, Some("s3cret")).await;
+    assert_eq!(get(addr, "/api/jobs", &[]).await.status, 401);
+    assert_eq!(get(addr, "/", &[]).await.status, 401);
+    let wrong = get(addr, "/api/jobs", &[("authorization", "Bearer nope")]).await;
+    assert_eq!(wrong.status, 401);
+    assert!(wrong.json()["error"].is_string());
+    assert_eq!(get(addr, "/api/jobs?token=nope", &[]).await.status, 401);
+    let right = get(addr, "/api/jobs", &[("authorization", "Bearer s3cret")]).await;
+    assert_eq!(right.status, 200);
+    assert_eq!(get(addr, "/api/jobs?token=s3cret", &[]).await.status, 200);
+    assert_eq!(get(addr, "/metrics?token=s3cret", &[]).await.status, 200);
+
+    let refused = tokio_tungstenite::connect_async(format!("ws://{addr}/ws?token=nope")).await;
+    match refused {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status().as_u16(), 401)
+        }
+        other => panic!("a wrong token must get 401, got {other:?}"),
+    }
+    let (mut socket, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws?token=s3cret"))
+        .await
+        .expect("the right token connects");
+    socket
+        .send(Message::text(json!({"subscribe": "jobs"}).to_string()))
+        .await
+        .unwrap();
+    let first = next_json(&mut socket).await;
+    assert_eq!(first["type"], "jobs");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_websocket_from_another_origin_is_refused() {
+    let ws = job_with_one_dead_letter();
+    let addr = start(&ws, None).await;
+    let mut request = format!("ws://{addr}/ws").into_client_request().unwrap();
+    request
+        .headers_mut()
+        .insert("origin", "http://evil.example".parse().unwrap());
+    match tokio_tungstenite::connect_async(request).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status().as_u16(), 403)
+        }
+        other => panic!("another origin must get 403, got {other:?}"),
+    }
+    let mut request = format!("ws://{addr}/ws").into_client_request().unwrap();
+    request
+        .headers_mut()
+        .insert("origin", format!("http://{addr}").parse().unwrap());
+    tokio_tungstenite::connect_async(request)
+        .await
+        .expect("the same origin connects");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sse_streams_the_events_in_order_and_resumes_after_last_event_id() {
+    let ws = job_with_one_dead_letter();
+    let job = ws.only_job();
+    let addr = start(&ws, None).await;
+    let path = format!("/api/jobs/{}/events", job.id);
+    let reply = get(addr, &path, &[]).await;
+    assert_eq!(reply.status, 200);
+    assert!(reply.content_type.starts_with("text/event-stream"));
+    let ids = sse_ids(&reply.body);
+    let stored: Vec<i64> = ws
+        .store()
+        .events(job.id, 0, 10_000)
+        .unwrap()
+        .iter()
+        .map(|e| e.seq)
+        .collect();
+    assert_eq!(ids, stored, "every event, in order");
+    assert!(
+        reply.body.contains("event: end"),
+        "a finished job's stream ends: {}",
+        reply.body
+    );
+    let middle = stored[stored.len() / 2].to_string();
+    let resumed = get(addr, &path, &[("last-event-id", middle.as_str())]).await;
+    assert_eq!(
+        sse_ids(&resumed.body),
+        stored[stored.len() / 2 + 1..].to_vec()
+    );
+    let bad = get(addr, &path, &[("last-event-id", "x")]).await;
+    assert_eq!(bad.status, 400);
+}
+
+fn sse_ids(body: &str) -> Vec<i64> {
+    body.lines()
+        .filter_map(|l| l.strip_prefix("id:"))
+        .map(|v| v.trim().parse().unwrap())
+        .collect()
+}
+
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn next_json(socket: &mut Socket) -> Value {
+    loop {
+        let message = tokio::time::timeout(Duration::from_secs(15), socket.next())
+            .await
+            .expect("a message within 15 s")
+            .expect("the socket stays open")
+            .expect("no WebSocket error");
+        if let Message::Text(text) = message {
+            return serde_json::from_str(text.as_str()).unwrap();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_websocket_follows_a_running_job_and_resumes_without_a_gap() {
+    let ws = Workspace::new();
+    slow_job(&ws, 30, "0.1");
+    let mut child = ws.spawn(&["run", "job.yml", "-j", "2", "--progress", "none"]);
+    wait_until(Duration::from_secs(15), "the job is recorded", || {
+        !ws.jobs_so_far().is_empty()
+    });
+    let job = ws.only_job();
+    let addr = start(&ws, None).await;
+
+    let (mut socket, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws"))
+        .await
+        .unwrap();
+    socket
+        .send(Message::text(
+            json!({"subscribe": "job", "job": job.id.short()}).to_string(),
+        ))
+        .await
+        .unwrap();
+    let state = next_json(&mut socket).await;
+    assert_eq!(state["type"], "state");
+    assert_eq!(state["state"]["job"]["id"], json!(job.id.to_string()));
+    let mut seq = state["seq"].as_i64().unwrap();
+    let first_completed = state["state"]["job"]["counts"]["completed"]
+        .as_u64()
+        .unwrap();
+    let mut completed = first_completed;
+    let mut status = state["state"]["job"]["status"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut resume_point = None;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while status == "running" || status == "pending" {
+        assert!(Instant::now() < deadline, "the job did not finish");
+        let delta = next_json(&mut socket).await;
+        assert_eq!(delta["type"], "delta", "{delta}");
+        if let Some(events) = delta["events"].as_array() {
+            for event in events {
+                let s = event["seq"].as_i64().unwrap();
+                assert!(s > seq, "events in order: {s} after {seq}");
+                seq = s;
+            }
+            if resume_point.is_none() && seq > state["seq"].as_i64().unwrap() + 3 {
+                resume_point = Some(seq);
+            }
+        }
+        assert_eq!(delta["seq"].as_i64().unwrap(), seq);
+        if let Some(head) = delta.get("head") {
+            let now = head["job"]["counts"]["completed"].as_u64().unwrap();
+            assert!(now >= completed, "counts only grow");
+            completed = now;
+            status = head["job"]["status"].as_str().unwrap().to_string();
+        }
+    }
+    assert_eq!(completed, 30);
+    assert!(completed > first_completed, "the counts advanced live");
+    assert!(child.wait().unwrap().success());
+
+    // A client that reconnects with the last sequence number it saw gets every later event.
+    let resume_from = resume_point.expect("the job recorded events while followed");
+    let expected: Vec<i64> = ws
+        .store()
+        .events(job.id, resume_from, 100_000)
+        .unwrap()
+        .iter()
+        .map(|e| e.seq)
+        .collect();
+    let (mut again, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws"))
+        .await
+        .unwrap();
+    again
+        .send(Message::text(
+            json!({"subscribe": "job", "job": job.id.to_string(), "resume_from": resume_from})
+                .to_string(),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(next_json(&mut again).await["type"], "state");
+    let mut got = Vec::new();
+    while got.len() < expected.len() {
+        let delta = next_json(&mut again).await;
+        for event in delta["events"].as_array().into_iter().flatten() {
+            got.push(event["seq"].as_i64().unwrap());
+        }
+    }
+    assert_eq!(got, expected);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_websocket_lists_jobs_and_reports_bad_requests() {
+    let ws = job_with_one_dead_letter();
+    let job = ws.only_job();
+    let addr = start(&ws, None).await;
+    let (mut socket, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws"))
+        .await
+        .unwrap();
+    socket.send(Message::text("hello")).await.unwrap();
+    assert_eq!(next_json(&mut socket).await["type"], "error");
+    socket
+        .send(Message::text(
+            json!({"subscribe": "job", "job": "fff"}).to_string(),
+        ))
+        .await
+        .unwrap();
+    let error = next_json(&mut socket).await;
+    assert_eq!(error["type"], "error");
+    assert!(error["message"].as_str().unwrap().contains("fff"));
+    socket
+        .send(Message::text(json!({"subscribe": "jobs"}).to_string()))
+        .await
+        .unwrap();
+    let list = next_json(&mut socket).await;
+    assert_eq!(list["type"], "jobs");
+    assert_eq!(list["jobs"][0]["id"], json!(job.id.to_string()));
+    assert_eq!(list["jobs"][0]["counts"]["dead_lettered"], 1);
+}
+
+#[test]
+fn serve_off_loopback_generates_a_token_and_requires_it() {
+    let ws = job_with_one_dead_letter();
+    let mut child = ws.spawn(&["serve", "--bind", "0.0.0.0", "--port", "0"]);
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stderr));
+    let mut token = None;
+    let mut url = None;
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        if let Some(rest) = line.split("generated a token for 0.0.0.0: ").nth(1) {
+            token = Some(rest.trim().to_string());
+        }
+        if let Some(rest) = line.split("dashboard at ").nth(1) {
+            url = Some(rest.split_whitespace().next().unwrap().to_string());
+            break;
+        }
+    }
+    let token = token.expect("a generated token is printed");
+    let url = url.expect("the URL is printed");
+    assert!(url.ends_with(&format!("?token={token}")), "{url}");
+    let port: u16 = url
+        .split("0.0.0.0:")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("a port in {url}"));
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    let (without, with) = runtime.block_on(async {
+        (
+            get(addr, "/api/jobs", &[]).await.status,
+            get(addr, &format!("/api/jobs?token={token}"), &[])
+                .await
+                .status,
+        )
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!((without, with), (401, 200));
+}
+
+#[test]
+fn serve_without_a_store_says_so() {
+    let ws = Workspace::new();
+    let run = ws.run(&["serve", "--port", "0"]);
+    run.code_is(1);
+    assert!(run.stderr().contains("no store"), "{}", run.stderr());
+}
+
+/// chromedriver on a free port, killed when dropped.
+struct Driver {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+
+/// A headless Chromium session. Fails loudly when Chromium is not installed: the browser
+/// tests are part of the suite, not optional.
+async fn browser() -> (Driver, fantoccini::Client, tempfile::TempDir) {
+    for path in [CHROMIUM, CHROMEDRIVER] {
+        assert!(
+            std::path::Path::new(path).exists(),
+            "{path} is missing: the browser tests need Debian's Chromium; install it with \
+             `apt-get install -y chromium chromium-driver` (.ci/run does)"
+        );
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = std::process::Command::new(CHROMEDRIVER)
+        .arg(format!("--port={port}"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("chromedriver starts");
+    let driver = Driver { child, port };
+    let profile = tempfile::tempdir().unwrap();
+    let capabilities = json!({
+        "goog:chromeOptions": {
+            "binary": CHROMIUM,
+            "args": [
+                "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                "--disable-component-update", "--no-first-run", "--disable-sync",
+                "--window-size=1280,1600",
+                format!("--user-data-dir={}", profile.path().display()),
+            ]
+        }
+    });
+    let capabilities = capabilities.as_object().unwrap().clone();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let client = loop {
+        let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+        match fantoccini::ClientBuilder::new(connector)
+            .capabilities(capabilities.clone())
+            .connect(&format!("http://127.0.0.1:{}", driver.port))
+            .await
+        {
+            Ok(client) => break client,
+            Err(e) => {
+                assert!(
+                    Instant::now() < deadline,
+                    "chromedriver did not accept a session within 15 s: {e}"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+    (driver, client, profile)
+}
+
+/// The text of the first element matching `css`, if there is one now.
+async fn text_of(client: &fantoccini::Client, css: &str) -> Option<String> {
+    let element = client.find(fantoccini::Locator::Css(css)).await.ok()?;
+    element.text().await.ok()
+}
+
+/// Polls `css`'s text until `ok` holds, failing after `within`.
+async fn wait_text(
+    client: &fantoccini::Client,
+    css: &str,
+    within: Duration,
+    what: &str,
+    ok: impl Fn(&str) -> bool,
+) -> String {
+    let deadline = Instant::now() + within;
+    loop {
+        let text = text_of(client, css).await;
+        if let Some(text) = text.as_deref().filter(|t| ok(t)) {
+            return text.to_string();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {within:?} waiting for {what}; `{css}` shows {text:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn count(text: &str) -> u64 {
+    text.replace(',', "").trim().parse().unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_page_shows_a_running_job_advance_and_a_dlq_items_error_in_chromium() {
+    let ws = job_with_one_dead_letter();
+    let finished = ws.only_job();
+    let addr = start(&ws, None).await;
+    let (_driver, client, _profile) = browser().await;
+
+    // The jobs list shows the finished job, then the new one as soon as it is recorded
+    // (the page is already open: it arrives over the WebSocket).
+    client.goto(&format!("http://{addr}/")).await.unwrap();
+    wait_text(
+        &client,
+        "#jobs-body",
+        Duration::from_secs(10),
+        "the jobs list",
+        |t| t.contains(&finished.id.short()),
+    )
+    .await;
+    slow_job(&ws, 80, "0.2");
+    let mut child = ws.spawn(&["run", "job.yml", "-j", "2", "--progress", "none"]);
+    wait_until(
+        Duration::from_secs(15),
+        "the second job is recorded",
+        || ws.jobs_so_far().len() == 2,
+    );
+    let running = ws
+        .jobs_so_far()
+        .into_iter()
+        .find(|j| j.id != finished.id)
+        .unwrap();
+    wait_text(
+        &client,
+        "#jobs-body",
+        Duration::from_secs(10),
+        "the new job listed",
+        |t| t.contains(&running.id.short()),
+    )
+    .await;
+
+    // The running job's completed count advances on screen.
+    client
+        .goto(&format!("http://{addr}/#/job/{}", running.id))
+        .await
+        .unwrap();
+    let tile = "[data-tile=\"completed\"] b";
+    let first = wait_text(&client, tile, Duration::from_secs(10), "the tiles", |t| {
+        count(t) < 80
+    })
+    .await;
+    wait_text(
+        &client,
+        tile,
+        Duration::from_secs(30),
+        "the completed count to advance",
+        |t| count(t) > count(&first),
+    )
+    .await;
+    let running_png = client.screenshot().await.unwrap();
+    wait_text(
+        &client,
+        tile,
+        Duration::from_secs(60),
+        "the job to end",
+        |t| count(t) == 80,
+    )
+    .await;
+    assert!(child.wait().unwrap().success());
+
+    // Clicking a DLQ item of the other job shows its error.
+    client
+        .goto(&format!("http://{addr}/#/job/{}", finished.id))
+        .await
+        .unwrap();
+    wait_text(
+        &client,
+        "#job-status",
+        Duration::from_secs(10),
+        "the job",
+        |t| t == "completed_with_failures",
+    )
+    .await;
+    let resumable = client
+        .find(fantoccini::Locator::Css("#job-resumable"))
+        .await
+        .unwrap();
+    assert!(
+        !resumable.is_displayed().await.unwrap(),
+        "a finished job has no resumable badge"
+    );
+    client
+        .find(fantoccini::Locator::Css("[data-status=\"dead_lettered\"]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_text(
+        &client,
+        "#page",
+        Duration::from_secs(10),
+        "the DLQ page",
+        |t| t.contains("of 1"),
+    )
+    .await;
+    client
+        .find(fantoccini::Locator::Css("#items-body tr.item"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let attempt = ws
+        .attempts(finished.id)
+        .into_iter()
+        .rfind(|a| a.error.is_some())
+        .unwrap();
+    let error = attempt.error.unwrap();
+    let shown = wait_text(
+        &client,
+        "#item-error",
+        Duration::from_secs(10),
+        "the item's error",
+        |t| t.contains(&error),
+    )
+    .await;
+    assert!(shown.contains("exit 1"), "{shown}");
+
+    let png = client.screenshot().await.unwrap();
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-artifacts");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("web-dashboard.png"), &png).unwrap();
+    std::fs::write(dir.join("web-dashboard-running.png"), &running_png).unwrap();
+    assert!(png.starts_with(b"\x89PNG"));
+    client.close().await.unwrap();
+}
+
+#[test]
+fn run_dashboard_takes_the_next_free_port_and_serves_the_job() {
+    let ws = Workspace::new();
+    slow_job(&ws, 20, "0.1");
+    // Hold a port so the dashboard has to take the next one.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let mut child = ws.spawn(&[
+        "run",
+        "job.yml",
+        "-j",
+        "2",
+        "--progress",
+        "none",
+        "--dashboard",
+        "--port",
+        &port.to_string(),
+    ]);
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stderr));
+    let url = lines
+        .by_ref()
+        .map(|l| l.unwrap())
+        .find_map(|l| {
+            l.split("dashboard at ")
+                .nth(1)
+                .map(|u| u.trim().to_string())
+        })
+        .expect("the dashboard's URL is printed");
+    // Keep reading, so that mmm's later messages do not meet a closed pipe.
+    let drain = std::thread::spawn(move || lines.count());
+    let served: u16 = url
+        .trim_start_matches("http://127.0.0.1:")
+        .trim_end_matches('/')
+        .parse()
+        .unwrap_or_else(|_| panic!("a port in {url}"));
+    assert!(served > port && served <= port + 100, "{url} after {port}");
+    let addr: SocketAddr = ([127, 0, 0, 1], served).into();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    // The server starts before the job is recorded: poll until the list has it.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let jobs = loop {
+        let jobs = runtime.block_on(get(addr, "/api/jobs", &[])).json();
+        if jobs.as_array().is_some_and(|list| !list.is_empty()) {
+            break jobs;
+        }
+        assert!(Instant::now() < deadline, "the job never showed: {jobs}");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(jobs.as_array().unwrap().len(), 1, "{jobs}");
+    assert_eq!(jobs[0]["name"], "job", "{jobs}");
+    assert!(child.wait().unwrap().success());
+    drain.join().unwrap();
+    drop(taken);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn healthz_reports_the_health_summary() {
+    let ws = job_with_one_dead_letter();
+    let addr = start(&ws, None).await;
+    let reply = get(addr, "/healthz", &[]).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let health = reply.json();
+    assert_eq!(health["ok"], true);
+    assert_eq!(health["store"]["writable"], true);
+    assert!(health["running_jobs"].as_array().unwrap().is_empty());
+
+    // A job recorded `running` whose owner is gone is a problem: 503.
+    ws.sql("UPDATE jobs SET status = 'running', finished_at = NULL, owner_pid = 999999999;");
+    let reply = get(addr, "/healthz", &[]).await;
+    let health = reply.json();
+    assert_eq!(
+        health["running_jobs"].as_array().unwrap().len(),
+        1,
+        "{health}"
+    );
+    assert_eq!(reply.status, 503, "{health}");
+    assert_eq!(health["ok"], false);
+    assert!(
+        health["problems"][0]
+            .as_str()
+            .unwrap()
+            .contains("process is gone")
+    );
+}

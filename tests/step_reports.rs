@@ -1,0 +1,123 @@
+//! Step-reported progress: a real command reports through `mmm report` and through the
+//! `MMM_PROGRESS_FD` protocol, and the runner's tracker shows it within 100 ms.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mmm::job::JobId;
+use mmm::runner::{self, ProcessExecutor, RunConfig, Start, StopLevel};
+use mmm::store::writer::StoreWriter;
+use mmm::tracker::Tracker;
+use tokio::sync::watch;
+
+/// Polls until `path` exists, then returns when it appeared (as seen by the poll).
+fn wait_for_file(path: &Path, within: Duration) -> Instant {
+    let deadline = Instant::now() + within;
+    while !path.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "{} never appeared",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    Instant::now()
+}
+
+/// Polls the tracker until `check` holds for agent 0; returns how long it took.
+fn wait_for_agent(
+    tracker: &Tracker,
+    since: Instant,
+    what: &str,
+    check: impl Fn(&mmm::tracker::AgentSnapshot) -> bool,
+) -> Duration {
+    let deadline = since + Duration::from_secs(5);
+    loop {
+        let agent = tracker.agent(0);
+        if check(&agent) {
+            return since.elapsed();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the tracker never showed {what}: {agent:?}"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+#[test]
+fn reports_through_mmm_report_and_the_fd_protocol_reach_the_tracker_within_100ms() {
+    let dir = tempfile::tempdir().unwrap();
+    let mmm = env!("CARGO_BIN_EXE_mmm");
+    // Each report is followed by a marker file, then a pause long enough to look.
+    let step = format!(
+        "'{mmm}' report 40% 'epoch 4/10' && touch one && sleep 1 && \
+         printf 'progress 7/10 from the fd\\ncounter rows=+5\\n' > \"/dev/fd/$MMM_PROGRESS_FD\" && \
+         touch two && sleep 1 && '{mmm}' report --counter rows=+2 && touch three && sleep 30"
+    );
+    let yaml = format!(
+        "map:\n  input: items.txt\n  max_parallel: 1\n  steps:\n    - name: train\n      shell: {}\n",
+        serde_json::to_string(&step).unwrap()
+    );
+    std::fs::write(dir.path().join("items.txt"), "only\n").unwrap();
+    let job_file = dir.path().join("job.yml");
+    let plan = Arc::new(mmm::spec::load_text(&job_file, &yaml).expect("valid job file"));
+    let store = mmm::store::open(dir.path().join(".mmm").to_str().unwrap(), true).unwrap();
+    let tracker = Arc::new(Tracker::new(0, plan.map.max_parallel));
+    let (stop_tx, stop_rx) = watch::channel(StopLevel::Run);
+    let config = RunConfig {
+        job_id: JobId::new(),
+        plan,
+        store: store.clone(),
+        writer: Arc::new(StoreWriter::spawn(store, Duration::from_millis(5))),
+        tracker: tracker.clone(),
+        metrics: Arc::new(mmm::metrics::LiveMetrics::new(vec!["train".into()], 1)),
+        stop: stop_rx,
+        output: None,
+        show_map_output: false,
+        heartbeat: Duration::from_secs(1),
+        checkpoint_every: Duration::from_secs(60),
+        snapshot_every: Duration::from_secs(1),
+        start: Start::New { origin: None },
+    };
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let run = runtime.spawn(runner::run(config, Arc::new(ProcessExecutor::default())));
+
+    let seen = wait_for_file(&dir.path().join("one"), Duration::from_secs(10));
+    let took = wait_for_agent(&tracker, seen, "40% and the message", |a| {
+        a.progress == Some(0.4) && a.message.as_deref() == Some("epoch 4/10")
+    });
+    assert!(
+        took <= Duration::from_millis(100),
+        "mmm report took {took:?}"
+    );
+
+    let seen = wait_for_file(&dir.path().join("two"), Duration::from_secs(10));
+    let took = wait_for_agent(&tracker, seen, "70% from the fd", |a| {
+        a.progress == Some(0.7) && a.message.as_deref() == Some("from the fd")
+    });
+    assert!(
+        took <= Duration::from_millis(100),
+        "the fd protocol took {took:?}"
+    );
+    assert_eq!(tracker.counters().get("rows"), Some(&5));
+
+    wait_for_file(&dir.path().join("three"), Duration::from_secs(10));
+    let deadline = Instant::now() + Duration::from_millis(100);
+    while tracker.counters().get("rows") != Some(&7) {
+        assert!(
+            Instant::now() < deadline,
+            "counter: {:?}",
+            tracker.counters()
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+
+    stop_tx.send(StopLevel::Immediate).unwrap();
+    let summary = runtime
+        .block_on(run)
+        .unwrap()
+        .expect("the run ends cleanly");
+    assert_eq!(summary.status, mmm::job::JobStatus::Interrupted);
+}
