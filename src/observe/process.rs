@@ -169,16 +169,40 @@ mod tests {
         let marker = dir.path().join("run").join("config.json");
         std::fs::create_dir(dir.path().join("run")).unwrap();
         std::fs::write(&marker, "{}").unwrap();
-        let mut child = std::process::Command::new("tail")
-            .arg("-f")
+        // `sh -c 'sleep 60; :' sh PATH` keeps PATH on its command line and never touches the
+        // file; the `; :` stops the shell from exec-ing `sleep` in its place. Its output goes
+        // nowhere, so a closed or full stdout cannot end it early.
+        let mut child = std::process::Command::new("sh")
+            .args(["-c", "sleep 60; :", "sh"])
             .arg(&marker)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
             .spawn()
-            .expect("tail starts");
-        let found = ProcessTable::read()
-            .pids_for(&dir.path().join("run"))
-            .contains(&child.id());
-        child.kill().unwrap();
+            .expect("sh starts");
+        // Read the table until the child shows up (or a generous deadline passes): on a loaded
+        // machine the first read may come before the kernel shows the new command line.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let found = loop {
+            let table = ProcessTable::read();
+            if table
+                .pids_for(&dir.path().join("run"))
+                .contains(&child.id())
+            {
+                break true;
+            }
+            if std::time::Instant::now() > deadline {
+                break false;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        };
+        let _ = child.kill();
         child.wait().unwrap();
-        assert!(found);
+        assert!(
+            found,
+            "child {} not found naming {}",
+            child.id(),
+            marker.display()
+        );
     }
 }
