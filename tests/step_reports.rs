@@ -102,7 +102,17 @@ fn reports_through_mmm_report_and_the_fd_protocol_reach_the_tracker_promptly() {
         a.progress == Some(0.7) && a.message.as_deref() == Some("from the fd")
     });
     assert!(took <= BOUND, "the fd protocol took {took:?}");
-    assert_eq!(tracker.counters().get("rows"), Some(&5));
+    // The counter line came right after the progress line; the reader may not have applied
+    // it yet when the progress showed.
+    let deadline = Instant::now() + BOUND;
+    while tracker.counters().get("rows") != Some(&5) {
+        assert!(
+            Instant::now() < deadline,
+            "counter: {:?}",
+            tracker.counters()
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
 
     wait_for_file(&dir.path().join("three"), Duration::from_secs(10));
     let deadline = Instant::now() + BOUND;

@@ -81,7 +81,7 @@ pub(crate) fn events(store_location: &str, args: EventsArgs) -> anyhow::Result<E
 
 fn print_event(out: &mut impl Write, event: &EventRecord, json: bool) -> anyhow::Result<()> {
     if json {
-        serde_json::to_writer(&mut *out, event)?;
+        serde_json::to_writer(&mut *out, event).map_err(super::output::json_error)?;
         writeln!(out)?;
         return Ok(());
     }

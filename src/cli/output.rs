@@ -14,10 +14,20 @@ pub(crate) fn is_broken_pipe(e: &anyhow::Error) -> bool {
     })
 }
 
+/// A serde_json error as anyhow sees it. serde_json wraps write errors in its own type,
+/// which hides a broken pipe from `is_broken_pipe`; they go back to the io::Error they are.
+pub(crate) fn json_error(e: serde_json::Error) -> anyhow::Error {
+    if e.is_io() {
+        std::io::Error::from(e).into()
+    } else {
+        e.into()
+    }
+}
+
 /// Writes `value` as pretty JSON and a newline to stdout.
 pub(crate) fn print_json(value: &impl Serialize) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
-    serde_json::to_writer_pretty(&mut out, value)?;
+    serde_json::to_writer_pretty(&mut out, value).map_err(json_error)?;
     writeln!(out)?;
     Ok(())
 }

@@ -230,8 +230,7 @@ pub(crate) fn summary(state: &ViewerState) -> String {
             );
         }
         for f in m.failures.iter().take(5) {
-            let message = f.message.lines().last().unwrap_or_default();
-            let _ = writeln!(s, "failures: {}x {} {message}", f.count, f.kind);
+            let _ = writeln!(s, "failures: {}", f.line());
         }
         for st in m.stragglers.iter().take(5) {
             let _ = writeln!(

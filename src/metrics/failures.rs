@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::job::AttemptOutcome;
 
@@ -29,7 +29,7 @@ pub const MAX_CLUSTERS: usize = 1000;
 const MIN_REPLACED_LEN: usize = 3;
 
 /// How a failed attempt ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum FailureKind {
     /// A step exited with this non-zero code.

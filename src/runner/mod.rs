@@ -21,11 +21,12 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use tokio::sync::{mpsc, watch};
 
+use crate::alerts::Alert;
 use crate::job::{AttemptOutcome, EventKind, ItemStatus, JobId, JobStatus, Phase, now_ms};
 use crate::spec::{Item, JobPlan, MapCounts, PhaseCommand, RenderContext, StepPlan};
 use crate::store::writer::StoreWriter;
 use crate::store::{NewItem, NewJob, StepRecord, Store, StoreError, Write};
-use crate::tracker::{ItemEnd, Tracker};
+use crate::tracker::{AgentSnapshot, ItemEnd, Tracker};
 pub use process::{CommandRequest, CommandResult, Executor, Exit, ProcessExecutor, StopLevel};
 
 /// How many unfinished items a resume keeps queued in memory at most (plus one page).
@@ -290,19 +291,7 @@ impl<E: Executor> Run<E> {
                     .as_mut()
                     .map(|watch| watch.look(&run, &agents))
                     .unwrap_or_default();
-                let rules = &run.plan().alerts;
-                let snapshot = json!({
-                    "progress": tracker.progress(),
-                    "agents": agents,
-                    "counters": tracker.counters(),
-                    "window": {
-                        "seconds": rules.window.as_secs(),
-                        "counts": tracker.window(rules.window.as_secs() as u32),
-                    },
-                    "alerts": active,
-                    "metrics": run.config.metrics.view(),
-                    "rates": rates(tracker, run.started.elapsed()),
-                });
+                let snapshot = run.snapshot(agents, active);
                 let mut writes = vec![Write::Heartbeat {
                     job,
                     at,
@@ -326,6 +315,24 @@ impl<E: Executor> Run<E> {
                 }
                 run.config.writer.send_group(writes);
             }
+        })
+    }
+
+    /// What a snapshot records: the tracker's state, the metrics and the active alerts.
+    fn snapshot(&self, agents: Vec<AgentSnapshot>, alerts: Vec<Alert>) -> serde_json::Value {
+        let tracker = &self.config.tracker;
+        let rules = &self.plan().alerts;
+        json!({
+            "progress": tracker.progress(),
+            "agents": agents,
+            "counters": tracker.counters(),
+            "window": {
+                "seconds": rules.window.as_secs(),
+                "counts": tracker.window(rules.window.as_secs() as u32),
+            },
+            "alerts": alerts,
+            "metrics": self.config.metrics.view(),
+            "rates": rates(tracker, self.started.elapsed()),
         })
     }
 
@@ -783,7 +790,17 @@ impl<E: Executor> Run<E> {
         };
         let at = now_ms();
         let duration = self.started.elapsed();
+        // A last snapshot, so that whoever reads the newest one of a finished job sees its
+        // final counts and metrics (no ETA left over from the last heartbeat).
+        let tracker = &self.config.tracker;
+        self.config.metrics.refresh(tracker, at, self.started_ms);
+        let snapshot = self.snapshot(tracker.agents(), Vec::new());
         self.record(vec![
+            Write::Snapshot {
+                job,
+                at,
+                payload: snapshot,
+            },
             Write::Heartbeat {
                 job,
                 at,

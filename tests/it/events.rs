@@ -242,7 +242,7 @@ fn snapshots_follow_snapshot_every_and_carry_metrics() {
     let every_second = store.snapshots(jobs[0].id, 0, 100).unwrap();
     let hourly = store.snapshots(jobs[1].id, 0, 100).unwrap();
     assert!(every_second.len() >= 2, "{} snapshots", every_second.len());
-    assert_eq!(hourly.len(), 1, "only the first heartbeat's");
+    assert_eq!(hourly.len(), 2, "the first heartbeat's and the final one");
     let last = &every_second.last().unwrap().payload;
     for key in [
         "progress", "agents", "metrics", "rates", "alerts", "counters", "window",
@@ -250,4 +250,37 @@ fn snapshots_follow_snapshot_every_and_carry_metrics() {
         assert!(last.get(key).is_some(), "no {key} in {last}");
     }
     assert_eq!(last["agents"].as_array().unwrap().len(), 2);
+}
+
+#[test]
+fn a_reader_that_stops_early_is_not_an_error() {
+    // `mmm events --json | head -c1` and `mmm jobs --json | head -c1`: the reader goes away
+    // after one byte. The event log of 400 items is far more than a pipe buffer, so the write
+    // after that fails with EPIPE for sure; mmm must take that as a normal end (exit 0, no
+    // message), as `cat` or `grep` do.
+    let ws = Workspace::new();
+    let items: Vec<String> = (0..400).map(|i| i.to_string()).collect();
+    let mut args = vec!["run", "-j", "2", "--progress", "none", "--", "true", ":::"];
+    args.extend(items.iter().map(String::as_str));
+    ws.run(&args).success();
+    let id = ws.only_job().id.to_string();
+    let mmm = env!("CARGO_BIN_EXE_mmm");
+    for command in [
+        format!("'{mmm}' events {id} --json"),
+        format!("'{mmm}' jobs --json"),
+    ] {
+        let out = std::process::Command::new("bash")
+            .arg("-c")
+            .arg(format!(
+                "set -o pipefail; {command} | head -c1 >/dev/null; echo \"status ${{PIPESTATUS[0]}}\""
+            ))
+            .current_dir(ws.path())
+            .env_remove("MMM_STORE")
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(stdout.trim(), "status 0", "{command}: {stderr}");
+        assert!(!stderr.contains("error"), "{command}: {stderr}");
+    }
 }

@@ -235,6 +235,12 @@ fn replay_ends_on_the_final_counts() {
         !snapshots.is_empty(),
         "a job of over a second has snapshots"
     );
+    // The newest snapshot is the final state, not the last heartbeat's.
+    let last = &snapshots.last().unwrap().payload;
+    assert_eq!(last["progress"]["completed"], 10, "{last}");
+    assert_eq!(last["progress"]["dead_lettered"], 1, "{last}");
+    assert_eq!(last["progress"]["in_flight"], 0, "{last}");
+    assert_eq!(last["metrics"]["eta"]["state"], "done", "{last}");
     let run = ws.run(&["replay", &id]);
     run.success();
     let out = run.stdout();

@@ -351,13 +351,7 @@ fn render_failures(frame: &mut Frame<'_>, area: Rect, state: &ViewerState) {
     let lines = if failures.is_empty() {
         vec![Line::from("none")]
     } else {
-        failures
-            .iter()
-            .map(|f| {
-                let message = f.message.lines().last().unwrap_or_default();
-                Line::from(format!("{}x {} {message}", f.count, f.kind))
-            })
-            .collect()
+        failures.iter().map(|f| Line::from(f.line())).collect()
     };
     list_panel(frame, area, format!("failures {}", failures.len()), lines);
 }
@@ -501,7 +495,7 @@ mod tests {
             "rows plus one straggler"
         );
         assert!(screen.contains("#512 agent-13 convert 9.0s"), "{screen}");
-        assert!(screen.contains("25x exit_code boom: disk full"), "{screen}");
+        assert!(screen.contains("25x exit 3 boom: disk full"), "{screen}");
         assert!(screen.contains("item_completed photo-4.jpg"), "{screen}");
         assert!(screen.contains("f failed"), "{screen}");
 

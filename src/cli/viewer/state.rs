@@ -93,9 +93,18 @@ pub(crate) struct StragglerRow {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default)]
 pub(crate) struct FailureRow {
-    pub(crate) kind: String,
+    pub(crate) kind: Option<crate::metrics::FailureKind>,
     pub(crate) message: String,
     pub(crate) count: u64,
+}
+
+impl FailureRow {
+    /// `3x exit 1 <the message's last line>`.
+    pub(crate) fn line(&self) -> String {
+        let kind = self.kind.map(|k| k.label()).unwrap_or_default();
+        let message = self.message.lines().last().unwrap_or_default();
+        format!("{}x {kind} {message}", self.count)
+    }
 }
 
 /// The ETA as the metrics recorded it (`metrics::Eta`, tagged by `state`).
@@ -164,9 +173,27 @@ pub(crate) struct Payload {
 impl Payload {
     /// Reads a snapshot's payload; a payload of another shape shows as empty.
     pub(crate) fn of(snapshot: Option<&SnapshotRecord>) -> Payload {
-        snapshot
-            .and_then(|s| Payload::deserialize(&s.payload).ok())
-            .unwrap_or_default()
+        // Part by part, so that a part of an unexpected shape loses only itself, not the
+        // whole frame (a frame of zeros would read as a job that lost its progress).
+        fn part<T: serde::de::DeserializeOwned + Default>(
+            payload: &serde_json::Value,
+            key: &str,
+        ) -> T {
+            payload
+                .get(key)
+                .and_then(|v| T::deserialize(v).ok())
+                .unwrap_or_default()
+        }
+        let Some(snapshot) = snapshot else {
+            return Payload::default();
+        };
+        let payload = &snapshot.payload;
+        Payload {
+            progress: part(payload, "progress"),
+            agents: part(payload, "agents"),
+            alerts: part(payload, "alerts"),
+            metrics: part(payload, "metrics"),
+        }
     }
 }
 
@@ -477,7 +504,7 @@ pub(crate) fn fixture(agents: usize) -> ViewerState {
             "steps": [{"name": "convert", "durations": null, "skipped": 0}],
             "stragglers": [{"item": 512, "agent": 12, "step": 0, "step_name": "convert",
                             "elapsed_ms": 9000, "p95_ms": 1700}],
-            "failures": [{"kind": "exit_code", "signature": "boom", "message": "boom: disk full",
+            "failures": [{"kind": {"kind": "exit", "code": 3}, "signature": "boom", "message": "boom: disk full",
                           "count": 25, "first_seen_ms": 0, "last_seen_ms": 0, "examples": []}],
             "failed_attempts": 25
         }
@@ -522,4 +549,36 @@ pub(crate) fn fixture(agents: usize) -> ViewerState {
         read_at: now,
     };
     ViewerState::new(job)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::{Failure, FailureClusters, FailureKind};
+
+    #[test]
+    fn a_payload_with_real_failure_clusters_keeps_its_progress() {
+        let mut clusters = FailureClusters::new();
+        clusters.add(&Failure {
+            item_key: "a",
+            item_value: None,
+            kind: FailureKind::Exit { code: 2 },
+            output: "disk full",
+            at_ms: 1,
+        });
+        let snapshot = SnapshotRecord {
+            at: 1,
+            payload: serde_json::json!({
+                "progress": {"total": 3, "completed": 2, "dead_lettered": 1},
+                "metrics": {"failures": clusters.sorted(), "eta": {"state": "done"}},
+                "agents": "not a list",
+            }),
+        };
+        let payload = Payload::of(Some(&snapshot));
+        assert_eq!(payload.progress.unwrap().done(), 3);
+        let metrics = payload.metrics.unwrap();
+        assert_eq!(metrics.failures[0].line(), "1x exit 2 disk full");
+        // The part of the wrong shape is lost alone.
+        assert!(payload.agents.is_empty());
+    }
 }

@@ -263,7 +263,7 @@ function renderJob() {
   ];
   $('tiles').replaceChildren(...tiles.map(([k, v]) => el('div', { class: 'tile', 'data-tile': k }, el('b', {}, v), el('span', {}, k))));
   const fails = (m && m.failures) || [];
-  $('failures').replaceChildren(...(fails.length ? fails.map((f) => el('li', {}, el('b', {}, f.count + '× '), f.kind + ': ' + f.message)) : [el('li', { class: 'muted' }, 'no failures')]));
+  $('failures').replaceChildren(...(fails.length ? fails.map((f) => el('li', {}, el('b', {}, f.count + '× '), failureKind(f.kind) + ': ' + f.message)) : [el('li', { class: 'muted' }, 'no failures')]));
   const strag = (m && m.stragglers) || [];
   $('stragglers').replaceChildren(...(strag.length ? strag.map((x) => el('li', {}, 'item ' + x.item + ' on agent-' + (x.agent + 1) + ', ' + x.step_name + ': ' + fmtMs(x.elapsed_ms) + ' (p95 ' + fmtMs(x.p95_ms) + ')')) : [el('li', { class: 'muted' }, 'none')]));
   const alerts = (p && p.alerts) || [];
@@ -375,3 +375,11 @@ function onRoute() {
 window.addEventListener('hashchange', onRoute);
 onRoute();
 connect();
+
+// A failure cluster's kind as the metrics record it ({kind: "exit", code: 2}, ...), in words.
+function failureKind(k) {
+  if (!k) return 'failure';
+  if (k.kind === 'exit') return 'exit ' + k.code;
+  if (k.kind === 'signal') return 'signal ' + k.signal;
+  return String(k.kind).replace(/_/g, ' ');
+}
