@@ -134,7 +134,10 @@ pub(crate) fn check(store_location: &str, args: CheckArgs) -> anyhow::Result<Exi
     }
     let ok = storage.is_empty() && problems.is_empty();
     let report = CheckReport {
-        store: path.map_or_else(|| store_location.to_string(), |p| p.display().to_string()),
+        store: path.map_or_else(
+            || crate::store::shown_location(store_location),
+            |p| p.display().to_string(),
+        ),
         ok,
         storage,
         jobs_checked: ids.len(),

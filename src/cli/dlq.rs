@@ -268,8 +268,12 @@ pub(super) fn open_job(
     store_location: &str,
     prefix: &str,
 ) -> anyhow::Result<(Arc<dyn Store>, JobId)> {
-    let store = store::open(store_location, false)
-        .with_context(|| format!("could not open the store at {store_location}"))?;
+    let store = store::open(store_location, false).with_context(|| {
+        format!(
+            "could not open the store at {}",
+            crate::store::shown_location(store_location)
+        )
+    })?;
     let id = store.resolve_job(prefix).map_err(usage_or_store_error)?;
     Ok((store, id))
 }

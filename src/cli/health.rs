@@ -21,8 +21,12 @@ pub(crate) struct HealthArgs {
 }
 
 pub(crate) fn health(store_location: &str, args: HealthArgs) -> anyhow::Result<Exit> {
-    let store = store::open(store_location, false)
-        .with_context(|| format!("could not open the store at {store_location}"))?;
+    let store = store::open(store_location, false).with_context(|| {
+        format!(
+            "could not open the store at {}",
+            crate::store::shown_location(store_location)
+        )
+    })?;
     let health = check(store.as_ref());
     if args.json {
         output::print_json(&health)?;

@@ -76,14 +76,17 @@ pub(crate) fn jobs(store_location: &str, args: JobsArgs) -> anyhow::Result<Exit>
                 output::print_json(&Vec::<JobView>::new())?;
             } else {
                 println!(
-                    "no jobs yet: there is no store at {store_location} (run one with `mmm run`)"
+                    "no jobs yet: there is no store at {} (run one with `mmm run`)",
+                    crate::store::shown_location(store_location)
                 );
             }
             return Ok(Exit::Success);
         }
         Err(e) => {
-            return Err(anyhow::Error::new(e)
-                .context(format!("could not open the store at {store_location}")));
+            return Err(anyhow::Error::new(e).context(format!(
+                "could not open the store at {}",
+                crate::store::shown_location(store_location)
+            )));
         }
     };
     if args.resumable {
@@ -119,7 +122,10 @@ pub(crate) fn jobs(store_location: &str, args: JobsArgs) -> anyhow::Result<Exit>
         return Ok(Exit::Success);
     }
     if records.is_empty() {
-        println!("no jobs yet in {store_location} (run one with `mmm run`)");
+        println!(
+            "no jobs yet in {} (run one with `mmm run`)",
+            crate::store::shown_location(store_location)
+        );
         return Ok(Exit::Success);
     }
     print_table(&records, now)?;

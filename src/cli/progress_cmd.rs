@@ -52,8 +52,12 @@ pub(crate) struct ProgressArgs {
 
 /// Runs `mmm progress`.
 pub(crate) fn progress(store_location: &str, args: ProgressArgs) -> anyhow::Result<Exit> {
-    let store = store::open(store_location, false)
-        .with_context(|| format!("could not open the store at {store_location}"))?;
+    let store = store::open(store_location, false).with_context(|| {
+        format!(
+            "could not open the store at {}",
+            crate::store::shown_location(store_location)
+        )
+    })?;
     let id = match &args.job {
         Some(prefix) => store.resolve_job(prefix).map_err(usage_or_store_error)?,
         None => newest_running(store.as_ref(), store_location)?,

@@ -101,8 +101,12 @@ pub(crate) struct ViewArgs {
 pub(crate) fn run(store_location: &str, args: RunArgs) -> anyhow::Result<Exit> {
     let origin = build_origin(&args)?;
     let plan = origin.plan()?.plan;
-    let store = store::open(store_location, true)
-        .with_context(|| format!("could not open the store at {store_location}"))?;
+    let store = store::open(store_location, true).with_context(|| {
+        format!(
+            "could not open the store at {}",
+            crate::store::shown_location(store_location)
+        )
+    })?;
     let start = Start::New {
         origin: Some(serde_json::to_string(&origin).context("could not record the job's origin")?),
     };
@@ -212,10 +216,11 @@ pub(crate) async fn execute(
     ));
     if !view_args.quiet {
         view.message(&format!(
-            "mmm: job {} ({}) with {} agents; store {store_location}",
+            "mmm: job {} ({}) with {} agents; store {}",
             job_id.short(),
             plan.name,
-            plan.map.max_parallel
+            plan.map.max_parallel,
+            crate::store::shown_location(store_location)
         ));
     }
     let signals = tokio::spawn(watch_signals(stop_tx, view.clone(), view_args.grace));
@@ -321,15 +326,13 @@ fn print_summary(summary: &runner::RunSummary, plan: &JobPlan, store_location: &
     if let Some(error) = &summary.error {
         eprintln!("mmm: {error}");
     }
+    // A URL's password is not printed; with one, these commands need it back (or MMM_STORE).
+    let store = crate::store::shown_location(store_location);
     if c.dead_lettered > 0 {
-        eprintln!(
-            "mmm: failed items and their output: mmm --store {store_location} jobs {id} --json"
-        );
+        eprintln!("mmm: failed items and their output: mmm --store {store} jobs {id} --json");
     }
     if summary.status == JobStatus::Interrupted {
-        eprintln!(
-            "mmm: the job is recorded as interrupted; `mmm --store {store_location} jobs` lists it"
-        );
+        eprintln!("mmm: the job is recorded as interrupted; `mmm --store {store} jobs` lists it");
     }
 }
 

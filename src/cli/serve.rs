@@ -38,14 +38,21 @@ pub(crate) struct ServeArgs {
 
 /// Runs `mmm serve` until Ctrl-C.
 pub(crate) fn serve(store_location: &str, args: ServeArgs) -> anyhow::Result<Exit> {
-    let store = store::open(store_location, false)
-        .with_context(|| format!("could not open the store at {store_location}"))?;
+    let store = store::open(store_location, false).with_context(|| {
+        format!(
+            "could not open the store at {}",
+            crate::store::shown_location(store_location)
+        )
+    })?;
     let token = token_for(args.bind, args.token)?;
     web::check_bind(args.bind, token.as_deref())?;
     super::run::runtime()?.block_on(async move {
         let listener = web::bind(args.bind, args.port, false).await?;
         let url = url(&listener, token.as_deref())?;
-        eprintln!("mmm: dashboard at {url} (store {store_location}); Ctrl-C stops it");
+        eprintln!(
+            "mmm: dashboard at {url} (store {}); Ctrl-C stops it",
+            crate::store::shown_location(store_location)
+        );
         let shutdown = async {
             let _ = tokio::signal::ctrl_c().await;
         };
@@ -58,8 +65,12 @@ pub(crate) fn serve(store_location: &str, args: ServeArgs) -> anyhow::Result<Exi
 /// next free one. Returns the URL; the server stops with the runtime. It reads through a store
 /// handle of its own (its own SQLite connection), so its reads never hold the runner's.
 pub(crate) async fn start_beside_run(store_location: &str, port: u16) -> anyhow::Result<String> {
-    let store: Arc<dyn Store> = store::open(store_location, false)
-        .with_context(|| format!("could not open the store at {store_location}"))?;
+    let store: Arc<dyn Store> = store::open(store_location, false).with_context(|| {
+        format!(
+            "could not open the store at {}",
+            crate::store::shown_location(store_location)
+        )
+    })?;
     let ip: IpAddr = [127, 0, 0, 1].into();
     let listener = web::bind(ip, port, true).await?;
     let url = url(&listener, None)?;

@@ -870,6 +870,37 @@ pub const DATABASE_FILE: &str = "mmm.db";
 /// The store location used when none is given.
 pub const DEFAULT_LOCATION: &str = ".mmm";
 
+/// `location` as mmm shows it in messages: a URL's password (in its user part or a
+/// `password=` option) replaced by `***`. Paths are shown as given.
+pub fn shown_location(location: &str) -> String {
+    let Some((scheme, rest)) = location.split_once("://") else {
+        return location.to_string();
+    };
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    let authority = match authority.rsplit_once('@') {
+        Some((user_info, host)) => match user_info.split_once(':') {
+            Some((user, _password)) => format!("{user}:***@{host}"),
+            None => authority.to_string(),
+        },
+        None => authority.to_string(),
+    };
+    let tail = match tail.split_once('?') {
+        Some((path, query)) => {
+            let options: Vec<String> = query
+                .split('&')
+                .map(|pair| match pair.split_once('=') {
+                    Some((key, _)) if key.eq_ignore_ascii_case("password") => format!("{key}=***"),
+                    _ => pair.to_string(),
+                })
+                .collect();
+            format!("{path}?{}", options.join("&"))
+        }
+        None => tail.to_string(),
+    };
+    format!("{scheme}://{authority}{tail}")
+}
+
 /// Opens the store at `location`, from `--store` / `MMM_STORE` (default `.mmm`).
 ///
 /// `location` is either

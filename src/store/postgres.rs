@@ -245,7 +245,7 @@ struct Target {
 
 /// Splits the `schema` option off `location` and parses the rest as the client's URL.
 fn parse_location(location: &str) -> Result<Target, StoreError> {
-    let shown = hide_password(location);
+    let shown = super::shown_location(location);
     let invalid = |reason, source| StoreError::InvalidUrl {
         location: shown.clone(),
         reason,
@@ -303,22 +303,6 @@ fn is_schema_name(name: &str) -> bool {
             .next()
             .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
         && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
-}
-
-/// `location` with the password of its user part replaced by `***`.
-fn hide_password(location: &str) -> String {
-    let Some((scheme, rest)) = location.split_once("://") else {
-        return location.to_string();
-    };
-    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(authority_end);
-    match authority.rsplit_once('@') {
-        Some((user_info, host)) => match user_info.split_once(':') {
-            Some((user, _password)) => format!("{scheme}://{user}:***@{host}{tail}"),
-            None => location.to_string(),
-        },
-        None => location.to_string(),
-    }
 }
 
 /// A schema name as an SQL identifier (names are checked by [`is_schema_name`]; quoting keeps
@@ -2839,11 +2823,22 @@ mod tests {
     #[test]
     fn passwords_are_hidden() {
         assert_eq!(
-            hide_password("postgres://me:secret@h:5432/db?schema=x"),
+            crate::store::shown_location("postgres://me:secret@h:5432/db?schema=x"),
             "postgres://me:***@h:5432/db?schema=x"
         );
-        assert_eq!(hide_password("postgres://me@h/db"), "postgres://me@h/db");
-        assert_eq!(hide_password("postgres://h/db"), "postgres://h/db");
+        assert_eq!(
+            crate::store::shown_location("postgres://me@h/db"),
+            "postgres://me@h/db"
+        );
+        assert_eq!(
+            crate::store::shown_location("postgres://h/db"),
+            "postgres://h/db"
+        );
+        assert_eq!(
+            crate::store::shown_location("postgres://h/db?password=pw&schema=x"),
+            "postgres://h/db?password=***&schema=x"
+        );
+        assert_eq!(crate::store::shown_location(".mmm"), ".mmm");
         let error = parse_location("postgres://me:secret@h/db?schema=BAD")
             .err()
             .expect("a bad schema");

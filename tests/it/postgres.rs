@@ -225,3 +225,37 @@ map:
     assert_eq!(jobs[0]["status"], "completed");
     assert_eq!(jobs[0]["counts"]["completed"], ITEMS);
 }
+
+#[test]
+fn a_password_in_the_store_url_is_never_printed() {
+    if skipped("a_password_in_the_store_url_is_never_printed") {
+        return;
+    }
+    let schema = Schema::new();
+    // The local server trusts us, so the password is accepted and ignored.
+    let url = format!("{}&password=hunter2", schema.url());
+    let ws = Workspace::new();
+    let run = ws.run(&[
+        "run",
+        "--progress",
+        "plain",
+        "--retries",
+        "0",
+        "--store",
+        &url,
+        "--",
+        "test",
+        "a",
+        "=",
+        ":::",
+        "a",
+        "b",
+    ]);
+    run.code_is(3);
+    let printed = format!("{}{}", run.stdout(), run.stderr());
+    assert!(!printed.contains("hunter2"), "{printed}");
+    assert!(printed.contains("password=***"), "{printed}");
+    let listed = ws.run(&["jobs", "--store", &url]);
+    listed.success();
+    assert!(!listed.stdout().contains("hunter2"));
+}
