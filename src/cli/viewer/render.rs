@@ -507,6 +507,24 @@ mod tests {
     }
 
     #[test]
+    fn both_sizes_with_both_agent_counts_keep_the_header_gauge_table_and_footer() {
+        for (agents, width, height) in [(3, 200, 60), (1500, 80, 24)] {
+            let mut state = fixture(agents);
+            let screen = draw(&mut state, width, height);
+            let at = format!("{agents} agents at {width}x{height}:\n{screen}");
+            assert_eq!(screen.lines().count(), height as usize, "{at}");
+            assert!(screen.contains("thumbnails"), "{at}");
+            assert!(screen.contains("500/1,000 done"), "{at}");
+            assert!(screen.contains("ETA 1m00s"), "{at}");
+            assert!(screen.contains(&format!("of {agents}")), "{at}");
+            assert!(screen.contains("agent-1 "), "{at}");
+            assert!(screen.contains("q quit"), "{at}");
+            // Only what fits: never more agent rows than the terminal has lines.
+            assert!(lines_with(&screen, "agent-") < height as usize, "{at}");
+        }
+    }
+
+    #[test]
     fn keys_scroll_sort_filter_and_show_failed_agents() {
         let mut state = fixture(1500);
         draw(&mut state, 80, 24);
