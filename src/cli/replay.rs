@@ -304,6 +304,78 @@ mod tests {
         assert!(parse_from("yesterday-ish", 0).is_err());
     }
 
+    /// A history of `n` snapshots one second apart, counting 100 done per snapshot.
+    fn history(n: u64) -> History {
+        let mut last = crate::cli::viewer::state::fixture(2).job;
+        last.job.status = JobStatus::Completed;
+        History {
+            snapshots: (0..n)
+                .map(|i| SnapshotRecord {
+                    at: 1_000 * i as i64,
+                    payload: serde_json::json!({"progress": {"total": 1000, "completed": i * 100}}),
+                })
+                .collect(),
+            events: Vec::new(),
+            last,
+        }
+    }
+
+    #[test]
+    fn keys_pause_seek_and_change_the_speed_of_a_replay() {
+        use crate::cli::viewer::input::handle_key;
+        use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+        let press = |state: &mut ViewerState, feed: &mut ReplayFeed, code| {
+            let action = handle_key(state, KeyEvent::new(code, KeyModifiers::NONE));
+            feed.control(action, state)
+        };
+        let mut feed = ReplayFeed {
+            history: history(30),
+            frame: 0,
+            speed: 1.0,
+            paused: false,
+            next: Instant::now(),
+        };
+        let mut state = feed.history.state_at(0);
+        feed.show(&mut state, true);
+        assert!(feed.next_due().is_some(), "a replay plays");
+
+        assert!(press(&mut state, &mut feed, KeyCode::Char(' ')));
+        assert!(state.replay.as_ref().unwrap().paused);
+        assert_eq!(feed.next_due(), None, "paused: nothing is due");
+
+        assert!(press(&mut state, &mut feed, KeyCode::Right));
+        assert_eq!(state.replay.as_ref().unwrap().frame, 10);
+        assert_eq!(
+            state.done(),
+            1_000,
+            "frame 10 shows the 10th snapshot's count"
+        );
+        assert!(press(&mut state, &mut feed, KeyCode::Left));
+        assert!(press(&mut state, &mut feed, KeyCode::Left));
+        assert_eq!(
+            state.replay.as_ref().unwrap().frame,
+            0,
+            "seeking stops at the start"
+        );
+
+        assert!(press(&mut state, &mut feed, KeyCode::Char('+')));
+        assert!(press(&mut state, &mut feed, KeyCode::Char('+')));
+        assert_eq!(state.replay.as_ref().unwrap().speed, 4.0);
+        assert!(press(&mut state, &mut feed, KeyCode::Char('-')));
+        assert_eq!(state.replay.as_ref().unwrap().speed, 2.0);
+
+        assert!(press(&mut state, &mut feed, KeyCode::Char(' ')));
+        assert!(!state.replay.as_ref().unwrap().paused);
+        assert!(feed.next_due().is_some(), "playing again");
+        // Seeking past the end shows the job's final record and stops playing.
+        for _ in 0..5 {
+            press(&mut state, &mut feed, KeyCode::Right);
+        }
+        assert_eq!(state.replay.as_ref().unwrap().frame, 30);
+        assert_eq!(state.job.job.status, JobStatus::Completed);
+        assert_eq!(feed.next_due(), None, "the end is the last frame");
+    }
+
     #[test]
     fn frames_play_the_snapshots_then_end_on_the_record() {
         let last = crate::cli::viewer::state::fixture(2).job;
