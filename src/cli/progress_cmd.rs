@@ -233,6 +233,16 @@ pub(crate) fn summary(state: &ViewerState) -> String {
                 ms(d.mean_ms)
             );
         }
+        if let Some(d) = m.queue_wait.as_ref().filter(|d| d.count > 0) {
+            let _ = writeln!(
+                s,
+                "queue wait: p50 {}  p95 {}  p99 {}  mean {}",
+                ms(d.p50_ms),
+                ms(d.p95_ms),
+                ms(d.p99_ms),
+                ms(d.mean_ms)
+            );
+        }
         for f in m.failures.iter().take(5) {
             let _ = writeln!(s, "failures: {}", f.line());
         }

@@ -11,8 +11,8 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::{
-    DurationModel, DurationSummary, Eta, EtaInput, Failure, FailureCluster, FailureClusters,
-    InFlight, Straggler, estimate, find_stragglers,
+    DurationModel, DurationStats, DurationSummary, Eta, EtaInput, Failure, FailureCluster,
+    FailureClusters, InFlight, Straggler, estimate, find_stragglers,
 };
 use crate::tracker::{AgentPhase, Tracker};
 
@@ -26,6 +26,7 @@ pub struct LiveMetrics {
 
 struct Inner {
     model: DurationModel,
+    queue_wait: DurationStats,
     failures: FailureClusters,
     last_completion_ms: Option<i64>,
     eta: Eta,
@@ -52,6 +53,9 @@ pub struct MetricsView {
     pub items: Option<DurationSummary>,
     /// Per-step durations.
     pub steps: Vec<StepSummary>,
+    /// How long items waited in the queue for a free agent this run (from being queued, at
+    /// the map's start or when a resume paged them in, to an agent taking them).
+    pub queue_wait: Option<DurationSummary>,
     /// Items running past the p95 of their step, most overdue first.
     pub stragglers: Vec<Straggler>,
     /// Failed attempts grouped by cause, largest first (at most 20).
@@ -66,6 +70,7 @@ impl LiveMetrics {
         LiveMetrics {
             inner: Mutex::new(Inner {
                 model: DurationModel::new(step_names, agents),
+                queue_wait: DurationStats::new(),
                 failures: FailureClusters::new(),
                 last_completion_ms: None,
                 eta: Eta::WarmingUp {
@@ -90,6 +95,11 @@ impl LiveMetrics {
             inner.model.record_step(*step, *duration);
         }
         inner.last_completion_ms = Some(at_ms);
+    }
+
+    /// An agent took an item that had waited `waited` in the queue.
+    pub fn queue_wait(&self, waited: Duration) {
+        self.lock().queue_wait.record(waited);
     }
 
     /// An attempt failed.
@@ -163,6 +173,7 @@ impl LiveMetrics {
                     skipped: s.skipped,
                 })
                 .collect(),
+            queue_wait: inner.queue_wait.summary(),
             stragglers: inner.stragglers.clone(),
             failures: inner
                 .failures

@@ -862,9 +862,10 @@ impl<E: Executor> AgentRun<E> {
             if self.run.stopping() || self.run.config.writer.is_failed() {
                 break;
             }
-            let Some(work) = self.queue.next().await else {
+            let Some((work, waited)) = self.queue.next().await else {
                 break;
             };
+            self.run.config.metrics.queue_wait(waited);
             self.item(&work).await;
         }
         self.run.config.tracker.agent_finished(self.agent);

@@ -5,15 +5,16 @@
 use std::collections::VecDeque;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 
 use super::Work;
 
-/// Items waiting for an agent.
+/// Items waiting for an agent, each with the moment it became runnable (for queue wait).
 #[derive(Debug, Default)]
 pub(crate) struct WorkQueue {
-    items: Mutex<VecDeque<Work>>,
+    items: Mutex<VecDeque<(Instant, Work)>>,
     closed: AtomicBool,
     ready: Notify,
     taken: Notify,
@@ -22,7 +23,8 @@ pub(crate) struct WorkQueue {
 impl WorkQueue {
     /// Adds items at the back.
     pub(crate) fn push_all(&self, work: impl IntoIterator<Item = Work>) {
-        self.lock().extend(work);
+        let now = Instant::now();
+        self.lock().extend(work.into_iter().map(|w| (now, w)));
         self.ready.notify_waiters();
     }
 
@@ -46,18 +48,18 @@ impl WorkQueue {
         self.ready.notify_waiters();
     }
 
-    /// The next item, waiting while the queue is empty but open; `None` once it is closed
-    /// and empty.
-    pub(crate) async fn next(&self) -> Option<Work> {
+    /// The next item and how long it waited in the queue, waiting while the queue is empty
+    /// but open; `None` once it is closed and empty.
+    pub(crate) async fn next(&self) -> Option<(Work, Duration)> {
         loop {
             // Register for a wake-up before looking, so a push in between is not missed.
             let notified = self.ready.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
             let popped = self.lock().pop_front();
-            if let Some(work) = popped {
+            if let Some((queued_at, work)) = popped {
                 self.taken.notify_waiters();
-                return Some(work);
+                return Some((work, queued_at.elapsed()));
             }
             if self.closed.load(Ordering::Acquire) {
                 return None;
@@ -66,7 +68,7 @@ impl WorkQueue {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<Work>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<(Instant, Work)>> {
         // A panic while holding this lock leaves a consistent queue: take it anyway.
         self.items.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -97,7 +99,7 @@ mod tests {
             let queue = queue.clone();
             tokio::spawn(async move {
                 let mut got = Vec::new();
-                while let Some(w) = queue.next().await {
+                while let Some((w, _waited)) = queue.next().await {
                     got.push(w.index);
                 }
                 got
@@ -108,5 +110,16 @@ mod tests {
         queue.push_all([work(3)]);
         queue.close();
         assert_eq!(taker.await.unwrap(), [1, 2, 3]);
+    }
+
+    #[tokio::test]
+    async fn the_wait_is_the_time_since_the_push() {
+        let queue = WorkQueue::default();
+        queue.push_all([work(1)]);
+        let before = Instant::now();
+        std::thread::sleep(Duration::from_millis(30));
+        let (_, waited) = queue.next().await.expect("an item");
+        assert!(waited >= Duration::from_millis(30), "{waited:?}");
+        assert!(waited >= before.elapsed().saturating_sub(Duration::from_millis(1)));
     }
 }

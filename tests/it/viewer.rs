@@ -521,3 +521,29 @@ fn html_report_opens_in_chromium_without_errors_or_requests() {
         "{dlq}"
     );
 }
+
+#[test]
+fn queue_wait_is_measured_and_shown() {
+    // 6 items of 0.3 s on 2 agents: two start at once, two wait about 0.3 s, two about 0.6 s.
+    let ws = Workspace::new();
+    ws.write("items.txt", "1\n2\n3\n4\n5\n6\n");
+    ws.write(
+        "job.yml",
+        "map:\n  input: items.txt\n  max_parallel: 2\n  steps:\n    - shell: sleep 0.3\n",
+    );
+    ws.run(&["run", "job.yml", "--progress", "none"]).success();
+    let id = ws.short_id();
+    let state = ws.json(&["progress", &id, "--json"]);
+    assert_valid(&validator(), &state);
+    let wait = &state["snapshot"]["payload"]["metrics"]["queue_wait"];
+    assert_eq!(wait["count"], 6, "{wait}");
+    assert!(wait["min_ms"].as_f64().unwrap() < 250.0, "{wait}");
+    assert!(wait["max_ms"].as_f64().unwrap() >= 550.0, "{wait}");
+    let once = ws.run(&["progress", &id, "--once"]);
+    once.success();
+    assert!(
+        once.stdout().contains("queue wait: p50 "),
+        "{}",
+        once.stdout()
+    );
+}

@@ -125,6 +125,7 @@ pub(crate) struct EtaView {
 pub(crate) struct MetricsPart {
     pub(crate) eta: Option<EtaView>,
     pub(crate) items: Option<Durations>,
+    pub(crate) queue_wait: Option<Durations>,
     pub(crate) steps: Vec<StepRow>,
     pub(crate) stragglers: Vec<StragglerRow>,
     pub(crate) failures: Vec<FailureRow>,
