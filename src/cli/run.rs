@@ -241,6 +241,15 @@ pub(crate) async fn execute(
         checkpoint_every: view_args.checkpoint_every,
         snapshot_every: view_args.snapshot_every,
         start,
+        // A PostgreSQL store may be shared with `mmm worker`s: claim items through it.
+        claims: store::postgres::is_postgres_url(store_location).then(|| {
+            runner::ClaimOptions::new(
+                &runner::host_name(),
+                plan.map.max_parallel.max(1),
+                super::worker::lease_from_env(),
+                None,
+            )
+        }),
     };
     let executor = Arc::new(ProcessExecutor {
         stop_grace: view_args.grace,

@@ -47,17 +47,18 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Config, GenericClient, IsolationLevel, NoTls, Row, Statement};
 
 use super::{
-    AttemptRecord, CheckpointRecord, DeadLetter, DlqChange, EventRecord, ItemCounts, ItemRecord,
-    JobContents, JobRecord, Ledger, NewItem, NewJob, Owner, RepairAction, Requeued, SnapshotRecord,
-    Store, StoreError, UnfinishedItem, Write,
+    AttemptRecord, CheckpointRecord, ClaimedItem, DeadLetter, DlqChange, EventRecord, ItemCounts,
+    ItemRecord, JobContents, JobRecord, LEASE_EXPIRED_ERROR, Ledger, NewItem, NewJob, Owner,
+    RepairAction, Requeued, SnapshotRecord, Store, StoreError, UnfinishedItem, Write,
 };
-use crate::job::{AttemptOutcome, ItemStatus, JobId, JobStatus};
+use crate::job::{AttemptOutcome, EventKind, ItemStatus, JobId, JobStatus};
 
 /// The migrations, in order: entry `i` brings the schema from version `i` to `i + 1`. Numbered
 /// as SQLite's, so a version means the same record on both backends.
 const MIGRATIONS: &[&str] = &[
     include_str!("migrations/postgres/0001_initial.sql"),
     include_str!("migrations/postgres/0002_resume.sql"),
+    include_str!("migrations/postgres/0003_claims.sql"),
 ];
 
 /// The newest schema version this binary knows; it reads and writes only this version.
@@ -762,7 +763,8 @@ fn plan_one(write: &Write, planned: &mut Vec<Planned>) {
                  SET ended_at = $4::bigint, duration_us = $5::bigint, outcome = $6::text,
                      exit_code = $7::bigint, error = $8::text, steps = $9::jsonb,
                      stdout_tail = $10::text, stderr_tail = $11::text
-                 WHERE job_id = $1 AND item_idx = $2::bigint AND number = $3::bigint",
+                 WHERE job_id = $1 AND item_idx = $2::bigint AND number = $3::bigint
+                   AND outcome IS NULL",
                 vec![
                     Box::new(job.to_string()),
                     Box::new(int(*item_index)),
@@ -1877,11 +1879,14 @@ impl Store for PostgresStore {
                 operation,
                 "SELECT i.key FROM attempts a
                  JOIN items i ON i.job_id = a.job_id AND i.idx = a.item_idx
-                 WHERE a.job_id = $1 AND a.outcome IS NULL ORDER BY a.item_idx",
-                &[&id],
+                 WHERE a.job_id = $1 AND a.outcome IS NULL
+                   AND (i.lease_until IS NULL OR i.lease_until < $2::bigint)
+                 ORDER BY a.item_idx",
+                &[&id, &at],
             )
             .await?;
             let interrupted = decode(&rows, location, operation, |row| Ok(row.try_get(0)?))?;
+            // Items a live worker holds under a lease stay with it (scale-out).
             execute(
                 statements,
                 &tx,
@@ -1889,7 +1894,9 @@ impl Store for PostgresStore {
                 "close attempts in flight",
                 "UPDATE attempts SET outcome = 'interrupted', ended_at = $2::bigint,
                      error = 'the process running the job stopped during this attempt'
-                 WHERE job_id = $1 AND outcome IS NULL",
+                 WHERE job_id = $1 AND outcome IS NULL
+                   AND item_idx IN (SELECT idx FROM items WHERE job_id = $1
+                                    AND (lease_until IS NULL OR lease_until < $2::bigint))",
                 &[&id, &at],
             )
             .await?;
@@ -1898,8 +1905,10 @@ impl Store for PostgresStore {
                 &tx,
                 location,
                 "requeue running items",
-                "UPDATE items SET status = 'pending' WHERE job_id = $1 AND status = 'running'",
-                &[&id],
+                "UPDATE items SET status = 'pending'
+                 WHERE job_id = $1 AND status = 'running'
+                   AND (lease_until IS NULL OR lease_until < $2::bigint)",
+                &[&id, &at],
             )
             .await?;
             tx.commit()
@@ -2466,6 +2475,185 @@ impl Store for PostgresStore {
             insert_event(statements, &tx, location, event).await?;
             touch_job(statements, &tx, location, job, at).await?;
             tx.commit().await.map_err(fail(location, "commit a repair"))
+        })
+    }
+
+    fn claim_items(
+        &self,
+        job: JobId,
+        claimer: &str,
+        limit: usize,
+        lease_until: i64,
+        at: i64,
+    ) -> Result<Vec<ClaimedItem>, StoreError> {
+        let claimer = claimer.to_string();
+        self.call(move |mut guard| async move {
+            let Session {
+                client,
+                statements,
+                location,
+            } = &mut *guard;
+            let location: &str = location;
+            let id = job.to_string();
+            let tx = begin_write(client, location).await?;
+            let rows = query(
+                statements,
+                &tx,
+                location,
+                "read a job's status",
+                "SELECT status = 'running' AND phase IS NOT DISTINCT FROM 'map'
+                 FROM jobs WHERE id = $1",
+                &[&id],
+            )
+            .await?;
+            let Some(row) = rows.first() else {
+                return Err(job_not_found(job));
+            };
+            let open: bool = row.get(0);
+            if !open || limit == 0 {
+                tx.commit().await.map_err(fail(location, "end a claim"))?;
+                return Ok(Vec::new());
+            }
+            let operation = "find items to claim";
+            // SKIP LOCKED: concurrent claimers pass over each other's rows instead of waiting,
+            // and each row is re-checked against the WHERE once locked.
+            let rows = query(
+                statements,
+                &tx,
+                location,
+                operation,
+                "SELECT i.idx, i.key, i.value, i.status, i.attempts, i.claimed_by,
+                        (SELECT COALESCE(MAX(a.number), 0) FROM attempts a
+                         WHERE a.job_id = i.job_id AND a.item_idx = i.idx),
+                        i.lease_until IS NOT NULL
+                 FROM items i
+                 WHERE i.job_id = $1 AND i.status IN ('pending', 'failed', 'running')
+                   AND ((i.lease_until IS NULL AND i.status <> 'running')
+                        OR i.lease_until < $2::bigint)
+                 ORDER BY i.idx LIMIT $3::bigint
+                 FOR UPDATE OF i SKIP LOCKED",
+                &[&id, &at, &int(limit as u64)],
+            )
+            .await?;
+            let rows = decode(&rows, location, operation, |row| {
+                Ok((
+                    unsigned(row, 0)?,
+                    row.try_get::<_, String>(1)?,
+                    row.try_get::<_, String>(2)?,
+                    text::<ItemStatus>(row, 3)?,
+                    small(row, 4)?,
+                    row.try_get::<_, Option<String>>(5)?,
+                    small(row, 6)?,
+                    row.try_get::<_, bool>(7)?,
+                ))
+            })?;
+            let mut claimed = Vec::with_capacity(rows.len());
+            let mut indices = Vec::with_capacity(rows.len());
+            for (index, key, value, status, attempts, holder, last_number, leased) in rows {
+                if status == ItemStatus::Running {
+                    execute(
+                        statements,
+                        &tx,
+                        location,
+                        "close an attempt whose lease ran out",
+                        "UPDATE attempts SET outcome = 'interrupted', ended_at = $3::bigint,
+                             error = $4::text
+                         WHERE job_id = $1 AND item_idx = $2::bigint AND outcome IS NULL",
+                        &[&id, &int(index), &at, &LEASE_EXPIRED_ERROR],
+                    )
+                    .await?;
+                    execute(
+                        statements,
+                        &tx,
+                        location,
+                        "requeue an item whose lease ran out",
+                        "UPDATE items SET status = 'pending' WHERE job_id = $1 AND idx = $2::bigint",
+                        &[&id, &int(index)],
+                    )
+                    .await?;
+                    let payload = serde_json::json!({
+                        "reason": "lease_expired", "claimed_by": holder
+                    });
+                    let event = (
+                        job,
+                        at,
+                        EventKind::ItemRequeued.as_str(),
+                        Some(key.as_str()),
+                        &payload,
+                    );
+                    insert_event(statements, &tx, location, event).await?;
+                }
+                indices.push(int(index));
+                claimed.push(ClaimedItem {
+                    index,
+                    key,
+                    value,
+                    attempts,
+                    last_number,
+                    lease_expired: leased,
+                });
+            }
+            if !indices.is_empty() {
+                execute(
+                    statements,
+                    &tx,
+                    location,
+                    "claim items",
+                    "UPDATE items SET claimed_by = $2::text, lease_until = $3::bigint
+                     WHERE job_id = $1 AND idx = ANY($4::bigint[])",
+                    &[&id, &claimer, &lease_until, &indices],
+                )
+                .await?;
+            }
+            tx.commit().await.map_err(fail(location, "commit a claim"))?;
+            Ok(claimed)
+        })
+    }
+
+    fn renew_claims(&self, job: JobId, claimer: &str, lease_until: i64) -> Result<u64, StoreError> {
+        let claimer = claimer.to_string();
+        self.call(move |mut guard| async move {
+            let Session {
+                client,
+                statements,
+                location,
+            } = &mut *guard;
+            let location: &str = location;
+            let client: &Client = client;
+            execute(
+                statements,
+                client,
+                location,
+                "renew a lease",
+                "UPDATE items SET lease_until = $3::bigint
+                 WHERE job_id = $1 AND claimed_by = $2::text
+                   AND status IN ('pending', 'failed', 'running')",
+                &[&job.to_string(), &claimer, &lease_until],
+            )
+            .await
+        })
+    }
+
+    fn release_claims(&self, job: JobId, claimer: &str) -> Result<u64, StoreError> {
+        let claimer = claimer.to_string();
+        self.call(move |mut guard| async move {
+            let Session {
+                client,
+                statements,
+                location,
+            } = &mut *guard;
+            let location: &str = location;
+            let client: &Client = client;
+            execute(
+                statements,
+                client,
+                location,
+                "release claimed items",
+                "UPDATE items SET claimed_by = NULL, lease_until = NULL
+                 WHERE job_id = $1 AND claimed_by = $2::text AND status <> 'running'",
+                &[&job.to_string(), &claimer],
+            )
+            .await
         })
     }
 }
