@@ -16,6 +16,7 @@ mod postgres;
 mod quoting;
 mod resume;
 mod runs;
+mod scale_out;
 mod signals;
 mod viewer;
 mod web;
