@@ -1828,6 +1828,44 @@ mod postgres {
         suite::second_connection_sees_commits(writer.as_ref(), reader.as_ref());
     }
 
+    /// Issue 8: a reader in another connection wakes on the NOTIFY of a committed batch with
+    /// events of its job, long before its timeout; events of other jobs do not wake it.
+    #[test]
+    fn readers_wake_on_notify() {
+        if skipped("readers_wake_on_notify") {
+            return;
+        }
+        let schema = Schema::new();
+        let writer = schema.open();
+        let reader = store::open(&schema.url(), false).unwrap();
+        let (job, other) = (new_job("watched", 1_000), new_job("other", 1_001));
+        writer.create_job(&job, &[]).unwrap();
+        writer.create_job(&other, &[]).unwrap();
+        // The first wait opens the listening connection.
+        reader.wait_for_events(job.id, std::time::Duration::from_millis(10));
+        let timeout = std::time::Duration::from_secs(20);
+        let waiting = {
+            let reader = reader.clone();
+            std::thread::spawn(move || {
+                let started = std::time::Instant::now();
+                reader.wait_for_events(job.id, timeout);
+                started.elapsed()
+            })
+        };
+        writer.apply(&[event(other.id, 1, "noise")]).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        assert!(
+            !waiting.is_finished(),
+            "another job's event woke the reader"
+        );
+        writer.apply(&[event(job.id, 2, "wake")]).unwrap();
+        let waited = waiting.join().unwrap();
+        assert!(
+            waited < timeout / 2,
+            "woke after {waited:?}, not on the NOTIFY"
+        );
+    }
+
     #[test]
     fn concurrent_claimers_never_share_an_item() {
         if skipped("concurrent_claimers_never_share_an_item") {

@@ -811,6 +811,14 @@ pub trait Store: Send + Sync {
     /// Gives back every item `claimer` holds in the job that has no attempt in flight (their
     /// lease is cleared, so others may claim them at once); returns how many.
     fn release_claims(&self, job: JobId, claimer: &str) -> Result<u64, StoreError>;
+
+    /// Waits at most `timeout` for the job to record new events; may return early without
+    /// any. PostgreSQL wakes on `NOTIFY mmm_events` (sent when a batch with events of the job
+    /// commits, from any host); the default (SQLite) sleeps `timeout`: readers poll.
+    fn wait_for_events(&self, job: JobId, timeout: std::time::Duration) {
+        let _ = job;
+        std::thread::sleep(timeout);
+    }
 }
 
 /// An item handed to a claimer by [`Store::claim_items`].

@@ -113,9 +113,21 @@ pub fn is_postgres_url(location: &str) -> bool {
 pub struct PostgresStore {
     location: Arc<str>,
     schema: String,
+    /// The client's configuration, for the listening connection opened on first use.
+    config: Config,
     // Dropped before `worker`: the connection closes, then the runtime stops.
     session: Arc<Mutex<Session>>,
+    /// `LISTEN mmm_events` on a connection of its own, opened by the first
+    /// [`Store::wait_for_events`]; `None` until then.
+    listener: StdMutex<Option<Listener>>,
     worker: Worker,
+}
+
+/// The listening connection: its client (the connection closes when it drops) and the
+/// notifications it received (`SCHEMA JOB` payloads) not yet looked at.
+struct Listener {
+    _client: Client,
+    notifications: tokio::sync::broadcast::Receiver<String>,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -374,12 +386,15 @@ impl PostgresStore {
         let session = worker.run({
             let location = Arc::clone(&location);
             let schema = schema.clone();
+            let config = config.clone();
             async move { connect(config, location, schema, create, slot).await }
         })?;
         Ok(PostgresStore {
             location,
             schema,
+            config,
             session: Arc::new(Mutex::new(session)),
+            listener: StdMutex::new(None),
             worker,
         })
     }
@@ -392,6 +407,39 @@ impl PostgresStore {
     /// The schema holding the store.
     pub fn schema(&self) -> &str {
         &self.schema
+    }
+
+    /// Opens the listening connection: `LISTEN mmm_events`, notifications forwarded to a
+    /// channel by the task that drives the connection.
+    fn listen(&self) -> Result<Listener, StoreError> {
+        let config = self.config.clone();
+        let location = Arc::clone(&self.location);
+        self.worker.run(async move {
+            let (client, mut connection) =
+                config
+                    .connect(NoTls)
+                    .await
+                    .map_err(|source| StoreError::Connect {
+                        location: location.to_string(),
+                        source,
+                    })?;
+            let (sender, notifications) = tokio::sync::broadcast::channel(1_024);
+            tokio::spawn(async move {
+                while let Some(Ok(message)) = poll_fn(|cx| connection.poll_message(cx)).await {
+                    if let tokio_postgres::AsyncMessage::Notification(n) = message {
+                        let _ = sender.send(n.payload().to_string());
+                    }
+                }
+            });
+            client
+                .batch_execute("LISTEN mmm_events")
+                .await
+                .map_err(fail(&location, "listen for new events"))?;
+            Ok(Listener {
+                _client: client,
+                notifications,
+            })
+        })
     }
 
     /// Runs `work` with the connection to itself, on the connection's thread.
@@ -658,6 +706,20 @@ fn plan(writes: &[Write]) -> Vec<Planned> {
         .collect();
     for write in writes {
         plan_one(write, &mut planned);
+    }
+    // Live readers in other processes (`events::Subscription`) wake on this, sent at commit.
+    let mut notified = HashSet::new();
+    for write in writes {
+        if let Write::Event { job, .. } = write
+            && notified.insert(*job)
+        {
+            planned.push(Planned {
+                sql: "SELECT pg_notify('mmm_events', current_schema() || ' ' || $1::text)",
+                params: vec![Box::new(job.to_string())],
+                missing: Missing::Nothing,
+                operation: "notify readers of new events",
+            });
+        }
     }
     planned
 }
@@ -1133,6 +1195,18 @@ async fn insert_event(
     event: (JobId, i64, &str, Option<&str>, &serde_json::Value),
 ) -> Result<(), StoreError> {
     let (job, at, kind, item_key, payload) = event;
+    // The job's row lock first, held to the commit: events of one job then commit in the order
+    // of their sequence numbers, so a follower reading `seq > last` never skips one committed
+    // late (a batch of the writer takes the same lock first, see `plan`).
+    query(
+        statements,
+        client,
+        location,
+        "lock a job",
+        "SELECT 1 FROM jobs WHERE id = $1 FOR NO KEY UPDATE",
+        &[&job.to_string()],
+    )
+    .await?;
     execute(
         statements,
         client,
@@ -2501,8 +2575,9 @@ impl Store for PostgresStore {
                 &tx,
                 location,
                 "read a job's status",
+                // Locked first, as every writer of the job does: the claim may record events.
                 "SELECT status = 'running' AND phase IS NOT DISTINCT FROM 'map'
-                 FROM jobs WHERE id = $1",
+                 FROM jobs WHERE id = $1 FOR NO KEY UPDATE",
                 &[&id],
             )
             .await?;
@@ -2608,6 +2683,52 @@ impl Store for PostgresStore {
             tx.commit().await.map_err(fail(location, "commit a claim"))?;
             Ok(claimed)
         })
+    }
+
+    fn wait_for_events(&self, job: JobId, timeout: Duration) {
+        let mut slot = self.listener.lock().unwrap_or_else(PoisonError::into_inner);
+        if slot.is_none() {
+            match self.listen() {
+                Ok(listener) => *slot = Some(listener),
+                // No listening connection: poll, as on SQLite.
+                Err(_) => {
+                    drop(slot);
+                    std::thread::sleep(timeout);
+                    return;
+                }
+            }
+        }
+        let Some(listener) = slot.as_mut() else {
+            return;
+        };
+        let wanted = format!("{} {job}", self.schema);
+        // Kept between calls, the receiver holds what came while the caller was reading: a
+        // notification is never missed between a read and the next wait.
+        let mut notifications = listener.notifications.resubscribe();
+        std::mem::swap(&mut notifications, &mut listener.notifications);
+        let (back, returned) = std::sync::mpsc::sync_channel(1);
+        let waited = self.worker.run(async move {
+            let deadline = tokio::time::Instant::now() + timeout;
+            loop {
+                use tokio::sync::broadcast::error::RecvError;
+                match tokio::time::timeout_at(deadline, notifications.recv()).await {
+                    Ok(Ok(payload)) if payload != wanted => continue,
+                    // Ours, or too many to tell (lagged): read again.
+                    Ok(Ok(_)) | Ok(Err(RecvError::Lagged(_))) | Err(_) => break,
+                    Ok(Err(RecvError::Closed)) => {
+                        tokio::time::sleep_until(deadline).await;
+                        break;
+                    }
+                }
+            }
+            let _ = back.send(notifications);
+            Ok(())
+        });
+        match (waited, returned.try_recv()) {
+            (Ok(()), Ok(notifications)) => listener.notifications = notifications,
+            // The listening connection broke: open another next time.
+            _ => *slot = None,
+        }
     }
 
     fn renew_claims(&self, job: JobId, claimer: &str, lease_until: i64) -> Result<u64, StoreError> {
