@@ -20,6 +20,7 @@ mod resume;
 mod run;
 mod runs;
 mod serve;
+mod store_cmd;
 mod validate;
 mod viewer;
 mod worker;
@@ -120,6 +121,8 @@ enum Command {
     /// Join the map phase of jobs in a PostgreSQL store from this host (scale-out).
     #[command(after_help = worker::AFTER_HELP)]
     Worker(worker::WorkerArgs),
+    /// Copy a job's record between stores (SQLite <-> PostgreSQL) to continue it elsewhere.
+    Store(store_cmd::StoreArgs),
 }
 
 /// An error that already decided its exit code.
@@ -177,6 +180,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<Exit> {
         Command::Replay(args) => replay::replay(&cli.store, args),
         Command::Serve(args) => serve::serve(&cli.store, args),
         Command::Worker(args) => worker::worker(&cli.store, args),
+        Command::Store(args) => store_cmd::store(&cli.store, args),
     }
 }
 

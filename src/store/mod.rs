@@ -7,6 +7,7 @@
 //! transactions on a thread of its own, so the runner never waits on the disk per item.
 
 pub mod audit;
+pub mod copy;
 pub mod postgres;
 pub mod sqlite;
 pub mod writer;
@@ -811,6 +812,12 @@ pub trait Store: Send + Sync {
     /// Gives back every item `claimer` holds in the job that has no attempt in flight (their
     /// lease is cleared, so others may claim them at once); returns how many.
     fn release_claims(&self, job: JobId, claimer: &str) -> Result<u64, StoreError>;
+
+    /// What only the backend knows of a job, for copying it ([`copy::dump_job`]).
+    fn copy_details(&self, job: JobId) -> Result<copy::CopyDetails, StoreError>;
+    /// Records a job copied from another store ([`copy::JobDump`]), in one transaction;
+    /// [`StoreError::JobExists`] when this store has it already.
+    fn import_job(&self, dump: &copy::JobDump) -> Result<(), StoreError>;
 
     /// Waits at most `timeout` for the job to record new events; may return early without
     /// any. PostgreSQL wakes on `NOTIFY mmm_events` (sent when a batch with events of the job

@@ -46,6 +46,7 @@ use tokio::sync::{Mutex, OwnedMutexGuard, oneshot};
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Config, GenericClient, IsolationLevel, NoTls, Row, Statement};
 
+use super::copy::{CopyDetails, JobDump};
 use super::{
     AttemptRecord, CheckpointRecord, ClaimedItem, DeadLetter, DlqChange, EventRecord, ItemCounts,
     ItemRecord, JobContents, JobRecord, LEASE_EXPIRED_ERROR, Ledger, NewItem, NewJob, Owner,
@@ -2682,6 +2683,216 @@ impl Store for PostgresStore {
             }
             tx.commit().await.map_err(fail(location, "commit a claim"))?;
             Ok(claimed)
+        })
+    }
+
+    fn copy_details(&self, job: JobId) -> Result<CopyDetails, StoreError> {
+        self.call(move |mut guard| async move {
+            let Session {
+                client,
+                statements,
+                location,
+            } = &mut *guard;
+            let location: &str = location;
+            let tx = begin_read(client, location).await?;
+            ensure_job(statements, &tx, location, job, false).await?;
+            let id = job.to_string();
+            let operation = "read superseded attempts";
+            let rows = query(
+                statements,
+                &tx,
+                location,
+                operation,
+                "SELECT item_idx, number FROM attempts WHERE job_id = $1 AND superseded
+                 ORDER BY item_idx, number",
+                &[&id],
+            )
+            .await?;
+            let superseded = decode(&rows, location, operation, |row| {
+                Ok((unsigned(row, 0)?, small(row, 1)?))
+            })?;
+            let operation = "read the checkpoints";
+            let rows = query(
+                statements,
+                &tx,
+                location,
+                operation,
+                "SELECT id, last_event_seq FROM checkpoints WHERE job_id = $1",
+                &[&id],
+            )
+            .await?;
+            let checkpoint_seqs = decode(&rows, location, operation, |row| {
+                Ok((row.try_get::<_, i64>(0)?, row.try_get::<_, i64>(1)?))
+            })?;
+            tx.commit()
+                .await
+                .map_err(fail(location, "end a read transaction"))?;
+            Ok(CopyDetails {
+                superseded,
+                checkpoint_seqs,
+            })
+        })
+    }
+
+    fn import_job(&self, dump: &JobDump) -> Result<(), StoreError> {
+        let dump = dump.clone();
+        self.call(move |mut guard| async move {
+            let Session {
+                client,
+                statements,
+                location,
+            } = &mut *guard;
+            let location: &str = location;
+            let job = &dump.contents.job;
+            let id = job.id.to_string();
+            let tx = begin_write(client, location).await?;
+            let source = job
+                .source
+                .as_ref()
+                .map(|path| path.to_string_lossy().into_owned());
+            let inserted = execute(
+                statements,
+                &tx,
+                location,
+                "copy a job",
+                "INSERT INTO jobs (id, name, status, phase, spec, spec_hash, source, max_parallel,
+                                   created_at, started_at, updated_at, finished_at, duration_ms,
+                                   owner_pid, owner_host, heartbeat_at, origin, input_fingerprint)
+                 VALUES ($1, $2::text, $3::text, $4::text, $5::text, $6::text, $7::text,
+                         $8::bigint, $9::bigint, $10::bigint, $11::bigint, $12::bigint,
+                         $13::bigint, $14::bigint, $15::text, $16::bigint, $17::text, $18::text)
+                 ON CONFLICT (id) DO NOTHING",
+                &[
+                    &id,
+                    &job.name,
+                    &job.status.as_str(),
+                    &job.phase.map(|p| p.as_str()),
+                    &job.spec,
+                    &job.spec_hash,
+                    &source,
+                    &i64::from(job.max_parallel),
+                    &job.created_at,
+                    &job.started_at,
+                    &job.updated_at,
+                    &job.finished_at,
+                    &job.duration_ms,
+                    &job.owner_pid.map(i64::from),
+                    &job.owner_host,
+                    &job.heartbeat_at,
+                    &job.origin,
+                    &job.input_fingerprint,
+                ],
+            )
+            .await?;
+            if inserted == 0 {
+                return Err(StoreError::JobExists { job: job.id });
+            }
+            let items = &dump.contents.items;
+            for chunk in items.chunks(ITEM_CHUNK) {
+                let indices: Vec<i64> = chunk.iter().map(|i| int(i.index)).collect();
+                let keys: Vec<&str> = chunk.iter().map(|i| i.key.as_str()).collect();
+                let values: Vec<&str> = chunk.iter().map(|i| i.value.as_str()).collect();
+                let statuses: Vec<&str> = chunk.iter().map(|i| i.status.as_str()).collect();
+                let attempts: Vec<i64> = chunk.iter().map(|i| i64::from(i.attempts)).collect();
+                execute(
+                    statements,
+                    &tx,
+                    location,
+                    "copy items",
+                    "INSERT INTO items (job_id, idx, key, value, status, attempts)
+                     SELECT $1, u.idx, u.key, u.value, u.status, u.attempts
+                     FROM unnest($2::bigint[], $3::text[], $4::text[], $5::text[], $6::bigint[])
+                          AS u (idx, key, value, status, attempts)",
+                    &[&id, &indices, &keys, &values, &statuses, &attempts],
+                )
+                .await?;
+            }
+            let superseded: HashSet<(u64, u32)> = dump.superseded.iter().copied().collect();
+            for a in &dump.contents.attempts {
+                let steps = serde_json::to_value(&a.steps)
+                    .expect("step records hold only strings, numbers and booleans");
+                execute(
+                    statements,
+                    &tx,
+                    location,
+                    "copy attempts",
+                    "INSERT INTO attempts (job_id, item_idx, number, agent, started_at, ended_at,
+                                           duration_us, outcome, exit_code, error, steps,
+                                           stdout_tail, stderr_tail, superseded)
+                     VALUES ($1, $2::bigint, $3::bigint, $4::text, $5::bigint, $6::bigint,
+                             $7::bigint, $8::text, $9::bigint, $10::text, $11::jsonb, $12::text,
+                             $13::text, $14::boolean)",
+                    &[
+                        &id,
+                        &int(a.item_index),
+                        &i64::from(a.number),
+                        &a.agent,
+                        &a.started_at,
+                        &a.ended_at,
+                        &a.duration_us.map(int),
+                        &a.outcome.map(|o| o.as_str()),
+                        &a.exit_code.map(i64::from),
+                        &a.error,
+                        &steps,
+                        &a.stdout_tail,
+                        &a.stderr_tail,
+                        &superseded.contains(&(a.item_index, a.number)),
+                    ],
+                )
+                .await?;
+            }
+            let mut new_seqs = Vec::with_capacity(dump.events.len());
+            for event in &dump.events {
+                let rows = query(
+                    statements,
+                    &tx,
+                    location,
+                    "copy events",
+                    "INSERT INTO events (job_id, at, kind, item_key, payload)
+                     VALUES ($1, $2::bigint, $3::text, $4::text, $5::jsonb) RETURNING seq",
+                    &[&id, &event.at, &event.kind, &event.item_key, &event.payload],
+                )
+                .await?;
+                new_seqs.push(rows.first().map_or(0, |row| row.get::<_, i64>(0)));
+            }
+            for snapshot in &dump.snapshots {
+                execute(
+                    statements,
+                    &tx,
+                    location,
+                    "copy snapshots",
+                    "INSERT INTO snapshots (job_id, at, payload) VALUES ($1, $2::bigint, $3::jsonb)",
+                    &[&id, &snapshot.at, &snapshot.payload],
+                )
+                .await?;
+            }
+            let positions = dump.checkpoint_positions();
+            for ((checkpoint, _), position) in dump.checkpoints.iter().zip(positions) {
+                execute(
+                    statements,
+                    &tx,
+                    location,
+                    "copy checkpoints",
+                    "INSERT INTO checkpoints (job_id, at, phase, reason, last_event_seq,
+                                              completed, dead_lettered, skipped)
+                     VALUES ($1, $2::bigint, $3::text, $4::text, $5::bigint, $6::bigint,
+                             $7::bigint, $8::bigint)",
+                    &[
+                        &id,
+                        &checkpoint.at,
+                        &checkpoint.phase.map(|p| p.as_str()),
+                        &checkpoint.reason,
+                        &position.map_or(0, |p| new_seqs[p]),
+                        &int(checkpoint.completed),
+                        &int(checkpoint.dead_lettered),
+                        &int(checkpoint.skipped),
+                    ],
+                )
+                .await?;
+            }
+            tx.commit()
+                .await
+                .map_err(fail(location, "commit a copied job"))
         })
     }
 

@@ -547,6 +547,12 @@ mod tests {
         fn release_claims(&self, _: JobId, _: &str) -> Result<u64, StoreError> {
             unimplemented!()
         }
+        fn copy_details(&self, _: JobId) -> Result<crate::store::copy::CopyDetails, StoreError> {
+            unimplemented!()
+        }
+        fn import_job(&self, _: &crate::store::copy::JobDump) -> Result<(), StoreError> {
+            unimplemented!()
+        }
     }
 
     fn event(job: JobId, n: i64) -> Write {

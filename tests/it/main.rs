@@ -18,5 +18,6 @@ mod resume;
 mod runs;
 mod scale_out;
 mod signals;
+mod store_copy;
 mod viewer;
 mod web;
