@@ -211,3 +211,93 @@ reduce:
     let check = ws.run(&["check", "--store", &url]);
     check.success();
 }
+
+/// Issue 8: the coordinator dies while a worker runs; `mmm resume` takes the job over while the
+/// worker still works, without touching the worker's items (their leases are live), takes
+/// back the dead coordinator's items once their leases ran out, and runs reduce.
+#[test]
+fn resume_of_a_dead_coordinator_leaves_live_workers_alone() {
+    if skipped("resume_of_a_dead_coordinator_leaves_live_workers_alone") {
+        return;
+    }
+    const ITEMS: usize = 600;
+    let schema = Schema::new();
+    let url = schema.url();
+    let ws = Workspace::new();
+    let items: String = (1..=ITEMS).map(|n| format!("i{n}\n")).collect();
+    ws.write("items.txt", &items);
+    ws.write(
+        "job.yml",
+        r#"
+map:
+  input: items.txt
+  key: "${item}"
+  max_parallel: 2
+  steps:
+    - name: work
+      shell: |
+        sleep 0.03
+        echo "${item}" >> ran.txt
+reduce:
+  - shell: echo "reduce saw ${map.completed}" > reduced.txt
+"#,
+    );
+    let mut coordinator = spawn(
+        &ws,
+        &["run", "job.yml", "--progress", "none", "--store", &url],
+        "coordinator.log",
+    );
+    let store = || mmm::store::open(&url, false);
+    let mut job = None;
+    wait_until(Duration::from_secs(60), "the job's map to start", || {
+        let Ok(store) = store() else { return false };
+        job = store.jobs().ok().and_then(|jobs| jobs.into_iter().next());
+        job.as_ref().is_some_and(|j| j.phase == Some(Phase::Map))
+    });
+    let job = job.unwrap().id;
+    let id = job.to_string();
+    let mut worker = spawn(
+        &ws,
+        &["worker", "--store", &url, "--job", &id, "-j", "2", "--name", "w"],
+        "w.log",
+    );
+    let done = || {
+        store()
+            .and_then(|s| s.job(job))
+            .map_or(0, |j| j.counts.completed)
+    };
+    wait_until(Duration::from_secs(120), "items to complete", || done() >= 60);
+    kill9(&mut coordinator);
+    assert!(done() < ITEMS as u64 / 2, "nearly done before the kill; make items slower");
+
+    let resume = ws.run(&["resume", &id, "--progress", "none", "--store", &url]);
+    resume.success();
+    let code = exit_code(&mut worker, Duration::from_secs(60), "the worker");
+    assert_eq!(code, 0, "worker: {}", ws.read("w.log"));
+
+    let record = schema.only_job();
+    assert_eq!(record.status, JobStatus::Completed);
+    assert_eq!(record.counts.completed, ITEMS as u64);
+    assert_eq!(ws.read("reduced.txt").trim(), format!("reduce saw {ITEMS}"));
+    let attempts = schema.store().attempts(job, None).unwrap();
+    let mut succeeded: BTreeMap<&str, usize> = BTreeMap::new();
+    for attempt in &attempts {
+        assert!(attempt.outcome.is_some(), "left in flight: {attempt:?}");
+        if attempt.agent.starts_with("w/") {
+            assert_ne!(
+                attempt.outcome,
+                Some(AttemptOutcome::Interrupted),
+                "the resume interrupted a live worker's attempt: {attempt:?}"
+            );
+        }
+        if attempt.outcome == Some(AttemptOutcome::Succeeded) {
+            *succeeded.entry(attempt.item_key.as_str()).or_default() += 1;
+        }
+    }
+    assert_eq!(succeeded.len(), ITEMS);
+    assert!(succeeded.values().all(|n| *n == 1), "an item completed twice");
+    assert!(
+        attempts.iter().any(|a| a.agent.starts_with("w/")),
+        "the worker took part"
+    );
+}
