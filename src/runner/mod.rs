@@ -849,6 +849,8 @@ impl<E: Executor> Run<E> {
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         env.push(("MMM_JOB_ID".into(), self.job().to_string()));
+        // Which process runs the command: a take-over stops only a dead runner's commands.
+        env.push(("MMM_RUNNER_PID".into(), std::process::id().to_string()));
         env.push(("MMM_STEP".into(), step.to_string()));
         if let Some((item, attempt)) = item {
             let raw = match &item.value {

@@ -258,7 +258,9 @@ reduce:
     let id = job.to_string();
     let mut worker = spawn(
         &ws,
-        &["worker", "--store", &url, "--job", &id, "-j", "2", "--name", "w"],
+        &[
+            "worker", "--store", &url, "--job", &id, "-j", "2", "--name", "w",
+        ],
         "w.log",
     );
     let done = || {
@@ -266,9 +268,14 @@ reduce:
             .and_then(|s| s.job(job))
             .map_or(0, |j| j.counts.completed)
     };
-    wait_until(Duration::from_secs(120), "items to complete", || done() >= 60);
+    wait_until(Duration::from_secs(120), "items to complete", || {
+        done() >= 60
+    });
     kill9(&mut coordinator);
-    assert!(done() < ITEMS as u64 / 2, "nearly done before the kill; make items slower");
+    assert!(
+        done() < ITEMS as u64 / 2,
+        "nearly done before the kill; make items slower"
+    );
 
     let resume = ws.run(&["resume", &id, "--progress", "none", "--store", &url]);
     resume.success();
@@ -295,7 +302,10 @@ reduce:
         }
     }
     assert_eq!(succeeded.len(), ITEMS);
-    assert!(succeeded.values().all(|n| *n == 1), "an item completed twice");
+    assert!(
+        succeeded.values().all(|n| *n == 1),
+        "an item completed twice"
+    );
     assert!(
         attempts.iter().any(|a| a.agent.starts_with("w/")),
         "the worker took part"
