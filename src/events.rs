@@ -8,9 +8,11 @@
 //! to the other, and a reader in another process (`mmm events --follow`) sees exactly what an
 //! in-process one sees.
 //!
-//! This relies on events becoming visible in sequence order, which holds for SQLite (one
-//! writer at a time: a transaction that took a number commits before the next one can take
-//! one).
+//! This relies on events of a job becoming visible in sequence order, which holds for SQLite
+//! (one writer at a time: a transaction that took a number commits before the next one can
+//! take one) and for PostgreSQL (every transaction that records events of a job takes the job's
+//! row lock before it takes a number, and holds it to its commit). Waiting between reads is
+//! [`Store::wait_for_events`]: a NOTIFY on PostgreSQL, a sleep of [`POLL_INTERVAL`] on SQLite.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -149,7 +151,9 @@ impl Subscription {
             if !events.is_empty() || self.end.is_some() {
                 return Ok(events);
             }
-            std::thread::sleep(POLL_INTERVAL);
+            // PostgreSQL wakes as soon as an event of the job commits (LISTEN/NOTIFY);
+            // SQLite sleeps the interval.
+            self.store.wait_for_events(self.job, POLL_INTERVAL);
         }
     }
 

@@ -147,6 +147,7 @@ fn start(items: &[String]) -> Job {
         checkpoint_every: Duration::from_secs(60),
         snapshot_every: Duration::from_secs(1),
         start: Start::New { origin: None },
+        claims: None,
     };
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let run = runtime.spawn(runner::run(config, Arc::new(SleepExecutor)));

@@ -87,6 +87,7 @@ fn reports_through_mmm_report_and_the_fd_protocol_reach_the_tracker_promptly() {
         checkpoint_every: Duration::from_secs(60),
         snapshot_every: Duration::from_secs(1),
         start: Start::New { origin: None },
+        claims: None,
     };
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let run = runtime.spawn(runner::run(config, Arc::new(ProcessExecutor::default())));

@@ -20,8 +20,10 @@ mod resume;
 mod run;
 mod runs;
 mod serve;
+mod store_cmd;
 mod validate;
 mod viewer;
+mod worker;
 
 use std::process::ExitCode;
 
@@ -55,7 +57,8 @@ Exit codes:
 #[derive(Debug, Parser)]
 #[command(name = "mmm", version, after_help = EXIT_CODES)]
 pub struct Cli {
-    /// Where jobs are recorded: a directory (holding mmm.db) or a .db file.
+    /// Where jobs are recorded: a directory (holding mmm.db), a .db file, or a PostgreSQL URL
+    /// (postgres://USER@HOST:PORT/DATABASE?schema=NAME; shared with `mmm worker`s).
     #[arg(
         long,
         global = true,
@@ -115,6 +118,11 @@ enum Command {
     /// The web dashboard for every job in the store (JSON API, WebSocket, /metrics).
     #[command(after_help = serve::AFTER_HELP)]
     Serve(serve::ServeArgs),
+    /// Join the map phase of jobs in a PostgreSQL store from this host (scale-out).
+    #[command(after_help = worker::AFTER_HELP)]
+    Worker(worker::WorkerArgs),
+    /// Copy a job's record between stores (SQLite <-> PostgreSQL) to continue it elsewhere.
+    Store(store_cmd::StoreArgs),
 }
 
 /// An error that already decided its exit code.
@@ -171,6 +179,8 @@ fn dispatch(cli: Cli) -> anyhow::Result<Exit> {
         Command::Export(args) => export::export(&cli.store, args),
         Command::Replay(args) => replay::replay(&cli.store, args),
         Command::Serve(args) => serve::serve(&cli.store, args),
+        Command::Worker(args) => worker::worker(&cli.store, args),
+        Command::Store(args) => store_cmd::store(&cli.store, args),
     }
 }
 

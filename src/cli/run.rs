@@ -29,8 +29,8 @@ Examples:
 Replacement strings (one-liner): {} item, {/} basename, {//} dirname, {.} without extension,
 {/.} basename without extension, {#} sequence number, {%} agent slot. Without any, {} is
 appended. Values are passed as data: quoted for the shell, never evaluated. Each command also
-gets MMM_ITEM (JSON), MMM_ITEM_RAW, MMM_ITEM_KEY, MMM_JOB_ID, MMM_AGENT, MMM_ATTEMPT
-and MMM_STEP.
+gets MMM_ITEM (JSON), MMM_ITEM_RAW, MMM_ITEM_KEY, MMM_JOB_ID, MMM_AGENT, MMM_ATTEMPT,
+MMM_STEP and MMM_RUNNER_PID (the mmm process running it).
 
 Ctrl-C (or SIGTERM/SIGHUP) stops dispatching, lets running commands finish for --grace, then
 kills their process groups and records the job `interrupted`; a second Ctrl-C kills at once.";
@@ -246,6 +246,15 @@ pub(crate) async fn execute(
         checkpoint_every: view_args.checkpoint_every,
         snapshot_every: view_args.snapshot_every,
         start,
+        // A PostgreSQL store may be shared with `mmm worker`s: claim items through it.
+        claims: store::postgres::is_postgres_url(store_location).then(|| {
+            runner::ClaimOptions::new(
+                &runner::host_name(),
+                plan.map.max_parallel.max(1),
+                super::worker::lease_from_env(),
+                None,
+            )
+        }),
     };
     let executor = Arc::new(ProcessExecutor {
         stop_grace: view_args.grace,

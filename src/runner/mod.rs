@@ -9,6 +9,7 @@
 //! are recorded `interrupted` and do not count against retries.
 
 mod alerting;
+pub mod claim;
 pub mod process;
 mod queue;
 pub mod report;
@@ -27,6 +28,7 @@ use crate::spec::{Item, JobPlan, MapCounts, PhaseCommand, RenderContext, StepPla
 use crate::store::writer::StoreWriter;
 use crate::store::{NewItem, NewJob, StepRecord, Store, StoreError, Write};
 use crate::tracker::{AgentSnapshot, ItemEnd, Tracker};
+pub use claim::{ClaimOptions, ClaimStats};
 pub use process::{CommandRequest, CommandResult, Executor, Exit, ProcessExecutor, StopLevel};
 
 /// How many unfinished items a resume keeps queued in memory at most (plus one page).
@@ -74,8 +76,11 @@ pub struct RunConfig {
     /// The shortest time between two snapshots; long runs space them out further (see
     /// [`SNAPSHOT_SPAN`]).
     pub snapshot_every: Duration,
-    /// A new job, or the continuation of a recorded one.
+    /// A new job, or the continuation of a recorded one, or joining one as a worker.
     pub start: Start,
+    /// Scale-out: claim items through the store (a PostgreSQL store shared with workers)
+    /// instead of queueing them in memory; `None` for one process per job (SQLite).
+    pub claims: Option<ClaimOptions>,
 }
 
 /// Whether a run records a new job or continues one.
@@ -89,6 +94,10 @@ pub enum Start {
     /// Continue a recorded job: its owner is already this process
     /// (see [`resume::take_over`]).
     Resume(Resume),
+    /// Join a running job's map as a worker (`mmm worker`, with [`RunConfig::claims`]): run
+    /// the items it claims; record attempts, item and agent events, nothing about the job
+    /// itself (status, phase, heartbeat, snapshots and reduce are the owner's).
+    Join,
 }
 
 /// What a resume starts from.
@@ -132,6 +141,8 @@ pub struct RunSummary {
     pub duration: Duration,
     /// Why the job failed, when it did (setup, input or reduce).
     pub error: Option<String>,
+    /// Claim figures, when the items were claimed through the store.
+    pub claims: Option<ClaimStats>,
 }
 
 /// Why a run could not go on. The job is left as the store last recorded it: resumable.
@@ -184,6 +195,7 @@ pub async fn run<E: Executor>(config: RunConfig, executor: Arc<E>) -> Result<Run
             Duration::ZERO
         }
         Start::Resume(resume) => resume.prior_duration,
+        Start::Join => Duration::ZERO,
     };
     let run = Arc::new(Run {
         config,
@@ -192,6 +204,7 @@ pub async fn run<E: Executor>(config: RunConfig, executor: Arc<E>) -> Result<Run
         prior,
         watch: std::sync::Mutex::new(None),
         started_ms: now_ms(),
+        claim_stats: std::sync::Mutex::new(None),
     });
     let (kind, payload) = match &run.config.start {
         Start::New { .. } => (EventKind::JobStarted, json!({ "name": plan.name })),
@@ -199,18 +212,25 @@ pub async fn run<E: Executor>(config: RunConfig, executor: Arc<E>) -> Result<Run
             EventKind::JobResumed,
             json!({ "phase": r.phase, "prior_duration_ms": r.prior_duration.as_millis() as u64 }),
         ),
+        Start::Join => (EventKind::JobStarted, serde_json::Value::Null),
     };
-    run.record(vec![
-        Write::JobStatus {
-            job,
-            status: JobStatus::Running,
-            at: now_ms(),
-        },
-        Write::event(job, kind, None, payload),
-    ]);
-    let heartbeat = run.spawn_heartbeat();
+    let heartbeat = if run.joining() {
+        None
+    } else {
+        run.record(vec![
+            Write::JobStatus {
+                job,
+                status: JobStatus::Running,
+                at: now_ms(),
+            },
+            Write::event(job, kind, None, payload),
+        ]);
+        Some(run.spawn_heartbeat())
+    };
     let outcome = run.phases().await;
-    heartbeat.abort();
+    if let Some(heartbeat) = heartbeat {
+        heartbeat.abort();
+    }
     let watch = run.watch.lock().unwrap_or_else(|e| e.into_inner()).take();
     if let Some(mut watch) = watch {
         watch.close(&run);
@@ -235,6 +255,8 @@ struct Run<E> {
     watch: std::sync::Mutex<Option<alerting::Watch>>,
     /// When this run started, epoch ms (for rates and the ETA).
     started_ms: i64,
+    /// Claim figures of the map, when items were claimed through the store.
+    claim_stats: std::sync::Mutex<Option<ClaimStats>>,
 }
 
 impl<E: Executor> Run<E> {
@@ -248,6 +270,11 @@ impl<E: Executor> Run<E> {
 
     fn record(&self, writes: Vec<Write>) {
         self.config.writer.send_group(writes);
+    }
+
+    /// True for a worker joining someone else's job.
+    fn joining(&self) -> bool {
+        matches!(self.config.start, Start::Join)
     }
 
     fn stopping(&self) -> bool {
@@ -282,6 +309,9 @@ impl<E: Executor> Run<E> {
                     .await
                     .unwrap_or_else(|_| sampler::Sampler::new())
                 };
+                if run.config.claims.is_some() {
+                    run.count_others().await;
+                }
                 run.config.metrics.refresh(tracker, at, run.started_ms);
                 let agents = tracker.agents();
                 let active = run
@@ -341,6 +371,7 @@ impl<E: Executor> Run<E> {
         let job = self.job();
         let (run_setup, run_map) = match &self.config.start {
             Start::New { .. } => (true, true),
+            Start::Join => (false, true),
             // Setup and reduce are rerun when the job stopped in them (docs/resume.md).
             Start::Resume(r) => (
                 r.rerun_setup || matches!(r.phase, None | Some(Phase::Setup)),
@@ -356,7 +387,15 @@ impl<E: Executor> Run<E> {
         if self.stopping() {
             return Ok(PhasesEnd::Interrupted);
         }
-        if run_map {
+        if run_map && self.config.claims.is_some() {
+            if let Some(end) = self.claimed_map().await? {
+                return Ok(end);
+            }
+            if self.joining() {
+                return Ok(PhasesEnd::Done);
+            }
+            self.record(checkpoint(job, Some(Phase::Map), "map done").into());
+        } else if run_map {
             self.record(vec![Write::JobPhase {
                 job,
                 phase: Phase::Map,
@@ -364,7 +403,7 @@ impl<E: Executor> Run<E> {
             }]);
             let queue = Arc::new(queue::WorkQueue::default());
             let feed = self.feed(&queue);
-            let map = self.map(queue.clone());
+            let map = self.map(Arc::new(Source::Queue(queue.clone())));
             tokio::pin!(feed, map);
             let fed = tokio::select! {
                 fed = &mut feed => {
@@ -456,33 +495,10 @@ impl<E: Executor> Run<E> {
             _ => None,
         };
         let Some(resume) = resume else {
-            // A new job (or one stopped before its items were recorded): load and record them.
-            let items = match self.load_input().await? {
+            let items = match self.load_and_record().await? {
                 Ok(items) => items,
                 Err(message) => return Ok(Err(message)),
             };
-            let rows: Vec<NewItem> = items
-                .iter()
-                .map(|item| NewItem {
-                    key: item.key.clone(),
-                    value: item.value.to_string(),
-                })
-                .collect();
-            self.flush().await?;
-            self.blocking(move |s| s.add_items(job, &rows)).await?;
-            tracker.set_total(items.len() as u64);
-            tracker.add_item_keys(
-                items
-                    .iter()
-                    .enumerate()
-                    .map(|(i, it)| (i as u64, it.key.clone())),
-            );
-            self.record(vec![Write::event(
-                job,
-                EventKind::ItemsLoaded,
-                None,
-                json!({ "count": items.len() }),
-            )]);
             queue.push_all(items.into_iter().enumerate().map(|(i, item)| Work {
                 index: i as u64,
                 item,
@@ -491,14 +507,7 @@ impl<E: Executor> Run<E> {
             }));
             return Ok(Ok(()));
         };
-
-        // The record first, so that the pages below hold the input's current items.
-        let c = match resume.reload_input && self.update_from_input().await? {
-            true => self.blocking(move |s| s.job(job)).await?.counts,
-            false => resume.counts,
-        };
-        tracker.set_total(c.total());
-        tracker.preload(c.completed, c.dead_lettered, c.skipped);
+        self.restore_counts(&resume).await?;
         // A small first page so the agents start at once; then larger ones.
         let mut after = None;
         let mut page = 256;
@@ -528,6 +537,126 @@ impl<E: Executor> Run<E> {
             page = 2_048;
         }
         Ok(Ok(()))
+    }
+
+    /// A resume: brings the record up to date with the input (when it may have changed) and
+    /// the tracker with the record's counts.
+    async fn restore_counts(&self, resume: &Resume) -> Result<(), RunError> {
+        let job = self.job();
+        let tracker = &self.config.tracker;
+        let c = match resume.reload_input && self.update_from_input().await? {
+            true => self.blocking(move |s| s.job(job)).await?.counts,
+            false => resume.counts,
+        };
+        tracker.set_total(c.total());
+        tracker.preload(c.completed, c.dead_lettered, c.skipped);
+        Ok(())
+    }
+
+    /// A new job (or one stopped before its items were recorded): loads its items, records
+    /// them, and tells the tracker. `Ok(Err(message))` when the input is at fault.
+    async fn load_and_record(&self) -> Result<Result<Vec<Item>, String>, RunError> {
+        let job = self.job();
+        let tracker = &self.config.tracker;
+        {
+            let items = match self.load_input().await? {
+                Ok(items) => items,
+                Err(message) => return Ok(Err(message)),
+            };
+            let rows: Vec<NewItem> = items
+                .iter()
+                .map(|item| NewItem {
+                    key: item.key.clone(),
+                    value: item.value.to_string(),
+                })
+                .collect();
+            self.flush().await?;
+            self.blocking(move |s| s.add_items(job, &rows)).await?;
+            tracker.set_total(items.len() as u64);
+            tracker.add_item_keys(
+                items
+                    .iter()
+                    .enumerate()
+                    .map(|(i, it)| (i as u64, it.key.clone())),
+            );
+            self.record(vec![Write::event(
+                job,
+                EventKind::ItemsLoaded,
+                None,
+                json!({ "count": items.len() }),
+            )]);
+            Ok(Ok(items))
+        }
+    }
+
+    /// The map when items are claimed through the store (scale-out): the owner records the
+    /// items (or brings a resumed record up to date) first; then the agents claim until every
+    /// item is finished by someone. `Some(end)` when the job ends here.
+    async fn claimed_map(self: &Arc<Self>) -> Result<Option<PhasesEnd>, RunError> {
+        let job = self.job();
+        let options = self
+            .config
+            .claims
+            .clone()
+            .expect("claimed_map runs only with claim options");
+        match &self.config.start {
+            Start::Join => {
+                let c = self.blocking(move |s| s.job(job)).await?.counts;
+                self.config.tracker.set_total(c.total());
+            }
+            Start::Resume(r) if r.counts.total() > 0 => self.restore_counts(r).await?,
+            _ => {
+                if let Err(message) = self.load_and_record().await? {
+                    return Ok(Some(PhasesEnd::Failed(message)));
+                }
+            }
+        }
+        if !self.joining() {
+            self.record(vec![Write::JobPhase {
+                job,
+                phase: Phase::Map,
+                at: now_ms(),
+            }]);
+            // Claims hand out items only once the record says the map runs.
+            self.flush().await?;
+        }
+        let claims = Arc::new(claim::Claims::new(
+            self.config.store.clone(),
+            job,
+            options,
+            self.config.stop.clone(),
+        ));
+        let renewal = claims.spawn_renewal();
+        self.map(Arc::new(Source::Claims(claims.clone()))).await;
+        renewal.abort();
+        // Attempts ended are committed before what was not started is given back.
+        self.flush().await?;
+        let released = claims.release().await;
+        *self.claim_stats.lock().unwrap_or_else(|e| e.into_inner()) = Some(claims.stats());
+        if let Some(source) = claims.take_failure() {
+            return Err(RunError::Store { job, source });
+        }
+        released.map_err(|source| RunError::Store { job, source })?;
+        if self.stopping() {
+            return Ok(Some(PhasesEnd::Interrupted));
+        }
+        Ok(None)
+    }
+
+    /// Scale-out: counts items other processes finished into the tracker, so that the
+    /// owner's views and snapshots show the whole job (the tracker never counts more than the
+    /// store holds).
+    async fn count_others(&self) {
+        let job = self.job();
+        let Ok(record) = self.blocking(move |s| s.job(job)).await else {
+            return;
+        };
+        let (c, p) = (record.counts, self.config.tracker.progress());
+        self.config.tracker.preload(
+            c.completed.saturating_sub(p.completed),
+            c.dead_lettered.saturating_sub(p.dead_lettered),
+            c.skipped.saturating_sub(p.skipped),
+        );
     }
 
     /// Loads the input again and brings the record up to date before any item is queued:
@@ -727,6 +856,8 @@ impl<E: Executor> Run<E> {
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         env.push(("MMM_JOB_ID".into(), self.job().to_string()));
+        // Which process runs the command: a take-over stops only a dead runner's commands.
+        env.push(("MMM_RUNNER_PID".into(), std::process::id().to_string()));
         env.push(("MMM_STEP".into(), step.to_string()));
         if let Some((item, attempt)) = item {
             let raw = match &item.value {
@@ -742,26 +873,28 @@ impl<E: Executor> Run<E> {
         env
     }
 
-    async fn map(self: &Arc<Self>, queue: Arc<queue::WorkQueue>) {
+    async fn map(self: &Arc<Self>, source: Arc<Source>) {
         let job = self.job();
-        self.record(vec![Write::event(
-            job,
-            EventKind::PhaseStarted,
-            None,
-            json!({ "phase": Phase::Map }),
-        )]);
+        if !self.joining() {
+            self.record(vec![Write::event(
+                job,
+                EventKind::PhaseStarted,
+                None,
+                json!({ "phase": Phase::Map }),
+            )]);
+        }
         let agents = self.plan().map.max_parallel.max(1);
         let mut tasks = tokio::task::JoinSet::new();
         for agent in 0..agents {
             let agent_run = AgentRun {
                 run: self.clone(),
-                queue: queue.clone(),
+                source: source.clone(),
                 agent,
             };
             tasks.spawn(agent_run.work());
         }
         while tasks.join_next().await.is_some() {}
-        if !self.stopping() && !self.config.writer.is_failed() {
+        if !self.stopping() && !self.config.writer.is_failed() && !self.joining() {
             self.record(vec![Write::event(
                 job,
                 EventKind::PhaseFinished,
@@ -774,6 +907,20 @@ impl<E: Executor> Run<E> {
     async fn finish(&self, outcome: Result<PhasesEnd, RunError>) -> Result<RunSummary, RunError> {
         let job = self.job();
         let end = outcome?;
+        let claims = *self.claim_stats.lock().unwrap_or_else(|e| e.into_inner());
+        if self.joining() {
+            // A worker records nothing about the job itself: its owner does.
+            self.flush().await?;
+            let record = self.blocking(move |s| s.job(job)).await?;
+            return Ok(RunSummary {
+                job_id: job,
+                status: record.status,
+                counts: record.counts,
+                duration: self.started.elapsed(),
+                error: None,
+                claims,
+            });
+        }
         let counts = {
             self.flush().await?;
             self.config
@@ -821,14 +968,48 @@ impl<E: Executor> Run<E> {
             counts,
             duration,
             error,
+            claims,
         })
+    }
+}
+
+/// Where agents take their items from.
+enum Source {
+    /// One process per job: an in-memory queue the feeder fills.
+    Queue(Arc<queue::WorkQueue>),
+    /// Scale-out: claimed through the store.
+    Claims(Arc<claim::Claims>),
+}
+
+impl Source {
+    /// The next item, and how long it waited in the in-memory queue (not measured for
+    /// claimed items: their wait is in the store, across hosts).
+    async fn next(&self, tracker: &Tracker) -> Option<(Work, Option<Duration>)> {
+        match self {
+            Source::Queue(queue) => queue
+                .next()
+                .await
+                .map(|(work, waited)| (work, Some(waited))),
+            Source::Claims(claims) => {
+                let work = claims.next().await?;
+                tracker.add_item_keys([(work.index, work.item.key.clone())]);
+                Some((work, None))
+            }
+        }
+    }
+
+    fn agent_prefix(&self) -> Option<&str> {
+        match self {
+            Source::Queue(_) => None,
+            Source::Claims(claims) => claims.options().agent_prefix.as_deref(),
+        }
     }
 }
 
 /// One agent working through items.
 struct AgentRun<E> {
     run: Arc<Run<E>>,
-    queue: Arc<queue::WorkQueue>,
+    source: Arc<Source>,
     agent: usize,
 }
 
@@ -847,7 +1028,10 @@ struct AttemptEnd {
 
 impl<E: Executor> AgentRun<E> {
     fn name(&self) -> String {
-        format!("agent-{}", self.agent + 1)
+        match self.source.agent_prefix() {
+            Some(prefix) => format!("{prefix}/{}", self.agent + 1),
+            None => format!("agent-{}", self.agent + 1),
+        }
     }
 
     async fn work(self) {
@@ -862,10 +1046,12 @@ impl<E: Executor> AgentRun<E> {
             if self.run.stopping() || self.run.config.writer.is_failed() {
                 break;
             }
-            let Some((work, waited)) = self.queue.next().await else {
+            let Some((work, waited)) = self.source.next(&self.run.config.tracker).await else {
                 break;
             };
-            self.run.config.metrics.queue_wait(waited);
+            if let Some(waited) = waited {
+                self.run.config.metrics.queue_wait(waited);
+            }
             self.item(&work).await;
         }
         self.run.config.tracker.agent_finished(self.agent);

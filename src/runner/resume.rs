@@ -194,7 +194,7 @@ pub fn take_over(
     // A dead owner's commands live on in their own process groups: their items are about
     // to run again, so stop them first (this host only; a clean stop left none).
     let killed_groups = match job.status {
-        JobStatus::Running => kill_leftover_commands(id),
+        JobStatus::Running => kill_leftover_commands(id, job.owner_pid),
         _ => 0,
     };
     let requeued = store.requeue_in_flight(id, now)?;
@@ -219,12 +219,15 @@ pub fn take_over(
 }
 
 /// Kills the process groups of commands still running for `job` on this host: the processes
-/// whose environment has `MMM_JOB_ID=<job>` (every command gets it). SIGTERM, up to a second
-/// to exit, then SIGKILL. Returns how many groups there were.
-pub fn kill_leftover_commands(job: JobId) -> usize {
+/// whose environment has `MMM_JOB_ID=<job>` (every command gets it) and, when the dead runner's
+/// pid is known, `MMM_RUNNER_PID=<pid>`: the commands of a live `mmm worker` of the same job
+/// on this host are not the dead runner's. SIGTERM, up to a second to exit, then SIGKILL.
+/// Returns how many groups there were.
+pub fn kill_leftover_commands(job: JobId, runner_pid: Option<u32>) -> usize {
     use nix::sys::signal::{Signal, killpg};
     use nix::unistd::{Pid, getpgid};
     let marker = format!("MMM_JOB_ID={job}");
+    let runner = runner_pid.map(|pid| format!("MMM_RUNNER_PID={pid}"));
     let own_group = getpgid(None).ok();
     let mut groups = std::collections::BTreeSet::new();
     let Ok(entries) = std::fs::read_dir("/proc") else {
@@ -241,10 +244,12 @@ pub fn kill_leftover_commands(job: JobId) -> usize {
         let Ok(environ) = std::fs::read(entry.path().join("environ")) else {
             continue;
         };
-        if !environ
-            .split(|b| *b == 0)
-            .any(|var| var == marker.as_bytes())
-        {
+        let has = |wanted: &str| {
+            environ
+                .split(|b| *b == 0)
+                .any(|var| var == wanted.as_bytes())
+        };
+        if !has(&marker) || runner.as_deref().is_some_and(|runner| !has(runner)) {
             continue;
         }
         if let Ok(group) = getpgid(Some(Pid::from_raw(pid)))

@@ -368,10 +368,20 @@ impl JobOrigin {
     /// Builds the plan: from the job file as it is now (or its stored text when it is gone),
     /// or from the one-liner, with the overrides applied.
     pub fn plan(&self) -> Result<RebuiltPlan, SpecError> {
+        self.build(true)
+    }
+
+    /// Builds the plan as it was recorded: a job file's stored text, never the file as it is
+    /// now (a worker on another host runs exactly what the job's owner runs).
+    pub fn plan_as_recorded(&self) -> Result<RebuiltPlan, SpecError> {
+        self.build(false)
+    }
+
+    fn build(&self, read_file: bool) -> Result<RebuiltPlan, SpecError> {
         let o = &self.overrides;
         let timeout = o.timeout_ms.map(Duration::from_millis);
         let (mut plan, from_stored_text) = match &self.source {
-            OriginSource::File { path, text } => match path.exists() {
+            OriginSource::File { path, text } => match read_file && path.exists() {
                 true => (load(path)?, false),
                 false => (load_text(path, text)?, true),
             },

@@ -7,6 +7,7 @@
 //! transactions on a thread of its own, so the runner never waits on the disk per item.
 
 pub mod audit;
+pub mod copy;
 pub mod postgres;
 pub mod sqlite;
 pub mod writer;
@@ -788,7 +789,66 @@ pub trait Store: Send + Sync {
         at: i64,
         payload: serde_json::Value,
     ) -> Result<(), StoreError>;
+
+    /// Scale-out: claims at most `limit` items of the job for `claimer`, in input order, with
+    /// a lease until `lease_until` (epoch ms), in one transaction; concurrent claimers never
+    /// get the same item (PostgreSQL: `FOR UPDATE SKIP LOCKED`; SQLite: `BEGIN IMMEDIATE`).
+    /// Only a `running` job in its map phase hands out items. Claimable: a `pending` or
+    /// `failed` item with no lease or one that ran out before `at`, and a `running` item whose
+    /// lease ran out (its claimer died): its attempt in flight is closed `interrupted` (not
+    /// counted against retries) and an `item_requeued` event with reason `lease_expired` is
+    /// recorded. Claiming does not change an item's status (`AttemptStarted` does).
+    fn claim_items(
+        &self,
+        job: JobId,
+        claimer: &str,
+        limit: usize,
+        lease_until: i64,
+        at: i64,
+    ) -> Result<Vec<ClaimedItem>, StoreError>;
+    /// Extends the lease of every unfinished item `claimer` holds in the job to `lease_until`;
+    /// returns how many.
+    fn renew_claims(&self, job: JobId, claimer: &str, lease_until: i64) -> Result<u64, StoreError>;
+    /// Gives back every item `claimer` holds in the job that has no attempt in flight (their
+    /// lease is cleared, so others may claim them at once); returns how many.
+    fn release_claims(&self, job: JobId, claimer: &str) -> Result<u64, StoreError>;
+
+    /// What only the backend knows of a job, for copying it ([`copy::dump_job`]).
+    fn copy_details(&self, job: JobId) -> Result<copy::CopyDetails, StoreError>;
+    /// Records a job copied from another store ([`copy::JobDump`]), in one transaction;
+    /// [`StoreError::JobExists`] when this store has it already.
+    fn import_job(&self, dump: &copy::JobDump) -> Result<(), StoreError>;
+
+    /// Waits at most `timeout` for the job to record new events; may return early without
+    /// any. PostgreSQL wakes on `NOTIFY mmm_events` (sent when a batch with events of the job
+    /// commits, from any host); the default (SQLite) sleeps `timeout`: readers poll.
+    fn wait_for_events(&self, job: JobId, timeout: std::time::Duration) {
+        let _ = job;
+        std::thread::sleep(timeout);
+    }
 }
+
+/// An item handed to a claimer by [`Store::claim_items`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimedItem {
+    /// Position in the input.
+    pub index: u64,
+    /// Stable key.
+    pub key: String,
+    /// The item's value, JSON text.
+    pub value: String,
+    /// Attempts that counted against the retry budget.
+    pub attempts: u32,
+    /// The number of its last attempt (0 when it never ran).
+    pub last_number: u32,
+    /// True when it was taken from a claimer whose lease ran out (its attempt in flight, if
+    /// any, was closed `interrupted`).
+    pub lease_expired: bool,
+}
+
+/// The error recorded on an attempt closed because its claimer's lease ran out.
+pub const LEASE_EXPIRED_ERROR: &str =
+    "interrupted: the worker running it stopped renewing its lease (it died or lost the store)";
 
 /// Who owns a job: the process that runs it, and its last sign of life.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

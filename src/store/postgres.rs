@@ -46,18 +46,20 @@ use tokio::sync::{Mutex, OwnedMutexGuard, oneshot};
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Config, GenericClient, IsolationLevel, NoTls, Row, Statement};
 
+use super::copy::{CopyDetails, JobDump};
 use super::{
-    AttemptRecord, CheckpointRecord, DeadLetter, DlqChange, EventRecord, ItemCounts, ItemRecord,
-    JobContents, JobRecord, Ledger, NewItem, NewJob, Owner, RepairAction, Requeued, SnapshotRecord,
-    Store, StoreError, UnfinishedItem, Write,
+    AttemptRecord, CheckpointRecord, ClaimedItem, DeadLetter, DlqChange, EventRecord, ItemCounts,
+    ItemRecord, JobContents, JobRecord, LEASE_EXPIRED_ERROR, Ledger, NewItem, NewJob, Owner,
+    RepairAction, Requeued, SnapshotRecord, Store, StoreError, UnfinishedItem, Write,
 };
-use crate::job::{AttemptOutcome, ItemStatus, JobId, JobStatus};
+use crate::job::{AttemptOutcome, EventKind, ItemStatus, JobId, JobStatus};
 
 /// The migrations, in order: entry `i` brings the schema from version `i` to `i + 1`. Numbered
 /// as SQLite's, so a version means the same record on both backends.
 const MIGRATIONS: &[&str] = &[
     include_str!("migrations/postgres/0001_initial.sql"),
     include_str!("migrations/postgres/0002_resume.sql"),
+    include_str!("migrations/postgres/0003_claims.sql"),
 ];
 
 /// The newest schema version this binary knows; it reads and writes only this version.
@@ -112,9 +114,21 @@ pub fn is_postgres_url(location: &str) -> bool {
 pub struct PostgresStore {
     location: Arc<str>,
     schema: String,
+    /// The client's configuration, for the listening connection opened on first use.
+    config: Config,
     // Dropped before `worker`: the connection closes, then the runtime stops.
     session: Arc<Mutex<Session>>,
+    /// `LISTEN mmm_events` on a connection of its own, opened by the first
+    /// [`Store::wait_for_events`]; `None` until then.
+    listener: StdMutex<Option<Listener>>,
     worker: Worker,
+}
+
+/// The listening connection: its client (the connection closes when it drops) and the
+/// notifications it received (`SCHEMA JOB` payloads) not yet looked at.
+struct Listener {
+    _client: Client,
+    notifications: tokio::sync::broadcast::Receiver<String>,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -357,12 +371,15 @@ impl PostgresStore {
         let session = worker.run({
             let location = Arc::clone(&location);
             let schema = schema.clone();
+            let config = config.clone();
             async move { connect(config, location, schema, create, slot).await }
         })?;
         Ok(PostgresStore {
             location,
             schema,
+            config,
             session: Arc::new(Mutex::new(session)),
+            listener: StdMutex::new(None),
             worker,
         })
     }
@@ -375,6 +392,39 @@ impl PostgresStore {
     /// The schema holding the store.
     pub fn schema(&self) -> &str {
         &self.schema
+    }
+
+    /// Opens the listening connection: `LISTEN mmm_events`, notifications forwarded to a
+    /// channel by the task that drives the connection.
+    fn listen(&self) -> Result<Listener, StoreError> {
+        let config = self.config.clone();
+        let location = Arc::clone(&self.location);
+        self.worker.run(async move {
+            let (client, mut connection) =
+                config
+                    .connect(NoTls)
+                    .await
+                    .map_err(|source| StoreError::Connect {
+                        location: location.to_string(),
+                        source,
+                    })?;
+            let (sender, notifications) = tokio::sync::broadcast::channel(1_024);
+            tokio::spawn(async move {
+                while let Some(Ok(message)) = poll_fn(|cx| connection.poll_message(cx)).await {
+                    if let tokio_postgres::AsyncMessage::Notification(n) = message {
+                        let _ = sender.send(n.payload().to_string());
+                    }
+                }
+            });
+            client
+                .batch_execute("LISTEN mmm_events")
+                .await
+                .map_err(fail(&location, "listen for new events"))?;
+            Ok(Listener {
+                _client: client,
+                notifications,
+            })
+        })
     }
 
     /// Runs `work` with the connection to itself, on the connection's thread.
@@ -642,6 +692,20 @@ fn plan(writes: &[Write]) -> Vec<Planned> {
     for write in writes {
         plan_one(write, &mut planned);
     }
+    // Live readers in other processes (`events::Subscription`) wake on this, sent at commit.
+    let mut notified = HashSet::new();
+    for write in writes {
+        if let Write::Event { job, .. } = write
+            && notified.insert(*job)
+        {
+            planned.push(Planned {
+                sql: "SELECT pg_notify('mmm_events', current_schema() || ' ' || $1::text)",
+                params: vec![Box::new(job.to_string())],
+                missing: Missing::Nothing,
+                operation: "notify readers of new events",
+            });
+        }
+    }
     planned
 }
 
@@ -746,7 +810,8 @@ fn plan_one(write: &Write, planned: &mut Vec<Planned>) {
                  SET ended_at = $4::bigint, duration_us = $5::bigint, outcome = $6::text,
                      exit_code = $7::bigint, error = $8::text, steps = $9::jsonb,
                      stdout_tail = $10::text, stderr_tail = $11::text
-                 WHERE job_id = $1 AND item_idx = $2::bigint AND number = $3::bigint",
+                 WHERE job_id = $1 AND item_idx = $2::bigint AND number = $3::bigint
+                   AND outcome IS NULL",
                 vec![
                     Box::new(job.to_string()),
                     Box::new(int(*item_index)),
@@ -1115,6 +1180,18 @@ async fn insert_event(
     event: (JobId, i64, &str, Option<&str>, &serde_json::Value),
 ) -> Result<(), StoreError> {
     let (job, at, kind, item_key, payload) = event;
+    // The job's row lock first, held to the commit: events of one job then commit in the order
+    // of their sequence numbers, so a follower reading `seq > last` never skips one committed
+    // late (a batch of the writer takes the same lock first, see `plan`).
+    query(
+        statements,
+        client,
+        location,
+        "lock a job",
+        "SELECT 1 FROM jobs WHERE id = $1 FOR NO KEY UPDATE",
+        &[&job.to_string()],
+    )
+    .await?;
     execute(
         statements,
         client,
@@ -1861,11 +1938,14 @@ impl Store for PostgresStore {
                 operation,
                 "SELECT i.key FROM attempts a
                  JOIN items i ON i.job_id = a.job_id AND i.idx = a.item_idx
-                 WHERE a.job_id = $1 AND a.outcome IS NULL ORDER BY a.item_idx",
-                &[&id],
+                 WHERE a.job_id = $1 AND a.outcome IS NULL
+                   AND (i.lease_until IS NULL OR i.lease_until < $2::bigint)
+                 ORDER BY a.item_idx",
+                &[&id, &at],
             )
             .await?;
             let interrupted = decode(&rows, location, operation, |row| Ok(row.try_get(0)?))?;
+            // Items a live worker holds under a lease stay with it (scale-out).
             execute(
                 statements,
                 &tx,
@@ -1873,7 +1953,9 @@ impl Store for PostgresStore {
                 "close attempts in flight",
                 "UPDATE attempts SET outcome = 'interrupted', ended_at = $2::bigint,
                      error = 'the process running the job stopped during this attempt'
-                 WHERE job_id = $1 AND outcome IS NULL",
+                 WHERE job_id = $1 AND outcome IS NULL
+                   AND item_idx IN (SELECT idx FROM items WHERE job_id = $1
+                                    AND (lease_until IS NULL OR lease_until < $2::bigint))",
                 &[&id, &at],
             )
             .await?;
@@ -1882,8 +1964,10 @@ impl Store for PostgresStore {
                 &tx,
                 location,
                 "requeue running items",
-                "UPDATE items SET status = 'pending' WHERE job_id = $1 AND status = 'running'",
-                &[&id],
+                "UPDATE items SET status = 'pending'
+                 WHERE job_id = $1 AND status = 'running'
+                   AND (lease_until IS NULL OR lease_until < $2::bigint)",
+                &[&id, &at],
             )
             .await?;
             tx.commit()
@@ -2450,6 +2534,442 @@ impl Store for PostgresStore {
             insert_event(statements, &tx, location, event).await?;
             touch_job(statements, &tx, location, job, at).await?;
             tx.commit().await.map_err(fail(location, "commit a repair"))
+        })
+    }
+
+    fn claim_items(
+        &self,
+        job: JobId,
+        claimer: &str,
+        limit: usize,
+        lease_until: i64,
+        at: i64,
+    ) -> Result<Vec<ClaimedItem>, StoreError> {
+        let claimer = claimer.to_string();
+        self.call(move |mut guard| async move {
+            let Session {
+                client,
+                statements,
+                location,
+            } = &mut *guard;
+            let location: &str = location;
+            let id = job.to_string();
+            let tx = begin_write(client, location).await?;
+            let rows = query(
+                statements,
+                &tx,
+                location,
+                "read a job's status",
+                // Locked first, as every writer of the job does: the claim may record events.
+                "SELECT status = 'running' AND phase IS NOT DISTINCT FROM 'map'
+                 FROM jobs WHERE id = $1 FOR NO KEY UPDATE",
+                &[&id],
+            )
+            .await?;
+            let Some(row) = rows.first() else {
+                return Err(job_not_found(job));
+            };
+            let open: bool = row.get(0);
+            if !open || limit == 0 {
+                tx.commit().await.map_err(fail(location, "end a claim"))?;
+                return Ok(Vec::new());
+            }
+            let operation = "find items to claim";
+            // SKIP LOCKED: concurrent claimers pass over each other's rows instead of waiting,
+            // and each row is re-checked against the WHERE once locked.
+            let rows = query(
+                statements,
+                &tx,
+                location,
+                operation,
+                "SELECT i.idx, i.key, i.value, i.status, i.attempts, i.claimed_by,
+                        (SELECT COALESCE(MAX(a.number), 0) FROM attempts a
+                         WHERE a.job_id = i.job_id AND a.item_idx = i.idx),
+                        i.lease_until IS NOT NULL
+                 FROM items i
+                 WHERE i.job_id = $1 AND i.status IN ('pending', 'failed', 'running')
+                   AND ((i.lease_until IS NULL AND i.status <> 'running')
+                        OR i.lease_until < $2::bigint)
+                 ORDER BY i.idx LIMIT $3::bigint
+                 FOR UPDATE OF i SKIP LOCKED",
+                &[&id, &at, &int(limit as u64)],
+            )
+            .await?;
+            let rows = decode(&rows, location, operation, |row| {
+                Ok((
+                    unsigned(row, 0)?,
+                    row.try_get::<_, String>(1)?,
+                    row.try_get::<_, String>(2)?,
+                    text::<ItemStatus>(row, 3)?,
+                    small(row, 4)?,
+                    row.try_get::<_, Option<String>>(5)?,
+                    small(row, 6)?,
+                    row.try_get::<_, bool>(7)?,
+                ))
+            })?;
+            let mut claimed = Vec::with_capacity(rows.len());
+            let mut indices = Vec::with_capacity(rows.len());
+            for (index, key, value, status, attempts, holder, last_number, leased) in rows {
+                if status == ItemStatus::Running {
+                    execute(
+                        statements,
+                        &tx,
+                        location,
+                        "close an attempt whose lease ran out",
+                        "UPDATE attempts SET outcome = 'interrupted', ended_at = $3::bigint,
+                             error = $4::text
+                         WHERE job_id = $1 AND item_idx = $2::bigint AND outcome IS NULL",
+                        &[&id, &int(index), &at, &LEASE_EXPIRED_ERROR],
+                    )
+                    .await?;
+                    execute(
+                        statements,
+                        &tx,
+                        location,
+                        "requeue an item whose lease ran out",
+                        "UPDATE items SET status = 'pending' WHERE job_id = $1 AND idx = $2::bigint",
+                        &[&id, &int(index)],
+                    )
+                    .await?;
+                    let payload = serde_json::json!({
+                        "reason": "lease_expired", "claimed_by": holder
+                    });
+                    let event = (
+                        job,
+                        at,
+                        EventKind::ItemRequeued.as_str(),
+                        Some(key.as_str()),
+                        &payload,
+                    );
+                    insert_event(statements, &tx, location, event).await?;
+                }
+                indices.push(int(index));
+                claimed.push(ClaimedItem {
+                    index,
+                    key,
+                    value,
+                    attempts,
+                    last_number,
+                    lease_expired: leased,
+                });
+            }
+            if !indices.is_empty() {
+                execute(
+                    statements,
+                    &tx,
+                    location,
+                    "claim items",
+                    "UPDATE items SET claimed_by = $2::text, lease_until = $3::bigint
+                     WHERE job_id = $1 AND idx = ANY($4::bigint[])",
+                    &[&id, &claimer, &lease_until, &indices],
+                )
+                .await?;
+            }
+            tx.commit().await.map_err(fail(location, "commit a claim"))?;
+            Ok(claimed)
+        })
+    }
+
+    fn copy_details(&self, job: JobId) -> Result<CopyDetails, StoreError> {
+        self.call(move |mut guard| async move {
+            let Session {
+                client,
+                statements,
+                location,
+            } = &mut *guard;
+            let location: &str = location;
+            let tx = begin_read(client, location).await?;
+            ensure_job(statements, &tx, location, job, false).await?;
+            let id = job.to_string();
+            let operation = "read superseded attempts";
+            let rows = query(
+                statements,
+                &tx,
+                location,
+                operation,
+                "SELECT item_idx, number FROM attempts WHERE job_id = $1 AND superseded
+                 ORDER BY item_idx, number",
+                &[&id],
+            )
+            .await?;
+            let superseded = decode(&rows, location, operation, |row| {
+                Ok((unsigned(row, 0)?, small(row, 1)?))
+            })?;
+            let operation = "read the checkpoints";
+            let rows = query(
+                statements,
+                &tx,
+                location,
+                operation,
+                "SELECT id, last_event_seq FROM checkpoints WHERE job_id = $1",
+                &[&id],
+            )
+            .await?;
+            let checkpoint_seqs = decode(&rows, location, operation, |row| {
+                Ok((row.try_get::<_, i64>(0)?, row.try_get::<_, i64>(1)?))
+            })?;
+            tx.commit()
+                .await
+                .map_err(fail(location, "end a read transaction"))?;
+            Ok(CopyDetails {
+                superseded,
+                checkpoint_seqs,
+            })
+        })
+    }
+
+    fn import_job(&self, dump: &JobDump) -> Result<(), StoreError> {
+        let dump = dump.clone();
+        self.call(move |mut guard| async move {
+            let Session {
+                client,
+                statements,
+                location,
+            } = &mut *guard;
+            let location: &str = location;
+            let job = &dump.contents.job;
+            let id = job.id.to_string();
+            let tx = begin_write(client, location).await?;
+            let source = job
+                .source
+                .as_ref()
+                .map(|path| path.to_string_lossy().into_owned());
+            let inserted = execute(
+                statements,
+                &tx,
+                location,
+                "copy a job",
+                "INSERT INTO jobs (id, name, status, phase, spec, spec_hash, source, max_parallel,
+                                   created_at, started_at, updated_at, finished_at, duration_ms,
+                                   owner_pid, owner_host, heartbeat_at, origin, input_fingerprint)
+                 VALUES ($1, $2::text, $3::text, $4::text, $5::text, $6::text, $7::text,
+                         $8::bigint, $9::bigint, $10::bigint, $11::bigint, $12::bigint,
+                         $13::bigint, $14::bigint, $15::text, $16::bigint, $17::text, $18::text)
+                 ON CONFLICT (id) DO NOTHING",
+                &[
+                    &id,
+                    &job.name,
+                    &job.status.as_str(),
+                    &job.phase.map(|p| p.as_str()),
+                    &job.spec,
+                    &job.spec_hash,
+                    &source,
+                    &i64::from(job.max_parallel),
+                    &job.created_at,
+                    &job.started_at,
+                    &job.updated_at,
+                    &job.finished_at,
+                    &job.duration_ms,
+                    &job.owner_pid.map(i64::from),
+                    &job.owner_host,
+                    &job.heartbeat_at,
+                    &job.origin,
+                    &job.input_fingerprint,
+                ],
+            )
+            .await?;
+            if inserted == 0 {
+                return Err(StoreError::JobExists { job: job.id });
+            }
+            let items = &dump.contents.items;
+            for chunk in items.chunks(ITEM_CHUNK) {
+                let indices: Vec<i64> = chunk.iter().map(|i| int(i.index)).collect();
+                let keys: Vec<&str> = chunk.iter().map(|i| i.key.as_str()).collect();
+                let values: Vec<&str> = chunk.iter().map(|i| i.value.as_str()).collect();
+                let statuses: Vec<&str> = chunk.iter().map(|i| i.status.as_str()).collect();
+                let attempts: Vec<i64> = chunk.iter().map(|i| i64::from(i.attempts)).collect();
+                execute(
+                    statements,
+                    &tx,
+                    location,
+                    "copy items",
+                    "INSERT INTO items (job_id, idx, key, value, status, attempts)
+                     SELECT $1, u.idx, u.key, u.value, u.status, u.attempts
+                     FROM unnest($2::bigint[], $3::text[], $4::text[], $5::text[], $6::bigint[])
+                          AS u (idx, key, value, status, attempts)",
+                    &[&id, &indices, &keys, &values, &statuses, &attempts],
+                )
+                .await?;
+            }
+            let superseded: HashSet<(u64, u32)> = dump.superseded.iter().copied().collect();
+            for a in &dump.contents.attempts {
+                let steps = serde_json::to_value(&a.steps)
+                    .expect("step records hold only strings, numbers and booleans");
+                execute(
+                    statements,
+                    &tx,
+                    location,
+                    "copy attempts",
+                    "INSERT INTO attempts (job_id, item_idx, number, agent, started_at, ended_at,
+                                           duration_us, outcome, exit_code, error, steps,
+                                           stdout_tail, stderr_tail, superseded)
+                     VALUES ($1, $2::bigint, $3::bigint, $4::text, $5::bigint, $6::bigint,
+                             $7::bigint, $8::text, $9::bigint, $10::text, $11::jsonb, $12::text,
+                             $13::text, $14::boolean)",
+                    &[
+                        &id,
+                        &int(a.item_index),
+                        &i64::from(a.number),
+                        &a.agent,
+                        &a.started_at,
+                        &a.ended_at,
+                        &a.duration_us.map(int),
+                        &a.outcome.map(|o| o.as_str()),
+                        &a.exit_code.map(i64::from),
+                        &a.error,
+                        &steps,
+                        &a.stdout_tail,
+                        &a.stderr_tail,
+                        &superseded.contains(&(a.item_index, a.number)),
+                    ],
+                )
+                .await?;
+            }
+            let mut new_seqs = Vec::with_capacity(dump.events.len());
+            for event in &dump.events {
+                let rows = query(
+                    statements,
+                    &tx,
+                    location,
+                    "copy events",
+                    "INSERT INTO events (job_id, at, kind, item_key, payload)
+                     VALUES ($1, $2::bigint, $3::text, $4::text, $5::jsonb) RETURNING seq",
+                    &[&id, &event.at, &event.kind, &event.item_key, &event.payload],
+                )
+                .await?;
+                new_seqs.push(rows.first().map_or(0, |row| row.get::<_, i64>(0)));
+            }
+            for snapshot in &dump.snapshots {
+                execute(
+                    statements,
+                    &tx,
+                    location,
+                    "copy snapshots",
+                    "INSERT INTO snapshots (job_id, at, payload) VALUES ($1, $2::bigint, $3::jsonb)",
+                    &[&id, &snapshot.at, &snapshot.payload],
+                )
+                .await?;
+            }
+            let positions = dump.checkpoint_positions();
+            for ((checkpoint, _), position) in dump.checkpoints.iter().zip(positions) {
+                execute(
+                    statements,
+                    &tx,
+                    location,
+                    "copy checkpoints",
+                    "INSERT INTO checkpoints (job_id, at, phase, reason, last_event_seq,
+                                              completed, dead_lettered, skipped)
+                     VALUES ($1, $2::bigint, $3::text, $4::text, $5::bigint, $6::bigint,
+                             $7::bigint, $8::bigint)",
+                    &[
+                        &id,
+                        &checkpoint.at,
+                        &checkpoint.phase.map(|p| p.as_str()),
+                        &checkpoint.reason,
+                        &position.map_or(0, |p| new_seqs[p]),
+                        &int(checkpoint.completed),
+                        &int(checkpoint.dead_lettered),
+                        &int(checkpoint.skipped),
+                    ],
+                )
+                .await?;
+            }
+            tx.commit()
+                .await
+                .map_err(fail(location, "commit a copied job"))
+        })
+    }
+
+    fn wait_for_events(&self, job: JobId, timeout: Duration) {
+        let mut slot = self.listener.lock().unwrap_or_else(PoisonError::into_inner);
+        if slot.is_none() {
+            match self.listen() {
+                Ok(listener) => *slot = Some(listener),
+                // No listening connection: poll, as on SQLite.
+                Err(_) => {
+                    drop(slot);
+                    std::thread::sleep(timeout);
+                    return;
+                }
+            }
+        }
+        let Some(listener) = slot.as_mut() else {
+            return;
+        };
+        let wanted = format!("{} {job}", self.schema);
+        // Kept between calls, the receiver holds what came while the caller was reading: a
+        // notification is never missed between a read and the next wait.
+        let mut notifications = listener.notifications.resubscribe();
+        std::mem::swap(&mut notifications, &mut listener.notifications);
+        let (back, returned) = std::sync::mpsc::sync_channel(1);
+        let waited = self.worker.run(async move {
+            let deadline = tokio::time::Instant::now() + timeout;
+            loop {
+                use tokio::sync::broadcast::error::RecvError;
+                match tokio::time::timeout_at(deadline, notifications.recv()).await {
+                    Ok(Ok(payload)) if payload != wanted => continue,
+                    // Ours, or too many to tell (lagged): read again.
+                    Ok(Ok(_)) | Ok(Err(RecvError::Lagged(_))) | Err(_) => break,
+                    Ok(Err(RecvError::Closed)) => {
+                        tokio::time::sleep_until(deadline).await;
+                        break;
+                    }
+                }
+            }
+            let _ = back.send(notifications);
+            Ok(())
+        });
+        match (waited, returned.try_recv()) {
+            (Ok(()), Ok(notifications)) => listener.notifications = notifications,
+            // The listening connection broke: open another next time.
+            _ => *slot = None,
+        }
+    }
+
+    fn renew_claims(&self, job: JobId, claimer: &str, lease_until: i64) -> Result<u64, StoreError> {
+        let claimer = claimer.to_string();
+        self.call(move |mut guard| async move {
+            let Session {
+                client,
+                statements,
+                location,
+            } = &mut *guard;
+            let location: &str = location;
+            let client: &Client = client;
+            execute(
+                statements,
+                client,
+                location,
+                "renew a lease",
+                "UPDATE items SET lease_until = $3::bigint
+                 WHERE job_id = $1 AND claimed_by = $2::text
+                   AND status IN ('pending', 'failed', 'running')",
+                &[&job.to_string(), &claimer, &lease_until],
+            )
+            .await
+        })
+    }
+
+    fn release_claims(&self, job: JobId, claimer: &str) -> Result<u64, StoreError> {
+        let claimer = claimer.to_string();
+        self.call(move |mut guard| async move {
+            let Session {
+                client,
+                statements,
+                location,
+            } = &mut *guard;
+            let location: &str = location;
+            let client: &Client = client;
+            execute(
+                statements,
+                client,
+                location,
+                "release claimed items",
+                "UPDATE items SET claimed_by = NULL, lease_until = NULL
+                 WHERE job_id = $1 AND claimed_by = $2::text AND status <> 'running'",
+                &[&job.to_string(), &claimer],
+            )
+            .await
         })
     }
 }

@@ -6,7 +6,7 @@
 //! take several queries run in one read transaction, so they see one consistent state.
 //! Timestamps are epoch milliseconds; JSON is stored as text.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::error::Error;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -19,17 +19,19 @@ use rusqlite::{
     params,
 };
 
+use super::copy::{CopyDetails, JobDump};
 use super::{
-    AttemptRecord, CheckpointRecord, DeadLetter, DlqChange, EventRecord, ItemCounts, ItemRecord,
-    JobContents, JobRecord, Ledger, NewItem, NewJob, Owner, RepairAction, Requeued, SnapshotRecord,
-    Store, StoreError, UnfinishedItem, Write,
+    AttemptRecord, CheckpointRecord, ClaimedItem, DeadLetter, DlqChange, EventRecord, ItemCounts,
+    ItemRecord, JobContents, JobRecord, LEASE_EXPIRED_ERROR, Ledger, NewItem, NewJob, Owner,
+    RepairAction, Requeued, SnapshotRecord, Store, StoreError, UnfinishedItem, Write,
 };
-use crate::job::{AttemptOutcome, ItemStatus, JobId, JobStatus, Phase};
+use crate::job::{AttemptOutcome, EventKind, ItemStatus, JobId, JobStatus, Phase};
 
 /// The migrations, in order: entry `i` brings the schema from version `i` to `i + 1`.
 const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0001_initial.sql"),
     include_str!("migrations/0002_resume.sql"),
+    include_str!("migrations/0003_claims.sql"),
 ];
 
 /// The newest schema version this binary knows; it reads and writes only this version.
@@ -286,7 +288,8 @@ impl SqliteStore {
                 let sql = "UPDATE attempts
                            SET ended_at = ?4, duration_us = ?5, outcome = ?6, exit_code = ?7,
                                error = ?8, steps = ?9, stdout_tail = ?10, stderr_tail = ?11
-                           WHERE job_id = ?1 AND item_idx = ?2 AND number = ?3";
+                           WHERE job_id = ?1 AND item_idx = ?2 AND number = ?3
+                             AND outcome IS NULL";
                 let changed = tx
                     .prepare_cached(sql)
                     .and_then(|mut update| {
@@ -890,24 +893,31 @@ impl Store for SqliteStore {
         let interrupted = tx
             .prepare(
                 "SELECT i.key FROM attempts a JOIN items i ON i.job_id = a.job_id AND i.idx = a.item_idx
-                 WHERE a.job_id = ?1 AND a.outcome IS NULL ORDER BY a.item_idx",
+                 WHERE a.job_id = ?1 AND a.outcome IS NULL
+                   AND (i.lease_until IS NULL OR i.lease_until < ?2)
+                 ORDER BY a.item_idx",
             )
             .and_then(|mut select| {
                 select
-                    .query_map(params![id], |row| row.get::<_, String>(0))?
+                    .query_map(params![id, at], |row| row.get::<_, String>(0))?
                     .collect::<Result<Vec<_>, _>>()
             })
             .map_err(self.fail("find attempts in flight"))?;
+        // Items a live worker holds under a lease stay with it (scale-out).
         tx.execute(
             "UPDATE attempts SET outcome = 'interrupted', ended_at = ?2,
                  error = 'the process running the job stopped during this attempt'
-             WHERE job_id = ?1 AND outcome IS NULL",
+             WHERE job_id = ?1 AND outcome IS NULL
+               AND item_idx IN (SELECT idx FROM items WHERE job_id = ?1
+                                AND (lease_until IS NULL OR lease_until < ?2))",
             params![id, at],
         )
         .map_err(self.fail("close attempts in flight"))?;
         tx.execute(
-            "UPDATE items SET status = 'pending' WHERE job_id = ?1 AND status = 'running'",
-            params![id],
+            "UPDATE items SET status = 'pending'
+             WHERE job_id = ?1 AND status = 'running'
+               AND (lease_until IS NULL OR lease_until < ?2)",
+            params![id, at],
         )
         .map_err(self.fail("requeue running items"))?;
         tx.commit().map_err(self.fail("commit the requeue"))?;
@@ -1285,6 +1295,304 @@ impl Store for SqliteStore {
         )
         .map_err(self.fail("update a job"))?;
         tx.commit().map_err(self.fail("commit a repair"))
+    }
+
+    fn claim_items(
+        &self,
+        job: JobId,
+        claimer: &str,
+        limit: usize,
+        lease_until: i64,
+        at: i64,
+    ) -> Result<Vec<ClaimedItem>, StoreError> {
+        let mut conn = self.lock();
+        let tx = self.begin_write(&mut conn)?;
+        self.ensure_job(&tx, job)?;
+        let id = job.to_string();
+        let open: bool = tx
+            .query_row(
+                "SELECT status = 'running' AND phase IS 'map' FROM jobs WHERE id = ?1",
+                params![id],
+                |row| row.get(0),
+            )
+            .map_err(self.fail("read a job's status"))?;
+        if !open || limit == 0 {
+            tx.commit().map_err(self.fail("end a claim"))?;
+            return Ok(Vec::new());
+        }
+        let rows = tx
+            .prepare_cached(
+                "SELECT i.idx, i.key, i.value, i.status, i.attempts, i.claimed_by,
+                        (SELECT COALESCE(MAX(a.number), 0) FROM attempts a
+                         WHERE a.job_id = i.job_id AND a.item_idx = i.idx),
+                        i.lease_until IS NOT NULL
+                 FROM items i
+                 WHERE i.job_id = ?1 AND i.status IN ('pending', 'failed', 'running')
+                   AND ((i.lease_until IS NULL AND i.status <> 'running') OR i.lease_until < ?2)
+                 ORDER BY i.idx LIMIT ?3",
+            )
+            .and_then(|mut select| {
+                select
+                    .query_map(
+                        params![id, at, i64::try_from(limit).unwrap_or(i64::MAX)],
+                        |row| {
+                            Ok((
+                                unsigned(row, 0)?,
+                                row.get::<_, String>(1)?,
+                                row.get::<_, String>(2)?,
+                                row.get::<_, ItemStatus>(3)?,
+                                row.get::<_, u32>(4)?,
+                                row.get::<_, Option<String>>(5)?,
+                                row.get::<_, u32>(6)?,
+                                row.get::<_, bool>(7)?,
+                            ))
+                        },
+                    )?
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .map_err(self.fail("find items to claim"))?;
+        let mut claimed = Vec::with_capacity(rows.len());
+        for (index, key, value, status, attempts, holder, last_number, leased) in rows {
+            if status == ItemStatus::Running {
+                tx.execute(
+                    "UPDATE attempts SET outcome = 'interrupted', ended_at = ?3, error = ?4
+                     WHERE job_id = ?1 AND item_idx = ?2 AND outcome IS NULL",
+                    params![id, int(index), at, LEASE_EXPIRED_ERROR],
+                )
+                .map_err(self.fail("close an attempt whose lease ran out"))?;
+                tx.execute(
+                    "UPDATE items SET status = 'pending' WHERE job_id = ?1 AND idx = ?2",
+                    params![id, int(index)],
+                )
+                .map_err(self.fail("requeue an item whose lease ran out"))?;
+                insert_event(
+                    &tx,
+                    job,
+                    at,
+                    EventKind::ItemRequeued.as_str(),
+                    Some(&key),
+                    &serde_json::json!({ "reason": "lease_expired", "claimed_by": holder }),
+                )
+                .map_err(self.fail("record an event"))?;
+            }
+            tx.execute(
+                "UPDATE items SET claimed_by = ?3, lease_until = ?4
+                 WHERE job_id = ?1 AND idx = ?2",
+                params![id, int(index), claimer, lease_until],
+            )
+            .map_err(self.fail("claim an item"))?;
+            claimed.push(ClaimedItem {
+                index,
+                key,
+                value,
+                attempts,
+                last_number,
+                lease_expired: leased,
+            });
+        }
+        tx.commit().map_err(self.fail("commit a claim"))?;
+        Ok(claimed)
+    }
+
+    fn renew_claims(&self, job: JobId, claimer: &str, lease_until: i64) -> Result<u64, StoreError> {
+        let mut conn = self.lock();
+        let tx = self.begin_write(&mut conn)?;
+        let changed = tx
+            .execute(
+                "UPDATE items SET lease_until = ?3
+                 WHERE job_id = ?1 AND claimed_by = ?2
+                   AND status IN ('pending', 'failed', 'running')",
+                params![job.to_string(), claimer, lease_until],
+            )
+            .map_err(self.fail("renew a lease"))?;
+        tx.commit().map_err(self.fail("commit a lease"))?;
+        Ok(changed as u64)
+    }
+
+    fn release_claims(&self, job: JobId, claimer: &str) -> Result<u64, StoreError> {
+        let mut conn = self.lock();
+        let tx = self.begin_write(&mut conn)?;
+        let changed = tx
+            .execute(
+                "UPDATE items SET claimed_by = NULL, lease_until = NULL
+                 WHERE job_id = ?1 AND claimed_by = ?2 AND status <> 'running'",
+                params![job.to_string(), claimer],
+            )
+            .map_err(self.fail("release claimed items"))?;
+        tx.commit().map_err(self.fail("commit a release"))?;
+        Ok(changed as u64)
+    }
+
+    fn copy_details(&self, job: JobId) -> Result<CopyDetails, StoreError> {
+        let mut conn = self.lock();
+        let tx = self.begin_read(&mut conn)?;
+        self.ensure_job(&tx, job)?;
+        let id = job.to_string();
+        let superseded = tx
+            .prepare_cached(
+                "SELECT item_idx, number FROM attempts WHERE job_id = ?1 AND superseded = 1
+                 ORDER BY item_idx, number",
+            )
+            .and_then(|mut select| {
+                select
+                    .query_map(params![id], |row| Ok((unsigned(row, 0)?, row.get(1)?)))?
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .map_err(self.fail("read superseded attempts"))?;
+        let checkpoint_seqs = tx
+            .prepare_cached("SELECT id, last_event_seq FROM checkpoints WHERE job_id = ?1")
+            .and_then(|mut select| {
+                select
+                    .query_map(params![id], |row| Ok((row.get(0)?, row.get(1)?)))?
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .map_err(self.fail("read the checkpoints"))?;
+        tx.commit().map_err(self.fail("end a read transaction"))?;
+        Ok(CopyDetails {
+            superseded,
+            checkpoint_seqs,
+        })
+    }
+
+    fn import_job(&self, dump: &JobDump) -> Result<(), StoreError> {
+        let mut conn = self.lock();
+        let tx = self.begin_write(&mut conn)?;
+        let job = &dump.contents.job;
+        let id = job.id.to_string();
+        let fail = |operation| self.fail(operation);
+        let exists: bool = tx
+            .query_row(
+                "SELECT EXISTS (SELECT 1 FROM jobs WHERE id = ?1)",
+                params![id],
+                |row| row.get(0),
+            )
+            .map_err(fail("look up a job"))?;
+        if exists {
+            return Err(StoreError::JobExists { job: job.id });
+        }
+        tx.execute(
+            "INSERT INTO jobs (id, name, status, phase, spec, spec_hash, source, max_parallel,
+                               created_at, started_at, updated_at, finished_at, duration_ms,
+                               owner_pid, owner_host, heartbeat_at, origin, input_fingerprint)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,
+                     ?18)",
+            params![
+                id,
+                job.name,
+                job.status.as_str(),
+                job.phase.map(|p| p.as_str()),
+                job.spec,
+                job.spec_hash,
+                job.source
+                    .as_ref()
+                    .map(|p| p.to_string_lossy().into_owned()),
+                job.max_parallel,
+                job.created_at,
+                job.started_at,
+                job.updated_at,
+                job.finished_at,
+                job.duration_ms,
+                job.owner_pid,
+                job.owner_host,
+                job.heartbeat_at,
+                job.origin,
+                job.input_fingerprint,
+            ],
+        )
+        .map_err(fail("copy a job"))?;
+        {
+            let mut insert = tx
+                .prepare_cached(
+                    "INSERT INTO items (job_id, idx, key, value, status, attempts)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                )
+                .map_err(fail("copy items"))?;
+            for item in &dump.contents.items {
+                insert
+                    .execute(params![
+                        id,
+                        int(item.index),
+                        item.key,
+                        item.value,
+                        item.status.as_str(),
+                        item.attempts
+                    ])
+                    .map_err(fail("copy items"))?;
+            }
+        }
+        {
+            let superseded: HashSet<(u64, u32)> = dump.superseded.iter().copied().collect();
+            let mut insert = tx
+                .prepare_cached(
+                    "INSERT INTO attempts (job_id, item_idx, number, agent, started_at, ended_at,
+                                           duration_us, outcome, exit_code, error, steps,
+                                           stdout_tail, stderr_tail, superseded)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+                )
+                .map_err(fail("copy attempts"))?;
+            for a in &dump.contents.attempts {
+                let steps = serde_json::to_string(&a.steps)
+                    .expect("step records hold only strings, numbers and booleans");
+                insert
+                    .execute(params![
+                        id,
+                        int(a.item_index),
+                        a.number,
+                        a.agent,
+                        a.started_at,
+                        a.ended_at,
+                        a.duration_us.map(int),
+                        a.outcome.map(|o| o.as_str()),
+                        a.exit_code,
+                        a.error,
+                        steps,
+                        a.stdout_tail,
+                        a.stderr_tail,
+                        i64::from(superseded.contains(&(a.item_index, a.number))),
+                    ])
+                    .map_err(fail("copy attempts"))?;
+            }
+        }
+        let mut new_seqs = Vec::with_capacity(dump.events.len());
+        for event in &dump.events {
+            insert_event(
+                &tx,
+                job.id,
+                event.at,
+                &event.kind,
+                event.item_key.as_deref(),
+                &event.payload,
+            )
+            .map_err(fail("copy events"))?;
+            new_seqs.push(tx.last_insert_rowid());
+        }
+        for snapshot in &dump.snapshots {
+            tx.execute(
+                "INSERT INTO snapshots (job_id, at, payload) VALUES (?1, ?2, ?3)",
+                params![id, snapshot.at, snapshot.payload.to_string()],
+            )
+            .map_err(fail("copy snapshots"))?;
+        }
+        for ((checkpoint, _), position) in dump.checkpoints.iter().zip(dump.checkpoint_positions())
+        {
+            tx.execute(
+                "INSERT INTO checkpoints (job_id, at, phase, reason, last_event_seq, completed,
+                                          dead_lettered, skipped)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![
+                    id,
+                    checkpoint.at,
+                    checkpoint.phase.map(|p| p.as_str()),
+                    checkpoint.reason,
+                    position.map_or(0, |p| new_seqs[p]),
+                    int(checkpoint.completed),
+                    int(checkpoint.dead_lettered),
+                    int(checkpoint.skipped),
+                ],
+            )
+            .map_err(fail("copy checkpoints"))?;
+        }
+        tx.commit().map_err(fail("commit a copied job"))
     }
 }
 

@@ -531,6 +531,28 @@ mod tests {
         ) -> Result<(), StoreError> {
             unimplemented!()
         }
+        fn claim_items(
+            &self,
+            _: JobId,
+            _: &str,
+            _: usize,
+            _: i64,
+            _: i64,
+        ) -> Result<Vec<crate::store::ClaimedItem>, StoreError> {
+            unimplemented!()
+        }
+        fn renew_claims(&self, _: JobId, _: &str, _: i64) -> Result<u64, StoreError> {
+            unimplemented!()
+        }
+        fn release_claims(&self, _: JobId, _: &str) -> Result<u64, StoreError> {
+            unimplemented!()
+        }
+        fn copy_details(&self, _: JobId) -> Result<crate::store::copy::CopyDetails, StoreError> {
+            unimplemented!()
+        }
+        fn import_job(&self, _: &crate::store::copy::JobDump) -> Result<(), StoreError> {
+            unimplemented!()
+        }
     }
 
     fn event(job: JobId, n: i64) -> Write {

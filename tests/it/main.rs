@@ -16,6 +16,8 @@ mod postgres;
 mod quoting;
 mod resume;
 mod runs;
+mod scale_out;
 mod signals;
+mod store_copy;
 mod viewer;
 mod web;

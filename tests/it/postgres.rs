@@ -15,13 +15,13 @@ use nix::unistd::Pid;
 
 use crate::harness::{Workspace, wait_until};
 
-fn base_url() -> String {
+pub(crate) fn base_url() -> String {
     std::env::var("MMM_TEST_POSTGRES_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_string())
 }
 
 /// True (after saying so on stderr) when `MMM_SKIP_POSTGRES=1` asks to skip these tests.
-fn skipped(test: &str) -> bool {
+pub(crate) fn skipped(test: &str) -> bool {
     let skip = std::env::var("MMM_SKIP_POSTGRES").is_ok_and(|v| v == "1");
     if skip {
         eprintln!("SKIPPED {test}: MMM_SKIP_POSTGRES=1, so this PostgreSQL test did not run");
@@ -30,12 +30,12 @@ fn skipped(test: &str) -> bool {
 }
 
 /// A fresh schema in the test database, dropped with everything in it on drop.
-struct Schema {
+pub(crate) struct Schema {
     name: String,
 }
 
 impl Schema {
-    fn new() -> Schema {
+    pub(crate) fn new() -> Schema {
         let schema = Schema {
             name: format!("mmm_it_{}", uuid::Uuid::now_v7().simple()),
         };
@@ -51,17 +51,17 @@ impl Schema {
         schema
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         let base = base_url();
         let separator = if base.contains('?') { '&' } else { '?' };
         format!("{base}{separator}schema={}", self.name)
     }
 
-    fn store(&self) -> Arc<dyn Store> {
+    pub(crate) fn store(&self) -> Arc<dyn Store> {
         mmm::store::open(&self.url(), false).expect("the store exists")
     }
 
-    fn only_job(&self) -> JobRecord {
+    pub(crate) fn only_job(&self) -> JobRecord {
         let jobs = self.store().jobs().unwrap();
         assert_eq!(jobs.len(), 1, "expected exactly one job, found {jobs:?}");
         jobs.into_iter().next().unwrap()

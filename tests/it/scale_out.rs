@@ -1,0 +1,313 @@
+//! Issue 8, scale-out: a coordinator (`mmm run --store postgres://...`) and `mmm worker`
+//! processes share one job's map through the store. One worker is SIGKILLed mid-way: every
+//! item must still be completed exactly once in the record, and the items the dead worker had
+//! in flight must be recorded `interrupted` and re-run by the others once its lease ran out.
+//! A short lease (`MMM_LEASE=2s`) keeps the test quick.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::process::{Child, Stdio};
+use std::time::Duration;
+
+use mmm::job::{AttemptOutcome, JobStatus, Phase};
+use mmm::store::LEASE_EXPIRED_ERROR;
+
+use crate::harness::{Workspace, kill9, wait_until};
+use crate::postgres::{Schema, skipped};
+
+const LEASE: &str = "2s";
+
+/// `mmm ARGS` with a short lease, its output to `log` in the workspace.
+fn spawn(ws: &Workspace, args: &[&str], log: &str) -> Child {
+    let file = std::fs::File::create(ws.join(log)).unwrap();
+    ws.mmm(args)
+        .env("MMM_LEASE", LEASE)
+        .stdout(Stdio::null())
+        .stderr(file)
+        .spawn()
+        .expect("mmm starts")
+}
+
+/// Waits (with a deadline) for `child` to exit; its exit code.
+fn exit_code(child: &mut Child, within: Duration, what: &str) -> i32 {
+    let mut status = None;
+    wait_until(within, what, || {
+        status = child.try_wait().unwrap();
+        status.is_some()
+    });
+    status.unwrap().code().unwrap_or(-1)
+}
+
+#[test]
+fn a_coordinator_and_three_workers_survive_a_sigkilled_worker() {
+    if skipped("a_coordinator_and_three_workers_survive_a_sigkilled_worker") {
+        return;
+    }
+    const ITEMS: usize = 5_000;
+    let schema = Schema::new();
+    let url = schema.url();
+    let ws = Workspace::new();
+    let items: String = (1..=ITEMS).map(|n| format!("i{n}\n")).collect();
+    ws.write("items.txt", &items);
+    // The victim's items are slow, so that it surely has items in flight when it is killed.
+    ws.write(
+        "job.yml",
+        r#"
+map:
+  input: items.txt
+  key: "${item}"
+  max_parallel: 2
+  steps:
+    - name: work
+      shell: |
+        case "$MMM_AGENT" in victim/*) sleep 0.5;; esac
+        echo "${item} $MMM_AGENT" >> ran.txt
+reduce:
+  - shell: echo "reduce saw ${map.completed}" > reduced.txt
+"#,
+    );
+    let mut coordinator = spawn(
+        &ws,
+        &["run", "job.yml", "--progress", "none", "--store", &url],
+        "coordinator.log",
+    );
+    let store = || mmm::store::open(&url, false);
+    let mut job = None;
+    wait_until(Duration::from_secs(60), "the job's map to start", || {
+        let Ok(store) = store() else { return false };
+        job = store.jobs().ok().and_then(|jobs| jobs.into_iter().next());
+        job.as_ref()
+            .is_some_and(|j| j.phase == Some(Phase::Map) && j.counts.total() == ITEMS as u64)
+    });
+    let job = job.unwrap().id;
+    let id = job.to_string();
+    let worker = |name: &str| {
+        spawn(
+            &ws,
+            &[
+                "worker",
+                "--store",
+                &url,
+                "--job",
+                &id,
+                "-j",
+                "2",
+                "--name",
+                name,
+                "--exit-when-idle",
+            ],
+            &format!("{name}.log"),
+        )
+    };
+    let mut victim = worker("victim");
+    let mut survivors = [worker("w1"), worker("w2")];
+
+    // Kill the victim once it has done some items and has items in flight.
+    let by_victim = |outcome: Option<AttemptOutcome>| {
+        store()
+            .and_then(|s| s.attempts(job, None))
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|a| a.agent.starts_with("victim/") && a.outcome == outcome)
+            .count()
+    };
+    wait_until(
+        Duration::from_secs(120),
+        "the victim to complete items",
+        || by_victim(Some(AttemptOutcome::Succeeded)) >= 4 && by_victim(None) >= 1,
+    );
+    kill9(&mut victim);
+    let record = schema.only_job();
+    assert!(
+        record.counts.completed < ITEMS as u64 / 2,
+        "the job was nearly done before the kill ({:?}); make items slower",
+        record.counts
+    );
+
+    let code = exit_code(
+        &mut coordinator,
+        Duration::from_secs(600),
+        "the coordinator",
+    );
+    assert_eq!(code, 0, "coordinator: {}", ws.read("coordinator.log"));
+    for (worker, name) in survivors.iter_mut().zip(["w1", "w2"]) {
+        let code = exit_code(worker, Duration::from_secs(60), name);
+        assert_eq!(code, 0, "{name}: {}", ws.read(&format!("{name}.log")));
+    }
+
+    let record = schema.only_job();
+    assert_eq!(record.status, JobStatus::Completed);
+    assert_eq!(record.counts.completed, ITEMS as u64, "{:?}", record.counts);
+    assert_eq!(ws.read("reduced.txt").trim(), format!("reduce saw {ITEMS}"));
+
+    // Exactly one succeeded attempt per item, and no attempt left open.
+    let attempts = schema.store().attempts(job, None).unwrap();
+    let mut succeeded: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for attempt in &attempts {
+        assert!(attempt.outcome.is_some(), "left in flight: {attempt:?}");
+        if attempt.outcome == Some(AttemptOutcome::Succeeded) {
+            succeeded
+                .entry(attempt.item_key.as_str())
+                .or_default()
+                .push(attempt.agent.as_str());
+        }
+    }
+    assert_eq!(succeeded.len(), ITEMS, "every item succeeded");
+    let twice: Vec<_> = succeeded.iter().filter(|(_, by)| by.len() != 1).collect();
+    assert!(
+        twice.is_empty(),
+        "items completed more than once: {twice:?}"
+    );
+
+    // The victim's attempts in flight at the kill were closed `interrupted` when their lease
+    // ran out, and their items were re-run (and completed) by someone else.
+    let interrupted: BTreeSet<&str> = attempts
+        .iter()
+        .filter(|a| a.agent.starts_with("victim/"))
+        .filter(|a| a.outcome == Some(AttemptOutcome::Interrupted))
+        .inspect(|a| assert_eq!(a.error.as_deref(), Some(LEASE_EXPIRED_ERROR), "{a:?}"))
+        .map(|a| a.item_key.as_str())
+        .collect();
+    assert!(!interrupted.is_empty(), "the victim had items in flight");
+    for key in &interrupted {
+        let by = &succeeded[key];
+        assert!(!by[0].starts_with("victim/"), "{key} completed by {by:?}");
+        let item = schema.store().item(job, key).unwrap().unwrap();
+        assert_eq!(
+            item.attempts, 1,
+            "the interrupted attempt does not count: {item:?}"
+        );
+    }
+    let events = schema.store().events(job, 0, 100_000).unwrap();
+    let lease_requeues: BTreeSet<&str> = events
+        .iter()
+        .filter(|e| e.kind == "item_requeued" && e.payload["reason"] == "lease_expired")
+        .filter_map(|e| e.item_key.as_deref())
+        .collect();
+    assert_eq!(lease_requeues, interrupted);
+
+    // Everyone took part; agents are named NAME/N.
+    let agents: BTreeSet<&str> = attempts
+        .iter()
+        .filter_map(|a| a.agent.split('/').next())
+        .collect();
+    for name in ["agent-1", "w1", "w2", "victim"] {
+        assert!(agents.contains(name), "{name} ran nothing: {agents:?}");
+    }
+
+    // What ran: every item, and none twice except those the dead worker had started (its
+    // orphaned commands may still have finished after the kill).
+    let ran = ws.read("ran.txt");
+    let mut runs: BTreeMap<&str, usize> = BTreeMap::new();
+    for line in ran.lines() {
+        *runs.entry(line.split(' ').next().unwrap()).or_default() += 1;
+    }
+    assert_eq!(runs.len(), ITEMS);
+    for (item, count) in runs {
+        assert!(
+            count == 1 || interrupted.contains(item),
+            "{item} ran {count} times"
+        );
+    }
+    let check = ws.run(&["check", "--store", &url]);
+    check.success();
+}
+
+/// Issue 8: the coordinator dies while a worker runs; `mmm resume` takes the job over while the
+/// worker still works, without touching the worker's items (their leases are live), takes
+/// back the dead coordinator's items once their leases ran out, and runs reduce.
+#[test]
+fn resume_of_a_dead_coordinator_leaves_live_workers_alone() {
+    if skipped("resume_of_a_dead_coordinator_leaves_live_workers_alone") {
+        return;
+    }
+    const ITEMS: usize = 600;
+    let schema = Schema::new();
+    let url = schema.url();
+    let ws = Workspace::new();
+    let items: String = (1..=ITEMS).map(|n| format!("i{n}\n")).collect();
+    ws.write("items.txt", &items);
+    ws.write(
+        "job.yml",
+        r#"
+map:
+  input: items.txt
+  key: "${item}"
+  max_parallel: 2
+  steps:
+    - name: work
+      shell: |
+        sleep 0.03
+        echo "${item}" >> ran.txt
+reduce:
+  - shell: echo "reduce saw ${map.completed}" > reduced.txt
+"#,
+    );
+    let mut coordinator = spawn(
+        &ws,
+        &["run", "job.yml", "--progress", "none", "--store", &url],
+        "coordinator.log",
+    );
+    let store = || mmm::store::open(&url, false);
+    let mut job = None;
+    wait_until(Duration::from_secs(60), "the job's map to start", || {
+        let Ok(store) = store() else { return false };
+        job = store.jobs().ok().and_then(|jobs| jobs.into_iter().next());
+        job.as_ref().is_some_and(|j| j.phase == Some(Phase::Map))
+    });
+    let job = job.unwrap().id;
+    let id = job.to_string();
+    let mut worker = spawn(
+        &ws,
+        &[
+            "worker", "--store", &url, "--job", &id, "-j", "2", "--name", "w",
+        ],
+        "w.log",
+    );
+    let done = || {
+        store()
+            .and_then(|s| s.job(job))
+            .map_or(0, |j| j.counts.completed)
+    };
+    wait_until(Duration::from_secs(120), "items to complete", || {
+        done() >= 60
+    });
+    kill9(&mut coordinator);
+    assert!(
+        done() < ITEMS as u64 / 2,
+        "nearly done before the kill; make items slower"
+    );
+
+    let resume = ws.run(&["resume", &id, "--progress", "none", "--store", &url]);
+    resume.success();
+    let code = exit_code(&mut worker, Duration::from_secs(60), "the worker");
+    assert_eq!(code, 0, "worker: {}", ws.read("w.log"));
+
+    let record = schema.only_job();
+    assert_eq!(record.status, JobStatus::Completed);
+    assert_eq!(record.counts.completed, ITEMS as u64);
+    assert_eq!(ws.read("reduced.txt").trim(), format!("reduce saw {ITEMS}"));
+    let attempts = schema.store().attempts(job, None).unwrap();
+    let mut succeeded: BTreeMap<&str, usize> = BTreeMap::new();
+    for attempt in &attempts {
+        assert!(attempt.outcome.is_some(), "left in flight: {attempt:?}");
+        if attempt.agent.starts_with("w/") {
+            assert_ne!(
+                attempt.outcome,
+                Some(AttemptOutcome::Interrupted),
+                "the resume interrupted a live worker's attempt: {attempt:?}"
+            );
+        }
+        if attempt.outcome == Some(AttemptOutcome::Succeeded) {
+            *succeeded.entry(attempt.item_key.as_str()).or_default() += 1;
+        }
+    }
+    assert_eq!(succeeded.len(), ITEMS);
+    assert!(
+        succeeded.values().all(|n| *n == 1),
+        "an item completed twice"
+    );
+    assert!(
+        attempts.iter().any(|a| a.agent.starts_with("w/")),
+        "the worker took part"
+    );
+}

@@ -1,0 +1,111 @@
+//! Issue 8, `mmm store copy`: a job killed half-way on a laptop's SQLite store is copied to
+//! PostgreSQL and resumed there (nothing recorded done runs again), then copied back to a
+//! fresh SQLite store, where `mmm check` finds the same sound record.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use mmm::job::{ItemStatus, JobStatus};
+
+use crate::harness::{Workspace, kill9, wait_until};
+use crate::postgres::{Schema, skipped};
+
+#[test]
+fn a_half_done_sqlite_job_is_copied_to_postgres_resumed_and_copied_back() {
+    if skipped("a_half_done_sqlite_job_is_copied_to_postgres_resumed_and_copied_back") {
+        return;
+    }
+    const ITEMS: usize = 200;
+    let schema = Schema::new();
+    let url = schema.url();
+    let ws = Workspace::new();
+    let items: String = (1..=ITEMS).map(|n| format!("i{n}\n")).collect();
+    ws.write("items.txt", &items);
+    ws.write(
+        "job.yml",
+        r#"
+map:
+  input: items.txt
+  key: "${item}"
+  max_parallel: 4
+  steps:
+    - name: work
+      shell: |
+        sleep 0.02
+        echo ${item} >> ran.txt
+"#,
+    );
+    let mut child = ws.spawn(&["run", "job.yml", "--progress", "none"]);
+    wait_until(Duration::from_secs(60), "some items to complete", || {
+        ws.has_store()
+            && ws
+                .jobs_so_far()
+                .first()
+                .is_some_and(|job| job.counts.completed >= 20)
+    });
+    kill9(&mut child);
+    let laptop = ws.only_job();
+    let done: BTreeSet<String> = ws
+        .store()
+        .items(laptop.id, Some(ItemStatus::Completed))
+        .unwrap()
+        .into_iter()
+        .map(|item| item.key)
+        .collect();
+    assert!(done.len() < ITEMS, "the job finished before the kill");
+    let attempts_before = ws.attempts(laptop.id).len();
+    let lines_then = ws.read("ran.txt").lines().count();
+
+    let id = laptop.id.short();
+    let copy = ws.run(&["store", "copy", &id, "--to", &url]);
+    copy.success();
+    assert!(copy.stderr().contains("mmm resume"), "{}", copy.stderr());
+    // A second copy to the same store is refused.
+    ws.run(&["store", "copy", &id, "--to", &url]).code_is(1);
+    let cluster = schema.only_job();
+    assert_eq!(cluster.id, laptop.id);
+    assert_eq!(cluster.status, JobStatus::Running);
+    assert_eq!(cluster.counts, laptop.counts);
+    assert_eq!(cluster.spec_hash, laptop.spec_hash);
+    let copied = schema.store().attempts(laptop.id, None).unwrap();
+    assert_eq!(copied.len(), attempts_before);
+
+    ws.run(&["resume", &id, "--progress", "none", "--store", &url])
+        .success();
+    let cluster = schema.only_job();
+    assert_eq!(cluster.status, JobStatus::Completed);
+    assert_eq!(cluster.counts.completed, ITEMS as u64);
+    let ran = ws.read("ran.txt");
+    let ran: Vec<&str> = ran.lines().collect();
+    assert_eq!(ran.iter().collect::<BTreeSet<_>>().len(), ITEMS);
+    for line in &ran[lines_then..] {
+        assert!(
+            !done.contains(*line),
+            "{line} was done before the copy, yet ran again"
+        );
+    }
+    // The laptop's record is untouched (besides the copy's event): still resumable there.
+    let laptop_after = ws.only_job();
+    assert_eq!(laptop_after.counts, laptop.counts);
+
+    // Back to a fresh SQLite store: the same record, sound.
+    ws.run(&["store", "copy", &id, "--store", &url, "--to", "back.db"])
+        .success();
+    let back = mmm::store::open(ws.join("back.db").to_str().unwrap(), false).unwrap();
+    let record = back.job(laptop.id).unwrap();
+    assert_eq!(record.status, JobStatus::Completed);
+    assert_eq!(record.counts, cluster.counts);
+    assert_eq!(
+        back.attempts(laptop.id, None).unwrap().len(),
+        schema.store().attempts(laptop.id, None).unwrap().len()
+    );
+    let events = back.events(laptop.id, 0, 100_000).unwrap();
+    let kinds: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
+    assert!(
+        kinds.contains(&"job_resumed") && kinds.ends_with(&["job_copied"]),
+        "{kinds:?}"
+    );
+    assert!(events.windows(2).all(|w| w[0].seq < w[1].seq));
+    ws.run(&["check", "--store", "back.db", &id]).success();
+    ws.run(&["check", "--store", &url, &id]).success();
+}
