@@ -12,8 +12,8 @@ use super::error::{Location, SpecError, TemplateError};
 use super::template::{Placeholder, is_variable_name};
 use super::yaml::{self, Entry, Kind, Mark, Node, Style};
 use super::{
-    AlertRules, CommandTemplate, Deadline, InputFormat, InputSource, JobPlan, MapPlan,
-    PhaseCommand, StepPlan, Template,
+    AlertRules, CommandTemplate, Deadline, InputFormat, InputSource, Isolation, JobPlan,
+    MapPlan, PhaseCommand, StepPlan, Template,
 };
 
 const TOP_KEYS: &[&str] = &[
@@ -37,7 +37,10 @@ const MAP_KEYS: &[&str] = &[
     "retries",
     "backoff",
     "steps",
+    "isolation",
+    "on_conflict",
 ];
+const ISOLATIONS: &[&str] = &["none", "worktree"];
 const STEP_KEYS: &[&str] = &["name", "shell", "when", "timeout"];
 const PHASE_KEYS: &[&str] = &["name", "shell", "timeout"];
 const INPUT_COMMAND_KEYS: &[&str] = &["command", "format"];
@@ -81,6 +84,12 @@ pub(super) fn parse_job(path: &Path, text: &str, base_dir: &Path) -> Result<JobP
         lines: text.lines().collect(),
     };
     checker.job(&root, base_dir)
+}
+
+/// True when `dir` (or a folder above it) holds a `.git` entry: a repository or a worktree.
+fn in_git_repository(dir: &Path) -> bool {
+    let dir = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
+    dir.ancestors().any(|d| d.join(".git").exists())
 }
 
 /// Validates nodes against the schema; knows the file for locations.
@@ -363,6 +372,7 @@ impl Checker<'_> {
             "`steps: [{shell: echo ${item}}]`",
         )?;
         let steps = self.steps(steps_node, env)?;
+        let (isolation, on_conflict) = self.isolation(entries, env, base_dir)?;
         Ok(MapPlan {
             input,
             key,
@@ -371,7 +381,60 @@ impl Checker<'_> {
             retries,
             backoff,
             steps,
+            isolation,
+            on_conflict,
         })
+    }
+
+    /// `isolation:` and `on_conflict:` (which needs worktree isolation). Worktree isolation
+    /// outside a git repository is an error now, before anything runs.
+    fn isolation(
+        &self,
+        entries: &[Entry],
+        env: &BTreeMap<String, String>,
+        base_dir: &Path,
+    ) -> Result<(Isolation, Option<CommandTemplate>), SpecError> {
+        let isolation = match get(entries, "isolation") {
+            None => Isolation::Shared,
+            Some(node) => {
+                let text = self.text(node, "map.isolation", "`isolation: worktree`")?;
+                match text.as_str() {
+                    "none" => Isolation::Shared,
+                    "worktree" => {
+                        if !in_git_repository(base_dir) {
+                            return Err(SpecError::NotAGitRepository {
+                                at: self.at(node.mark),
+                                base_dir: base_dir.to_path_buf(),
+                            });
+                        }
+                        Isolation::Worktree
+                    }
+                    _ => {
+                        return Err(SpecError::UnknownValue {
+                            at: self.at(node.mark),
+                            field: "map.isolation".to_string(),
+                            value: text,
+                            accepted: ISOLATIONS,
+                        });
+                    }
+                }
+            }
+        };
+        let on_conflict = match get(entries, "on_conflict") {
+            None => None,
+            Some(node) if isolation != Isolation::Worktree => {
+                return Err(SpecError::OnConflictWithoutWorktree {
+                    at: self.at(node.mark),
+                });
+            }
+            Some(node) => Some(CommandTemplate::Shell(self.shell_template(
+                node,
+                "map.on_conflict",
+                env,
+                Scope::Step,
+            )?)),
+        };
+        Ok((isolation, on_conflict))
     }
 
     /// `input:` is a path, or `{command, format?}`.
