@@ -213,6 +213,14 @@ pub async fn run<E: Executor>(config: RunConfig, executor: Arc<E>) -> Result<Run
     let heartbeat = run.spawn_heartbeat();
     let outcome = run.phases().await;
     heartbeat.abort();
+    // A last snapshot, so views of a finished job (even one shorter than a heartbeat) show
+    // its final counts and counters.
+    let last = run.snapshot(run.config.tracker.agents(), Vec::<()>::new());
+    run.record(vec![Write::Snapshot {
+        job,
+        at: now_ms(),
+        payload: last,
+    }]);
     let watch = run.watch.lock().unwrap_or_else(|e| e.into_inner()).take();
     if let Some(mut watch) = watch {
         watch.close(&run);
@@ -264,6 +272,28 @@ impl<E: Executor> Run<E> {
         self.prior + self.started.elapsed()
     }
 
+    /// What a snapshot records: progress, agents, counters, the alert window and rates.
+    fn snapshot<A: serde::Serialize>(
+        &self,
+        agents: Vec<crate::tracker::AgentSnapshot>,
+        active: A,
+    ) -> serde_json::Value {
+        let tracker = &self.config.tracker;
+        let rules = &self.plan().alerts;
+        json!({
+            "progress": tracker.progress(),
+            "agents": agents,
+            "counters": tracker.counters(),
+            "window": {
+                "seconds": rules.window.as_secs(),
+                "counts": tracker.window(rules.window.as_secs() as u32),
+            },
+            "alerts": active,
+            "metrics": self.config.metrics.view(),
+            "rates": rates(tracker, self.started.elapsed()),
+        })
+    }
+
     fn spawn_heartbeat(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
         let run = self.clone();
         tokio::spawn(async move {
@@ -296,19 +326,7 @@ impl<E: Executor> Run<E> {
                     .as_mut()
                     .map(|watch| watch.look(&run, &agents))
                     .unwrap_or_default();
-                let rules = &run.plan().alerts;
-                let snapshot = json!({
-                    "progress": tracker.progress(),
-                    "agents": agents,
-                    "counters": tracker.counters(),
-                    "window": {
-                        "seconds": rules.window.as_secs(),
-                        "counts": tracker.window(rules.window.as_secs() as u32),
-                    },
-                    "alerts": active,
-                    "metrics": run.config.metrics.view(),
-                    "rates": rates(tracker, run.started.elapsed()),
-                });
+                let snapshot = run.snapshot(agents, active);
                 let mut writes = vec![Write::Heartbeat {
                     job,
                     at,
@@ -1366,6 +1384,18 @@ fn rates(tracker: &Tracker, elapsed: Duration) -> serde_json::Value {
         "success_rate": (judged > 0).then(|| p.completed as f64 / judged as f64),
         "failed_attempts": p.failed_attempts,
         "retries": p.retries,
+        // Custom counters per second over this run (commits/s under worktree isolation).
+        "counters_per_second": tracker
+            .counters()
+            .into_iter()
+            .map(|(name, value)| {
+                let rate = match elapsed.as_secs_f64() {
+                    s if s > 0.0 => value as f64 / s,
+                    _ => 0.0,
+                };
+                (name, rate)
+            })
+            .collect::<std::collections::BTreeMap<_, _>>(),
     })
 }
 

@@ -290,6 +290,24 @@ impl Repo {
             .collect())
     }
 
+    /// How many commits `to` has that `from` has not (`git rev-list --count from..to`).
+    pub fn commits_between(&self, from: &str, to: &str) -> Result<u64, GitError> {
+        let out = git(&self.top, &["rev-list", "--count", &format!("{from}..{to}")])?;
+        Ok(out.trim().parse().unwrap_or(0))
+    }
+
+    /// True when `branch` is fully merged into `HEAD` (nothing would be lost deleting it).
+    pub fn is_merged_into_head(&self, branch: &str) -> Result<bool, GitError> {
+        let reference = format!("refs/heads/{branch}");
+        let args = ["merge-base", "--is-ancestor", &reference, "HEAD"];
+        let output = run_git(&self.top, &args, &[])?;
+        match output.status.code() {
+            Some(0) => Ok(true),
+            Some(1) => Ok(false),
+            _ => Err(failed(&self.top, &args, &output)),
+        }
+    }
+
     /// Removes the job's worktrees and their folder; the paths removed.
     pub fn remove_job_worktrees(&self, short_id: &str) -> Result<Vec<PathBuf>, GitError> {
         let dir = self.job_dir(short_id);
