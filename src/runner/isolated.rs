@@ -37,6 +37,11 @@ pub(super) struct Isolated {
 }
 
 impl Isolated {
+    /// The integration branch.
+    pub(super) fn branch(&self) -> &str {
+        self.pool.branch()
+    }
+
     pub(super) fn is_broken(&self) -> bool {
         self.broken.load(Ordering::Relaxed)
     }

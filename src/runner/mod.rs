@@ -1170,8 +1170,9 @@ impl<E: Executor> AgentRun<E> {
                     run.config.tracker.step_started(self.agent, step_index);
                     end.all_skipped = false;
                     let mut env = run.command_env(Some((item, number)), &agent_name, &step.name);
-                    if worktree_base.is_some() {
+                    if let Some(isolated) = run.isolated().filter(|_| worktree_base.is_some()) {
                         env.push(("MMM_WORKTREE".into(), cwd.display().to_string()));
+                        env.push(("MMM_BRANCH".into(), isolated.branch().to_string()));
                     }
                     let request = CommandRequest {
                         command,

@@ -19,3 +19,4 @@ mod runs;
 mod signals;
 mod viewer;
 mod web;
+mod worktree;
