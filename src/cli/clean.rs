@@ -132,7 +132,12 @@ pub(crate) fn report_branch(
         return;
     }
     match merge_into {
-        Some(target) if matches!(summary.status, JobStatus::Completed | JobStatus::CompletedWithFailures) => {
+        Some(target)
+            if matches!(
+                summary.status,
+                JobStatus::Completed | JobStatus::CompletedWithFailures
+            ) =>
+        {
             match repo.fast_forward(target, &branch) {
                 Ok(FastForward::Done { from, to }) => eprintln!(
                     "mmm: fast-forwarded {target} to {branch} ({} -> {})",

@@ -261,7 +261,12 @@ pub(crate) async fn execute(
     if !view_args.quiet {
         print_summary(&summary, &plan, store_location);
     }
-    super::clean::report_branch(&summary, &plan, view_args.merge_into.as_deref(), view_args.quiet);
+    super::clean::report_branch(
+        &summary,
+        &plan,
+        view_args.merge_into.as_deref(),
+        view_args.quiet,
+    );
     Ok(match summary.status {
         JobStatus::Completed => Exit::Success,
         JobStatus::CompletedWithFailures => Exit::CompletedWithFailures,

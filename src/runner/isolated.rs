@@ -63,14 +63,12 @@ pub(super) enum Prepared {
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, GitError> + Send + 'static,
 ) -> Result<T, GitError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .unwrap_or_else(|e| {
-            Err(GitError::Io {
-                path: Default::default(),
-                source: std::io::Error::other(format!("a git task panicked: {e}")),
-            })
+    tokio::task::spawn_blocking(f).await.unwrap_or_else(|e| {
+        Err(GitError::Io {
+            path: Default::default(),
+            source: std::io::Error::other(format!("a git task panicked: {e}")),
         })
+    })
 }
 
 /// `f` with retries while it fails for infrastructure reasons (backoff 50 ms, doubling).
@@ -258,8 +256,7 @@ impl<E: Executor> AgentRun<E> {
                     let listed = paths.join(", ");
                     let branch = isolated.pool.branch();
                     let on_conflict = run.plan().map.on_conflict.clone();
-                    let Some(on_conflict) = on_conflict.filter(|_| round < CONFLICT_ROUNDS)
-                    else {
+                    let Some(on_conflict) = on_conflict.filter(|_| round < CONFLICT_ROUNDS) else {
                         end.outcome = AttemptOutcome::Failed;
                         end.error = Some(format!(
                             "merge conflict with branch {branch} in: {listed}{}",
@@ -362,7 +359,10 @@ impl<E: Executor> AgentRun<E> {
             .await
             .map_err(|e| format!("could not commit on_conflict's resolution: {e}"))?;
         if !left.is_empty() {
-            return Err(format!("on_conflict left conflicts in: {}", left.join(", ")));
+            return Err(format!(
+                "on_conflict left conflicts in: {}",
+                left.join(", ")
+            ));
         }
         Ok(())
     }

@@ -292,7 +292,10 @@ impl Repo {
 
     /// How many commits `to` has that `from` has not (`git rev-list --count from..to`).
     pub fn commits_between(&self, from: &str, to: &str) -> Result<u64, GitError> {
-        let out = git(&self.top, &["rev-list", "--count", &format!("{from}..{to}")])?;
+        let out = git(
+            &self.top,
+            &["rev-list", "--count", &format!("{from}..{to}")],
+        )?;
         Ok(out.trim().parse().unwrap_or(0))
     }
 
@@ -356,10 +359,14 @@ impl Repo {
         let target_ref = format!("refs/heads/{target}");
         let branch_ref = format!("refs/heads/{branch}");
         let Some(new) = self.resolve(&branch_ref)? else {
-            return Ok(FastForward::Refused(format!("branch {branch} does not exist")));
+            return Ok(FastForward::Refused(format!(
+                "branch {branch} does not exist"
+            )));
         };
         let Some(old) = self.resolve(&target_ref)? else {
-            return Ok(FastForward::Refused(format!("branch {target} does not exist")));
+            return Ok(FastForward::Refused(format!(
+                "branch {target} does not exist"
+            )));
         };
         if old == new {
             return Ok(FastForward::UpToDate);
@@ -729,9 +736,12 @@ impl Pool {
     /// did not. Returns the paths still unmerged (empty when resolved).
     pub fn finish_conflict_merge(&self, agent: usize) -> Result<Vec<String>, GitError> {
         let path = self.path(agent);
-        let unmerged = git(path, &["diff", "--name-only", "--diff-filter=U"])?;
-        let mut left: Vec<String> = unmerged.lines().map(str::to_string).collect();
         git(path, &["add", "-A"])?;
+        let unmerged = git(
+            path,
+            &["diff", "--cached", "--name-only", "--diff-filter=U"],
+        )?;
+        let mut left: Vec<String> = unmerged.lines().map(str::to_string).collect();
         // Conflict markers left in files: not resolved.
         left.extend(conflict_marker_paths(path)?);
         left.sort();
@@ -874,7 +884,10 @@ mod tests {
         assert!(pool.path(0).join("y.txt").exists(), "reset to the new tip");
         assert_eq!(pool.merge(0, &base, 2, "z").expect("merge"), Merge::Nothing);
         // The trailers say which items landed.
-        let landed = pool.repo().landed_items(pool.branch(), "job-1").expect("log");
+        let landed = pool
+            .repo()
+            .landed_items(pool.branch(), "job-1")
+            .expect("log");
         assert_eq!(landed, HashSet::from([0, 1]));
         assert!(
             pool.repo()
@@ -905,8 +918,7 @@ mod tests {
             pool.merge(0, &b0, 0, "k0").expect("merge"),
             Merge::Merged { .. }
         ));
-        let Merge::Conflict { paths, tip, .. } = pool.merge(1, &b1, 1, "k1").expect("merge")
-        else {
+        let Merge::Conflict { paths, tip, .. } = pool.merge(1, &b1, 1, "k1").expect("merge") else {
             panic!("expected a conflict");
         };
         assert_eq!(paths, vec!["a.txt".to_string()]);
@@ -948,7 +960,10 @@ mod tests {
         commit_in(p, "m.txt", "m\n");
         git(p, &["checkout", "--quiet", "--detach"]).expect("detach");
         git(p, &["branch", "--quiet", "-f", "other", "HEAD"]).expect("branch");
-        let refused = pool.repo().fast_forward("other", pool.branch()).expect("ff");
+        let refused = pool
+            .repo()
+            .fast_forward("other", pool.branch())
+            .expect("ff");
         assert!(matches!(refused, FastForward::Refused(_)), "{refused:?}");
         assert!(pool.repo().delete_branch(pool.branch()).expect("delete"));
     }

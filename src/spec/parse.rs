@@ -12,8 +12,8 @@ use super::error::{Location, SpecError, TemplateError};
 use super::template::{Placeholder, is_variable_name};
 use super::yaml::{self, Entry, Kind, Mark, Node, Style};
 use super::{
-    AlertRules, CommandTemplate, Deadline, InputFormat, InputSource, Isolation, JobPlan,
-    MapPlan, PhaseCommand, StepPlan, Template,
+    AlertRules, CommandTemplate, Deadline, InputFormat, InputSource, Isolation, JobPlan, MapPlan,
+    PhaseCommand, StepPlan, Template,
 };
 
 const TOP_KEYS: &[&str] = &[
@@ -1275,6 +1275,56 @@ reduce:
 
         let error = load(&dir.path().join("missing.yaml")).unwrap_err();
         assert!(matches!(error, SpecError::Read { .. }), "{error}");
+    }
+
+    #[test]
+    fn isolation_and_on_conflict() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let job = |extra: &str| {
+            parse_job(
+                Path::new("job.yml"),
+                &format!(
+                    "map:\n  input: {{command: echo a}}\n  steps: [{{shell: 'true'}}]\n{extra}"
+                ),
+                dir.path(),
+            )
+        };
+        assert_eq!(job("").unwrap().map.isolation, Isolation::Shared);
+        assert_eq!(
+            job("  isolation: none\n").unwrap().map.isolation,
+            Isolation::Shared
+        );
+        let error = job("  isolation: worktree\n").unwrap_err().to_string();
+        assert!(
+            error.starts_with("job.yml:4:14: `map.isolation: worktree` needs a git repository"),
+            "{error}"
+        );
+        std::fs::create_dir(dir.path().join(".git")).expect("mkdir");
+        let plan = job("  isolation: worktree\n  on_conflict: ./resolve.sh ${item}\n").unwrap();
+        assert_eq!(plan.map.isolation, Isolation::Worktree);
+        assert!(plan.map.on_conflict.is_some());
+        let yaml = plan.to_yaml();
+        assert!(yaml.contains("isolation: worktree"), "{yaml}");
+        assert_eq!(
+            parse_job(Path::new("job.yml"), &yaml, dir.path()).expect("reloads"),
+            plan
+        );
+        let mut shared = plan.clone();
+        shared.map.isolation = Isolation::Shared;
+        shared.map.on_conflict = None;
+        assert_ne!(plan.hash(), shared.hash());
+        let error = job("  isolation: sandbox\n").unwrap_err().to_string();
+        assert!(
+            error.contains("`map.isolation` cannot be `sandbox`"),
+            "{error}"
+        );
+        let error = job("  on_conflict: x\n").unwrap_err().to_string();
+        assert!(
+            error.starts_with(
+                "job.yml:4:16: `map.on_conflict` only applies to `isolation: worktree`"
+            ),
+            "{error}"
+        );
     }
 
     #[test]

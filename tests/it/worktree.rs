@@ -47,7 +47,10 @@ fn repo() -> Option<Workspace> {
 
 /// The job's integration branch (the only `mmm/` branch).
 fn branch(ws: &Workspace) -> String {
-    let branches = git(ws.path(), &["branch", "--list", "mmm/*", "--format=%(refname:short)"]);
+    let branches = git(
+        ws.path(),
+        &["branch", "--list", "mmm/*", "--format=%(refname:short)"],
+    );
     let names: Vec<&str> = branches.lines().collect();
     assert_eq!(names.len(), 1, "one integration branch: {names:?}");
     names[0].to_string()
@@ -58,7 +61,12 @@ fn item_subjects(ws: &Workspace, branch: &str) -> BTreeMap<String, usize> {
     let mut counts = BTreeMap::new();
     for subject in git(
         ws.path(),
-        &["log", "--no-merges", "--format=%s", &format!("main..{branch}")],
+        &[
+            "log",
+            "--no-merges",
+            "--format=%s",
+            &format!("main..{branch}"),
+        ],
     )
     .lines()
     {
@@ -71,7 +79,10 @@ fn item_subjects(ws: &Workspace, branch: &str) -> BTreeMap<String, usize> {
 fn assert_nothing_leaked(ws: &Workspace, expect_branch: Option<&str>) {
     let worktrees = git(ws.path(), &["worktree", "list", "--porcelain"]);
     assert_eq!(
-        worktrees.lines().filter(|l| l.starts_with("worktree ")).count(),
+        worktrees
+            .lines()
+            .filter(|l| l.starts_with("worktree "))
+            .count(),
         1,
         "only the main worktree is left:\n{worktrees}"
     );
@@ -116,7 +127,8 @@ fn two_hundred_items_at_j4_land_every_commit_once_and_leave_nothing_behind() {
     let run = ws.run(&["run", "job.yml", "--progress", "none"]);
     run.success();
     assert!(
-        run.stderr().contains("the merged work is on branch mmm/fan-out-"),
+        run.stderr()
+            .contains("the merged work is on branch mmm/fan-out-"),
         "{}",
         run.stderr()
     );
@@ -193,7 +205,14 @@ map:
         .replace("BARRIER", BARRIER)
         .as_str(),
     );
-    let run = ws.run(&["run", "job.yml", "--progress", "none", "--merge-into", "main"]);
+    let run = ws.run(&[
+        "run",
+        "job.yml",
+        "--progress",
+        "none",
+        "--merge-into",
+        "main",
+    ]);
     run.code_is(3);
     let job = ws.only_job();
     let store = ws.store();
@@ -210,7 +229,11 @@ map:
     let completed = store.items(job.id, Some(ItemStatus::Completed)).unwrap();
     assert_eq!(completed.len(), 4);
     // The rest merged, and main was fast-forwarded to the branch.
-    assert!(run.stderr().contains("fast-forwarded main"), "{}", run.stderr());
+    assert!(
+        run.stderr().contains("fast-forwarded main"),
+        "{}",
+        run.stderr()
+    );
     for own in ["own1", "own2", "own3"] {
         assert!(ws.join(&format!("{own}.txt")).exists(), "{own} merged");
     }
@@ -411,7 +434,8 @@ fn isolation_outside_a_repository_fails_before_anything_runs() {
     let run = ws.run(&["run", "job.yml", "--progress", "none"]);
     run.code_is(2);
     assert!(
-        run.stderr().contains("job.yml:5:14: `map.isolation: worktree` needs a git repository"),
+        run.stderr()
+            .contains("job.yml:5:14: `map.isolation: worktree` needs a git repository"),
         "{}",
         run.stderr()
     );
