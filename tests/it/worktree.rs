@@ -441,3 +441,49 @@ fn isolation_outside_a_repository_fails_before_anything_runs() {
     );
     assert!(!ws.join("setup-ran").exists());
 }
+
+#[test]
+fn an_item_whose_merge_landed_before_the_kill_is_not_merged_again() {
+    let Some(ws) = repo() else { return };
+    ws.write("items.txt", "1\n2\n3\n4\n");
+    ws.write(
+        "job.yml",
+        &format!(
+            "map:\n  input: items.txt\n  key: \"${{item}}\"\n  max_parallel: 2\n  isolation: worktree\n  steps:{COMMIT_STEP}"
+        ),
+    );
+    ws.run(&["run", "job.yml", "--progress", "none"]).success();
+    let branch = branch(&ws);
+    let tip = git(ws.path(), &["rev-parse", &branch]);
+    // As if the runner was SIGKILLed right after `update-ref` landed the merges of items 1
+    // and 2, before the store recorded them completed.
+    let job = ws.only_job();
+    ws.sql(&format!(
+        "UPDATE items SET status = 'running' WHERE job_id = '{id}' AND key IN ('1', '2');
+         UPDATE jobs SET status = 'running', phase = 'map', finished_at = NULL,
+                         owner_pid = 999999 WHERE id = '{id}';",
+        id = job.id
+    ));
+    ws.run(&["resume", &job.id.to_string(), "--progress", "none"])
+        .success();
+    assert_eq!(
+        git(ws.path(), &["rev-parse", &branch]),
+        tip,
+        "nothing merged twice"
+    );
+    let store = ws.store();
+    assert_eq!(
+        store
+            .items(job.id, Some(ItemStatus::Completed))
+            .unwrap()
+            .len(),
+        4
+    );
+    let attempts = store.attempts(job.id, Some("1")).unwrap();
+    let last = attempts.last().unwrap();
+    assert!(
+        last.stdout_tail.contains("already merged"),
+        "{attempts:?}"
+    );
+    assert_nothing_leaked(&ws, Some(&branch));
+}
