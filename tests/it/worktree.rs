@@ -481,9 +481,6 @@ fn an_item_whose_merge_landed_before_the_kill_is_not_merged_again() {
     );
     let attempts = store.attempts(job.id, Some("1")).unwrap();
     let last = attempts.last().unwrap();
-    assert!(
-        last.stdout_tail.contains("already merged"),
-        "{attempts:?}"
-    );
+    assert!(last.stdout_tail.contains("already merged"), "{attempts:?}");
     assert_nothing_leaked(&ws, Some(&branch));
 }

@@ -159,6 +159,17 @@ pub(crate) struct Payload {
     pub(crate) agents: Vec<AgentRow>,
     pub(crate) alerts: Vec<AlertRow>,
     pub(crate) metrics: Option<MetricsPart>,
+    /// Custom counters (commits, ... ; docs/reporting.md, docs/worktrees.md).
+    pub(crate) counters: std::collections::BTreeMap<String, i64>,
+    /// Rates, for the counters' per-second rates.
+    pub(crate) rates: Option<RatesPart>,
+}
+
+/// The parts of a snapshot's `rates` the viewer shows.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub(crate) struct RatesPart {
+    pub(crate) counters_per_second: std::collections::BTreeMap<String, f64>,
 }
 
 impl Payload {
