@@ -487,6 +487,11 @@ pub struct Pool {
     identity: Vec<(String, String)>,
     /// Items whose merges were already on the branch when the pool opened (a resume).
     landed: HashSet<u64>,
+    /// The branch's tip as mmm last set or read it: saves a git process per reset and per
+    /// merge. A stale value costs nothing wrong: resets start from an older commit (merged
+    /// with `merge-tree` as usual) and the `update-ref` compare-and-swap fails, clears it and
+    /// reads the ref again.
+    known_tip: std::sync::Mutex<Option<String>>,
 }
 
 impl Pool {
@@ -530,6 +535,7 @@ impl Pool {
             worktrees: Vec::new(),
             identity,
             landed,
+            known_tip: std::sync::Mutex::new(Some(tip.clone())),
         };
         let registered = pool.repo.worktrees()?;
         for agent in 0..agents {
@@ -610,10 +616,30 @@ impl Pool {
             })
     }
 
+    fn remembered_tip(&self) -> Result<String, GitError> {
+        let known = self
+            .known_tip
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        match known {
+            Some(tip) => Ok(tip),
+            None => {
+                let tip = self.tip()?;
+                self.remember_tip(Some(tip.clone()));
+                Ok(tip)
+            }
+        }
+    }
+
+    fn remember_tip(&self, tip: Option<String>) {
+        *self.known_tip.lock().unwrap_or_else(|e| e.into_inner()) = tip;
+    }
+
     /// Resets agent `agent`'s worktree to the branch's tip: only what changed is touched.
     /// Recreates the worktree when it is gone or broken. Returns the tip.
     pub fn reset(&self, agent: usize) -> Result<String, GitError> {
-        let tip = self.tip()?;
+        let tip = self.remembered_tip()?;
         let path = self.path(agent);
         let reset = git(path, &["reset", "--hard", "--quiet", &tip])
             .and_then(|_| git(path, &["clean", "-fdxq"]));
@@ -638,7 +664,19 @@ impl Pool {
         key: &str,
     ) -> Result<Merge, GitError> {
         let path = self.path(agent);
-        let head = git(path, &["rev-parse", "HEAD"])?;
+        let heads = git(path, &["rev-parse", "HEAD", "HEAD^{tree}"])?;
+        let mut lines = heads.lines();
+        let (head, head_tree) = match (lines.next(), lines.next()) {
+            (Some(head), Some(tree)) => (head.to_string(), tree.to_string()),
+            _ => {
+                return Err(GitError::Failed {
+                    args: "rev-parse HEAD HEAD^{tree}".into(),
+                    dir: path.to_path_buf(),
+                    status: "unexpected output".into(),
+                    stderr: heads.clone(),
+                });
+            }
+        };
         if head == base {
             return Ok(Merge::Nothing);
         }
@@ -652,9 +690,9 @@ impl Pool {
         }
         let reference = format!("refs/heads/{}", self.branch);
         for _ in 0..5 {
-            let tip = self.tip()?;
+            let tip = self.remembered_tip()?;
             let tree = if tip == base {
-                git(path, &["rev-parse", &format!("{head}^{{tree}}")])?
+                head_tree.clone()
             } else {
                 let args = [
                     "merge-tree",
@@ -708,8 +746,10 @@ impl Pool {
             ];
             let output = run_git(&self.repo.top, &args, &[])?;
             if output.status.success() {
+                self.remember_tip(Some(merge.clone()));
                 return Ok(Merge::Merged { commits, merge });
             }
+            self.remember_tip(None);
             let error = failed(&self.repo.top, &args, &output);
             // The tip moved under us (someone else wrote the branch): merge again on top.
             if !error.is_infrastructure() {
