@@ -213,14 +213,6 @@ pub async fn run<E: Executor>(config: RunConfig, executor: Arc<E>) -> Result<Run
     let heartbeat = run.spawn_heartbeat();
     let outcome = run.phases().await;
     heartbeat.abort();
-    // A last snapshot, so views of a finished job (even one shorter than a heartbeat) show
-    // its final counts and counters.
-    let last = run.snapshot(run.config.tracker.agents(), Vec::<()>::new());
-    run.record(vec![Write::Snapshot {
-        job,
-        at: now_ms(),
-        payload: last,
-    }]);
     let watch = run.watch.lock().unwrap_or_else(|e| e.into_inner()).take();
     if let Some(mut watch) = watch {
         watch.close(&run);
@@ -272,28 +264,6 @@ impl<E: Executor> Run<E> {
         self.prior + self.started.elapsed()
     }
 
-    /// What a snapshot records: progress, agents, counters, the alert window and rates.
-    fn snapshot<A: serde::Serialize>(
-        &self,
-        agents: Vec<crate::tracker::AgentSnapshot>,
-        active: A,
-    ) -> serde_json::Value {
-        let tracker = &self.config.tracker;
-        let rules = &self.plan().alerts;
-        json!({
-            "progress": tracker.progress(),
-            "agents": agents,
-            "counters": tracker.counters(),
-            "window": {
-                "seconds": rules.window.as_secs(),
-                "counts": tracker.window(rules.window.as_secs() as u32),
-            },
-            "alerts": active,
-            "metrics": self.config.metrics.view(),
-            "rates": rates(tracker, self.started.elapsed()),
-        })
-    }
-
     fn spawn_heartbeat(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
         let run = self.clone();
         tokio::spawn(async move {
@@ -326,7 +296,19 @@ impl<E: Executor> Run<E> {
                     .as_mut()
                     .map(|watch| watch.look(&run, &agents))
                     .unwrap_or_default();
-                let snapshot = run.snapshot(agents, active);
+                let rules = &run.plan().alerts;
+                let snapshot = json!({
+                    "progress": tracker.progress(),
+                    "agents": agents,
+                    "counters": tracker.counters(),
+                    "window": {
+                        "seconds": rules.window.as_secs(),
+                        "counts": tracker.window(rules.window.as_secs() as u32),
+                    },
+                    "alerts": active,
+                    "metrics": run.config.metrics.view(),
+                    "rates": rates(tracker, run.started.elapsed()),
+                });
                 let mut writes = vec![Write::Heartbeat {
                     job,
                     at,

@@ -149,12 +149,13 @@ fn two_hundred_items_at_j4_land_every_commit_once_and_leave_nothing_behind() {
     assert_eq!(merges.matches("MMM-Item-Index: ").count(), 200);
     assert_nothing_leaked(&ws, Some(&branch));
 
-    // The counters reach the snapshot every view reads (progress --json, the API, exports).
+    // The counters reach the snapshots every view reads (progress --json, the API, exports;
+    // the last snapshot may predate the last merges), and their events sum up exactly.
     let id = ws.short_id();
     let state = ws.json(&["progress", &id, "--json"]);
     let payload = &state["snapshot"]["payload"];
-    assert_eq!(payload["counters"]["commits"], 200, "{payload}");
-    assert_eq!(payload["counters"]["merged_items"], 200, "{payload}");
+    let commits = payload["counters"]["commits"].as_i64().unwrap_or(0);
+    assert!((1..=200).contains(&commits), "{payload}");
     assert!(
         payload["rates"]["counters_per_second"]["commits"]
             .as_f64()
@@ -164,8 +165,11 @@ fn two_hundred_items_at_j4_land_every_commit_once_and_leave_nothing_behind() {
     let report = ws.json(&["export", &id, "--format", "json"]);
     assert_eq!(
         report["state"]["snapshot"]["payload"]["counters"]["commits"],
-        200
+        commits
     );
+    let sums = counter_sums(&ws);
+    assert_eq!(sums.get("commits"), Some(&200), "{sums:?}");
+    assert_eq!(sums.get("merged_items"), Some(&200), "{sums:?}");
 
     // Clean: the branch holds unmerged work, so it stays without --branch.
     let kept = ws.run(&["clean", &id]);
@@ -237,12 +241,7 @@ map:
     for own in ["own1", "own2", "own3"] {
         assert!(ws.join(&format!("{own}.txt")).exists(), "{own} merged");
     }
-    let id = ws.short_id();
-    let state = ws.json(&["progress", &id, "--json"]);
-    assert_eq!(
-        state["snapshot"]["payload"]["counters"]["merge_conflicts"],
-        2
-    );
+    assert_eq!(counter_sums(&ws).get("merge_conflicts"), Some(&2));
     assert_nothing_leaked(&ws, Some(&branch(&ws)));
 }
 
@@ -405,6 +404,20 @@ fn sigkill_while_merging_then_resume_lands_every_item_exactly_once() {
         ITEMS
     );
     assert_nothing_leaked(&ws, Some(&branch));
+}
+
+/// The job's counters, summed from their events (the durable record of them).
+fn counter_sums(ws: &Workspace) -> BTreeMap<String, i64> {
+    let store = ws.store();
+    let job = ws.only_job().id;
+    let mut sums = BTreeMap::new();
+    for event in store.events(job, 0, 100_000).unwrap() {
+        if let Some(name) = event.payload.get("counter").and_then(|n| n.as_str()) {
+            *sums.entry(name.to_string()).or_insert(0) +=
+                event.payload["delta"].as_i64().unwrap_or(0);
+        }
+    }
+    sums
 }
 
 /// Merge commits on the job's branch so far (0 before it exists).
