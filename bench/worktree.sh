@@ -48,7 +48,7 @@ map:
     - shell: '$step'
 YML
 done
-echo "# worktree.sh: $(git ls-files | wc -l) files, $(du -sh --exclude=.git . | cut -f1) in the tree; $N items; $RUNS runs each; $("$MMM" --version)"
+echo "# worktree.sh: $(git ls-files | wc -l) files, $(du -sh --apparent-size --exclude=.git . | cut -f1) in the tree; $N items; $RUNS runs each; $("$MMM" --version)"
 
 run() { # mode jobs -> wall ms
   rm -rf "$WORK/repo" && cp -a "$WORK/template" "$WORK/repo" && cd "$WORK/repo"
@@ -73,4 +73,5 @@ commits=$(cd "$WORK/repo" && git rev-list --count --no-merges "$(git branch --li
 echo "isolation none, -j1:      median $none ms  ($(awk "BEGIN {printf \"%.1f\", $none / $N}") ms/item)"
 echo "isolation worktree, -j1:  median $iso ms  ($(awk "BEGIN {printf \"%.1f\", $iso / $N}") ms/item; pool setup ${setup_ms:-?} ms)"
 echo "overhead per item:        $(awk "BEGIN {printf \"%.1f\", ($iso - $none) / $N}") ms  (includes the one-time pool setup spread over $N items)"
+echo "overhead per item, without the one-time pool setup: $(awk "BEGIN {printf \"%.1f\", ($iso - ${setup_ms:-0} - $none) / $N}") ms"
 echo "isolation worktree, -j4:  $j4 ms  ($(awk "BEGIN {printf \"%.0f\", $N * 1000 / $j4}") items/s; $commits item commits on the branch)"

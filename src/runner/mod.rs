@@ -987,6 +987,8 @@ impl<E: Executor> AgentRun<E> {
         let steps: Vec<(usize, Option<Duration>)> = end
             .steps
             .iter()
+            // Only the plan's steps (not a worktree's `on_conflict` run after them).
+            .take(self.run.plan().map.steps.len())
             .enumerate()
             .map(|(i, s)| {
                 (
