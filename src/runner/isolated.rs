@@ -205,7 +205,7 @@ impl<E: Executor> AgentRun<E> {
         let (pool, agent) = (isolated.pool.clone(), self.agent);
         match retried(move || pool.reset(agent)).await {
             Ok(base) => Prepared::Ready {
-                path: isolated.pool.path(self.agent).to_path_buf(),
+                path: isolated.pool.work_dir(self.agent),
                 base,
             },
             Err(e) => Prepared::Failed(format!("could not reset the agent's worktree: {e}")),
@@ -327,7 +327,7 @@ impl<E: Executor> AgentRun<E> {
         let rendered = command
             .render(&ctx)
             .map_err(|e| format!("on_conflict could not be rendered: {e}"))?;
-        let path = isolated.pool.path(self.agent).to_path_buf();
+        let path = isolated.pool.work_dir(self.agent);
         let mut env = run.command_env(Some((item, number)), &self.name(), "on_conflict");
         env.push(("MMM_WORKTREE".into(), path.display().to_string()));
         env.push(("MMM_BRANCH".into(), isolated.pool.branch().to_string()));

@@ -184,6 +184,8 @@ pub struct Repo {
     pub top: PathBuf,
     /// The common git directory (`.git` of the main working tree).
     pub common_dir: PathBuf,
+    /// Where the folder it was found from is, relative to `top` (`tools/`; empty at the top).
+    pub prefix: PathBuf,
 }
 
 impl Repo {
@@ -193,6 +195,8 @@ impl Repo {
             dir,
             &[
                 "rev-parse",
+                // First: it is an empty line at the top, which a trim would lose at the end.
+                "--show-prefix",
                 "--path-format=absolute",
                 "--show-toplevel",
                 "--git-common-dir",
@@ -205,10 +209,11 @@ impl Repo {
             Err(e) => return Err(e),
         };
         let mut lines = out.lines();
-        match (lines.next(), lines.next()) {
-            (Some(top), Some(common)) => Ok(Repo {
+        match (lines.next(), lines.next(), lines.next()) {
+            (Some(prefix), Some(top), Some(common)) => Ok(Repo {
                 top: PathBuf::from(top),
                 common_dir: PathBuf::from(common),
+                prefix: PathBuf::from(prefix),
             }),
             _ => Err(GitError::NotARepository(dir.to_path_buf())),
         }
@@ -584,6 +589,18 @@ impl Pool {
     /// Agent `agent`'s worktree folder.
     pub fn path(&self, agent: usize) -> &Path {
         &self.worktrees[agent].path
+    }
+
+    /// Where agent `agent`'s commands run: the job's folder inside its worktree (the same
+    /// place relative to the repository's top as the job's directory), or the worktree's top
+    /// when that folder is not in the repository's tree.
+    pub fn work_dir(&self, agent: usize) -> PathBuf {
+        let dir = self.path(agent).join(&self.repo.prefix);
+        if dir.is_dir() {
+            dir
+        } else {
+            self.path(agent).to_path_buf()
+        }
     }
 
     /// True when the merge of item `index` was already on the branch when the pool opened.
