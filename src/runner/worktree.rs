@@ -994,6 +994,20 @@ mod tests {
     }
 
     #[test]
+    fn commands_run_in_the_jobs_folder_inside_the_worktree() {
+        let Some(dir) = repo() else { return };
+        let p = dir.path();
+        std::fs::create_dir(p.join("tools")).expect("mkdir");
+        commit_in(p, "tools/keep", "k\n");
+        let pool = Pool::open(&p.join("tools"), "j", "job-1", "s1", 1).expect("pool");
+        assert_eq!(pool.work_dir(0), pool.path(0).join("tools/"));
+        let top = Pool::open(p, "j", "job-2", "s2", 1).expect("pool");
+        assert_eq!(top.work_dir(0), top.path(0));
+        pool.close().expect("close");
+        top.close().expect("close");
+    }
+
+    #[test]
     fn a_vanished_worktree_is_recreated_and_fast_forward_works() {
         let Some(dir) = repo() else { return };
         let p = dir.path();
