@@ -354,8 +354,8 @@ impl<E: Executor> AgentRun<E> {
         if !result.exit.is_success() {
             return Err(format!("on_conflict {}", result.exit.describe()));
         }
-        let (pool, agent) = (isolated.pool.clone(), self.agent);
-        let left = retried(move || pool.finish_conflict_merge(agent))
+        let (pool, agent, key) = (isolated.pool.clone(), self.agent, item.key.clone());
+        let left = retried(move || pool.finish_conflict_merge(agent, &key))
             .await
             .map_err(|e| format!("could not commit on_conflict's resolution: {e}"))?;
         if !left.is_empty() {

@@ -791,7 +791,7 @@ impl Pool {
 
     /// After `on_conflict` exited 0: stages everything and commits the merge if the command
     /// did not. Returns the paths still unmerged (empty when resolved).
-    pub fn finish_conflict_merge(&self, agent: usize) -> Result<Vec<String>, GitError> {
+    pub fn finish_conflict_merge(&self, agent: usize, key: &str) -> Result<Vec<String>, GitError> {
         let path = self.path(agent);
         git(path, &["add", "-A"])?;
         let unmerged = git(
@@ -808,9 +808,14 @@ impl Pool {
         }
         let in_merge = git(path, &["rev-parse", "--verify", "--quiet", "MERGE_HEAD"]).is_ok();
         if in_merge {
+            let message = format!(
+                "Resolve conflicts of item {} with {}",
+                one_line(key, 60),
+                self.branch
+            );
             git_env(
                 path,
-                &["commit", "--no-edit", "--quiet", "--no-verify"],
+                &["commit", "--quiet", "--no-verify", "-m", &message],
                 &self.identity(),
             )?;
         }
@@ -981,10 +986,14 @@ mod tests {
         assert_eq!(paths, vec!["a.txt".to_string()]);
         // Resolve as on_conflict would: take ours, then mmm finishes and merges again.
         pool.start_conflict_merge(1, &tip).expect("start");
-        let unresolved = pool.finish_conflict_merge(1).expect("finish");
+        let unresolved = pool.finish_conflict_merge(1, "k1").expect("finish");
         assert_eq!(unresolved, vec!["a.txt".to_string()], "markers are left");
         std::fs::write(pool.path(1).join("a.txt"), "both\ntwo\n").expect("write");
-        assert!(pool.finish_conflict_merge(1).expect("finish").is_empty());
+        assert!(
+            pool.finish_conflict_merge(1, "k1")
+                .expect("finish")
+                .is_empty()
+        );
         let merged = pool.merge(1, &b1, 1, "k1").expect("merge");
         assert!(matches!(merged, Merge::Merged { .. }), "{merged:?}");
         let tip = pool.tip().expect("tip");
