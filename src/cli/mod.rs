@@ -5,6 +5,7 @@
 //! backends; everything below it returns values and errors.
 
 mod check;
+mod clean;
 mod dlq;
 mod events;
 mod export;
@@ -115,6 +116,9 @@ enum Command {
     /// Play a job's recorded history through the viewer, with pause and seek.
     #[command(after_help = replay::AFTER_HELP)]
     Replay(replay::ReplayArgs),
+    /// Remove what a job created in its git repository (worktrees; the branch with --branch).
+    #[command(after_help = clean::AFTER_HELP)]
+    Clean(clean::CleanArgs),
     /// The web dashboard for every job in the store (JSON API, WebSocket, /metrics).
     #[command(after_help = serve::AFTER_HELP)]
     Serve(serve::ServeArgs),
@@ -181,6 +185,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<Exit> {
         Command::Serve(args) => serve::serve(&cli.store, args),
         Command::Worker(args) => worker::worker(&cli.store, args),
         Command::Store(args) => store_cmd::store(&cli.store, args),
+        Command::Clean(args) => clean::clean(&cli.store, args),
     }
 }
 

@@ -206,6 +206,25 @@ fn counts_line(p: &Progress, elapsed: Duration, eta: &str) -> String {
     )
 }
 
+/// The job's counters with their rates (` · commits 200 (3.1/s)`), empty when there are none.
+pub(super) fn counters_text(
+    counters: &std::collections::BTreeMap<String, i64>,
+    elapsed: Duration,
+) -> String {
+    let seconds = elapsed.as_secs_f64();
+    counters
+        .iter()
+        .map(|(name, value)| {
+            let rate = if seconds > 0.0 {
+                *value as f64 / seconds
+            } else {
+                0.0
+            };
+            format!(" · {name} {} ({rate:.1}/s)", output::count(*value as u64))
+        })
+        .collect()
+}
+
 struct Plain {
     tracker: Arc<Tracker>,
     eta: Arc<EtaLine>,
@@ -229,6 +248,7 @@ impl Plain {
             output::count(p.total),
             p.percent,
             counts_line(&p, elapsed, &self.eta.text(&p))
+                + &counters_text(&self.tracker.counters(), elapsed)
         );
     }
 }
@@ -297,8 +317,10 @@ impl Bars {
         let p = self.tracker.progress();
         self.overall.set_length(p.total);
         self.overall.set_position(p.done().min(p.total));
-        self.counts
-            .set_message(counts_line(&p, self.tracker.elapsed(), &self.eta.text(&p)));
+        self.counts.set_message(
+            counts_line(&p, self.tracker.elapsed(), &self.eta.text(&p))
+                + &counters_text(&self.tracker.counters(), self.tracker.elapsed()),
+        );
         let alerts: Vec<String> = self
             .tracker
             .alerts()

@@ -95,6 +95,10 @@ pub(crate) struct ViewArgs {
     /// Print no progress and no summary: only the commands' own output and errors.
     #[arg(short, long)]
     pub(crate) quiet: bool,
+    /// Worktree isolation: when the map is done, fast-forward BRANCH to the job's integration
+    /// branch if it can (it says so when it cannot; nothing is merged by force).
+    #[arg(long, value_name = "BRANCH")]
+    pub(crate) merge_into: Option<String>,
 }
 
 /// Runs `mmm run`.
@@ -271,6 +275,12 @@ pub(crate) async fn execute(
     if !view_args.quiet {
         print_summary(&summary, &plan, store_location);
     }
+    super::clean::report_branch(
+        &summary,
+        &plan,
+        view_args.merge_into.as_deref(),
+        view_args.quiet,
+    );
     Ok(match summary.status {
         JobStatus::Completed => Exit::Success,
         JobStatus::CompletedWithFailures => Exit::CompletedWithFailures,

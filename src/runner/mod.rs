@@ -10,11 +10,13 @@
 
 mod alerting;
 pub mod claim;
+mod isolated;
 pub mod process;
 mod queue;
 pub mod report;
 pub mod resume;
 mod sampler;
+pub mod worktree;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -205,6 +207,7 @@ pub async fn run<E: Executor>(config: RunConfig, executor: Arc<E>) -> Result<Run
         watch: std::sync::Mutex::new(None),
         started_ms: now_ms(),
         claim_stats: std::sync::Mutex::new(None),
+        isolated: std::sync::OnceLock::new(),
     });
     let (kind, payload) = match &run.config.start {
         Start::New { .. } => (EventKind::JobStarted, json!({ "name": plan.name })),
@@ -257,6 +260,8 @@ struct Run<E> {
     started_ms: i64,
     /// Claim figures of the map, when items were claimed through the store.
     claim_stats: std::sync::Mutex<Option<ClaimStats>>,
+    /// The worktree pool and merge queue (`map.isolation: worktree`), set when the map starts.
+    isolated: std::sync::OnceLock<isolated::Isolated>,
 }
 
 impl<E: Executor> Run<E> {
@@ -279,6 +284,7 @@ impl<E: Executor> Run<E> {
 
     fn stopping(&self) -> bool {
         *self.config.stop.borrow() != StopLevel::Run
+            || self.isolated().is_some_and(isolated::Isolated::is_broken)
     }
 
     /// Total time spent on the job: earlier runs plus this one.
@@ -378,6 +384,9 @@ impl<E: Executor> Run<E> {
                 r.phase != Some(Phase::Reduce),
             ),
         };
+        if let Err(message) = self.check_isolation().await {
+            return Ok(PhasesEnd::Failed(message));
+        }
         if run_setup {
             if let Some(end) = self.run_phase(Phase::Setup, &plan.setup, None).await {
                 return Ok(end);
@@ -401,6 +410,9 @@ impl<E: Executor> Run<E> {
                 phase: Phase::Map,
                 at: now_ms(),
             }]);
+            if let Err(message) = self.open_isolation().await {
+                return Ok(PhasesEnd::Failed(message));
+            }
             let queue = Arc::new(queue::WorkQueue::default());
             let feed = self.feed(&queue);
             let map = self.map(Arc::new(Source::Queue(queue.clone())));
@@ -414,6 +426,7 @@ impl<E: Executor> Run<E> {
                 // request, a store failure): what the feed still had to add is moot.
                 () = &mut map => Ok(Ok(())),
             };
+            self.close_isolation().await;
             if let Err(message) = fed? {
                 return Ok(PhasesEnd::Failed(message));
             }
@@ -1018,6 +1031,9 @@ struct AttemptEnd {
     outcome: AttemptOutcome,
     all_skipped: bool,
     retryable: bool,
+    /// Failed for reasons that are not the item's (git trouble under worktree isolation):
+    /// retried without counting against the item.
+    infrastructure: bool,
     exit_code: Option<i32>,
     error: Option<String>,
     steps: Vec<StepRecord>,
@@ -1073,6 +1089,8 @@ impl<E: Executor> AgentRun<E> {
         let mut used = work.attempts_used;
         // The item's time over all its attempts in this run, for the duration model.
         let mut total = Duration::ZERO;
+        // Infrastructure failures in a row (worktree isolation): retried, never counted.
+        let mut infrastructure = 0;
         loop {
             tracker.attempt_started(self.agent, index as u64, number);
             run.record(vec![
@@ -1092,6 +1110,19 @@ impl<E: Executor> AgentRun<E> {
             ]);
             let end = self.attempt(index, item, number).await;
             total += end.duration;
+            if end.infrastructure && !run.stopping() {
+                infrastructure += 1;
+                self.record_attempt(index, number, &end, ItemStatus::Pending, false);
+                if infrastructure >= isolated::INFRA_LIMIT {
+                    self.give_up_on_git(&item.key, &end);
+                }
+                if infrastructure >= isolated::INFRA_LIMIT || !self.backoff(infrastructure).await {
+                    tracker.item_finished(self.agent, ItemEnd::Interrupted, None);
+                    return;
+                }
+                number += 1;
+                continue;
+            }
             if end.outcome == AttemptOutcome::Interrupted {
                 self.record_attempt(index, number, &end, ItemStatus::Pending, false);
                 tracker.item_finished(self.agent, ItemEnd::Interrupted, None);
@@ -1160,6 +1191,8 @@ impl<E: Executor> AgentRun<E> {
         let steps: Vec<(usize, Option<Duration>)> = end
             .steps
             .iter()
+            // Only the plan's steps (not a worktree's `on_conflict` run after them).
+            .take(self.run.plan().map.steps.len())
             .enumerate()
             .map(|(i, s)| {
                 (
@@ -1263,6 +1296,7 @@ impl<E: Executor> AgentRun<E> {
             outcome: AttemptOutcome::Succeeded,
             all_skipped: true,
             retryable: true,
+            infrastructure: false,
             exit_code: None,
             error: None,
             steps: Vec::with_capacity(plan.map.steps.len()),
@@ -1270,6 +1304,25 @@ impl<E: Executor> AgentRun<E> {
             stderr: Vec::new(),
             duration: Duration::ZERO,
         };
+        // Worktree isolation: the steps run in the agent's worktree, reset to the branch tip.
+        let mut cwd = plan.base_dir.clone();
+        let mut worktree_base = None;
+        if run.isolated().is_some() {
+            match self.prepare_worktree(index as u64).await {
+                isolated::Prepared::Ready { path, base } => {
+                    cwd = path;
+                    worktree_base = Some(base);
+                }
+                isolated::Prepared::Landed => return isolated::landed_end(),
+                isolated::Prepared::Failed(message) => {
+                    end.outcome = AttemptOutcome::Interrupted;
+                    end.infrastructure = true;
+                    end.error = Some(message);
+                    end.duration = started.elapsed();
+                    return end;
+                }
+            }
+        }
         for (step_index, step) in plan.map.steps.iter().enumerate() {
             if run.stopping() {
                 end.outcome = AttemptOutcome::Interrupted;
@@ -1304,10 +1357,15 @@ impl<E: Executor> AgentRun<E> {
                     }
                     run.config.tracker.step_started(self.agent, step_index);
                     end.all_skipped = false;
+                    let mut env = run.command_env(Some((item, number)), &agent_name, &step.name);
+                    if let Some(isolated) = run.isolated().filter(|_| worktree_base.is_some()) {
+                        env.push(("MMM_WORKTREE".into(), cwd.display().to_string()));
+                        env.push(("MMM_BRANCH".into(), isolated.branch().to_string()));
+                    }
                     let request = CommandRequest {
                         command,
-                        env: run.command_env(Some((item, number)), &agent_name, &step.name),
-                        cwd: plan.base_dir.clone(),
+                        env,
+                        cwd: cwd.clone(),
                         timeout,
                         keep_output: run.config.show_map_output,
                         observer: Some(process::Observer(Arc::new(AgentObserver {
@@ -1346,6 +1404,12 @@ impl<E: Executor> AgentRun<E> {
                     }
                 }
             }
+        }
+        if end.outcome == AttemptOutcome::Succeeded
+            && let Some(base) = &worktree_base
+        {
+            self.merge_item(index as u64, item, number, base, &mut end)
+                .await;
         }
         end.duration = started.elapsed();
         end
@@ -1509,6 +1573,18 @@ fn rates(tracker: &Tracker, elapsed: Duration) -> serde_json::Value {
         "success_rate": (judged > 0).then(|| p.completed as f64 / judged as f64),
         "failed_attempts": p.failed_attempts,
         "retries": p.retries,
+        // Custom counters per second over this run (commits/s under worktree isolation).
+        "counters_per_second": tracker
+            .counters()
+            .into_iter()
+            .map(|(name, value)| {
+                let rate = match elapsed.as_secs_f64() {
+                    s if s > 0.0 => value as f64 / s,
+                    _ => 0.0,
+                };
+                (name, rate)
+            })
+            .collect::<std::collections::BTreeMap<_, _>>(),
     })
 }
 

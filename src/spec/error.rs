@@ -276,6 +276,24 @@ pub enum SpecError {
         base_dir: PathBuf,
     },
 
+    /// `map.isolation: worktree` for a job that is not in a git repository.
+    #[error("{at}: `map.isolation: worktree` needs a git repository, but {} is not in one\n  hint: run the job from inside a repository (`git init` and a first commit), or remove `isolation:`", .base_dir.display())]
+    NotAGitRepository {
+        /// Where `isolation:` is.
+        at: Location,
+        /// The job's directory.
+        base_dir: PathBuf,
+    },
+
+    /// `map.on_conflict` without worktree isolation.
+    #[error(
+        "{at}: `map.on_conflict` only applies to `isolation: worktree`\n  hint: add `isolation: worktree` to `map:`, or remove `on_conflict:`"
+    )]
+    OnConflictWithoutWorktree {
+        /// Where `on_conflict:` is.
+        at: Location,
+    },
+
     /// A one-liner without a command.
     #[error(
         "mmm run: no command given\n  hint: put the command after `--`, e.g. `mmm run -j 4 -- gzip {{}} ::: a.txt b.txt`"
@@ -325,7 +343,9 @@ impl SpecError {
             | SpecError::JsonPathWithoutJson { at, .. }
             | SpecError::BadTemplate { at, .. }
             | SpecError::OutOfScope { at, .. }
-            | SpecError::MissingInputFile { at, .. } => Some(at),
+            | SpecError::MissingInputFile { at, .. }
+            | SpecError::NotAGitRepository { at, .. }
+            | SpecError::OnConflictWithoutWorktree { at } => Some(at),
             SpecError::Read { .. }
             | SpecError::Empty { .. }
             | SpecError::OneLinerNoCommand

@@ -257,6 +257,8 @@ mod tests {
                 when: None,
                 timeout: None,
             }],
+            isolation: crate::spec::Isolation::Shared,
+            on_conflict: None,
         }
     }
 

@@ -133,6 +133,42 @@ pub struct MapPlan {
     pub backoff: Duration,
     /// The steps run for each item, in order.
     pub steps: Vec<StepPlan>,
+    /// `isolation:`: where the steps run (left out of the plan hash when shared, so plans
+    /// recorded before the key existed keep their hash).
+    #[serde(skip_serializing_if = "Isolation::is_shared")]
+    pub isolation: Isolation,
+    /// `on_conflict:`: a shell command run in the agent's worktree when an item's commits
+    /// conflict with the integration branch (worktree isolation only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub on_conflict: Option<CommandTemplate>,
+}
+
+/// Where an item's steps run (`map.isolation:`, docs/worktrees.md).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub enum Isolation {
+    /// In the job's directory, shared by every agent (`none`, the default).
+    #[default]
+    #[serde(rename = "none")]
+    Shared,
+    /// In the agent's own git worktree; each item's commits are merged into the job's
+    /// integration branch (`worktree`).
+    #[serde(rename = "worktree")]
+    Worktree,
+}
+
+impl Isolation {
+    /// True for the default: no isolation.
+    pub fn is_shared(&self) -> bool {
+        *self == Isolation::Shared
+    }
+
+    /// The job-file word.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Isolation::Shared => "none",
+            Isolation::Worktree => "worktree",
+        }
+    }
 }
 
 /// Where the map's items come from.

@@ -82,6 +82,10 @@ struct MapView {
     retries: u32,
     backoff: String,
     steps: Vec<CommandView>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    isolation: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    on_conflict: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -196,6 +200,15 @@ pub(super) fn to_yaml(plan: &JobPlan) -> String {
             retries: plan.map.retries,
             backoff: duration_text(plan.map.backoff),
             steps,
+            isolation: (!plan.map.isolation.is_shared()).then(|| plan.map.isolation.as_str()),
+            on_conflict: plan.map.on_conflict.as_ref().map(|c| match c {
+                CommandTemplate::Shell(line) => line.to_string(),
+                CommandTemplate::Argv(words) => words
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(" "),
+            }),
         },
         reduce: plan.reduce.iter().map(CommandView::phase).collect(),
         alerts: AlertsView::new(&plan.alerts),

@@ -104,6 +104,8 @@ pub(super) fn from_oneliner(oneliner: OneLiner) -> Result<JobPlan, SpecError> {
                 when: None,
                 timeout: None,
             }],
+            isolation: super::Isolation::Shared,
+            on_conflict: None,
         },
         reduce: Vec::new(),
         alerts: AlertRules::default(),

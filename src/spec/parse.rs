@@ -12,7 +12,7 @@ use super::error::{Location, SpecError, TemplateError};
 use super::template::{Placeholder, is_variable_name};
 use super::yaml::{self, Entry, Kind, Mark, Node, Style};
 use super::{
-    AlertRules, CommandTemplate, Deadline, InputFormat, InputSource, JobPlan, MapPlan,
+    AlertRules, CommandTemplate, Deadline, InputFormat, InputSource, Isolation, JobPlan, MapPlan,
     PhaseCommand, StepPlan, Template,
 };
 
@@ -37,7 +37,10 @@ const MAP_KEYS: &[&str] = &[
     "retries",
     "backoff",
     "steps",
+    "isolation",
+    "on_conflict",
 ];
+const ISOLATIONS: &[&str] = &["none", "worktree"];
 const STEP_KEYS: &[&str] = &["name", "shell", "when", "timeout"];
 const PHASE_KEYS: &[&str] = &["name", "shell", "timeout"];
 const INPUT_COMMAND_KEYS: &[&str] = &["command", "format"];
@@ -81,6 +84,12 @@ pub(super) fn parse_job(path: &Path, text: &str, base_dir: &Path) -> Result<JobP
         lines: text.lines().collect(),
     };
     checker.job(&root, base_dir)
+}
+
+/// True when `dir` (or a folder above it) holds a `.git` entry: a repository or a worktree.
+fn in_git_repository(dir: &Path) -> bool {
+    let dir = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
+    dir.ancestors().any(|d| d.join(".git").exists())
 }
 
 /// Validates nodes against the schema; knows the file for locations.
@@ -363,6 +372,7 @@ impl Checker<'_> {
             "`steps: [{shell: echo ${item}}]`",
         )?;
         let steps = self.steps(steps_node, env)?;
+        let (isolation, on_conflict) = self.isolation(entries, env, base_dir)?;
         Ok(MapPlan {
             input,
             key,
@@ -371,7 +381,60 @@ impl Checker<'_> {
             retries,
             backoff,
             steps,
+            isolation,
+            on_conflict,
         })
+    }
+
+    /// `isolation:` and `on_conflict:` (which needs worktree isolation). Worktree isolation
+    /// outside a git repository is an error now, before anything runs.
+    fn isolation(
+        &self,
+        entries: &[Entry],
+        env: &BTreeMap<String, String>,
+        base_dir: &Path,
+    ) -> Result<(Isolation, Option<CommandTemplate>), SpecError> {
+        let isolation = match get(entries, "isolation") {
+            None => Isolation::Shared,
+            Some(node) => {
+                let text = self.text(node, "map.isolation", "`isolation: worktree`")?;
+                match text.as_str() {
+                    "none" => Isolation::Shared,
+                    "worktree" => {
+                        if !in_git_repository(base_dir) {
+                            return Err(SpecError::NotAGitRepository {
+                                at: self.at(node.mark),
+                                base_dir: base_dir.to_path_buf(),
+                            });
+                        }
+                        Isolation::Worktree
+                    }
+                    _ => {
+                        return Err(SpecError::UnknownValue {
+                            at: self.at(node.mark),
+                            field: "map.isolation".to_string(),
+                            value: text,
+                            accepted: ISOLATIONS,
+                        });
+                    }
+                }
+            }
+        };
+        let on_conflict = match get(entries, "on_conflict") {
+            None => None,
+            Some(node) if isolation != Isolation::Worktree => {
+                return Err(SpecError::OnConflictWithoutWorktree {
+                    at: self.at(node.mark),
+                });
+            }
+            Some(node) => Some(CommandTemplate::Shell(self.shell_template(
+                node,
+                "map.on_conflict",
+                env,
+                Scope::Step,
+            )?)),
+        };
+        Ok((isolation, on_conflict))
     }
 
     /// `input:` is a path, or `{command, format?}`.
@@ -1212,6 +1275,56 @@ reduce:
 
         let error = load(&dir.path().join("missing.yaml")).unwrap_err();
         assert!(matches!(error, SpecError::Read { .. }), "{error}");
+    }
+
+    #[test]
+    fn isolation_and_on_conflict() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let job = |extra: &str| {
+            parse_job(
+                Path::new("job.yml"),
+                &format!(
+                    "map:\n  input: {{command: echo a}}\n  steps: [{{shell: 'true'}}]\n{extra}"
+                ),
+                dir.path(),
+            )
+        };
+        assert_eq!(job("").unwrap().map.isolation, Isolation::Shared);
+        assert_eq!(
+            job("  isolation: none\n").unwrap().map.isolation,
+            Isolation::Shared
+        );
+        let error = job("  isolation: worktree\n").unwrap_err().to_string();
+        assert!(
+            error.starts_with("job.yml:4:14: `map.isolation: worktree` needs a git repository"),
+            "{error}"
+        );
+        std::fs::create_dir(dir.path().join(".git")).expect("mkdir");
+        let plan = job("  isolation: worktree\n  on_conflict: ./resolve.sh ${item}\n").unwrap();
+        assert_eq!(plan.map.isolation, Isolation::Worktree);
+        assert!(plan.map.on_conflict.is_some());
+        let yaml = plan.to_yaml();
+        assert!(yaml.contains("isolation: worktree"), "{yaml}");
+        assert_eq!(
+            parse_job(Path::new("job.yml"), &yaml, dir.path()).expect("reloads"),
+            plan
+        );
+        let mut shared = plan.clone();
+        shared.map.isolation = Isolation::Shared;
+        shared.map.on_conflict = None;
+        assert_ne!(plan.hash(), shared.hash());
+        let error = job("  isolation: sandbox\n").unwrap_err().to_string();
+        assert!(
+            error.contains("`map.isolation` cannot be `sandbox`"),
+            "{error}"
+        );
+        let error = job("  on_conflict: x\n").unwrap_err().to_string();
+        assert!(
+            error.starts_with(
+                "job.yml:4:16: `map.on_conflict` only applies to `isolation: worktree`"
+            ),
+            "{error}"
+        );
     }
 
     #[test]

@@ -451,6 +451,17 @@ impl Tracker {
         self.slot(agent).clear_message();
     }
 
+    /// Agent `agent` is merging its item's results back (worktree isolation).
+    pub fn merging(&self, agent: usize) {
+        let now = self.now_us();
+        self.slot(agent).write(|s| {
+            s.phase.store(AgentPhase::Merging as u8, Ordering::Relaxed);
+            s.step.store(NONE_U32, Ordering::Relaxed);
+            s.progress.store(NONE_U32, Ordering::Relaxed);
+            s.since_us.store(now, Ordering::Relaxed);
+        });
+    }
+
     /// The running step reported its own progress (0..=1).
     pub fn step_progress(&self, agent: usize, progress: f32) {
         let p = progress.clamp(0.0, 1.0);

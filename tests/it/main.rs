@@ -21,3 +21,4 @@ mod signals;
 mod store_copy;
 mod viewer;
 mod web;
+mod worktree;

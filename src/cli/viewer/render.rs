@@ -172,15 +172,30 @@ fn render_throughput(frame: &mut Frame<'_>, area: Rect, state: &ViewerState) {
     let data = &state.throughput[state.throughput.len().saturating_sub(width)..];
     frame.render_widget(
         Sparkline::default()
-            .block(
-                Block::default()
-                    .borders(Borders::ALL)
-                    .title(format!("throughput {:.1}/s", state.rate)),
-            )
+            .block(Block::default().borders(Borders::ALL).title(format!(
+                "throughput {:.1}/s{}",
+                state.rate,
+                counters_title(&state.payload)
+            )))
             .data(data)
             .style(Style::default().fg(Color::Cyan)),
         area,
     );
+}
+
+/// The job's counters and their rates, for the throughput panel's title.
+fn counters_title(payload: &super::state::Payload) -> String {
+    let rates = payload.rates.as_ref();
+    payload
+        .counters
+        .iter()
+        .map(
+            |(name, value)| match rates.and_then(|r| r.counters_per_second.get(name)) {
+                Some(rate) => format!(" · {name} {value} ({rate:.1}/s)"),
+                None => format!(" · {name} {value}"),
+            },
+        )
+        .collect()
 }
 
 fn render_metrics(frame: &mut Frame<'_>, area: Rect, state: &ViewerState) {
@@ -433,6 +448,19 @@ mod tests {
     use crate::cli::viewer::input::{Action, handle_key};
     use crate::cli::viewer::state::fixture;
     use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+
+    #[test]
+    fn counters_and_their_rates_show_in_the_throughput_title() {
+        let payload: super::super::state::Payload = serde_json::from_value(serde_json::json!({
+            "counters": {"commits": 200, "merged_items": 100},
+            "rates": {"counters_per_second": {"commits": 3.25}},
+        }))
+        .expect("payload");
+        assert_eq!(
+            counters_title(&payload),
+            " · commits 200 (3.2/s) · merged_items 100"
+        );
+    }
 
     fn draw(state: &mut ViewerState, width: u16, height: u16) -> String {
         let mut terminal = Terminal::new(TestBackend::new(width, height)).expect("test backend");

@@ -169,10 +169,21 @@ pub(crate) struct Payload {
     pub(crate) agents: Vec<AgentRow>,
     pub(crate) alerts: Vec<AlertRow>,
     pub(crate) metrics: Option<MetricsPart>,
+    /// Custom counters (commits, ... ; docs/reporting.md, docs/worktrees.md).
+    pub(crate) counters: std::collections::BTreeMap<String, i64>,
+    /// Rates, for the counters' per-second rates.
+    pub(crate) rates: Option<RatesPart>,
+}
+
+/// The parts of a snapshot's `rates` the viewer shows.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub(crate) struct RatesPart {
+    pub(crate) counters_per_second: std::collections::BTreeMap<String, f64>,
 }
 
 impl Payload {
-    /// Reads a snapshot's payload; a payload of another shape shows as empty.
+    /// Reads a snapshot's payload; a part of another shape shows as empty.
     pub(crate) fn of(snapshot: Option<&SnapshotRecord>) -> Payload {
         // Part by part, so that a part of an unexpected shape loses only itself, not the
         // whole frame (a frame of zeros would read as a job that lost its progress).
@@ -194,6 +205,8 @@ impl Payload {
             agents: part(payload, "agents"),
             alerts: part(payload, "alerts"),
             metrics: part(payload, "metrics"),
+            counters: part(payload, "counters"),
+            rates: part(payload, "rates"),
         }
     }
 }
