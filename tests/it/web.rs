@@ -616,6 +616,29 @@ async fn wait_text(
     }
 }
 
+/// Clicks the first element matching `css`, retrying until `within`: the page redraws live
+/// data, so an element found a moment ago may be replaced before the click reaches it (a
+/// stale element reference).
+async fn click(client: &fantoccini::Client, css: &str, within: Duration) {
+    let deadline = Instant::now() + within;
+    loop {
+        let clicked = match client.find(fantoccini::Locator::Css(css)).await {
+            Ok(element) => element.click().await.map(|_| ()),
+            Err(e) => Err(e),
+        };
+        match clicked {
+            Ok(()) => return,
+            Err(e) => {
+                assert!(
+                    Instant::now() < deadline,
+                    "could not click `{css}` within {within:?}: {e}"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
 fn count(text: &str) -> u64 {
     text.replace(',', "").trim().parse().unwrap_or(0)
 }
@@ -709,13 +732,12 @@ async fn the_page_shows_a_running_job_advance_and_a_dlq_items_error_in_chromium(
         !resumable.is_displayed().await.unwrap(),
         "a finished job has no resumable badge"
     );
-    client
-        .find(fantoccini::Locator::Css("[data-status=\"dead_lettered\"]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(
+        &client,
+        "[data-status=\"dead_lettered\"]",
+        Duration::from_secs(10),
+    )
+    .await;
     wait_text(
         &client,
         "#page",
@@ -724,13 +746,7 @@ async fn the_page_shows_a_running_job_advance_and_a_dlq_items_error_in_chromium(
         |t| t.contains("of 1"),
     )
     .await;
-    client
-        .find(fantoccini::Locator::Css("#items-body tr.item"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&client, "#items-body tr.item", Duration::from_secs(10)).await;
     let attempt = ws
         .attempts(finished.id)
         .into_iter()
