@@ -129,6 +129,7 @@ macro_rules! every_check {
             dead_letter_queue_retry_and_purge,
             job_contents_and_repair,
             claims_hand_out_items_once_under_a_lease,
+            delete_job_removes_everything_of_that_job_only,
         );
     };
 }
@@ -1132,6 +1133,57 @@ mod suite {
             store.unfinished_items(JobId::new(), None, 2),
             Err(StoreError::JobNotFound { .. })
         ));
+    }
+
+    pub(super) fn delete_job_removes_everything_of_that_job_only(store: &dyn Store) {
+        let (gone, kept) = (new_job("gone", 1_000), new_job("kept", 1_001));
+        for job in [&gone, &kept] {
+            store.create_job(job, &new_items(3)).unwrap();
+            finish(
+                store,
+                job.id,
+                (0, 1, 10),
+                AttemptOutcome::Succeeded,
+                ItemStatus::Completed,
+            );
+            store
+                .apply(&[
+                    event(job.id, 11, "note"),
+                    Write::Snapshot {
+                        job: job.id,
+                        at: 12,
+                        payload: serde_json::json!({}),
+                    },
+                    Write::Checkpoint {
+                        job: job.id,
+                        at: 13,
+                        phase: Some(Phase::Map),
+                        reason: "interval".to_string(),
+                    },
+                ])
+                .unwrap();
+        }
+        store.delete_job(gone.id).unwrap();
+        assert!(matches!(
+            store.job(gone.id),
+            Err(StoreError::JobNotFound { .. })
+        ));
+        assert!(matches!(
+            store.delete_job(gone.id),
+            Err(StoreError::JobNotFound { .. })
+        ));
+        let listed: Vec<JobId> = store.jobs().unwrap().iter().map(|j| j.id).collect();
+        assert_eq!(listed, [kept.id]);
+        // The other job is whole.
+        assert_eq!(store.items(kept.id, None).unwrap().len(), 3);
+        assert_eq!(store.attempts(kept.id, None).unwrap().len(), 1);
+        assert_eq!(store.checkpoints(kept.id).unwrap().len(), 1);
+        assert_eq!(store.snapshots(kept.id, 0, 10).unwrap().len(), 1);
+        assert!(!store.events(kept.id, 0, 100).unwrap().is_empty());
+        // The deleted job's id can be imported again (nothing of it is left behind).
+        store.create_job(&gone, &new_items(1)).unwrap();
+        assert_eq!(store.items(gone.id, None).unwrap().len(), 1);
+        assert!(store.checkpoints(gone.id).unwrap().is_empty());
     }
 
     pub(super) fn checkpoints_and_rewind(store: &dyn Store) {

@@ -1,6 +1,6 @@
-//! `mmm store copy`: copy a job's whole record from the store (`--store`) to another one, e.g.
-//! from a laptop's SQLite store to a cluster's PostgreSQL store, and continue it there with
-//! `mmm resume JOB --store DEST` (see `store::copy`).
+//! `mmm store copy|migrate`: copy (or move) a job's whole record from the store (`--store`) to
+//! another one, e.g. from a laptop's SQLite store to a cluster's PostgreSQL store, and continue
+//! it there with `mmm resume JOB --store DEST` (see `store::copy`).
 
 use anyhow::Context;
 use serde_json::json;
@@ -14,12 +14,16 @@ pub(crate) const AFTER_HELP: &str = "\
 Examples:
   mmm store copy 019ab3 --to 'postgres://mmm@db:5432/jobs?schema=nightly'   laptop -> cluster
   mmm store copy 019ab3 --store 'postgres://...' --to ./.mmm                 cluster -> laptop
+  mmm store migrate 019ab3 --to 'postgres://mmm@db:5432/jobs'               move it: copy, then
+                                                                             delete it here
   mmm resume 019ab3 --store 'postgres://...'                                 go on there
 
 The copy holds everything: the job and its plan, every item with its status, every attempt,
 the events, snapshots and checkpoints (DLQ, history, resume ledger and `mmm check` read the same
 on both sides). The job must not be running: stop it first (Ctrl-C, and its workers), or copy it
-after a crash. The source keeps its record; resume the job in one store only.";
+after a crash. `copy` leaves the source's record as it was: resume the job in one store only.
+`migrate` deletes it from the source once the destination holds it (one transaction on each
+side; a failure in between leaves the job in both stores, never in neither).";
 
 /// Arguments of `mmm store`.
 #[derive(Debug, clap::Args)]
@@ -33,6 +37,9 @@ enum StoreCommand {
     /// Copy a job's whole record to another store (SQLite <-> PostgreSQL) to go on there.
     #[command(after_help = AFTER_HELP)]
     Copy(CopyArgs),
+    /// Move a job to another store: copy its whole record, then delete it from this one.
+    #[command(after_help = AFTER_HELP)]
+    Migrate(CopyArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -51,7 +58,8 @@ struct CopyArgs {
 /// Runs `mmm store ...`.
 pub(crate) fn store(store_location: &str, args: StoreArgs) -> anyhow::Result<Exit> {
     match args.command {
-        StoreCommand::Copy(args) => copy(store_location, args),
+        StoreCommand::Copy(args) => transfer(store_location, args, Transfer::Copy),
+        StoreCommand::Migrate(args) => transfer(store_location, args, Transfer::Move),
     }
 }
 
@@ -63,7 +71,14 @@ fn backend(location: &str) -> &'static str {
     }
 }
 
-fn copy(store_location: &str, args: CopyArgs) -> anyhow::Result<Exit> {
+/// Whether the source keeps the job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Transfer {
+    Copy,
+    Move,
+}
+
+fn transfer(store_location: &str, args: CopyArgs, how: Transfer) -> anyhow::Result<Exit> {
     let from = store::open(store_location, false)
         .with_context(|| format!("could not open the store at {store_location}"))?;
     let id = from.resolve_job(&args.job)?;
@@ -93,27 +108,58 @@ fn copy(store_location: &str, args: CopyArgs) -> anyhow::Result<Exit> {
             "direction": direction,
             "from": backend(store_location),
             "to": backend(&args.to),
+            "moved": how == Transfer::Move,
         }),
     };
     to.apply(&[event("in")])?;
-    from.apply(&[event("out")])?;
+    match how {
+        Transfer::Copy => from.apply(&[event("out")])?,
+        Transfer::Move => {
+            // Delete only what the destination now holds in full.
+            let there = to.job(id)?;
+            if there.counts != record.counts {
+                anyhow::bail!(
+                    "job {} was copied to {} but its counts there differ ({:?} against {:?}); \
+                     it is kept here too",
+                    id.short(),
+                    store::shown_location(&args.to),
+                    there.counts,
+                    record.counts
+                );
+            }
+            from.delete_job(id).with_context(|| {
+                format!(
+                    "job {} is in {} now, but could not be deleted here",
+                    id.short(),
+                    store::shown_location(&args.to)
+                )
+            })?;
+        }
+    }
     if !args.quiet {
         let c = record.counts;
+        let to = store::shown_location(&args.to);
         eprintln!(
-            "mmm: copied job {} ({}: {} items, {} done, {} attempts, {} events) to {}",
+            "mmm: {} job {} ({}: {} items, {} done, {} attempts, {} events) to {to}",
+            match how {
+                Transfer::Copy => "copied",
+                Transfer::Move => "moved",
+            },
             id.short(),
             record.status,
             output::count(c.total()),
             output::count(c.completed + c.dead_lettered + c.skipped),
             output::count(dump.contents.attempts.len() as u64),
             output::count(dump.events.len() as u64),
-            args.to
         );
         if !record.status.is_finished() {
+            let once = match how {
+                Transfer::Copy => " (and resume it in one store only)",
+                Transfer::Move => "",
+            };
             eprintln!(
-                "mmm: go on there with `mmm resume {} --store {}` (and resume it in one store only)",
-                id.short(),
-                args.to
+                "mmm: go on there with `mmm resume {} --store {to}`{once}",
+                id.short()
             );
         }
     }

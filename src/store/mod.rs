@@ -818,6 +818,10 @@ pub trait Store: Send + Sync {
     /// Records a job copied from another store ([`copy::JobDump`]), in one transaction;
     /// [`StoreError::JobExists`] when this store has it already.
     fn import_job(&self, dump: &copy::JobDump) -> Result<(), StoreError>;
+    /// Removes the job and everything recorded about it, in one transaction (`mmm store
+    /// migrate`, once the job is safely in another store); [`StoreError::JobNotFound`] when
+    /// this store does not have it.
+    fn delete_job(&self, job: JobId) -> Result<(), StoreError>;
 
     /// Waits at most `timeout` for the job to record new events; may return early without
     /// any. PostgreSQL wakes on `NOTIFY mmm_events` (sent when a batch with events of the job

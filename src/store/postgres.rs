@@ -2718,6 +2718,44 @@ impl Store for PostgresStore {
         })
     }
 
+    fn delete_job(&self, job: JobId) -> Result<(), StoreError> {
+        self.call(move |mut guard| async move {
+            let Session {
+                client,
+                statements,
+                location,
+            } = &mut *guard;
+            let location: &str = location;
+            let id = job.to_string();
+            let tx = begin_write(client, location).await?;
+            // Checkpoints do not cascade (the 0002 migration's table has no ON DELETE).
+            execute(
+                statements,
+                &tx,
+                location,
+                "delete a job's checkpoints",
+                "DELETE FROM checkpoints WHERE job_id = $1",
+                &[&id],
+            )
+            .await?;
+            let deleted = execute(
+                statements,
+                &tx,
+                location,
+                "delete a job",
+                "DELETE FROM jobs WHERE id = $1",
+                &[&id],
+            )
+            .await?;
+            if deleted == 0 {
+                return Err(StoreError::JobNotFound { job: id });
+            }
+            tx.commit()
+                .await
+                .map_err(fail(location, "commit a job's deletion"))
+        })
+    }
+
     fn import_job(&self, dump: &JobDump) -> Result<(), StoreError> {
         let dump = dump.clone();
         self.call(move |mut guard| async move {

@@ -1454,6 +1454,23 @@ impl Store for SqliteStore {
         })
     }
 
+    fn delete_job(&self, job: JobId) -> Result<(), StoreError> {
+        let mut conn = self.lock();
+        let tx = self.begin_write(&mut conn)?;
+        let id = job.to_string();
+        // Checkpoints do not cascade (the 0002 migration's table has no ON DELETE); the
+        // rest (items, attempts, events, snapshots) does.
+        tx.execute("DELETE FROM checkpoints WHERE job_id = ?1", params![id])
+            .map_err(self.fail("delete a job's checkpoints"))?;
+        let deleted = tx
+            .execute("DELETE FROM jobs WHERE id = ?1", params![id])
+            .map_err(self.fail("delete a job"))?;
+        if deleted == 0 {
+            return Err(StoreError::JobNotFound { job: id });
+        }
+        tx.commit().map_err(self.fail("commit a job's deletion"))
+    }
+
     fn import_job(&self, dump: &JobDump) -> Result<(), StoreError> {
         let mut conn = self.lock();
         let tx = self.begin_write(&mut conn)?;

@@ -109,3 +109,59 @@ map:
     ws.run(&["check", "--store", "back.db", &id]).success();
     ws.run(&["check", "--store", &url, &id]).success();
 }
+
+#[test]
+fn migrate_moves_a_stopped_job_and_refuses_a_running_one() {
+    if skipped("migrate_moves_a_stopped_job_and_refuses_a_running_one") {
+        return;
+    }
+    let schema = Schema::new();
+    let url = schema.url();
+    let ws = Workspace::new();
+    let items: String = (1..=60).map(|n| format!("i{n}\n")).collect();
+    ws.write("items.txt", &items);
+    ws.write(
+        "job.yml",
+        "map:\n  input: items.txt\n  key: \"${item}\"\n  max_parallel: 2\n  steps:\n    - shell: sleep 0.05\n",
+    );
+    let mut child = ws.spawn(&["run", "job.yml", "--progress", "none"]);
+    wait_until(Duration::from_secs(60), "some items to complete", || {
+        ws.jobs_so_far()
+            .first()
+            .is_some_and(|job| job.counts.completed >= 5)
+    });
+    let id = ws.only_job().id.short();
+    // Its owner is alive: a move now would split the job between two stores.
+    let refused = ws.run(&["store", "migrate", &id, "--to", &url]);
+    refused.code_is(2);
+    assert!(
+        refused.stderr().contains("is running"),
+        "{}",
+        refused.stderr()
+    );
+    assert!(schema.store().jobs().unwrap().is_empty());
+
+    kill9(&mut child);
+    let laptop = ws.only_job();
+    let moved = ws.run(&["store", "migrate", &id, "--to", &url]);
+    moved.success();
+    assert!(moved.stderr().contains("moved job"), "{}", moved.stderr());
+    assert!(
+        ws.store().jobs().unwrap().is_empty(),
+        "the source no longer has it"
+    );
+    let there = schema.only_job();
+    assert_eq!(there.counts, laptop.counts);
+    // It goes on there, to the end.
+    ws.run(&["resume", &id, "--progress", "none", "--store", &url])
+        .success();
+    assert_eq!(schema.only_job().counts.completed, 60);
+    // Nothing is left to move here.
+    let again = ws.run(&["store", "migrate", &id, "--to", &url]);
+    again.code_is(1);
+    assert!(
+        again.stderr().contains("no job matches"),
+        "{}",
+        again.stderr()
+    );
+}
