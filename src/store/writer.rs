@@ -553,6 +553,9 @@ mod tests {
         fn import_job(&self, _: &crate::store::copy::JobDump) -> Result<(), StoreError> {
             unimplemented!()
         }
+        fn delete_job(&self, _: JobId) -> Result<(), StoreError> {
+            unimplemented!()
+        }
     }
 
     fn event(job: JobId, n: i64) -> Write {
