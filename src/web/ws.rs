@@ -1,7 +1,9 @@
 //! `/ws`: live updates over a WebSocket (protocol in docs/api.md).
 //!
-//! A client subscribes to the jobs list (`{"subscribe": "jobs"}`) or to one job
-//! (`{"subscribe": "job", "job": ID, "resume_from": SEQ}`). It gets a full state first, then
+//! A client subscribes to the jobs list (`{"subscribe": "jobs"}`), to one job
+//! (`{"subscribe": "job", "job": ID, "resume_from": SEQ}`) or to the observed runs
+//! (`{"subscribe": "runs"}`: the list, then each update the run watcher publishes, as it
+//! happens). It gets a full state first, then
 //! deltas at most every [`TICK`]: what changed in the job's record, the agents whose state
 //! changed since the last send (the latest value wins, so agent updates are coalesced), and
 //! every new event with its sequence number (events are read by sequence number from the
@@ -24,11 +26,13 @@ use axum::response::{IntoResponse, Response};
 use futures_util::{SinkExt, StreamExt};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tokio::sync::mpsc;
+use tokio::sync::{broadcast, mpsc};
 
 use super::cache::Cache;
+use super::runs;
 use super::{ApiError, AppState, JobSummary};
 use crate::job::JobId;
+use crate::observe::watch::Update;
 use crate::store::Store;
 use crate::view::JobState;
 
@@ -138,6 +142,10 @@ async fn connection(socket: WebSocket, state: AppState) {
     });
     let mut feed = Some(Feed::None);
     let mut resync = false;
+    // The `runs` feed is pushed by the watch rather than read each tick: its receiver, and
+    // whether the client missed updates and needs a full list again.
+    let mut runs_updates: Option<broadcast::Receiver<Update>> = None;
+    let mut runs_resync = false;
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -157,6 +165,18 @@ async fn connection(socket: WebSocket, state: AppState) {
                         continue;
                     }
                 };
+                runs_updates = None;
+                runs_resync = false;
+                if request.subscribe == "runs" {
+                    feed = Some(Feed::None);
+                    resync = false;
+                    let (full, updates) = runs::full(state.runs.as_ref());
+                    runs_updates = updates;
+                    if tx.send(Message::Text(full.to_string().into())).await.is_err() {
+                        break;
+                    }
+                    continue;
+                }
                 let reads = Reads::of(&state);
                 let subscribed = tokio::task::spawn_blocking(move || {
                     let mut feed = subscribe(reads.store.as_ref(), request)?;
@@ -184,9 +204,46 @@ async fn connection(socket: WebSocket, state: AppState) {
                     Err(_) => break,
                 }
             }
+            update = next_update(&mut runs_updates) => {
+                match update {
+                    Ok(update) => {
+                        match tx.try_send(Message::Text(runs::delta(&update).to_string().into())) {
+                            Ok(()) => {}
+                            Err(mpsc::error::TrySendError::Full(_)) => {
+                                runs_updates = None;
+                                runs_resync = true;
+                            }
+                            Err(mpsc::error::TrySendError::Closed(_)) => break,
+                        }
+                    }
+                    Err(broadcast::error::RecvError::Lagged(_)) => {
+                        runs_updates = None;
+                        runs_resync = true;
+                    }
+                    // The watch stopped (the server is shutting down): nothing more to send.
+                    Err(broadcast::error::RecvError::Closed) => runs_updates = None,
+                }
+            }
             _ = tick.tick() => {
                 if tx.is_closed() {
                     break;
+                }
+                if runs_resync {
+                    if tx.capacity() > 0 {
+                        let (full, updates) = runs::full(state.runs.as_ref());
+                        match tx.try_send(Message::Text(mark_resync(full).to_string().into())) {
+                            Ok(()) => {
+                                runs_updates = updates;
+                                runs_resync = false;
+                            }
+                            Err(mpsc::error::TrySendError::Full(_)) => {}
+                            Err(mpsc::error::TrySendError::Closed(_)) => break,
+                        }
+                    }
+                    continue;
+                }
+                if matches!(feed, Some(Feed::None)) {
+                    continue;
                 }
                 if resync && tx.capacity() == 0 {
                     continue;
@@ -227,6 +284,16 @@ async fn connection(socket: WebSocket, state: AppState) {
     let _ = writer.await;
 }
 
+/// The next update of the runs feed; never resolves without one.
+async fn next_update(
+    updates: &mut Option<broadcast::Receiver<Update>>,
+) -> Result<Update, broadcast::error::RecvError> {
+    match updates {
+        Some(updates) => updates.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
 /// Queues a message unless the queue is full; false once the client is gone.
 fn offer(tx: &mpsc::Sender<Message>, message: Value) -> bool {
     !matches!(
@@ -256,7 +323,7 @@ fn subscribe(store: &dyn Store, request: Request) -> Result<Feed, ApiError> {
             "`subscribe: job` needs `job`: the job's id".into(),
         )),
         (other, _) => Err(ApiError::BadRequest(format!(
-            "unknown subscription `{other}`: use `jobs` or `job`"
+            "unknown subscription `{other}`: use `jobs`, `job` or `runs`"
         ))),
     }
 }

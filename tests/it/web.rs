@@ -841,3 +841,225 @@ async fn healthz_reports_the_health_summary() {
             .contains("process is gone")
     );
 }
+
+/// A server like [`start`] that also watches the run folders under `roots` (the Runs tab).
+async fn start_with_runs(
+    ws: &Workspace,
+    roots: &[std::path::PathBuf],
+    token: Option<&str>,
+) -> SocketAddr {
+    let scanner =
+        mmm::observe::Scanner::new(roots, mmm::observe::RunsConfig::default(), None).unwrap();
+    let watch =
+        mmm::observe::watch::Watch::start(scanner, std::sync::Arc::new(std::time::SystemTime::now))
+            .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let state = AppState::new(ws.store(), token.map(str::to_string)).with_runs(watch);
+    tokio::spawn(web::serve(listener, state, std::future::pending()));
+    addr
+}
+
+/// A workspace with a store (one finished job) and `logs/exp_1`: a trainer with 2 of 10
+/// epochs done, its log written just now (so `running`).
+fn workspace_with_a_run() -> (Workspace, std::path::PathBuf) {
+    let ws = Workspace::new();
+    ws.run(&["run", "--progress", "none", "--", "true", ":::", "a"])
+        .success();
+    let run = ws.join("logs/exp_1");
+    crate::runs::trainer(
+        &run,
+        2,
+        10,
+        crate::runs::ago(crate::runs::MIN),
+        std::time::SystemTime::now(),
+    );
+    (ws, run)
+}
+
+/// The run named `name` in a list of runs.
+fn run_named<'a>(runs: &'a Value, name: &str) -> &'a Value {
+    runs.as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == name)
+        .unwrap_or_else(|| panic!("no run {name} in {runs}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_are_served_as_json_and_a_new_epoch_reaches_a_websocket_client() {
+    let (ws, run) = workspace_with_a_run();
+    let addr = start_with_runs(&ws, &[ws.join("logs")], None).await;
+
+    let reply = get(addr, "/api/runs", &[]).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert!(reply.content_type.starts_with("application/json"));
+    let list = reply.json();
+    assert_eq!(list["watching"], true);
+    assert_eq!(list["runs"].as_array().unwrap().len(), 1, "{list}");
+    let r = run_named(&list["runs"], "exp_1");
+    assert_eq!(r["kind"], "trainer");
+    assert_eq!(r["status"], "running");
+    assert_eq!(r["progress"]["completed_epochs"], 2);
+    assert_eq!(r["progress"]["total_epochs"], 10);
+    // The same record as `mmm runs --json`.
+    let cli = ws.run(&["runs", "logs", "--json"]);
+    cli.success();
+    let cli: Value = serde_json::from_str(&cli.stdout()).unwrap();
+    assert_eq!(run_named(&cli, "exp_1")["progress"], r["progress"]);
+
+    let (mut socket, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws"))
+        .await
+        .unwrap();
+    socket
+        .send(Message::text(json!({"subscribe": "runs"}).to_string()))
+        .await
+        .unwrap();
+    let full = next_json(&mut socket).await;
+    assert_eq!(full["type"], "runs", "{full}");
+    assert_eq!(full["resync"], false);
+    assert_eq!(
+        run_named(&full["runs"], "exp_1")["progress"]["completed_epochs"],
+        2
+    );
+
+    // An epoch appears on disk: the client is told, without asking again.
+    crate::runs::epoch(&run, 2, 0.9, std::time::SystemTime::now());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut last_seq = 0;
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "the new epoch never reached the client"
+        );
+        let delta = next_json(&mut socket).await;
+        assert_eq!(delta["type"], "runs_delta", "{delta}");
+        let seq = delta["seq"].as_u64().unwrap();
+        assert!(seq > last_seq, "updates in order: {seq} after {last_seq}");
+        last_seq = seq;
+        let changed = delta["changed"].as_array().unwrap();
+        if changed
+            .iter()
+            .any(|r| r["name"] == "exp_1" && r["progress"]["completed_epochs"] == 3)
+        {
+            break;
+        }
+    }
+    let now = get(addr, "/api/runs", &[]).await.json();
+    assert_eq!(
+        run_named(&now["runs"], "exp_1")["progress"]["latest_epoch"],
+        2
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_need_the_token_and_say_when_nothing_is_watched() {
+    let (ws, _run) = workspace_with_a_run();
+    let guarded = start_with_runs(&ws, &[ws.join("logs")], Some("s3cret")).await;
+    assert_eq!(get(guarded, "/api/runs", &[]).await.status, 401);
+    let with = get(guarded, "/api/runs?token=s3cret", &[]).await.json();
+    assert_eq!(with["runs"].as_array().unwrap().len(), 1);
+    let refused = tokio_tungstenite::connect_async(format!("ws://{guarded}/ws")).await;
+    assert!(
+        matches!(&refused, Err(tokio_tungstenite::tungstenite::Error::Http(r)) if r.status() == 401),
+        "{refused:?}"
+    );
+
+    // A server started without --runs answers with an empty list that says so.
+    let plain = start(&ws, None).await;
+    let list = get(plain, "/api/runs", &[]).await.json();
+    assert_eq!(list["watching"], false);
+    assert_eq!(list["runs"], json!([]));
+    let (mut socket, _) = tokio_tungstenite::connect_async(format!("ws://{plain}/ws"))
+        .await
+        .unwrap();
+    socket
+        .send(Message::text(json!({"subscribe": "runs"}).to_string()))
+        .await
+        .unwrap();
+    let full = next_json(&mut socket).await;
+    assert_eq!(
+        (&full["type"], &full["watching"]),
+        (&json!("runs"), &json!(false))
+    );
+}
+
+/// `mmm serve ARGS` in the workspace; returns the child and the address it prints.
+fn serve_binary(ws: &Workspace, args: &[&str]) -> (std::process::Child, SocketAddr) {
+    let mut child = ws.spawn(args);
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stderr));
+    let url = lines
+        .by_ref()
+        .map(|l| l.unwrap())
+        .find_map(|l| {
+            l.split("dashboard at ")
+                .nth(1)
+                .map(|u| u.split_whitespace().next().unwrap().to_string())
+        })
+        .expect("the dashboard's URL is printed");
+    std::thread::spawn(move || lines.count());
+    let addr = url
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .parse()
+        .unwrap_or_else(|_| panic!("an address in {url}"));
+    (child, addr)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_runs_tab_shows_the_runs_and_a_new_epoch_in_chromium() {
+    let (ws, run) = workspace_with_a_run();
+    crate::runs::trainer(
+        &ws.join("logs/exp_2"),
+        10,
+        10,
+        crate::runs::ago(Duration::from_secs(3 * 3600)),
+        crate::runs::ago(Duration::from_secs(2 * 3600)),
+    );
+    // Through the real binary: `mmm serve --runs ROOT`.
+    let (mut server, addr) = serve_binary(&ws, &["serve", "--port", "0", "--runs", "logs"]);
+    let (_driver, client, _profile) = browser().await;
+    client.goto(&format!("http://{addr}/#/runs")).await.unwrap();
+    let epochs = "[data-run=\"exp_1\"] .run-epochs";
+    wait_text(
+        &client,
+        epochs,
+        Duration::from_secs(15),
+        "exp_1's epochs",
+        |t| t == "2/10",
+    )
+    .await;
+    let row = wait_text(
+        &client,
+        "[data-run=\"exp_2\"]",
+        Duration::from_secs(5),
+        "exp_2's row",
+        |t| t.contains("finished"),
+    )
+    .await;
+    assert!(row.contains("10/10") && row.contains("100%"), "{row}");
+    assert!(
+        text_of(&client, "[data-run=\"exp_1\"]")
+            .await
+            .unwrap()
+            .contains("running")
+    );
+    // An epoch appears: the open page shows it (pushed over the WebSocket).
+    crate::runs::epoch(&run, 2, 0.9, std::time::SystemTime::now());
+    wait_text(
+        &client,
+        epochs,
+        Duration::from_secs(20),
+        "the new epoch",
+        |t| t == "3/10",
+    )
+    .await;
+    let png = client.screenshot().await.unwrap();
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-artifacts");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("web-runs.png"), &png).unwrap();
+    client.close().await.unwrap();
+    let _ = server.kill();
+    let _ = server.wait();
+}
