@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use super::{ApiError, AppState, JobSummary, blocking};
 use crate::job::{ItemStatus, JobId};
-use crate::store::{AttemptRecord, ItemRecord, Store};
+use crate::store::{AttemptRecord, ItemPageQuery, ItemRecord, PagedItem, Store};
 use crate::view::JobState;
 
 /// Most items one page returns.
@@ -119,7 +119,7 @@ pub(super) struct ItemView {
 #[derive(Debug, Serialize)]
 pub(super) struct ItemsPage {
     /// Items with the status asked for (all items without a filter).
-    total: usize,
+    total: u64,
     offset: usize,
     limit: usize,
     items: Vec<ItemView>,
@@ -151,28 +151,30 @@ pub(super) async fn items(
     let store = state.store.clone();
     blocking(move || {
         let job = resolve(store.as_ref(), &id)?;
-        let all = store.items(job, status)?;
-        let total = all.len();
-        let items = all
+        // One read of the page (with each item's last attempt) and the count, whatever the
+        // job's size.
+        let page = store.items_page(
+            job,
+            &ItemPageQuery {
+                status,
+                offset: offset as u64,
+                limit,
+            },
+        )?;
+        let items = page
+            .items
             .into_iter()
-            .skip(offset)
-            .take(limit)
-            .map(|item| {
-                let last_attempt =
-                    if matches!(item.status, ItemStatus::DeadLettered | ItemStatus::Failed) {
-                        store
-                            .attempts(job, Some(&item.key))?
-                            .into_iter()
-                            .next_back()
-                            .map(LastAttempt::from)
-                    } else {
-                        None
-                    };
-                Ok(ItemView { item, last_attempt })
+            .map(|PagedItem { item, last_attempt }| {
+                let last_attempt = last_attempt
+                    .filter(|_| {
+                        matches!(item.status, ItemStatus::DeadLettered | ItemStatus::Failed)
+                    })
+                    .map(LastAttempt::from);
+                ItemView { item, last_attempt }
             })
-            .collect::<Result<Vec<_>, ApiError>>()?;
+            .collect();
         Ok(Json(ItemsPage {
-            total,
+            total: page.total,
             offset,
             limit,
             items,
