@@ -8,7 +8,6 @@ mod check;
 mod dlq;
 mod events;
 mod export;
-mod export_html;
 mod health;
 mod jobs;
 mod output;
@@ -21,7 +20,7 @@ mod run;
 mod runs;
 mod serve;
 mod validate;
-mod viewer;
+pub(crate) mod viewer;
 
 use std::process::ExitCode;
 

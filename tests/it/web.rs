@@ -701,6 +701,19 @@ async fn the_page_shows_a_running_job_advance_and_a_dlq_items_error_in_chromium(
         |t| t == "completed_with_failures",
     )
     .await;
+    // The export links download the reports of `mmm export`.
+    let export = client
+        .find(fantoccini::Locator::Css("#export-html"))
+        .await
+        .unwrap()
+        .attr("href")
+        .await
+        .unwrap()
+        .unwrap_or_default();
+    assert!(
+        export.ends_with(&format!("/api/jobs/{}/export?format=html", finished.id)),
+        "{export}"
+    );
     let resumable = client
         .find(fantoccini::Locator::Css("#job-resumable"))
         .await
@@ -1062,4 +1075,101 @@ async fn the_runs_tab_shows_the_runs_and_a_new_epoch_in_chromium() {
     client.close().await.unwrap();
     let _ = server.kill();
     let _ = server.wait();
+}
+
+/// GET returning the raw bytes and the headers.
+async fn get_bytes(addr: SocketAddr, path: &str) -> (u16, reqwest::header::HeaderMap, Vec<u8>) {
+    let response = reqwest::get(format!("http://{addr}{path}"))
+        .await
+        .expect("the server answers");
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let body = response.bytes().await.expect("a body").to_vec();
+    (status, headers, body)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_export_endpoint_serves_the_bytes_of_mmm_export() {
+    let ws = job_with_one_dead_letter();
+    let job = ws.only_job();
+    let addr = start(&ws, None).await;
+    let id = job.id.to_string();
+    for (query, args, content_type, extension) in [
+        ("format=json", vec![], "application/json", ".json"),
+        ("format=csv", vec![], "text/csv", ".csv"),
+        (
+            "format=csv&what=snapshots",
+            vec!["--what", "snapshots"],
+            "text/csv",
+            "-snapshots.csv",
+        ),
+        ("format=html", vec![], "text/html", ".html"),
+    ] {
+        let format = query
+            .split('&')
+            .next()
+            .unwrap()
+            .trim_start_matches("format=");
+        let mut cli_args = vec!["export", id.as_str(), "--format", format];
+        cli_args.extend(args);
+        let cli = ws.run(&cli_args);
+        cli.success();
+        let (status, headers, body) = get_bytes(
+            addr,
+            &format!("/api/jobs/{}/export?{query}", job.id.short()),
+        )
+        .await;
+        assert_eq!(status, 200, "{query}: {}", String::from_utf8_lossy(&body));
+        let served_type = headers["content-type"].to_str().unwrap();
+        assert!(
+            served_type.starts_with(content_type),
+            "{query}: {served_type}"
+        );
+        let disposition = headers["content-disposition"].to_str().unwrap();
+        assert!(
+            disposition.starts_with("attachment; filename=\"mmm-")
+                && disposition.ends_with(&format!("{}{extension}\"", job.id.short())),
+            "{query}: {disposition}"
+        );
+        if format == "json" {
+            // The same report; only the time the state was read differs between two reads.
+            let mut served: Value = serde_json::from_slice(&body).unwrap();
+            let mut written: Value = serde_json::from_slice(&cli.output.stdout).unwrap();
+            assert_eq!(served["version"], 1);
+            assert_eq!(served["dlq"].as_array().unwrap().len(), 1);
+            for report in [&mut served, &mut written] {
+                report["state"]["read_at"] = Value::Null;
+            }
+            assert_eq!(served, written);
+        } else {
+            assert_eq!(
+                String::from_utf8_lossy(&body),
+                cli.stdout(),
+                "{query}: the same bytes as mmm export"
+            );
+        }
+    }
+    for (query, status) in [
+        ("", 400),
+        ("?format=pdf", 400),
+        ("?format=html&what=snapshots", 400),
+        ("?format=csv&what=nope", 400),
+    ] {
+        let reply = get(addr, &format!("/api/jobs/{id}/export{query}"), &[]).await;
+        assert_eq!(reply.status, status, "{query}: {}", reply.body);
+        assert!(reply.json()["error"].is_string());
+    }
+    assert_eq!(
+        get(addr, "/api/jobs/ffffff/export?format=json", &[])
+            .await
+            .status,
+        404
+    );
+    let guarded = start(&ws, Some("s3cret")).await;
+    assert_eq!(
+        get(guarded, &format!("/api/jobs/{id}/export?format=csv"), &[])
+            .await
+            .status,
+        401
+    );
 }

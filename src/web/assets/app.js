@@ -234,7 +234,7 @@ async function openJob(id) {
     const l = await api('/api/jobs/' + id + '/ledger');
     if (job.id === id) renderLedger(l.ledger);
   } catch (e) { console.warn(e); }
-  for (const [node, path] of [['export-state', ''], ['export-items', '/items?limit=500'], ['export-dlq', '/items?status=dead_lettered&limit=500'], ['export-history', '/snapshots']]) {
+  for (const [node, path] of [['export-json', '/export?format=json'], ['export-html', '/export?format=html'], ['export-csv', '/export?format=csv'], ['export-snapshots', '/export?format=csv&what=snapshots'], ['export-dlq', '/items?status=dead_lettered&limit=500']]) {
     $(node).href = withToken('/api/jobs/' + id + path);
   }
 }
