@@ -16,6 +16,7 @@ mod assets;
 mod auth;
 mod cache;
 mod error;
+mod hub;
 mod prometheus;
 mod runs;
 mod sse;
@@ -44,6 +45,8 @@ pub struct AppState {
     pub token: Option<Arc<str>>,
     /// Reads shared by the WebSocket clients.
     cache: Arc<cache::Cache>,
+    /// The live feed of each job a WebSocket client follows.
+    hubs: Arc<hub::Hubs>,
     /// The observed runs (`mmm serve --runs`), if any.
     runs: Option<Arc<Watch>>,
 }
@@ -55,6 +58,7 @@ impl AppState {
             store,
             token: token.map(Arc::from),
             cache: Arc::default(),
+            hubs: Arc::default(),
             runs: None,
         }
     }

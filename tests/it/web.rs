@@ -1173,3 +1173,123 @@ async fn the_export_endpoint_serves_the_bytes_of_mmm_export() {
         401
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_is_resynced_without_holding_up_the_others() {
+    let ws = Workspace::new();
+    slow_job(&ws, 3_000, "0");
+    // Long keys make the events big (about 20 MB in all), more than the socket buffers
+    // between the server and a client that reads nothing can absorb.
+    let padding = "k".repeat(2_000);
+    let lines: String = (0..3_000)
+        .map(|i| format!("{{\"id\":\"i{i}-{padding}\"}}\n"))
+        .collect();
+    ws.write("items.jsonl", &lines);
+    let mut child = ws.spawn(&["run", "job.yml", "-j", "8", "--progress", "none"]);
+    wait_until(Duration::from_secs(15), "the job is recorded", || {
+        !ws.jobs_so_far().is_empty()
+    });
+    let job = ws.only_job();
+    let addr = start(&ws, None).await;
+    let subscribe =
+        Message::text(json!({"subscribe": "job", "job": job.id.to_string()}).to_string());
+
+    // The stalled client: a tiny receive buffer, and it reads nothing for a while.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let stream = socket.connect(addr).await.unwrap();
+    let stream = tokio_tungstenite::MaybeTlsStream::Plain(stream);
+    let (mut stalled, _) = tokio_tungstenite::client_async(format!("ws://{addr}/ws"), stream)
+        .await
+        .unwrap();
+    stalled.send(subscribe.clone()).await.unwrap();
+
+    // The reading client follows the job to its end, while the other reads nothing.
+    let (mut reader, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws"))
+        .await
+        .unwrap();
+    reader.send(subscribe).await.unwrap();
+    let mut status = String::new();
+    let mut completed = 0;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while status != "completed" {
+        assert!(
+            Instant::now() < deadline,
+            "the reading client did not see the job end ({completed} completed, {status})"
+        );
+        let message = next_json(&mut reader).await;
+        let head = match message["type"].as_str() {
+            Some("state") => &message["state"],
+            _ => &message["head"],
+        };
+        if let Some(s) = head["job"]["status"].as_str() {
+            status = s.to_string();
+            completed = head["job"]["counts"]["completed"].as_u64().unwrap();
+        }
+    }
+    assert_eq!(completed, 3_000);
+    assert!(child.wait().unwrap().success());
+
+    // The stalled client reads again. Either the server dropped it (it accepted nothing for
+    // 10 s) or its stream is consistent: events in order, and a gap only after a full state
+    // marked as a resync; it ends on the finished job. It was not buffered without bound.
+    let mut seq = 0;
+    let mut resynced = false;
+    let mut dropped = false;
+    let mut last_status = String::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while last_status != "completed" {
+        assert!(
+            Instant::now() < deadline,
+            "the stalled client never caught up"
+        );
+        let message = match tokio::time::timeout(Duration::from_secs(15), stalled.next()).await {
+            Ok(Some(Ok(Message::Text(text)))) => {
+                serde_json::from_str::<Value>(text.as_str()).unwrap()
+            }
+            Ok(Some(Ok(_))) => continue,
+            Ok(None | Some(Err(_))) => {
+                dropped = true;
+                break;
+            }
+            Err(_) => panic!("the stalled client got nothing within 15 s"),
+        };
+        match message["type"].as_str() {
+            Some("state") => {
+                resynced |= message["resync"] == true;
+                seq = message["seq"].as_i64().unwrap();
+                last_status = message["state"]["job"]["status"]
+                    .as_str()
+                    .unwrap()
+                    .to_string();
+            }
+            Some("delta") => {
+                for event in message["events"].as_array().into_iter().flatten() {
+                    let s = event["seq"].as_i64().unwrap();
+                    assert!(s > seq, "event {s} after {seq} without a resync");
+                    seq = s;
+                }
+                if let Some(s) = message["head"]["job"]["status"].as_str() {
+                    last_status = s.to_string();
+                }
+            }
+            other => panic!("unexpected message {other:?}: {message}"),
+        }
+    }
+    assert!(
+        resynced || dropped,
+        "a client that read nothing while 20 MB of events went by was resynced or dropped"
+    );
+    // The server serves new clients as before.
+    let (mut again, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws"))
+        .await
+        .unwrap();
+    again
+        .send(Message::text(
+            json!({"subscribe": "job", "job": job.id.to_string()}).to_string(),
+        ))
+        .await
+        .unwrap();
+    let state = next_json(&mut again).await;
+    assert_eq!(state["state"]["job"]["status"], "completed");
+}

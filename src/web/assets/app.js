@@ -228,15 +228,15 @@ async function openJob(id) {
   $('item-detail').hidden = true;
   live.seq = 0;
   subscribe({ subscribe: 'job', job: id });
+  for (const [node, path] of [['export-json', '/export?format=json'], ['export-html', '/export?format=html'], ['export-csv', '/export?format=csv'], ['export-snapshots', '/export?format=csv&what=snapshots'], ['export-dlq', '/items?status=dead_lettered&limit=500']]) {
+    $(node).href = withToken('/api/jobs/' + id + path);
+  }
   try {
     const h = await api('/api/jobs/' + id + '/snapshots?limit=5000');
     if (job.id === id) { job.history = h.snapshots.concat(job.history.filter((s) => !h.snapshots.length || s.at > h.snapshots[h.snapshots.length - 1].at)); dirty(); }
     const l = await api('/api/jobs/' + id + '/ledger');
     if (job.id === id) renderLedger(l.ledger);
   } catch (e) { console.warn(e); }
-  for (const [node, path] of [['export-json', '/export?format=json'], ['export-html', '/export?format=html'], ['export-csv', '/export?format=csv'], ['export-snapshots', '/export?format=csv&what=snapshots'], ['export-dlq', '/items?status=dead_lettered&limit=500']]) {
-    $(node).href = withToken('/api/jobs/' + id + path);
-  }
 }
 function renderLedger(ledger) {
   const items = ledger.entries.map((e) => el('li', {}, fmtTime(e.at) + ' ' + e.kind + ' ' + JSON.stringify(e.payload)));
