@@ -1293,3 +1293,60 @@ async fn a_client_that_stops_reading_is_resynced_without_holding_up_the_others()
     let state = next_json(&mut again).await;
     assert_eq!(state["state"]["job"]["status"], "completed");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn item_durations_are_a_prometheus_histogram() {
+    let ws = Workspace::new();
+    // Long enough for the runner to record snapshots with duration metrics.
+    slow_job(&ws, 8, "0.5");
+    ws.run(&["run", "job.yml", "-j", "2", "--progress", "none"])
+        .success();
+    let job = ws.only_job();
+    let addr = start(&ws, None).await;
+    let reply = get(addr, "/metrics", &[]).await;
+    assert_eq!(reply.status, 200);
+    let labels = format!("job=\"{}\",name=\"{}\"", job.id, job.name);
+    let line = |name: &str, extra: &str| -> Option<f64> {
+        let prefix = format!("{name}{{{labels}{extra}}} ");
+        reply
+            .body
+            .lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .map(|v| v.parse().unwrap())
+    };
+    // Item durations are a histogram: cumulative buckets up to +Inf, which equals the count.
+    assert!(
+        reply
+            .body
+            .contains("# TYPE mmm_job_item_duration_seconds histogram"),
+        "{}",
+        reply.body
+    );
+    // The encoder puts `le` first.
+    let bucket = |le: &str| -> Option<f64> {
+        let prefix = format!("mmm_job_item_duration_seconds_bucket{{le=\"{le}\",{labels}}} ");
+        reply
+            .body
+            .lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .map(|v| v.parse().unwrap())
+    };
+    let count = line("mmm_job_item_duration_seconds_count", "").expect("a count");
+    assert_eq!(bucket("+Inf"), Some(count), "{}", reply.body);
+    assert!(count >= 1.0, "{}", reply.body);
+    assert!(line("mmm_job_item_duration_seconds_sum", "").is_some_and(|s| s > 0.0));
+    let mut last = 0.0;
+    let mut buckets = 0;
+    for l in reply.body.lines() {
+        if l.starts_with("mmm_job_item_duration_seconds_bucket{") {
+            let v: f64 = l.rsplit(' ').next().unwrap().parse().unwrap();
+            assert!(v >= last, "cumulative buckets: {l}");
+            last = v;
+            buckets += 1;
+        }
+    }
+    assert_eq!(buckets, 17, "16 bounds and +Inf");
+    // Each item slept 0.5 s: none is in the buckets up to 0.25 s, all by 1 s.
+    assert_eq!(bucket("0.25"), Some(0.0));
+    assert_eq!(bucket("1.0"), Some(count));
+}
