@@ -997,8 +997,18 @@ async fn runs_need_the_token_and_say_when_nothing_is_watched() {
     );
 }
 
+/// A child process killed when dropped, so a failing test leaves no server behind.
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// `mmm serve ARGS` in the workspace; returns the child and the address it prints.
-fn serve_binary(ws: &Workspace, args: &[&str]) -> (std::process::Child, SocketAddr) {
+fn serve_binary(ws: &Workspace, args: &[&str]) -> (Killed, SocketAddr) {
     let mut child = ws.spawn(args);
     let stderr = child.stderr.take().unwrap();
     let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stderr));
@@ -1012,6 +1022,7 @@ fn serve_binary(ws: &Workspace, args: &[&str]) -> (std::process::Child, SocketAd
         })
         .expect("the dashboard's URL is printed");
     std::thread::spawn(move || lines.count());
+    let child = Killed(child);
     let addr = url
         .trim_start_matches("http://")
         .trim_end_matches('/')
@@ -1031,7 +1042,7 @@ async fn the_runs_tab_shows_the_runs_and_a_new_epoch_in_chromium() {
         crate::runs::ago(Duration::from_secs(2 * 3600)),
     );
     // Through the real binary: `mmm serve --runs ROOT`.
-    let (mut server, addr) = serve_binary(&ws, &["serve", "--port", "0", "--runs", "logs"]);
+    let (server, addr) = serve_binary(&ws, &["serve", "--port", "0", "--runs", "logs"]);
     let (_driver, client, _profile) = browser().await;
     client.goto(&format!("http://{addr}/#/runs")).await.unwrap();
     let epochs = "[data-run=\"exp_1\"] .run-epochs";
@@ -1073,8 +1084,7 @@ async fn the_runs_tab_shows_the_runs_and_a_new_epoch_in_chromium() {
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("web-runs.png"), &png).unwrap();
     client.close().await.unwrap();
-    let _ = server.kill();
-    let _ = server.wait();
+    drop(server);
 }
 
 /// GET returning the raw bytes and the headers.
