@@ -104,7 +104,23 @@ async fn latency() {
     write_job(dir.path(), 6_000, 1_000, "1");
     let mut child = mmm_run(dir.path());
     let (store, job) = first_job(dir.path());
-    let addr = server(store).await;
+    let addr = server(store.clone()).await;
+    // The floor: how late events become visible in the store at all (the runner's batching
+    // writer and its commit), seen by a reader polling every 5 ms beside the server.
+    let job_id = store.resolve_job(&job).unwrap();
+    let floor = std::thread::spawn(move || {
+        let mut seen = Vec::new();
+        let mut after = 0;
+        let end = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < end {
+            for event in store.events(job_id, after, 10_000).unwrap() {
+                seen.push(now_ms() - event.at);
+                after = event.seq;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        seen
+    });
     let mut socket = follow(addr, &job).await;
     let mut latencies = Vec::new();
     let mut resyncs = 0;
@@ -124,8 +140,15 @@ async fn latency() {
             latencies.push(received - event["at"].as_i64().unwrap());
         }
     }
+    let mut floor = floor.join().unwrap();
     let _ = child.kill();
     let _ = child.wait();
+    floor.sort_unstable();
+    println!(
+        "visible in the store (a reader polling every 5 ms): p50 {} ms, p99 {} ms",
+        quantile(&floor, 0.5),
+        quantile(&floor, 0.99),
+    );
     latencies.sort_unstable();
     println!(
         "latency, 1,000 agents, runner in another process: {} events, p50 {} ms, p99 {} ms, max {} ms, resyncs {resyncs}",

@@ -13,7 +13,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::extract::ws::Utf8Bytes;
 use serde_json::{Value, json};
@@ -45,11 +45,16 @@ pub(super) struct Delta {
 /// A job's shared feed.
 pub(super) struct Hub {
     job: JobId,
+    /// The record, snapshot and agents the clients have, compared every [`TICK`].
     base: Mutex<Base>,
+    /// The newest event sequence number sent: the `from` of the next delta. Locked after
+    /// `base` when both are, and never held while the state is read, so new events are not
+    /// held up by the (heavier) comparison.
+    position: Mutex<i64>,
     deltas: broadcast::Sender<Arc<Delta>>,
 }
 
-/// What the hub's clients have been brought to: the feed's last state and event position.
+/// What the hub's clients have been brought to, apart from events.
 struct Base {
     feed: JobFeed,
     state: Arc<JobState>,
@@ -68,37 +73,69 @@ pub(super) struct Joined {
 }
 
 impl Hub {
-    /// Takes the hub's base and subscribes to its deltas, in one step under its lock: the
-    /// next delta starts exactly at the returned position.
+    /// Takes the hub's base and subscribes to its deltas, in one step under its locks: the
+    /// next delta starts exactly at the returned position and builds on the returned state.
     fn attach(&self) -> (Arc<JobState>, i64, broadcast::Receiver<Arc<Delta>>) {
         let base = self.base.lock().unwrap_or_else(|e| e.into_inner());
-        (base.state.clone(), base.feed.seq(), self.deltas.subscribe())
+        let position = self.position.lock().unwrap_or_else(|e| e.into_inner());
+        (base.state.clone(), *position, self.deltas.subscribe())
     }
 
-    /// One step of the hub: new events (and, when `compare`, what else changed) as one
-    /// delta, broadcast to the clients. Blocking (store reads).
-    fn step(&self, reads: &Reads, compare: bool) {
-        let mut base = self.base.lock().unwrap_or_else(|e| e.into_inner());
-        let from = base.feed.seq();
-        let message = if compare {
-            base.feed.delta(reads).map(|(state, message)| {
-                base.state = state;
-                message
-            })
-        } else {
-            base.feed.events_delta(reads)
-        };
-        let text = match message {
-            Ok(Some(message)) => message.to_string(),
-            Ok(None) => return,
-            Err(e) => json!({ "type": "error", "message": e.to_string() }).to_string(),
+    /// Sends the events after the hub's position, if any, as one delta. Blocking (a store
+    /// read, usually empty).
+    fn send_events(&self, reads: &Reads) {
+        let mut position = self.position.lock().unwrap_or_else(|e| e.into_inner());
+        let from = *position;
+        let text = match reads.cache.events_after(
+            reads.store.as_ref(),
+            self.job,
+            from,
+            super::ws::EVENTS_PER_DELTA,
+        ) {
+            Ok(events) => {
+                let Some(to) = events.last().map(|e| e.seq) else {
+                    return;
+                };
+                *position = to;
+                json!({ "type": "delta", "job": self.job, "seq": to, "events": events })
+            }
+            Err(e) => json!({ "type": "error", "message": e.to_string() }),
         };
         let delta = Delta {
             from,
-            to: base.feed.seq(),
+            to: *position,
+            text: text.to_string().into(),
+        };
+        // No receiver is not an error: the loops notice and stop.
+        let _ = self.deltas.send(Arc::new(delta));
+    }
+
+    /// Compares the job's record, snapshot and agents with what was sent and sends what
+    /// changed. Blocking (a read of the job's state, shared through the cache).
+    fn send_changes(&self, reads: &Reads) {
+        let mut base = self.base.lock().unwrap_or_else(|e| e.into_inner());
+        let body = match base.feed.state_delta(reads) {
+            Ok((state, message)) => {
+                base.state = state;
+                match message {
+                    Some(message) => Value::Object(message).to_string(),
+                    None => return,
+                }
+            }
+            Err(e) => json!({ "type": "error", "message": e.to_string() }).to_string(),
+        };
+        let position = self.position.lock().unwrap_or_else(|e| e.into_inner());
+        // The body is serialised before the position is known (it may be large): `seq` is
+        // added as its last field.
+        let text = match body.strip_suffix('}') {
+            Some(open) => format!("{open},\"seq\":{}}}", *position),
+            None => body,
+        };
+        let delta = Delta {
+            from: *position,
+            to: *position,
             text: text.into(),
         };
-        // No receiver is not an error: the loop notices and stops.
         let _ = self.deltas.send(Arc::new(delta));
     }
 }
@@ -129,14 +166,25 @@ impl Hubs {
                     let (deltas, _) = broadcast::channel(BROADCAST);
                     let hub = Arc::new(Hub {
                         job,
+                        position: Mutex::new(feed.seq()),
                         base: Mutex::new(Base { feed, state }),
                         deltas,
                     });
                     hubs.insert(job, Arc::downgrade(&hub));
-                    tokio::runtime::Handle::current().spawn(run(
+                    let runtime = tokio::runtime::Handle::current();
+                    runtime.spawn(run(
                         self.clone(),
                         hub.clone(),
                         reads.clone(),
+                        EVENT_POLL,
+                        Hub::send_events,
+                    ));
+                    runtime.spawn(run(
+                        self.clone(),
+                        hub.clone(),
+                        reads.clone(),
+                        TICK,
+                        Hub::send_changes,
                     ));
                     hub
                 }
@@ -173,34 +221,43 @@ impl Hubs {
     }
 }
 
-/// The hub's loop: a step every [`EVENT_POLL`], comparing everything every [`TICK`], until no
-/// client is left.
-async fn run(hubs: Arc<Hubs>, hub: Arc<Hub>, reads: Reads) {
-    let mut poll = tokio::time::interval(EVENT_POLL);
-    poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut compared = Instant::now();
+/// Whether `hub` still has clients; when it has none, it leaves the registry (under the
+/// registry's lock: a client joining now either finds it with a receiver counted, or finds
+/// none and starts a new hub).
+fn still_followed(hubs: &Hubs, hub: &Arc<Hub>) -> bool {
+    let mut registry = hubs.hubs.lock().unwrap_or_else(|e| e.into_inner());
+    let registered = registry
+        .get(&hub.job)
+        .is_some_and(|w| w.as_ptr() == Arc::as_ptr(hub));
+    if !registered {
+        return false;
+    }
+    if hub.deltas.receiver_count() == 0 {
+        registry.remove(&hub.job);
+        return false;
+    }
+    true
+}
+
+/// One of the hub's two loops: `step` every `every`, until no client is left. Events and the
+/// comparison run in loops of their own, so a slow comparison (a snapshot of 1,000 agents)
+/// does not hold up new events.
+async fn run(
+    hubs: Arc<Hubs>,
+    hub: Arc<Hub>,
+    reads: Reads,
+    every: Duration,
+    step: fn(&Hub, &Reads),
+) {
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        poll.tick().await;
-        {
-            // Under the registry's lock: a client joining now either finds this hub with a
-            // receiver counted, or finds none and starts a new one.
-            let mut registry = hubs.hubs.lock().unwrap_or_else(|e| e.into_inner());
-            if hub.deltas.receiver_count() == 0 {
-                if registry
-                    .get(&hub.job)
-                    .is_some_and(|w| w.as_ptr() == Arc::as_ptr(&hub))
-                {
-                    registry.remove(&hub.job);
-                }
-                return;
-            }
-        }
-        let compare = compared.elapsed() >= TICK;
-        if compare {
-            compared = Instant::now();
+        ticks.tick().await;
+        if !still_followed(&hubs, &hub) {
+            return;
         }
         let (stepping, reads_now) = (hub.clone(), reads.clone());
-        if tokio::task::spawn_blocking(move || stepping.step(&reads_now, compare))
+        if tokio::task::spawn_blocking(move || step(&stepping, &reads_now))
             .await
             .is_err()
         {

@@ -48,7 +48,7 @@ pub(super) const QUEUE: usize = 8;
 /// A client that accepts nothing for this long is disconnected.
 pub(super) const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 /// Events one delta carries at most (the next one carries the rest).
-const EVENTS_PER_DELTA: usize = 1_000;
+pub(super) const EVENTS_PER_DELTA: usize = 1_000;
 /// How often the jobs list is read again.
 const JOBS_EVERY: Duration = Duration::from_millis(250);
 
@@ -463,10 +463,14 @@ impl JobsFeed {
     }
 }
 
+/// The fields of a JSON message being built.
+type Fields = serde_json::Map<String, Value>;
+
 /// One job as a hub sees it: the base its clients stand on, then what changed.
 pub(super) struct JobFeed {
     job: JobId,
-    /// The last event sequence number sent.
+    /// The newest event of the state last read by [`JobFeed::base`] (where the hub's event
+    /// position starts).
     seq: i64,
     /// The record, percent and flags last sent, as JSON.
     head: Value,
@@ -490,7 +494,7 @@ impl JobFeed {
         }
     }
 
-    /// The newest event sequence number sent.
+    /// The newest event of the base state.
     pub(super) fn seq(&self) -> i64 {
         self.seq
     }
@@ -507,20 +511,15 @@ impl JobFeed {
         Ok(state)
     }
 
-    /// What changed since the last message, if anything, and the state it brings clients to.
-    pub(super) fn delta(
+    /// What changed in the record, the snapshot and the agents since the last message, if
+    /// anything (a `delta` without `seq` and events: the hub adds its position), and the
+    /// state it brings clients to.
+    pub(super) fn state_delta(
         &mut self,
         reads: &Reads,
-    ) -> Result<(Arc<JobState>, Option<Value>), ApiError> {
+    ) -> Result<(Arc<JobState>, Option<Fields>), ApiError> {
         let state = reads.cache.job_state(reads.store.as_ref(), self.job)?;
-        let events =
-            reads
-                .cache
-                .events_after(reads.store.as_ref(), self.job, self.seq, EVENTS_PER_DELTA)?;
         let mut message = serde_json::Map::new();
-        if let Some(last) = events.last() {
-            self.seq = last.seq;
-        }
         let head = head(&state);
         if head != self.head {
             message.insert("head".into(), head.clone());
@@ -549,31 +548,12 @@ impl JobFeed {
                 message.insert("snapshot_at".into(), json!(at));
             }
         }
-        if !events.is_empty() {
-            message.insert("events".into(), json!(events));
-        }
         if message.is_empty() {
             return Ok((state, None));
         }
         message.insert("type".into(), json!("delta"));
         message.insert("job".into(), json!(self.job));
-        message.insert("seq".into(), json!(self.seq));
-        Ok((state, Some(Value::Object(message))))
-    }
-
-    /// The events after the last message, if any, as a delta of their own.
-    pub(super) fn events_delta(&mut self, reads: &Reads) -> Result<Option<Value>, ApiError> {
-        let events =
-            reads
-                .cache
-                .events_after(reads.store.as_ref(), self.job, self.seq, EVENTS_PER_DELTA)?;
-        let Some(last) = events.last() else {
-            return Ok(None);
-        };
-        self.seq = last.seq;
-        Ok(Some(json!({
-            "type": "delta", "job": self.job, "seq": self.seq, "events": events,
-        })))
+        Ok((state, Some(message)))
     }
 }
 
