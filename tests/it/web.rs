@@ -352,7 +352,7 @@ async fn a_websocket_follows_a_running_job_and_resumes_without_a_gap() {
     let ws = Workspace::new();
     slow_job(&ws, 30, "0.1");
     let mut child = ws.spawn(&["run", "job.yml", "-j", "2", "--progress", "none"]);
-    wait_until(Duration::from_secs(15), "the job is recorded", || {
+    wait_until(Duration::from_secs(60), "the job is recorded", || {
         !ws.jobs_so_far().is_empty()
     });
     let job = ws.only_job();
@@ -1196,7 +1196,7 @@ async fn a_client_that_stops_reading_is_resynced_without_holding_up_the_others()
         .collect();
     ws.write("items.jsonl", &lines);
     let mut child = ws.spawn(&["run", "job.yml", "-j", "8", "--progress", "none"]);
-    wait_until(Duration::from_secs(15), "the job is recorded", || {
+    wait_until(Duration::from_secs(60), "the job is recorded", || {
         !ws.jobs_so_far().is_empty()
     });
     let job = ws.only_job();
