@@ -4,7 +4,8 @@
 //! 1. event-to-client latency over `/ws` while 1,000 agents work (`now - event.at` for every
 //!    event a WebSocket client receives; `at` is stamped by the runner when the change happens);
 //! 2. the runner's wall time for the same job with 0 and with 100 WebSocket clients following it;
-//! 3. this process's resident memory while one client that never reads follows a busy job.
+//! 3. this process's resident memory while one client follows a busy job, reading everything
+//!    or nothing.
 //!
 //! Not a test: `cargo bench --bench web` (prints the figures). Each part takes 10-30 s.
 
@@ -193,14 +194,22 @@ fn rss_kib() -> u64 {
         .unwrap_or(0)
 }
 
-async fn stalled_client() {
+/// The server's resident memory each second while one client follows a busy job, reading
+/// (`stalled` false) or not.
+async fn memory_with_one_client(stalled: bool) -> Vec<u64> {
     let dir = tempfile::tempdir().unwrap();
     write_job(dir.path(), 20_000, 1_000, "0.5");
     let mut child = mmm_run(dir.path());
     let (store, job) = first_job(dir.path());
     let addr = server(store).await;
-    // Subscribes, then never reads again.
-    let _stalled = follow(addr, &job).await;
+    // Subscribes, then never reads again; or reads everything.
+    let mut client = follow(addr, &job).await;
+    let (reader, _kept) = if stalled {
+        (None, Some(client))
+    } else {
+        let reader = tokio::spawn(async move { while let Some(Ok(_)) = client.next().await {} });
+        (Some(reader), None)
+    };
     let mut samples = Vec::new();
     for _ in 0..20 {
         tokio::time::sleep(Duration::from_secs(1)).await;
@@ -208,7 +217,10 @@ async fn stalled_client() {
     }
     let _ = child.kill();
     let _ = child.wait();
-    println!("memory with one stalled client, MiB each second for 20 s: {samples:?}");
+    if let Some(reader) = reader {
+        reader.abort();
+    }
+    samples
 }
 
 /// Runs of each runner-time measurement.
@@ -238,6 +250,9 @@ fn main() {
             "runner, 3,000 items on 8 agents, median of {RUNS}: {alone:.2} s alone, {watched:.2} s with 100 WebSocket clients ({:+.1} %)",
             (watched / alone - 1.0) * 100.0
         );
-        stalled_client().await;
+        let reading = memory_with_one_client(false).await;
+        println!("memory with one reading client, MiB each second for 20 s: {reading:?}");
+        let stalled = memory_with_one_client(true).await;
+        println!("memory with one stalled client, MiB each second for 20 s: {stalled:?}");
     });
 }
