@@ -16,6 +16,7 @@ pub mod health;
 pub mod job;
 pub mod metrics;
 pub mod observe;
+pub mod report;
 pub mod runner;
 pub mod spec;
 pub mod store;

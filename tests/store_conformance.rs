@@ -12,7 +12,10 @@
 use std::path::PathBuf;
 
 use mmm::job::{AttemptOutcome, ItemStatus, JobId, JobStatus, Phase};
-use mmm::store::{NewItem, NewJob, Owner, RepairAction, StepRecord, Store, StoreError, Write};
+use mmm::store::{
+    ItemPage, ItemPageQuery, NewItem, NewJob, Owner, RepairAction, StepRecord, Store, StoreError,
+    Write,
+};
 
 /// A job as the runner would record it, created at `created_at`.
 fn new_job(name: &str, created_at: i64) -> NewJob {
@@ -114,6 +117,7 @@ macro_rules! every_check {
             attempts_update_items,
             invalid_batch_is_rolled_back,
             events_are_sequenced_and_paginate,
+            items_page_reads_a_window_with_last_attempts,
             a_write_probe_changes_nothing,
             snapshots_and_recent_events_read_the_newest,
             resolve_job_by_prefix,
@@ -326,6 +330,120 @@ mod suite {
         let keys: Vec<&str> = pending.iter().map(|i| i.key.as_str()).collect();
         assert_eq!(keys, ["item-6", "item-7"]);
         assert!(store.items(id, Some(S::Running)).unwrap()[0].index == 5);
+    }
+
+    pub(super) fn items_page_reads_a_window_with_last_attempts(store: &dyn Store) {
+        let job = new_job("pages", 1_000);
+        store.create_job(&job, &new_items(10)).unwrap();
+        let id = job.id;
+        // item-1: two failures, then the DLQ; item-3: done; item-5: in flight.
+        store
+            .apply(&[
+                started(id, 1, 1, 100),
+                finished(id, 1, 1, 110, AttemptOutcome::Failed, ItemStatus::Failed),
+                started(id, 3, 1, 115),
+                finished(
+                    id,
+                    3,
+                    1,
+                    118,
+                    AttemptOutcome::Succeeded,
+                    ItemStatus::Completed,
+                ),
+                started(id, 1, 2, 120),
+                finished(
+                    id,
+                    1,
+                    2,
+                    130,
+                    AttemptOutcome::Failed,
+                    ItemStatus::DeadLettered,
+                ),
+                started(id, 5, 1, 140),
+            ])
+            .unwrap();
+        let page = |status, offset, limit| {
+            store
+                .items_page(
+                    id,
+                    &ItemPageQuery {
+                        status,
+                        offset,
+                        limit,
+                    },
+                )
+                .unwrap()
+        };
+        let indices = |p: &ItemPage| p.items.iter().map(|i| i.item.index).collect::<Vec<_>>();
+
+        let first = page(None, 0, 4);
+        assert_eq!(first.total, 10);
+        assert_eq!(indices(&first), [0, 1, 2, 3]);
+        assert!(first.items[0].last_attempt.is_none(), "item-0 never ran");
+        assert_eq!(first.items[1].item.key, "item-1");
+        assert_eq!(first.items[1].item.status, ItemStatus::DeadLettered);
+        assert_eq!(first.items[1].item.attempts, 2);
+        let last = first.items[1].last_attempt.as_ref().expect("item-1 ran");
+        assert_eq!((last.number, last.item_index), (2, 1));
+        assert_eq!(last.item_key, "item-1");
+        assert_eq!(last.outcome, Some(AttemptOutcome::Failed));
+        assert_eq!(last.error.as_deref(), Some("failed at 130"));
+        assert_eq!(last.exit_code, Some(1));
+        assert_eq!((last.started_at, last.ended_at), (120, Some(130)));
+        assert_eq!(last.duration_us, Some(1_500));
+        assert_eq!(
+            (last.stdout_tail.as_str(), last.stderr_tail.as_str()),
+            ("out 2", "err 2")
+        );
+        assert_eq!(last.steps.len(), 2);
+        let done = first.items[3].last_attempt.as_ref().expect("item-3 ran");
+        assert_eq!(done.outcome, Some(AttemptOutcome::Succeeded));
+
+        // The same items as `items`, page after page.
+        let all: Vec<u64> = store
+            .items(id, None)
+            .unwrap()
+            .iter()
+            .map(|i| i.index)
+            .collect();
+        let mut paged = Vec::new();
+        for offset in (0..12).step_by(3) {
+            let p = page(None, offset, 3);
+            assert_eq!(p.total, 10);
+            paged.extend(indices(&p));
+        }
+        assert_eq!(paged, all);
+        let tail = page(None, 8, 5);
+        assert_eq!(indices(&tail), [8, 9]);
+        let beyond = page(None, 50, 5);
+        assert!(beyond.items.is_empty());
+        assert_eq!(beyond.total, 10);
+
+        // A status filter pages and counts within that status.
+        let dlq = page(Some(ItemStatus::DeadLettered), 0, 50);
+        assert_eq!((dlq.total, indices(&dlq)), (1, vec![1]));
+        let running = page(Some(ItemStatus::Running), 0, 50);
+        assert_eq!(indices(&running), [5]);
+        let in_flight = running.items[0].last_attempt.as_ref().unwrap();
+        assert_eq!((in_flight.number, in_flight.ended_at), (1, None));
+        assert_eq!(in_flight.outcome, None);
+        let pending = page(Some(ItemStatus::Pending), 2, 2);
+        assert_eq!(pending.total, 7);
+        assert_eq!(indices(&pending), [4, 6]);
+        assert_eq!(page(Some(ItemStatus::Skipped), 0, 10).total, 0);
+
+        let unknown = store.items_page(
+            JobId::new(),
+            &ItemPageQuery {
+                status: None,
+                offset: 0,
+                limit: 10,
+            },
+        );
+        assert!(
+            matches!(unknown, Err(StoreError::JobNotFound { .. })),
+            "{unknown:?}"
+        );
     }
 
     pub(super) fn attempts_update_items(store: &dyn Store) {

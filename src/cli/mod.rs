@@ -9,7 +9,6 @@ mod clean;
 mod dlq;
 mod events;
 mod export;
-mod export_html;
 mod health;
 mod jobs;
 mod output;
@@ -23,7 +22,7 @@ mod runs;
 mod serve;
 mod store_cmd;
 mod validate;
-mod viewer;
+pub(crate) mod viewer;
 mod worker;
 
 use std::process::ExitCode;

@@ -88,7 +88,7 @@ pub(crate) fn runs(args: RunsArgs) -> anyhow::Result<Exit> {
 }
 
 /// Bad rules, a missing root and an unclassifiable folder are the user's to fix: exit 2.
-fn classify_error(e: ObserveError) -> anyhow::Error {
+pub(crate) fn classify_error(e: ObserveError) -> anyhow::Error {
     match e {
         ObserveError::ConfigRead { .. }
         | ObserveError::ConfigSyntax { .. }

@@ -3,11 +3,16 @@
 
 use std::io::Read;
 use std::net::IpAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use anyhow::Context;
 
 use super::Exit;
+use super::runs::classify_error;
+use crate::observe::watch::Watch;
+use crate::observe::{RunsConfig, Scanner};
 use crate::store::{self, Store};
 use crate::web::{self, AppState};
 
@@ -18,6 +23,8 @@ Examples:
   mmm serve --bind 0.0.0.0                  reachable from other machines: a token is generated
                                             and printed; every request must carry it
   mmm serve --bind 0.0.0.0 --token SECRET   (or MMM_TOKEN=SECRET)
+  mmm serve --runs logs/                    also the Runs tab: the ML runs under logs/, live
+  mmm serve --runs-config runs.yml          rules and roots as `mmm runs --config runs.yml`
 
 The token goes in `Authorization: Bearer TOKEN` or `?token=TOKEN` (the printed URL has it).
 The endpoints and the WebSocket protocol are described in docs/api.md.";
@@ -34,6 +41,16 @@ pub(crate) struct ServeArgs {
     /// The token every request must carry [default: none on loopback, generated otherwise].
     #[arg(long, env = "MMM_TOKEN", value_name = "TOKEN", hide_env_values = true)]
     token: Option<String>,
+    /// Also show the observed runs under these folders in the Runs tab (as `mmm runs ROOT...`).
+    #[arg(long = "runs", value_name = "ROOT", num_args = 1..)]
+    runs: Vec<PathBuf>,
+    /// The rules of the Runs tab, as YAML (as `mmm runs --config`; its `roots` serve when
+    /// --runs names none).
+    #[arg(long, value_name = "FILE")]
+    runs_config: Option<PathBuf>,
+    /// The total epochs of every trainer in the Runs tab (as `mmm runs --epochs`).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    runs_epochs: Option<u32>,
 }
 
 /// Runs `mmm serve` until Ctrl-C.
@@ -44,8 +61,9 @@ pub(crate) fn serve(store_location: &str, args: ServeArgs) -> anyhow::Result<Exi
             crate::store::shown_location(store_location)
         )
     })?;
-    let token = token_for(args.bind, args.token)?;
+    let token = token_for(args.bind, args.token.clone())?;
     web::check_bind(args.bind, token.as_deref())?;
+    let watch = runs_watch(&args)?;
     super::run::runtime()?.block_on(async move {
         let listener = web::bind(args.bind, args.port, false).await?;
         let url = url(&listener, token.as_deref())?;
@@ -56,7 +74,11 @@ pub(crate) fn serve(store_location: &str, args: ServeArgs) -> anyhow::Result<Exi
         let shutdown = async {
             let _ = tokio::signal::ctrl_c().await;
         };
-        web::serve(listener, AppState::new(store, token), shutdown).await?;
+        let mut state = AppState::new(store, token);
+        if let Some(watch) = watch {
+            state = state.with_runs(watch);
+        }
+        web::serve(listener, state, shutdown).await?;
         Ok(Exit::Success)
     })
 }
@@ -82,6 +104,29 @@ pub(crate) async fn start_beside_run(store_location: &str, port: u16) -> anyhow:
         }
     });
     Ok(url)
+}
+
+/// The watch over the run folders the Runs tab shows, when `--runs` or `--runs-config` asks
+/// for one; a bad config, a missing root or an unclassifiable folder is a usage error, as
+/// for `mmm runs`.
+fn runs_watch(args: &ServeArgs) -> anyhow::Result<Option<Watch>> {
+    if args.runs.is_empty() && args.runs_config.is_none() {
+        return Ok(None);
+    }
+    let config = match &args.runs_config {
+        Some(path) => RunsConfig::load(path).map_err(classify_error)?,
+        None => RunsConfig::default(),
+    };
+    let roots = if !args.runs.is_empty() {
+        args.runs.clone()
+    } else if !config.roots.is_empty() {
+        config.roots.clone()
+    } else {
+        vec![PathBuf::from(".")]
+    };
+    let scanner = Scanner::new(&roots, config, args.runs_epochs).map_err(classify_error)?;
+    let watch = Watch::start(scanner, Arc::new(SystemTime::now)).map_err(classify_error)?;
+    Ok(Some(watch))
 }
 
 /// The token to require: the one given, or a new one off loopback.

@@ -198,6 +198,7 @@ impl DurationStats {
             p95_ms: ms(0.95),
             p99_ms: ms(0.99),
             max_ms: self.hist.max() as f64 / 1e3,
+            buckets: BUCKET_BOUNDS_SECONDS.map(|le| self.hist.count_between(0, (le * 1e6) as u64)),
         })
     }
 
@@ -220,6 +221,12 @@ impl DurationStats {
         }
     }
 }
+
+/// The upper bounds, in seconds, of the cumulative buckets of a [`DurationSummary`] (the
+/// buckets of a Prometheus histogram: `/metrics` serves them as one).
+pub const BUCKET_BOUNDS_SECONDS: [f64; 16] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0,
+];
 
 /// Count, mean and quantiles of one distribution, in milliseconds (for JSON and views).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
@@ -244,6 +251,9 @@ pub struct DurationSummary {
     pub p99_ms: f64,
     /// Longest.
     pub max_ms: f64,
+    /// How many samples took at most each bound of [`BUCKET_BOUNDS_SECONDS`] (cumulative; at
+    /// the histogram's precision, 3 significant digits).
+    pub buckets: [u64; 16],
 }
 
 /// The expected remaining time of something that has already run for a while.

@@ -1,5 +1,5 @@
 //! Observed runs: ML training and evaluation folders that mmm did not start but shows beside
-//! its jobs (`mmm runs`, and later the dashboard's Runs tab).
+//! its jobs (`mmm runs`, and the dashboard's Runs tab through `mmm serve --runs`).
 //!
 //! A scan finds the run folders under the roots ([`RunsConfig::pattern`]), classifies each by
 //! its contents ([`classify`]), works out its progress and scores ([`progress`],

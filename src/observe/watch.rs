@@ -66,6 +66,7 @@ struct Shared {
 /// A running watch over the scanner's roots. Dropping it stops the watching thread.
 pub struct Watch {
     shared: Arc<Shared>,
+    roots: Vec<PathBuf>,
     wake: mpsc::Sender<WatchEvent>,
     thread: Option<JoinHandle<()>>,
 }
@@ -114,6 +115,7 @@ impl Watch {
             updates,
             stop: AtomicBool::new(false),
         });
+        let roots = scanner.roots().to_vec();
         let mut state = Loop {
             scanner,
             clock,
@@ -130,9 +132,15 @@ impl Watch {
             .expect("a thread can be started");
         Ok(Watch {
             shared,
+            roots,
             wake: tx,
             thread: Some(thread),
         })
+    }
+
+    /// The roots watched, absolute.
+    pub fn roots(&self) -> &[PathBuf] {
+        &self.roots
     }
 
     /// The runs as they stand now, sorted by path.

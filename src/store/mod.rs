@@ -550,6 +550,36 @@ pub struct SnapshotRecord {
     pub payload: serde_json::Value,
 }
 
+/// Which page of a job's items [`Store::items_page`] reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ItemPageQuery {
+    /// Only items with this status; every item when `None`.
+    pub status: Option<ItemStatus>,
+    /// Items to skip, in input order, before the page starts.
+    pub offset: u64,
+    /// Most items the page holds.
+    pub limit: usize,
+}
+
+/// One page of a job's items, read in one consistent state.
+#[derive(Debug, Clone)]
+pub struct ItemPage {
+    /// Every item matching the query's status, not only those on the page.
+    pub total: u64,
+    /// The page's items, in input order.
+    pub items: Vec<PagedItem>,
+}
+
+/// An item of an [`ItemPage`], with its last attempt.
+#[derive(Debug, Clone)]
+pub struct PagedItem {
+    /// The item.
+    pub item: ItemRecord,
+    /// Its attempt with the highest number (error and output tails included); `None` when it
+    /// never ran.
+    pub last_attempt: Option<AttemptRecord>,
+}
+
 /// A change to record. A batch of these is applied in one transaction.
 #[derive(Debug, Clone)]
 pub enum Write {
@@ -708,6 +738,14 @@ pub trait Store: Send + Sync {
     fn recent_events(&self, job: JobId, limit: usize) -> Result<Vec<EventRecord>, StoreError>;
     /// The job's newest snapshot, if any.
     fn latest_snapshot(&self, job: JobId) -> Result<Option<SnapshotRecord>, StoreError>;
+
+    // Paged reads, for views that show a window of a large job (the dashboard's items table).
+
+    /// A page of the job's items in input order (`offset`, `limit`, optionally one status),
+    /// each with its last attempt, and the number of items matching in all; the page, the
+    /// attempts and the total come from one read transaction, and the store reads only the
+    /// page's rows and their last attempts (plus an index count), however large the job.
+    fn items_page(&self, job: JobId, query: &ItemPageQuery) -> Result<ItemPage, StoreError>;
 
     /// Makes `claim` the job's owner and sets it `running`, if its owner is still `expected`
     /// (a compare-and-swap: of two processes racing for a job, exactly one gets `true`).

@@ -52,6 +52,7 @@ use super::{
     ItemRecord, JobContents, JobRecord, LEASE_EXPIRED_ERROR, Ledger, NewItem, NewJob, Owner,
     RepairAction, Requeued, SnapshotRecord, Store, StoreError, UnfinishedItem, Write,
 };
+use super::{ItemPage, ItemPageQuery, PagedItem};
 use crate::job::{AttemptOutcome, EventKind, ItemStatus, JobId, JobStatus};
 
 /// The migrations, in order: entry `i` brings the schema from version `i` to `i + 1`. Numbered
@@ -1764,6 +1765,67 @@ impl Store for PostgresStore {
         })
     }
 
+    fn items_page(&self, job: JobId, page: &ItemPageQuery) -> Result<ItemPage, StoreError> {
+        let status = page.status.map(|s| s.as_str().to_string());
+        let limit = i64::try_from(page.limit).unwrap_or(i64::MAX);
+        let offset = i64::try_from(page.offset).unwrap_or(i64::MAX);
+        self.call(move |mut guard| async move {
+            let Session {
+                client,
+                statements,
+                location,
+            } = &mut *guard;
+            let location: &str = location;
+            let tx = begin_read(client, location).await?;
+            ensure_job(statements, &tx, location, job, false).await?;
+            let id = job.to_string();
+            // Two spellings rather than `($2 IS NULL OR status = $2)`, so that each gets a
+            // plan on its own index ((job_id, idx) and (job_id, status)).
+            let filter = if status.is_some() {
+                "i.job_id = $1 AND i.status = $2::text"
+            } else {
+                "i.job_id = $1 AND $2::text IS NULL"
+            };
+            let operation = "count a job's items";
+            let sql = format!("SELECT count(*) FROM items i WHERE {filter}");
+            let rows = query(statements, &tx, location, operation, &sql, &[&id, &status]).await?;
+            let total = decode(&rows, location, operation, |row| unsigned(row, 0))?
+                .first()
+                .copied()
+                .unwrap_or(0);
+            // The last attempt is the one with the highest number (they keep increasing
+            // across retries and resumes); the UNIQUE (job_id, item_idx, number) index finds it.
+            let operation = "read a page of a job's items";
+            let sql = format!(
+                "SELECT i.idx, i.key, i.value, i.status, i.attempts,
+                        a.number, a.agent, a.started_at, a.ended_at, a.duration_us, a.outcome,
+                        a.exit_code, a.error, a.steps, a.stdout_tail, a.stderr_tail
+                 FROM items i
+                 LEFT JOIN LATERAL (
+                     SELECT * FROM attempts m
+                     WHERE m.job_id = i.job_id AND m.item_idx = i.idx
+                     ORDER BY m.number DESC LIMIT 1
+                 ) a ON true
+                 WHERE {filter}
+                 ORDER BY i.idx LIMIT $3 OFFSET $4"
+            );
+            let rows = query(
+                statements,
+                &tx,
+                location,
+                operation,
+                &sql,
+                &[&id, &status, &limit, &offset],
+            )
+            .await?;
+            let items = decode(&rows, location, operation, paged_item_from_row)?;
+            tx.commit()
+                .await
+                .map_err(fail(location, "end a read transaction"))?;
+            Ok(ItemPage { total, items })
+        })
+    }
+
     fn events(&self, job: JobId, after: i64, limit: usize) -> Result<Vec<EventRecord>, StoreError> {
         self.call(move |mut guard| async move {
             let Session {
@@ -3307,6 +3369,31 @@ fn event_from_row(row: &Row, job: JobId) -> Result<EventRecord, Decode> {
         item_key: row.try_get(3)?,
         payload: row.try_get(4)?,
     })
+}
+
+/// Reads a row of [`Store::items_page`]'s query: the item's five columns, then its last
+/// attempt's (all NULL when it has none).
+fn paged_item_from_row(row: &Row) -> Result<PagedItem, Decode> {
+    let item = item_from_row(row)?;
+    let last_attempt = match row.try_get::<_, Option<i64>>(5)? {
+        None => None,
+        Some(number) => Some(AttemptRecord {
+            item_index: item.index,
+            item_key: item.key.clone(),
+            number: u32::try_from(number)?,
+            agent: row.try_get(6)?,
+            started_at: row.try_get(7)?,
+            ended_at: row.try_get(8)?,
+            duration_us: optional_unsigned(row, 9)?,
+            outcome: optional_text::<AttemptOutcome>(row, 10)?,
+            exit_code: optional_i32(row, 11)?,
+            error: row.try_get(12)?,
+            steps: json(row, 13)?,
+            stdout_tail: row.try_get(14)?,
+            stderr_tail: row.try_get(15)?,
+        }),
+    };
+    Ok(PagedItem { item, last_attempt })
 }
 
 /// Reads a row of [`ATTEMPT_COLUMNS`].

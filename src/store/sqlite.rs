@@ -25,6 +25,7 @@ use super::{
     ItemRecord, JobContents, JobRecord, LEASE_EXPIRED_ERROR, Ledger, NewItem, NewJob, Owner,
     RepairAction, Requeued, SnapshotRecord, Store, StoreError, UnfinishedItem, Write,
 };
+use super::{ItemPage, ItemPageQuery, PagedItem};
 use crate::job::{AttemptOutcome, EventKind, ItemStatus, JobId, JobStatus, Phase};
 
 /// The migrations, in order: entry `i` brings the schema from version `i` to `i + 1`.
@@ -660,6 +661,52 @@ impl Store for SqliteStore {
         .map_err(self.fail("read a job's attempts"))?;
         tx.commit().map_err(self.fail("end a read transaction"))?;
         Ok(attempts)
+    }
+
+    fn items_page(&self, job: JobId, query: &ItemPageQuery) -> Result<ItemPage, StoreError> {
+        let mut conn = self.lock();
+        let tx = self.begin_read(&mut conn)?;
+        self.ensure_job(&tx, job)?;
+        let id = job.to_string();
+        let status = query.status.map(ItemStatus::as_str);
+        let limit = i64::try_from(query.limit).unwrap_or(i64::MAX);
+        let offset = i64::try_from(query.offset).unwrap_or(i64::MAX);
+        // Two spellings rather than `(?2 IS NULL OR status = ?2)`, so that each uses its index
+        // ((job_id, idx) and (job_id, status)).
+        let filter = if status.is_some() {
+            "i.job_id = ?1 AND i.status = ?2"
+        } else {
+            "i.job_id = ?1 AND ?2 IS NULL"
+        };
+        let total: i64 = tx
+            .prepare_cached(&format!("SELECT count(*) FROM items i WHERE {filter}"))
+            .and_then(|mut select| select.query_row(params![id, status], |row| row.get(0)))
+            .map_err(self.fail("count a job's items"))?;
+        // The last attempt is the one with the highest number (they keep increasing across
+        // retries and resumes); the UNIQUE (job_id, item_idx, number) index finds it.
+        let items = tx
+            .prepare_cached(&format!(
+                "SELECT i.idx, i.key, i.value, i.status, i.attempts,
+                        a.number, a.agent, a.started_at, a.ended_at, a.duration_us, a.outcome,
+                        a.exit_code, a.error, a.steps, a.stdout_tail, a.stderr_tail
+                 FROM items i
+                 LEFT JOIN attempts a ON a.job_id = i.job_id AND a.item_idx = i.idx
+                   AND a.number = (SELECT max(m.number) FROM attempts m
+                                   WHERE m.job_id = i.job_id AND m.item_idx = i.idx)
+                 WHERE {filter}
+                 ORDER BY i.idx LIMIT ?3 OFFSET ?4"
+            ))
+            .and_then(|mut select| {
+                select
+                    .query_map(params![id, status, limit, offset], paged_item_from_row)?
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .map_err(self.fail("read a page of a job's items"))?;
+        tx.commit().map_err(self.fail("end a read transaction"))?;
+        Ok(ItemPage {
+            total: u64::try_from(total).unwrap_or(0),
+            items,
+        })
     }
 
     fn events(&self, job: JobId, after: i64, limit: usize) -> Result<Vec<EventRecord>, StoreError> {
@@ -1845,6 +1892,31 @@ fn event_from_row(row: &Row<'_>, job: JobId) -> rusqlite::Result<EventRecord> {
         item_key: row.get(3)?,
         payload: json_column(row, 4)?,
     })
+}
+
+/// Reads a row of [`Store::items_page`]'s query: the item's five columns, then its last
+/// attempt's (all NULL when it has none).
+fn paged_item_from_row(row: &Row<'_>) -> rusqlite::Result<PagedItem> {
+    let item = item_from_row(row)?;
+    let last_attempt = match row.get::<_, Option<u32>>(5)? {
+        None => None,
+        Some(number) => Some(AttemptRecord {
+            item_index: item.index,
+            item_key: item.key.clone(),
+            number,
+            agent: row.get(6)?,
+            started_at: row.get(7)?,
+            ended_at: row.get(8)?,
+            duration_us: optional_unsigned(row, 9)?,
+            outcome: row.get::<_, Option<AttemptOutcome>>(10)?,
+            exit_code: row.get(11)?,
+            error: row.get(12)?,
+            steps: json_column(row, 13)?,
+            stdout_tail: row.get(14)?,
+            stderr_tail: row.get(15)?,
+        }),
+    };
+    Ok(PagedItem { item, last_attempt })
 }
 
 /// Reads a row of [`ATTEMPT_COLUMNS`].

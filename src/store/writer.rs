@@ -460,6 +460,13 @@ mod tests {
         ) -> Result<Option<super::super::SnapshotRecord>, StoreError> {
             unimplemented!()
         }
+        fn items_page(
+            &self,
+            _: JobId,
+            _: &super::super::ItemPageQuery,
+        ) -> Result<super::super::ItemPage, StoreError> {
+            unimplemented!()
+        }
         fn take_job(&self, _: JobId, _: &Owner, _: &Owner) -> Result<bool, StoreError> {
             unimplemented!()
         }

@@ -1,15 +1,20 @@
 //! The JSON endpoints: the jobs list, one job's state, its agents, items (paged, with the
-//! last attempt of failed and dead-lettered items), snapshots and resume ledger.
+//! last attempt of failed and dead-lettered items), snapshots and resume ledger; and the
+//! job's report as a download (the bytes of `mmm export`).
 
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
+use axum::http::HeaderValue;
+use axum::http::header::{CACHE_CONTROL, CONTENT_DISPOSITION, CONTENT_TYPE};
+use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::{ApiError, AppState, JobSummary, blocking};
 use crate::job::{ItemStatus, JobId};
-use crate::store::{AttemptRecord, ItemRecord, Store};
+use crate::report;
+use crate::store::{AttemptRecord, ItemPageQuery, ItemRecord, PagedItem, Store};
 use crate::view::JobState;
 
 /// Most items one page returns.
@@ -119,7 +124,7 @@ pub(super) struct ItemView {
 #[derive(Debug, Serialize)]
 pub(super) struct ItemsPage {
     /// Items with the status asked for (all items without a filter).
-    total: usize,
+    total: u64,
     offset: usize,
     limit: usize,
     items: Vec<ItemView>,
@@ -151,34 +156,93 @@ pub(super) async fn items(
     let store = state.store.clone();
     blocking(move || {
         let job = resolve(store.as_ref(), &id)?;
-        let all = store.items(job, status)?;
-        let total = all.len();
-        let items = all
+        // One read of the page (with each item's last attempt) and the count, whatever the
+        // job's size.
+        let page = store.items_page(
+            job,
+            &ItemPageQuery {
+                status,
+                offset: offset as u64,
+                limit,
+            },
+        )?;
+        let items = page
+            .items
             .into_iter()
-            .skip(offset)
-            .take(limit)
-            .map(|item| {
-                let last_attempt =
-                    if matches!(item.status, ItemStatus::DeadLettered | ItemStatus::Failed) {
-                        store
-                            .attempts(job, Some(&item.key))?
-                            .into_iter()
-                            .next_back()
-                            .map(LastAttempt::from)
-                    } else {
-                        None
-                    };
-                Ok(ItemView { item, last_attempt })
+            .map(|PagedItem { item, last_attempt }| {
+                let last_attempt = last_attempt
+                    .filter(|_| {
+                        matches!(item.status, ItemStatus::DeadLettered | ItemStatus::Failed)
+                    })
+                    .map(LastAttempt::from);
+                ItemView { item, last_attempt }
             })
-            .collect::<Result<Vec<_>, ApiError>>()?;
+            .collect();
         Ok(Json(ItemsPage {
-            total,
+            total: page.total,
             offset,
             limit,
             items,
         }))
     })
     .await
+}
+
+/// Query of `GET /api/jobs/{id}/export`.
+#[derive(Debug, Deserialize)]
+pub(super) struct ExportQuery {
+    format: Option<String>,
+    what: Option<String>,
+}
+
+/// `GET /api/jobs/{id}/export?format=json|csv|html&what=items|snapshots`: the report
+/// `mmm export` writes, byte for byte, as a download.
+pub(super) async fn export(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    query: Result<Query<ExportQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(query) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let bad = |e: report::ReportError| ApiError::BadRequest(e.to_string());
+    let format: report::Format = query
+        .format
+        .as_deref()
+        .ok_or_else(|| ApiError::BadRequest("`format` is required: json, csv or html".into()))?
+        .parse()
+        .map_err(bad)?;
+    let what: report::What = match query.what.as_deref() {
+        None | Some("") => report::What::Items,
+        Some(w) => w.parse().map_err(bad)?,
+    };
+    if (format, what) == (report::Format::Html, report::What::Snapshots) {
+        return Err(bad(report::ReportError::HtmlSnapshots));
+    }
+    let store = state.store.clone();
+    let (name, bytes) = blocking(move || {
+        let job = resolve(store.as_ref(), &id)?;
+        let record = store.job(job)?;
+        let bytes = report::export(store.as_ref(), job, format, what).map_err(|e| match e {
+            report::ReportError::Store(e) => ApiError::from(e),
+            other => ApiError::Internal(other.to_string()),
+        })?;
+        Ok((report::file_name(&record.name, job, format, what), bytes))
+    })
+    .await?;
+    let disposition = format!("attachment; filename=\"{name}\"");
+    let disposition = HeaderValue::from_str(&disposition)
+        .map_err(|_| ApiError::Internal("a file name that is not a header".into()))?;
+    Ok((
+        [
+            (
+                CONTENT_TYPE,
+                HeaderValue::from_static(format.content_type()),
+            ),
+            (CONTENT_DISPOSITION, disposition),
+            (CACHE_CONTROL, HeaderValue::from_static("no-store")),
+        ],
+        bytes,
+    )
+        .into_response())
 }
 
 /// Query of `GET /api/jobs/{id}/snapshots`.

@@ -42,13 +42,17 @@ impl<T> Slot<T> {
     }
 }
 
+/// How long a read of the newest events is reused: shorter than [`TTL`], since new events are
+/// what a client waits for (one indexed query, usually empty).
+const EVENTS_TTL: Duration = Duration::from_millis(10);
+
 /// Events a job's shared log keeps, at most.
 const LOG_EVENTS: usize = 5_000;
 /// Events one read of the store returns at most.
 const PAGE: usize = 1_000;
 
-/// The newest events of one job, read from the store at most once per [`TTL`] for every
-/// client: it holds every event with `base < seq <= last`.
+/// The newest events of one job, read from the store at most once per [`EVENTS_TTL`] for
+/// every client: it holds every event with `base < seq <= last`.
 #[derive(Default)]
 struct EventLog {
     events: VecDeque<EventRecord>,
@@ -87,7 +91,7 @@ impl Cache {
         self.list.get(|| Ok(JobSummary::load_all(store)?))
     }
 
-    /// At most `limit` of `job`'s events after `after`, oldest first, at most [`TTL`] late:
+    /// At most `limit` of `job`'s events after `after`, oldest first, at most [`EVENTS_TTL`] late:
     /// from the shared log when it reaches back to `after`, else straight from the store.
     pub(super) fn events_after(
         &self,
@@ -109,7 +113,7 @@ impl Cache {
             log.base = after;
             log.last = after;
         }
-        if log.read_at.is_none_or(|at| at.elapsed() >= TTL) {
+        if log.read_at.is_none_or(|at| at.elapsed() >= EVENTS_TTL) {
             loop {
                 let page = store.events(job, log.last, PAGE)?;
                 let full = page.len() == PAGE;

@@ -16,7 +16,9 @@ mod assets;
 mod auth;
 mod cache;
 mod error;
+mod hub;
 mod prometheus;
+mod runs;
 mod sse;
 mod summary;
 mod ws;
@@ -31,6 +33,7 @@ use axum::routing::get;
 pub use error::ApiError;
 pub use summary::JobSummary;
 
+use crate::observe::watch::Watch;
 use crate::store::Store;
 
 /// What every handler shares.
@@ -42,6 +45,10 @@ pub struct AppState {
     pub token: Option<Arc<str>>,
     /// Reads shared by the WebSocket clients.
     cache: Arc<cache::Cache>,
+    /// The live feed of each job a WebSocket client follows.
+    hubs: Arc<hub::Hubs>,
+    /// The observed runs (`mmm serve --runs`), if any.
+    runs: Option<Arc<Watch>>,
 }
 
 impl AppState {
@@ -51,7 +58,16 @@ impl AppState {
             store,
             token: token.map(Arc::from),
             cache: Arc::default(),
+            hubs: Arc::default(),
+            runs: None,
         }
+    }
+
+    /// The same state, also showing the runs `watch` observes (the Runs tab, `/api/runs`,
+    /// the `runs` WebSocket feed).
+    pub fn with_runs(mut self, watch: Watch) -> Self {
+        self.runs = Some(Arc::new(watch));
+        self
     }
 }
 
@@ -118,7 +134,9 @@ pub fn router(state: AppState) -> Router {
         .route("/api/jobs/{id}/snapshots", get(api::snapshots))
         .route("/api/jobs/{id}/history", get(api::snapshots))
         .route("/api/jobs/{id}/ledger", get(api::ledger))
+        .route("/api/jobs/{id}/export", get(api::export))
         .route("/api/jobs/{id}/events", get(sse::events))
+        .route("/api/runs", get(runs::runs))
         .route("/ws", get(ws::upgrade))
         .route("/metrics", get(prometheus::metrics))
         .route("/healthz", get(api::healthz))

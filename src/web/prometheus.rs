@@ -3,20 +3,24 @@
 //!
 //! Per job (labels `job` = id, `name`): items by status, percent, items in flight, whether a
 //! live process runs it, agents by state, throughput over the snapshot's window, the item
-//! duration quantiles of the newest snapshot, and active alerts; and jobs by status.
+//! durations of the newest snapshot as a histogram, and active alerts; and jobs by status.
 
+use std::sync::Mutex;
 use std::sync::atomic::AtomicU64;
 
 use axum::extract::State;
 use axum::http::header::CONTENT_TYPE;
 use axum::response::{IntoResponse, Response};
 use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::{EncodeMetric, MetricEncoder, NoLabelSet};
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::{MetricType, TypedMetric};
 use prometheus_client::registry::Registry;
 use serde_json::Value;
 
 use super::{ApiError, AppState, JobSummary, blocking};
+use crate::metrics::durations::BUCKET_BOUNDS_SECONDS;
 use crate::store::Store;
 
 /// The content type of the OpenMetrics text format.
@@ -26,6 +30,77 @@ pub(super) const CONTENT_TYPE_OPENMETRICS: &str =
 type Labels = Vec<(String, String)>;
 type FloatGauges = Family<Labels, Gauge<f64, AtomicU64>>;
 type IntGauges = Family<Labels, Gauge>;
+
+/// A histogram as a snapshot recorded it (`metrics.items`: count, mean and cumulative counts
+/// at [`BUCKET_BOUNDS_SECONDS`]): served as a Prometheus histogram, `_bucket`, `_sum` and
+/// `_count`. Set once per scrape.
+#[derive(Debug, Default)]
+struct SnapshotHistogram {
+    data: Mutex<Option<HistogramData>>,
+}
+
+#[derive(Debug, Clone)]
+struct HistogramData {
+    sum_seconds: f64,
+    count: u64,
+    /// Per bucket (not cumulative: the encoder sums), the last one `+Inf`.
+    buckets: Vec<(f64, u64)>,
+}
+
+impl SnapshotHistogram {
+    /// The histogram of a snapshot's duration summary; `None` for a summary without buckets
+    /// (recorded by an older mmm).
+    fn of(summary: &Value) -> Option<HistogramData> {
+        let count = summary.get("count")?.as_u64()?;
+        let mean_ms = summary.get("mean_ms")?.as_f64()?;
+        let cumulative: Vec<u64> = summary
+            .get("buckets")?
+            .as_array()?
+            .iter()
+            .map(Value::as_u64)
+            .collect::<Option<_>>()?;
+        if cumulative.len() != BUCKET_BOUNDS_SECONDS.len() {
+            return None;
+        }
+        let mut buckets = Vec::with_capacity(cumulative.len() + 1);
+        let mut below = 0;
+        for (le, at_most) in BUCKET_BOUNDS_SECONDS.iter().zip(&cumulative) {
+            let at_most = (*at_most).max(below).min(count);
+            buckets.push((*le, at_most - below));
+            below = at_most;
+        }
+        buckets.push((f64::INFINITY, count - below));
+        Some(HistogramData {
+            sum_seconds: mean_ms * count as f64 / 1_000.0,
+            count,
+            buckets,
+        })
+    }
+
+    fn set(&self, data: HistogramData) {
+        *self.data.lock().unwrap_or_else(|e| e.into_inner()) = Some(data);
+    }
+}
+
+impl TypedMetric for SnapshotHistogram {
+    const TYPE: MetricType = MetricType::Histogram;
+}
+
+impl EncodeMetric for SnapshotHistogram {
+    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        let data = self.data.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        match data {
+            Some(d) => {
+                encoder.encode_histogram::<NoLabelSet>(d.sum_seconds, d.count, &d.buckets, None)
+            }
+            None => Ok(()),
+        }
+    }
+
+    fn metric_type(&self) -> MetricType {
+        MetricType::Histogram
+    }
+}
 
 /// The exposition of every job in `store`.
 pub(super) fn render(store: &dyn Store) -> Result<String, ApiError> {
@@ -38,7 +113,7 @@ pub(super) fn render(store: &dyn Store) -> Result<String, ApiError> {
     let live = IntGauges::default();
     let agents = IntGauges::default();
     let rate = FloatGauges::default();
-    let durations = FloatGauges::default();
+    let durations = Family::<Labels, SnapshotHistogram>::default();
     let alerts = IntGauges::default();
     let mut statuses = std::collections::BTreeMap::<String, i64>::new();
     for job in &jobs {
@@ -86,21 +161,10 @@ pub(super) fn render(store: &dyn Store) -> Result<String, ApiError> {
         if let Some(r) = job.throughput {
             rate.get_or_create(&base).set(r);
         }
-        if let Some(summary) = payload.pointer("/metrics/items").filter(|v| !v.is_null()) {
-            for (quantile, field) in [
-                ("0", "min_ms"),
-                ("0.5", "p50_ms"),
-                ("0.9", "p90_ms"),
-                ("0.95", "p95_ms"),
-                ("0.99", "p99_ms"),
-                ("1", "max_ms"),
-            ] {
-                if let Some(ms) = summary.get(field).and_then(Value::as_f64) {
-                    durations
-                        .get_or_create(&with("quantile", quantile))
-                        .set(ms / 1_000.0);
-                }
-            }
+        if let Some(summary) = payload.pointer("/metrics/items")
+            && let Some(histogram) = SnapshotHistogram::of(summary)
+        {
+            durations.get_or_create(&base).set(histogram);
         }
     }
     for (status, n) in statuses {
@@ -129,7 +193,7 @@ pub(super) fn render(store: &dyn Store) -> Result<String, ApiError> {
     );
     registry.register(
         "job_item_duration_seconds",
-        "Item duration quantiles of the newest snapshot (0 = min, 1 = max)",
+        "Item durations recorded by the newest snapshot",
         durations,
     );
     registry.register("job_alerts", "A job's active alerts", alerts);

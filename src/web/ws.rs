@@ -1,20 +1,25 @@
 //! `/ws`: live updates over a WebSocket (protocol in docs/api.md).
 //!
-//! A client subscribes to the jobs list (`{"subscribe": "jobs"}`) or to one job
-//! (`{"subscribe": "job", "job": ID, "resume_from": SEQ}`). It gets a full state first, then
-//! deltas at most every [`TICK`]: what changed in the job's record, the agents whose state
-//! changed since the last send (the latest value wins, so agent updates are coalesced), and
-//! every new event with its sequence number (events are read by sequence number from the
-//! store, so none is skipped).
+//! A client subscribes to the jobs list (`{"subscribe": "jobs"}`), to one job
+//! (`{"subscribe": "job", "job": ID, "resume_from": SEQ}`) or to the observed runs
+//! (`{"subscribe": "runs"}`). It gets a full state first, then deltas:
+//! - one job: from the job's [`Hub`](super::hub), shared by every client following it: new
+//!   events as soon as the hub reads them (it looks every [`EVENT_POLL`](super::hub::EVENT_POLL)),
+//!   and at most every [`TICK`] what changed in the job's record, the snapshot and the agents
+//!   whose state changed (the latest value wins, so agent updates are coalesced). Events are
+//!   read by sequence number from the store, so none is skipped;
+//! - the jobs list: read each [`TICK`] (at most every 250 ms), the summaries that changed;
+//! - the runs: each update the run watcher publishes, as it happens.
 //!
 //! Each connection has a bounded outgoing queue of [`QUEUE`] messages. When it is full the
 //! delta is dropped and, once there is room, the client gets a fresh full state marked
 //! `"resync": true` instead: a slow client costs a bounded amount of memory and never slows
 //! anything but its own updates. A client whose socket accepts nothing for [`SEND_TIMEOUT`]
 //! is disconnected. Reads of the store run in `spawn_blocking` and go through the server's
-//! shared cache (one read per job per 100 ms for all clients); the runner is never involved.
+//! shared cache and hubs; the runner is never involved.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::extract::State;
@@ -24,22 +29,26 @@ use axum::response::{IntoResponse, Response};
 use futures_util::{SinkExt, StreamExt};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tokio::sync::mpsc;
+use tokio::sync::{broadcast, mpsc};
 
 use super::cache::Cache;
+use super::hub::Delta;
+use super::runs;
 use super::{ApiError, AppState, JobSummary};
 use crate::job::JobId;
+use crate::observe::watch::Update;
 use crate::store::Store;
 use crate::view::JobState;
 
-/// Least time between two deltas.
+/// Least time between two comparisons of a job's record, snapshot and agents (and two reads
+/// of the jobs list for a client).
 pub(super) const TICK: Duration = Duration::from_millis(100);
 /// Outgoing messages a connection may have waiting.
 pub(super) const QUEUE: usize = 8;
 /// A client that accepts nothing for this long is disconnected.
 pub(super) const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 /// Events one delta carries at most (the next one carries the rest).
-const EVENTS_PER_DELTA: usize = 1_000;
+pub(super) const EVENTS_PER_DELTA: usize = 1_000;
 /// How often the jobs list is read again.
 const JOBS_EVERY: Duration = Duration::from_millis(250);
 
@@ -82,37 +91,11 @@ struct Request {
     resume_from: Option<i64>,
 }
 
-/// What a connection follows.
-enum Feed {
-    None,
-    Jobs(JobsFeed),
-    Job(Box<JobFeed>),
-}
-
-impl Feed {
-    /// The full state now.
-    fn full(&mut self, reads: &Reads) -> Result<Option<Value>, ApiError> {
-        match self {
-            Feed::None => Ok(None),
-            Feed::Jobs(f) => f.full(reads).map(Some),
-            Feed::Job(f) => f.full(reads).map(Some),
-        }
-    }
-
-    /// What changed since the last message, if anything.
-    fn delta(&mut self, reads: &Reads) -> Result<Option<Value>, ApiError> {
-        match self {
-            Feed::None => Ok(None),
-            Feed::Jobs(f) => f.delta(reads),
-            Feed::Job(f) => f.delta(reads),
-        }
-    }
-}
-
 /// Where a feed reads: the store, through the server's shared cache.
-struct Reads {
-    store: std::sync::Arc<dyn Store>,
-    cache: std::sync::Arc<Cache>,
+#[derive(Clone)]
+pub(super) struct Reads {
+    pub(super) store: std::sync::Arc<dyn Store>,
+    pub(super) cache: std::sync::Arc<Cache>,
 }
 
 impl Reads {
@@ -122,6 +105,32 @@ impl Reads {
             cache: state.cache.clone(),
         }
     }
+}
+
+/// A client following one job through its hub.
+struct Following {
+    job: JobId,
+    /// The next delta's `from` this client expects (the newest event it was brought to).
+    seq: i64,
+    deltas: broadcast::Receiver<Arc<Delta>>,
+}
+
+/// What a connection follows and whether it fell behind.
+#[derive(Default)]
+struct Subscription {
+    /// The jobs list, read each tick.
+    jobs: Option<JobsFeed>,
+    /// One job, pushed by its hub.
+    job: Option<Following>,
+    /// The job followed when the client fell behind: it joins the hub again once its queue
+    /// has room.
+    job_resync: Option<JobId>,
+    /// The observed runs, pushed by the run watch.
+    runs: Option<broadcast::Receiver<Update>>,
+    /// The client missed run updates and gets the full list again once its queue has room.
+    runs_resync: bool,
+    /// The jobs list fell behind: the next message is the full list.
+    jobs_resync: bool,
 }
 
 async fn connection(socket: WebSocket, state: AppState) {
@@ -136,8 +145,7 @@ async fn connection(socket: WebSocket, state: AppState) {
         }
         let _ = sink.close().await;
     });
-    let mut feed = Some(Feed::None);
-    let mut resync = false;
+    let mut sub = Subscription::default();
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -151,65 +159,183 @@ async fn connection(socket: WebSocket, state: AppState) {
                 let request: Request = match serde_json::from_str(text.as_str()) {
                     Ok(r) => r,
                     Err(e) => {
-                        if !offer(&tx, error(&format!("not a request: {e}; send {{\"subscribe\": \"jobs\"}} or {{\"subscribe\": \"job\", \"job\": ID}}"))) {
+                        if !offer(&tx, error(&format!("not a request: {e}; send {{\"subscribe\": \"jobs\"}}, {{\"subscribe\": \"job\", \"job\": ID}} or {{\"subscribe\": \"runs\"}}"))) {
                             break;
                         }
                         continue;
                     }
                 };
-                let reads = Reads::of(&state);
-                let subscribed = tokio::task::spawn_blocking(move || {
-                    let mut feed = subscribe(reads.store.as_ref(), request)?;
-                    let full = feed.full(&reads)?;
-                    Ok::<_, ApiError>((feed, full))
-                })
-                .await;
-                match subscribed {
-                    Ok(Ok((new, full))) => {
-                        feed = Some(new);
-                        if let Some(full) = full {
-                            // A subscription's first message waits for room: it is the base
-                            // every delta builds on.
-                            if tx.send(Message::Text(full.to_string().into())).await.is_err() {
+                // A new subscription replaces the previous one.
+                sub = Subscription::default();
+                let result = match (request.subscribe.as_str(), request.job) {
+                    ("runs", _) => {
+                        let (full, updates) = runs::full(state.runs.as_ref());
+                        sub.runs = updates;
+                        Ok(vec![full])
+                    }
+                    ("jobs", _) => {
+                        let reads = Reads::of(&state);
+                        match tokio::task::spawn_blocking(move || {
+                            let mut feed = JobsFeed::default();
+                            let full = feed.full(&reads);
+                            full.map(|full| (feed, full))
+                        })
+                        .await
+                        {
+                            Ok(Ok((feed, full))) => {
+                                sub.jobs = Some(feed);
+                                Ok(vec![full])
+                            }
+                            Ok(Err(e)) => Err(e),
+                            Err(_) => break,
+                        }
+                    }
+                    ("job", Some(id)) => match follow(&state, id, request.resume_from).await {
+                        Ok((following, messages)) => {
+                            sub.job = Some(following);
+                            Ok(messages)
+                        }
+                        Err(e) => Err(e),
+                    },
+                    ("job", None) => Err(ApiError::BadRequest(
+                        "`subscribe: job` needs `job`: the job's id".into(),
+                    )),
+                    (other, _) => Err(ApiError::BadRequest(format!(
+                        "unknown subscription `{other}`: use `jobs`, `job` or `runs`"
+                    ))),
+                };
+                match result {
+                    Ok(messages) => {
+                        // A subscription's first messages wait for room: they are the base
+                        // every delta builds on.
+                        let mut gone = false;
+                        for message in messages {
+                            if tx.send(Message::Text(message.to_string().into())).await.is_err() {
+                                gone = true;
                                 break;
                             }
                         }
-                        resync = false;
+                        if gone {
+                            break;
+                        }
                     }
-                    Ok(Err(e)) => {
+                    Err(e) => {
                         if !offer(&tx, error(&e.to_string())) {
                             break;
                         }
                     }
-                    Err(_) => break,
+                }
+            }
+            delta = next_delta(&mut sub.job) => {
+                let Some(following) = sub.job.as_mut() else { continue };
+                match delta {
+                    Ok(delta) if delta.from == following.seq => {
+                        match tx.try_send(Message::Text(delta.text.clone())) {
+                            Ok(()) => following.seq = delta.to,
+                            Err(mpsc::error::TrySendError::Full(_)) => {
+                                sub.job_resync = Some(following.job);
+                                sub.job = None;
+                            }
+                            Err(mpsc::error::TrySendError::Closed(_)) => break,
+                        }
+                    }
+                    // A gap (the hub's broadcast lapped this client) or a delta that does not
+                    // start where the client stands: join again.
+                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {
+                        sub.job_resync = Some(following.job);
+                        sub.job = None;
+                    }
+                    Err(broadcast::error::RecvError::Closed) => sub.job = None,
+                }
+            }
+            update = next_update(&mut sub.runs) => {
+                match update {
+                    Ok(update) => {
+                        match tx.try_send(Message::Text(runs::delta(&update).to_string().into())) {
+                            Ok(()) => {}
+                            Err(mpsc::error::TrySendError::Full(_)) => {
+                                sub.runs = None;
+                                sub.runs_resync = true;
+                            }
+                            Err(mpsc::error::TrySendError::Closed(_)) => break,
+                        }
+                    }
+                    Err(broadcast::error::RecvError::Lagged(_)) => {
+                        sub.runs = None;
+                        sub.runs_resync = true;
+                    }
+                    // The watch stopped (the server is shutting down): nothing more to send.
+                    Err(broadcast::error::RecvError::Closed) => sub.runs = None,
                 }
             }
             _ = tick.tick() => {
                 if tx.is_closed() {
                     break;
                 }
-                if resync && tx.capacity() == 0 {
+                if tx.capacity() == 0 {
+                    // Still full: whatever changed waits for a resync.
+                    if sub.jobs.is_some() {
+                        sub.jobs_resync = true;
+                    }
                     continue;
                 }
-                let Some(mut current) = feed.take() else { break };
+                if sub.runs_resync {
+                    let (full, updates) = runs::full(state.runs.as_ref());
+                    match tx.try_send(Message::Text(mark_resync(full).to_string().into())) {
+                        Ok(()) => {
+                            sub.runs = updates;
+                            sub.runs_resync = false;
+                        }
+                        Err(mpsc::error::TrySendError::Full(_)) => {}
+                        Err(mpsc::error::TrySendError::Closed(_)) => break,
+                    }
+                    continue;
+                }
+                if let Some(job) = sub.job_resync {
+                    match follow(&state, job.to_string(), None).await {
+                        Ok((following, messages)) => {
+                            let mut messages = messages.into_iter();
+                            let first = messages.next().map(mark_resync);
+                            // The rest may not fit now: then the next tick tries again.
+                            let all: Vec<Value> = first.into_iter().chain(messages).collect();
+                            if all.len() <= tx.capacity() {
+                                for message in all {
+                                    if tx.try_send(Message::Text(message.to_string().into())).is_err() {
+                                        break;
+                                    }
+                                }
+                                sub.job = Some(following);
+                                sub.job_resync = None;
+                            }
+                        }
+                        Err(e) => {
+                            if !offer(&tx, error(&e.to_string())) {
+                                break;
+                            }
+                            sub.job_resync = None;
+                        }
+                    }
+                    continue;
+                }
+                let Some(mut feed) = sub.jobs.take() else { continue };
                 let reads = Reads::of(&state);
-                let want_full = resync;
+                let want_full = sub.jobs_resync;
                 let result = tokio::task::spawn_blocking(move || {
                     let message = if want_full {
-                        current.full(&reads).map(|m| m.map(mark_resync))
+                        feed.full(&reads).map(|m| Some(mark_resync(m)))
                     } else {
-                        current.delta(&reads)
+                        feed.delta(&reads)
                     };
-                    (current, message)
+                    (feed, message)
                 })
                 .await;
-                let Ok((current, message)) = result else { break };
-                feed = Some(current);
+                let Ok((feed, message)) = result else { break };
+                sub.jobs = Some(feed);
                 match message {
                     Ok(Some(message)) => {
                         match tx.try_send(Message::Text(message.to_string().into())) {
-                            Ok(()) => resync = false,
-                            Err(mpsc::error::TrySendError::Full(_)) => resync = true,
+                            Ok(()) => sub.jobs_resync = false,
+                            Err(mpsc::error::TrySendError::Full(_)) => sub.jobs_resync = true,
                             Err(mpsc::error::TrySendError::Closed(_)) => break,
                         }
                     }
@@ -227,6 +353,54 @@ async fn connection(socket: WebSocket, state: AppState) {
     let _ = writer.await;
 }
 
+/// Follows job `id` (full id or prefix): joins its hub; the messages to send first (the
+/// state, then catch-up deltas).
+async fn follow(
+    state: &AppState,
+    id: String,
+    resume_from: Option<i64>,
+) -> Result<(Following, Vec<Value>), ApiError> {
+    let reads = Reads::of(state);
+    let hubs = state.hubs.clone();
+    let joined = tokio::task::spawn_blocking(move || {
+        let job = super::api::resolve(reads.store.as_ref(), &id)?;
+        hubs.join(&reads, job, resume_from).map(|j| (job, j))
+    })
+    .await
+    .map_err(|_| ApiError::Internal("a store read stopped unexpectedly".into()))?;
+    let (job, joined) = joined?;
+    let mut messages = vec![joined.state];
+    messages.extend(joined.catch_up);
+    Ok((
+        Following {
+            job,
+            seq: joined.seq,
+            deltas: joined.deltas,
+        },
+        messages,
+    ))
+}
+
+/// The next delta of the job followed; never resolves when none is.
+async fn next_delta(
+    following: &mut Option<Following>,
+) -> Result<Arc<Delta>, broadcast::error::RecvError> {
+    match following {
+        Some(f) => f.deltas.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The next update of the runs feed; never resolves without one.
+async fn next_update(
+    updates: &mut Option<broadcast::Receiver<Update>>,
+) -> Result<Update, broadcast::error::RecvError> {
+    match updates {
+        Some(updates) => updates.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
 /// Queues a message unless the queue is full; false once the client is gone.
 fn offer(tx: &mpsc::Sender<Message>, message: Value) -> bool {
     !matches!(
@@ -242,23 +416,6 @@ fn error(message: &str) -> Value {
 fn mark_resync(mut message: Value) -> Value {
     message["resync"] = Value::Bool(true);
     message
-}
-
-/// Builds the feed a request asks for.
-fn subscribe(store: &dyn Store, request: Request) -> Result<Feed, ApiError> {
-    match (request.subscribe.as_str(), request.job) {
-        ("jobs", _) => Ok(Feed::Jobs(JobsFeed::default())),
-        ("job", Some(id)) => {
-            let job = super::api::resolve(store, &id)?;
-            Ok(Feed::Job(Box::new(JobFeed::new(job, request.resume_from))))
-        }
-        ("job", None) => Err(ApiError::BadRequest(
-            "`subscribe: job` needs `job`: the job's id".into(),
-        )),
-        (other, _) => Err(ApiError::BadRequest(format!(
-            "unknown subscription `{other}`: use `jobs` or `job`"
-        ))),
-    }
 }
 
 /// The jobs list: every job's summary; deltas carry the summaries that changed.
@@ -306,13 +463,15 @@ impl JobsFeed {
     }
 }
 
-/// One job: its state, then what changed.
-struct JobFeed {
+/// The fields of a JSON message being built.
+type Fields = serde_json::Map<String, Value>;
+
+/// One job as a hub sees it: the base its clients stand on, then what changed.
+pub(super) struct JobFeed {
     job: JobId,
-    /// The last event sequence number sent.
+    /// The newest event of the state last read by [`JobFeed::base`] (where the hub's event
+    /// position starts).
     seq: i64,
-    /// Where a reconnecting client asked to resume from (used once, by the first state).
-    resume_from: Option<i64>,
     /// The record, percent and flags last sent, as JSON.
     head: Value,
     /// When the snapshot last sent was taken.
@@ -324,11 +483,10 @@ struct JobFeed {
 }
 
 impl JobFeed {
-    fn new(job: JobId, resume_from: Option<i64>) -> Self {
+    pub(super) fn new(job: JobId) -> Self {
         JobFeed {
             job,
             seq: 0,
-            resume_from,
             head: Value::Null,
             snapshot_at: None,
             snapshot_rest: Value::Null,
@@ -336,33 +494,32 @@ impl JobFeed {
         }
     }
 
-    fn full(&mut self, reads: &Reads) -> Result<Value, ApiError> {
+    /// The newest event of the base state.
+    pub(super) fn seq(&self) -> i64 {
+        self.seq
+    }
+
+    /// Reads the job's state and makes it the base: the next delta is relative to it.
+    pub(super) fn base(&mut self, reads: &Reads) -> Result<Arc<JobState>, ApiError> {
         let state = reads.cache.job_state(reads.store.as_ref(), self.job)?;
-        let newest = state.recent_events.last().map_or(0, |e| e.seq);
-        // Resuming: the deltas re-send every event after the client's last one, so it has no
-        // gap (it ignores those it already holds, by sequence number).
-        self.seq = match self.resume_from.take() {
-            Some(from) => from.clamp(0, newest),
-            None => newest,
-        };
+        self.seq = state.recent_events.last().map_or(0, |e| e.seq);
         self.head = head(&state);
         let (snapshot_at, rest, agents) = split_snapshot(state.snapshot.as_ref());
         self.snapshot_at = snapshot_at;
         self.snapshot_rest = rest;
         self.agents = agents;
-        Ok(json!({ "type": "state", "seq": newest, "state": *state, "resync": false }))
+        Ok(state)
     }
 
-    fn delta(&mut self, reads: &Reads) -> Result<Option<Value>, ApiError> {
+    /// What changed in the record, the snapshot and the agents since the last message, if
+    /// anything (a `delta` without `seq` and events: the hub adds its position), and the
+    /// state it brings clients to.
+    pub(super) fn state_delta(
+        &mut self,
+        reads: &Reads,
+    ) -> Result<(Arc<JobState>, Option<Fields>), ApiError> {
         let state = reads.cache.job_state(reads.store.as_ref(), self.job)?;
-        let events =
-            reads
-                .cache
-                .events_after(reads.store.as_ref(), self.job, self.seq, EVENTS_PER_DELTA)?;
         let mut message = serde_json::Map::new();
-        if let Some(last) = events.last() {
-            self.seq = last.seq;
-        }
         let head = head(&state);
         if head != self.head {
             message.insert("head".into(), head.clone());
@@ -391,16 +548,12 @@ impl JobFeed {
                 message.insert("snapshot_at".into(), json!(at));
             }
         }
-        if !events.is_empty() {
-            message.insert("events".into(), json!(events));
-        }
         if message.is_empty() {
-            return Ok(None);
+            return Ok((state, None));
         }
         message.insert("type".into(), json!("delta"));
         message.insert("job".into(), json!(self.job));
-        message.insert("seq".into(), json!(self.seq));
-        Ok(Some(Value::Object(message)))
+        Ok((state, Some(message)))
     }
 }
 

@@ -13,23 +13,23 @@ use serde_json::Value;
 
 use crate::harness::{Workspace, wait_until};
 
-const MIN: Duration = Duration::from_secs(60);
+pub(crate) const MIN: Duration = Duration::from_secs(60);
 const HOUR: Duration = Duration::from_secs(3600);
 const DAY: Duration = Duration::from_secs(86_400);
 
-fn ago(d: Duration) -> SystemTime {
+pub(crate) fn ago(d: Duration) -> SystemTime {
     SystemTime::now() - d
 }
 
 /// Writes a file with a modification time.
-fn file(path: &Path, text: &str, at: SystemTime) {
+pub(crate) fn file(path: &Path, text: &str, at: SystemTime) {
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     std::fs::write(path, text).unwrap();
     filetime::set_file_mtime(path, FileTime::from_system_time(at)).unwrap();
 }
 
 /// One complete epoch: the three expected files, accuracy `acc`.
-fn epoch(run: &Path, e: u32, acc: f64, at: SystemTime) {
+pub(crate) fn epoch(run: &Path, e: u32, acc: f64, at: SystemTime) {
     let dir = run.join(format!("epoch_{e}"));
     file(&dir.join("training_losses.pt"), "losses", at);
     file(&dir.join("optimizer_buffer.json"), "{}", at);
@@ -41,7 +41,7 @@ fn epoch(run: &Path, e: u32, acc: f64, at: SystemTime) {
 }
 
 /// A trainer with `done` epochs out of `total`, its log written at `log`.
-fn trainer(run: &Path, done: u32, total: u32, at: SystemTime, log: SystemTime) {
+pub(crate) fn trainer(run: &Path, done: u32, total: u32, at: SystemTime, log: SystemTime) {
     for e in 0..done {
         epoch(run, e, 0.5 + f64::from(e) / 100.0, at);
     }

@@ -352,7 +352,7 @@ async fn a_websocket_follows_a_running_job_and_resumes_without_a_gap() {
     let ws = Workspace::new();
     slow_job(&ws, 30, "0.1");
     let mut child = ws.spawn(&["run", "job.yml", "-j", "2", "--progress", "none"]);
-    wait_until(Duration::from_secs(15), "the job is recorded", || {
+    wait_until(Duration::from_secs(60), "the job is recorded", || {
         !ws.jobs_so_far().is_empty()
     });
     let job = ws.only_job();
@@ -724,6 +724,19 @@ async fn the_page_shows_a_running_job_advance_and_a_dlq_items_error_in_chromium(
         |t| t == "completed_with_failures",
     )
     .await;
+    // The export links download the reports of `mmm export`.
+    let export = client
+        .find(fantoccini::Locator::Css("#export-html"))
+        .await
+        .unwrap()
+        .attr("href")
+        .await
+        .unwrap()
+        .unwrap_or_default();
+    assert!(
+        export.ends_with(&format!("/api/jobs/{}/export?format=html", finished.id)),
+        "{export}"
+    );
     let resumable = client
         .find(fantoccini::Locator::Css("#job-resumable"))
         .await
@@ -856,4 +869,510 @@ async fn healthz_reports_the_health_summary() {
             .unwrap()
             .contains("process is gone")
     );
+}
+
+/// A server like [`start`] that also watches the run folders under `roots` (the Runs tab).
+async fn start_with_runs(
+    ws: &Workspace,
+    roots: &[std::path::PathBuf],
+    token: Option<&str>,
+) -> SocketAddr {
+    let scanner =
+        mmm::observe::Scanner::new(roots, mmm::observe::RunsConfig::default(), None).unwrap();
+    let watch =
+        mmm::observe::watch::Watch::start(scanner, std::sync::Arc::new(std::time::SystemTime::now))
+            .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let state = AppState::new(ws.store(), token.map(str::to_string)).with_runs(watch);
+    tokio::spawn(web::serve(listener, state, std::future::pending()));
+    addr
+}
+
+/// A workspace with a store (one finished job) and `logs/exp_1`: a trainer with 2 of 10
+/// epochs done, its log written just now (so `running`).
+fn workspace_with_a_run() -> (Workspace, std::path::PathBuf) {
+    let ws = Workspace::new();
+    ws.run(&["run", "--progress", "none", "--", "true", ":::", "a"])
+        .success();
+    let run = ws.join("logs/exp_1");
+    crate::runs::trainer(
+        &run,
+        2,
+        10,
+        crate::runs::ago(crate::runs::MIN),
+        std::time::SystemTime::now(),
+    );
+    (ws, run)
+}
+
+/// The run named `name` in a list of runs.
+fn run_named<'a>(runs: &'a Value, name: &str) -> &'a Value {
+    runs.as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == name)
+        .unwrap_or_else(|| panic!("no run {name} in {runs}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_are_served_as_json_and_a_new_epoch_reaches_a_websocket_client() {
+    let (ws, run) = workspace_with_a_run();
+    let addr = start_with_runs(&ws, &[ws.join("logs")], None).await;
+
+    let reply = get(addr, "/api/runs", &[]).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert!(reply.content_type.starts_with("application/json"));
+    let list = reply.json();
+    assert_eq!(list["watching"], true);
+    assert_eq!(list["runs"].as_array().unwrap().len(), 1, "{list}");
+    let r = run_named(&list["runs"], "exp_1");
+    assert_eq!(r["kind"], "trainer");
+    assert_eq!(r["status"], "running");
+    assert_eq!(r["progress"]["completed_epochs"], 2);
+    assert_eq!(r["progress"]["total_epochs"], 10);
+    // The same record as `mmm runs --json`.
+    let cli = ws.run(&["runs", "logs", "--json"]);
+    cli.success();
+    let cli: Value = serde_json::from_str(&cli.stdout()).unwrap();
+    assert_eq!(run_named(&cli, "exp_1")["progress"], r["progress"]);
+
+    let (mut socket, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws"))
+        .await
+        .unwrap();
+    socket
+        .send(Message::text(json!({"subscribe": "runs"}).to_string()))
+        .await
+        .unwrap();
+    let full = next_json(&mut socket).await;
+    assert_eq!(full["type"], "runs", "{full}");
+    assert_eq!(full["resync"], false);
+    assert_eq!(
+        run_named(&full["runs"], "exp_1")["progress"]["completed_epochs"],
+        2
+    );
+
+    // An epoch appears on disk: the client is told, without asking again.
+    crate::runs::epoch(&run, 2, 0.9, std::time::SystemTime::now());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut last_seq = 0;
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "the new epoch never reached the client"
+        );
+        let delta = next_json(&mut socket).await;
+        assert_eq!(delta["type"], "runs_delta", "{delta}");
+        let seq = delta["seq"].as_u64().unwrap();
+        assert!(seq > last_seq, "updates in order: {seq} after {last_seq}");
+        last_seq = seq;
+        let changed = delta["changed"].as_array().unwrap();
+        if changed
+            .iter()
+            .any(|r| r["name"] == "exp_1" && r["progress"]["completed_epochs"] == 3)
+        {
+            break;
+        }
+    }
+    let now = get(addr, "/api/runs", &[]).await.json();
+    assert_eq!(
+        run_named(&now["runs"], "exp_1")["progress"]["latest_epoch"],
+        2
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_need_the_token_and_say_when_nothing_is_watched() {
+    let (ws, _run) = workspace_with_a_run();
+    let guarded = start_with_runs(&ws, &[ws.join("logs")], Some("s3cret")).await;
+    assert_eq!(get(guarded, "/api/runs", &[]).await.status, 401);
+    let with = get(guarded, "/api/runs?token=s3cret", &[]).await.json();
+    assert_eq!(with["runs"].as_array().unwrap().len(), 1);
+    let refused = tokio_tungstenite::connect_async(format!("ws://{guarded}/ws")).await;
+    assert!(
+        matches!(&refused, Err(tokio_tungstenite::tungstenite::Error::Http(r)) if r.status() == 401),
+        "{refused:?}"
+    );
+
+    // A server started without --runs answers with an empty list that says so.
+    let plain = start(&ws, None).await;
+    let list = get(plain, "/api/runs", &[]).await.json();
+    assert_eq!(list["watching"], false);
+    assert_eq!(list["runs"], json!([]));
+    let (mut socket, _) = tokio_tungstenite::connect_async(format!("ws://{plain}/ws"))
+        .await
+        .unwrap();
+    socket
+        .send(Message::text(json!({"subscribe": "runs"}).to_string()))
+        .await
+        .unwrap();
+    let full = next_json(&mut socket).await;
+    assert_eq!(
+        (&full["type"], &full["watching"]),
+        (&json!("runs"), &json!(false))
+    );
+}
+
+/// A child process killed when dropped, so a failing test leaves no server behind.
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `mmm serve ARGS` in the workspace; returns the child and the address it prints.
+fn serve_binary(ws: &Workspace, args: &[&str]) -> (Killed, SocketAddr) {
+    let mut child = ws.spawn(args);
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stderr));
+    let url = lines
+        .by_ref()
+        .map(|l| l.unwrap())
+        .find_map(|l| {
+            l.split("dashboard at ")
+                .nth(1)
+                .map(|u| u.split_whitespace().next().unwrap().to_string())
+        })
+        .expect("the dashboard's URL is printed");
+    std::thread::spawn(move || lines.count());
+    let child = Killed(child);
+    let addr = url
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .parse()
+        .unwrap_or_else(|_| panic!("an address in {url}"));
+    (child, addr)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_runs_tab_shows_the_runs_and_a_new_epoch_in_chromium() {
+    let (ws, run) = workspace_with_a_run();
+    crate::runs::trainer(
+        &ws.join("logs/exp_2"),
+        10,
+        10,
+        crate::runs::ago(Duration::from_secs(3 * 3600)),
+        crate::runs::ago(Duration::from_secs(2 * 3600)),
+    );
+    // Through the real binary: `mmm serve --runs ROOT`.
+    let (server, addr) = serve_binary(&ws, &["serve", "--port", "0", "--runs", "logs"]);
+    let (_driver, client, _profile) = browser().await;
+    client.goto(&format!("http://{addr}/#/runs")).await.unwrap();
+    let epochs = "[data-run=\"exp_1\"] .run-epochs";
+    wait_text(
+        &client,
+        epochs,
+        Duration::from_secs(15),
+        "exp_1's epochs",
+        |t| t == "2/10",
+    )
+    .await;
+    let row = wait_text(
+        &client,
+        "[data-run=\"exp_2\"]",
+        Duration::from_secs(5),
+        "exp_2's row",
+        |t| t.contains("finished"),
+    )
+    .await;
+    assert!(row.contains("10/10") && row.contains("100%"), "{row}");
+    assert!(
+        text_of(&client, "[data-run=\"exp_1\"]")
+            .await
+            .unwrap()
+            .contains("running")
+    );
+    // An epoch appears: the open page shows it (pushed over the WebSocket).
+    crate::runs::epoch(&run, 2, 0.9, std::time::SystemTime::now());
+    wait_text(
+        &client,
+        epochs,
+        Duration::from_secs(20),
+        "the new epoch",
+        |t| t == "3/10",
+    )
+    .await;
+    let png = client.screenshot().await.unwrap();
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-artifacts");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("web-runs.png"), &png).unwrap();
+    client.close().await.unwrap();
+    drop(server);
+}
+
+/// GET returning the raw bytes and the headers.
+async fn get_bytes(addr: SocketAddr, path: &str) -> (u16, reqwest::header::HeaderMap, Vec<u8>) {
+    let response = reqwest::get(format!("http://{addr}{path}"))
+        .await
+        .expect("the server answers");
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let body = response.bytes().await.expect("a body").to_vec();
+    (status, headers, body)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_export_endpoint_serves_the_bytes_of_mmm_export() {
+    let ws = job_with_one_dead_letter();
+    let job = ws.only_job();
+    let addr = start(&ws, None).await;
+    let id = job.id.to_string();
+    for (query, args, content_type, extension) in [
+        ("format=json", vec![], "application/json", ".json"),
+        ("format=csv", vec![], "text/csv", ".csv"),
+        (
+            "format=csv&what=snapshots",
+            vec!["--what", "snapshots"],
+            "text/csv",
+            "-snapshots.csv",
+        ),
+        ("format=html", vec![], "text/html", ".html"),
+    ] {
+        let format = query
+            .split('&')
+            .next()
+            .unwrap()
+            .trim_start_matches("format=");
+        let mut cli_args = vec!["export", id.as_str(), "--format", format];
+        cli_args.extend(args);
+        let cli = ws.run(&cli_args);
+        cli.success();
+        let (status, headers, body) = get_bytes(
+            addr,
+            &format!("/api/jobs/{}/export?{query}", job.id.short()),
+        )
+        .await;
+        assert_eq!(status, 200, "{query}: {}", String::from_utf8_lossy(&body));
+        let served_type = headers["content-type"].to_str().unwrap();
+        assert!(
+            served_type.starts_with(content_type),
+            "{query}: {served_type}"
+        );
+        let disposition = headers["content-disposition"].to_str().unwrap();
+        assert!(
+            disposition.starts_with("attachment; filename=\"mmm-")
+                && disposition.ends_with(&format!("{}{extension}\"", job.id.short())),
+            "{query}: {disposition}"
+        );
+        if format == "json" {
+            // The same report; only the time the state was read differs between two reads.
+            let mut served: Value = serde_json::from_slice(&body).unwrap();
+            let mut written: Value = serde_json::from_slice(&cli.output.stdout).unwrap();
+            assert_eq!(served["version"], 1);
+            assert_eq!(served["dlq"].as_array().unwrap().len(), 1);
+            for report in [&mut served, &mut written] {
+                report["state"]["read_at"] = Value::Null;
+            }
+            assert_eq!(served, written);
+        } else {
+            assert_eq!(
+                String::from_utf8_lossy(&body),
+                cli.stdout(),
+                "{query}: the same bytes as mmm export"
+            );
+        }
+    }
+    for (query, status) in [
+        ("", 400),
+        ("?format=pdf", 400),
+        ("?format=html&what=snapshots", 400),
+        ("?format=csv&what=nope", 400),
+    ] {
+        let reply = get(addr, &format!("/api/jobs/{id}/export{query}"), &[]).await;
+        assert_eq!(reply.status, status, "{query}: {}", reply.body);
+        assert!(reply.json()["error"].is_string());
+    }
+    assert_eq!(
+        get(addr, "/api/jobs/ffffff/export?format=json", &[])
+            .await
+            .status,
+        404
+    );
+    let guarded = start(&ws, Some("s3cret")).await;
+    assert_eq!(
+        get(guarded, &format!("/api/jobs/{id}/export?format=csv"), &[])
+            .await
+            .status,
+        401
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_is_resynced_without_holding_up_the_others() {
+    let ws = Workspace::new();
+    slow_job(&ws, 3_000, "0");
+    // Long keys make the events big (about 20 MB in all), more than the socket buffers
+    // between the server and a client that reads nothing can absorb.
+    let padding = "k".repeat(2_000);
+    let lines: String = (0..3_000)
+        .map(|i| format!("{{\"id\":\"i{i}-{padding}\"}}\n"))
+        .collect();
+    ws.write("items.jsonl", &lines);
+    let mut child = ws.spawn(&["run", "job.yml", "-j", "8", "--progress", "none"]);
+    wait_until(Duration::from_secs(60), "the job is recorded", || {
+        !ws.jobs_so_far().is_empty()
+    });
+    let job = ws.only_job();
+    let addr = start(&ws, None).await;
+    let subscribe =
+        Message::text(json!({"subscribe": "job", "job": job.id.to_string()}).to_string());
+
+    // The stalled client: a tiny receive buffer, and it reads nothing for a while.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let stream = socket.connect(addr).await.unwrap();
+    let stream = tokio_tungstenite::MaybeTlsStream::Plain(stream);
+    let (mut stalled, _) = tokio_tungstenite::client_async(format!("ws://{addr}/ws"), stream)
+        .await
+        .unwrap();
+    stalled.send(subscribe.clone()).await.unwrap();
+
+    // The reading client follows the job to its end, while the other reads nothing.
+    let (mut reader, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws"))
+        .await
+        .unwrap();
+    reader.send(subscribe).await.unwrap();
+    let mut status = String::new();
+    let mut completed = 0;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while status != "completed" {
+        assert!(
+            Instant::now() < deadline,
+            "the reading client did not see the job end ({completed} completed, {status})"
+        );
+        let message = next_json(&mut reader).await;
+        let head = match message["type"].as_str() {
+            Some("state") => &message["state"],
+            _ => &message["head"],
+        };
+        if let Some(s) = head["job"]["status"].as_str() {
+            status = s.to_string();
+            completed = head["job"]["counts"]["completed"].as_u64().unwrap();
+        }
+    }
+    assert_eq!(completed, 3_000);
+    assert!(child.wait().unwrap().success());
+
+    // The stalled client reads again. Either the server dropped it (it accepted nothing for
+    // 10 s) or its stream is consistent: events in order, and a gap only after a full state
+    // marked as a resync; it ends on the finished job. It was not buffered without bound.
+    let mut seq = 0;
+    let mut resynced = false;
+    let mut dropped = false;
+    let mut last_status = String::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while last_status != "completed" {
+        assert!(
+            Instant::now() < deadline,
+            "the stalled client never caught up"
+        );
+        let message = match tokio::time::timeout(Duration::from_secs(15), stalled.next()).await {
+            Ok(Some(Ok(Message::Text(text)))) => {
+                serde_json::from_str::<Value>(text.as_str()).unwrap()
+            }
+            Ok(Some(Ok(_))) => continue,
+            Ok(None | Some(Err(_))) => {
+                dropped = true;
+                break;
+            }
+            Err(_) => panic!("the stalled client got nothing within 15 s"),
+        };
+        match message["type"].as_str() {
+            Some("state") => {
+                resynced |= message["resync"] == true;
+                seq = message["seq"].as_i64().unwrap();
+                last_status = message["state"]["job"]["status"]
+                    .as_str()
+                    .unwrap()
+                    .to_string();
+            }
+            Some("delta") => {
+                for event in message["events"].as_array().into_iter().flatten() {
+                    let s = event["seq"].as_i64().unwrap();
+                    assert!(s > seq, "event {s} after {seq} without a resync");
+                    seq = s;
+                }
+                if let Some(s) = message["head"]["job"]["status"].as_str() {
+                    last_status = s.to_string();
+                }
+            }
+            other => panic!("unexpected message {other:?}: {message}"),
+        }
+    }
+    assert!(
+        resynced || dropped,
+        "a client that read nothing while 20 MB of events went by was resynced or dropped"
+    );
+    // The server serves new clients as before.
+    let (mut again, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws"))
+        .await
+        .unwrap();
+    again
+        .send(Message::text(
+            json!({"subscribe": "job", "job": job.id.to_string()}).to_string(),
+        ))
+        .await
+        .unwrap();
+    let state = next_json(&mut again).await;
+    assert_eq!(state["state"]["job"]["status"], "completed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn item_durations_are_a_prometheus_histogram() {
+    let ws = Workspace::new();
+    // Long enough for the runner to record snapshots with duration metrics.
+    slow_job(&ws, 8, "0.5");
+    ws.run(&["run", "job.yml", "-j", "2", "--progress", "none"])
+        .success();
+    let job = ws.only_job();
+    let addr = start(&ws, None).await;
+    let reply = get(addr, "/metrics", &[]).await;
+    assert_eq!(reply.status, 200);
+    let labels = format!("job=\"{}\",name=\"{}\"", job.id, job.name);
+    let line = |name: &str, extra: &str| -> Option<f64> {
+        let prefix = format!("{name}{{{labels}{extra}}} ");
+        reply
+            .body
+            .lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .map(|v| v.parse().unwrap())
+    };
+    // Item durations are a histogram: cumulative buckets up to +Inf, which equals the count.
+    assert!(
+        reply
+            .body
+            .contains("# TYPE mmm_job_item_duration_seconds histogram"),
+        "{}",
+        reply.body
+    );
+    // The encoder puts `le` first.
+    let bucket = |le: &str| -> Option<f64> {
+        let prefix = format!("mmm_job_item_duration_seconds_bucket{{le=\"{le}\",{labels}}} ");
+        reply
+            .body
+            .lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .map(|v| v.parse().unwrap())
+    };
+    let count = line("mmm_job_item_duration_seconds_count", "").expect("a count");
+    assert_eq!(bucket("+Inf"), Some(count), "{}", reply.body);
+    assert!(count >= 1.0, "{}", reply.body);
+    assert!(line("mmm_job_item_duration_seconds_sum", "").is_some_and(|s| s > 0.0));
+    let mut last = 0.0;
+    let mut buckets = 0;
+    for l in reply.body.lines() {
+        if l.starts_with("mmm_job_item_duration_seconds_bucket{") {
+            let v: f64 = l.rsplit(' ').next().unwrap().parse().unwrap();
+            assert!(v >= last, "cumulative buckets: {l}");
+            last = v;
+            buckets += 1;
+        }
+    }
+    assert_eq!(buckets, 17, "16 bounds and +Inf");
+    // Each item slept 0.5 s: none is in the buckets up to 0.25 s, all by 1 s.
+    assert_eq!(bucket("0.25"), Some(0.0));
+    assert_eq!(bucket("1.0"), Some(count));
 }

@@ -1,4 +1,4 @@
-// mmm dashboard: one page, two views (#/ jobs, #/job/ID), fed by /ws (docs/api.md).
+// mmm dashboard: one page, three views (#/ jobs, #/job/ID, #/runs), fed by /ws (docs/api.md).
 // No framework and no CDN: the page works offline from the binary.
 'use strict';
 
@@ -84,8 +84,76 @@ function onMessage(msg) {
     dirty();
   } else if (msg.type === 'state') applyState(msg);
   else if (msg.type === 'delta') applyDelta(msg);
-  else if (msg.type === 'error') console.warn('mmm:', msg.message);
+  else if (msg.type === 'runs') { runs.watching = msg.watching; runs.roots = msg.roots; runs.map = new Map(msg.runs.map((r) => [r.path, r])); runs.problems = []; dirty(); }
+  else if (msg.type === 'runs_delta') {
+    for (const r of msg.changed) runs.map.set(r.path, r);
+    for (const p of msg.removed) runs.map.delete(p);
+    runs.problems = msg.problems || [];
+    dirty();
+  } else if (msg.type === 'error') console.warn('mmm:', msg.message);
 }
+
+// ---- observed runs (mmm serve --runs): the same columns as `mmm runs`
+const runs = { map: new Map(), watching: true, roots: [], problems: [] };
+function fmtNumber(v) {
+  const t = Number(v).toFixed(4).replace(/0+$/, '').replace(/\.$/, '');
+  return t === '-0' ? '0' : t;
+}
+function fmtAge(ms) {
+  if (ms == null) return '–';
+  const s = Math.max(0, Math.round((Date.now() - ms) / 1000));
+  if (s < 60) return s + 's ago';
+  if (s < 3600) return Math.floor(s / 60) + 'm ago';
+  if (s < 86400) return Math.floor(s / 3600) + 'h ago';
+  return Math.floor(s / 86400) + 'd ago';
+}
+// Best and latest: the metric's value when one is configured, else the first two scores.
+function runScores(r) {
+  const p = r.progress;
+  const latest = p.latest_score;
+  if (!latest || !Object.keys(latest).length) return ['–', '–'];
+  const leafOf = (k) => k.split('.').pop();
+  if (p.metric) {
+    const leaf = leafOf(p.metric);
+    let best = '–';
+    if (p.best_score && p.best_score[p.metric] != null) {
+      best = leaf + '=' + fmtNumber(p.best_score[p.metric]) + (r.kind === 'trainer' && p.best_epoch != null ? ' (epoch ' + p.best_epoch + ')' : '');
+    }
+    return [best, latest[p.metric] != null ? leaf + '=' + fmtNumber(latest[p.metric]) : '–'];
+  }
+  const keys = Object.keys(latest).sort();
+  return ['–', keys.slice(0, 2).map((k) => leafOf(k) + '=' + fmtNumber(latest[k])).join(' ') + (keys.length > 2 ? ' …' : '')];
+}
+function renderRuns() {
+  const list = [...runs.map.values()].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  const empty = $('runs-empty');
+  empty.hidden = list.length > 0;
+  empty.textContent = runs.watching ? 'No run folders under ' + runs.roots.join(', ') + '.' : 'This server watches no run folders: start it with mmm serve --runs ROOT (see docs/runs.md).';
+  const counts = {};
+  for (const r of list) counts[r.status] = (counts[r.status] || 0) + 1;
+  $('runs-summary').textContent = list.length ? list.length + (list.length === 1 ? ' run: ' : ' runs: ') + Object.entries(counts).map(([k, v]) => v + ' ' + k).join(', ') : '';
+  $('runs-body').replaceChildren(...list.map((r) => {
+    const p = r.progress;
+    const percent = p.progress_percentage;
+    const bar = el('span', { class: 'mini' }, el('div'));
+    bar.firstChild.style.width = (percent || 0) + '%';
+    const epochs = r.kind === 'trainer' ? p.completed_epochs + '/' + (p.total_epochs == null ? '?' : p.total_epochs) + (p.early_stopped ? ' (early stop' + (p.early_stopped_at_epoch != null ? ' at ' + p.early_stopped_at_epoch : '') + ')' : '') : (p.completed_epochs >= 1 ? 'done' : 'not done');
+    const [best, latest] = runScores(r);
+    const status = el('span', { class: 'badge ' + r.status }, r.status);
+    const problem = p.error_message || (p.warnings && p.warnings[0]);
+    return el('tr', { 'data-run': r.name, title: r.path + (problem ? '\n' + problem : '') },
+      el('td', {}, el('code', {}, r.name)),
+      el('td', {}, r.kind),
+      el('td', {}, status, r.pids && r.pids.length ? ' pid ' + r.pids.join(',') : ''),
+      el('td', { class: 'run-progress' }, bar, percent == null ? '?' : percent.toFixed(0) + '%'),
+      el('td', { class: 'opt run-epochs' }, epochs),
+      el('td', {}, best),
+      el('td', {}, latest),
+      el('td', { class: 'opt' }, fmtAge(r.last_activity_ms)));
+  }));
+  $('runs-problems').replaceChildren(...runs.problems.map((m) => el('li', {}, m)));
+}
+setInterval(() => { if (route.view === 'runs') dirty(); }, 5000); // keeps the ages current
 
 // ---- jobs list
 const jobs = { map: new Map() };
@@ -160,15 +228,15 @@ async function openJob(id) {
   $('item-detail').hidden = true;
   live.seq = 0;
   subscribe({ subscribe: 'job', job: id });
+  for (const [node, path] of [['export-json', '/export?format=json'], ['export-html', '/export?format=html'], ['export-csv', '/export?format=csv'], ['export-snapshots', '/export?format=csv&what=snapshots'], ['export-dlq', '/items?status=dead_lettered&limit=500']]) {
+    $(node).href = withToken('/api/jobs/' + id + path);
+  }
   try {
     const h = await api('/api/jobs/' + id + '/snapshots?limit=5000');
     if (job.id === id) { job.history = h.snapshots.concat(job.history.filter((s) => !h.snapshots.length || s.at > h.snapshots[h.snapshots.length - 1].at)); dirty(); }
     const l = await api('/api/jobs/' + id + '/ledger');
     if (job.id === id) renderLedger(l.ledger);
   } catch (e) { console.warn(e); }
-  for (const [node, path] of [['export-state', ''], ['export-items', '/items?limit=500'], ['export-dlq', '/items?status=dead_lettered&limit=500'], ['export-history', '/snapshots']]) {
-    $(node).href = withToken('/api/jobs/' + id + path);
-  }
 }
 function renderLedger(ledger) {
   const items = ledger.entries.map((e) => el('li', {}, fmtTime(e.at) + ' ' + e.kind + ' ' + JSON.stringify(e.payload)));
@@ -359,7 +427,7 @@ let pending = false;
 function dirty() {
   if (pending) return;
   pending = true;
-  requestAnimationFrame(() => { pending = false; route.view === 'job' ? renderJob() : renderJobs(); });
+  requestAnimationFrame(() => { pending = false; route.view === 'job' ? renderJob() : route.view === 'runs' ? renderRuns() : renderJobs(); });
 }
 window.addEventListener('resize', dirty);
 
@@ -367,8 +435,11 @@ window.addEventListener('resize', dirty);
 const route = { view: 'jobs' };
 function onRoute() {
   const m = location.hash.match(/^#\/job\/([0-9a-fA-F-]+)/);
-  $('jobs-view').hidden = !!m; $('job-view').hidden = !m;
+  const onRuns = !m && /^#\/runs/.test(location.hash);
+  $('jobs-view').hidden = !!m || onRuns; $('job-view').hidden = !m; $('runs-view').hidden = !onRuns;
+  $('tab-jobs').classList.toggle('on', !onRuns); $('tab-runs').classList.toggle('on', onRuns);
   if (m) { route.view = 'job'; openJob(m[1]); }
+  else if (onRuns) { route.view = 'runs'; job.id = null; subscribe({ subscribe: 'runs' }); }
   else { route.view = 'jobs'; job.id = null; subscribe({ subscribe: 'jobs' }); }
   dirty();
 }

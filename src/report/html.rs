@@ -1,4 +1,4 @@
-//! The HTML report of `mmm export --format html`: one self-contained file (inline CSS and SVG,
+//! The HTML report (`mmm export --format html`, the dashboard's export): one self-contained file (inline CSS and SVG,
 //! no script, a Content-Security-Policy that forbids every request) with the summary, progress
 //! and throughput over time, a per-agent timeline of the attempts (like Nextflow's), the
 //! slowest items and the DLQ.
@@ -7,8 +7,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use super::export::TimelinePoint;
-use super::output;
+use super::TimelinePoint;
 use crate::job::AttemptOutcome;
 use crate::store::{AttemptRecord, DeadLetter};
 use crate::view::JobState;
@@ -24,11 +23,11 @@ const WIDTH: f64 = 900.0;
 const HEIGHT: f64 = 180.0;
 
 /// What the report is made of.
-pub(crate) struct ReportData<'a> {
-    pub(crate) state: &'a JobState,
-    pub(crate) timeline: &'a [TimelinePoint],
-    pub(crate) attempts: &'a [AttemptRecord],
-    pub(crate) dlq: &'a [DeadLetter],
+pub struct ReportData<'a> {
+    pub state: &'a JobState,
+    pub timeline: &'a [TimelinePoint],
+    pub attempts: &'a [AttemptRecord],
+    pub dlq: &'a [DeadLetter],
 }
 
 /// Escapes text for HTML content and attribute values.
@@ -48,7 +47,24 @@ fn esc(text: &str) -> String {
 }
 
 fn ms(v: i64) -> String {
-    output::duration(Duration::from_millis(v.max(0) as u64))
+    duration(Duration::from_millis(v.max(0) as u64))
+}
+
+/// A duration as the terminal views write it (`850ms`, `4.2s`, `3m07s`, `2h05m`, `1d03h`).
+fn duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    let s = d.as_secs();
+    if ms < 1000 {
+        format!("{ms}ms")
+    } else if s < 60 {
+        format!("{:.1}s", d.as_secs_f64())
+    } else if s < 3600 {
+        format!("{}m{:02}s", s / 60, s % 60)
+    } else if s < 86_400 {
+        format!("{}h{:02}m", s / 3600, (s % 3600) / 60)
+    } else {
+        format!("{}d{:02}h", s / 86_400, (s % 86_400) / 3600)
+    }
 }
 
 const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:2em;color:#222;max-width:1000px}\
@@ -59,7 +75,7 @@ td.n{text-align:right}svg{background:#fafafa;border:1px solid #ddd}\
 pre{white-space:pre-wrap;margin:0;font-size:.85em}";
 
 /// The report as one HTML document.
-pub(crate) fn render(data: &ReportData<'_>) -> String {
+pub fn render(data: &ReportData<'_>) -> String {
     let job = &data.state.job;
     let mut h = String::new();
     let _ = write!(
@@ -80,7 +96,7 @@ pub(crate) fn render(data: &ReportData<'_>) -> String {
     let _ = writeln!(
         h,
         "<p><small>mmm export, report version {}</small></p></body></html>",
-        super::export::EXPORT_VERSION
+        super::EXPORT_VERSION
     );
     h
 }

@@ -1,0 +1,267 @@
+//! One job's live feed, shared by every WebSocket client that follows the job: a single task
+//! per followed job reads the store, works out each delta once and serialises it once; the
+//! clients forward the same bytes. So a hundred clients cost the store, the CPU and the
+//! runner writing beside them about what one client costs.
+//!
+//! The hub looks for new events every [`EVENT_POLL`] (one indexed query) and sends them at
+//! once, in an events-only delta; every [`TICK`] it also compares the job's record, snapshot
+//! and agents with what it sent last and sends what changed. Each message carries the event
+//! sequence numbers it goes from and to, so a client can check that it misses nothing: a client
+//! joins with a full state taken under the hub's lock (the base the next delta builds on), plus
+//! the events between that state and the hub's position; if it then falls behind (its queue is
+//! full, or the hub's broadcast laps it) it joins again, marked as a resync.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use axum::extract::ws::Utf8Bytes;
+use serde_json::{Value, json};
+use tokio::sync::broadcast;
+
+use super::ApiError;
+use super::ws::{JobFeed, Reads, TICK};
+use crate::job::JobId;
+use crate::view::JobState;
+
+/// How often a hub looks for new events.
+pub(super) const EVENT_POLL: Duration = Duration::from_millis(20);
+/// Messages a client may fall behind the hub before it is resynced.
+const BROADCAST: usize = 64;
+/// Events one catch-up message carries at most.
+const CATCH_UP_EVENTS: usize = 1_000;
+
+/// One delta as every client of a hub gets it.
+#[derive(Debug)]
+pub(super) struct Delta {
+    /// The newest event sequence number before this message.
+    pub(super) from: i64,
+    /// The newest after it.
+    pub(super) to: i64,
+    /// The message, serialised once.
+    pub(super) text: Utf8Bytes,
+}
+
+/// A job's shared feed.
+pub(super) struct Hub {
+    job: JobId,
+    /// The record, snapshot and agents the clients have, compared every [`TICK`].
+    base: Mutex<Base>,
+    /// The newest event sequence number sent: the `from` of the next delta. Locked after
+    /// `base` when both are, and never held while the state is read, so new events are not
+    /// held up by the (heavier) comparison.
+    position: Mutex<i64>,
+    deltas: broadcast::Sender<Arc<Delta>>,
+}
+
+/// What the hub's clients have been brought to, apart from events.
+struct Base {
+    feed: JobFeed,
+    state: Arc<JobState>,
+}
+
+/// What a client joining a hub gets.
+pub(super) struct Joined {
+    /// The full state (`{"type": "state", ...}`).
+    pub(super) state: Value,
+    /// Deltas carrying the events between the state and the hub's position.
+    pub(super) catch_up: Vec<Value>,
+    /// The hub's position: the `from` of the next delta.
+    pub(super) seq: i64,
+    /// The deltas to come.
+    pub(super) deltas: broadcast::Receiver<Arc<Delta>>,
+}
+
+impl Hub {
+    /// Takes the hub's base and subscribes to its deltas, in one step under its locks: the
+    /// next delta starts exactly at the returned position and builds on the returned state.
+    fn attach(&self) -> (Arc<JobState>, i64, broadcast::Receiver<Arc<Delta>>) {
+        let base = self.base.lock().unwrap_or_else(|e| e.into_inner());
+        let position = self.position.lock().unwrap_or_else(|e| e.into_inner());
+        (base.state.clone(), *position, self.deltas.subscribe())
+    }
+
+    /// Sends the events after the hub's position, if any, as one delta. Blocking (a store
+    /// read, usually empty).
+    fn send_events(&self, reads: &Reads) {
+        let mut position = self.position.lock().unwrap_or_else(|e| e.into_inner());
+        let from = *position;
+        let text = match reads.cache.events_after(
+            reads.store.as_ref(),
+            self.job,
+            from,
+            super::ws::EVENTS_PER_DELTA,
+        ) {
+            Ok(events) => {
+                let Some(to) = events.last().map(|e| e.seq) else {
+                    return;
+                };
+                *position = to;
+                json!({ "type": "delta", "job": self.job, "seq": to, "events": events })
+            }
+            Err(e) => json!({ "type": "error", "message": e.to_string() }),
+        };
+        let delta = Delta {
+            from,
+            to: *position,
+            text: text.to_string().into(),
+        };
+        // No receiver is not an error: the loops notice and stop.
+        let _ = self.deltas.send(Arc::new(delta));
+    }
+
+    /// Compares the job's record, snapshot and agents with what was sent and sends what
+    /// changed. Blocking (a read of the job's state, shared through the cache).
+    fn send_changes(&self, reads: &Reads) {
+        let mut base = self.base.lock().unwrap_or_else(|e| e.into_inner());
+        let body = match base.feed.state_delta(reads) {
+            Ok((state, message)) => {
+                base.state = state;
+                match message {
+                    Some(message) => Value::Object(message).to_string(),
+                    None => return,
+                }
+            }
+            Err(e) => json!({ "type": "error", "message": e.to_string() }).to_string(),
+        };
+        let position = self.position.lock().unwrap_or_else(|e| e.into_inner());
+        // The body is serialised before the position is known (it may be large): `seq` is
+        // added as its last field.
+        let text = match body.strip_suffix('}') {
+            Some(open) => format!("{open},\"seq\":{}}}", *position),
+            None => body,
+        };
+        let delta = Delta {
+            from: *position,
+            to: *position,
+            text: text.into(),
+        };
+        let _ = self.deltas.send(Arc::new(delta));
+    }
+}
+
+/// The hubs of one server, one per followed job.
+#[derive(Default)]
+pub(super) struct Hubs {
+    hubs: Mutex<HashMap<JobId, Weak<Hub>>>,
+}
+
+impl Hubs {
+    /// Joins the hub of `job` (started, with its base read from the store, when none runs):
+    /// the base as a full state, the events the client still needs (after `resume_from` when
+    /// it reconnects, else after the state's newest event), and every later delta. Blocking.
+    pub(super) fn join(
+        self: &Arc<Self>,
+        reads: &Reads,
+        job: JobId,
+        resume_from: Option<i64>,
+    ) -> Result<Joined, ApiError> {
+        let (state, seq, deltas) = {
+            let mut hubs = self.hubs.lock().unwrap_or_else(|e| e.into_inner());
+            let hub = match hubs.get(&job).and_then(Weak::upgrade) {
+                Some(hub) => hub,
+                None => {
+                    let mut feed = JobFeed::new(job);
+                    let state = feed.base(reads)?;
+                    let (deltas, _) = broadcast::channel(BROADCAST);
+                    let hub = Arc::new(Hub {
+                        job,
+                        position: Mutex::new(feed.seq()),
+                        base: Mutex::new(Base { feed, state }),
+                        deltas,
+                    });
+                    hubs.insert(job, Arc::downgrade(&hub));
+                    let runtime = tokio::runtime::Handle::current();
+                    runtime.spawn(run(
+                        self.clone(),
+                        hub.clone(),
+                        reads.clone(),
+                        EVENT_POLL,
+                        Hub::send_events,
+                    ));
+                    runtime.spawn(run(
+                        self.clone(),
+                        hub.clone(),
+                        reads.clone(),
+                        TICK,
+                        Hub::send_changes,
+                    ));
+                    hub
+                }
+            };
+            // Still under the registry's lock, so the hub cannot stop for want of clients
+            // before this one is counted.
+            hub.attach()
+        };
+        let newest = state.recent_events.last().map_or(0, |e| e.seq);
+        let mut after = match resume_from {
+            Some(from) => from.clamp(0, newest.max(seq)),
+            None => newest,
+        };
+        let mut catch_up = Vec::new();
+        while after < seq {
+            let events: Vec<_> = reads
+                .cache
+                .events_after(reads.store.as_ref(), job, after, CATCH_UP_EVENTS)?
+                .into_iter()
+                .filter(|e| e.seq <= seq)
+                .collect();
+            let Some(last) = events.last().map(|e| e.seq) else {
+                break;
+            };
+            catch_up.push(json!({ "type": "delta", "job": job, "seq": last, "events": events }));
+            after = last;
+        }
+        Ok(Joined {
+            state: json!({ "type": "state", "seq": newest, "state": *state, "resync": false }),
+            catch_up,
+            seq,
+            deltas,
+        })
+    }
+}
+
+/// Whether `hub` still has clients; when it has none, it leaves the registry (under the
+/// registry's lock: a client joining now either finds it with a receiver counted, or finds
+/// none and starts a new hub).
+fn still_followed(hubs: &Hubs, hub: &Arc<Hub>) -> bool {
+    let mut registry = hubs.hubs.lock().unwrap_or_else(|e| e.into_inner());
+    let registered = registry
+        .get(&hub.job)
+        .is_some_and(|w| w.as_ptr() == Arc::as_ptr(hub));
+    if !registered {
+        return false;
+    }
+    if hub.deltas.receiver_count() == 0 {
+        registry.remove(&hub.job);
+        return false;
+    }
+    true
+}
+
+/// One of the hub's two loops: `step` every `every`, until no client is left. Events and the
+/// comparison run in loops of their own, so a slow comparison (a snapshot of 1,000 agents)
+/// does not hold up new events.
+async fn run(
+    hubs: Arc<Hubs>,
+    hub: Arc<Hub>,
+    reads: Reads,
+    every: Duration,
+    step: fn(&Hub, &Reads),
+) {
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        if !still_followed(&hubs, &hub) {
+            return;
+        }
+        let (stepping, reads_now) = (hub.clone(), reads.clone());
+        if tokio::task::spawn_blocking(move || step(&stepping, &reads_now))
+            .await
+            .is_err()
+        {
+            return;
+        }
+    }
+}
