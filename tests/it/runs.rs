@@ -326,12 +326,12 @@ fn watch_sees_a_new_epoch_within_a_second() {
     let started = Instant::now();
     epoch(&run_dir, 2, 0.7, SystemTime::now());
     let seen = loop {
-        // Notifications take milliseconds; 3 s leaves room for a loaded CI machine and still
-        // fails a watcher that fell back to a slow polling loop.
-        let left = Duration::from_secs(3).saturating_sub(started.elapsed());
+        // The acceptance bound (issue 7). The watcher coalesces bursts for 20-100 ms, so an
+        // update takes a few hundred ms at most even on a busy machine.
+        let left = Duration::from_secs(1).saturating_sub(started.elapsed());
         let line = lines
             .recv_timeout(left)
-            .unwrap_or_else(|_| panic!("no update with 3 epochs within 3 s"));
+            .unwrap_or_else(|_| panic!("no update with 3 epochs within 1 s"));
         assert_eq!(line["type"], "update", "{line}");
         if line["changed"]
             .as_array()
@@ -342,7 +342,7 @@ fn watch_sees_a_new_epoch_within_a_second() {
             break started.elapsed();
         }
     };
-    assert!(seen < Duration::from_secs(3), "took {seen:?}");
+    assert!(seen < Duration::from_secs(1), "took {seen:?}");
 
     // A new run folder appears too.
     trainer(
