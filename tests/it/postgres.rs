@@ -259,3 +259,87 @@ fn a_password_in_the_store_url_is_never_printed() {
     listed.success();
     assert!(!listed.stdout().contains("hunter2"));
 }
+
+#[test]
+fn events_follow_and_progress_read_a_postgres_job_run_by_another_process() {
+    if skipped("events_follow_and_progress_read_a_postgres_job_run_by_another_process") {
+        return;
+    }
+    use std::io::{BufRead, BufReader};
+    use std::sync::Mutex;
+    let schema = Schema::new();
+    let url = schema.url();
+    let ws = Workspace::new();
+    let items: String = (1..=30).map(|n| format!("i{n}\n")).collect();
+    ws.write("items.txt", &items);
+    // Setup waits for the file `go`, so the follower attaches before the map.
+    ws.write(
+        "job.yml",
+        "setup:\n  - shell: while [ ! -f go ]; do sleep 0.02; done\n\
+         map:\n  input: items.txt\n  key: \"${item}\"\n  max_parallel: 2\n  steps:\n\
+         \x20   - shell: sleep 0.02\n",
+    );
+    let mut runner = ws.spawn(&["run", "job.yml", "--progress", "none", "--store", &url]);
+    wait_until(Duration::from_secs(30), "the job to be recorded", || {
+        schema.store().jobs().is_ok_and(|jobs| !jobs.is_empty())
+    });
+    let id = schema.only_job().id.to_string();
+
+    // A live job, read by another process: `mmm progress --json`.
+    let live = ws.run(&["progress", &id, "--json", "--store", &url]);
+    live.success();
+    let live: serde_json::Value = serde_json::from_str(&live.stdout()).expect("JSON");
+    assert_eq!(live["live"], true, "{live}");
+
+    let mut follower = ws.spawn(&["events", &id, "--follow", "--json", "--store", &url]);
+    let lines = Arc::new(Mutex::new(Vec::<String>::new()));
+    let reader = {
+        let lines = lines.clone();
+        let stdout = follower.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                lines.lock().unwrap().push(line.unwrap());
+            }
+        })
+    };
+    wait_until(Duration::from_secs(30), "the follower to see setup", || {
+        lines
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|l| l.contains("phase_started"))
+    });
+    ws.write("go", "");
+    assert_eq!(runner.wait().unwrap().code(), Some(0));
+    assert_eq!(
+        follower.wait().unwrap().code(),
+        Some(0),
+        "the follower ends with the job"
+    );
+    reader.join().unwrap();
+
+    let printed: Vec<i64> = lines
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).expect("NDJSON")["seq"]
+                .as_i64()
+                .unwrap()
+        })
+        .collect();
+    let recorded: Vec<i64> = schema
+        .store()
+        .events(schema.only_job().id, 0, 100_000)
+        .unwrap()
+        .iter()
+        .map(|e| e.seq)
+        .collect();
+    assert_eq!(printed, recorded, "every event once, in order");
+
+    let done = ws.run(&["progress", &id, "--json", "--store", &url]);
+    done.success();
+    let done: serde_json::Value = serde_json::from_str(&done.stdout()).expect("JSON");
+    assert_eq!(done["live"], false);
+    assert_eq!(done["job"]["counts"]["completed"], 30);
+}
