@@ -119,6 +119,25 @@ struct Job {
     _dir: tempfile::TempDir,
 }
 
+impl Job {
+    /// The ETA and the items done, checking that no estimate comes before max(3, N) items
+    /// completed (and noting in `warming_up` that the ETA was seen warming up).
+    fn look(&self, warming_up: &mut bool) -> (Eta, u64) {
+        // The ETA first, then the count: the count can only have grown since the heartbeat
+        // that computed this ETA looked.
+        let eta = self.metrics.eta();
+        let done = self.tracker.progress().done();
+        if done < 3.max(AGENTS as u64) {
+            assert!(
+                matches!(eta, Eta::WarmingUp { .. }),
+                "an estimate after {done} items: {eta:?}"
+            );
+            *warming_up = true;
+        }
+        (eta, done)
+    }
+}
+
 fn start(items: &[String]) -> Job {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("items.txt"), items.join("\n") + "\n").unwrap();
@@ -178,21 +197,10 @@ fn at_20_percent(shape: Shape, longest_first: bool) -> (u64, u64) {
         .map(u64::to_string)
         .collect();
     let job = start(&items);
-    let needed = 3.max(AGENTS as u64);
     let mut saw_warming_up = false;
     let mut read = None;
     wait_for(Duration::from_secs(60), "20% of the items", || {
-        // The ETA first, then the count: the count can only have grown since the heartbeat
-        // that computed this ETA looked.
-        let eta = job.metrics.eta();
-        let done = job.tracker.progress().done();
-        if done < needed {
-            assert!(
-                matches!(eta, Eta::WarmingUp { .. }),
-                "{shape:?}: an estimate after {done} items: {eta:?}"
-            );
-            saw_warming_up = true;
-        }
+        let (eta, done) = job.look(&mut saw_warming_up);
         if done >= ITEMS as u64 / 5 {
             eprintln!("{shape:?}: at 20%: {:?}\n  {eta:?}", job.tracker.progress());
             read = Some((eta, Instant::now()));
@@ -256,17 +264,7 @@ fn the_runners_eta_warms_up_then_says_stalled_when_nothing_completes() {
     let job = start(&items);
     let mut saw_warming_up = false;
     wait_for(Duration::from_secs(30), "the quick items", || {
-        // As in the 20% test: no estimate before max(3, N) completions.
-        let eta = job.metrics.eta();
-        let done = job.tracker.progress().done();
-        if done < AGENTS as u64 {
-            assert!(
-                matches!(eta, Eta::WarmingUp { .. }),
-                "after {done}: {eta:?}"
-            );
-            saw_warming_up = true;
-        }
-        done >= 40
+        job.look(&mut saw_warming_up).1 >= 40
     });
     assert!(saw_warming_up, "the ETA warmed up first");
     wait_for(Duration::from_secs(30), "`stalled`", || {

@@ -53,6 +53,19 @@ fn wait_for_agent(
     }
 }
 
+/// Polls until the tracker's `rows` counter is `value`, failing after [`BOUND`].
+fn wait_for_rows(tracker: &Tracker, value: i64) {
+    let deadline = Instant::now() + BOUND;
+    while tracker.counters().get("rows") != Some(&value) {
+        assert!(
+            Instant::now() < deadline,
+            "counter: {:?}",
+            tracker.counters()
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
 #[test]
 fn reports_through_mmm_report_and_the_fd_protocol_reach_the_tracker_promptly() {
     let dir = tempfile::tempdir().unwrap();
@@ -105,26 +118,10 @@ fn reports_through_mmm_report_and_the_fd_protocol_reach_the_tracker_promptly() {
     assert!(took <= BOUND, "the fd protocol took {took:?}");
     // The counter line came right after the progress line; the reader may not have applied
     // it yet when the progress showed.
-    let deadline = Instant::now() + BOUND;
-    while tracker.counters().get("rows") != Some(&5) {
-        assert!(
-            Instant::now() < deadline,
-            "counter: {:?}",
-            tracker.counters()
-        );
-        std::thread::sleep(Duration::from_millis(1));
-    }
+    wait_for_rows(&tracker, 5);
 
     wait_for_file(&dir.path().join("three"), Duration::from_secs(10));
-    let deadline = Instant::now() + BOUND;
-    while tracker.counters().get("rows") != Some(&7) {
-        assert!(
-            Instant::now() < deadline,
-            "counter: {:?}",
-            tracker.counters()
-        );
-        std::thread::sleep(Duration::from_millis(1));
-    }
+    wait_for_rows(&tracker, 7);
 
     stop_tx.send(StopLevel::Immediate).unwrap();
     let summary = runtime

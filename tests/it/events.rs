@@ -1,8 +1,6 @@
 //! The event log: `mmm events` (filters, --follow from another process) and the library's
 //! `Subscription`, checked against the store.
 
-use std::io::{BufRead, BufReader};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use mmm::events::{End, EventFilter, Subscription};
@@ -35,16 +33,7 @@ fn follow_in_a_second_process_sees_every_event_once_in_order_and_ends_with_the_j
     let id = ws.jobs_so_far()[0].id.to_string();
 
     let mut follower = ws.spawn(&["events", &id, "--follow", "--json"]);
-    let lines = Arc::new(Mutex::new(Vec::<String>::new()));
-    let reader = {
-        let lines = lines.clone();
-        let stdout = follower.stdout.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                lines.lock().unwrap().push(line.unwrap());
-            }
-        })
-    };
+    let (lines, reader) = crate::harness::collect_lines(&mut follower);
     // The follower is live before the map starts: it has printed the setup's start.
     wait_until(Duration::from_secs(20), "the follower to see setup", || {
         lines

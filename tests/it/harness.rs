@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use mmm::job::JobId;
@@ -208,4 +208,23 @@ impl Workspace {
         serde_json::from_str(&run.stdout())
             .unwrap_or_else(|e| panic!("mmm {args:?} printed no JSON ({e}):\n{}", run.stdout()))
     }
+}
+
+/// The lines `child` writes to its (piped) stdout, gathered by a thread as they come; join the
+/// thread after the child ended to have them all.
+pub(crate) fn collect_lines(
+    child: &mut Child,
+) -> (Arc<Mutex<Vec<String>>>, std::thread::JoinHandle<()>) {
+    use std::io::{BufRead, BufReader};
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let stdout = child.stdout.take().expect("stdout is piped");
+    let reader = {
+        let lines = lines.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                lines.lock().unwrap().push(line);
+            }
+        })
+    };
+    (lines, reader)
 }

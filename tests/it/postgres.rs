@@ -265,8 +265,6 @@ fn events_follow_and_progress_read_a_postgres_job_run_by_another_process() {
     if skipped("events_follow_and_progress_read_a_postgres_job_run_by_another_process") {
         return;
     }
-    use std::io::{BufRead, BufReader};
-    use std::sync::Mutex;
     let schema = Schema::new();
     let url = schema.url();
     let ws = Workspace::new();
@@ -292,16 +290,7 @@ fn events_follow_and_progress_read_a_postgres_job_run_by_another_process() {
     assert_eq!(live["live"], true, "{live}");
 
     let mut follower = ws.spawn(&["events", &id, "--follow", "--json", "--store", &url]);
-    let lines = Arc::new(Mutex::new(Vec::<String>::new()));
-    let reader = {
-        let lines = lines.clone();
-        let stdout = follower.stdout.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                lines.lock().unwrap().push(line.unwrap());
-            }
-        })
-    };
+    let (lines, reader) = crate::harness::collect_lines(&mut follower);
     wait_until(Duration::from_secs(30), "the follower to see setup", || {
         lines
             .lock()
