@@ -4,7 +4,7 @@
 //! runs agents of its own and, once every item is finished by someone, the reduce. A worker
 //! claims items through the store (`runner::claim`), runs them exactly as the owner's agents do
 //! (same plan, retries, timeouts, DLQ, events) and records its attempts under agents named
-//! `NAME/N` (NAME: `--name`, default the host name).
+//! `NAME/N` (NAME: `--name`, default `HOST:PID`, unique among the workers of all hosts).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -52,8 +52,8 @@ pub(crate) struct WorkerArgs {
     /// instead of waiting for more: for batch schedulers (a Slurm array task).
     #[arg(long)]
     exit_when_idle: bool,
-    /// Name the agents NAME/1..N in the record [default: the host name]; give each worker
-    /// on one host its own name to tell them apart.
+    /// Name the agents NAME/1..N in the record [default: HOST:PID, e.g. node7:4242, unique
+    /// even for several workers on one host]; a given name should be unique too.
     #[arg(long, value_name = "NAME")]
     name: Option<String>,
     /// How long a running command may finish after Ctrl-C before it is killed.
@@ -116,7 +116,11 @@ pub(crate) fn worker(store_location: &str, args: WorkerArgs) -> anyhow::Result<E
         None => None,
     };
     let host = runner::host_name();
-    let name = args.name.clone().unwrap_or_else(|| host.clone());
+    // The process id keeps two workers on one host apart (the same as their claims' holder).
+    let name = args
+        .name
+        .clone()
+        .unwrap_or_else(|| format!("{host}:{}", std::process::id()));
     let lease = args.lease.unwrap_or(claim::DEFAULT_LEASE);
     runtime()?.block_on(async move {
         let (stop_tx, stop_rx) = watch::channel(StopLevel::Run);

@@ -41,8 +41,10 @@ pub struct InFlight {
     pub item: u64,
     /// The agent (0-based slot).
     pub agent: usize,
-    /// The step it runs (index in the plan).
-    pub step: usize,
+    /// The step it runs (index in the plan); `None` when unknown (another process's agent,
+    /// seen through the event log, which records no step starts): the item's durations stand
+    /// in for the step's.
+    pub step: Option<usize>,
     /// How long the current step has run.
     pub step_elapsed: Duration,
     /// How long the item has run (all its attempts so far).
@@ -314,16 +316,17 @@ fn step_remaining(
     tables: &mut [Option<SurvivalTable>],
     f: &InFlight,
 ) -> Option<(f64, f64)> {
-    let step = model.step(f.step)?;
+    let index = f.step?;
+    let step = model.step(index)?;
     if step.ran.is_empty() {
         return None;
     }
     let table = tables
-        .get_mut(f.step)?
+        .get_mut(index)?
         .get_or_insert_with(|| step.ran.survival());
     let current = table.remaining(f.step_elapsed)?;
     let (mut mean, mut var) = (current.mean_us, current.variance_us2);
-    for later in model.steps().get(f.step + 1..).unwrap_or(&[]) {
+    for later in model.steps().get(index + 1..).unwrap_or(&[]) {
         let (m, v) = later.expected_us()?;
         mean += m;
         var += v;
@@ -566,7 +569,7 @@ mod tests {
         let f = [InFlight {
             item: 7,
             agent: 0,
-            step: 0,
+            step: Some(0),
             step_elapsed: ms(600),
             item_elapsed: ms(600),
         }];
@@ -616,7 +619,7 @@ mod tests {
             .map(|a| InFlight {
                 item: a,
                 agent: a as usize,
-                step: 0,
+                step: Some(0),
                 step_elapsed: Duration::ZERO,
                 item_elapsed: Duration::ZERO,
             })

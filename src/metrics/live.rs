@@ -33,6 +33,16 @@ struct Inner {
     stragglers: Vec<Straggler>,
 }
 
+/// What other processes' agents are doing (scale-out: `mmm worker`s sharing the owner's job),
+/// as the owner last read it from the job's event log.
+#[derive(Debug, Clone, Default)]
+pub struct Elsewhere {
+    /// Their agents that have not finished.
+    pub agents: usize,
+    /// Their items in flight (steps unknown); `agent` numbers continue after the owner's own.
+    pub in_flight: Vec<InFlight>,
+}
+
 /// Durations of one step, for views.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct StepSummary {
@@ -94,7 +104,8 @@ impl LiveMetrics {
         for (step, duration) in steps {
             inner.model.record_step(*step, *duration);
         }
-        inner.last_completion_ms = Some(at_ms);
+        // Never backwards: items finished elsewhere are folded in a little later.
+        inner.last_completion_ms = inner.last_completion_ms.max(Some(at_ms));
     }
 
     /// An agent took an item that had waited `waited` in the queue.
@@ -107,10 +118,17 @@ impl LiveMetrics {
         self.lock().failures.add(failure);
     }
 
-    /// Recomputes the ETA and the stragglers from the tracker's agents and counts.
-    pub fn refresh(&self, tracker: &Tracker, now_ms: i64, run_started_ms: i64) {
+    /// Recomputes the ETA and the stragglers from the tracker's agents and counts, and from
+    /// what other processes' agents are doing (scale-out; empty otherwise).
+    pub fn refresh(
+        &self,
+        tracker: &Tracker,
+        elsewhere: &Elsewhere,
+        now_ms: i64,
+        run_started_ms: i64,
+    ) {
         let progress = tracker.progress();
-        let in_flight: Vec<InFlight> = tracker
+        let mut in_flight: Vec<InFlight> = tracker
             .agents()
             .iter()
             .filter(|a| a.phase == AgentPhase::Running)
@@ -118,12 +136,14 @@ impl LiveMetrics {
                 Some(InFlight {
                     item: a.item?,
                     agent: a.index,
-                    step: a.step?,
+                    step: Some(a.step?),
                     step_elapsed: a.in_phase,
                     item_elapsed: a.item_elapsed.unwrap_or_default(),
                 })
             })
             .collect();
+        in_flight.extend_from_slice(&elsewhere.in_flight);
+        let agents = tracker.agent_count() + elsewhere.agents;
         // Only this run's completed and dead-lettered items may feed a rate: never restored
         // ones, never skipped ones (they took no time).
         let finished = progress.completed + progress.dead_lettered;
@@ -131,7 +151,7 @@ impl LiveMetrics {
         let mut inner = self.lock();
         let input = EtaInput {
             now_ms,
-            agents: tracker.agent_count(),
+            agents,
             queued: progress.pending,
             in_flight: &in_flight,
             completed_this_run,
@@ -142,7 +162,7 @@ impl LiveMetrics {
             // The items are not loaded yet: nothing to estimate.
             Eta::WarmingUp {
                 completed: 0,
-                needed: 3u64.max(tracker.agent_count() as u64),
+                needed: 3u64.max(agents as u64),
             }
         } else if progress.done() >= progress.total {
             Eta::Done

@@ -20,5 +20,5 @@ pub use drift::{DriftForecast, DriftShape};
 pub use durations::{DurationModel, DurationStats, DurationSummary, StepDurations, SurvivalTable};
 pub use eta::{Basis, Estimate, Eta, EtaInput, InFlight, estimate};
 pub use failures::{Failure, FailureCluster, FailureClusters, FailureKind};
-pub use live::{LiveMetrics, MetricsView, StepSummary};
+pub use live::{Elsewhere, LiveMetrics, MetricsView, StepSummary};
 pub use stragglers::{Straggler, find_stragglers};

@@ -57,13 +57,14 @@ pub fn find_stragglers(model: &DurationModel, in_flight: &[InFlight]) -> Vec<Str
     let mut found: Vec<Straggler> = in_flight
         .iter()
         .filter_map(|f| {
-            let limit = (*p95.get(f.step)?)?;
+            let step = f.step?;
+            let limit = (*p95.get(step)?)?;
             (f.step_elapsed > limit).then(|| Straggler {
                 item: f.item,
                 agent: f.agent,
-                step: f.step,
+                step,
                 step_name: model
-                    .step(f.step)
+                    .step(step)
                     .map_or_else(String::new, |s| s.name.clone()),
                 elapsed_ms: f.step_elapsed.as_millis() as u64,
                 p95_ms: limit.as_millis() as u64,
@@ -82,7 +83,7 @@ mod tests {
         InFlight {
             item,
             agent: item as usize,
-            step,
+            step: Some(step),
             step_elapsed: Duration::from_millis(elapsed_ms),
             item_elapsed: Duration::from_millis(elapsed_ms),
         }

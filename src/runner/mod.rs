@@ -11,6 +11,7 @@
 mod alerting;
 pub mod claim;
 mod isolated;
+mod others;
 pub mod process;
 mod queue;
 pub mod report;
@@ -208,6 +209,7 @@ pub async fn run<E: Executor>(config: RunConfig, executor: Arc<E>) -> Result<Run
         started_ms: now_ms(),
         claim_stats: std::sync::Mutex::new(None),
         isolated: std::sync::OnceLock::new(),
+        others: std::sync::Mutex::new(None),
     });
     let (kind, payload) = match &run.config.start {
         Start::New { .. } => (EventKind::JobStarted, json!({ "name": plan.name })),
@@ -262,6 +264,9 @@ struct Run<E> {
     claim_stats: std::sync::Mutex<Option<ClaimStats>>,
     /// The worktree pool and merge queue (`map.isolation: worktree`), set when the map starts.
     isolated: std::sync::OnceLock<isolated::Isolated>,
+    /// Scale-out, the owner: the other processes' agents, followed in the event log from the
+    /// map's start (see `others.rs`).
+    others: std::sync::Mutex<Option<others::Others>>,
 }
 
 impl<E: Executor> Run<E> {
@@ -315,10 +320,10 @@ impl<E: Executor> Run<E> {
                     .await
                     .unwrap_or_else(|_| sampler::Sampler::new())
                 };
-                if run.config.claims.is_some() {
-                    run.count_others().await;
-                }
-                run.config.metrics.refresh(tracker, at, run.started_ms);
+                run.fold_others().await;
+                run.config
+                    .metrics
+                    .refresh(tracker, &run.elsewhere(at), at, run.started_ms);
                 let agents = tracker.agents();
                 let active = run
                     .watch
@@ -354,10 +359,38 @@ impl<E: Executor> Run<E> {
         })
     }
 
-    /// What a snapshot records: the tracker's state, the metrics and the active alerts.
+    /// What a snapshot records: the tracker's state, the metrics and the active alerts; the
+    /// agents are this process's, then (scale-out) the other processes' ones, each with its
+    /// name.
     fn snapshot(&self, agents: Vec<AgentSnapshot>, alerts: Vec<Alert>) -> serde_json::Value {
         let tracker = &self.config.tracker;
         let rules = &self.plan().alerts;
+        let prefix = self
+            .config
+            .claims
+            .as_ref()
+            .and_then(|c| c.agent_prefix.as_deref());
+        let own = agents.len();
+        let mut named: Vec<(String, AgentSnapshot)> = agents
+            .into_iter()
+            .map(|a| (agent_name(prefix, a.index), a))
+            .collect();
+        if let Some(others) = self
+            .others
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+        {
+            named.extend(others.agents(own, now_ms()));
+        }
+        let agents: Vec<serde_json::Value> = named
+            .into_iter()
+            .map(|(name, agent)| {
+                let mut row = serde_json::to_value(agent).unwrap_or_default();
+                row["name"] = json!(name);
+                row
+            })
+            .collect();
         json!({
             "progress": tracker.progress(),
             "agents": agents,
@@ -625,6 +658,18 @@ impl<E: Executor> Run<E> {
             }
         }
         if !self.joining() {
+            // The counts are read (restored, or none yet): other processes' items count from
+            // here on, from the event log.
+            let after = self
+                .blocking(move |s| s.recent_events(job, 1))
+                .await?
+                .last()
+                .map_or(0, |e| e.seq);
+            let prefix = options.agent_prefix.clone();
+            let own = (0..self.plan().map.max_parallel.max(1))
+                .map(|agent| agent_name(prefix.as_deref(), agent));
+            *self.others.lock().unwrap_or_else(|e| e.into_inner()) =
+                Some(others::Others::new(after, own));
             self.record(vec![Write::JobPhase {
                 job,
                 phase: Phase::Map,
@@ -656,20 +701,58 @@ impl<E: Executor> Run<E> {
         Ok(None)
     }
 
-    /// Scale-out: counts items other processes finished into the tracker, so that the
-    /// owner's views and snapshots show the whole job (the tracker never counts more than the
-    /// store holds).
-    async fn count_others(&self) {
+    /// Scale-out, the owner: folds what other processes' agents did since the last look into
+    /// the tracker and the metrics (`others.rs`), so that the owner's snapshots show the whole
+    /// job. The job's counts are read first: every item they count finished has its event
+    /// in the log read after them, so the tracker is at least at those counts; items it still
+    /// lacks finished before the log was followed (the gap at a resume) and count as
+    /// restored, never in a rate.
+    async fn fold_others(&self) {
         let job = self.job();
+        let Some(mut after) = self
+            .others
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .map(others::Others::after)
+        else {
+            return;
+        };
         let Ok(record) = self.blocking(move |s| s.job(job)).await else {
             return;
         };
+        const PAGE: usize = 10_000;
+        loop {
+            let Ok(events) = self.blocking(move |s| s.events(job, after, PAGE)).await else {
+                return;
+            };
+            let mut guard = self.others.lock().unwrap_or_else(|e| e.into_inner());
+            let Some(others) = guard.as_mut() else { return };
+            others.fold(&events, &self.config.tracker, &self.config.metrics);
+            after = others.after();
+            self.config
+                .tracker
+                .set_in_flight_elsewhere(others.in_flight());
+            if events.len() < PAGE {
+                break;
+            }
+        }
         let (c, p) = (record.counts, self.config.tracker.progress());
         self.config.tracker.preload(
             c.completed.saturating_sub(p.completed),
             c.dead_lettered.saturating_sub(p.dead_lettered),
             c.skipped.saturating_sub(p.skipped),
         );
+    }
+
+    /// What the other processes' agents are doing, for the ETA (nothing without scale-out).
+    fn elsewhere(&self, now_ms: i64) -> crate::metrics::Elsewhere {
+        self.others
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .map(|o| o.elsewhere(self.config.tracker.agent_count(), now_ms))
+            .unwrap_or_default()
     }
 
     /// Loads the input again and brings the record up to date before any item is queued:
@@ -953,7 +1036,10 @@ impl<E: Executor> Run<E> {
         // A last snapshot, so that whoever reads the newest one of a finished job sees its
         // final counts and metrics (no ETA left over from the last heartbeat).
         let tracker = &self.config.tracker;
-        self.config.metrics.refresh(tracker, at, self.started_ms);
+        self.fold_others().await;
+        self.config
+            .metrics
+            .refresh(tracker, &self.elsewhere(at), at, self.started_ms);
         let snapshot = self.snapshot(tracker.agents(), Vec::new());
         self.record(vec![
             Write::Snapshot {
@@ -1044,10 +1130,7 @@ struct AttemptEnd {
 
 impl<E: Executor> AgentRun<E> {
     fn name(&self) -> String {
-        match self.source.agent_prefix() {
-            Some(prefix) => format!("{prefix}/{}", self.agent + 1),
-            None => format!("agent-{}", self.agent + 1),
-        }
+        agent_name(self.source.agent_prefix(), self.agent)
     }
 
     async fn work(self) {
@@ -1105,7 +1188,7 @@ impl<E: Executor> AgentRun<E> {
                     job,
                     EventKind::AttemptStarted,
                     Some(&item.key),
-                    json!({ "attempt": number, "agent": self.name() }),
+                    json!({ "attempt": number, "agent": self.name(), "item": index }),
                 ),
             ]);
             let end = self.attempt(index, item, number).await;
@@ -1143,15 +1226,11 @@ impl<E: Executor> AgentRun<E> {
                     )
                 };
                 self.record_attempt(index, number, &end, status, true);
+                let mut payload = json!({ "attempt": number, "agent": self.name() });
                 if !end.all_skipped {
-                    self.item_measured(total, &end);
+                    self.item_measured(total, &end, &mut payload);
                 }
-                run.record(vec![Write::event(
-                    job,
-                    kind,
-                    Some(&item.key),
-                    json!({ "attempt": number }),
-                )]);
+                run.record(vec![Write::event(job, kind, Some(&item.key), payload)]);
                 tracker.item_finished(self.agent, tracked, None);
                 return;
             }
@@ -1162,7 +1241,10 @@ impl<E: Executor> AgentRun<E> {
                     job,
                     EventKind::AttemptFailed,
                     Some(&item.key),
-                    json!({ "attempt": number, "error": end.error, "exit_code": end.exit_code }),
+                    json!({
+                        "attempt": number, "agent": self.name(), "outcome": end.outcome,
+                        "error": end.error, "exit_code": end.exit_code,
+                    }),
                 )]);
                 tracker.retrying(self.agent, number + 1, end.exit_code);
                 if !self.backoff(used).await {
@@ -1174,20 +1256,26 @@ impl<E: Executor> AgentRun<E> {
                 continue;
             }
             self.record_attempt(index, number, &end, ItemStatus::DeadLettered, true);
-            self.item_measured(total, &end);
+            let mut payload = json!({
+                "attempts": number, "agent": self.name(), "outcome": end.outcome,
+                "error": end.error, "exit_code": end.exit_code,
+            });
+            self.item_measured(total, &end, &mut payload);
             run.record(vec![Write::event(
                 job,
                 EventKind::ItemDeadLettered,
                 Some(&item.key),
-                json!({ "attempts": number, "error": end.error, "exit_code": end.exit_code }),
+                payload,
             )]);
             tracker.item_finished(self.agent, ItemEnd::DeadLettered, end.exit_code);
             return;
         }
     }
 
-    /// Feeds a finished item's durations to the metrics.
-    fn item_measured(&self, total: Duration, end: &AttemptEnd) {
+    /// Feeds a finished item's durations to the metrics, and puts them in its event's
+    /// `payload` (`duration_us`, `steps_us`: what the owner of a scale-out job folds into its
+    /// metrics when another process ran the item, see `runner/elsewhere.rs`).
+    fn item_measured(&self, total: Duration, end: &AttemptEnd, payload: &mut serde_json::Value) {
         let steps: Vec<(usize, Option<Duration>)> = end
             .steps
             .iter()
@@ -1200,6 +1288,11 @@ impl<E: Executor> AgentRun<E> {
                     (!s.skipped).then(|| Duration::from_micros(s.duration_us)),
                 )
             })
+            .collect();
+        payload["duration_us"] = json!(total.as_micros() as u64);
+        payload["steps_us"] = steps
+            .iter()
+            .map(|(_, d)| d.map(|d| d.as_micros() as u64))
             .collect();
         self.run
             .config
@@ -1586,6 +1679,14 @@ fn rates(tracker: &Tracker, elapsed: Duration) -> serde_json::Value {
             })
             .collect::<std::collections::BTreeMap<_, _>>(),
     })
+}
+
+/// The name of agent `agent` (0-based): `PREFIX/N` (a worker), else `agent-N`.
+fn agent_name(prefix: Option<&str>, agent: usize) -> String {
+    match prefix {
+        Some(prefix) => format!("{prefix}/{}", agent + 1),
+        None => format!("agent-{}", agent + 1),
+    }
 }
 
 /// A checkpoint and its event.

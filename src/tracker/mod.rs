@@ -39,6 +39,8 @@ pub struct Tracker {
     dead_lettered: AtomicU64,
     skipped: AtomicU64,
     in_flight: AtomicU64,
+    /// Items other processes' agents have in flight (scale-out), as the owner last read them.
+    in_flight_elsewhere: AtomicU64,
     /// Items done before this run started (a resume): counted as done, never in a rate.
     restored: AtomicU64,
     failed_attempts: AtomicU64,
@@ -267,7 +269,8 @@ pub struct Progress {
     pub dead_lettered: u64,
     /// Items skipped by `when:`.
     pub skipped: u64,
-    /// Items an agent is working on (including waiting to retry).
+    /// Items an agent is working on (including waiting to retry), with, on the owner of a
+    /// scale-out job, those of other processes' agents.
     pub in_flight: u64,
     /// Items not started yet.
     pub pending: u64,
@@ -353,6 +356,7 @@ impl Tracker {
             dead_lettered: AtomicU64::new(0),
             skipped: AtomicU64::new(0),
             in_flight: AtomicU64::new(0),
+            in_flight_elsewhere: AtomicU64::new(0),
             restored: AtomicU64::new(0),
             failed_attempts: AtomicU64::new(0),
             retries: AtomicU64::new(0),
@@ -625,6 +629,32 @@ impl Tracker {
         });
     }
 
+    /// Scale-out: another process's agent finished an item during this run. It counts like
+    /// this process's own (in the counts, the window and so the rates), without a slot.
+    pub fn item_finished_elsewhere(&self, end: ItemEnd) {
+        match end {
+            ItemEnd::Completed => self.completed.fetch_add(1, Ordering::Relaxed),
+            ItemEnd::Skipped => self.skipped.fetch_add(1, Ordering::Relaxed),
+            ItemEnd::DeadLettered => {
+                self.failed_attempts.fetch_add(1, Ordering::Relaxed);
+                self.dead_lettered.fetch_add(1, Ordering::Relaxed)
+            }
+            ItemEnd::Interrupted => return,
+        };
+        self.window.add(Series::Finished, self.second());
+    }
+
+    /// Scale-out: another process's attempt failed and its item will be retried.
+    pub fn retrying_elsewhere(&self) {
+        self.failed_attempts.fetch_add(1, Ordering::Relaxed);
+        self.retries.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Scale-out: how many items other processes' agents have in flight now.
+    pub fn set_in_flight_elsewhere(&self, items: u64) {
+        self.in_flight_elsewhere.store(items, Ordering::Relaxed);
+    }
+
     /// The agent has no more work.
     pub fn agent_finished(&self, agent: usize) {
         let now = self.now_us();
@@ -661,7 +691,8 @@ impl Tracker {
         let completed = self.completed.load(Ordering::Relaxed);
         let dead_lettered = self.dead_lettered.load(Ordering::Relaxed);
         let skipped = self.skipped.load(Ordering::Relaxed);
-        let in_flight = self.in_flight.load(Ordering::Relaxed);
+        let in_flight = self.in_flight.load(Ordering::Relaxed)
+            + self.in_flight_elsewhere.load(Ordering::Relaxed);
         let percent_ppm = self.floored_ppm(completed + dead_lettered + skipped, total);
         Progress {
             total,

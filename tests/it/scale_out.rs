@@ -311,3 +311,174 @@ reduce:
         "the worker took part"
     );
 }
+
+/// Issue 8: the coordinator's snapshots (what `mmm progress`, the dashboard and the exports
+/// read) show the whole job, not only its own agents: every item in the counts and none as
+/// restored (so rates count every host's items), the durations of every item, and every
+/// agent of every process by name. Two workers on one host without `--name` get distinct
+/// agent names.
+#[test]
+fn the_coordinators_snapshots_show_every_hosts_items_and_agents() {
+    if skipped("the_coordinators_snapshots_show_every_hosts_items_and_agents") {
+        return;
+    }
+    const ITEMS: u64 = 300;
+    let schema = Schema::new();
+    let url = schema.url();
+    let ws = Workspace::new();
+    let items: String = (1..=ITEMS).map(|n| format!("i{n}\n")).collect();
+    ws.write("items.txt", &items);
+    // The coordinator's one agent is slow, so that the workers surely join before the end.
+    ws.write(
+        "job.yml",
+        r#"
+map:
+  input: items.txt
+  key: "${item}"
+  max_parallel: 1
+  steps:
+    - name: work
+      shell: |
+        case "$MMM_AGENT" in agent-*) sleep 0.3;; *) sleep 0.05;; esac
+"#,
+    );
+    let mut coordinator = spawn(
+        &ws,
+        &["run", "job.yml", "--progress", "none", "--store", &url],
+        "coordinator.log",
+    );
+    let mut job = None;
+    wait_until(Duration::from_secs(60), "the job's map to start", || {
+        let Ok(store) = mmm::store::open(&url, false) else {
+            return false;
+        };
+        job = store.jobs().ok().and_then(|jobs| jobs.into_iter().next());
+        job.as_ref().is_some_and(|j| j.phase == Some(Phase::Map))
+    });
+    let job = job.unwrap().id;
+    let id = job.to_string();
+    let worker = |log: &str| {
+        spawn(
+            &ws,
+            &[
+                "worker",
+                "--store",
+                &url,
+                "--job",
+                &id,
+                "-j",
+                "2",
+                "--exit-when-idle",
+            ],
+            log,
+        )
+    };
+    let mut workers = [worker("w1.log"), worker("w2.log")];
+    let store = schema.store();
+    let snapshot = || {
+        store
+            .latest_snapshot(job)
+            .unwrap()
+            .map(|s| s.payload)
+            .unwrap_or_default()
+    };
+
+    // Mid-run: the workers' agents are in the coordinator's snapshot, with their items.
+    let mut mid = serde_json::Value::Null;
+    wait_until(
+        Duration::from_secs(120),
+        "a snapshot with the workers' agents at work",
+        || {
+            mid = snapshot();
+            let busy = mid["agents"].as_array().map_or(0, |agents| {
+                agents
+                    .iter()
+                    .filter(|a| a["name"] != "agent-1" && a["items_done"].as_u64() > Some(0))
+                    .count()
+            });
+            busy == 4
+        },
+    );
+    assert_eq!(mid["progress"]["restored"], 0, "{mid}");
+
+    let code = exit_code(
+        &mut coordinator,
+        Duration::from_secs(300),
+        "the coordinator",
+    );
+    assert_eq!(code, 0, "coordinator: {}", ws.read("coordinator.log"));
+    for (worker, log) in workers.iter_mut().zip(["w1.log", "w2.log"]) {
+        let code = exit_code(worker, Duration::from_secs(60), log);
+        assert_eq!(code, 0, "{log}: {}", ws.read(log));
+    }
+    let record = schema.only_job();
+    assert_eq!(record.counts.completed, ITEMS);
+
+    // The final snapshot: the whole job, counted as this run's work.
+    let last = snapshot();
+    let progress = &last["progress"];
+    assert_eq!(progress["completed"], ITEMS, "{last}");
+    assert_eq!(progress["restored"], 0, "{last}");
+    assert_eq!(progress["percent"], 100.0, "{last}");
+    assert_eq!(last["metrics"]["eta"]["state"], "done", "{last}");
+    assert_eq!(last["metrics"]["items"]["count"], ITEMS, "{last}");
+    assert_eq!(
+        last["metrics"]["steps"][0]["durations"]["count"], ITEMS,
+        "{last}"
+    );
+    // The average rate is over every item: it is above what the coordinator's one agent
+    // could do alone (at most one item per 0.3 s).
+    let average = last["rates"]["throughput_average"].as_f64().unwrap();
+    assert!(average > 1.0 / 0.3, "throughput_average {average}: {last}");
+
+    // Every agent of every process, each once, and their items add up to the job.
+    let names = names_of(&last);
+    assert_eq!(names.len(), 5, "{names:?}");
+    let unique: BTreeSet<&String> = names.iter().collect();
+    assert_eq!(unique.len(), 5, "agent names collide: {names:?}");
+    assert_eq!(names[0], "agent-1");
+    let host = mmm::runner::host_name();
+    let processes: BTreeSet<&str> = names[1..]
+        .iter()
+        .map(|n| {
+            let (process, _) = n.rsplit_once('/').expect("NAME/N");
+            assert!(process.starts_with(&format!("{host}:")), "{n}");
+            process
+        })
+        .collect();
+    assert_eq!(processes.len(), 2, "one name per worker: {names:?}");
+    let done: u64 = last["agents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["items_done"].as_u64().unwrap())
+        .sum();
+    assert_eq!(done, ITEMS, "{last}");
+    // The record agrees with the snapshot about who ran what.
+    let attempts = store.attempts(job, None).unwrap();
+    for name in &names {
+        let ran = attempts.iter().filter(|a| &a.agent == name).count() as u64;
+        let row = last["agents"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["name"] == name.as_str())
+            .unwrap();
+        assert_eq!(row["items_done"], ran, "{name}: {last}");
+    }
+
+    // `mmm progress --json` serves that snapshot.
+    let json = ws.run(&["progress", &id, "--json", "--store", &url]);
+    json.success();
+    let state: serde_json::Value = serde_json::from_str(&json.stdout()).unwrap();
+    assert_eq!(names_of(&state["snapshot"]["payload"]), names);
+}
+
+fn names_of(payload: &serde_json::Value) -> Vec<String> {
+    payload["agents"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|a| a["name"].as_str().unwrap_or_default().to_string())
+        .collect()
+}

@@ -298,8 +298,15 @@ fn render_agents(frame: &mut Frame<'_>, area: Rect, state: &mut ViewerState) {
         "AGENT", "STATE", "ITEM", "STEP", "TRY", "ELAPSED", "PROG", "DONE", "EXIT", "MESSAGE",
     ])
     .style(Style::default().add_modifier(Modifier::BOLD));
+    // Workers' agents have longer names (`HOST:PID/N`) than `agent-N`.
+    let name_width = rows
+        .iter()
+        .map(|a| a.name().chars().count())
+        .max()
+        .unwrap_or(0)
+        .clamp(10, 28) as u16;
     let widths = [
-        Constraint::Length(10),
+        Constraint::Length(name_width),
         Constraint::Length(13),
         Constraint::Length(8),
         Constraint::Length(12),

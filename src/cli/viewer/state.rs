@@ -20,6 +20,8 @@ pub(crate) const HISTORY: usize = 240;
 #[serde(default)]
 pub(crate) struct AgentRow {
     pub(crate) index: usize,
+    /// As attempts record it; snapshots before names were recorded have none.
+    pub(crate) name: Option<String>,
     pub(crate) phase: String,
     pub(crate) item: Option<u64>,
     pub(crate) step: Option<usize>,
@@ -39,7 +41,9 @@ pub(crate) struct AgentRow {
 impl AgentRow {
     /// The agent's name, as attempts record it.
     pub(crate) fn name(&self) -> String {
-        format!("agent-{}", self.index + 1)
+        self.name
+            .clone()
+            .unwrap_or_else(|| format!("agent-{}", self.index + 1))
     }
 
     /// Whether its last attempt failed (failed, retrying or dead-lettered).
