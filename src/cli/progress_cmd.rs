@@ -138,12 +138,23 @@ fn follow(
             );
             return Ok(Exit::Failure);
         }
-        // Wait out the interval, but print at once when the job ends.
+        // Wait out the interval, but print at once when the job ends: on PostgreSQL, wake on
+        // the job's events (its end is one) and read at most every LIVE_POLL, else about once
+        // a second (a dead owner records nothing); on SQLite, read every LIVE_POLL.
         let deadline = Instant::now() + interval;
         loop {
-            std::thread::sleep(
-                viewer::LIVE_POLL.min(deadline.saturating_duration_since(Instant::now())),
-            );
+            let left = || deadline.saturating_duration_since(Instant::now());
+            if store.wakes_on_events() {
+                let since = Instant::now();
+                store.wait_for_events(id, viewer::QUIET_READ.min(left()));
+                std::thread::sleep(
+                    viewer::LIVE_POLL
+                        .saturating_sub(since.elapsed())
+                        .min(left()),
+                );
+            } else {
+                std::thread::sleep(viewer::LIVE_POLL.min(left()));
+            }
             let next = JobState::load(store, id)?;
             let ended = next.job.status.is_finished() || !next.live;
             state.update(next);

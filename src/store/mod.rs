@@ -868,6 +868,12 @@ pub trait Store: Send + Sync {
         let _ = job;
         std::thread::sleep(timeout);
     }
+
+    /// True when [`Store::wait_for_events`] wakes as events commit (PostgreSQL), so a reader
+    /// may wait on it instead of polling; false when it only sleeps (SQLite).
+    fn wakes_on_events(&self) -> bool {
+        false
+    }
 }
 
 /// An item handed to a claimer by [`Store::claim_items`].

@@ -2980,6 +2980,10 @@ impl Store for PostgresStore {
         })
     }
 
+    fn wakes_on_events(&self) -> bool {
+        true
+    }
+
     fn wait_for_events(&self, job: JobId, timeout: Duration) {
         let mut slot = self.listener.lock().unwrap_or_else(PoisonError::into_inner);
         if slot.is_none() {

@@ -332,3 +332,96 @@ fn events_follow_and_progress_read_a_postgres_job_run_by_another_process() {
     assert_eq!(done["live"], false);
     assert_eq!(done["job"]["counts"]["completed"], 30);
 }
+
+/// True when a connection named `application_name` is listening for the store's
+/// notifications (its last statement was the `LISTEN`): a reader that waits on NOTIFY.
+pub(crate) fn listening(application_name: &str) -> bool {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let Ok((client, connection)) =
+            tokio_postgres::connect(&base_url(), tokio_postgres::NoTls).await
+        else {
+            return false;
+        };
+        tokio::spawn(connection);
+        client
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity
+                 WHERE application_name = $1 AND query = 'LISTEN mmm_events'",
+                &[&application_name],
+            )
+            .await
+            .is_ok_and(|row| row.get::<_, i64>(0) > 0)
+    })
+}
+
+/// Issue 8: `mmm progress --follow` on PostgreSQL waits on the store's NOTIFY between lines
+/// (not only polling), and prints the job's end as soon as it comes, however long the
+/// interval.
+#[test]
+fn progress_follow_waits_on_notify_and_ends_with_the_job() {
+    if skipped("progress_follow_waits_on_notify_and_ends_with_the_job") {
+        return;
+    }
+    let schema = Schema::new();
+    let url = schema.url();
+    let ws = Workspace::new();
+    let items: String = (1..=30).map(|n| format!("i{n}\n")).collect();
+    ws.write("items.txt", &items);
+    // Setup waits for the file `go`, so the follower attaches while the job runs.
+    ws.write(
+        "job.yml",
+        "setup:\n  - shell: while [ ! -f go ]; do sleep 0.02; done\n\
+         map:\n  input: items.txt\n  key: \"${item}\"\n  max_parallel: 2\n  steps:\n\
+         \x20   - shell: sleep 0.02\n",
+    );
+    let mut runner = ws.spawn(&["run", "job.yml", "--progress", "none", "--store", &url]);
+    wait_until(Duration::from_secs(30), "the job to be recorded", || {
+        schema.store().jobs().is_ok_and(|jobs| !jobs.is_empty())
+    });
+    let id = schema.only_job().id.to_string();
+    let name = format!("mmm_follow_{}", uuid::Uuid::now_v7().simple());
+    let follow_url = format!("{url}&application_name={name}");
+    let mut follower = ws.spawn(&[
+        "progress",
+        &id,
+        "--follow",
+        "--interval",
+        "1h",
+        "--store",
+        &follow_url,
+    ]);
+    let (lines, reader) = crate::harness::collect_lines(&mut follower);
+    wait_until(
+        Duration::from_secs(30),
+        "the follower to print its first line and listen",
+        || !lines.lock().unwrap().is_empty() && listening(&name),
+    );
+    assert_eq!(
+        lines.lock().unwrap().len(),
+        1,
+        "one line, then the interval"
+    );
+    ws.write("go", "");
+    assert_eq!(runner.wait().unwrap().code(), Some(0));
+    let mut status = None;
+    wait_until(
+        Duration::from_secs(30),
+        "the follower to end with the job (its interval is an hour)",
+        || {
+            status = follower.try_wait().unwrap();
+            status.is_some()
+        },
+    );
+    assert_eq!(status.unwrap().code(), Some(0));
+    reader.join().unwrap();
+    let lines = lines.lock().unwrap();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert!(
+        lines[1].contains("30/30 done") && lines[1].ends_with("completed"),
+        "{lines:?}"
+    );
+}

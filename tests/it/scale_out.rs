@@ -12,7 +12,7 @@ use mmm::job::{AttemptOutcome, JobStatus, Phase};
 use mmm::store::LEASE_EXPIRED_ERROR;
 
 use crate::harness::{Workspace, kill9, wait_until};
-use crate::postgres::{Schema, skipped};
+use crate::postgres::{Schema, listening, skipped};
 
 const LEASE: &str = "2s";
 
@@ -481,4 +481,124 @@ fn names_of(payload: &serde_json::Value) -> Vec<String> {
         .flatten()
         .map(|a| a["name"].as_str().unwrap_or_default().to_string())
         .collect()
+}
+
+/// Issue 8: the full-screen viewer (`mmm progress` in tmux) on a PostgreSQL job that a
+/// coordinator and a worker run: it waits on the store's NOTIFY, the counts advance on
+/// screen, and the agents table lists the worker's agents by name beside the coordinator's.
+#[test]
+fn the_viewer_on_postgres_wakes_on_notify_and_lists_every_hosts_agents() {
+    if skipped("the_viewer_on_postgres_wakes_on_notify_and_lists_every_hosts_agents") {
+        return;
+    }
+    if std::process::Command::new("tmux")
+        .arg("-V")
+        .output()
+        .is_err()
+    {
+        eprintln!("SKIPPED: tmux is not installed (apt-get install -y tmux; .ci/run installs it)");
+        return;
+    }
+    const ITEMS: usize = 400;
+    let schema = Schema::new();
+    let url = schema.url();
+    let ws = Workspace::new();
+    let items: String = (1..=ITEMS).map(|n| format!("i{n}\n")).collect();
+    ws.write("items.txt", &items);
+    ws.write(
+        "job.yml",
+        "map:\n  input: items.txt\n  key: \"${item}\"\n  max_parallel: 1\n  steps:\n\
+         \x20   - name: work\n      shell: sleep 0.1\n",
+    );
+    let mut coordinator = spawn(
+        &ws,
+        &["run", "job.yml", "--progress", "none", "--store", &url],
+        "coordinator.log",
+    );
+    wait_until(Duration::from_secs(60), "the job's map to start", || {
+        mmm::store::open(&url, false)
+            .ok()
+            .and_then(|s| s.jobs().ok())
+            .and_then(|jobs| jobs.into_iter().next())
+            .is_some_and(|j| j.phase == Some(Phase::Map))
+    });
+    let id = schema.only_job().id.to_string();
+    let mut worker = spawn(
+        &ws,
+        &[
+            "worker", "--store", &url, "--job", &id, "-j", "2", "--name", "wk",
+        ],
+        "worker.log",
+    );
+
+    let name = format!("mmm_viewer_{}", uuid::Uuid::now_v7().simple());
+    let viewer_url = format!("{url}&application_name={name}");
+    let session = format!("mmm-pg-viewer-{}", std::process::id());
+    let tmux = |args: &[&str]| {
+        std::process::Command::new("tmux")
+            .args(["-L", &session])
+            .args(args)
+            .output()
+            .expect("tmux runs")
+    };
+    let command = format!(
+        "cd '{}' && exec '{}' progress {id} --store '{viewer_url}'",
+        ws.path().display(),
+        env!("CARGO_BIN_EXE_mmm")
+    );
+    let started = tmux(&[
+        "new-session",
+        "-d",
+        "-s",
+        &session,
+        "-x",
+        "120",
+        "-y",
+        "30",
+        "sh",
+        "-c",
+        &command,
+    ]);
+    assert!(started.status.success(), "{started:?}");
+    let capture = || {
+        String::from_utf8_lossy(&tmux(&["capture-pane", "-p", "-t", &session]).stdout).into_owned()
+    };
+    let suffix = format!("/{ITEMS}");
+    let done_count = |screen: &str| -> Option<u64> {
+        let word = screen.split_whitespace().find(|w| w.ends_with(&suffix))?;
+        word.trim_end_matches(&suffix).parse().ok()
+    };
+    let mut first = None;
+    let mut screen = String::new();
+    let mut seen = false;
+    let mut listened = false;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while std::time::Instant::now() < deadline && !(seen && listened) {
+        screen = capture();
+        listened = listened || listening(&name);
+        if let Some(done) = done_count(&screen) {
+            let first = *first.get_or_insert(done);
+            seen = done > first
+                && screen.contains("agent-1")
+                && screen.contains("wk/1")
+                && screen.contains("wk/2");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    tmux(&["send-keys", "-t", &session, "q"]);
+    let mut quit = false;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while std::time::Instant::now() < deadline && !quit {
+        quit = !tmux(&["has-session", "-t", &session]).status.success();
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    tmux(&["kill-server"]);
+    kill9(&mut coordinator);
+    kill9(&mut worker);
+    assert!(listened, "the viewer never listened for NOTIFY:\n{screen}");
+    assert!(
+        seen,
+        "the counts did not advance, or the agents of both processes were not listed:\n{screen}"
+    );
+    assert!(quit, "the viewer did not quit on q:\n{screen}");
 }

@@ -2,15 +2,20 @@
 //! (`render.rs`) and keys (`input.rs`) are pure; this file is the loop that feeds them from
 //! the store (live) or from a job's recorded history (replay) and owns the terminal.
 //!
-//! Live, the store is read every 100 ms while a process runs the job, and a frame is drawn only
-//! when what it shows changed (or a key or a resize asks for one). Once the job has finished
-//! nothing is read: the loop only waits for keys.
+//! Live, a frame is drawn only when what it shows changed (or a key or a resize asks for one).
+//! On SQLite the store is read every 100 ms while a process runs the job. On PostgreSQL a
+//! thread waits on the store's NOTIFY (`Store::wait_for_events`, sent when events of the job
+//! commit on any host) and the store is read when it wakes, at most every 100 ms on a busy
+//! job and about once a second on a quiet one (the owner's heartbeat and snapshot come once a
+//! second without an event). Once the job has finished nothing is read: the loop only waits
+//! for keys.
 
 pub(crate) mod input;
 pub(crate) mod render;
 pub(crate) mod state;
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use ratatui::crossterm::event::{self, Event};
@@ -27,6 +32,11 @@ pub(crate) const LIVE_POLL: Duration = Duration::from_millis(100);
 const IDLE_POLL: Duration = Duration::from_secs(2);
 /// How long the loop waits for a key when nothing else is due.
 const KEY_WAIT: Duration = Duration::from_secs(60);
+/// On a store that wakes readers: the longest wait for a NOTIFY before reading anyway.
+pub(crate) const QUIET_READ: Duration = Duration::from_secs(1);
+/// On a store that wakes readers: how often the loop looks at the waiter's flag (a local
+/// atomic, no store read), the delay between a wake-up and the read it causes.
+const WAKE_CHECK: Duration = Duration::from_millis(20);
 
 /// Where the frames come from.
 pub(crate) trait Feed {
@@ -50,6 +60,8 @@ pub(crate) struct LiveFeed {
     seen: Option<Probe>,
     /// When the state was last read in full.
     loaded: Instant,
+    /// Set by the waiter thread when the store woke it (PostgreSQL); `None`: poll.
+    woken: Option<Arc<AtomicBool>>,
 }
 
 /// The parts of a job's record that change whenever anything else does: the runner records
@@ -87,23 +99,61 @@ impl LiveFeed {
             done: false,
             seen: Some(Probe::of(&state.job.job)),
             loaded: Instant::now(),
+            woken: None,
         };
         feed.schedule(state);
+        if !feed.done && feed.store.wakes_on_events() {
+            feed.woken = spawn_waiter(Arc::clone(&feed.store), job);
+        }
         feed
     }
 
+    /// The earliest next read: reads are at least this far apart, however often the store
+    /// wakes the feed.
     fn schedule(&mut self, state: &ViewerState) {
         self.done = state.job.job.status.is_finished();
         self.next = Instant::now() + if state.job.live { LIVE_POLL } else { IDLE_POLL };
     }
 }
 
+/// A thread that waits on the store's notifications for `job` and sets the flag it returns
+/// at each (or after [`QUIET_READ`] without one); it ends once the flag is dropped. `None`
+/// when no thread could start: the feed polls.
+fn spawn_waiter(store: Arc<dyn Store>, job: JobId) -> Option<Arc<AtomicBool>> {
+    let woken = Arc::new(AtomicBool::new(false));
+    let flag: Weak<AtomicBool> = Arc::downgrade(&woken);
+    let spawned = std::thread::Builder::new()
+        .name("mmm-viewer-wait".to_string())
+        .spawn(move || {
+            loop {
+                store.wait_for_events(job, QUIET_READ);
+                match flag.upgrade() {
+                    Some(flag) => flag.store(true, Ordering::Release),
+                    None => return,
+                }
+            }
+        });
+    spawned.ok().map(|_| woken)
+}
+
 impl Feed for LiveFeed {
     fn next_due(&self) -> Option<Instant> {
-        (!self.done).then_some(self.next)
+        if self.done {
+            return None;
+        }
+        match &self.woken {
+            None => Some(self.next),
+            Some(woken) if woken.load(Ordering::Acquire) => Some(self.next),
+            // Not woken: look at the flag again soon, without reading the store.
+            Some(_) => Some(Instant::now().max(self.next) + WAKE_CHECK),
+        }
     }
 
     fn advance(&mut self, state: &mut ViewerState) -> anyhow::Result<bool> {
+        if let Some(woken) = &self.woken {
+            // Cleared before the read: a wake-up during it leads to another read.
+            woken.store(false, Ordering::Release);
+        }
         let probe = Probe::of(&self.store.job(self.job)?);
         // Liveness depends on the clock too (an owner that stops beating): read in full at
         // least every idle interval.
