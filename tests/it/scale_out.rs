@@ -602,3 +602,133 @@ fn the_viewer_on_postgres_wakes_on_notify_and_lists_every_hosts_agents() {
     );
     assert!(quit, "the viewer did not quit on q:\n{screen}");
 }
+
+/// `GET path` on the server at `addr`: the status and the JSON body.
+fn get_json(addr: std::net::SocketAddr, path: &str) -> (u16, serde_json::Value) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let response = reqwest::Client::new()
+            .get(format!("http://{addr}{path}"))
+            .send()
+            .await
+            .expect("the server answers");
+        let status = response.status().as_u16();
+        let body = response.text().await.expect("a body");
+        let json = serde_json::from_str(&body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"));
+        (status, json)
+    })
+}
+
+/// Issue 8: `mmm serve` on a PostgreSQL store serves a job that a coordinator and a worker
+/// run: the jobs list and the job's state show it live, its progress advances, its agents
+/// are both processes' ones, and at the end it is complete.
+#[test]
+fn serve_on_postgres_shows_a_job_a_coordinator_and_a_worker_run() {
+    if skipped("serve_on_postgres_shows_a_job_a_coordinator_and_a_worker_run") {
+        return;
+    }
+    const ITEMS: u64 = 300;
+    let schema = Schema::new();
+    let url = schema.url();
+    let ws = Workspace::new();
+    let items: String = (1..=ITEMS).map(|n| format!("i{n}\n")).collect();
+    ws.write("items.txt", &items);
+    ws.write(
+        "job.yml",
+        "map:\n  input: items.txt\n  key: \"${item}\"\n  max_parallel: 1\n  steps:\n\
+         \x20   - name: work\n      shell: sleep 0.05\n",
+    );
+    let (_server, addr) = crate::web::serve_binary(&ws, &["serve", "--port", "0", "--store", &url]);
+    let mut coordinator = spawn(
+        &ws,
+        &["run", "job.yml", "--progress", "none", "--store", &url],
+        "coordinator.log",
+    );
+    // The server started before the job: the list shows it once recorded.
+    let mut id = String::new();
+    wait_until(Duration::from_secs(60), "the job in /api/jobs", || {
+        let (status, jobs) = get_json(addr, "/api/jobs");
+        assert_eq!(status, 200, "{jobs}");
+        match jobs.as_array().and_then(|jobs| jobs.first()) {
+            Some(job) if job["phase"] == "map" => {
+                id = job["id"].as_str().unwrap().to_string();
+                assert_eq!(job["status"], "running", "{job}");
+                true
+            }
+            _ => false,
+        }
+    });
+    let mut worker = spawn(
+        &ws,
+        &[
+            "worker",
+            "--store",
+            &url,
+            "--job",
+            &id,
+            "-j",
+            "2",
+            "--name",
+            "wk",
+            "--exit-when-idle",
+        ],
+        "worker.log",
+    );
+
+    // Live: the state advances, and the newest snapshot lists the worker's agents.
+    let path = format!("/api/jobs/{id}");
+    let done = |state: &serde_json::Value| state["job"]["counts"]["completed"].as_u64().unwrap();
+    let (status, first) = get_json(addr, &path);
+    assert_eq!(status, 200, "{first}");
+    assert_eq!(first["live"], true, "{first}");
+    let mut state = first.clone();
+    wait_until(
+        Duration::from_secs(120),
+        "the state to advance with the worker's agents in it",
+        || {
+            state = get_json(addr, &path).1;
+            let agents: Vec<&str> = state["snapshot"]["payload"]["agents"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|a| a["name"].as_str())
+                .collect();
+            done(&state) > done(&first)
+                && state["percent"].as_f64() > first["percent"].as_f64()
+                && agents.contains(&"wk/1")
+                && agents.contains(&"agent-1")
+        },
+    );
+    let (status, agents) = get_json(addr, &format!("{path}/agents"));
+    assert_eq!(status, 200, "{agents}");
+    let names: Vec<&str> = agents["agents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|a| a["name"].as_str())
+        .collect();
+    assert!(names.contains(&"wk/2"), "{agents}");
+
+    let code = exit_code(
+        &mut coordinator,
+        Duration::from_secs(300),
+        "the coordinator",
+    );
+    assert_eq!(code, 0, "coordinator: {}", ws.read("coordinator.log"));
+    let code = exit_code(&mut worker, Duration::from_secs(60), "the worker");
+    assert_eq!(code, 0, "worker: {}", ws.read("worker.log"));
+    let (_, end) = get_json(addr, &path);
+    assert_eq!(end["job"]["status"], "completed", "{end}");
+    assert_eq!(done(&end), ITEMS, "{end}");
+    assert_eq!(end["live"], false, "{end}");
+    assert_eq!(
+        end["snapshot"]["payload"]["progress"]["completed"], ITEMS,
+        "{end}"
+    );
+    let (_, jobs) = get_json(addr, "/api/jobs");
+    assert_eq!(jobs[0]["status"], "completed", "{jobs}");
+    assert_eq!(jobs[0]["counts"]["completed"], ITEMS, "{jobs}");
+}

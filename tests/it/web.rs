@@ -1014,7 +1014,7 @@ async fn runs_need_the_token_and_say_when_nothing_is_watched() {
 }
 
 /// A child process killed when dropped, so a failing test leaves no server behind.
-struct Killed(std::process::Child);
+pub(crate) struct Killed(pub(crate) std::process::Child);
 
 impl Drop for Killed {
     fn drop(&mut self) {
@@ -1024,7 +1024,7 @@ impl Drop for Killed {
 }
 
 /// `mmm serve ARGS` in the workspace; returns the child and the address it prints.
-fn serve_binary(ws: &Workspace, args: &[&str]) -> (Killed, SocketAddr) {
+pub(crate) fn serve_binary(ws: &Workspace, args: &[&str]) -> (Killed, SocketAddr) {
     let mut child = ws.spawn(args);
     let stderr = child.stderr.take().unwrap();
     let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stderr));
