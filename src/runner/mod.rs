@@ -1195,7 +1195,7 @@ impl<E: Executor> AgentRun<E> {
             total += end.duration;
             if end.infrastructure && !run.stopping() {
                 infrastructure += 1;
-                self.record_attempt(index, number, &end, ItemStatus::Pending, false);
+                self.record_attempt(index, number, &end, ItemStatus::Pending, false, None);
                 if infrastructure >= isolated::INFRA_LIMIT {
                     self.give_up_on_git(&item.key, &end);
                 }
@@ -1207,7 +1207,7 @@ impl<E: Executor> AgentRun<E> {
                 continue;
             }
             if end.outcome == AttemptOutcome::Interrupted {
-                self.record_attempt(index, number, &end, ItemStatus::Pending, false);
+                self.record_attempt(index, number, &end, ItemStatus::Pending, false, None);
                 tracker.item_finished(self.agent, ItemEnd::Interrupted, None);
                 return;
             }
@@ -1225,19 +1225,20 @@ impl<E: Executor> AgentRun<E> {
                         EventKind::ItemCompleted,
                     )
                 };
-                self.record_attempt(index, number, &end, status, true);
                 let mut payload = json!({ "attempt": number, "agent": self.name() });
                 if !end.all_skipped {
                     self.item_measured(total, &end, &mut payload);
                 }
-                run.record(vec![Write::event(job, kind, Some(&item.key), payload)]);
+                // Counted before the store can have it: the owner of a scale-out job never
+                // finds in the store's counts an item its tracker lacks (`others.rs`).
                 tracker.item_finished(self.agent, tracked, None);
+                let event = Write::event(job, kind, Some(&item.key), payload);
+                self.record_attempt(index, number, &end, status, true, Some(event));
                 return;
             }
             used += 1;
             if end.retryable && used <= map.retries {
-                self.record_attempt(index, number, &end, ItemStatus::Failed, true);
-                run.record(vec![Write::event(
+                let event = Write::event(
                     job,
                     EventKind::AttemptFailed,
                     Some(&item.key),
@@ -1245,7 +1246,8 @@ impl<E: Executor> AgentRun<E> {
                         "attempt": number, "agent": self.name(), "outcome": end.outcome,
                         "error": end.error, "exit_code": end.exit_code,
                     }),
-                )]);
+                );
+                self.record_attempt(index, number, &end, ItemStatus::Failed, true, Some(event));
                 tracker.retrying(self.agent, number + 1, end.exit_code);
                 if !self.backoff(used).await {
                     // Stopped while waiting: the item stays `failed`, to be retried on resume.
@@ -1255,19 +1257,21 @@ impl<E: Executor> AgentRun<E> {
                 number += 1;
                 continue;
             }
-            self.record_attempt(index, number, &end, ItemStatus::DeadLettered, true);
             let mut payload = json!({
                 "attempts": number, "agent": self.name(), "outcome": end.outcome,
                 "error": end.error, "exit_code": end.exit_code,
             });
             self.item_measured(total, &end, &mut payload);
-            run.record(vec![Write::event(
-                job,
-                EventKind::ItemDeadLettered,
-                Some(&item.key),
-                payload,
-            )]);
             tracker.item_finished(self.agent, ItemEnd::DeadLettered, end.exit_code);
+            let event = Write::event(job, EventKind::ItemDeadLettered, Some(&item.key), payload);
+            self.record_attempt(
+                index,
+                number,
+                &end,
+                ItemStatus::DeadLettered,
+                true,
+                Some(event),
+            );
             return;
         }
     }
@@ -1314,6 +1318,10 @@ impl<E: Executor> AgentRun<E> {
         }
     }
 
+    /// Records the end of an attempt and the item's new status, with `event` (the item's
+    /// event, if any) in the same group, so that they land in one transaction: a reader never
+    /// sees the status without its event (the owner of a scale-out job counts other processes'
+    /// items from their events, `others.rs`).
     fn record_attempt(
         &self,
         index: usize,
@@ -1321,6 +1329,7 @@ impl<E: Executor> AgentRun<E> {
         end: &AttemptEnd,
         item_status: ItemStatus,
         counts_against_retries: bool,
+        event: Option<Write>,
     ) {
         self.run.config.tracker.attempt_ended(end.outcome);
         if matches!(
@@ -1353,7 +1362,7 @@ impl<E: Executor> AgentRun<E> {
                     at_ms: now_ms(),
                 });
         }
-        self.run.record(vec![Write::AttemptFinished {
+        let mut writes = vec![Write::AttemptFinished {
             job: self.run.job(),
             item_index: index as u64,
             number,
@@ -1367,7 +1376,9 @@ impl<E: Executor> AgentRun<E> {
             stderr_tail: process::tail_text(&end.stderr),
             item_status,
             counts_against_retries,
-        }]);
+        }];
+        writes.extend(event);
+        self.run.record(writes);
     }
 
     /// Runs the item's steps once.

@@ -205,7 +205,14 @@ reduce:
     for (item, count) in runs {
         assert!(
             count == 1 || interrupted.contains(item),
-            "{item} ran {count} times"
+            "{item} ran {count} times: {:?}\nits lines in ran.txt: {:?}",
+            attempts
+                .iter()
+                .filter(|a| a.item_key == item)
+                .collect::<Vec<_>>(),
+            ran.lines()
+                .filter(|l| l.split(' ').next() == Some(item))
+                .collect::<Vec<_>>()
         );
     }
     let check = ws.run(&["check", "--store", &url]);
