@@ -33,7 +33,7 @@ pub struct ClaimOptions {
     pub batch: usize,
     /// How often to look again while nothing is claimable.
     pub poll: Duration,
-    /// Agents are named `PREFIX/N` (a worker: its host name); `None`: `agent-N`.
+    /// Agents are named `PREFIX/N` (a worker: `--name`, default `HOST:PID`); `None`: `agent-N`.
     pub agent_prefix: Option<String>,
 }
 

@@ -293,6 +293,36 @@ reduce:
     assert_eq!(record.status, JobStatus::Completed);
     assert_eq!(record.counts.completed, ITEMS as u64);
     assert_eq!(ws.read("reduced.txt").trim(), format!("reduce saw {ITEMS}"));
+
+    // The new coordinator's last snapshot counts the whole job, but what was done before it
+    // took over only as restored: never in a rate, never in the durations.
+    let last = schema
+        .store()
+        .latest_snapshot(job)
+        .unwrap()
+        .expect("snapshots")
+        .payload;
+    let progress = &last["progress"];
+    assert_eq!(progress["completed"], ITEMS, "{last}");
+    let restored = progress["restored"].as_u64().unwrap();
+    assert!(
+        (60..ITEMS as u64).contains(&restored),
+        "restored {restored}: {last}"
+    );
+    assert_eq!(
+        last["metrics"]["items"]["count"].as_u64(),
+        Some(ITEMS as u64 - restored),
+        "only this run's items are measured: {last}"
+    );
+    assert!(
+        last["agents"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["name"] == "w/1"),
+        "the worker's agents are listed: {last}"
+    );
+
     let attempts = schema.store().attempts(job, None).unwrap();
     let mut succeeded: BTreeMap<&str, usize> = BTreeMap::new();
     for attempt in &attempts {
