@@ -1278,7 +1278,7 @@ impl<E: Executor> AgentRun<E> {
 
     /// Feeds a finished item's durations to the metrics, and puts them in its event's
     /// `payload` (`duration_us`, `steps_us`: what the owner of a scale-out job folds into its
-    /// metrics when another process ran the item, see `runner/elsewhere.rs`).
+    /// metrics when another process ran the item, see `others.rs`).
     fn item_measured(&self, total: Duration, end: &AttemptEnd, payload: &mut serde_json::Value) {
         let steps: Vec<(usize, Option<Duration>)> = end
             .steps
