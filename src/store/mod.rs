@@ -869,8 +869,9 @@ pub trait Store: Send + Sync {
         std::thread::sleep(timeout);
     }
 
-    /// True when [`Store::wait_for_events`] wakes as events commit (PostgreSQL), so a reader
-    /// may wait on it instead of polling; false when it only sleeps (SQLite).
+    /// True when [`Store::wait_for_events`] wakes as events commit in any process, from any
+    /// host (PostgreSQL), so a reader may wait on it instead of polling; false when a reader in
+    /// another process than the writer's must poll (SQLite).
     fn wakes_on_events(&self) -> bool {
         false
     }
