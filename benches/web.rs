@@ -7,7 +7,8 @@
 //! 3. this process's resident memory while one client follows a busy job, reading everything
 //!    or nothing.
 //!
-//! Not a test: `cargo bench --bench web` (prints the figures). Each part takes 10-30 s.
+//! Not a test: `cargo bench --bench web` (prints the figures). Each part takes 10-30 s;
+//! `WEB_BENCH=latency|runner|memory` runs only that part (e.g. under a profiler).
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -16,6 +17,7 @@ use futures_util::{SinkExt, StreamExt};
 use mmm::web::{self, AppState};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 fn now_ms() -> i64 {
     std::time::SystemTime::now()
@@ -81,9 +83,13 @@ type Socket =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 async fn follow(addr: std::net::SocketAddr, job: &str) -> Socket {
-    let (mut socket, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws"))
-        .await
-        .unwrap();
+    // The clients stand in for browsers on other machines: a small read buffer keeps their
+    // own CPU (tungstenite zeroes the buffer's free part on every read) off the shared cores.
+    let config = WebSocketConfig::default().read_buffer_size(16 * 1024);
+    let (mut socket, _) =
+        tokio_tungstenite::connect_async_with_config(format!("ws://{addr}/ws"), Some(config), true)
+            .await
+            .unwrap();
     socket
         .send(Message::text(
             json!({"subscribe": "job", "job": job}).to_string(),
@@ -223,36 +229,59 @@ async fn memory_with_one_client(stalled: bool) -> Vec<u64> {
     samples
 }
 
-/// Runs of each runner-time measurement.
-const RUNS: usize = 3;
+/// Runs of each runner-time measurement (`WEB_BENCH_RUNS` to change).
+fn runs() -> usize {
+    std::env::var("WEB_BENCH_RUNS")
+        .ok()
+        .and_then(|runs| runs.parse().ok())
+        .unwrap_or(3)
+}
 
 fn main() {
     // `cargo test --benches` runs bench targets once with `--bench` absent: do nothing then.
     if !std::env::args().any(|a| a == "--bench") {
         return;
     }
+    let only = std::env::var("WEB_BENCH").ok();
+    let part = |name: &str| only.as_deref().is_none_or(|o| o == name);
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
-        latency().await;
-        // Alternating runs, medians: the machine is shared, a single pair is noise.
-        let (mut alone, mut watched) = (Vec::new(), Vec::new());
-        for _ in 0..RUNS {
-            alone.push(run_time(0).await.as_secs_f64());
-            watched.push(run_time(100).await.as_secs_f64());
+        if part("latency") {
+            latency().await;
         }
-        let median = |v: &mut Vec<f64>| {
-            v.sort_by(f64::total_cmp);
-            v[v.len() / 2]
-        };
-        println!("runner runs, alone: {alone:.2?} s; with 100 WebSocket clients: {watched:.2?} s");
-        let (alone, watched) = (median(&mut alone), median(&mut watched));
-        println!(
-            "runner, 3,000 items on 8 agents, median of {RUNS}: {alone:.2} s alone, {watched:.2} s with 100 WebSocket clients ({:+.1} %)",
-            (watched / alone - 1.0) * 100.0
-        );
-        let reading = memory_with_one_client(false).await;
-        println!("memory with one reading client, MiB each second for 20 s: {reading:?}");
-        let stalled = memory_with_one_client(true).await;
-        println!("memory with one stalled client, MiB each second for 20 s: {stalled:?}");
+        if part("runner") {
+            runner_overhead().await;
+        }
+        if part("memory") {
+            memory().await;
+        }
     });
+}
+
+/// The runner's time alone and with 100 clients, alternating runs, medians: the machine is
+/// shared, a single pair is noise.
+async fn runner_overhead() {
+    let (mut alone, mut watched) = (Vec::new(), Vec::new());
+    let runs = runs();
+    for _ in 0..runs {
+        alone.push(run_time(0).await.as_secs_f64());
+        watched.push(run_time(100).await.as_secs_f64());
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    println!("runner runs, alone: {alone:.2?} s; with 100 WebSocket clients: {watched:.2?} s");
+    let (alone, watched) = (median(&mut alone), median(&mut watched));
+    println!(
+        "runner, 3,000 items on 8 agents, median of {runs}: {alone:.2} s alone, {watched:.2} s with 100 WebSocket clients ({:+.1} %)",
+        (watched / alone - 1.0) * 100.0
+    );
+}
+
+async fn memory() {
+    let reading = memory_with_one_client(false).await;
+    println!("memory with one reading client, MiB each second for 20 s: {reading:?}");
+    let stalled = memory_with_one_client(true).await;
+    println!("memory with one stalled client, MiB each second for 20 s: {stalled:?}");
 }
