@@ -4,7 +4,8 @@
 //! (`{"subscribe": "job", "job": ID, "resume_from": SEQ}`) or to the observed runs
 //! (`{"subscribe": "runs"}`). It gets a full state first, then deltas:
 //! - one job: from the job's [`Hub`](super::hub), shared by every client following it: new
-//!   events as soon as the hub reads them (it looks every [`EVENT_POLL`](super::hub::EVENT_POLL)),
+//!   events as soon as the hub reads them (woken by the store when a batch commits, else every
+//!   [`EVENT_POLL`](super::hub::EVENT_POLL)),
 //!   and at most every [`TICK`] what changed in the job's record, the snapshot and the agents
 //!   whose state changed (the latest value wins, so agent updates are coalesced). Events are
 //!   read by sequence number from the store, so none is skipped;
