@@ -333,6 +333,7 @@ impl Bars {
             line.set_message(self.agent_text(agent));
         }
         let hidden = &agents[self.agent_lines.len().min(agents.len())..];
+        let mut more = Vec::new();
         if !hidden.is_empty() {
             let running = hidden
                 .iter()
@@ -342,12 +343,24 @@ impl Bars {
                 .iter()
                 .filter(|a| a.phase == AgentPhase::Retrying)
                 .count();
-            self.more.set_message(format!(
-                "… {} more agents: {running} running, {retrying} retrying, {} other",
+            more.push(format!(
+                "{} more agents: {running} running, {retrying} retrying, {} other",
                 hidden.len(),
                 hidden.len() - running - retrying
             ));
         }
+        // Scale-out: `mmm worker`s' agents (`mmm progress` lists them one by one).
+        let (others, busy) = self.tracker.elsewhere();
+        if others > 0 {
+            more.push(format!(
+                "{others} agents in other processes, {busy} items in flight there"
+            ));
+        }
+        self.more.set_message(if more.is_empty() {
+            String::new()
+        } else {
+            format!("… {}", more.join("; "))
+        });
     }
 
     fn agent_text(&self, a: &AgentSnapshot) -> String {

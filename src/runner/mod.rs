@@ -732,7 +732,7 @@ impl<E: Executor> Run<E> {
             after = others.after();
             self.config
                 .tracker
-                .set_in_flight_elsewhere(others.in_flight());
+                .set_elsewhere(others.working() as u64, others.in_flight());
             if events.len() < PAGE {
                 break;
             }

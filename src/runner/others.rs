@@ -270,6 +270,14 @@ impl Others {
         }
     }
 
+    /// The other agents that have not finished.
+    pub(crate) fn working(&self) -> usize {
+        self.agents
+            .iter()
+            .filter(|a| a.phase != AgentPhase::Completed)
+            .count()
+    }
+
     /// Items the other agents have in flight.
     pub(crate) fn in_flight(&self) -> u64 {
         self.agents.iter().filter(|a| a.item.is_some()).count() as u64
@@ -308,11 +316,7 @@ impl Others {
     pub(crate) fn elsewhere(&self, first_index: usize, now_ms: i64) -> Elsewhere {
         let since = |ms: i64| Duration::from_millis(now_ms.saturating_sub(ms).max(0) as u64);
         Elsewhere {
-            agents: self
-                .agents
-                .iter()
-                .filter(|a| a.phase != AgentPhase::Completed)
-                .count(),
+            agents: self.working(),
             in_flight: self
                 .agents
                 .iter()
@@ -502,6 +506,7 @@ mod tests {
         assert_eq!(rows[2].1.progress, Some(0.5));
         assert_eq!(others.in_flight(), 1);
         assert_eq!(others.elsewhere(0, 9_500).agents, 1);
+        assert_eq!(others.working(), 1);
         assert_eq!(tracker.progress().done(), 0);
     }
 }

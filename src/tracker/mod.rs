@@ -41,6 +41,8 @@ pub struct Tracker {
     in_flight: AtomicU64,
     /// Items other processes' agents have in flight (scale-out), as the owner last read them.
     in_flight_elsewhere: AtomicU64,
+    /// Other processes' agents that have not finished (scale-out), as the owner last read them.
+    agents_elsewhere: AtomicU64,
     /// Items done before this run started (a resume): counted as done, never in a rate.
     restored: AtomicU64,
     failed_attempts: AtomicU64,
@@ -357,6 +359,7 @@ impl Tracker {
             skipped: AtomicU64::new(0),
             in_flight: AtomicU64::new(0),
             in_flight_elsewhere: AtomicU64::new(0),
+            agents_elsewhere: AtomicU64::new(0),
             restored: AtomicU64::new(0),
             failed_attempts: AtomicU64::new(0),
             retries: AtomicU64::new(0),
@@ -650,9 +653,20 @@ impl Tracker {
         self.retries.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Scale-out: how many items other processes' agents have in flight now.
-    pub fn set_in_flight_elsewhere(&self, items: u64) {
-        self.in_flight_elsewhere.store(items, Ordering::Relaxed);
+    /// Scale-out: how many agents other processes have working on the job now (not finished),
+    /// and how many items they have in flight.
+    pub fn set_elsewhere(&self, agents: u64, in_flight: u64) {
+        self.agents_elsewhere.store(agents, Ordering::Relaxed);
+        self.in_flight_elsewhere.store(in_flight, Ordering::Relaxed);
+    }
+
+    /// Scale-out: other processes' agents working on the job and their items in flight, as
+    /// last set (both 0 when the job is not shared).
+    pub fn elsewhere(&self) -> (u64, u64) {
+        (
+            self.agents_elsewhere.load(Ordering::Relaxed),
+            self.in_flight_elsewhere.load(Ordering::Relaxed),
+        )
     }
 
     /// The agent has no more work.
