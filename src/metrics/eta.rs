@@ -146,14 +146,19 @@ pub fn estimate(model: &DurationModel, input: &EtaInput<'_>) -> Eta {
     if agents == 0 {
         return Eta::Stalled { since_ms };
     }
-    if let Some(p90) = model.item().quantile(0.9) {
+    let run_items = input.completed_this_run + in_flight + input.queued;
+    let needed = WARM_UP_MIN_ITEMS.max(agents as u64).min(run_items);
+    // A p90 of the first one or two items says nothing about the rest (two quick items, then
+    // eight long ones running: no stall), so it takes as many durations as the warm-up. They
+    // may be restored ones: a resume can say `stalled` before its own first completion.
+    if model.item().count() >= needed
+        && let Some(p90) = model.item().quantile(0.9)
+    {
         let limit_ms = (p90.as_millis() as i64).max(1) * STALL_FACTOR as i64;
         if input.now_ms.saturating_sub(since_ms) > limit_ms {
             return Eta::Stalled { since_ms };
         }
     }
-    let run_items = input.completed_this_run + in_flight + input.queued;
-    let needed = WARM_UP_MIN_ITEMS.max(agents as u64).min(run_items);
     if input.completed_this_run < needed {
         return Eta::WarmingUp {
             completed: input.completed_this_run,
@@ -577,6 +582,18 @@ mod tests {
                 since_ms: i.now_ms - 3_100
             }
         );
+    }
+
+    #[test]
+    fn no_stall_from_the_p90_of_fewer_items_than_the_warm_up() {
+        // Two quick items (1 s) done long ago, four long ones still running: warming up.
+        let m = model_with(&[1000; 2], 4);
+        let mut i = input(100, &[], 2);
+        i.last_completion_ms = Some(i.now_ms - 60_000);
+        assert!(matches!(estimate(&m, &i), Eta::WarmingUp { .. }));
+        // With as many durations as the warm-up needs (here restored ones), the p90 counts.
+        let m = model_with(&[1000; 4], 4);
+        assert!(matches!(estimate(&m, &i), Eta::Stalled { .. }));
     }
 
     #[test]
