@@ -66,7 +66,8 @@ pub struct StepSummary {
 pub struct MetricsView {
     /// The estimate of the time left, as of the last heartbeat.
     pub eta: Eta,
-    /// Item durations (all attempts of an item, completed or dead-lettered) this run.
+    /// Item durations (from its agent taking it to its end: all its attempts and the waits
+    /// between them; completed or dead-lettered items) this run.
     pub items: Option<DurationSummary>,
     /// Per-step durations.
     pub steps: Vec<StepSummary>,
@@ -174,8 +175,10 @@ impl LiveMetrics {
     }
 
     /// Recomputes the ETA and the stragglers from the items the agents hold and the tracker's
-    /// counts, as of `now_ms` (the clock of the times passed in).
-    pub fn refresh(&self, tracker: &Tracker, now_ms: i64, run_started_ms: i64) {
+    /// counts, as of `now_ms` (the clock of the times passed in). `wall_ms` is the wall clock
+    /// now: the views show the ETA's times (the finish, stalled since) against it, so they are
+    /// moved onto it (the two differ after a suspended machine, or on a test's virtual time).
+    pub fn refresh(&self, tracker: &Tracker, now_ms: i64, wall_ms: i64, run_started_ms: i64) {
         let progress = tracker.progress();
         // Only this run's completed and dead-lettered items may feed a rate: never restored
         // ones, never skipped ones (they took no time).
@@ -219,7 +222,10 @@ impl LiveMetrics {
         } else if progress.done() >= progress.total {
             Eta::Done
         } else {
-            estimate(&inner.model, &input)
+            to_wall_clock(
+                estimate(&inner.model, &input),
+                wall_ms.saturating_sub(now_ms),
+            )
         };
         inner.stragglers = find_stragglers(&inner.model, &in_flight);
     }
@@ -256,6 +262,20 @@ impl LiveMetrics {
                 .collect(),
             failed_attempts: inner.failures.total(),
         }
+    }
+}
+
+/// The ETA with its times moved by `shift_ms` (from the metrics' clock onto the wall clock).
+fn to_wall_clock(eta: Eta, shift_ms: i64) -> Eta {
+    match eta {
+        Eta::Estimate(mut e) => {
+            e.finish_at_ms = e.finish_at_ms.saturating_add(shift_ms);
+            Eta::Estimate(e)
+        }
+        Eta::Stalled { since_ms } => Eta::Stalled {
+            since_ms: since_ms.saturating_add(shift_ms),
+        },
+        other => other,
     }
 }
 
@@ -301,7 +321,7 @@ mod tests {
         metrics.item_taken(0, 20, now - 5 * S);
         metrics.step_started(0, 0, now - 5 * S);
         metrics.item_taken(1, 21, now);
-        metrics.refresh(&tracker, now, 0);
+        metrics.refresh(&tracker, now, now, 0);
         let p50 = p50_ms(metrics.eta());
         assert!(
             (9_500..=10_500).contains(&p50),
@@ -309,9 +329,15 @@ mod tests {
         );
         metrics.item_taken(1, 21, now - 5 * S);
         metrics.step_started(1, 0, now - 5 * S);
-        metrics.refresh(&tracker, now, 0);
-        let p50 = p50_ms(metrics.eta());
-        assert!((4_500..=5_500).contains(&p50), "both half done: {p50} ms");
+        // The wall clock an hour ahead (the machine slept): the same estimate, its finish
+        // shown on the wall clock.
+        let wall = now + 3_600 * S;
+        metrics.refresh(&tracker, now, wall, 0);
+        let Eta::Estimate(e) = metrics.eta() else {
+            panic!("expected an estimate, got {:?}", metrics.eta());
+        };
+        assert!((4_500..=5_500).contains(&e.p50_ms), "both half done: {e:?}");
+        assert_eq!(e.finish_at_ms, wall + e.p50_ms as i64);
     }
 
     #[test]
@@ -321,14 +347,14 @@ mod tests {
         tracker.attempt_started(1, 20, 1);
         metrics.item_taken(1, 20, now - 40 * S);
         metrics.step_started(1, 0, now - 30 * S);
-        metrics.refresh(&tracker, now, 0);
+        metrics.refresh(&tracker, now, now, 0);
         let stragglers = metrics.view().stragglers;
         assert_eq!(stragglers.len(), 1, "{stragglers:?}");
         assert_eq!((stragglers[0].agent, stragglers[0].item), (1, 20));
         assert_eq!(stragglers[0].elapsed_ms, 30_000);
         // Waiting to retry: in flight, in no step (the item-level model), not a straggler.
         metrics.between_attempts(1);
-        metrics.refresh(&tracker, now, 0);
+        metrics.refresh(&tracker, now, now, 0);
         assert!(metrics.view().stragglers.is_empty());
         assert!(matches!(metrics.eta(), Eta::Estimate(_)));
         // Let go of (interrupted): gone; releasing again, or an agent never seen, is harmless.
@@ -337,7 +363,7 @@ mod tests {
         metrics.item_released(1);
         metrics.item_released(7);
         metrics.step_started(7, 0, now);
-        metrics.refresh(&tracker, now, 0);
+        metrics.refresh(&tracker, now, now, 0);
         assert!(metrics.view().stragglers.is_empty());
     }
 }

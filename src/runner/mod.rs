@@ -347,7 +347,7 @@ impl<E: Executor> Run<E> {
                 }
                 run.config
                     .metrics
-                    .refresh(tracker, run.clock.now_ms(), run.started_ms);
+                    .refresh(tracker, run.clock.now_ms(), now_ms(), run.started_ms);
                 let agents = tracker.agents();
                 let active = run
                     .watch
@@ -984,7 +984,7 @@ impl<E: Executor> Run<E> {
         let tracker = &self.config.tracker;
         self.config
             .metrics
-            .refresh(tracker, self.clock.now_ms(), self.started_ms);
+            .refresh(tracker, self.clock.now_ms(), at, self.started_ms);
         let snapshot = self.snapshot(tracker.agents(), Vec::new());
         self.record(vec![
             Write::Snapshot {
