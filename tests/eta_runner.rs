@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mmm::job::JobId;
-use mmm::metrics::{Eta, LiveMetrics};
+use mmm::metrics::{Estimate, Eta, LiveMetrics};
 use mmm::runner::{
     self, CommandRequest, CommandResult, Executor, Exit, RunConfig, Start, StopLevel,
 };
@@ -271,9 +271,9 @@ async fn wait_for(
     }
 }
 
-/// Runs a scenario; returns (ETA median, true remaining) in ms at 20% done, and checks on the
-/// way that no estimate is given before max(3, N) items completed.
-fn at_20_percent(shape: Shape, longest_first: bool, seed: u64, time: Time) -> (u64, u64) {
+/// Runs a scenario; returns the estimate at 20% done and the true remaining time (ms), and
+/// checks on the way that no estimate is given before max(3, N) items completed.
+fn at_20_percent(shape: Shape, longest_first: bool, seed: u64, time: Time) -> (Estimate, u64) {
     time.runtime().block_on(async {
         let job = Job::start(&items(shape, seed, longest_first), time);
         let mut saw_warming_up = false;
@@ -302,7 +302,7 @@ fn at_20_percent(shape: Shape, longest_first: bool, seed: u64, time: Time) -> (u
         match eta {
             Eta::Estimate(e) => {
                 assert!(e.p10_ms <= e.p50_ms && e.p50_ms <= e.p90_ms, "{e:?}");
-                (e.p50_ms, truth)
+                (e, truth)
             }
             other => panic!("{shape:?}: expected an estimate at 20%, got {other:?}"),
         }
@@ -327,7 +327,8 @@ fn error(p50: u64, truth: u64) -> f64 {
 fn the_runners_eta_at_20_percent_is_within_15_percent_of_the_truth() {
     let mut failures = Vec::new();
     for (shape, longest_first) in SCENARIOS {
-        let (p50, truth) = at_20_percent(shape, longest_first, 11, Time::Virtual);
+        let (e, truth) = at_20_percent(shape, longest_first, 11, Time::Virtual);
+        let p50 = e.p50_ms;
         let error = error(p50, truth);
         eprintln!(
             "{shape:?} longest_first={longest_first}: ETA median {p50} ms, true {truth} ms, \
@@ -349,8 +350,8 @@ fn the_runners_eta_error_over_seeds() {
     for (shape, longest_first) in SCENARIOS {
         let errors: Vec<f64> = (1..=10)
             .map(|seed| {
-                let (p50, truth) = at_20_percent(shape, longest_first, seed, Time::Virtual);
-                (p50 as f64 - truth as f64) / truth as f64
+                let (e, truth) = at_20_percent(shape, longest_first, seed, Time::Virtual);
+                (e.p50_ms as f64 - truth as f64) / truth as f64
             })
             .collect();
         let mean = errors.iter().sum::<f64>() / errors.len() as f64;
@@ -422,16 +423,19 @@ fn the_runners_eta_in_real_time() {
     // timer slack and the machine's load are in the truth, and in the cycle times the model
     // learns from. Printed, and held to a loose bound: a busy machine slows a job unevenly.
     for (shape, longest_first) in SCENARIOS {
-        let (p50, truth) = at_20_percent(shape, longest_first, 11, Time::Real);
+        let (e, truth) = at_20_percent(shape, longest_first, 11, Time::Real);
+        let p50 = e.p50_ms;
         let error = (p50 as f64 - truth as f64) / truth as f64;
         eprintln!(
-            "| {shape:?} | {} | {p50} ms | {truth} ms | {:+.1}% |",
+            "| {shape:?} | {} | {p50} ms | {truth} ms | {:+.1}% | {:?}, rate {:?} ms |",
             if longest_first {
                 "longest first"
             } else {
                 "input"
             },
-            error * 100.0
+            error * 100.0,
+            e.basis,
+            e.rate_ms
         );
         assert!(error.abs() < 0.5, "{shape:?}: {p50} ms, true {truth} ms");
     }
