@@ -177,7 +177,7 @@ impl Time {
     }
 }
 
-/// A running job of `items` with the real runner; call from within [`virtual_time`].
+/// A running job of `items` with the real runner; call from within [`Time::runtime`].
 struct Job {
     tracker: Arc<Tracker>,
     metrics: Arc<LiveMetrics>,
