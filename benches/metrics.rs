@@ -45,7 +45,7 @@ fn eta(c: &mut Criterion) {
         .map(|a| InFlight {
             item: a,
             agent: a as usize,
-            step: Some((a % 2) as usize),
+            step: (a % 2) as usize,
             step_elapsed: Duration::from_millis(a * 20),
             item_elapsed: Duration::from_millis(a * 30),
         })

@@ -138,7 +138,7 @@ fn observe(s: &Schedule, completed: usize, now: u64) -> Eta {
             InFlight {
                 item: i as u64,
                 agent: s.agent[i],
-                step: Some(step),
+                step,
                 step_elapsed: Duration::from_millis(step_elapsed),
                 item_elapsed: Duration::from_millis(elapsed),
             }
@@ -295,7 +295,7 @@ fn stalled_when_nothing_completes_for_3x_p90() {
             .map(|(a, &start)| InFlight {
                 item: a as u64,
                 agent: a,
-                step: Some(0),
+                step: 0,
                 step_elapsed: Duration::from_millis(now - start),
                 item_elapsed: Duration::from_millis(now - start),
             })

@@ -41,13 +41,14 @@ pub struct InFlight {
     pub item: u64,
     /// The agent (0-based slot).
     pub agent: usize,
-    /// The step it runs (index in the plan); `None` when unknown (another process's agent,
-    /// seen through the event log, which records no step starts): the item's durations stand
-    /// in for the step's.
-    pub step: Option<usize>,
+    /// The step it runs (index in the plan); an index past the plan's steps when it runs none
+    /// (before its first step, waiting to retry): its remaining time then comes from the
+    /// item-level model alone.
+    pub step: usize,
     /// How long the current step has run.
     pub step_elapsed: Duration,
-    /// How long the item has run (all its attempts so far).
+    /// How long the item has run: since its agent took it (all its attempts so far and the
+    /// waits between them), as the item durations the model learns from are measured.
     pub item_elapsed: Duration,
 }
 
@@ -145,14 +146,19 @@ pub fn estimate(model: &DurationModel, input: &EtaInput<'_>) -> Eta {
     if agents == 0 {
         return Eta::Stalled { since_ms };
     }
-    if let Some(p90) = model.item().quantile(0.9) {
+    let run_items = input.completed_this_run + in_flight + input.queued;
+    let needed = WARM_UP_MIN_ITEMS.max(agents as u64).min(run_items);
+    // A p90 of the first one or two items says nothing about the rest (two quick items, then
+    // eight long ones running: no stall), so it takes as many durations as the warm-up. They
+    // may be restored ones: a resume can say `stalled` before its own first completion.
+    if model.item().count() >= needed
+        && let Some(p90) = model.item().quantile(0.9)
+    {
         let limit_ms = (p90.as_millis() as i64).max(1) * STALL_FACTOR as i64;
         if input.now_ms.saturating_sub(since_ms) > limit_ms {
             return Eta::Stalled { since_ms };
         }
     }
-    let run_items = input.completed_this_run + in_flight + input.queued;
-    let needed = WARM_UP_MIN_ITEMS.max(agents as u64).min(run_items);
     if input.completed_this_run < needed {
         return Eta::WarmingUp {
             completed: input.completed_this_run,
@@ -242,6 +248,7 @@ fn duration_range(
     // mean short, since the long items are the ones still running).
     let mut remaining = Vec::with_capacity(input.in_flight.len());
     let mut in_flight_totals = 0.0;
+    let outside = outside_steps_us(model);
     for f in input.in_flight {
         let whole = item_table.remaining(f.item_elapsed).unwrap_or(Remaining {
             mean_us: 0.0,
@@ -250,6 +257,7 @@ fn duration_range(
         });
         in_flight_totals += f.item_elapsed.as_micros() as f64 + whole.mean_us;
         let r = step_remaining(model, &mut step_tables, f)
+            .map(|(mean, var)| (mean + outside, var))
             .unwrap_or((whole.mean_us, whole.variance_us2));
         remaining.push(r);
     }
@@ -308,6 +316,19 @@ fn duration_range(
     (range, basis)
 }
 
+/// The mean time of an item outside its steps, µs: what the item durations (from taking the
+/// item to its end: every attempt, the waits between them, the runner's own work, a worktree
+/// merge) hold beyond the expected steps of one attempt. An in-flight item still has that
+/// ahead after its steps. Zero when a step was never seen.
+fn outside_steps_us(model: &DurationModel) -> f64 {
+    let steps: Option<f64> = model
+        .steps()
+        .iter()
+        .map(|s| s.expected_us().map(|(mean, _)| mean))
+        .sum();
+    steps.map_or(0.0, |steps| (model.item().mean_us() - steps).max(0.0))
+}
+
 /// Remaining time (mean, variance; µs) of an in-flight item from the step model: the current
 /// step given its elapsed time, plus the expected later steps. None when a step from the
 /// current one on has no samples (the item-level model is used then).
@@ -316,17 +337,16 @@ fn step_remaining(
     tables: &mut [Option<SurvivalTable>],
     f: &InFlight,
 ) -> Option<(f64, f64)> {
-    let index = f.step?;
-    let step = model.step(index)?;
+    let step = model.step(f.step)?;
     if step.ran.is_empty() {
         return None;
     }
     let table = tables
-        .get_mut(index)?
+        .get_mut(f.step)?
         .get_or_insert_with(|| step.ran.survival());
     let current = table.remaining(f.step_elapsed)?;
     let (mut mean, mut var) = (current.mean_us, current.variance_us2);
-    for later in model.steps().get(index + 1..).unwrap_or(&[]) {
+    for later in model.steps().get(f.step + 1..).unwrap_or(&[]) {
         let (m, v) = later.expected_us()?;
         mean += m;
         var += v;
@@ -496,6 +516,32 @@ mod tests {
     }
 
     #[test]
+    fn an_in_flight_item_still_has_its_time_outside_the_steps_ahead() {
+        // Items take 12 s from being taken to their end, 10 s of it in their one step: one
+        // 5 s into its step has 5 s of step and 2 s of the rest left.
+        let mut m = DurationModel::new(["only"], 1);
+        for _ in 0..50 {
+            m.record_item(ms(12_000));
+            m.record_step(0, Some(ms(10_000)));
+        }
+        let f = [InFlight {
+            item: 50,
+            agent: 0,
+            step: 0,
+            step_elapsed: ms(5_000),
+            item_elapsed: ms(5_500),
+        }];
+        let mut i = input(0, &f, 50);
+        i.agents = 1;
+        let p50 = estimate_of(estimate(&m, &i)).p50_ms;
+        assert!((6_800..=7_200).contains(&p50), "{p50} ms");
+        // In no step (waiting to retry): the item-level model, 12 s given 5.5 s.
+        let f = [InFlight { step: 1, ..f[0] }];
+        let p50 = estimate_of(estimate(&m, &EtaInput { in_flight: &f, ..i })).p50_ms;
+        assert!((6_200..=6_800).contains(&p50), "{p50} ms");
+    }
+
+    #[test]
     fn done_when_nothing_is_left() {
         let m = model_with(&[], 4);
         assert_eq!(estimate(&m, &input(0, &[], 10)), Eta::Done);
@@ -539,6 +585,18 @@ mod tests {
     }
 
     #[test]
+    fn no_stall_from_the_p90_of_fewer_items_than_the_warm_up() {
+        // Two quick items (1 s) done long ago, four long ones still running: warming up.
+        let m = model_with(&[1000; 2], 4);
+        let mut i = input(100, &[], 2);
+        i.last_completion_ms = Some(i.now_ms - 60_000);
+        assert!(matches!(estimate(&m, &i), Eta::WarmingUp { .. }));
+        // With as many durations as the warm-up needs (here restored ones), the p90 counts.
+        let m = model_with(&[1000; 4], 4);
+        assert!(matches!(estimate(&m, &i), Eta::Stalled { .. }));
+    }
+
+    #[test]
     fn zero_agents_with_queued_work_is_stalled_not_a_panic() {
         let m = model_with(&[1000; 10], 4);
         let mut i = input(100, &[], 10);
@@ -569,7 +627,7 @@ mod tests {
         let f = [InFlight {
             item: 7,
             agent: 0,
-            step: Some(0),
+            step: 0,
             step_elapsed: ms(600),
             item_elapsed: ms(600),
         }];
@@ -619,7 +677,7 @@ mod tests {
             .map(|a| InFlight {
                 item: a,
                 agent: a as usize,
-                step: Some(0),
+                step: 0,
                 step_elapsed: Duration::ZERO,
                 item_elapsed: Duration::ZERO,
             })

@@ -57,14 +57,13 @@ pub fn find_stragglers(model: &DurationModel, in_flight: &[InFlight]) -> Vec<Str
     let mut found: Vec<Straggler> = in_flight
         .iter()
         .filter_map(|f| {
-            let step = f.step?;
-            let limit = (*p95.get(step)?)?;
+            let limit = (*p95.get(f.step)?)?;
             (f.step_elapsed > limit).then(|| Straggler {
                 item: f.item,
                 agent: f.agent,
-                step,
+                step: f.step,
                 step_name: model
-                    .step(step)
+                    .step(f.step)
                     .map_or_else(String::new, |s| s.name.clone()),
                 elapsed_ms: f.step_elapsed.as_millis() as u64,
                 p95_ms: limit.as_millis() as u64,
@@ -83,7 +82,7 @@ mod tests {
         InFlight {
             item,
             agent: item as usize,
-            step: Some(step),
+            step,
             step_elapsed: Duration::from_millis(elapsed_ms),
             item_elapsed: Duration::from_millis(elapsed_ms),
         }

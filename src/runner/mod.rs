@@ -177,6 +177,7 @@ pub enum RunError {
 /// Runs a job from its first record to its final status.
 pub async fn run<E: Executor>(config: RunConfig, executor: Arc<E>) -> Result<RunSummary, RunError> {
     let started = Instant::now();
+    let clock = RunClock::start();
     let job = config.job_id;
     let plan = config.plan.clone();
     let store_err = |source| RunError::Store { job, source };
@@ -206,7 +207,8 @@ pub async fn run<E: Executor>(config: RunConfig, executor: Arc<E>) -> Result<Run
         started,
         prior,
         watch: std::sync::Mutex::new(None),
-        started_ms: now_ms(),
+        clock,
+        started_ms: clock.now_ms(),
         claim_stats: std::sync::Mutex::new(None),
         isolated: std::sync::OnceLock::new(),
         others: std::sync::Mutex::new(None),
@@ -250,6 +252,29 @@ enum PhasesEnd {
     Failed(String),
 }
 
+/// The clock of the live metrics: the wall clock at the run's start plus tokio's monotonic time
+/// since. Monotonic, so a stepped system clock cannot fake a stall or a rate; tokio's, so a run
+/// on a paused runtime (`tokio::time::pause`, with the test executor's sleeps) has its ETA on
+/// virtual time, exact and independent of the machine's load (tests/eta_runner.rs).
+#[derive(Debug, Clone, Copy)]
+struct RunClock {
+    epoch_ms: i64,
+    origin: tokio::time::Instant,
+}
+
+impl RunClock {
+    fn start() -> Self {
+        RunClock {
+            epoch_ms: now_ms(),
+            origin: tokio::time::Instant::now(),
+        }
+    }
+
+    fn now_ms(&self) -> i64 {
+        self.epoch_ms + self.origin.elapsed().as_millis() as i64
+    }
+}
+
 struct Run<E> {
     config: RunConfig,
     executor: Arc<E>,
@@ -258,7 +283,9 @@ struct Run<E> {
     prior: Duration,
     /// The alert rules' state, judged by the heartbeat; closed when the run ends.
     watch: std::sync::Mutex<Option<alerting::Watch>>,
-    /// When this run started, epoch ms (for rates and the ETA).
+    /// The metrics' clock.
+    clock: RunClock,
+    /// When this run started, epoch ms of `clock` (for rates and the ETA).
     started_ms: i64,
     /// Claim figures of the map, when items were claimed through the store.
     claim_stats: std::sync::Mutex<Option<ClaimStats>>,
@@ -321,9 +348,13 @@ impl<E: Executor> Run<E> {
                     .unwrap_or_else(|_| sampler::Sampler::new())
                 };
                 run.fold_others().await;
-                run.config
-                    .metrics
-                    .refresh(tracker, &run.elsewhere(at), at, run.started_ms);
+                run.config.metrics.refresh(
+                    tracker,
+                    &run.elsewhere(),
+                    run.clock.now_ms(),
+                    now_ms(),
+                    run.started_ms,
+                );
                 let agents = tracker.agents();
                 let active = run
                     .watch
@@ -728,7 +759,8 @@ impl<E: Executor> Run<E> {
             };
             let mut guard = self.others.lock().unwrap_or_else(|e| e.into_inner());
             let Some(others) = guard.as_mut() else { return };
-            others.fold(&events, &self.config.tracker, &self.config.metrics);
+            let offset = self.clock.now_ms() - now_ms();
+            others.fold(&events, &self.config.tracker, &self.config.metrics, offset);
             after = others.after();
             self.config
                 .tracker
@@ -746,12 +778,14 @@ impl<E: Executor> Run<E> {
     }
 
     /// What the other processes' agents are doing, for the ETA (nothing without scale-out).
-    fn elsewhere(&self, now_ms: i64) -> crate::metrics::Elsewhere {
+    /// Their times are the other hosts' wall clocks (their events'), so measured against the
+    /// wall clock, not the run's.
+    fn elsewhere(&self) -> crate::metrics::Elsewhere {
         self.others
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .as_ref()
-            .map(|o| o.elsewhere(self.config.tracker.agent_count(), now_ms))
+            .map(|o| o.elsewhere(self.config.tracker.agent_count(), now_ms()))
             .unwrap_or_default()
     }
 
@@ -1037,9 +1071,13 @@ impl<E: Executor> Run<E> {
         // final counts and metrics (no ETA left over from the last heartbeat).
         let tracker = &self.config.tracker;
         self.fold_others().await;
-        self.config
-            .metrics
-            .refresh(tracker, &self.elsewhere(at), at, self.started_ms);
+        self.config.metrics.refresh(
+            tracker,
+            &self.elsewhere(),
+            self.clock.now_ms(),
+            at,
+            self.started_ms,
+        );
         let snapshot = self.snapshot(tracker.agents(), Vec::new());
         self.record(vec![
             Write::Snapshot {
@@ -1148,10 +1186,16 @@ impl<E: Executor> AgentRun<E> {
             let Some((work, waited)) = self.source.next(&self.run.config.tracker).await else {
                 break;
             };
+            // The item's duration for the ETA counts from here to its end (see `item_measured`).
+            let taken = tokio::time::Instant::now();
+            let metrics = &self.run.config.metrics;
+            metrics.item_taken(self.agent, work.index, self.run.clock.now_ms());
             if let Some(waited) = waited {
-                self.run.config.metrics.queue_wait(waited);
+                metrics.queue_wait(waited);
             }
-            self.item(&work).await;
+            self.item(&work, taken).await;
+            // Skipped or interrupted items leave no duration but must leave the in-flight set.
+            metrics.item_released(self.agent);
         }
         self.run.config.tracker.agent_finished(self.agent);
         self.run.record(vec![Write::event(
@@ -1162,7 +1206,7 @@ impl<E: Executor> AgentRun<E> {
         )]);
     }
 
-    async fn item(&self, work: &Work) {
+    async fn item(&self, work: &Work, taken: tokio::time::Instant) {
         let run = &self.run;
         let job = run.job();
         let (index, item) = (work.index as usize, &work.item);
@@ -1170,8 +1214,6 @@ impl<E: Executor> AgentRun<E> {
         let tracker = &run.config.tracker;
         let mut number = work.next_number;
         let mut used = work.attempts_used;
-        // The item's time over all its attempts in this run, for the duration model.
-        let mut total = Duration::ZERO;
         // Infrastructure failures in a row (worktree isolation): retried, never counted.
         let mut infrastructure = 0;
         loop {
@@ -1192,13 +1234,13 @@ impl<E: Executor> AgentRun<E> {
                 ),
             ]);
             let end = self.attempt(index, item, number).await;
-            total += end.duration;
             if end.infrastructure && !run.stopping() {
                 infrastructure += 1;
                 self.record_attempt(index, number, &end, ItemStatus::Pending, false, None);
                 if infrastructure >= isolated::INFRA_LIMIT {
                     self.give_up_on_git(&item.key, &end);
                 }
+                run.config.metrics.between_attempts(self.agent);
                 if infrastructure >= isolated::INFRA_LIMIT || !self.backoff(infrastructure).await {
                     tracker.item_finished(self.agent, ItemEnd::Interrupted, None);
                     return;
@@ -1227,7 +1269,7 @@ impl<E: Executor> AgentRun<E> {
                 };
                 let mut payload = json!({ "attempt": number, "agent": self.name() });
                 if !end.all_skipped {
-                    self.item_measured(total, &end, &mut payload);
+                    self.item_measured(taken, &end, &mut payload);
                 }
                 // Counted before the store can have it: the owner of a scale-out job never
                 // finds in the store's counts an item its tracker lacks (`others.rs`).
@@ -1249,6 +1291,7 @@ impl<E: Executor> AgentRun<E> {
                 );
                 self.record_attempt(index, number, &end, ItemStatus::Failed, true, Some(event));
                 tracker.retrying(self.agent, number + 1, end.exit_code);
+                run.config.metrics.between_attempts(self.agent);
                 if !self.backoff(used).await {
                     // Stopped while waiting: the item stays `failed`, to be retried on resume.
                     tracker.item_finished(self.agent, ItemEnd::Interrupted, end.exit_code);
@@ -1261,7 +1304,7 @@ impl<E: Executor> AgentRun<E> {
                 "attempts": number, "agent": self.name(), "outcome": end.outcome,
                 "error": end.error, "exit_code": end.exit_code,
             });
-            self.item_measured(total, &end, &mut payload);
+            self.item_measured(taken, &end, &mut payload);
             tracker.item_finished(self.agent, ItemEnd::DeadLettered, end.exit_code);
             let event = Write::event(job, EventKind::ItemDeadLettered, Some(&item.key), payload);
             self.record_attempt(
@@ -1276,10 +1319,18 @@ impl<E: Executor> AgentRun<E> {
         }
     }
 
-    /// Feeds a finished item's durations to the metrics, and puts them in its event's
-    /// `payload` (`duration_us`, `steps_us`: what the owner of a scale-out job folds into its
-    /// metrics when another process ran the item, see `others.rs`).
-    fn item_measured(&self, total: Duration, end: &AttemptEnd, payload: &mut serde_json::Value) {
+    /// Feeds a finished item's durations to the metrics: the steps of its last attempt, and
+    /// the item's whole time since the agent took it (its cycle: every attempt, the backoff
+    /// between them, the recording, a worktree's merge), which is what the ETA's queue of
+    /// items over N agents needs (docs/eta.md). Puts them in its event's `payload` too
+    /// (`duration_us`, `steps_us`: what the owner of a scale-out job folds into its metrics
+    /// when another process ran the item, see `others.rs`).
+    fn item_measured(
+        &self,
+        taken: tokio::time::Instant,
+        end: &AttemptEnd,
+        payload: &mut serde_json::Value,
+    ) {
         let steps: Vec<(usize, Option<Duration>)> = end
             .steps
             .iter()
@@ -1293,7 +1344,8 @@ impl<E: Executor> AgentRun<E> {
                 )
             })
             .collect();
-        payload["duration_us"] = json!(total.as_micros() as u64);
+        let cycle = taken.elapsed();
+        payload["duration_us"] = json!(cycle.as_micros() as u64);
         payload["steps_us"] = steps
             .iter()
             .map(|(_, d)| d.map(|d| d.as_micros() as u64))
@@ -1301,7 +1353,7 @@ impl<E: Executor> AgentRun<E> {
         self.run
             .config
             .metrics
-            .item_finished(total, &steps, now_ms());
+            .item_finished(self.agent, cycle, &steps, self.run.clock.now_ms());
     }
 
     /// Waits before attempt `number + 1`. False when a stop request came first.
@@ -1460,6 +1512,9 @@ impl<E: Executor> AgentRun<E> {
                         break;
                     }
                     run.config.tracker.step_started(self.agent, step_index);
+                    run.config
+                        .metrics
+                        .step_started(self.agent, step_index, run.clock.now_ms());
                     end.all_skipped = false;
                     let mut env = run.command_env(Some((item, number)), &agent_name, &step.name);
                     if let Some(isolated) = run.isolated().filter(|_| worktree_base.is_some()) {

@@ -132,19 +132,27 @@ impl Others {
     }
 
     /// Folds `events` (the log's next events, in order) into `tracker` and `metrics`.
+    /// `clock_offset_ms` moves the events' times (wall clocks) onto the metrics' clock.
     pub(crate) fn fold(
         &mut self,
         events: &[EventRecord],
         tracker: &Tracker,
         metrics: &LiveMetrics,
+        clock_offset_ms: i64,
     ) {
         for event in events {
             self.after = self.after.max(event.seq);
-            self.fold_one(event, tracker, metrics);
+            self.fold_one(event, tracker, metrics, clock_offset_ms);
         }
     }
 
-    fn fold_one(&mut self, event: &EventRecord, tracker: &Tracker, metrics: &LiveMetrics) {
+    fn fold_one(
+        &mut self,
+        event: &EventRecord,
+        tracker: &Tracker,
+        metrics: &LiveMetrics,
+        clock_offset_ms: i64,
+    ) {
         let Ok(kind) = event.kind.parse::<EventKind>() else {
             return;
         };
@@ -257,7 +265,11 @@ impl Others {
                                 .collect()
                         })
                         .unwrap_or_default();
-                    metrics.item_finished(Duration::from_micros(total), &steps, at);
+                    metrics.item_finished_elsewhere(
+                        Duration::from_micros(total),
+                        &steps,
+                        at + clock_offset_ms,
+                    );
                 }
                 let agent = self.agent(name, at);
                 agent.items_done += 1;
@@ -325,7 +337,8 @@ impl Others {
                     Some(InFlight {
                         item: a.item?,
                         agent: first_index + i,
-                        step: None,
+                        // Unknown; `LiveMetrics::refresh` uses the item-level model.
+                        step: usize::MAX,
                         step_elapsed: since(a.since_ms),
                         item_elapsed: a.item_started_ms.map(since).unwrap_or_default(),
                     })
@@ -414,7 +427,7 @@ mod tests {
                 json!({ "attempt": 2, "agent": "w:7/1", "item": 2 }),
             ),
         ];
-        others.fold(&events, &tracker, &metrics);
+        others.fold(&events, &tracker, &metrics, 0);
         assert_eq!(others.after(), 13);
         let p = tracker.progress();
         assert_eq!((p.completed, p.restored, p.done_this_run()), (1, 0, 1));
@@ -444,10 +457,7 @@ mod tests {
         let elsewhere = others.elsewhere(1, 3_000);
         assert_eq!(elsewhere.agents, 1);
         assert_eq!(elsewhere.in_flight.len(), 1);
-        assert_eq!(
-            (elsewhere.in_flight[0].item, elsewhere.in_flight[0].step),
-            (2, None)
-        );
+        assert_eq!(elsewhere.in_flight[0].item, 2);
     }
 
     #[test]
@@ -490,7 +500,7 @@ mod tests {
                 json!({ "reason": "lease_expired" }),
             ),
         ];
-        others.fold(&events, &tracker, &metrics);
+        others.fold(&events, &tracker, &metrics, 0);
         let rows = others.agents(0, 9_500);
         let phases: Vec<(&str, AgentPhase)> =
             rows.iter().map(|(n, r)| (n.as_str(), r.phase)).collect();
