@@ -457,7 +457,7 @@ $('agents').onmousemove = (ev) => {
   const a = agentAt(ev);
   const tip = $('agent-tip');
   if (!a) { tip.hidden = true; return; }
-  tip.textContent = 'agent-' + (a.index + 1) + ': ' + a.phase + (a.item != null ? '\nitem ' + a.item : '') + (a.progress != null ? '\nprogress ' + Math.round(a.progress * 100) + '%' : '') + '\nitems done ' + a.items_done + (a.message ? '\n' + a.message : '') + (a.last_exit_code != null ? '\nlast exit ' + a.last_exit_code : '');
+  tip.textContent = (a.name || 'agent-' + (a.index + 1)) + ': ' + a.phase + (a.item != null ? '\nitem ' + a.item : '') + (a.progress != null ? '\nprogress ' + Math.round(a.progress * 100) + '%' : '') + '\nitems done ' + a.items_done + (a.message ? '\n' + a.message : '') + (a.last_exit_code != null ? '\nlast exit ' + a.last_exit_code : '');
   tip.style.left = (ev.offsetX + 14) + 'px'; tip.style.top = (ev.offsetY + 40) + 'px'; tip.hidden = false;
 };
 $('agents').onmouseleave = () => { $('agent-tip').hidden = true; };
