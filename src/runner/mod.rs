@@ -1093,21 +1093,25 @@ impl<E: Executor> AgentRun<E> {
         let mut infrastructure = 0;
         loop {
             tracker.attempt_started(self.agent, index as u64, number);
-            run.record(vec![
-                Write::AttemptStarted {
-                    job,
-                    item_index: index as u64,
-                    number,
-                    agent: self.name(),
-                    at: now_ms(),
-                },
-                Write::event(
+            let mut writes = vec![Write::AttemptStarted {
+                job,
+                item_index: index as u64,
+                number,
+                agent: self.name(),
+                at: now_ms(),
+            }];
+            // An item's first attempt has no `attempt_started` event: its attempt row holds
+            // the same facts (agent, start), and most items have no other attempt, so the
+            // event would be a third of a large job's store (docs/events.md).
+            if number > 1 {
+                writes.push(Write::event(
                     job,
                     EventKind::AttemptStarted,
                     Some(&item.key),
                     json!({ "attempt": number, "agent": self.name() }),
-                ),
-            ]);
+                ));
+            }
+            run.record(writes);
             let end = self.attempt(index, item, number).await;
             total += end.duration;
             if end.infrastructure && !run.stopping() {

@@ -485,12 +485,45 @@ pub struct ItemRecord {
 pub struct StepRecord {
     /// The step's name.
     pub name: String,
-    /// `ran` or `skipped`.
+    /// `ran` or `skipped`. Absent from the stored form when false ([`StoredSteps`]).
+    #[serde(default)]
     pub skipped: bool,
     /// Measured wall time, microseconds.
     pub duration_us: u64,
     /// Exit code, when it ran and exited.
     pub exit_code: Option<i32>,
+}
+
+/// An attempt's steps as the backends store them: [`StepRecord`]s without `"skipped": false`,
+/// which every step that ran would otherwise repeat (16 bytes of each attempt row; reading
+/// takes its absence as false, so rows stored before either way read the same).
+pub(crate) struct StoredSteps<'a>(pub(crate) &'a [StepRecord]);
+
+impl Serialize for StoredSteps<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{SerializeMap, SerializeSeq};
+
+        struct Step<'s>(&'s StepRecord);
+        impl Serialize for Step<'_> {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                let step = self.0;
+                let mut map = serializer.serialize_map(None)?;
+                map.serialize_entry("name", &step.name)?;
+                if step.skipped {
+                    map.serialize_entry("skipped", &true)?;
+                }
+                map.serialize_entry("duration_us", &step.duration_us)?;
+                map.serialize_entry("exit_code", &step.exit_code)?;
+                map.end()
+            }
+        }
+
+        let mut seq = serializer.serialize_seq(Some(self.0.len()))?;
+        for step in self.0 {
+            seq.serialize_element(&Step(step))?;
+        }
+        seq.end()
+    }
 }
 
 /// One attempt as recorded.
