@@ -1745,7 +1745,13 @@ mod suite {
             .apply(&[
                 started(a, 2, 2, 3_100),
                 finished(a, 2, 2, 3_200, O::Succeeded, S::Completed),
-                event(a, 3_200, "item_completed"),
+                Write::Event {
+                    job: a,
+                    at: 3_200,
+                    kind: "item_completed".into(),
+                    item_key: Some("a2".into()),
+                    payload: serde_json::json!({ "attempt": 2 }),
+                },
             ])
             .unwrap();
         // Numbers go on from the highest ever issued (12, of the deleted event), not reused.
@@ -1754,6 +1760,9 @@ mod suite {
         let attempt = store.attempts(a, Some("a2")).unwrap();
         assert_eq!(attempt.len(), 2);
         assert_eq!(attempt[1].steps, finished_steps());
+        // Rewinding to the first checkpoint (seq 2) finds the completions at seqs 4 and 13.
+        assert_eq!(store.rewind(a, 1, 3_300).unwrap(), ["a0", "a2"]);
+        assert_eq!(store.job(a).unwrap().counts.pending, 3);
         store
             .apply(&[Write::Checkpoint {
                 job: a,
