@@ -805,8 +805,7 @@ fn plan_one(write: &Write, planned: &mut Vec<Planned>) {
             item_status,
             counts_against_retries,
         } => {
-            let steps = serde_json::to_value(StoredSteps(steps))
-                .expect("step records hold only strings, numbers and booleans");
+            let steps = StoredSteps::to_json(steps);
             push(
                 "UPDATE attempts
                  SET ended_at = $4::bigint, duration_us = $5::bigint, outcome = $6::text,
@@ -2894,8 +2893,7 @@ impl Store for PostgresStore {
             }
             let superseded: HashSet<(u64, u32)> = dump.superseded.iter().copied().collect();
             for a in &dump.contents.attempts {
-                let steps = serde_json::to_value(StoredSteps(&a.steps))
-                    .expect("step records hold only strings, numbers and booleans");
+                let steps = StoredSteps::to_json(&a.steps);
                 execute(
                     statements,
                     &tx,
@@ -3389,7 +3387,7 @@ fn paged_item_from_row(row: &Row) -> Result<PagedItem, Decode> {
             outcome: optional_text::<AttemptOutcome>(row, 10)?,
             exit_code: optional_i32(row, 11)?,
             error: row.try_get(12)?,
-            steps: json(row, 13)?,
+            steps: json::<StoredSteps>(row, 13)?.0,
             stdout_tail: row.try_get(14)?,
             stderr_tail: row.try_get(15)?,
         }),
@@ -3410,7 +3408,7 @@ fn attempt_from_row(row: &Row) -> Result<AttemptRecord, Decode> {
         outcome: optional_text::<AttemptOutcome>(row, 7)?,
         exit_code: optional_i32(row, 8)?,
         error: row.try_get(9)?,
-        steps: json(row, 10)?,
+        steps: json::<StoredSteps>(row, 10)?.0,
         stdout_tail: row.try_get(11)?,
         stderr_tail: row.try_get(12)?,
     })

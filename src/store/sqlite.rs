@@ -285,8 +285,7 @@ impl SqliteStore {
                 item_status,
                 counts_against_retries,
             } => {
-                let steps = serde_json::to_string(&StoredSteps(steps))
-                    .expect("step records hold only strings, numbers and booleans");
+                let steps = StoredSteps::to_json(steps).to_string();
                 let sql = "UPDATE attempts
                            SET ended_at = ?4, duration_us = ?5, outcome = ?6, exit_code = ?7,
                                error = ?8, steps = ?9, stdout_tail = ?10, stderr_tail = ?11
@@ -1599,8 +1598,7 @@ impl Store for SqliteStore {
                 )
                 .map_err(fail("copy attempts"))?;
             for a in &dump.contents.attempts {
-                let steps = serde_json::to_string(&StoredSteps(&a.steps))
-                    .expect("step records hold only strings, numbers and booleans");
+                let steps = StoredSteps::to_json(&a.steps).to_string();
                 insert
                     .execute(params![
                         id,
@@ -1915,7 +1913,7 @@ fn paged_item_from_row(row: &Row<'_>) -> rusqlite::Result<PagedItem> {
             outcome: row.get::<_, Option<AttemptOutcome>>(10)?,
             exit_code: row.get(11)?,
             error: row.get(12)?,
-            steps: json_column(row, 13)?,
+            steps: json_column::<StoredSteps>(row, 13)?.0,
             stdout_tail: row.get(14)?,
             stderr_tail: row.get(15)?,
         }),
@@ -1936,7 +1934,7 @@ fn attempt_from_row(row: &Row<'_>) -> rusqlite::Result<AttemptRecord> {
         outcome: row.get::<_, Option<AttemptOutcome>>(7)?,
         exit_code: row.get(8)?,
         error: row.get(9)?,
-        steps: json_column(row, 10)?,
+        steps: json_column::<StoredSteps>(row, 10)?.0,
         stdout_tail: row.get(11)?,
         stderr_tail: row.get(12)?,
     })
