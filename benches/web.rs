@@ -2,12 +2,14 @@
 //! process and the web server in this one, reading the same store:
 //!
 //! 1. event-to-client latency over `/ws` while 1,000 agents work (`now - event.at` for every
-//!    event a WebSocket client receives; `at` is stamped by the runner when the change happens);
+//!    event a WebSocket client receives; `at` is stamped by the runner when the change happens),
+//!    with the server in this process and in the runner's (`mmm run --dashboard`);
 //! 2. the runner's wall time for the same job with 0 and with 100 WebSocket clients following it;
 //! 3. this process's resident memory while one client follows a busy job, reading everything
 //!    or nothing.
 //!
-//! Not a test: `cargo bench --bench web` (prints the figures). Each part takes 10-30 s.
+//! Not a test: `cargo bench --bench web` (prints the figures). Each part takes 10-30 s;
+//! `WEB_BENCH=latency|latency-in-process|runner|memory` runs only that part (e.g. under a profiler).
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -16,6 +18,7 @@ use futures_util::{SinkExt, StreamExt};
 use mmm::web::{self, AppState};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 fn now_ms() -> i64 {
     std::time::SystemTime::now()
@@ -81,9 +84,13 @@ type Socket =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 async fn follow(addr: std::net::SocketAddr, job: &str) -> Socket {
-    let (mut socket, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws"))
-        .await
-        .unwrap();
+    // The clients stand in for browsers on other machines: a small read buffer keeps their
+    // own CPU (tungstenite zeroes the buffer's free part on every read) off the shared cores.
+    let config = WebSocketConfig::default().read_buffer_size(16 * 1024);
+    let (mut socket, _) =
+        tokio_tungstenite::connect_async_with_config(format!("ws://{addr}/ws"), Some(config), true)
+            .await
+            .unwrap();
     socket
         .send(Message::text(
             json!({"subscribe": "job", "job": job}).to_string(),
@@ -106,10 +113,22 @@ async fn latency() {
     let mut child = mmm_run(dir.path());
     let (store, job) = first_job(dir.path());
     let addr = server(store.clone()).await;
-    // The floor: how late events become visible in the store at all (the runner's batching
-    // writer and its commit), seen by a reader polling every 5 ms beside the server.
-    let job_id = store.resolve_job(&job).unwrap();
-    let floor = std::thread::spawn(move || {
+    let floor = store_floor(store, &job);
+    let (latencies, resyncs) = event_latencies(follow(addr, &job).await).await;
+    let _ = child.kill();
+    let _ = child.wait();
+    print_floor(floor);
+    print_latencies("runner in another process", latencies, resyncs);
+}
+
+/// The floor: how late events become visible in the store at all (the runner's batching
+/// writer and its commit), seen by a reader polling every 5 ms for 20 s beside the server.
+fn store_floor(
+    store: std::sync::Arc<dyn mmm::store::Store>,
+    job: &str,
+) -> std::thread::JoinHandle<Vec<i64>> {
+    let job_id = store.resolve_job(job).unwrap();
+    std::thread::spawn(move || {
         let mut seen = Vec::new();
         let mut after = 0;
         let end = Instant::now() + Duration::from_secs(20);
@@ -121,8 +140,21 @@ async fn latency() {
             std::thread::sleep(Duration::from_millis(5));
         }
         seen
-    });
-    let mut socket = follow(addr, &job).await;
+    })
+}
+
+fn print_floor(floor: std::thread::JoinHandle<Vec<i64>>) {
+    let mut floor = floor.join().unwrap();
+    floor.sort_unstable();
+    println!(
+        "visible in the store (a reader polling every 5 ms): p50 {} ms, p99 {} ms",
+        quantile(&floor, 0.5),
+        quantile(&floor, 0.99),
+    );
+}
+
+/// `now - event.at` for every event a client receives over 20 s, and the resyncs it got.
+async fn event_latencies(mut socket: Socket) -> (Vec<i64>, usize) {
     let mut latencies = Vec::new();
     let mut resyncs = 0;
     let end = Instant::now() + Duration::from_secs(20);
@@ -141,22 +173,67 @@ async fn latency() {
             latencies.push(received - event["at"].as_i64().unwrap());
         }
     }
-    let mut floor = floor.join().unwrap();
-    let _ = child.kill();
-    let _ = child.wait();
-    floor.sort_unstable();
-    println!(
-        "visible in the store (a reader polling every 5 ms): p50 {} ms, p99 {} ms",
-        quantile(&floor, 0.5),
-        quantile(&floor, 0.99),
-    );
+    (latencies, resyncs)
+}
+
+fn print_latencies(setting: &str, mut latencies: Vec<i64>, resyncs: usize) {
     latencies.sort_unstable();
     println!(
-        "latency, 1,000 agents, runner in another process: {} events, p50 {} ms, p99 {} ms, max {} ms, resyncs {resyncs}",
+        "latency, 1,000 agents, {setting}: {} events, p50 {} ms, p99 {} ms, max {} ms, resyncs {resyncs}",
         latencies.len(),
         quantile(&latencies, 0.5),
         quantile(&latencies, 0.99),
         quantile(&latencies, 1.0),
+    );
+}
+
+/// The same latency with the server in the runner's process: `mmm run --dashboard`.
+async fn latency_in_process() {
+    let dir = tempfile::tempdir().unwrap();
+    write_job(dir.path(), 6_000, 1_000, "1");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mmm"))
+        .args([
+            "run",
+            "job.yml",
+            "--progress",
+            "none",
+            "--dashboard",
+            "--port",
+            "18080",
+        ])
+        .current_dir(dir.path())
+        .env_remove("MMM_STORE")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("mmm runs");
+    // "mmm: dashboard at http://127.0.0.1:PORT/" (the next free port when 18080 is taken);
+    // the rest of stderr is drained, so that the runner never writes to a closed pipe.
+    let stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let (url, printed) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufRead::lines(stderr).map_while(Result::ok) {
+            if let Some(rest) = line.strip_prefix("mmm: dashboard at http://") {
+                let _ = url.send(rest.trim_end_matches('/').to_string());
+            }
+        }
+    });
+    let addr: std::net::SocketAddr = printed
+        .recv_timeout(Duration::from_secs(30))
+        .expect("mmm run --dashboard prints its URL")
+        .parse()
+        .expect("an address");
+    let (store, job) = first_job(dir.path());
+    let floor = store_floor(store, &job);
+    let (latencies, resyncs) = event_latencies(follow(addr, &job).await).await;
+    let _ = child.kill();
+    let _ = child.wait();
+    print_floor(floor);
+    print_latencies(
+        "server in the runner's process (mmm run --dashboard)",
+        latencies,
+        resyncs,
     );
 }
 
@@ -223,36 +300,62 @@ async fn memory_with_one_client(stalled: bool) -> Vec<u64> {
     samples
 }
 
-/// Runs of each runner-time measurement.
-const RUNS: usize = 3;
+/// Runs of each runner-time measurement (`WEB_BENCH_RUNS` to change).
+fn runs() -> usize {
+    std::env::var("WEB_BENCH_RUNS")
+        .ok()
+        .and_then(|runs| runs.parse().ok())
+        .unwrap_or(3)
+}
 
 fn main() {
     // `cargo test --benches` runs bench targets once with `--bench` absent: do nothing then.
     if !std::env::args().any(|a| a == "--bench") {
         return;
     }
+    let only = std::env::var("WEB_BENCH").ok();
+    let part = |name: &str| only.as_deref().is_none_or(|o| o == name);
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
-        latency().await;
-        // Alternating runs, medians: the machine is shared, a single pair is noise.
-        let (mut alone, mut watched) = (Vec::new(), Vec::new());
-        for _ in 0..RUNS {
-            alone.push(run_time(0).await.as_secs_f64());
-            watched.push(run_time(100).await.as_secs_f64());
+        if part("latency") {
+            latency().await;
         }
-        let median = |v: &mut Vec<f64>| {
-            v.sort_by(f64::total_cmp);
-            v[v.len() / 2]
-        };
-        println!("runner runs, alone: {alone:.2?} s; with 100 WebSocket clients: {watched:.2?} s");
-        let (alone, watched) = (median(&mut alone), median(&mut watched));
-        println!(
-            "runner, 3,000 items on 8 agents, median of {RUNS}: {alone:.2} s alone, {watched:.2} s with 100 WebSocket clients ({:+.1} %)",
-            (watched / alone - 1.0) * 100.0
-        );
-        let reading = memory_with_one_client(false).await;
-        println!("memory with one reading client, MiB each second for 20 s: {reading:?}");
-        let stalled = memory_with_one_client(true).await;
-        println!("memory with one stalled client, MiB each second for 20 s: {stalled:?}");
+        if part("latency-in-process") {
+            latency_in_process().await;
+        }
+        if part("runner") {
+            runner_overhead().await;
+        }
+        if part("memory") {
+            memory().await;
+        }
     });
+}
+
+/// The runner's time alone and with 100 clients, alternating runs, medians: the machine is
+/// shared, a single pair is noise.
+async fn runner_overhead() {
+    let (mut alone, mut watched) = (Vec::new(), Vec::new());
+    let runs = runs();
+    for _ in 0..runs {
+        alone.push(run_time(0).await.as_secs_f64());
+        watched.push(run_time(100).await.as_secs_f64());
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    println!("runner runs, alone: {alone:.2?} s; with 100 WebSocket clients: {watched:.2?} s");
+    let (alone, watched) = (median(&mut alone), median(&mut watched));
+    println!(
+        "runner, 3,000 items on 8 agents, median of {runs}: {alone:.2} s alone, {watched:.2} s with 100 WebSocket clients ({:+.1} %)",
+        (watched / alone - 1.0) * 100.0
+    );
+}
+
+async fn memory() {
+    let reading = memory_with_one_client(false).await;
+    println!("memory with one reading client, MiB each second for 20 s: {reading:?}");
+    let stalled = memory_with_one_client(true).await;
+    println!("memory with one stalled client, MiB each second for 20 s: {stalled:?}");
 }

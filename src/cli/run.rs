@@ -114,11 +114,11 @@ pub(crate) fn run(store_location: &str, args: RunArgs) -> anyhow::Result<Exit> {
     let start = Start::New {
         origin: Some(serde_json::to_string(&origin).context("could not record the job's origin")?),
     };
+    if args.dashboard {
+        let url = super::serve::start_beside_run(store_location, args.port)?;
+        eprintln!("mmm: dashboard at {url}");
+    }
     runtime()?.block_on(async {
-        if args.dashboard {
-            let url = super::serve::start_beside_run(store_location, args.port).await?;
-            eprintln!("mmm: dashboard at {url}");
-        }
         execute(
             store,
             Arc::new(plan),

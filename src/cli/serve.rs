@@ -66,7 +66,7 @@ pub(crate) fn serve(store_location: &str, args: ServeArgs) -> anyhow::Result<Exi
     let watch = runs_watch(&args)?;
     super::run::runtime()?.block_on(async move {
         let listener = web::bind(args.bind, args.port, false).await?;
-        let url = url(&listener, token.as_deref())?;
+        let url = url_of(&listener, token.as_deref())?;
         eprintln!(
             "mmm: dashboard at {url} (store {}); Ctrl-C stops it",
             crate::store::shown_location(store_location)
@@ -84,26 +84,46 @@ pub(crate) fn serve(store_location: &str, args: ServeArgs) -> anyhow::Result<Exi
 }
 
 /// Starts the dashboard beside a run (`mmm run --dashboard`): on 127.0.0.1, at `port` or the
-/// next free one. Returns the URL; the server stops with the runtime. It reads through a store
-/// handle of its own (its own SQLite connection), so its reads never hold the runner's.
-pub(crate) async fn start_beside_run(store_location: &str, port: u16) -> anyhow::Result<String> {
+/// next free one. Returns the URL; the server stops with the process. It reads through a store
+/// handle of its own (its own SQLite connection), so its reads never hold the runner's, and it
+/// runs on a thread and async runtime of its own: a runner with a thousand agents keeps its
+/// runtime's workers busy spawning processes, and the server's tasks would wait behind theirs
+/// (seconds, measured by `cargo bench --bench web`), while the operating system shares the CPU
+/// between threads fairly.
+pub(crate) fn start_beside_run(store_location: &str, port: u16) -> anyhow::Result<String> {
     let store: Arc<dyn Store> = store::open(store_location, false).with_context(|| {
         format!(
             "could not open the store at {}",
             crate::store::shown_location(store_location)
         )
     })?;
-    let ip: IpAddr = [127, 0, 0, 1].into();
-    let listener = web::bind(ip, port, true).await?;
-    let url = url(&listener, None)?;
-    tokio::spawn(async move {
-        if let Err(e) =
-            web::serve(listener, AppState::new(store, None), std::future::pending()).await
-        {
-            eprintln!("mmm: the dashboard stopped: {e}");
-        }
-    });
-    Ok(url)
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("could not start the dashboard's async runtime")?;
+    let (started, url) = std::sync::mpsc::channel();
+    std::thread::Builder::new()
+        .name("mmm-dashboard".to_string())
+        .spawn(move || {
+            runtime.block_on(async move {
+                let ip: IpAddr = [127, 0, 0, 1].into();
+                let listener = match web::bind(ip, port, true).await {
+                    Ok(listener) => listener,
+                    Err(e) => {
+                        let _ = started.send(Err(anyhow::Error::from(e)));
+                        return;
+                    }
+                };
+                let _ = started.send(url_of(&listener, None));
+                let state = AppState::new(store, None);
+                if let Err(e) = web::serve(listener, state, std::future::pending()).await {
+                    eprintln!("mmm: the dashboard stopped: {e}");
+                }
+            })
+        })
+        .context("could not start the dashboard's thread")?;
+    url.recv()
+        .context("the dashboard's thread ended before it listened")?
 }
 
 /// The watch over the run folders the Runs tab shows, when `--runs` or `--runs-config` asks
@@ -151,7 +171,7 @@ fn new_token() -> anyhow::Result<String> {
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
-fn url(listener: &tokio::net::TcpListener, token: Option<&str>) -> anyhow::Result<String> {
+fn url_of(listener: &tokio::net::TcpListener, token: Option<&str>) -> anyhow::Result<String> {
     let addr = listener
         .local_addr()
         .context("could not read the dashboard's address")?;

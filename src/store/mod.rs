@@ -7,6 +7,7 @@
 //! transactions on a thread of its own, so the runner never waits on the disk per item.
 
 pub mod audit;
+mod commits;
 pub mod copy;
 pub mod postgres;
 pub mod sqlite;
@@ -928,7 +929,8 @@ pub trait Store: Send + Sync {
 
     /// Waits at most `timeout` for the job to record new events; may return early without
     /// any. PostgreSQL wakes on `NOTIFY mmm_events` (sent when a batch with events of the job
-    /// commits, from any host); the default (SQLite) sleeps `timeout`: readers poll.
+    /// commits, from any host); SQLite wakes when a batch commits through a handle of this
+    /// process, and otherwise sleeps `timeout` (readers in other processes poll).
     fn wait_for_events(&self, job: JobId, timeout: std::time::Duration) {
         let _ = job;
         std::thread::sleep(timeout);

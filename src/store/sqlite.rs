@@ -10,7 +10,8 @@ use std::collections::{HashMap, HashSet};
 use std::error::Error;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, Type, ValueRef};
@@ -61,6 +62,10 @@ const ATTEMPT_COLUMNS: &str = "a.item_idx, i.key, a.number, a.agent, a.started_a
 pub struct SqliteStore {
     path: PathBuf,
     conn: Mutex<Connection>,
+    /// Commits by any handle of this process on the same file (`wait_for_events`).
+    commits: Arc<super::commits::Commits>,
+    /// The commit count this handle's last `wait_for_events` returned at.
+    commits_seen: AtomicU64,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -130,7 +135,10 @@ impl SqliteStore {
             })?;
         configure(&conn).map_err(|e| classify(path, "configure the connection", e))?;
         migrate(&mut conn, path)?;
+        let commits = super::commits::Commits::of(path);
         Ok(SqliteStore {
+            commits_seen: AtomicU64::new(commits.count()),
+            commits,
             path: path.to_path_buf(),
             conn: Mutex::new(conn),
         })
@@ -446,6 +454,10 @@ impl SqliteStore {
 }
 
 impl Store for SqliteStore {
+    fn wait_for_events(&self, _job: JobId, timeout: Duration) {
+        self.commits.wait(&self.commits_seen, timeout);
+    }
+
     fn create_job(&self, job: &NewJob, items: &[NewItem]) -> Result<(), StoreError> {
         let mut conn = self.lock();
         let tx = self.begin_write(&mut conn)?;
@@ -509,7 +521,9 @@ impl Store for SqliteStore {
         for write in writes {
             self.apply_one(&tx, write)?;
         }
-        tx.commit().map_err(self.fail("commit a batch of writes"))
+        tx.commit().map_err(self.fail("commit a batch of writes"))?;
+        self.commits.committed();
+        Ok(())
     }
 
     fn job(&self, id: JobId) -> Result<JobRecord, StoreError> {

@@ -100,6 +100,29 @@ impl Cache {
         after: i64,
         limit: usize,
     ) -> Result<Vec<EventRecord>, ApiError> {
+        self.events_read(store, job, after, limit, EVENTS_TTL)
+    }
+
+    /// As [`Cache::events_after`], but reads the store first: for a hub woken by a commit,
+    /// which must not be answered from a read made before it.
+    pub(super) fn newest_events_after(
+        &self,
+        store: &dyn Store,
+        job: JobId,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<EventRecord>, ApiError> {
+        self.events_read(store, job, after, limit, Duration::ZERO)
+    }
+
+    fn events_read(
+        &self,
+        store: &dyn Store,
+        job: JobId,
+        after: i64,
+        limit: usize,
+        max_age: Duration,
+    ) -> Result<Vec<EventRecord>, ApiError> {
         let log = self
             .logs
             .lock()
@@ -113,7 +136,7 @@ impl Cache {
             log.base = after;
             log.last = after;
         }
-        if log.read_at.is_none_or(|at| at.elapsed() >= EVENTS_TTL) {
+        if log.read_at.is_none_or(|at| at.elapsed() >= max_age) {
             loop {
                 let page = store.events(job, log.last, PAGE)?;
                 let full = page.len() == PAGE;

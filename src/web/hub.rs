@@ -24,8 +24,13 @@ use super::ws::{JobFeed, Reads, TICK};
 use crate::job::JobId;
 use crate::view::JobState;
 
-/// How often a hub looks for new events.
+/// How often a hub looks for new events when nothing wakes it: the store wakes it when a
+/// batch commits in this process (SQLite: `mmm run --dashboard`) or on any host (PostgreSQL's
+/// `NOTIFY`); a runner in another process on SQLite is polled.
 pub(super) const EVENT_POLL: Duration = Duration::from_millis(20);
+/// Least time between two reads of new events: bounds the messages a client gets to 100 a
+/// second whatever the commit rate.
+const EVENT_GAP: Duration = Duration::from_millis(10);
 /// Messages a client may fall behind the hub before it is resynced.
 const BROADCAST: usize = 64;
 /// Events one catch-up message carries at most.
@@ -86,7 +91,7 @@ impl Hub {
     fn send_events(&self, reads: &Reads) {
         let mut position = self.position.lock().unwrap_or_else(|e| e.into_inner());
         let from = *position;
-        let text = match reads.cache.events_after(
+        let text = match reads.cache.newest_events_after(
             reads.store.as_ref(),
             self.job,
             from,
@@ -172,20 +177,8 @@ impl Hubs {
                     });
                     hubs.insert(job, Arc::downgrade(&hub));
                     let runtime = tokio::runtime::Handle::current();
-                    runtime.spawn(run(
-                        self.clone(),
-                        hub.clone(),
-                        reads.clone(),
-                        EVENT_POLL,
-                        Hub::send_events,
-                    ));
-                    runtime.spawn(run(
-                        self.clone(),
-                        hub.clone(),
-                        reads.clone(),
-                        TICK,
-                        Hub::send_changes,
-                    ));
+                    runtime.spawn(follow_events(self.clone(), hub.clone(), reads.clone()));
+                    runtime.spawn(compare_state(self.clone(), hub.clone(), reads.clone()));
                     hub
                 }
             };
@@ -239,17 +232,11 @@ fn still_followed(hubs: &Hubs, hub: &Arc<Hub>) -> bool {
     true
 }
 
-/// One of the hub's two loops: `step` every `every`, until no client is left. Events and the
-/// comparison run in loops of their own, so a slow comparison (a snapshot of 1,000 agents)
-/// does not hold up new events.
-async fn run(
-    hubs: Arc<Hubs>,
-    hub: Arc<Hub>,
-    reads: Reads,
-    every: Duration,
-    step: fn(&Hub, &Reads),
-) {
-    let mut ticks = tokio::time::interval(every);
+/// The hub's comparison loop: [`Hub::send_changes`] every [`TICK`], until no client is left.
+/// Events and the comparison run in loops of their own, so a slow comparison (a snapshot of
+/// 1,000 agents) does not hold up new events.
+async fn compare_state(hubs: Arc<Hubs>, hub: Arc<Hub>, reads: Reads) {
+    let mut ticks = tokio::time::interval(TICK);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticks.tick().await;
@@ -257,11 +244,32 @@ async fn run(
             return;
         }
         let (stepping, reads_now) = (hub.clone(), reads.clone());
-        if tokio::task::spawn_blocking(move || step(&stepping, &reads_now))
+        if tokio::task::spawn_blocking(move || stepping.send_changes(&reads_now))
             .await
             .is_err()
         {
             return;
         }
+    }
+}
+
+/// The hub's events loop, until no client is left: waits for the store to say events may
+/// have committed (at most [`EVENT_POLL`]), sends what is new, and lets at least
+/// [`EVENT_GAP`] pass before the next read.
+async fn follow_events(hubs: Arc<Hubs>, hub: Arc<Hub>, reads: Reads) {
+    loop {
+        let started = tokio::time::Instant::now();
+        if !still_followed(&hubs, &hub) {
+            return;
+        }
+        let (stepping, reads_now) = (hub.clone(), reads.clone());
+        let step = move || {
+            reads_now.store.wait_for_events(stepping.job, EVENT_POLL);
+            stepping.send_events(&reads_now);
+        };
+        if tokio::task::spawn_blocking(step).await.is_err() {
+            return;
+        }
+        tokio::time::sleep_until(started + EVENT_GAP).await;
     }
 }

@@ -4,7 +4,8 @@
 //! (`{"subscribe": "job", "job": ID, "resume_from": SEQ}`) or to the observed runs
 //! (`{"subscribe": "runs"}`). It gets a full state first, then deltas:
 //! - one job: from the job's [`Hub`](super::hub), shared by every client following it: new
-//!   events as soon as the hub reads them (it looks every [`EVENT_POLL`](super::hub::EVENT_POLL)),
+//!   events as soon as the hub reads them (woken by the store when a batch commits, else every
+//!   [`EVENT_POLL`](super::hub::EVENT_POLL)),
 //!   and at most every [`TICK`] what changed in the job's record, the snapshot and the agents
 //!   whose state changed (the latest value wins, so agent updates are coalesced). Events are
 //!   read by sequence number from the store, so none is skipped;
@@ -51,6 +52,12 @@ pub(super) const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 pub(super) const EVENTS_PER_DELTA: usize = 1_000;
 /// How often the jobs list is read again.
 const JOBS_EVERY: Duration = Duration::from_millis(250);
+/// The socket's read buffer. Clients send only small subscription messages, and tungstenite
+/// zeroes the whole free part of this buffer on every read attempt, which its default
+/// (128 KiB) turns into most of a busy server's CPU with many clients.
+const READ_BUFFER: usize = 4 * 1024;
+/// The largest message a client may send (a subscription is well under 1 KiB).
+const MAX_CLIENT_MESSAGE: usize = 64 * 1024;
 
 /// The upgrade: checks the Origin (a browser page of another site may not connect), then
 /// hands the socket to [`connection`].
@@ -69,7 +76,9 @@ pub(super) async fn upgrade(
             return ApiError::ForbiddenOrigin(origin.to_string()).into_response();
         }
     }
-    ws.on_upgrade(move |socket| connection(socket, state))
+    ws.read_buffer_size(READ_BUFFER)
+        .max_message_size(MAX_CLIENT_MESSAGE)
+        .on_upgrade(move |socket| connection(socket, state))
 }
 
 /// Whether a browser's `Origin` names the host the request was sent to.
