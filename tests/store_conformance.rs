@@ -1303,7 +1303,9 @@ mod suite {
         assert_eq!(store.checkpoints(kept.id).unwrap().len(), 1);
         assert_eq!(store.snapshots(kept.id, 0, 10).unwrap().len(), 1);
         assert!(!store.events(kept.id, 0, 100).unwrap().is_empty());
-        // The deleted job's id can be imported again (nothing of it is left behind).
+        // Nothing of it is left behind: no row refers to the deleted job, and its id can be
+        // imported again.
+        assert_eq!(store.storage_problems().unwrap(), Vec::<String>::new());
         store.create_job(&gone, &new_items(1)).unwrap();
         assert_eq!(store.items(gone.id, None).unwrap().len(), 1);
         assert!(store.checkpoints(gone.id).unwrap().is_empty());

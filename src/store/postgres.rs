@@ -2790,16 +2790,8 @@ impl Store for PostgresStore {
             let location: &str = location;
             let id = job.to_string();
             let tx = begin_write(client, location).await?;
-            // Checkpoints do not cascade (the 0002 migration's table has no ON DELETE).
-            execute(
-                statements,
-                &tx,
-                location,
-                "delete a job's checkpoints",
-                "DELETE FROM checkpoints WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = $1)",
-                &[&id],
-            )
-            .await?;
+            // Everything under the job (items, attempts, events, snapshots, checkpoints) goes
+            // with it: ON DELETE CASCADE.
             let deleted = execute(
                 statements,
                 &tx,

@@ -1521,13 +1521,8 @@ impl Store for SqliteStore {
         let mut conn = self.lock();
         let tx = self.begin_write(&mut conn)?;
         let id = job.to_string();
-        // Checkpoints do not cascade (the 0002 migration's table has no ON DELETE); the
-        // rest (items, attempts, events, snapshots) does.
-        tx.execute(
-            "DELETE FROM checkpoints WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = ?1)",
-            params![id],
-        )
-        .map_err(self.fail("delete a job's checkpoints"))?;
+        // Everything under the job (items, attempts, events, snapshots, checkpoints) goes
+        // with it: ON DELETE CASCADE.
         let deleted = tx
             .execute("DELETE FROM jobs WHERE id = ?1", params![id])
             .map_err(self.fail("delete a job"))?;
