@@ -767,7 +767,8 @@ fn plan_one(write: &Write, planned: &mut Vec<Planned>) {
             at,
         } => {
             push(
-                "UPDATE items SET status = $3::text WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = $1) AND idx = $2::bigint",
+                "UPDATE items SET status = $3::text
+                   WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = $1) AND idx = $2::bigint",
                 vec![
                     Box::new(job.to_string()),
                     Box::new(int(*item_index)),
@@ -811,7 +812,8 @@ fn plan_one(write: &Write, planned: &mut Vec<Planned>) {
                  SET ended_at = $4::bigint, duration_us = $5::bigint, outcome = $6::text,
                      exit_code = $7::bigint, error = $8::text, steps = $9::jsonb,
                      stdout_tail = $10::text, stderr_tail = $11::text
-                 WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = $1) AND item_idx = $2::bigint AND number = $3::bigint
+                 WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = $1)
+                   AND item_idx = $2::bigint AND number = $3::bigint
                    AND outcome IS NULL",
                 vec![
                     Box::new(job.to_string()),
@@ -864,7 +866,8 @@ fn plan_one(write: &Write, planned: &mut Vec<Planned>) {
             "record an event",
         ),
         Write::Snapshot { job, at, payload } => push(
-            "INSERT INTO snapshots (job_ref, at, payload) VALUES ((SELECT job_ref FROM jobs WHERE id = $1), $2::bigint, $3::jsonb)",
+            "INSERT INTO snapshots (job_ref, at, payload)
+               VALUES ((SELECT job_ref FROM jobs WHERE id = $1), $2::bigint, $3::jsonb)",
             vec![
                 Box::new(job.to_string()),
                 Box::new(*at),
@@ -890,7 +893,8 @@ fn plan_one(write: &Write, planned: &mut Vec<Planned>) {
             "INSERT INTO checkpoints (job_ref, at, phase, reason, last_event_seq,
                                       completed, dead_lettered, skipped)
              SELECT (SELECT job_ref FROM jobs WHERE id = $1), $2::bigint, $3::text, $4::text,
-                    (SELECT COALESCE(MAX(seq), 0) FROM events WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = $1)),
+                    (SELECT COALESCE(MAX(seq), 0) FROM events
+                      WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = $1)),
                     count(*) FILTER (WHERE status = 'completed'),
                     count(*) FILTER (WHERE status = 'dead_lettered'),
                     count(*) FILTER (WHERE status = 'skipped')
@@ -1266,7 +1270,8 @@ async fn named_dead_letters(
     keys: &[String],
 ) -> Result<Vec<ItemRecord>, StoreError> {
     let sql = format!(
-        "SELECT {ITEM_COLUMNS} FROM items WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = $1) AND key = $2::text"
+        "SELECT {ITEM_COLUMNS} FROM items
+           WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = $1) AND key = $2::text"
     );
     let (mut found, mut unknown, mut not_dead) = (Vec::new(), Vec::new(), Vec::new());
     let mut seen = HashSet::new();
@@ -1378,7 +1383,8 @@ impl PostgresStore {
                 None => {
                     let sql = format!(
                         "SELECT {ITEM_COLUMNS} FROM items
-                         WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = $1) AND status = $2::text ORDER BY idx"
+                         WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = $1)
+                           AND status = $2::text ORDER BY idx"
                     );
                     let operation = "read the dead-lettered items";
                     let rows = query(
@@ -1537,7 +1543,8 @@ impl Store for PostgresStore {
                 &tx,
                 location,
                 "find the job's last item",
-                "SELECT COALESCE(MAX(idx) + 1, 0) FROM items WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = $1)",
+                "SELECT COALESCE(MAX(idx) + 1, 0) FROM items
+                   WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = $1)",
                 &[&job.to_string()],
             )
             .await?;
@@ -1706,13 +1713,15 @@ impl Store for PostgresStore {
             let rows = match status {
                 None => {
                     let sql =
-                        format!("SELECT {ITEM_COLUMNS} FROM items WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = $1) ORDER BY idx");
+                        format!("SELECT {ITEM_COLUMNS} FROM items
+                                   WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = $1) ORDER BY idx");
                     query(statements, &tx, location, operation, &sql, &[&id]).await?
                 }
                 Some(status) => {
                     let sql = format!(
                         "SELECT {ITEM_COLUMNS} FROM items
-                         WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = $1) AND status = $2::text ORDER BY idx"
+                         WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = $1)
+                           AND status = $2::text ORDER BY idx"
                     );
                     let params: [&(dyn ToSql + Sync); 2] = [&id, &status.as_str()];
                     query(statements, &tx, location, operation, &sql, &params).await?
@@ -1745,7 +1754,8 @@ impl Store for PostgresStore {
             let sql = format!(
                 "SELECT {ATTEMPT_COLUMNS} FROM attempts a
                  JOIN items i ON i.job_ref = a.job_ref AND i.idx = a.item_idx
-                 WHERE a.job_ref = (SELECT job_ref FROM jobs WHERE id = $1) AND ($2::text IS NULL OR i.key = $2::text)
+                 WHERE a.job_ref = (SELECT job_ref FROM jobs WHERE id = $1)
+                   AND ($2::text IS NULL OR i.key = $2::text)
                  ORDER BY a.item_idx, a.number"
             );
             let rows = query(
@@ -2016,7 +2026,8 @@ impl Store for PostgresStore {
                 "UPDATE attempts SET outcome = 'interrupted', ended_at = $2::bigint,
                      error = 'the process running the job stopped during this attempt'
                  WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = $1) AND outcome IS NULL
-                   AND item_idx IN (SELECT idx FROM items WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = $1)
+                   AND item_idx IN (SELECT idx FROM items
+                     WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = $1)
                                     AND (lease_until IS NULL OR lease_until < $2::bigint))",
                 &[&id, &at],
             )
@@ -2103,7 +2114,8 @@ impl Store for PostgresStore {
                 &tx,
                 location,
                 operation,
-                "SELECT key FROM items WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = $1) ORDER BY idx",
+                "SELECT key FROM items
+                   WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = $1) ORDER BY idx",
                 &[&job.to_string()],
             )
             .await?;
@@ -2170,7 +2182,8 @@ impl Store for PostgresStore {
                 &tx,
                 location,
                 "find the checkpoint",
-                "SELECT last_event_seq FROM checkpoints WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = $1) AND id = $2::bigint",
+                "SELECT last_event_seq FROM checkpoints
+                   WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = $1) AND id = $2::bigint",
                 &[&id, &checkpoint],
             )
             .await?;
@@ -2183,7 +2196,8 @@ impl Store for PostgresStore {
             // Items whose completion (or skip) was recorded after the checkpoint.
             const REWOUND: &str = "SELECT i.idx FROM events e JOIN items i
                                      ON i.job_ref = e.job_ref AND i.key = e.item_key
-                                   WHERE e.job_ref = (SELECT job_ref FROM jobs WHERE id = $1) AND e.seq > $2::bigint
+                                   WHERE e.job_ref = (SELECT job_ref FROM jobs WHERE id = $1)
+                                     AND e.seq > $2::bigint
                                      AND e.kind IN ('item_completed', 'item_skipped')
                                      AND i.status IN ('completed', 'skipped')";
             let operation = "find the items to rewind";
@@ -2193,7 +2207,9 @@ impl Store for PostgresStore {
                 location,
                 operation,
                 &format!(
-                    "SELECT key FROM items WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = $1) AND idx IN ({REWOUND}) ORDER BY idx"
+                    "SELECT key FROM items
+                       WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = $1)
+                         AND idx IN ({REWOUND}) ORDER BY idx"
                 ),
                 &[&id, &last_seq],
             )
@@ -2206,7 +2222,8 @@ impl Store for PostgresStore {
                 "mark superseded attempts",
                 &format!(
                     "UPDATE attempts SET superseded = TRUE
-                     WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = $1) AND outcome = 'succeeded' AND NOT superseded
+                     WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = $1)
+                       AND outcome = 'succeeded' AND NOT superseded
                        AND item_idx IN ({REWOUND})"
                 ),
                 &[&id, &last_seq],
@@ -2219,7 +2236,8 @@ impl Store for PostgresStore {
                 "rewind items",
                 &format!(
                     "UPDATE items SET status = 'pending', attempts = 0
-                     WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = $1) AND idx IN ({REWOUND})"
+                     WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = $1)
+                       AND idx IN ({REWOUND})"
                 ),
                 &[&id, &last_seq],
             )
@@ -2256,7 +2274,8 @@ impl Store for PostgresStore {
                     &tx,
                     location,
                     "read an item",
-                    "SELECT key, status FROM items WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = $1) AND idx = $2::bigint",
+                    "SELECT key, status FROM items
+                       WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = $1) AND idx = $2::bigint",
                     &[&id, &int(*index)],
                 )
                 .await?;
@@ -2275,7 +2294,8 @@ impl Store for PostgresStore {
                     &tx,
                     location,
                     "update an item's value",
-                    "UPDATE items SET value = $3::text WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = $1) AND idx = $2::bigint",
+                    "UPDATE items SET value = $3::text
+                       WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = $1) AND idx = $2::bigint",
                     &[&id, &int(*index), value],
                 )
                 .await?;
@@ -2348,7 +2368,8 @@ impl Store for PostgresStore {
                 "SELECT CASE kind WHEN 'dlq_retry' THEN 'dlq_retry'
                                   ELSE COALESCE(payload ->> 'reason', 'unknown') END,
                         count(*)
-                 FROM events WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = $1) AND kind IN ('item_requeued', 'dlq_retry')
+                 FROM events WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = $1)
+                   AND kind IN ('item_requeued', 'dlq_retry')
                  GROUP BY 1",
                 &[&id],
             )
@@ -2376,8 +2397,11 @@ impl Store for PostgresStore {
             let location: &str = location;
             let tx = begin_read(client, location).await?;
             ensure_job(statements, &tx, location, job, false).await?;
-            let sql =
-                format!("SELECT {ITEM_COLUMNS} FROM items WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = $1) AND key = $2::text");
+            let sql = format!(
+                "SELECT {ITEM_COLUMNS} FROM items
+                           WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = $1)
+                             AND key = $2::text"
+            );
             let rows = query(
                 statements,
                 &tx,
@@ -2411,7 +2435,8 @@ impl Store for PostgresStore {
             let dead = ItemStatus::DeadLettered.as_str();
             let operation = "read the dead-lettered items";
             let sql = format!(
-                "SELECT {ITEM_COLUMNS} FROM items WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = $1) AND status = $2::text
+                "SELECT {ITEM_COLUMNS} FROM items
+                   WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = $1) AND status = $2::text
                  ORDER BY idx"
             );
             let rows = query(statements, &tx, location, operation, &sql, &[&id, &dead]).await?;
@@ -2474,7 +2499,8 @@ impl Store for PostgresStore {
                 .ok_or_else(|| job_not_found(job))?;
             let id = job.to_string();
             let operation = "read a job's items";
-            let sql = format!("SELECT {ITEM_COLUMNS} FROM items WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = $1) ORDER BY idx");
+            let sql = format!("SELECT {ITEM_COLUMNS} FROM items
+                                 WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = $1) ORDER BY idx");
             let rows = query(statements, &tx, location, operation, &sql, &[&id]).await?;
             let items = decode(&rows, location, operation, item_from_row)?;
             let operation = "read a job's attempts";
@@ -2546,7 +2572,8 @@ impl Store for PostgresStore {
                             "UPDATE attempts
                              SET outcome = $4::text, ended_at = $5::bigint,
                                  error = COALESCE(error, $6::text)
-                             WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = $1) AND item_idx = $2::bigint AND number = $3::bigint
+                             WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = $1)
+                               AND item_idx = $2::bigint AND number = $3::bigint
                                AND outcome IS NULL",
                             &[
                                 &id,
@@ -2649,7 +2676,8 @@ impl Store for PostgresStore {
                          WHERE a.job_ref = i.job_ref AND a.item_idx = i.idx),
                         i.lease_until IS NOT NULL
                  FROM items i
-                 WHERE i.job_ref = (SELECT job_ref FROM jobs WHERE id = $1) AND i.status IN ('pending', 'failed', 'running')
+                 WHERE i.job_ref = (SELECT job_ref FROM jobs WHERE id = $1)
+                   AND i.status IN ('pending', 'failed', 'running')
                    AND ((i.lease_until IS NULL AND i.status <> 'running')
                         OR i.lease_until < $2::bigint)
                  ORDER BY i.idx LIMIT $3::bigint
@@ -2689,7 +2717,8 @@ impl Store for PostgresStore {
                         &tx,
                         location,
                         "requeue an item whose lease ran out",
-                        "UPDATE items SET status = 'pending' WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = $1) AND idx = $2::bigint",
+                        "UPDATE items SET status = 'pending'
+                           WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = $1) AND idx = $2::bigint",
                         &[&id, &int(index)],
                     )
                     .await?;
@@ -2749,7 +2778,8 @@ impl Store for PostgresStore {
                 &tx,
                 location,
                 operation,
-                "SELECT item_idx, number FROM attempts WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = $1) AND superseded
+                "SELECT item_idx, number FROM attempts
+                   WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = $1) AND superseded
                  ORDER BY item_idx, number",
                 &[&id],
             )
@@ -2763,7 +2793,8 @@ impl Store for PostgresStore {
                 &tx,
                 location,
                 operation,
-                "SELECT id, last_event_seq FROM checkpoints WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = $1)",
+                "SELECT id, last_event_seq FROM checkpoints
+                   WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = $1)",
                 &[&id],
             )
             .await?;
@@ -2876,7 +2907,8 @@ impl Store for PostgresStore {
                     location,
                     "copy items",
                     "INSERT INTO items (job_ref, idx, key, value, status, attempts)
-                     SELECT (SELECT job_ref FROM jobs WHERE id = $1), u.idx, u.key, u.value, u.status, u.attempts
+                     SELECT (SELECT job_ref FROM jobs WHERE id = $1), u.idx, u.key, u.value,
+                      u.status, u.attempts
                      FROM unnest($2::bigint[], $3::text[], $4::text[], $5::text[], $6::bigint[])
                           AS u (idx, key, value, status, attempts)",
                     &[&id, &indices, &keys, &values, &statuses, &attempts],
@@ -2894,7 +2926,8 @@ impl Store for PostgresStore {
                     "INSERT INTO attempts (job_ref, item_idx, number, agent, started_at, ended_at,
                                            duration_us, outcome, exit_code, error, steps,
                                            stdout_tail, stderr_tail, superseded)
-                     VALUES ((SELECT job_ref FROM jobs WHERE id = $1), $2::bigint, $3::bigint, $4::text, $5::bigint, $6::bigint,
+                     VALUES ((SELECT job_ref FROM jobs WHERE id = $1), $2::bigint, $3::bigint,
+                      $4::text, $5::bigint, $6::bigint,
                              $7::bigint, $8::text, $9::bigint, $10::text, $11::jsonb, $12::text,
                              $13::text, $14::boolean)",
                     &[
@@ -2936,7 +2969,8 @@ impl Store for PostgresStore {
                     &tx,
                     location,
                     "copy snapshots",
-                    "INSERT INTO snapshots (job_ref, at, payload) VALUES ((SELECT job_ref FROM jobs WHERE id = $1), $2::bigint, $3::jsonb)",
+                    "INSERT INTO snapshots (job_ref, at, payload)
+                       VALUES ((SELECT job_ref FROM jobs WHERE id = $1), $2::bigint, $3::jsonb)",
                     &[&id, &snapshot.at, &snapshot.payload],
                 )
                 .await?;
@@ -2950,7 +2984,8 @@ impl Store for PostgresStore {
                     "copy checkpoints",
                     "INSERT INTO checkpoints (job_ref, at, phase, reason, last_event_seq,
                                               completed, dead_lettered, skipped)
-                     VALUES ((SELECT job_ref FROM jobs WHERE id = $1), $2::bigint, $3::text, $4::text, $5::bigint, $6::bigint,
+                     VALUES ((SELECT job_ref FROM jobs WHERE id = $1), $2::bigint, $3::text,
+                      $4::text, $5::bigint, $6::bigint,
                              $7::bigint, $8::bigint)",
                     &[
                         &id,

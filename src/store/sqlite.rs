@@ -86,7 +86,8 @@ impl SqliteStore {
         items: &[NewItem],
     ) -> Result<(), StoreError> {
         let id = job.to_string();
-        let sql = "INSERT INTO items (job_ref, idx, key, value, status) VALUES ((SELECT job_ref FROM jobs WHERE id = ?1), ?2, ?3, ?4, ?5)
+        let sql = "INSERT INTO items (job_ref, idx, key, value, status)
+                     VALUES ((SELECT job_ref FROM jobs WHERE id = ?1), ?2, ?3, ?4, ?5)
                    ON CONFLICT (job_ref, key) DO NOTHING";
         let mut insert = tx
             .prepare_cached(sql)
@@ -250,7 +251,8 @@ impl SqliteStore {
                 at,
             } => {
                 let changed = tx
-                    .prepare_cached("UPDATE items SET status = ?3 WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = ?1) AND idx = ?2")
+                    .prepare_cached("UPDATE items SET status = ?3
+                                       WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = ?1) AND idx = ?2")
                     .and_then(|mut update| {
                         update.execute(params![
                             job.to_string(),
@@ -297,7 +299,8 @@ impl SqliteStore {
                 let sql = "UPDATE attempts
                            SET ended_at = ?4, duration_us = ?5, outcome = ?6, exit_code = ?7,
                                error = ?8, steps = ?9, stdout_tail = ?10, stderr_tail = ?11
-                           WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = ?1) AND item_idx = ?2 AND number = ?3
+                           WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = ?1)
+                             AND item_idx = ?2 AND number = ?3
                              AND outcome IS NULL";
                 let changed = tx
                     .prepare_cached(sql)
@@ -366,7 +369,8 @@ impl SqliteStore {
             }
             Write::Snapshot { job, at, payload } => {
                 tx.prepare_cached(
-                    "INSERT INTO snapshots (job_ref, at, payload) VALUES ((SELECT job_ref FROM jobs WHERE id = ?1), ?2, ?3)",
+                    "INSERT INTO snapshots (job_ref, at, payload)
+                       VALUES ((SELECT job_ref FROM jobs WHERE id = ?1), ?2, ?3)",
                 )
                 .and_then(|mut insert| {
                     insert.execute(params![job.to_string(), at, payload.to_string()])
@@ -393,7 +397,8 @@ impl SqliteStore {
                 let sql = "INSERT INTO checkpoints (job_ref, at, phase, reason, last_event_seq,
                                                     completed, dead_lettered, skipped)
                            SELECT (SELECT job_ref FROM jobs WHERE id = ?1), ?2, ?3, ?4,
-                                  (SELECT COALESCE(MAX(seq), 0) FROM events WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = ?1)),
+                                  (SELECT COALESCE(MAX(seq), 0) FROM events
+                                    WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = ?1)),
                                   COALESCE(SUM(status = 'completed'), 0),
                                   COALESCE(SUM(status = 'dead_lettered'), 0),
                                   COALESCE(SUM(status = 'skipped'), 0)
@@ -428,7 +433,8 @@ impl SqliteStore {
 
     /// The job's item counts by status.
     fn counts(&self, conn: &Connection, job: JobId) -> Result<ItemCounts, StoreError> {
-        let sql = "SELECT status, COUNT(*) FROM items WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = ?1) GROUP BY status";
+        let sql = "SELECT status, COUNT(*) FROM items
+                     WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = ?1) GROUP BY status";
         let mut select = conn
             .prepare_cached(sql)
             .map_err(self.fail("count a job's items"))?;
@@ -497,7 +503,8 @@ impl Store for SqliteStore {
         let id = job.to_string();
         let next: Option<i64> = tx
             .query_row(
-                "SELECT (SELECT COALESCE(MAX(idx) + 1, 0) FROM items WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = ?1))
+                "SELECT (SELECT COALESCE(MAX(idx) + 1, 0) FROM items
+                   WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = ?1))
                  FROM jobs WHERE id = ?1",
                 params![id],
                 |row| row.get(0),
@@ -811,7 +818,8 @@ impl Store for SqliteStore {
         let mut conn = self.lock();
         let tx = self.begin_read(&mut conn)?;
         self.ensure_job(&tx, job)?;
-        let sql = "SELECT at, payload FROM snapshots WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = ?1) ORDER BY at DESC LIMIT 1";
+        let sql = "SELECT at, payload FROM snapshots
+                     WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = ?1) ORDER BY at DESC LIMIT 1";
         let snapshot = tx
             .prepare_cached(sql)
             .and_then(|mut select| {
@@ -843,7 +851,11 @@ impl Store for SqliteStore {
         let mut requeued = Vec::new();
         for (index, value) in changes {
             let row: Option<(String, ItemStatus)> = tx
-                .prepare_cached("SELECT key, status FROM items WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = ?1) AND idx = ?2")
+                .prepare_cached(
+                    "SELECT key, status FROM items
+                                   WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = ?1)
+                                     AND idx = ?2",
+                )
                 .and_then(|mut select| {
                     select
                         .query_row(params![id, int(*index)], |r| Ok((r.get(0)?, r.get(1)?)))
@@ -855,9 +867,13 @@ impl Store for SqliteStore {
                 status,
                 ItemStatus::Completed | ItemStatus::Skipped | ItemStatus::DeadLettered
             );
-            tx.prepare_cached("UPDATE items SET value = ?3 WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = ?1) AND idx = ?2")
-                .and_then(|mut update| update.execute(params![id, int(*index), value]))
-                .map_err(self.fail("update an item's value"))?;
+            tx.prepare_cached(
+                "UPDATE items SET value = ?3
+                                 WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = ?1)
+                                   AND idx = ?2",
+            )
+            .and_then(|mut update| update.execute(params![id, int(*index), value]))
+            .map_err(self.fail("update an item's value"))?;
             if !finished {
                 continue;
             }
@@ -868,7 +884,8 @@ impl Store for SqliteStore {
             .and_then(|mut update| update.execute(params![id, int(*index)]))
             .map_err(self.fail("mark superseded attempts"))?;
             tx.prepare_cached(
-                "UPDATE items SET status = 'pending', attempts = 0 WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = ?1) AND idx = ?2",
+                "UPDATE items SET status = 'pending', attempts = 0
+                   WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = ?1) AND idx = ?2",
             )
             .and_then(|mut update| update.execute(params![id, int(*index)]))
             .map_err(self.fail("requeue an item"))?;
@@ -907,7 +924,8 @@ impl Store for SqliteStore {
                 "SELECT CASE kind WHEN 'dlq_retry' THEN 'dlq_retry'
                                   ELSE COALESCE(json_extract(payload, '$.reason'), 'unknown') END,
                         COUNT(*)
-                 FROM events WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = ?1) AND kind IN ('item_requeued', 'dlq_retry')
+                 FROM events WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = ?1)
+                   AND kind IN ('item_requeued', 'dlq_retry')
                  GROUP BY 1 ORDER BY 1",
             )
             .and_then(|mut select| {
@@ -969,7 +987,8 @@ impl Store for SqliteStore {
             "UPDATE attempts SET outcome = 'interrupted', ended_at = ?2,
                  error = 'the process running the job stopped during this attempt'
              WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = ?1) AND outcome IS NULL
-               AND item_idx IN (SELECT idx FROM items WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = ?1)
+               AND item_idx IN (SELECT idx FROM items
+                 WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = ?1)
                                 AND (lease_until IS NULL OR lease_until < ?2))",
             params![id, at],
         )
@@ -1034,7 +1053,10 @@ impl Store for SqliteStore {
         let tx = self.begin_read(&mut conn)?;
         self.ensure_job(&tx, job)?;
         let keys = tx
-            .prepare("SELECT key FROM items WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = ?1) ORDER BY idx")
+            .prepare(
+                "SELECT key FROM items
+                        WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = ?1) ORDER BY idx",
+            )
             .and_then(|mut select| {
                 select
                     .query_map(params![job.to_string()], |row| row.get::<_, String>(0))?
@@ -1081,7 +1103,8 @@ impl Store for SqliteStore {
         let id = job.to_string();
         let last_seq: Option<i64> = tx
             .query_row(
-                "SELECT last_event_seq FROM checkpoints WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = ?1) AND id = ?2",
+                "SELECT last_event_seq FROM checkpoints
+                   WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = ?1) AND id = ?2",
                 params![id, checkpoint],
                 |row| row.get(0),
             )
@@ -1096,7 +1119,9 @@ impl Store for SqliteStore {
                          AND i.status IN ('completed', 'skipped')";
         let keys = tx
             .prepare(&format!(
-                "SELECT key FROM items WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = ?1) AND idx IN ({rewound}) ORDER BY idx"
+                "SELECT key FROM items
+                   WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = ?1)
+                     AND idx IN ({rewound}) ORDER BY idx"
             ))
             .and_then(|mut select| {
                 select
@@ -1107,7 +1132,8 @@ impl Store for SqliteStore {
         tx.execute(
             &format!(
                 "UPDATE attempts SET superseded = 1
-                 WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = ?1) AND outcome = 'succeeded' AND superseded = 0
+                 WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = ?1)
+                   AND outcome = 'succeeded' AND superseded = 0
                    AND item_idx IN ({rewound})"
             ),
             params![id, last_seq],
@@ -1136,7 +1162,8 @@ impl Store for SqliteStore {
         self.ensure_job(&tx, job)?;
         let item = tx
             .prepare_cached(&format!(
-                "SELECT {ITEM_COLUMNS} FROM items WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = ?1) AND key = ?2"
+                "SELECT {ITEM_COLUMNS} FROM items
+                   WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = ?1) AND key = ?2"
             ))
             .and_then(|mut select| {
                 select
@@ -1155,7 +1182,9 @@ impl Store for SqliteStore {
         let dead = ItemStatus::DeadLettered.as_str();
         let items = tx
             .prepare_cached(&format!(
-                "SELECT {ITEM_COLUMNS} FROM items WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = ?1) AND status = ?2 ORDER BY idx"
+                "SELECT {ITEM_COLUMNS} FROM items
+                   WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = ?1)
+                     AND status = ?2 ORDER BY idx"
             ))
             .and_then(|mut select| {
                 select
@@ -1223,7 +1252,8 @@ impl Store for SqliteStore {
         record.counts = self.counts(&tx, job)?;
         let items = tx
             .prepare_cached(&format!(
-                "SELECT {ITEM_COLUMNS} FROM items WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = ?1) ORDER BY idx"
+                "SELECT {ITEM_COLUMNS} FROM items
+                   WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = ?1) ORDER BY idx"
             ))
             .and_then(|mut select| {
                 select
@@ -1303,7 +1333,8 @@ impl Store for SqliteStore {
                     let sql = "UPDATE attempts
                                SET outcome = ?4, ended_at = ?5,
                                    error = COALESCE(error, ?6)
-                               WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = ?1) AND item_idx = ?2 AND number = ?3
+                               WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = ?1)
+                                 AND item_idx = ?2 AND number = ?3
                                  AND outcome IS NULL";
                     let changed = tx
                         .execute(
@@ -1390,7 +1421,8 @@ impl Store for SqliteStore {
                          WHERE a.job_ref = i.job_ref AND a.item_idx = i.idx),
                         i.lease_until IS NOT NULL
                  FROM items i INDEXED BY items_unfinished
-                 WHERE i.job_ref = (SELECT job_ref FROM jobs WHERE id = ?1) AND i.status IN ('pending', 'failed', 'running')
+                 WHERE i.job_ref = (SELECT job_ref FROM jobs WHERE id = ?1)
+                   AND i.status IN ('pending', 'failed', 'running')
                    AND ((i.lease_until IS NULL AND i.status <> 'running') OR i.lease_until < ?2)
                  ORDER BY i.idx LIMIT ?3",
             )
@@ -1424,7 +1456,8 @@ impl Store for SqliteStore {
                 )
                 .map_err(self.fail("close an attempt whose lease ran out"))?;
                 tx.execute(
-                    "UPDATE items SET status = 'pending' WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = ?1) AND idx = ?2",
+                    "UPDATE items SET status = 'pending'
+                       WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = ?1) AND idx = ?2",
                     params![id, int(index)],
                 )
                 .map_err(self.fail("requeue an item whose lease ran out"))?;
@@ -1493,7 +1526,8 @@ impl Store for SqliteStore {
         let id = job.to_string();
         let superseded = tx
             .prepare_cached(
-                "SELECT item_idx, number FROM attempts WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = ?1) AND superseded = 1
+                "SELECT item_idx, number FROM attempts
+                   WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = ?1) AND superseded = 1
                  ORDER BY item_idx, number",
             )
             .and_then(|mut select| {
@@ -1503,7 +1537,10 @@ impl Store for SqliteStore {
             })
             .map_err(self.fail("read superseded attempts"))?;
         let checkpoint_seqs = tx
-            .prepare_cached("SELECT id, last_event_seq FROM checkpoints WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = ?1)")
+            .prepare_cached(
+                "SELECT id, last_event_seq FROM checkpoints
+                               WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = ?1)",
+            )
             .and_then(|mut select| {
                 select
                     .query_map(params![id], |row| Ok((row.get(0)?, row.get(1)?)))?
@@ -1645,7 +1682,8 @@ impl Store for SqliteStore {
         }
         for snapshot in &dump.snapshots {
             tx.execute(
-                "INSERT INTO snapshots (job_ref, at, payload) VALUES ((SELECT job_ref FROM jobs WHERE id = ?1), ?2, ?3)",
+                "INSERT INTO snapshots (job_ref, at, payload)
+                   VALUES ((SELECT job_ref FROM jobs WHERE id = ?1), ?2, ?3)",
                 params![id, snapshot.at, snapshot.payload.to_string()],
             )
             .map_err(fail("copy snapshots"))?;
@@ -1715,7 +1753,8 @@ impl SqliteStore {
             None => tx
                 .prepare_cached(&format!(
                     "SELECT {ITEM_COLUMNS} FROM items
-                     WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = ?1) AND status = ?2 ORDER BY idx"
+                     WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = ?1)
+                       AND status = ?2 ORDER BY idx"
                 ))
                 .and_then(|mut select| {
                     select
@@ -1802,7 +1841,8 @@ impl SqliteStore {
     ) -> Result<Vec<ItemRecord>, StoreError> {
         let mut select = tx
             .prepare_cached(&format!(
-                "SELECT {ITEM_COLUMNS} FROM items WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = ?1) AND key = ?2"
+                "SELECT {ITEM_COLUMNS} FROM items
+                   WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = ?1) AND key = ?2"
             ))
             .map_err(self.fail("read an item"))?;
         let (mut found, mut unknown, mut not_dead) = (Vec::new(), Vec::new(), Vec::new());
@@ -1872,7 +1912,8 @@ fn insert_event(
     payload: &serde_json::Value,
 ) -> rusqlite::Result<()> {
     tx.prepare_cached(
-        "INSERT INTO events (job_ref, at, kind, item_key, payload) VALUES ((SELECT job_ref FROM jobs WHERE id = ?1), ?2, ?3, ?4, ?5)",
+        "INSERT INTO events (job_ref, at, kind, item_key, payload)
+           VALUES ((SELECT job_ref FROM jobs WHERE id = ?1), ?2, ?3, ?4, ?5)",
     )?
     .execute(params![
         job.to_string(),
