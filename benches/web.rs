@@ -6,7 +6,7 @@
 //!    with the server in this process and in the runner's (`mmm run --dashboard`);
 //! 2. the runner's wall time for the same job with 0 and with 100 WebSocket clients following it;
 //! 3. this process's resident memory while one client follows a busy job, reading everything
-//!    or nothing.
+//!    or nothing, each second after a warm-up.
 //!
 //! Not a test: `cargo bench --bench web` (prints the figures). Each part takes 10-30 s;
 //! `WEB_BENCH=latency|latency-in-process|runner|memory` runs only that part (e.g. under a profiler).
@@ -271,11 +271,17 @@ fn rss_kib() -> u64 {
         .unwrap_or(0)
 }
 
+/// Seconds of warm-up (the shared event log filling to its 5,000 events, the allocator's
+/// arenas), then seconds measured, of the memory figures.
+const WARM_UP_S: usize = 15;
+const MEASURED_S: usize = 30;
+
 /// The server's resident memory each second while one client follows a busy job, reading
-/// (`stalled` false) or not.
-async fn memory_with_one_client(stalled: bool) -> Vec<u64> {
+/// (`stalled` false) or not: the samples after the warm-up, and whether the job was still
+/// running at the end (else the figures mean nothing).
+async fn memory_with_one_client(stalled: bool) -> (Vec<u64>, bool) {
     let dir = tempfile::tempdir().unwrap();
-    write_job(dir.path(), 20_000, 1_000, "0.5");
+    write_job(dir.path(), 200_000, 1_000, "0.5");
     let mut child = mmm_run(dir.path());
     let (store, job) = first_job(dir.path());
     let addr = server(store).await;
@@ -288,16 +294,19 @@ async fn memory_with_one_client(stalled: bool) -> Vec<u64> {
         (Some(reader), None)
     };
     let mut samples = Vec::new();
-    for _ in 0..20 {
+    for second in 0..WARM_UP_S + MEASURED_S {
         tokio::time::sleep(Duration::from_secs(1)).await;
-        samples.push(rss_kib() / 1024);
+        if second >= WARM_UP_S {
+            samples.push(rss_kib() / 1024);
+        }
     }
+    let running = matches!(child.try_wait(), Ok(None));
     let _ = child.kill();
     let _ = child.wait();
     if let Some(reader) = reader {
         reader.abort();
     }
-    samples
+    (samples, running)
 }
 
 /// Runs of each runner-time measurement (`WEB_BENCH_RUNS` to change).
@@ -354,8 +363,17 @@ async fn runner_overhead() {
 }
 
 async fn memory() {
-    let reading = memory_with_one_client(false).await;
-    println!("memory with one reading client, MiB each second for 20 s: {reading:?}");
-    let stalled = memory_with_one_client(true).await;
-    println!("memory with one stalled client, MiB each second for 20 s: {stalled:?}");
+    for (stalled, client) in [(false, "reading"), (true, "stalled")] {
+        let (samples, running) = memory_with_one_client(stalled).await;
+        let (min, max) = (samples.iter().min(), samples.iter().max());
+        println!(
+            "memory with one {client} client, MiB each second from {WARM_UP_S} s to {} s: {samples:?} (min {min:?}, max {max:?}){}",
+            WARM_UP_S + MEASURED_S,
+            if running {
+                ""
+            } else {
+                "; THE JOB ENDED EARLY: not a valid measurement"
+            }
+        );
+    }
 }

@@ -517,7 +517,8 @@ impl DurationModel {
         }
     }
 
-    /// Records a finished item's total duration (all its attempts). Call once per item.
+    /// Records a finished item's duration: the time it kept its agent (from being taken to
+    /// its end: all its attempts and the waits between them). Call once per item.
     pub fn record_item(&mut self, total: Duration) {
         let k = self.item.count();
         self.item.record(total);

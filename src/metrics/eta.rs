@@ -41,11 +41,14 @@ pub struct InFlight {
     pub item: u64,
     /// The agent (0-based slot).
     pub agent: usize,
-    /// The step it runs (index in the plan).
+    /// The step it runs (index in the plan); an index past the plan's steps when it runs none
+    /// (before its first step, waiting to retry): its remaining time then comes from the
+    /// item-level model alone.
     pub step: usize,
     /// How long the current step has run.
     pub step_elapsed: Duration,
-    /// How long the item has run (all its attempts so far).
+    /// How long the item has run: since its agent took it (all its attempts so far and the
+    /// waits between them), as the item durations the model learns from are measured.
     pub item_elapsed: Duration,
 }
 
@@ -143,14 +146,19 @@ pub fn estimate(model: &DurationModel, input: &EtaInput<'_>) -> Eta {
     if agents == 0 {
         return Eta::Stalled { since_ms };
     }
-    if let Some(p90) = model.item().quantile(0.9) {
+    let run_items = input.completed_this_run + in_flight + input.queued;
+    let needed = WARM_UP_MIN_ITEMS.max(agents as u64).min(run_items);
+    // A p90 of the first one or two items says nothing about the rest (two quick items, then
+    // eight long ones running: no stall), so it takes as many durations as the warm-up. They
+    // may be restored ones: a resume can say `stalled` before its own first completion.
+    if model.item().count() >= needed
+        && let Some(p90) = model.item().quantile(0.9)
+    {
         let limit_ms = (p90.as_millis() as i64).max(1) * STALL_FACTOR as i64;
         if input.now_ms.saturating_sub(since_ms) > limit_ms {
             return Eta::Stalled { since_ms };
         }
     }
-    let run_items = input.completed_this_run + in_flight + input.queued;
-    let needed = WARM_UP_MIN_ITEMS.max(agents as u64).min(run_items);
     if input.completed_this_run < needed {
         return Eta::WarmingUp {
             completed: input.completed_this_run,
@@ -240,6 +248,7 @@ fn duration_range(
     // mean short, since the long items are the ones still running).
     let mut remaining = Vec::with_capacity(input.in_flight.len());
     let mut in_flight_totals = 0.0;
+    let outside = outside_steps_us(model);
     for f in input.in_flight {
         let whole = item_table.remaining(f.item_elapsed).unwrap_or(Remaining {
             mean_us: 0.0,
@@ -248,6 +257,7 @@ fn duration_range(
         });
         in_flight_totals += f.item_elapsed.as_micros() as f64 + whole.mean_us;
         let r = step_remaining(model, &mut step_tables, f)
+            .map(|(mean, var)| (mean + outside, var))
             .unwrap_or((whole.mean_us, whole.variance_us2));
         remaining.push(r);
     }
@@ -304,6 +314,19 @@ fn duration_range(
     let last_sd = (max90 - max10) / (2.0 * Z90);
     let range = around(max50, (common_var + last_sd * last_sd).sqrt());
     (range, basis)
+}
+
+/// The mean time of an item outside its steps, µs: what the item durations (from taking the
+/// item to its end: every attempt, the waits between them, the runner's own work, a worktree
+/// merge) hold beyond the expected steps of one attempt. An in-flight item still has that
+/// ahead after its steps. Zero when a step was never seen.
+fn outside_steps_us(model: &DurationModel) -> f64 {
+    let steps: Option<f64> = model
+        .steps()
+        .iter()
+        .map(|s| s.expected_us().map(|(mean, _)| mean))
+        .sum();
+    steps.map_or(0.0, |steps| (model.item().mean_us() - steps).max(0.0))
 }
 
 /// Remaining time (mean, variance; µs) of an in-flight item from the step model: the current
@@ -493,6 +516,32 @@ mod tests {
     }
 
     #[test]
+    fn an_in_flight_item_still_has_its_time_outside_the_steps_ahead() {
+        // Items take 12 s from being taken to their end, 10 s of it in their one step: one
+        // 5 s into its step has 5 s of step and 2 s of the rest left.
+        let mut m = DurationModel::new(["only"], 1);
+        for _ in 0..50 {
+            m.record_item(ms(12_000));
+            m.record_step(0, Some(ms(10_000)));
+        }
+        let f = [InFlight {
+            item: 50,
+            agent: 0,
+            step: 0,
+            step_elapsed: ms(5_000),
+            item_elapsed: ms(5_500),
+        }];
+        let mut i = input(0, &f, 50);
+        i.agents = 1;
+        let p50 = estimate_of(estimate(&m, &i)).p50_ms;
+        assert!((6_800..=7_200).contains(&p50), "{p50} ms");
+        // In no step (waiting to retry): the item-level model, 12 s given 5.5 s.
+        let f = [InFlight { step: 1, ..f[0] }];
+        let p50 = estimate_of(estimate(&m, &EtaInput { in_flight: &f, ..i })).p50_ms;
+        assert!((6_200..=6_800).contains(&p50), "{p50} ms");
+    }
+
+    #[test]
     fn done_when_nothing_is_left() {
         let m = model_with(&[], 4);
         assert_eq!(estimate(&m, &input(0, &[], 10)), Eta::Done);
@@ -533,6 +582,18 @@ mod tests {
                 since_ms: i.now_ms - 3_100
             }
         );
+    }
+
+    #[test]
+    fn no_stall_from_the_p90_of_fewer_items_than_the_warm_up() {
+        // Two quick items (1 s) done long ago, four long ones still running: warming up.
+        let m = model_with(&[1000; 2], 4);
+        let mut i = input(100, &[], 2);
+        i.last_completion_ms = Some(i.now_ms - 60_000);
+        assert!(matches!(estimate(&m, &i), Eta::WarmingUp { .. }));
+        // With as many durations as the warm-up needs (here restored ones), the p90 counts.
+        let m = model_with(&[1000; 4], 4);
+        assert!(matches!(estimate(&m, &i), Eta::Stalled { .. }));
     }
 
     #[test]

@@ -1,9 +1,14 @@
 //! The metrics of a running job, fed by the runner and read by the views: the duration model,
 //! the failure clusters, and the ETA and stragglers recomputed once a heartbeat.
 //!
-//! One lock around it all: it is written once per finished attempt and read a few times a
-//! second, never on a path where an agent waits on another (the tracker stays the lock-free
-//! live state; this is the slower analytics beside it).
+//! One lock around it all: it is written a few times per item (taken, each step, finished) and
+//! read a few times a second, never on a path where an agent waits on another (the tracker
+//! stays the lock-free live state; this is the slower analytics beside it).
+//!
+//! Every time comes from the caller (epoch ms of the runner's clock), including when each agent
+//! took its item and started its step: the in-flight items' elapsed times are on the same clock
+//! as the durations the model learns from, so a runner on a paused tokio clock gives exact,
+//! load-independent estimates in tests, and the live view the same numbers as a replay.
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -14,7 +19,7 @@ use super::{
     DurationModel, DurationStats, DurationSummary, Eta, EtaInput, Failure, FailureCluster,
     FailureClusters, InFlight, Straggler, estimate, find_stragglers,
 };
-use crate::tracker::{AgentPhase, Tracker};
+use crate::tracker::Tracker;
 
 /// How many failure clusters a snapshot carries (the largest).
 const CLUSTERS_SHOWN: usize = 20;
@@ -31,6 +36,18 @@ struct Inner {
     last_completion_ms: Option<i64>,
     eta: Eta,
     stragglers: Vec<Straggler>,
+    /// What each agent (by slot) holds now.
+    held: Vec<Option<Held>>,
+}
+
+/// An item an agent holds, from taking it to its end (times: epoch ms of the runner's clock).
+#[derive(Debug, Clone, Copy)]
+struct Held {
+    item: u64,
+    taken_ms: i64,
+    /// The step running and when it started; none before the first step and between attempts
+    /// (waiting to retry): the item-level model is used then.
+    step: Option<(usize, i64)>,
 }
 
 /// Durations of one step, for views.
@@ -49,7 +66,8 @@ pub struct StepSummary {
 pub struct MetricsView {
     /// The estimate of the time left, as of the last heartbeat.
     pub eta: Eta,
-    /// Item durations (all attempts of an item, completed or dead-lettered) this run.
+    /// Item durations (from its agent taking it to its end: all its attempts and the waits
+    /// between them; completed or dead-lettered items) this run.
     pub items: Option<DurationSummary>,
     /// Per-step durations.
     pub steps: Vec<StepSummary>,
@@ -78,6 +96,7 @@ impl LiveMetrics {
                     needed: 3u64.max(agents as u64),
                 },
                 stragglers: Vec::new(),
+                held: Vec::new(),
             }),
         }
     }
@@ -86,15 +105,63 @@ impl LiveMetrics {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// An item finished (completed or dead-lettered) after `total` over all its attempts;
-    /// `steps` are its last attempt's steps (index, duration; `None` when skipped).
-    pub fn item_finished(&self, total: Duration, steps: &[(usize, Option<Duration>)], at_ms: i64) {
+    /// `agent` took `item` from the queue at `at_ms`: it is in flight from now on, and its
+    /// duration (see [`LiveMetrics::item_finished`]) counts from here.
+    pub fn item_taken(&self, agent: usize, item: u64, at_ms: i64) {
         let mut inner = self.lock();
-        inner.model.record_item(total);
+        if inner.held.len() <= agent {
+            inner.held.resize(agent + 1, None);
+        }
+        inner.held[agent] = Some(Held {
+            item,
+            taken_ms: at_ms,
+            step: None,
+        });
+    }
+
+    /// `agent`'s item started step `step` (index in the plan) at `at_ms`.
+    pub fn step_started(&self, agent: usize, step: usize, at_ms: i64) {
+        if let Some(Some(held)) = self.lock().held.get_mut(agent) {
+            held.step = Some((step, at_ms));
+        }
+    }
+
+    /// `agent`'s item is between attempts (waiting to retry): no step runs.
+    pub fn between_attempts(&self, agent: usize) {
+        if let Some(Some(held)) = self.lock().held.get_mut(agent) {
+            held.step = None;
+        }
+    }
+
+    /// `agent`'s item finished (completed or dead-lettered) at `at_ms`, `cycle` after the agent
+    /// took it: all its attempts, the waits between them and the runner's own work around
+    /// them, so the model learns how long an item keeps an agent from the next one (the
+    /// steps' time alone leaves that out and makes the ETA early). `steps` are its last
+    /// attempt's steps (index, duration; `None` when skipped).
+    pub fn item_finished(
+        &self,
+        agent: usize,
+        cycle: Duration,
+        steps: &[(usize, Option<Duration>)],
+        at_ms: i64,
+    ) {
+        let mut inner = self.lock();
+        inner.model.record_item(cycle);
         for (step, duration) in steps {
             inner.model.record_step(*step, *duration);
         }
         inner.last_completion_ms = Some(at_ms);
+        if let Some(held) = inner.held.get_mut(agent) {
+            *held = None;
+        }
+    }
+
+    /// `agent` let go of its item without a duration to learn from (skipped, interrupted);
+    /// nothing when it holds none.
+    pub fn item_released(&self, agent: usize) {
+        if let Some(held) = self.lock().held.get_mut(agent) {
+            *held = None;
+        }
     }
 
     /// An agent took an item that had waited `waited` in the queue.
@@ -107,28 +174,36 @@ impl LiveMetrics {
         self.lock().failures.add(failure);
     }
 
-    /// Recomputes the ETA and the stragglers from the tracker's agents and counts.
-    pub fn refresh(&self, tracker: &Tracker, now_ms: i64, run_started_ms: i64) {
+    /// Recomputes the ETA and the stragglers from the items the agents hold and the tracker's
+    /// counts, as of `now_ms` (the clock of the times passed in). `wall_ms` is the wall clock
+    /// now: the views show the ETA's times (the finish, stalled since) against it, so they are
+    /// moved onto it (the two differ after a suspended machine, or on a test's virtual time).
+    pub fn refresh(&self, tracker: &Tracker, now_ms: i64, wall_ms: i64, run_started_ms: i64) {
         let progress = tracker.progress();
-        let in_flight: Vec<InFlight> = tracker
-            .agents()
-            .iter()
-            .filter(|a| a.phase == AgentPhase::Running)
-            .filter_map(|a| {
-                Some(InFlight {
-                    item: a.item?,
-                    agent: a.index,
-                    step: a.step?,
-                    step_elapsed: a.in_phase,
-                    item_elapsed: a.item_elapsed.unwrap_or_default(),
-                })
-            })
-            .collect();
         // Only this run's completed and dead-lettered items may feed a rate: never restored
         // ones, never skipped ones (they took no time).
         let finished = progress.completed + progress.dead_lettered;
         let completed_this_run = finished.saturating_sub(progress.restored.min(finished));
         let mut inner = self.lock();
+        let since = |at_ms: i64| Duration::from_millis(now_ms.saturating_sub(at_ms).max(0) as u64);
+        // An item in no step gets a step index past the plan's: the item-level model.
+        let no_step = inner.model.steps().len();
+        let in_flight: Vec<InFlight> = inner
+            .held
+            .iter()
+            .enumerate()
+            .filter_map(|(agent, held)| {
+                let held = held.as_ref()?;
+                let (step, step_started_ms) = held.step.unwrap_or((no_step, now_ms));
+                Some(InFlight {
+                    item: held.item,
+                    agent,
+                    step,
+                    step_elapsed: since(step_started_ms),
+                    item_elapsed: since(held.taken_ms),
+                })
+            })
+            .collect();
         let input = EtaInput {
             now_ms,
             agents: tracker.agent_count(),
@@ -147,7 +222,10 @@ impl LiveMetrics {
         } else if progress.done() >= progress.total {
             Eta::Done
         } else {
-            estimate(&inner.model, &input)
+            to_wall_clock(
+                estimate(&inner.model, &input),
+                wall_ms.saturating_sub(now_ms),
+            )
         };
         inner.stragglers = find_stragglers(&inner.model, &in_flight);
     }
@@ -184,5 +262,108 @@ impl LiveMetrics {
                 .collect(),
             failed_attempts: inner.failures.total(),
         }
+    }
+}
+
+/// The ETA with its times moved by `shift_ms` (from the metrics' clock onto the wall clock).
+fn to_wall_clock(eta: Eta, shift_ms: i64) -> Eta {
+    match eta {
+        Eta::Estimate(mut e) => {
+            e.finish_at_ms = e.finish_at_ms.saturating_add(shift_ms);
+            Eta::Estimate(e)
+        }
+        Eta::Stalled { since_ms } => Eta::Stalled {
+            since_ms: since_ms.saturating_add(shift_ms),
+        },
+        other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tracker::ItemEnd;
+
+    const S: i64 = 1_000;
+
+    /// Metrics and a tracker after `n` items of 10 s each (one step), on a clock at `now`,
+    /// with `total` items in the job.
+    fn after_items(n: u64, total: u64, now: i64) -> (LiveMetrics, Tracker) {
+        let metrics = LiveMetrics::new(vec!["only".into()], 2);
+        let tracker = Tracker::new(total, 2);
+        for item in 0..n {
+            tracker.attempt_started(0, item, 1);
+            metrics.item_taken(0, item, now - 10 * S);
+            metrics.step_started(0, 0, now - 10 * S);
+            let ten = Duration::from_secs(10);
+            metrics.item_finished(0, ten, &[(0, Some(ten))], now);
+            tracker.item_finished(0, ItemEnd::Completed, None);
+        }
+        (metrics, tracker)
+    }
+
+    fn p50_ms(eta: Eta) -> u64 {
+        match eta {
+            Eta::Estimate(e) => e.p50_ms,
+            other => panic!("expected an estimate, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn in_flight_items_are_timed_on_the_callers_clock() {
+        // Two items left, both held: the map ends with the later one. Only the times passed
+        // in count (the tracker's own clock says these items started just now).
+        let now = 1_000_000 * S;
+        let (metrics, tracker) = after_items(20, 22, now);
+        for (agent, item) in [(0, 20), (1, 21)] {
+            tracker.attempt_started(agent, item, 1);
+        }
+        metrics.item_taken(0, 20, now - 5 * S);
+        metrics.step_started(0, 0, now - 5 * S);
+        metrics.item_taken(1, 21, now);
+        metrics.refresh(&tracker, now, now, 0);
+        let p50 = p50_ms(metrics.eta());
+        assert!(
+            (9_500..=10_500).contains(&p50),
+            "one item just taken: {p50} ms"
+        );
+        metrics.item_taken(1, 21, now - 5 * S);
+        metrics.step_started(1, 0, now - 5 * S);
+        // The wall clock an hour ahead (the machine slept): the same estimate, its finish
+        // shown on the wall clock.
+        let wall = now + 3_600 * S;
+        metrics.refresh(&tracker, now, wall, 0);
+        let Eta::Estimate(e) = metrics.eta() else {
+            panic!("expected an estimate, got {:?}", metrics.eta());
+        };
+        assert!((4_500..=5_500).contains(&e.p50_ms), "both half done: {e:?}");
+        assert_eq!(e.finish_at_ms, wall + e.p50_ms as i64);
+    }
+
+    #[test]
+    fn held_items_are_stragglers_only_while_in_a_step() {
+        let now = 1_000_000 * S;
+        let (metrics, tracker) = after_items(20, 100, now);
+        tracker.attempt_started(1, 20, 1);
+        metrics.item_taken(1, 20, now - 40 * S);
+        metrics.step_started(1, 0, now - 30 * S);
+        metrics.refresh(&tracker, now, now, 0);
+        let stragglers = metrics.view().stragglers;
+        assert_eq!(stragglers.len(), 1, "{stragglers:?}");
+        assert_eq!((stragglers[0].agent, stragglers[0].item), (1, 20));
+        assert_eq!(stragglers[0].elapsed_ms, 30_000);
+        // Waiting to retry: in flight, in no step (the item-level model), not a straggler.
+        metrics.between_attempts(1);
+        metrics.refresh(&tracker, now, now, 0);
+        assert!(metrics.view().stragglers.is_empty());
+        assert!(matches!(metrics.eta(), Eta::Estimate(_)));
+        // Let go of (interrupted): gone; releasing again, or an agent never seen, is harmless.
+        metrics.step_started(1, 0, now - 30 * S);
+        metrics.item_released(1);
+        metrics.item_released(1);
+        metrics.item_released(7);
+        metrics.step_started(7, 0, now);
+        metrics.refresh(&tracker, now, now, 0);
+        assert!(metrics.view().stragglers.is_empty());
     }
 }

@@ -176,6 +176,7 @@ pub enum RunError {
 /// Runs a job from its first record to its final status.
 pub async fn run<E: Executor>(config: RunConfig, executor: Arc<E>) -> Result<RunSummary, RunError> {
     let started = Instant::now();
+    let clock = RunClock::start();
     let job = config.job_id;
     let plan = config.plan.clone();
     let store_err = |source| RunError::Store { job, source };
@@ -205,7 +206,8 @@ pub async fn run<E: Executor>(config: RunConfig, executor: Arc<E>) -> Result<Run
         started,
         prior,
         watch: std::sync::Mutex::new(None),
-        started_ms: now_ms(),
+        clock,
+        started_ms: clock.now_ms(),
         claim_stats: std::sync::Mutex::new(None),
         isolated: std::sync::OnceLock::new(),
     });
@@ -248,6 +250,29 @@ enum PhasesEnd {
     Failed(String),
 }
 
+/// The clock of the live metrics: the wall clock at the run's start plus tokio's monotonic time
+/// since. Monotonic, so a stepped system clock cannot fake a stall or a rate; tokio's, so a run
+/// on a paused runtime (`tokio::time::pause`, with the test executor's sleeps) has its ETA on
+/// virtual time, exact and independent of the machine's load (tests/eta_runner.rs).
+#[derive(Debug, Clone, Copy)]
+struct RunClock {
+    epoch_ms: i64,
+    origin: tokio::time::Instant,
+}
+
+impl RunClock {
+    fn start() -> Self {
+        RunClock {
+            epoch_ms: now_ms(),
+            origin: tokio::time::Instant::now(),
+        }
+    }
+
+    fn now_ms(&self) -> i64 {
+        self.epoch_ms + self.origin.elapsed().as_millis() as i64
+    }
+}
+
 struct Run<E> {
     config: RunConfig,
     executor: Arc<E>,
@@ -256,7 +281,9 @@ struct Run<E> {
     prior: Duration,
     /// The alert rules' state, judged by the heartbeat; closed when the run ends.
     watch: std::sync::Mutex<Option<alerting::Watch>>,
-    /// When this run started, epoch ms (for rates and the ETA).
+    /// The metrics' clock.
+    clock: RunClock,
+    /// When this run started, epoch ms of `clock` (for rates and the ETA).
     started_ms: i64,
     /// Claim figures of the map, when items were claimed through the store.
     claim_stats: std::sync::Mutex<Option<ClaimStats>>,
@@ -318,7 +345,9 @@ impl<E: Executor> Run<E> {
                 if run.config.claims.is_some() {
                     run.count_others().await;
                 }
-                run.config.metrics.refresh(tracker, at, run.started_ms);
+                run.config
+                    .metrics
+                    .refresh(tracker, run.clock.now_ms(), now_ms(), run.started_ms);
                 let agents = tracker.agents();
                 let active = run
                     .watch
@@ -953,7 +982,9 @@ impl<E: Executor> Run<E> {
         // A last snapshot, so that whoever reads the newest one of a finished job sees its
         // final counts and metrics (no ETA left over from the last heartbeat).
         let tracker = &self.config.tracker;
-        self.config.metrics.refresh(tracker, at, self.started_ms);
+        self.config
+            .metrics
+            .refresh(tracker, self.clock.now_ms(), at, self.started_ms);
         let snapshot = self.snapshot(tracker.agents(), Vec::new());
         self.record(vec![
             Write::Snapshot {
@@ -1065,10 +1096,16 @@ impl<E: Executor> AgentRun<E> {
             let Some((work, waited)) = self.source.next(&self.run.config.tracker).await else {
                 break;
             };
+            // The item's duration for the ETA counts from here to its end (see `item_measured`).
+            let taken = tokio::time::Instant::now();
+            let metrics = &self.run.config.metrics;
+            metrics.item_taken(self.agent, work.index, self.run.clock.now_ms());
             if let Some(waited) = waited {
-                self.run.config.metrics.queue_wait(waited);
+                metrics.queue_wait(waited);
             }
-            self.item(&work).await;
+            self.item(&work, taken).await;
+            // Skipped or interrupted items leave no duration but must leave the in-flight set.
+            metrics.item_released(self.agent);
         }
         self.run.config.tracker.agent_finished(self.agent);
         self.run.record(vec![Write::event(
@@ -1079,7 +1116,7 @@ impl<E: Executor> AgentRun<E> {
         )]);
     }
 
-    async fn item(&self, work: &Work) {
+    async fn item(&self, work: &Work, taken: tokio::time::Instant) {
         let run = &self.run;
         let job = run.job();
         let (index, item) = (work.index as usize, &work.item);
@@ -1087,8 +1124,6 @@ impl<E: Executor> AgentRun<E> {
         let tracker = &run.config.tracker;
         let mut number = work.next_number;
         let mut used = work.attempts_used;
-        // The item's time over all its attempts in this run, for the duration model.
-        let mut total = Duration::ZERO;
         // Infrastructure failures in a row (worktree isolation): retried, never counted.
         let mut infrastructure = 0;
         loop {
@@ -1113,13 +1148,13 @@ impl<E: Executor> AgentRun<E> {
             }
             run.record(writes);
             let end = self.attempt(index, item, number).await;
-            total += end.duration;
             if end.infrastructure && !run.stopping() {
                 infrastructure += 1;
                 self.record_attempt(index, number, &end, ItemStatus::Pending, false);
                 if infrastructure >= isolated::INFRA_LIMIT {
                     self.give_up_on_git(&item.key, &end);
                 }
+                run.config.metrics.between_attempts(self.agent);
                 if infrastructure >= isolated::INFRA_LIMIT || !self.backoff(infrastructure).await {
                     tracker.item_finished(self.agent, ItemEnd::Interrupted, None);
                     return;
@@ -1148,7 +1183,7 @@ impl<E: Executor> AgentRun<E> {
                 };
                 self.record_attempt(index, number, &end, status, true);
                 if !end.all_skipped {
-                    self.item_measured(total, &end);
+                    self.item_measured(taken, &end);
                 }
                 run.record(vec![Write::event(
                     job,
@@ -1169,6 +1204,7 @@ impl<E: Executor> AgentRun<E> {
                     json!({ "attempt": number, "error": end.error, "exit_code": end.exit_code }),
                 )]);
                 tracker.retrying(self.agent, number + 1, end.exit_code);
+                run.config.metrics.between_attempts(self.agent);
                 if !self.backoff(used).await {
                     // Stopped while waiting: the item stays `failed`, to be retried on resume.
                     tracker.item_finished(self.agent, ItemEnd::Interrupted, end.exit_code);
@@ -1178,7 +1214,7 @@ impl<E: Executor> AgentRun<E> {
                 continue;
             }
             self.record_attempt(index, number, &end, ItemStatus::DeadLettered, true);
-            self.item_measured(total, &end);
+            self.item_measured(taken, &end);
             run.record(vec![Write::event(
                 job,
                 EventKind::ItemDeadLettered,
@@ -1190,8 +1226,11 @@ impl<E: Executor> AgentRun<E> {
         }
     }
 
-    /// Feeds a finished item's durations to the metrics.
-    fn item_measured(&self, total: Duration, end: &AttemptEnd) {
+    /// Feeds a finished item's durations to the metrics: the steps of its last attempt, and
+    /// the item's whole time since the agent took it (its cycle: every attempt, the backoff
+    /// between them, the recording, a worktree's merge), which is what the ETA's queue of
+    /// items over N agents needs (docs/eta.md).
+    fn item_measured(&self, taken: tokio::time::Instant, end: &AttemptEnd) {
         let steps: Vec<(usize, Option<Duration>)> = end
             .steps
             .iter()
@@ -1205,10 +1244,12 @@ impl<E: Executor> AgentRun<E> {
                 )
             })
             .collect();
-        self.run
-            .config
-            .metrics
-            .item_finished(total, &steps, now_ms());
+        self.run.config.metrics.item_finished(
+            self.agent,
+            taken.elapsed(),
+            &steps,
+            self.run.clock.now_ms(),
+        );
     }
 
     /// Waits before attempt `number + 1`. False when a stop request came first.
@@ -1360,6 +1401,9 @@ impl<E: Executor> AgentRun<E> {
                         break;
                     }
                     run.config.tracker.step_started(self.agent, step_index);
+                    run.config
+                        .metrics
+                        .step_started(self.agent, step_index, run.clock.now_ms());
                     end.all_skipped = false;
                     let mut env = run.command_env(Some((item, number)), &agent_name, &step.name);
                     if let Some(isolated) = run.isolated().filter(|_| worktree_base.is_some()) {

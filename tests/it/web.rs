@@ -711,6 +711,38 @@ async fn the_page_shows_a_running_job_advance_and_a_dlq_items_error_in_chromium(
     .await;
     assert!(child.wait().unwrap().success());
 
+    // The events feed, kept up to date message by message, ends on the job's last event and
+    // has no gap and no duplicate: each line's seq is one below the line above it. It starts
+    // with the 50 events the page's first state carried, and keeps 200 at most.
+    let newest = ws
+        .store()
+        .events(running.id, 0, 100_000)
+        .unwrap()
+        .last()
+        .map(|e| e.seq)
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let shown = client
+            .execute(
+                "return [...document.querySelectorAll('#events li')].map((li) => Number(li.dataset.seq))",
+                vec![],
+            )
+            .await
+            .unwrap();
+        let shown: Vec<i64> = serde_json::from_value(shown).unwrap();
+        let contiguous = shown.windows(2).all(|pair| pair[0] == pair[1] + 1);
+        let length = (50.min(newest as usize)..=200).contains(&shown.len());
+        if shown.first() == Some(&newest) && contiguous && length {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the events feed should show the newest events down from #{newest}, one by one: {shown:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
     // Clicking a DLQ item of the other job shows its error.
     client
         .goto(&format!("http://{addr}/#/job/{}", finished.id))

@@ -227,6 +227,7 @@ function pushHistory(snapshot) {
 }
 async function openJob(id) {
   job.id = id; job.state = null; job.events = []; job.history = []; job.scrub = null; job.filter = null;
+  drawn = {}; $('events').replaceChildren();
   job.items = { status: '', offset: 0, limit: 25, total: 0 };
   $('item-detail').hidden = true;
   live.seq = 0;
@@ -332,22 +333,62 @@ function renderJob() {
     ['p50 item', m && m.items ? fmtMs(m.items.p50_ms) : '–'], ['p95 item', m && m.items ? fmtMs(m.items.p95_ms) : '–'],
     ['failed attempts', fmtInt(m ? m.failed_attempts : null)],
   ];
-  $('tiles').replaceChildren(...tiles.map(([k, v]) => el('div', { class: 'tile', 'data-tile': k }, el('b', {}, v), el('span', {}, k))));
+  // Each part is redrawn only when what it shows changed: a busy job sends up to 100 messages
+  // a second, and rebuilding every list and canvas for each cost frames (benches/page.rs).
+  const width = $('agents').clientWidth;
+  if (changed('tiles', JSON.stringify(tiles))) {
+    $('tiles').replaceChildren(...tiles.map(([k, v]) => el('div', { class: 'tile', 'data-tile': k }, el('b', {}, v), el('span', {}, k))));
+  }
   const fails = (m && m.failures) || [];
-  $('failures').replaceChildren(...(fails.length ? fails.map((f) => el('li', {}, el('b', {}, f.count + '× '), failureKind(f.kind) + ': ' + f.message)) : [el('li', { class: 'muted' }, 'no failures')]));
+  if (changed('failures', JSON.stringify(fails))) {
+    $('failures').replaceChildren(...(fails.length ? fails.map((f) => el('li', {}, el('b', {}, f.count + '× '), failureKind(f.kind) + ': ' + f.message)) : [el('li', { class: 'muted' }, 'no failures')]));
+  }
   const strag = (m && m.stragglers) || [];
-  $('stragglers').replaceChildren(...(strag.length ? strag.map((x) => el('li', {}, 'item ' + x.item + ' on agent-' + (x.agent + 1) + ', ' + x.step_name + ': ' + fmtMs(x.elapsed_ms) + ' (p95 ' + fmtMs(x.p95_ms) + ')')) : [el('li', { class: 'muted' }, 'none')]));
+  if (changed('stragglers', JSON.stringify(strag))) {
+    $('stragglers').replaceChildren(...(strag.length ? strag.map((x) => el('li', {}, 'item ' + x.item + ' on agent-' + (x.agent + 1) + ', ' + x.step_name + ': ' + fmtMs(x.elapsed_ms) + ' (p95 ' + fmtMs(x.p95_ms) + ')')) : [el('li', { class: 'muted' }, 'none')]));
+  }
   const alerts = (p && p.alerts) || [];
-  $('alerts').replaceChildren(...(alerts.length ? alerts.map((a) => el('li', { class: 'err' }, a.message || JSON.stringify(a))) : [el('li', { class: 'muted' }, 'none')]));
-  const ev = $('events');
-  const shown = job.events.slice(-200).reverse();
-  ev.replaceChildren(...shown.map((e) => el('li', {}, '#' + e.seq + ' ' + fmtTime(e.at) + ' ' + e.kind + (e.item_key ? ' ' + e.item_key : '') + (e.payload && e.payload.error ? ' — ' + e.payload.error : ''))));
+  if (changed('alerts', JSON.stringify(alerts))) {
+    $('alerts').replaceChildren(...(alerts.length ? alerts.map((a) => el('li', { class: 'err' }, a.message || JSON.stringify(a))) : [el('li', { class: 'muted' }, 'none')]));
+  }
+  renderEvents();
   const scrub = $('scrub');
   scrub.max = Math.max(0, job.history.length - 1);
   if (job.scrub == null) scrub.value = scrub.max;
   $('scrub-at').textContent = replay ? 'replay ' + fmtTime(snap.at) : 'live';
-  drawChart();
-  drawAgents(p ? p.agents || [] : []);
+  const hist = job.history;
+  if (changed('chart', [hist.length, hist.length && hist[hist.length - 1].at, job.scrub, width].join())) drawChart();
+  const agents = p ? p.agents || [] : [];
+  if (changed('agents', agents, job.filter, width)) drawAgents(agents);
+}
+// What each part of the job page was last drawn from: `changed(part, ...values)` says whether
+// any value differs (by identity: the agents array is replaced when an agent changes) and
+// remembers them. Cleared when another job is opened.
+let drawn = {};
+// The canvases take their colours from the theme: a system switch to dark or light redraws them.
+matchMedia('(prefers-color-scheme: dark)').addEventListener('change', () => { drawn = {}; dirty(); });
+function changed(part, ...values) {
+  const before = drawn[part];
+  if (before && before.length === values.length && before.every((v, i) => v === values[i])) return false;
+  drawn[part] = values;
+  return true;
+}
+// The events feed, newest first, at most 200: new events are added at the top and the oldest
+// dropped, instead of rebuilding the list for every message.
+function renderEvents() {
+  const ev = $('events');
+  const newest = job.events.length ? job.events[job.events.length - 1].seq : 0;
+  const top = ev.firstChild && ev.firstChild.dataset ? Number(ev.firstChild.dataset.seq) : 0;
+  const line = (e) => el('li', { 'data-seq': e.seq }, '#' + e.seq + ' ' + fmtTime(e.at) + ' ' + e.kind + (e.item_key ? ' ' + e.item_key : '') + (e.payload && e.payload.error ? ' — ' + e.payload.error : ''));
+  const fresh = job.events.filter((e) => e.seq > top);
+  // A new job, a resync, or more new events than shown: draw the whole list again.
+  if (!top || newest < top || fresh.length >= 200) {
+    ev.replaceChildren(...job.events.slice(-200).reverse().map(line));
+    return;
+  }
+  if (!fresh.length) return;
+  ev.prepend(...fresh.reverse().map(line));
+  while (ev.children.length > 200) ev.lastChild.remove();
 }
 
 // ---- canvases

@@ -1,0 +1,298 @@
+//! The dashboard page's frame rate in real headless Chromium (docs/PERFORMANCE.md): a real
+//! `mmm run --dashboard` with 1,000 agents working through `sleep 1` items, its job page open
+//! in Chromium, and a script on the page that counts the frames the browser paints
+//! (`requestAnimationFrame`, asked for every frame, so a busy main thread shows as fewer
+//! frames) and times each of the page's own renders, for 10 s. The same is measured on the
+//! page of the finished job: the browser's own ceiling.
+//!
+//! Not a test: `cargo bench --bench page` (prints the figures; needs Debian's `chromium` and
+//! `chromium-driver`, which `.ci/run` installs). Takes about a minute.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+/// How long each measurement on the page lasts.
+const WINDOW_MS: u64 = 10_000;
+
+fn write_job(dir: &std::path::Path, items: usize, agents: usize) {
+    let lines: String = (0..items)
+        .map(|i| format!("{{\"id\":\"i{i}\"}}\n"))
+        .collect();
+    std::fs::write(dir.join("items.jsonl"), lines).unwrap();
+    std::fs::write(
+        dir.join("job.yml"),
+        format!(
+            "map:\n  input: items.jsonl\n  key: \"${{item.id}}\"\n  max_parallel: {agents}\n  steps:\n    - name: work\n      shell: sleep 1\n"
+        ),
+    )
+    .unwrap();
+}
+
+/// `mmm ARGS` in `dir` (`run --dashboard` or `serve`), and the dashboard's URL it prints.
+/// Its stderr is drained for as long as it runs.
+fn with_dashboard(dir: &std::path::Path, args: &[&str]) -> (std::process::Child, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mmm"))
+        .args(args)
+        .current_dir(dir)
+        .env_remove("MMM_STORE")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("mmm runs");
+    let stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let (url, printed) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufRead::lines(stderr).map_while(Result::ok) {
+            if let Some(rest) = line.strip_prefix("mmm: dashboard at ")
+                && let Some(printed) = rest.split_whitespace().next()
+            {
+                let _ = url.send(printed.to_string());
+            }
+        }
+    });
+    let url = printed
+        .recv_timeout(Duration::from_secs(30))
+        .expect("mmm run --dashboard prints its URL");
+    (child, url)
+}
+
+/// The id of the store's first job, once it is recorded.
+fn first_job(dir: &std::path::Path) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(store) = mmm::store::open(dir.join(".mmm").to_str().unwrap(), false)
+            && let Ok(jobs) = store.jobs()
+            && let Some(job) = jobs.first()
+        {
+            return job.id.to_string();
+        }
+        assert!(Instant::now() < deadline, "the job was never recorded");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// chromedriver, killed when dropped.
+struct Driver(std::process::Child);
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+async fn browser(profile: &std::path::Path) -> (Driver, fantoccini::Client) {
+    for path in [CHROMIUM, CHROMEDRIVER] {
+        assert!(
+            std::path::Path::new(path).exists(),
+            "{path} is missing: this benchmark needs Debian's Chromium \
+             (`apt-get install -y chromium chromium-driver`)"
+        );
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let driver = Driver(
+        Command::new(CHROMEDRIVER)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver starts"),
+    );
+    // A laptop-sized window; no GPU on this machine, so the canvas is drawn in software.
+    let capabilities = json!({
+        "goog:chromeOptions": {
+            "binary": CHROMIUM,
+            "args": [
+                "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                "--disable-component-update", "--no-first-run", "--disable-sync",
+                "--window-size=1440,900",
+                format!("--user-data-dir={}", profile.display()),
+            ]
+        }
+    });
+    let capabilities = capabilities.as_object().unwrap().clone();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+        match fantoccini::ClientBuilder::new(connector)
+            .capabilities(capabilities.clone())
+            .connect(&format!("http://127.0.0.1:{port}"))
+            .await
+        {
+            Ok(client) => return (driver, client),
+            Err(e) => {
+                assert!(Instant::now() < deadline, "chromedriver did not start: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+/// Counts painted frames, times the page's renders and its handling of WebSocket messages
+/// (parse and apply), and sums the main thread's long tasks, for [`WINDOW_MS`]; returns
+/// `{frames, ms, render_ms: [..], message_ms: [..], long_tasks, long_task_ms}`.
+const MEASURE: &str = r#"
+const done = arguments[arguments.length - 1];
+const window_ms = arguments[0];
+const renders = [], messages = [];
+const original = window.renderJob;
+window.renderJob = function () {
+  const started = performance.now();
+  original.apply(this, arguments);
+  renders.push(performance.now() - started);
+};
+const socket = live.socket, onmessage = socket.onmessage;
+socket.onmessage = (m) => {
+  const started = performance.now();
+  onmessage(m);
+  messages.push(performance.now() - started);
+};
+let long_tasks = 0, long_task_ms = 0;
+const observer = new PerformanceObserver((list) => {
+  for (const t of list.getEntries()) { long_tasks++; long_task_ms += t.duration; }
+});
+observer.observe({ type: 'longtask' });
+let frames = 0;
+const t0 = performance.now();
+function frame(now) {
+  frames++;
+  if (now - t0 < window_ms) { requestAnimationFrame(frame); return; }
+  window.renderJob = original;
+  socket.onmessage = onmessage;
+  observer.disconnect();
+  done({ frames, ms: now - t0, render_ms: renders, message_ms: messages, long_tasks, long_task_ms });
+}
+requestAnimationFrame(frame);
+"#;
+
+/// Waits until the agent grid's legend says `want` (e.g. agents running), at most 60 s.
+async fn wait_for_legend(client: &fantoccini::Client, want: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let legend = client
+            .execute(
+                "return document.getElementById('agent-legend').textContent",
+                vec![],
+            )
+            .await
+            .unwrap_or(Value::Null);
+        if legend.as_str().is_some_and(|l| l.contains(want)) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the agent grid never showed {want:?}: {legend}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn quantile(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    sorted[((sorted.len() - 1) as f64 * q).round() as usize]
+}
+
+fn sorted_ms(value: &Value) -> Vec<f64> {
+    let mut ms: Vec<f64> = value
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_f64)
+        .collect();
+    ms.sort_by(f64::total_cmp);
+    ms
+}
+
+async fn measure(client: &fantoccini::Client, setting: &str) {
+    let result = client
+        .execute_async(MEASURE, vec![json!(WINDOW_MS)])
+        .await
+        .expect("the measuring script runs");
+    let frames = result["frames"].as_f64().unwrap();
+    let seconds = result["ms"].as_f64().unwrap() / 1000.0;
+    let renders = sorted_ms(&result["render_ms"]);
+    let messages = sorted_ms(&result["message_ms"]);
+    // `+ 0.0`: the sum of nothing is -0.0.
+    let busy: f64 = renders.iter().chain(&messages).sum::<f64>() / 1000.0 + 0.0;
+    println!(
+        "{setting}: {:.1} frames/s over {seconds:.1} s; {} renders ({:.1}/s), each p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms; \
+         {} messages ({:.1}/s), each p50 {:.2} ms, p99 {:.1} ms; the page's own work {:.1}% of the time; \
+         {} long tasks, {:.0} ms in all",
+        frames / seconds,
+        renders.len(),
+        renders.len() as f64 / seconds,
+        quantile(&renders, 0.5),
+        quantile(&renders, 0.99),
+        quantile(&renders, 1.0),
+        messages.len(),
+        messages.len() as f64 / seconds,
+        quantile(&messages, 0.5),
+        quantile(&messages, 0.99),
+        busy / seconds * 100.0,
+        result["long_tasks"],
+        result["long_task_ms"].as_f64().unwrap_or(0.0),
+    );
+}
+
+fn main() {
+    // `cargo test --benches` runs bench targets once with `--bench` absent: do nothing then.
+    if !std::env::args().any(|a| a == "--bench") {
+        return;
+    }
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        // 1,000 agents finish about 1,000 items a second: enough for the measurement and the
+        // start of a loaded machine.
+        write_job(dir.path(), 40_000, 1_000);
+        let run = ["run", "job.yml", "--progress", "none", "--dashboard"];
+        let (mut child, url) =
+            with_dashboard(dir.path(), &[&run[..], &["--port", "18280"]].concat());
+        let job = first_job(dir.path());
+        let profile = tempfile::tempdir().unwrap();
+        let (_driver, client) = browser(profile.path()).await;
+        client
+            .set_window_size(1440, 900)
+            .await
+            .expect("the window can be sized");
+        client
+            .update_timeouts(fantoccini::wd::TimeoutConfiguration::new(
+                Some(Duration::from_secs(60)),
+                None,
+                None,
+            ))
+            .await
+            .expect("the script timeout can be set");
+        client
+            .goto(&format!("{url}#/job/{job}"))
+            .await
+            .expect("the page loads");
+        wait_for_legend(&client, "running").await;
+        measure(&client, "job page, 1,000 agents working").await;
+        let _ = child.kill();
+        let _ = child.wait();
+        // The same page once nothing changes, from `mmm serve` (the run's dashboard stopped
+        // with it): what the browser paints at most.
+        let (mut server, url) = with_dashboard(dir.path(), &["serve", "--port", "18281"]);
+        client
+            .goto(&format!("{url}#/job/{job}"))
+            .await
+            .expect("the page loads");
+        wait_for_legend(&client, "running").await;
+        measure(&client, "job page, the job stopped").await;
+        let _ = server.kill();
+        let _ = server.wait();
+        let _ = client.close().await;
+    });
+}
