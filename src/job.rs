@@ -263,7 +263,8 @@ pub enum EventKind {
     PhaseFinished,
     /// A setup or reduce command ended.
     PhaseCommandFinished,
-    /// An item's attempt began on an agent.
+    /// An item's attempt began on an agent. Not recorded for an item's first attempt, whose
+    /// attempt row holds the same facts (docs/events.md).
     AttemptStarted,
     /// An attempt failed and the item will be retried.
     AttemptFailed,

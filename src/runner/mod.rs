@@ -1218,21 +1218,27 @@ impl<E: Executor> AgentRun<E> {
         let mut infrastructure = 0;
         loop {
             tracker.attempt_started(self.agent, index as u64, number);
-            run.record(vec![
-                Write::AttemptStarted {
-                    job,
-                    item_index: index as u64,
-                    number,
-                    agent: self.name(),
-                    at: now_ms(),
-                },
-                Write::event(
+            let mut writes = vec![Write::AttemptStarted {
+                job,
+                item_index: index as u64,
+                number,
+                agent: self.name(),
+                at: now_ms(),
+            }];
+            // An item's first attempt has no `attempt_started` event on a map this process
+            // runs alone: its attempt row holds the same facts (agent, start), and most items
+            // have no other attempt, so the event would be a third of a large job's store
+            // (docs/events.md). A shared map (scale-out) logs it: it is how the job's owner
+            // sees other processes' items in flight (runner/others.rs).
+            if number > 1 || run.config.claims.is_some() {
+                writes.push(Write::event(
                     job,
                     EventKind::AttemptStarted,
                     Some(&item.key),
                     json!({ "attempt": number, "agent": self.name(), "item": index }),
-                ),
-            ]);
+                ));
+            }
+            run.record(writes);
             let end = self.attempt(index, item, number).await;
             if end.infrastructure && !run.stopping() {
                 infrastructure += 1;

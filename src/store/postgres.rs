@@ -52,7 +52,7 @@ use super::{
     ItemRecord, JobContents, JobRecord, LEASE_EXPIRED_ERROR, Ledger, NewItem, NewJob, Owner,
     RepairAction, Requeued, SnapshotRecord, Store, StoreError, UnfinishedItem, Write,
 };
-use super::{ItemPage, ItemPageQuery, PagedItem};
+use super::{ItemPage, ItemPageQuery, PagedItem, StoredSteps};
 use crate::job::{AttemptOutcome, EventKind, ItemStatus, JobId, JobStatus};
 
 /// The migrations, in order: entry `i` brings the schema from version `i` to `i + 1`. Numbered
@@ -61,6 +61,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/postgres/0001_initial.sql"),
     include_str!("migrations/postgres/0002_resume.sql"),
     include_str!("migrations/postgres/0003_claims.sql"),
+    include_str!("migrations/postgres/0004_job_ref.sql"),
 ];
 
 /// The newest schema version this binary knows; it reads and writes only this version.
@@ -766,7 +767,8 @@ fn plan_one(write: &Write, planned: &mut Vec<Planned>) {
             at,
         } => {
             push(
-                "UPDATE items SET status = $3::text WHERE job_id = $1 AND idx = $2::bigint",
+                "UPDATE items SET status = $3::text
+                   WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = $1) AND idx = $2::bigint",
                 vec![
                     Box::new(job.to_string()),
                     Box::new(int(*item_index)),
@@ -776,8 +778,8 @@ fn plan_one(write: &Write, planned: &mut Vec<Planned>) {
                 "mark an item running",
             );
             push(
-                "INSERT INTO attempts (job_id, item_idx, number, agent, started_at)
-                 VALUES ($1, $2::bigint, $3::bigint, $4::text, $5::bigint)",
+                "INSERT INTO attempts (job_ref, item_idx, number, agent, started_at)
+                 VALUES ((SELECT job_ref FROM jobs WHERE id = $1), $2::bigint, $3::bigint, $4::text, $5::bigint)",
                 vec![
                     Box::new(job.to_string()),
                     Box::new(int(*item_index)),
@@ -804,14 +806,14 @@ fn plan_one(write: &Write, planned: &mut Vec<Planned>) {
             item_status,
             counts_against_retries,
         } => {
-            let steps = serde_json::to_value(steps)
-                .expect("step records hold only strings, numbers and booleans");
+            let steps = StoredSteps::to_json(steps);
             push(
                 "UPDATE attempts
                  SET ended_at = $4::bigint, duration_us = $5::bigint, outcome = $6::text,
                      exit_code = $7::bigint, error = $8::text, steps = $9::jsonb,
                      stdout_tail = $10::text, stderr_tail = $11::text
-                 WHERE job_id = $1 AND item_idx = $2::bigint AND number = $3::bigint
+                 WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = $1)
+                   AND item_idx = $2::bigint AND number = $3::bigint
                    AND outcome IS NULL",
                 vec![
                     Box::new(job.to_string()),
@@ -833,7 +835,7 @@ fn plan_one(write: &Write, planned: &mut Vec<Planned>) {
                 "UPDATE items
                  SET status = $3::text,
                      attempts = attempts + CASE WHEN $4::boolean THEN 1 ELSE 0 END
-                 WHERE job_id = $1 AND idx = $2::bigint",
+                 WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = $1) AND idx = $2::bigint",
                 vec![
                     Box::new(job.to_string()),
                     Box::new(int(*item_index)),
@@ -851,8 +853,8 @@ fn plan_one(write: &Write, planned: &mut Vec<Planned>) {
             item_key,
             payload,
         } => push(
-            "INSERT INTO events (job_id, at, kind, item_key, payload)
-             VALUES ($1, $2::bigint, $3::text, $4::text, $5::jsonb)",
+            "INSERT INTO events (job_ref, at, kind, item_key, payload)
+             VALUES ((SELECT job_ref FROM jobs WHERE id = $1), $2::bigint, $3::text, $4::text, $5::jsonb)",
             vec![
                 Box::new(job.to_string()),
                 Box::new(*at),
@@ -864,7 +866,8 @@ fn plan_one(write: &Write, planned: &mut Vec<Planned>) {
             "record an event",
         ),
         Write::Snapshot { job, at, payload } => push(
-            "INSERT INTO snapshots (job_id, at, payload) VALUES ($1, $2::bigint, $3::jsonb)",
+            "INSERT INTO snapshots (job_ref, at, payload)
+               VALUES ((SELECT job_ref FROM jobs WHERE id = $1), $2::bigint, $3::jsonb)",
             vec![
                 Box::new(job.to_string()),
                 Box::new(*at),
@@ -887,14 +890,15 @@ fn plan_one(write: &Write, planned: &mut Vec<Planned>) {
             phase,
             reason,
         } => push(
-            "INSERT INTO checkpoints (job_id, at, phase, reason, last_event_seq,
+            "INSERT INTO checkpoints (job_ref, at, phase, reason, last_event_seq,
                                       completed, dead_lettered, skipped)
-             SELECT $1, $2::bigint, $3::text, $4::text,
-                    (SELECT COALESCE(MAX(seq), 0) FROM events WHERE job_id = $1),
+             SELECT (SELECT job_ref FROM jobs WHERE id = $1), $2::bigint, $3::text, $4::text,
+                    (SELECT COALESCE(MAX(seq), 0) FROM events
+                      WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = $1)),
                     count(*) FILTER (WHERE status = 'completed'),
                     count(*) FILTER (WHERE status = 'dead_lettered'),
                     count(*) FILTER (WHERE status = 'skipped')
-             FROM items WHERE job_id = $1",
+             FROM items WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = $1)",
             vec![
                 Box::new(job.to_string()),
                 Box::new(*at),
@@ -1020,31 +1024,29 @@ async fn counts(
     job: Option<JobId>,
 ) -> Result<HashMap<JobId, ItemCounts>, StoreError> {
     let operation = "count a job's items";
-    let rows = match job {
-        Some(job) => {
-            query(
+    let rows =
+        match job {
+            Some(job) => query(
                 statements,
                 client,
                 location,
                 operation,
-                "SELECT job_id, status, count(*) FROM items WHERE job_id = $1
-                 GROUP BY job_id, status",
+                "SELECT j.id, i.status, count(*) FROM items i JOIN jobs j ON j.job_ref = i.job_ref
+                 WHERE j.id = $1 GROUP BY j.id, i.status",
                 &[&job.to_string()],
             )
-            .await?
-        }
-        None => {
-            query(
+            .await?,
+            None => query(
                 statements,
                 client,
                 location,
                 operation,
-                "SELECT job_id, status, count(*) FROM items GROUP BY job_id, status",
+                "SELECT j.id, i.status, count(*) FROM items i JOIN jobs j ON j.job_ref = i.job_ref
+                 GROUP BY j.id, i.status",
                 &[],
             )
-            .await?
-        }
-    };
+            .await?,
+        };
     let rows = decode(&rows, location, operation, |row| {
         Ok((
             text::<JobId>(row, 0)?,
@@ -1133,10 +1135,10 @@ async fn insert_items(
             client,
             location,
             operation,
-            "INSERT INTO items (job_id, idx, key, value, status)
-             SELECT $1, u.idx, u.key, u.value, 'pending'
+            "INSERT INTO items (job_ref, idx, key, value, status)
+             SELECT (SELECT job_ref FROM jobs WHERE id = $1), u.idx, u.key, u.value, 'pending'
              FROM unnest($2::bigint[], $3::text[], $4::text[]) AS u (idx, key, value)
-             ON CONFLICT (job_id, key) DO NOTHING",
+             ON CONFLICT (job_ref, key) DO NOTHING",
             &[&id, &indices, &keys, &values],
         )
         .await?;
@@ -1149,7 +1151,7 @@ async fn insert_items(
                 operation,
                 "SELECT min(u.ord) FROM unnest($2::text[], $3::bigint[]) WITH ORDINALITY
                         AS u (key, idx, ord)
-                 JOIN items i ON i.job_id = $1 AND i.key = u.key AND i.idx <> u.idx",
+                 JOIN items i ON i.job_ref = (SELECT job_ref FROM jobs WHERE id = $1) AND i.key = u.key AND i.idx <> u.idx",
                 &[&id, &keys, &indices],
             )
             .await?;
@@ -1198,8 +1200,8 @@ async fn insert_event(
         client,
         location,
         "record an event",
-        "INSERT INTO events (job_id, at, kind, item_key, payload)
-         VALUES ($1, $2::bigint, $3::text, $4::text, $5::jsonb)",
+        "INSERT INTO events (job_ref, at, kind, item_key, payload)
+         VALUES ((SELECT job_ref FROM jobs WHERE id = $1), $2::bigint, $3::text, $4::text, $5::jsonb)",
         &[&job.to_string(), &at, &kind, &item_key, payload],
     )
     .await?;
@@ -1267,7 +1269,10 @@ async fn named_dead_letters(
     job: JobId,
     keys: &[String],
 ) -> Result<Vec<ItemRecord>, StoreError> {
-    let sql = format!("SELECT {ITEM_COLUMNS} FROM items WHERE job_id = $1 AND key = $2::text");
+    let sql = format!(
+        "SELECT {ITEM_COLUMNS} FROM items
+           WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = $1) AND key = $2::text"
+    );
     let (mut found, mut unknown, mut not_dead) = (Vec::new(), Vec::new(), Vec::new());
     let mut seen = HashSet::new();
     for key in keys.iter().filter(|key| seen.insert(key.as_str())) {
@@ -1378,7 +1383,8 @@ impl PostgresStore {
                 None => {
                     let sql = format!(
                         "SELECT {ITEM_COLUMNS} FROM items
-                         WHERE job_id = $1 AND status = $2::text ORDER BY idx"
+                         WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = $1)
+                           AND status = $2::text ORDER BY idx"
                     );
                     let operation = "read the dead-lettered items";
                     let rows = query(
@@ -1408,7 +1414,7 @@ impl PostgresStore {
                     "UPDATE items
                      SET status = $3::text,
                          attempts = CASE WHEN $4::boolean THEN 0 ELSE attempts END
-                     WHERE job_id = $1 AND idx = $2::bigint",
+                     WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = $1) AND idx = $2::bigint",
                     &[
                         &id,
                         &int(item.index),
@@ -1537,7 +1543,8 @@ impl Store for PostgresStore {
                 &tx,
                 location,
                 "find the job's last item",
-                "SELECT COALESCE(MAX(idx) + 1, 0) FROM items WHERE job_id = $1",
+                "SELECT COALESCE(MAX(idx) + 1, 0) FROM items
+                   WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = $1)",
                 &[&job.to_string()],
             )
             .await?;
@@ -1706,13 +1713,15 @@ impl Store for PostgresStore {
             let rows = match status {
                 None => {
                     let sql =
-                        format!("SELECT {ITEM_COLUMNS} FROM items WHERE job_id = $1 ORDER BY idx");
+                        format!("SELECT {ITEM_COLUMNS} FROM items
+                                   WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = $1) ORDER BY idx");
                     query(statements, &tx, location, operation, &sql, &[&id]).await?
                 }
                 Some(status) => {
                     let sql = format!(
                         "SELECT {ITEM_COLUMNS} FROM items
-                         WHERE job_id = $1 AND status = $2::text ORDER BY idx"
+                         WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = $1)
+                           AND status = $2::text ORDER BY idx"
                     );
                     let params: [&(dyn ToSql + Sync); 2] = [&id, &status.as_str()];
                     query(statements, &tx, location, operation, &sql, &params).await?
@@ -1744,8 +1753,9 @@ impl Store for PostgresStore {
             let operation = "read a job's attempts";
             let sql = format!(
                 "SELECT {ATTEMPT_COLUMNS} FROM attempts a
-                 JOIN items i ON i.job_id = a.job_id AND i.idx = a.item_idx
-                 WHERE a.job_id = $1 AND ($2::text IS NULL OR i.key = $2::text)
+                 JOIN items i ON i.job_ref = a.job_ref AND i.idx = a.item_idx
+                 WHERE a.job_ref = (SELECT job_ref FROM jobs WHERE id = $1)
+                   AND ($2::text IS NULL OR i.key = $2::text)
                  ORDER BY a.item_idx, a.number"
             );
             let rows = query(
@@ -1780,11 +1790,11 @@ impl Store for PostgresStore {
             ensure_job(statements, &tx, location, job, false).await?;
             let id = job.to_string();
             // Two spellings rather than `($2 IS NULL OR status = $2)`, so that each gets a
-            // plan on its own index ((job_id, idx) and (job_id, status)).
+            // plan on its own index ((job_ref, idx) and (job_ref, status)).
             let filter = if status.is_some() {
-                "i.job_id = $1 AND i.status = $2::text"
+                "i.job_ref = (SELECT job_ref FROM jobs WHERE id = $1) AND i.status = $2::text"
             } else {
-                "i.job_id = $1 AND $2::text IS NULL"
+                "i.job_ref = (SELECT job_ref FROM jobs WHERE id = $1) AND $2::text IS NULL"
             };
             let operation = "count a job's items";
             let sql = format!("SELECT count(*) FROM items i WHERE {filter}");
@@ -1794,7 +1804,7 @@ impl Store for PostgresStore {
                 .copied()
                 .unwrap_or(0);
             // The last attempt is the one with the highest number (they keep increasing
-            // across retries and resumes); the UNIQUE (job_id, item_idx, number) index finds it.
+            // across retries and resumes); the (job_ref, item_idx, number) key finds it.
             let operation = "read a page of a job's items";
             let sql = format!(
                 "SELECT i.idx, i.key, i.value, i.status, i.attempts,
@@ -1803,7 +1813,7 @@ impl Store for PostgresStore {
                  FROM items i
                  LEFT JOIN LATERAL (
                      SELECT * FROM attempts m
-                     WHERE m.job_id = i.job_id AND m.item_idx = i.idx
+                     WHERE m.job_ref = i.job_ref AND m.item_idx = i.idx
                      ORDER BY m.number DESC LIMIT 1
                  ) a ON true
                  WHERE {filter}
@@ -1843,7 +1853,7 @@ impl Store for PostgresStore {
                 location,
                 operation,
                 "SELECT seq, at, kind, item_key, payload FROM events
-                 WHERE job_id = $1 AND seq > $2::bigint
+                 WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = $1) AND seq > $2::bigint
                  ORDER BY seq
                  LIMIT $3::bigint",
                 &[&job.to_string(), &after, &int(limit as u64)],
@@ -1867,7 +1877,7 @@ impl Store for PostgresStore {
             job,
             "read a job's snapshots",
             "SELECT at, payload FROM snapshots
-             WHERE job_id = $1 AND at > $2::bigint
+             WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = $1) AND at > $2::bigint
              ORDER BY at
              LIMIT $3::bigint",
             after,
@@ -1909,7 +1919,7 @@ impl Store for PostgresStore {
                 location,
                 operation,
                 "SELECT seq, at, kind, item_key, payload FROM events
-                 WHERE job_id = $1
+                 WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = $1)
                  ORDER BY seq DESC
                  LIMIT $2::bigint",
                 &[&job.to_string(), &int(limit as u64)],
@@ -1929,7 +1939,7 @@ impl Store for PostgresStore {
             job,
             "read a job's latest snapshot",
             "SELECT at, payload FROM snapshots
-             WHERE job_id = $1 AND at > $2::bigint
+             WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = $1) AND at > $2::bigint
              ORDER BY at DESC
              LIMIT $3::bigint",
             i64::MIN,
@@ -1999,8 +2009,8 @@ impl Store for PostgresStore {
                 location,
                 operation,
                 "SELECT i.key FROM attempts a
-                 JOIN items i ON i.job_id = a.job_id AND i.idx = a.item_idx
-                 WHERE a.job_id = $1 AND a.outcome IS NULL
+                 JOIN items i ON i.job_ref = a.job_ref AND i.idx = a.item_idx
+                 WHERE a.job_ref = (SELECT job_ref FROM jobs WHERE id = $1) AND a.outcome IS NULL
                    AND (i.lease_until IS NULL OR i.lease_until < $2::bigint)
                  ORDER BY a.item_idx",
                 &[&id, &at],
@@ -2015,8 +2025,9 @@ impl Store for PostgresStore {
                 "close attempts in flight",
                 "UPDATE attempts SET outcome = 'interrupted', ended_at = $2::bigint,
                      error = 'the process running the job stopped during this attempt'
-                 WHERE job_id = $1 AND outcome IS NULL
-                   AND item_idx IN (SELECT idx FROM items WHERE job_id = $1
+                 WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = $1) AND outcome IS NULL
+                   AND item_idx IN (SELECT idx FROM items
+                     WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = $1)
                                     AND (lease_until IS NULL OR lease_until < $2::bigint))",
                 &[&id, &at],
             )
@@ -2027,7 +2038,7 @@ impl Store for PostgresStore {
                 location,
                 "requeue running items",
                 "UPDATE items SET status = 'pending'
-                 WHERE job_id = $1 AND status = 'running'
+                 WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = $1) AND status = 'running'
                    AND (lease_until IS NULL OR lease_until < $2::bigint)",
                 &[&id, &at],
             )
@@ -2062,9 +2073,9 @@ impl Store for PostgresStore {
                 operation,
                 "SELECT i.idx, i.key, i.value, i.status, i.attempts,
                         (SELECT COALESCE(MAX(a.number), 0) FROM attempts a
-                         WHERE a.job_id = i.job_id AND a.item_idx = i.idx)
+                         WHERE a.job_ref = i.job_ref AND a.item_idx = i.idx)
                  FROM items i
-                 WHERE i.job_id = $1 AND i.idx > $2::bigint
+                 WHERE i.job_ref = (SELECT job_ref FROM jobs WHERE id = $1) AND i.idx > $2::bigint
                    AND i.status IN ('pending', 'failed', 'running')
                  ORDER BY i.idx LIMIT $3::bigint",
                 &[&job.to_string(), &after.map_or(-1, int), &int(limit as u64)],
@@ -2103,7 +2114,8 @@ impl Store for PostgresStore {
                 &tx,
                 location,
                 operation,
-                "SELECT key FROM items WHERE job_id = $1 ORDER BY idx",
+                "SELECT key FROM items
+                   WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = $1) ORDER BY idx",
                 &[&job.to_string()],
             )
             .await?;
@@ -2132,7 +2144,7 @@ impl Store for PostgresStore {
                 location,
                 operation,
                 "SELECT id, at, phase, reason, completed, dead_lettered, skipped
-                 FROM checkpoints WHERE job_id = $1 ORDER BY id",
+                 FROM checkpoints WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = $1) ORDER BY id",
                 &[&job.to_string()],
             )
             .await?;
@@ -2170,7 +2182,8 @@ impl Store for PostgresStore {
                 &tx,
                 location,
                 "find the checkpoint",
-                "SELECT last_event_seq FROM checkpoints WHERE job_id = $1 AND id = $2::bigint",
+                "SELECT last_event_seq FROM checkpoints
+                   WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = $1) AND id = $2::bigint",
                 &[&id, &checkpoint],
             )
             .await?;
@@ -2182,8 +2195,9 @@ impl Store for PostgresStore {
             .ok_or(StoreError::CheckpointNotFound { job, checkpoint })?;
             // Items whose completion (or skip) was recorded after the checkpoint.
             const REWOUND: &str = "SELECT i.idx FROM events e JOIN items i
-                                     ON i.job_id = e.job_id AND i.key = e.item_key
-                                   WHERE e.job_id = $1 AND e.seq > $2::bigint
+                                     ON i.job_ref = e.job_ref AND i.key = e.item_key
+                                   WHERE e.job_ref = (SELECT job_ref FROM jobs WHERE id = $1)
+                                     AND e.seq > $2::bigint
                                      AND e.kind IN ('item_completed', 'item_skipped')
                                      AND i.status IN ('completed', 'skipped')";
             let operation = "find the items to rewind";
@@ -2193,7 +2207,9 @@ impl Store for PostgresStore {
                 location,
                 operation,
                 &format!(
-                    "SELECT key FROM items WHERE job_id = $1 AND idx IN ({REWOUND}) ORDER BY idx"
+                    "SELECT key FROM items
+                       WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = $1)
+                         AND idx IN ({REWOUND}) ORDER BY idx"
                 ),
                 &[&id, &last_seq],
             )
@@ -2206,7 +2222,8 @@ impl Store for PostgresStore {
                 "mark superseded attempts",
                 &format!(
                     "UPDATE attempts SET superseded = TRUE
-                     WHERE job_id = $1 AND outcome = 'succeeded' AND NOT superseded
+                     WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = $1)
+                       AND outcome = 'succeeded' AND NOT superseded
                        AND item_idx IN ({REWOUND})"
                 ),
                 &[&id, &last_seq],
@@ -2219,7 +2236,8 @@ impl Store for PostgresStore {
                 "rewind items",
                 &format!(
                     "UPDATE items SET status = 'pending', attempts = 0
-                     WHERE job_id = $1 AND idx IN ({REWOUND})"
+                     WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = $1)
+                       AND idx IN ({REWOUND})"
                 ),
                 &[&id, &last_seq],
             )
@@ -2256,7 +2274,8 @@ impl Store for PostgresStore {
                     &tx,
                     location,
                     "read an item",
-                    "SELECT key, status FROM items WHERE job_id = $1 AND idx = $2::bigint",
+                    "SELECT key, status FROM items
+                       WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = $1) AND idx = $2::bigint",
                     &[&id, &int(*index)],
                 )
                 .await?;
@@ -2275,7 +2294,8 @@ impl Store for PostgresStore {
                     &tx,
                     location,
                     "update an item's value",
-                    "UPDATE items SET value = $3::text WHERE job_id = $1 AND idx = $2::bigint",
+                    "UPDATE items SET value = $3::text
+                       WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = $1) AND idx = $2::bigint",
                     &[&id, &int(*index), value],
                 )
                 .await?;
@@ -2288,7 +2308,7 @@ impl Store for PostgresStore {
                     location,
                     "mark superseded attempts",
                     "UPDATE attempts SET superseded = TRUE
-                     WHERE job_id = $1 AND item_idx = $2::bigint AND outcome = 'succeeded'",
+                     WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = $1) AND item_idx = $2::bigint AND outcome = 'succeeded'",
                     &[&id, &int(*index)],
                 )
                 .await?;
@@ -2298,7 +2318,7 @@ impl Store for PostgresStore {
                     location,
                     "requeue an item",
                     "UPDATE items SET status = 'pending', attempts = 0
-                     WHERE job_id = $1 AND idx = $2::bigint",
+                     WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = $1) AND idx = $2::bigint",
                     &[&id, &int(*index)],
                 )
                 .await?;
@@ -2332,7 +2352,7 @@ impl Store for PostgresStore {
                 location,
                 operation,
                 "SELECT seq, at, kind, item_key, payload FROM events
-                 WHERE job_id = $1
+                 WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = $1)
                    AND kind IN ('job_resumed', 'input_changed', 'spec_changed', 'spec_from_store')
                  ORDER BY seq",
                 &[&id],
@@ -2348,7 +2368,8 @@ impl Store for PostgresStore {
                 "SELECT CASE kind WHEN 'dlq_retry' THEN 'dlq_retry'
                                   ELSE COALESCE(payload ->> 'reason', 'unknown') END,
                         count(*)
-                 FROM events WHERE job_id = $1 AND kind IN ('item_requeued', 'dlq_retry')
+                 FROM events WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = $1)
+                   AND kind IN ('item_requeued', 'dlq_retry')
                  GROUP BY 1",
                 &[&id],
             )
@@ -2376,8 +2397,11 @@ impl Store for PostgresStore {
             let location: &str = location;
             let tx = begin_read(client, location).await?;
             ensure_job(statements, &tx, location, job, false).await?;
-            let sql =
-                format!("SELECT {ITEM_COLUMNS} FROM items WHERE job_id = $1 AND key = $2::text");
+            let sql = format!(
+                "SELECT {ITEM_COLUMNS} FROM items
+                           WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = $1)
+                             AND key = $2::text"
+            );
             let rows = query(
                 statements,
                 &tx,
@@ -2411,7 +2435,8 @@ impl Store for PostgresStore {
             let dead = ItemStatus::DeadLettered.as_str();
             let operation = "read the dead-lettered items";
             let sql = format!(
-                "SELECT {ITEM_COLUMNS} FROM items WHERE job_id = $1 AND status = $2::text
+                "SELECT {ITEM_COLUMNS} FROM items
+                   WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = $1) AND status = $2::text
                  ORDER BY idx"
             );
             let rows = query(statements, &tx, location, operation, &sql, &[&id, &dead]).await?;
@@ -2419,8 +2444,8 @@ impl Store for PostgresStore {
             let operation = "read the dead-lettered items' attempts";
             let sql = format!(
                 "SELECT {ATTEMPT_COLUMNS} FROM attempts a
-                 JOIN items i ON i.job_id = a.job_id AND i.idx = a.item_idx
-                 WHERE a.job_id = $1 AND i.status = $2::text
+                 JOIN items i ON i.job_ref = a.job_ref AND i.idx = a.item_idx
+                 WHERE a.job_ref = (SELECT job_ref FROM jobs WHERE id = $1) AND i.status = $2::text
                  ORDER BY a.item_idx, a.number"
             );
             let rows = query(statements, &tx, location, operation, &sql, &[&id, &dead]).await?;
@@ -2474,14 +2499,15 @@ impl Store for PostgresStore {
                 .ok_or_else(|| job_not_found(job))?;
             let id = job.to_string();
             let operation = "read a job's items";
-            let sql = format!("SELECT {ITEM_COLUMNS} FROM items WHERE job_id = $1 ORDER BY idx");
+            let sql = format!("SELECT {ITEM_COLUMNS} FROM items
+                                 WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = $1) ORDER BY idx");
             let rows = query(statements, &tx, location, operation, &sql, &[&id]).await?;
             let items = decode(&rows, location, operation, item_from_row)?;
             let operation = "read a job's attempts";
             let sql = format!(
                 "SELECT {ATTEMPT_COLUMNS} FROM attempts a
-                 JOIN items i ON i.job_id = a.job_id AND i.idx = a.item_idx
-                 WHERE a.job_id = $1
+                 JOIN items i ON i.job_ref = a.job_ref AND i.idx = a.item_idx
+                 WHERE a.job_ref = (SELECT job_ref FROM jobs WHERE id = $1)
                  ORDER BY a.item_idx, a.number"
             );
             let rows = query(statements, &tx, location, operation, &sql, &[&id]).await?;
@@ -2546,7 +2572,8 @@ impl Store for PostgresStore {
                             "UPDATE attempts
                              SET outcome = $4::text, ended_at = $5::bigint,
                                  error = COALESCE(error, $6::text)
-                             WHERE job_id = $1 AND item_idx = $2::bigint AND number = $3::bigint
+                             WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = $1)
+                               AND item_idx = $2::bigint AND number = $3::bigint
                                AND outcome IS NULL",
                             &[
                                 &id,
@@ -2571,7 +2598,7 @@ impl Store for PostgresStore {
                             location,
                             "requeue an item",
                             "UPDATE items SET status = $4::text
-                             WHERE job_id = $1 AND idx = $2::bigint AND status = $3::text",
+                             WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = $1) AND idx = $2::bigint AND status = $3::text",
                             &[
                                 &id,
                                 &int(*item_index),
@@ -2646,10 +2673,11 @@ impl Store for PostgresStore {
                 operation,
                 "SELECT i.idx, i.key, i.value, i.status, i.attempts, i.claimed_by,
                         (SELECT COALESCE(MAX(a.number), 0) FROM attempts a
-                         WHERE a.job_id = i.job_id AND a.item_idx = i.idx),
+                         WHERE a.job_ref = i.job_ref AND a.item_idx = i.idx),
                         i.lease_until IS NOT NULL
                  FROM items i
-                 WHERE i.job_id = $1 AND i.status IN ('pending', 'failed', 'running')
+                 WHERE i.job_ref = (SELECT job_ref FROM jobs WHERE id = $1)
+                   AND i.status IN ('pending', 'failed', 'running')
                    AND ((i.lease_until IS NULL AND i.status <> 'running')
                         OR i.lease_until < $2::bigint)
                  ORDER BY i.idx LIMIT $3::bigint
@@ -2680,7 +2708,7 @@ impl Store for PostgresStore {
                         "close an attempt whose lease ran out",
                         "UPDATE attempts SET outcome = 'interrupted', ended_at = $3::bigint,
                              error = $4::text
-                         WHERE job_id = $1 AND item_idx = $2::bigint AND outcome IS NULL",
+                         WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = $1) AND item_idx = $2::bigint AND outcome IS NULL",
                         &[&id, &int(index), &at, &LEASE_EXPIRED_ERROR],
                     )
                     .await?;
@@ -2689,7 +2717,8 @@ impl Store for PostgresStore {
                         &tx,
                         location,
                         "requeue an item whose lease ran out",
-                        "UPDATE items SET status = 'pending' WHERE job_id = $1 AND idx = $2::bigint",
+                        "UPDATE items SET status = 'pending'
+                           WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = $1) AND idx = $2::bigint",
                         &[&id, &int(index)],
                     )
                     .await?;
@@ -2722,7 +2751,7 @@ impl Store for PostgresStore {
                     location,
                     "claim items",
                     "UPDATE items SET claimed_by = $2::text, lease_until = $3::bigint
-                     WHERE job_id = $1 AND idx = ANY($4::bigint[])",
+                     WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = $1) AND idx = ANY($4::bigint[])",
                     &[&id, &claimer, &lease_until, &indices],
                 )
                 .await?;
@@ -2749,7 +2778,8 @@ impl Store for PostgresStore {
                 &tx,
                 location,
                 operation,
-                "SELECT item_idx, number FROM attempts WHERE job_id = $1 AND superseded
+                "SELECT item_idx, number FROM attempts
+                   WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = $1) AND superseded
                  ORDER BY item_idx, number",
                 &[&id],
             )
@@ -2763,7 +2793,8 @@ impl Store for PostgresStore {
                 &tx,
                 location,
                 operation,
-                "SELECT id, last_event_seq FROM checkpoints WHERE job_id = $1",
+                "SELECT id, last_event_seq FROM checkpoints
+                   WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = $1)",
                 &[&id],
             )
             .await?;
@@ -2790,16 +2821,8 @@ impl Store for PostgresStore {
             let location: &str = location;
             let id = job.to_string();
             let tx = begin_write(client, location).await?;
-            // Checkpoints do not cascade (the 0002 migration's table has no ON DELETE).
-            execute(
-                statements,
-                &tx,
-                location,
-                "delete a job's checkpoints",
-                "DELETE FROM checkpoints WHERE job_id = $1",
-                &[&id],
-            )
-            .await?;
+            // Everything under the job (items, attempts, events, snapshots, checkpoints) goes
+            // with it: ON DELETE CASCADE.
             let deleted = execute(
                 statements,
                 &tx,
@@ -2883,8 +2906,9 @@ impl Store for PostgresStore {
                     &tx,
                     location,
                     "copy items",
-                    "INSERT INTO items (job_id, idx, key, value, status, attempts)
-                     SELECT $1, u.idx, u.key, u.value, u.status, u.attempts
+                    "INSERT INTO items (job_ref, idx, key, value, status, attempts)
+                     SELECT (SELECT job_ref FROM jobs WHERE id = $1), u.idx, u.key, u.value,
+                      u.status, u.attempts
                      FROM unnest($2::bigint[], $3::text[], $4::text[], $5::text[], $6::bigint[])
                           AS u (idx, key, value, status, attempts)",
                     &[&id, &indices, &keys, &values, &statuses, &attempts],
@@ -2893,17 +2917,17 @@ impl Store for PostgresStore {
             }
             let superseded: HashSet<(u64, u32)> = dump.superseded.iter().copied().collect();
             for a in &dump.contents.attempts {
-                let steps = serde_json::to_value(&a.steps)
-                    .expect("step records hold only strings, numbers and booleans");
+                let steps = StoredSteps::to_json(&a.steps);
                 execute(
                     statements,
                     &tx,
                     location,
                     "copy attempts",
-                    "INSERT INTO attempts (job_id, item_idx, number, agent, started_at, ended_at,
+                    "INSERT INTO attempts (job_ref, item_idx, number, agent, started_at, ended_at,
                                            duration_us, outcome, exit_code, error, steps,
                                            stdout_tail, stderr_tail, superseded)
-                     VALUES ($1, $2::bigint, $3::bigint, $4::text, $5::bigint, $6::bigint,
+                     VALUES ((SELECT job_ref FROM jobs WHERE id = $1), $2::bigint, $3::bigint,
+                      $4::text, $5::bigint, $6::bigint,
                              $7::bigint, $8::text, $9::bigint, $10::text, $11::jsonb, $12::text,
                              $13::text, $14::boolean)",
                     &[
@@ -2932,8 +2956,8 @@ impl Store for PostgresStore {
                     &tx,
                     location,
                     "copy events",
-                    "INSERT INTO events (job_id, at, kind, item_key, payload)
-                     VALUES ($1, $2::bigint, $3::text, $4::text, $5::jsonb) RETURNING seq",
+                    "INSERT INTO events (job_ref, at, kind, item_key, payload)
+                     VALUES ((SELECT job_ref FROM jobs WHERE id = $1), $2::bigint, $3::text, $4::text, $5::jsonb) RETURNING seq",
                     &[&id, &event.at, &event.kind, &event.item_key, &event.payload],
                 )
                 .await?;
@@ -2945,7 +2969,8 @@ impl Store for PostgresStore {
                     &tx,
                     location,
                     "copy snapshots",
-                    "INSERT INTO snapshots (job_id, at, payload) VALUES ($1, $2::bigint, $3::jsonb)",
+                    "INSERT INTO snapshots (job_ref, at, payload)
+                       VALUES ((SELECT job_ref FROM jobs WHERE id = $1), $2::bigint, $3::jsonb)",
                     &[&id, &snapshot.at, &snapshot.payload],
                 )
                 .await?;
@@ -2957,9 +2982,10 @@ impl Store for PostgresStore {
                     &tx,
                     location,
                     "copy checkpoints",
-                    "INSERT INTO checkpoints (job_id, at, phase, reason, last_event_seq,
+                    "INSERT INTO checkpoints (job_ref, at, phase, reason, last_event_seq,
                                               completed, dead_lettered, skipped)
-                     VALUES ($1, $2::bigint, $3::text, $4::text, $5::bigint, $6::bigint,
+                     VALUES ((SELECT job_ref FROM jobs WHERE id = $1), $2::bigint, $3::text,
+                      $4::text, $5::bigint, $6::bigint,
                              $7::bigint, $8::bigint)",
                     &[
                         &id,
@@ -3046,7 +3072,7 @@ impl Store for PostgresStore {
                 location,
                 "renew a lease",
                 "UPDATE items SET lease_until = $3::bigint
-                 WHERE job_id = $1 AND claimed_by = $2::text
+                 WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = $1) AND claimed_by = $2::text
                    AND status IN ('pending', 'failed', 'running')",
                 &[&job.to_string(), &claimer, &lease_until],
             )
@@ -3070,7 +3096,7 @@ impl Store for PostgresStore {
                 location,
                 "release claimed items",
                 "UPDATE items SET claimed_by = NULL, lease_until = NULL
-                 WHERE job_id = $1 AND claimed_by = $2::text AND status <> 'running'",
+                 WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = $1) AND claimed_by = $2::text AND status <> 'running'",
                 &[&job.to_string(), &claimer],
             )
             .await
@@ -3169,31 +3195,31 @@ async fn storage_problems(
             "items",
             "jobs",
             "SELECT count(*) FROM items r WHERE NOT EXISTS
-             (SELECT 1 FROM jobs p WHERE p.id = r.job_id)",
+             (SELECT 1 FROM jobs p WHERE p.job_ref = r.job_ref)",
         ),
         (
             "attempts",
             "items",
             "SELECT count(*) FROM attempts r WHERE NOT EXISTS
-             (SELECT 1 FROM items p WHERE p.job_id = r.job_id AND p.idx = r.item_idx)",
+             (SELECT 1 FROM items p WHERE p.job_ref = r.job_ref AND p.idx = r.item_idx)",
         ),
         (
             "events",
             "jobs",
             "SELECT count(*) FROM events r WHERE NOT EXISTS
-             (SELECT 1 FROM jobs p WHERE p.id = r.job_id)",
+             (SELECT 1 FROM jobs p WHERE p.job_ref = r.job_ref)",
         ),
         (
             "snapshots",
             "jobs",
             "SELECT count(*) FROM snapshots r WHERE NOT EXISTS
-             (SELECT 1 FROM jobs p WHERE p.id = r.job_id)",
+             (SELECT 1 FROM jobs p WHERE p.job_ref = r.job_ref)",
         ),
         (
             "checkpoints",
             "jobs",
             "SELECT count(*) FROM checkpoints r WHERE NOT EXISTS
-             (SELECT 1 FROM jobs p WHERE p.id = r.job_id)",
+             (SELECT 1 FROM jobs p WHERE p.job_ref = r.job_ref)",
         ),
     ];
     for (table, parent, sql) in orphans {
@@ -3392,7 +3418,7 @@ fn paged_item_from_row(row: &Row) -> Result<PagedItem, Decode> {
             outcome: optional_text::<AttemptOutcome>(row, 10)?,
             exit_code: optional_i32(row, 11)?,
             error: row.try_get(12)?,
-            steps: json(row, 13)?,
+            steps: json::<StoredSteps>(row, 13)?.0,
             stdout_tail: row.try_get(14)?,
             stderr_tail: row.try_get(15)?,
         }),
@@ -3413,7 +3439,7 @@ fn attempt_from_row(row: &Row) -> Result<AttemptRecord, Decode> {
         outcome: optional_text::<AttemptOutcome>(row, 7)?,
         exit_code: optional_i32(row, 8)?,
         error: row.try_get(9)?,
-        steps: json(row, 10)?,
+        steps: json::<StoredSteps>(row, 10)?.0,
         stdout_tail: row.try_get(11)?,
         stderr_tail: row.try_get(12)?,
     })

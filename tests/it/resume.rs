@@ -409,3 +409,148 @@ map:
     );
     assert_eq!(ws.only_job().counts.completed, 1);
 }
+
+/// Rewrites the store of `ws` in the layout of schema version 3 (before `job_ref`), as a
+/// binary of that version would have left it: a new file built by migrations 0001-0003, the
+/// record copied into it row by row (events with their seqs, so the log reads the same).
+fn rewrite_as_version_3(ws: &Workspace) {
+    let old = ws.join("v3.db");
+    let conn = rusqlite::Connection::open(&old).unwrap();
+    for sql in [
+        include_str!("../../src/store/migrations/0001_initial.sql"),
+        include_str!("../../src/store/migrations/0002_resume.sql"),
+        include_str!("../../src/store/migrations/0003_claims.sql"),
+    ] {
+        conn.execute_batch(sql).unwrap();
+    }
+    conn.execute(
+        "ATTACH DATABASE ?1 AS new",
+        [ws.database().to_str().unwrap()],
+    )
+    .unwrap();
+    conn.execute_batch(
+        "PRAGMA user_version = 3;
+         INSERT INTO jobs (id, name, status, phase, spec, spec_hash, source, max_parallel,
+                           created_at, started_at, updated_at, finished_at, duration_ms,
+                           owner_pid, owner_host, heartbeat_at, origin, input_fingerprint)
+         SELECT id, name, status, phase, spec, spec_hash, source, max_parallel, created_at,
+                started_at, updated_at, finished_at, duration_ms, owner_pid, owner_host,
+                heartbeat_at, origin, input_fingerprint FROM new.jobs;
+         INSERT INTO items (job_id, idx, key, value, status, attempts, claimed_by, lease_until)
+         SELECT j.id, i.idx, i.key, i.value, i.status, i.attempts, i.claimed_by, i.lease_until
+         FROM new.items i JOIN new.jobs j USING (job_ref);
+         INSERT INTO attempts (job_id, item_idx, number, agent, started_at, ended_at,
+                               duration_us, outcome, exit_code, error, steps, stdout_tail,
+                               stderr_tail, superseded)
+         SELECT j.id, a.item_idx, a.number, a.agent, a.started_at, a.ended_at, a.duration_us,
+                a.outcome, a.exit_code, a.error, a.steps, a.stdout_tail, a.stderr_tail,
+                a.superseded
+         FROM new.attempts a JOIN new.jobs j USING (job_ref);
+         INSERT INTO events (seq, job_id, at, kind, item_key, payload)
+         SELECT e.seq, j.id, e.at, e.kind, e.item_key, e.payload
+         FROM new.events e JOIN new.jobs j USING (job_ref) ORDER BY e.seq;
+         INSERT INTO snapshots (job_id, at, payload)
+         SELECT j.id, s.at, s.payload FROM new.snapshots s JOIN new.jobs j USING (job_ref);
+         INSERT INTO checkpoints (id, job_id, at, phase, reason, last_event_seq, completed,
+                                  dead_lettered, skipped)
+         SELECT c.id, j.id, c.at, c.phase, c.reason, c.last_event_seq, c.completed,
+                c.dead_lettered, c.skipped
+         FROM new.checkpoints c JOIN new.jobs j USING (job_ref);
+         DETACH DATABASE new;
+         PRAGMA journal_mode = WAL;",
+    )
+    .unwrap();
+    drop(conn);
+    for suffix in ["", "-wal", "-shm"] {
+        let file = format!("{}{suffix}", ws.database().display());
+        std::fs::remove_file(&file)
+            .or_else(|e| match e.kind() {
+                std::io::ErrorKind::NotFound => Ok(()),
+                _ => Err(e),
+            })
+            .unwrap();
+    }
+    std::fs::rename(&old, ws.database()).unwrap();
+}
+
+fn user_version(ws: &Workspace) -> i64 {
+    rusqlite::Connection::open(ws.database())
+        .unwrap()
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .unwrap()
+}
+
+#[test]
+fn a_job_killed_in_a_version_3_store_resumes_after_the_upgrade() {
+    const ITEMS: usize = 120;
+    let ws = Workspace::new();
+    let items: String = (1..=ITEMS).map(|n| format!("{n}\n")).collect();
+    ws.write("items.txt", &items);
+    // Items 1-10 run at once; the others wait for the file `go`, written after the kill.
+    ws.write(
+        "job.yml",
+        "map:\n  input: items.txt\n  key: \"${item}\"\n  max_parallel: 4\n  steps:\n\
+         \x20   - name: work\n      shell: |\n\
+         \x20       [ ${item} -le 10 ] || while [ ! -f go ]; do sleep 0.02; done\n\
+         \x20       echo ${item} >> ran.txt\n",
+    );
+    let mut child = ws.spawn(&["run", "job.yml", "--progress", "none"]);
+    wait_until(Duration::from_secs(60), "items 1-10 to complete", || {
+        ws.jobs_so_far()
+            .first()
+            .is_some_and(|j| j.counts.completed >= 10)
+    });
+    kill9(&mut child);
+    let job = ws.only_job();
+    assert_eq!(job.counts.completed, 10, "the others wait for `go`");
+    let done = completed_keys(&ws);
+    let ran_then = ws.read("ran.txt").lines().count();
+    let log_then: Vec<(i64, String, Option<String>)> = ws
+        .store()
+        .events(job.id, 0, 100_000)
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.seq, e.kind, e.item_key))
+        .collect();
+
+    rewrite_as_version_3(&ws);
+    assert_eq!(user_version(&ws), 3);
+    ws.write("go", "");
+    ws.run(&["resume", &job.id.to_string(), "--progress", "none"])
+        .success();
+    assert_eq!(user_version(&ws), 4, "opening the store upgraded it");
+
+    let store = ws.store();
+    let job = ws.only_job();
+    assert_eq!(job.status.as_str(), "completed");
+    assert_eq!(job.counts.completed, ITEMS as u64);
+    let mut succeeded: BTreeMap<String, usize> = BTreeMap::new();
+    for a in store.attempts(job.id, None).unwrap() {
+        assert!(a.outcome.is_some(), "no attempt is left in flight: {a:?}");
+        if a.outcome == Some(AttemptOutcome::Succeeded) {
+            *succeeded.entry(a.item_key).or_default() += 1;
+        }
+    }
+    assert_eq!(succeeded.len(), ITEMS);
+    assert!(
+        succeeded.values().all(|n| *n == 1),
+        "an item succeeded twice"
+    );
+    for line in &ws.read("ran.txt").lines().collect::<Vec<_>>()[ran_then..] {
+        assert!(!done.contains(*line), "{line} was done, yet ran again");
+    }
+    // The log from before the kill is kept as it was, and the resume's events follow it.
+    let log_now: Vec<(i64, String, Option<String>)> = store
+        .events(job.id, 0, 100_000)
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.seq, e.kind, e.item_key))
+        .collect();
+    assert_eq!(log_now[..log_then.len()], log_then[..]);
+    assert!(
+        log_now[log_then.len()..]
+            .iter()
+            .any(|e| e.1 == "job_resumed")
+    );
+    ws.run(&["check", &job.id.to_string()]).success();
+}

@@ -475,7 +475,8 @@ fn an_item_whose_merge_landed_before_the_kill_is_not_merged_again() {
     // and 2, before the store recorded them completed.
     let job = ws.only_job();
     ws.sql(&format!(
-        "UPDATE items SET status = 'running' WHERE job_id = '{id}' AND key IN ('1', '2');
+        "UPDATE items SET status = 'running'
+         WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = '{id}') AND key IN ('1', '2');
          UPDATE jobs SET status = 'running', phase = 'map', finished_at = NULL,
                          owner_pid = 999999 WHERE id = '{id}';",
         id = job.id

@@ -205,6 +205,9 @@ function applyDelta(msg) {
   if (msg.snapshot || msg.agents) {
     const payload = msg.snapshot ? msg.snapshot.payload : Object.assign({}, s.snapshot && s.snapshot.payload);
     const agents = (s.snapshot && s.snapshot.payload.agents) ? s.snapshot.payload.agents.slice() : [];
+    // An agent on a new item: the item is now running. Its first attempt has no
+    // attempt_started event (docs/events.md), so this is what tells the items table.
+    if (msg.agents && msg.agents.some((a) => a.item != null && (!agents[a.index] || agents[a.index].item !== a.item))) refreshItems(false);
     if (msg.agents) { for (const a of msg.agents) agents[a.index] = a; agents.length = msg.agent_count; }
     payload.agents = agents;
     s.snapshot = { at: msg.snapshot_at, payload };
