@@ -149,8 +149,10 @@ impl ProgressView {
 pub(crate) struct EtaLine {
     metrics: Arc<LiveMetrics>,
     damper: std::sync::Mutex<EtaDamper>,
-    /// Minutes east of UTC, read once: "done at 14:32" is local time.
-    utc_offset_minutes: i32,
+    /// Minutes east of UTC, read at the first ETA shown ("done at 14:32" is local time): not
+    /// at start, since finding the system's time zone reads `/usr/share/zoneinfo` (a few ms
+    /// of every run, even with `--quiet`).
+    utc_offset_minutes: std::sync::OnceLock<i32>,
 }
 
 impl EtaLine {
@@ -158,7 +160,7 @@ impl EtaLine {
         EtaLine {
             metrics,
             damper: std::sync::Mutex::new(EtaDamper::new()),
-            utc_offset_minutes: local_utc_offset_minutes(),
+            utc_offset_minutes: std::sync::OnceLock::new(),
         }
     }
 
@@ -174,7 +176,10 @@ impl EtaLine {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .update(now, &model);
-        format!("ETA {}", format_eta(&shown, now, self.utc_offset_minutes))
+        let offset = *self
+            .utc_offset_minutes
+            .get_or_init(local_utc_offset_minutes);
+        format!("ETA {}", format_eta(&shown, now, offset))
     }
 }
 
