@@ -237,9 +237,29 @@ async fn latency_in_process() {
     );
 }
 
+/// This process's CPU time (server and clients), and that of its waited-for children (the
+/// runner and its commands), in seconds: `/proc/self/stat` fields 14-17, in clock ticks.
+fn cpu_seconds() -> (f64, f64) {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
+    // The fields after the command name, which is in parentheses and may hold spaces.
+    let fields: Vec<f64> = stat[stat.rfind(')').unwrap() + 2..]
+        .split(' ')
+        .map(|f| f.parse().unwrap_or(0.0))
+        .collect();
+    // utime, stime, cutime, cstime are fields 14-17, so 11-14 after the name and state.
+    let tick = 100.0;
+    (
+        (fields[11] + fields[12]) / tick,
+        (fields[13] + fields[14]) / tick,
+    )
+}
+
+/// The runner's wall time for 3,000 `sleep 0` items on 8 agents, with `clients` following
+/// it; prints the CPU the server and its clients and the runner took.
 async fn run_time(clients: usize) -> Duration {
     let dir = tempfile::tempdir().unwrap();
     write_job(dir.path(), 3_000, 8, "0");
+    let cpu_before = cpu_seconds();
     let started = Instant::now();
     let mut child = mmm_run(dir.path());
     let (store, job) = first_job(dir.path());
@@ -259,6 +279,13 @@ async fn run_time(clients: usize) -> Duration {
     for reader in readers {
         reader.abort();
     }
+    let cpu_after = cpu_seconds();
+    println!(
+        "  {clients} clients: {:.2} s; CPU: server and clients {:.2} s, runner and its commands {:.2} s",
+        took.as_secs_f64(),
+        cpu_after.0 - cpu_before.0,
+        cpu_after.1 - cpu_before.1,
+    );
     took
 }
 

@@ -31,6 +31,17 @@ pub(super) const EVENT_POLL: Duration = Duration::from_millis(20);
 /// Least time between two reads of new events: bounds the messages a client gets to 100 a
 /// second whatever the commit rate.
 const EVENT_GAP: Duration = Duration::from_millis(10);
+/// What each client adds to that gap: the server's work is a send per client per message, so
+/// with many clients events go out in fewer, larger messages (a hundred clients: one every
+/// 40 ms), and a server followed by a crowd keeps off the CPU the runner needs.
+const EVENT_GAP_PER_CLIENT: Duration = Duration::from_micros(400);
+/// The most the gap grows to: new events still reach every client well within 100 ms.
+const EVENT_GAP_MAX: Duration = Duration::from_millis(60);
+
+/// The least time between two event reads of a hub with `clients` clients.
+fn event_gap(clients: usize) -> Duration {
+    (EVENT_GAP_PER_CLIENT * clients as u32).clamp(EVENT_GAP, EVENT_GAP_MAX)
+}
 /// Messages a client may fall behind the hub before it is resynced.
 const BROADCAST: usize = 64;
 /// Events one catch-up message carries at most.
@@ -255,7 +266,7 @@ async fn compare_state(hubs: Arc<Hubs>, hub: Arc<Hub>, reads: Reads) {
 
 /// The hub's events loop, until no client is left: waits for the store to say events may
 /// have committed (at most [`EVENT_POLL`]), sends what is new, and lets at least
-/// [`EVENT_GAP`] pass before the next read.
+/// [`event_gap`] pass before the next read.
 async fn follow_events(hubs: Arc<Hubs>, hub: Arc<Hub>, reads: Reads) {
     loop {
         let started = tokio::time::Instant::now();
@@ -270,6 +281,20 @@ async fn follow_events(hubs: Arc<Hubs>, hub: Arc<Hub>, reads: Reads) {
         if tokio::task::spawn_blocking(step).await.is_err() {
             return;
         }
-        tokio::time::sleep_until(started + EVENT_GAP).await;
+        tokio::time::sleep_until(started + event_gap(hub.deltas.receiver_count())).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_event_gap_grows_with_the_clients_within_its_bounds() {
+        assert_eq!(event_gap(0), EVENT_GAP);
+        assert_eq!(event_gap(1), EVENT_GAP);
+        assert_eq!(event_gap(100), Duration::from_millis(40));
+        assert_eq!(event_gap(10_000), EVENT_GAP_MAX);
+        assert!(event_gap(50) < event_gap(100));
     }
 }
