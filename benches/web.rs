@@ -299,16 +299,27 @@ fn rss_kib() -> u64 {
 }
 
 /// Seconds of warm-up (the shared event log filling to its 5,000 events, the allocator's
-/// arenas), then seconds measured, of the memory figures.
+/// arenas), then seconds measured (`WEB_BENCH_SECONDS`, default 30), of the memory figures.
 const WARM_UP_S: usize = 15;
-const MEASURED_S: usize = 30;
+fn measured_seconds() -> usize {
+    std::env::var("WEB_BENCH_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(30)
+}
 
 /// The server's resident memory each second while one client follows a busy job, reading
 /// (`stalled` false) or not: the samples after the warm-up, and whether the job was still
 /// running at the end (else the figures mean nothing).
 async fn memory_with_one_client(stalled: bool) -> (Vec<u64>, bool) {
     let dir = tempfile::tempdir().unwrap();
-    write_job(dir.path(), 200_000, 1_000, "0.5");
+    // About 1,500 items a second here: enough for the longest measurement asked for.
+    write_job(
+        dir.path(),
+        2_000 * (WARM_UP_S + measured_seconds()),
+        1_000,
+        "0.5",
+    );
     let mut child = mmm_run(dir.path());
     let (store, job) = first_job(dir.path());
     let addr = server(store).await;
@@ -321,7 +332,7 @@ async fn memory_with_one_client(stalled: bool) -> (Vec<u64>, bool) {
         (Some(reader), None)
     };
     let mut samples = Vec::new();
-    for second in 0..WARM_UP_S + MEASURED_S {
+    for second in 0..WARM_UP_S + measured_seconds() {
         tokio::time::sleep(Duration::from_secs(1)).await;
         if second >= WARM_UP_S {
             samples.push(rss_kib() / 1024);
@@ -395,7 +406,7 @@ async fn memory() {
         let (min, max) = (samples.iter().min(), samples.iter().max());
         println!(
             "memory with one {client} client, MiB each second from {WARM_UP_S} s to {} s: {samples:?} (min {min:?}, max {max:?}){}",
-            WARM_UP_S + MEASURED_S,
+            WARM_UP_S + measured_seconds(),
             if running {
                 ""
             } else {
