@@ -13,68 +13,13 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+mod support;
+use support::{first_job, with_dashboard, write_job};
+
 const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 /// How long each measurement on the page lasts.
 const WINDOW_MS: u64 = 10_000;
-
-fn write_job(dir: &std::path::Path, items: usize, agents: usize) {
-    let lines: String = (0..items)
-        .map(|i| format!("{{\"id\":\"i{i}\"}}\n"))
-        .collect();
-    std::fs::write(dir.join("items.jsonl"), lines).unwrap();
-    std::fs::write(
-        dir.join("job.yml"),
-        format!(
-            "map:\n  input: items.jsonl\n  key: \"${{item.id}}\"\n  max_parallel: {agents}\n  steps:\n    - name: work\n      shell: sleep 1\n"
-        ),
-    )
-    .unwrap();
-}
-
-/// `mmm ARGS` in `dir` (`run --dashboard` or `serve`), and the dashboard's URL it prints.
-/// Its stderr is drained for as long as it runs.
-fn with_dashboard(dir: &std::path::Path, args: &[&str]) -> (std::process::Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_mmm"))
-        .args(args)
-        .current_dir(dir)
-        .env_remove("MMM_STORE")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("mmm runs");
-    let stderr = std::io::BufReader::new(child.stderr.take().unwrap());
-    let (url, printed) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in std::io::BufRead::lines(stderr).map_while(Result::ok) {
-            if let Some(rest) = line.strip_prefix("mmm: dashboard at ")
-                && let Some(printed) = rest.split_whitespace().next()
-            {
-                let _ = url.send(printed.to_string());
-            }
-        }
-    });
-    let url = printed
-        .recv_timeout(Duration::from_secs(30))
-        .expect("mmm run --dashboard prints its URL");
-    (child, url)
-}
-
-/// The id of the store's first job, once it is recorded.
-fn first_job(dir: &std::path::Path) -> String {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Ok(store) = mmm::store::open(dir.join(".mmm").to_str().unwrap(), false)
-            && let Ok(jobs) = store.jobs()
-            && let Some(job) = jobs.first()
-        {
-            return job.id.to_string();
-        }
-        assert!(Instant::now() < deadline, "the job was never recorded");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
 
 /// chromedriver, killed when dropped.
 struct Driver(std::process::Child);
@@ -255,11 +200,11 @@ fn main() {
         let dir = tempfile::tempdir().unwrap();
         // 1,000 agents finish about 1,000 items a second: enough for the measurement and the
         // start of a loaded machine.
-        write_job(dir.path(), 40_000, 1_000);
+        write_job(dir.path(), 40_000, 1_000, "sleep 1");
         let run = ["run", "job.yml", "--progress", "none", "--dashboard"];
         let (mut child, url) =
             with_dashboard(dir.path(), &[&run[..], &["--port", "18280"]].concat());
-        let job = first_job(dir.path());
+        let (_, job) = first_job(dir.path());
         let profile = tempfile::tempdir().unwrap();
         let (_driver, client) = browser(profile.path()).await;
         client

@@ -20,25 +20,14 @@ use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
+mod support;
+use support::{first_job, with_dashboard, write_job};
+
 fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .expect("the clock is after 1970")
         .as_millis() as i64
-}
-
-fn write_job(dir: &std::path::Path, items: usize, agents: usize, sleep: &str) {
-    let lines: String = (0..items)
-        .map(|i| format!("{{\"id\":\"i{i}\"}}\n"))
-        .collect();
-    std::fs::write(dir.join("items.jsonl"), lines).unwrap();
-    std::fs::write(
-        dir.join("job.yml"),
-        format!(
-            "map:\n  input: items.jsonl\n  key: \"${{item.id}}\"\n  max_parallel: {agents}\n  steps:\n    - name: work\n      shell: sleep {sleep}\n"
-        ),
-    )
-    .unwrap();
 }
 
 fn mmm_run(dir: &std::path::Path) -> std::process::Child {
@@ -51,22 +40,6 @@ fn mmm_run(dir: &std::path::Path) -> std::process::Child {
         .stderr(Stdio::null())
         .spawn()
         .expect("mmm runs")
-}
-
-/// Waits for the store and its first job; returns the job's id.
-fn first_job(dir: &std::path::Path) -> (std::sync::Arc<dyn mmm::store::Store>, String) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Ok(store) = mmm::store::open(dir.join(".mmm").to_str().unwrap(), false)
-            && let Ok(jobs) = store.jobs()
-            && let Some(job) = jobs.first()
-        {
-            let id = job.id.to_string();
-            return (store, id);
-        }
-        assert!(Instant::now() < deadline, "the job was never recorded");
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 async fn server(store: std::sync::Arc<dyn mmm::store::Store>) -> std::net::SocketAddr {
@@ -109,7 +82,7 @@ fn quantile(sorted: &[i64], q: f64) -> i64 {
 
 async fn latency() {
     let dir = tempfile::tempdir().unwrap();
-    write_job(dir.path(), 6_000, 1_000, "1");
+    write_job(dir.path(), 6_000, 1_000, "sleep 1");
     let mut child = mmm_run(dir.path());
     let (store, job) = first_job(dir.path());
     let addr = server(store.clone()).await;
@@ -190,38 +163,21 @@ fn print_latencies(setting: &str, mut latencies: Vec<i64>, resyncs: usize) {
 /// The same latency with the server in the runner's process: `mmm run --dashboard`.
 async fn latency_in_process() {
     let dir = tempfile::tempdir().unwrap();
-    write_job(dir.path(), 6_000, 1_000, "1");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_mmm"))
-        .args([
-            "run",
-            "job.yml",
-            "--progress",
-            "none",
-            "--dashboard",
-            "--port",
-            "18080",
-        ])
-        .current_dir(dir.path())
-        .env_remove("MMM_STORE")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("mmm runs");
-    // "mmm: dashboard at http://127.0.0.1:PORT/" (the next free port when 18080 is taken);
-    // the rest of stderr is drained, so that the runner never writes to a closed pipe.
-    let stderr = std::io::BufReader::new(child.stderr.take().unwrap());
-    let (url, printed) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in std::io::BufRead::lines(stderr).map_while(Result::ok) {
-            if let Some(rest) = line.strip_prefix("mmm: dashboard at http://") {
-                let _ = url.send(rest.trim_end_matches('/').to_string());
-            }
-        }
-    });
-    let addr: std::net::SocketAddr = printed
-        .recv_timeout(Duration::from_secs(30))
-        .expect("mmm run --dashboard prints its URL")
+    write_job(dir.path(), 6_000, 1_000, "sleep 1");
+    // The next free port when 18080 is taken.
+    let run = [
+        "run",
+        "job.yml",
+        "--progress",
+        "none",
+        "--dashboard",
+        "--port",
+        "18080",
+    ];
+    let (mut child, url) = with_dashboard(dir.path(), &run);
+    let addr: std::net::SocketAddr = url
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
         .parse()
         .expect("an address");
     let (store, job) = first_job(dir.path());
@@ -258,7 +214,7 @@ fn cpu_seconds() -> (f64, f64) {
 /// it; prints the CPU the server and its clients and the runner took.
 async fn run_time(clients: usize) -> Duration {
     let dir = tempfile::tempdir().unwrap();
-    write_job(dir.path(), 3_000, 8, "0");
+    write_job(dir.path(), 3_000, 8, "sleep 0");
     let cpu_before = cpu_seconds();
     let started = Instant::now();
     let mut child = mmm_run(dir.path());
@@ -318,7 +274,7 @@ async fn memory_with_one_client(stalled: bool) -> (Vec<u64>, bool) {
         dir.path(),
         2_000 * (WARM_UP_S + measured_seconds()),
         1_000,
-        "0.5",
+        "sleep 0.5",
     );
     let mut child = mmm_run(dir.path());
     let (store, job) = first_job(dir.path());

@@ -44,7 +44,7 @@ impl<T> Slot<T> {
 
 /// How long a read of the newest events is reused: shorter than [`TTL`], since new events are
 /// what a client waits for (one indexed query, usually empty).
-const EVENTS_TTL: Duration = Duration::from_millis(10);
+pub(super) const EVENTS_TTL: Duration = Duration::from_millis(10);
 
 /// Events a job's shared log keeps, at most.
 const LOG_EVENTS: usize = 5_000;
@@ -91,31 +91,11 @@ impl Cache {
         self.list.get(|| Ok(JobSummary::load_all(store)?))
     }
 
-    /// At most `limit` of `job`'s events after `after`, oldest first, at most [`EVENTS_TTL`] late:
-    /// from the shared log when it reaches back to `after`, else straight from the store.
+    /// At most `limit` of `job`'s events after `after`, oldest first, from a read of the store
+    /// at most `max_age` old ([`EVENTS_TTL`] for a client catching up; zero for a hub woken by
+    /// a commit, which must not be answered from a read made before it): from the shared log
+    /// when it reaches back to `after`, else straight from the store.
     pub(super) fn events_after(
-        &self,
-        store: &dyn Store,
-        job: JobId,
-        after: i64,
-        limit: usize,
-    ) -> Result<Vec<EventRecord>, ApiError> {
-        self.events_read(store, job, after, limit, EVENTS_TTL)
-    }
-
-    /// As [`Cache::events_after`], but reads the store first: for a hub woken by a commit,
-    /// which must not be answered from a read made before it.
-    pub(super) fn newest_events_after(
-        &self,
-        store: &dyn Store,
-        job: JobId,
-        after: i64,
-        limit: usize,
-    ) -> Result<Vec<EventRecord>, ApiError> {
-        self.events_read(store, job, after, limit, Duration::ZERO)
-    }
-
-    fn events_read(
         &self,
         store: &dyn Store,
         job: JobId,

@@ -102,11 +102,12 @@ impl Hub {
     fn send_events(&self, reads: &Reads) {
         let mut position = self.position.lock().unwrap_or_else(|e| e.into_inner());
         let from = *position;
-        let text = match reads.cache.newest_events_after(
+        let text = match reads.cache.events_after(
             reads.store.as_ref(),
             self.job,
             from,
             super::ws::EVENTS_PER_DELTA,
+            Duration::ZERO,
         ) {
             Ok(events) => {
                 let Some(to) = events.last().map(|e| e.seq) else {
@@ -206,7 +207,13 @@ impl Hubs {
         while after < seq {
             let events: Vec<_> = reads
                 .cache
-                .events_after(reads.store.as_ref(), job, after, CATCH_UP_EVENTS)?
+                .events_after(
+                    reads.store.as_ref(),
+                    job,
+                    after,
+                    CATCH_UP_EVENTS,
+                    super::cache::EVENTS_TTL,
+                )?
                 .into_iter()
                 .filter(|e| e.seq <= seq)
                 .collect();
