@@ -57,7 +57,18 @@ map:
     let mut kills: Vec<(BTreeSet<String>, usize)> = Vec::new();
     for round in 0..KILLS {
         wait_until(Duration::from_secs(30), "the job to be recorded", || {
-            !ws.jobs_so_far().is_empty()
+            if !ws.jobs_so_far().is_empty() {
+                return true;
+            }
+            // A run that died at start would otherwise read as a 30 s wait: say why.
+            if let Ok(Some(status)) = child.try_wait() {
+                let mut stderr = String::new();
+                let _ = std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr);
+                panic!(
+                    "round {round}: mmm exited ({status}) before its job was recorded: {stderr}"
+                );
+            }
+            false
         });
         std::thread::sleep(Duration::from_millis(50 + random(300)));
         kill9(&mut child);
