@@ -94,6 +94,18 @@ pub struct MetricsView {
     pub failed_attempts: u64,
 }
 
+impl Inner {
+    /// A finished item's cycle and its last attempt's steps, into the model; `at_ms` moves the
+    /// last completion, never backwards (items finished elsewhere are folded in a little later).
+    fn learn_item(&mut self, cycle: Duration, steps: &[(usize, Option<Duration>)], at_ms: i64) {
+        self.model.record_item(cycle);
+        for (step, duration) in steps {
+            self.model.record_step(*step, *duration);
+        }
+        self.last_completion_ms = self.last_completion_ms.max(Some(at_ms));
+    }
+}
+
 impl LiveMetrics {
     /// Metrics for a plan with these steps, worked by `agents` agents.
     pub fn new(step_names: Vec<String>, agents: usize) -> Self {
@@ -158,12 +170,7 @@ impl LiveMetrics {
         at_ms: i64,
     ) {
         let mut inner = self.lock();
-        inner.model.record_item(cycle);
-        for (step, duration) in steps {
-            inner.model.record_step(*step, *duration);
-        }
-        // Never backwards: items finished elsewhere are folded in a little later.
-        inner.last_completion_ms = inner.last_completion_ms.max(Some(at_ms));
+        inner.learn_item(cycle, steps, at_ms);
         if let Some(held) = inner.held.get_mut(agent) {
             *held = None;
         }
@@ -178,12 +185,7 @@ impl LiveMetrics {
         steps: &[(usize, Option<Duration>)],
         at_ms: i64,
     ) {
-        let mut inner = self.lock();
-        inner.model.record_item(cycle);
-        for (step, duration) in steps {
-            inner.model.record_step(*step, *duration);
-        }
-        inner.last_completion_ms = inner.last_completion_ms.max(Some(at_ms));
+        self.lock().learn_item(cycle, steps, at_ms);
     }
 
     /// `agent` let go of its item without a duration to learn from (skipped, interrupted);
