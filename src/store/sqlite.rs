@@ -37,6 +37,9 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0004_job_ref.sql"),
 ];
 
+/// The schema at [`SCHEMA_VERSION`], made in one go for a new store (see the file's header).
+const SCHEMA: &str = include_str!("schema.sql");
+
 /// The newest schema version this binary knows; it reads and writes only this version.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
@@ -2068,6 +2071,18 @@ fn upgrade(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(fail("start upgrading the schema"))?;
     let found = check_version(&tx, path)?;
+    if found == 0 {
+        // A new store: the current schema at once, not its history.
+        tx.execute_batch(SCHEMA)
+            .and_then(|()| tx.pragma_update(None, "user_version", SCHEMA_VERSION))
+            .and_then(|()| tx.commit())
+            .map_err(|source| StoreError::Migrate {
+                path: path.to_path_buf(),
+                version: SCHEMA_VERSION,
+                source,
+            })?;
+        return Ok(());
+    }
     for (from, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
         let version = from as i64 + 1;
         tx.execute_batch(sql)
@@ -2279,6 +2294,113 @@ mod creation_race {
             "{} failures: {:?}",
             failures.len(),
             &failures[..failures.len().min(3)]
+        );
+    }
+}
+
+/// A new store is made from `schema.sql`, an old one is brought to the same version by the
+/// migrations: both must end with the very same tables, columns, keys and indexes.
+#[cfg(test)]
+mod fresh_schema {
+    use super::*;
+
+    /// Everything about a schema that queries and constraints depend on, in a stable order.
+    fn structure(conn: &Connection) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut objects = conn
+            .prepare("SELECT type, name, tbl_name FROM sqlite_schema ORDER BY type, name")
+            .unwrap();
+        let objects: Vec<(String, String, String)> = objects
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        let rows = |sql: &str| -> Vec<String> {
+            let mut stmt = conn.prepare(sql).unwrap();
+            let n = stmt.column_count();
+            stmt.query_map([], |r| {
+                let values: Vec<String> = (0..n)
+                    .map(|i| match r.get::<_, rusqlite::types::Value>(i).unwrap() {
+                        rusqlite::types::Value::Text(text) => format!("{text:?}"),
+                        other => format!("{other:?}"),
+                    })
+                    .collect();
+                Ok(values.join(" "))
+            })
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+        };
+        for (kind, name, table) in objects {
+            out.push(format!("{kind} {name} on {table}"));
+            if kind == "table" {
+                out.extend(rows(&format!("PRAGMA table_xinfo('{name}')")));
+                out.extend(rows(&format!("PRAGMA foreign_key_list('{name}')")));
+                let sql: String = conn
+                    .query_row(
+                        "SELECT sql FROM sqlite_schema WHERE name = ?1",
+                        [&name],
+                        |r| r.get(0),
+                    )
+                    .unwrap();
+                out.push(format!(
+                    "without rowid: {}, autoincrement: {}",
+                    sql.contains("WITHOUT ROWID"),
+                    sql.contains("AUTOINCREMENT")
+                ));
+            }
+            if kind == "index" {
+                out.extend(rows(&format!("PRAGMA index_xinfo('{name}')")));
+                let partial: Option<String> = conn
+                    .query_row(
+                        "SELECT sql FROM sqlite_schema WHERE name = ?1",
+                        [&name],
+                        |r| r.get(0),
+                    )
+                    .unwrap();
+                let partial = partial
+                    .and_then(|sql| sql.split_once(" WHERE ").map(|(_, w)| w.to_string()))
+                    .map(|w| w.split_whitespace().collect::<Vec<_>>().join(" "));
+                out.push(format!("partial: {partial:?}"));
+            }
+        }
+        for pragma in ["user_version", "application_id"] {
+            let value: i64 = conn.pragma_query_value(None, pragma, |r| r.get(0)).unwrap();
+            out.push(format!("{pragma} = {value}"));
+        }
+        out
+    }
+
+    #[test]
+    fn fresh_schema_matches_migrations() {
+        let dir = tempfile::tempdir().unwrap();
+        let fresh = dir.path().join("fresh.db");
+        drop(SqliteStore::open(&fresh, true).unwrap());
+
+        let migrated = Connection::open_in_memory().unwrap();
+        migrated.pragma_update(None, "foreign_keys", "OFF").unwrap();
+        for (from, sql) in MIGRATIONS.iter().enumerate() {
+            migrated.execute_batch(sql).unwrap();
+            migrated
+                .pragma_update(None, "user_version", from as i64 + 1)
+                .unwrap();
+        }
+
+        let fresh = structure(&Connection::open(&fresh).unwrap());
+        let migrated = structure(&migrated);
+        assert!(
+            fresh.iter().any(|line| line.starts_with("table items"))
+                && fresh
+                    .iter()
+                    .any(|line| line.contains("without rowid: true")),
+            "the comparison saw the schema: {fresh:#?}"
+        );
+        let only_fresh: Vec<&String> = fresh.iter().filter(|l| !migrated.contains(l)).collect();
+        let only_migrated: Vec<&String> = migrated.iter().filter(|l| !fresh.contains(l)).collect();
+        assert!(
+            fresh == migrated,
+            "schema.sql differs from the migrations:\n  only in schema.sql: {only_fresh:#?}\n  \
+             only after the migrations: {only_migrated:#?}"
         );
     }
 }
