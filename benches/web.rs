@@ -12,6 +12,8 @@
 //! `WEB_BENCH=latency|latency-in-process|runner|memory` runs only that part (e.g. under a profiler).
 
 use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
@@ -221,12 +223,21 @@ async fn run_time(clients: usize) -> Duration {
     let (store, job) = first_job(dir.path());
     let addr = server(store).await;
     let mut readers = Vec::new();
+    // Messages and bytes the clients received, over all of them.
+    let received = Arc::new((AtomicU64::new(0), AtomicU64::new(0)));
     for _ in 0..clients {
         let mut socket = follow(addr, &job).await;
+        let received = received.clone();
         readers.push(tokio::spawn(async move {
-            while let Some(Ok(_)) = socket.next().await {}
+            while let Some(Ok(message)) = socket.next().await {
+                received.0.fetch_add(1, Ordering::Relaxed);
+                received
+                    .1
+                    .fetch_add(message.len() as u64, Ordering::Relaxed);
+            }
         }));
     }
+    let cpu_joined = cpu_seconds();
     let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
         .await
         .unwrap();
@@ -237,11 +248,21 @@ async fn run_time(clients: usize) -> Duration {
     }
     let cpu_after = cpu_seconds();
     println!(
-        "  {clients} clients: {:.2} s; CPU: server and clients {:.2} s, runner and its commands {:.2} s",
+        "  {clients} clients: {:.2} s; CPU: server and clients {:.2} s ({:.2} s of it while \
+         they joined), runner and its commands {:.2} s",
         took.as_secs_f64(),
         cpu_after.0 - cpu_before.0,
+        cpu_joined.0 - cpu_before.0,
         cpu_after.1 - cpu_before.1,
     );
+    if clients > 0 {
+        let per_client_s = (clients as f64) * took.as_secs_f64();
+        println!(
+            "    each client got {:.1} messages/s, {:.0} KiB/s",
+            received.0.load(Ordering::Relaxed) as f64 / per_client_s,
+            received.1.load(Ordering::Relaxed) as f64 / per_client_s / 1024.0,
+        );
+    }
     took
 }
 

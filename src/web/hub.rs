@@ -5,7 +5,9 @@
 //!
 //! The hub looks for new events every [`EVENT_POLL`] (one indexed query) and sends them at
 //! once, in an events-only delta; every [`TICK`] it also compares the job's record, snapshot
-//! and agents with what it sent last and sends what changed. Each message carries the event
+//! and agents with what it sent last and sends what changed. With a hundred clients or more,
+//! the events go out every [`TICK`] just before the comparison's delta, so each client gets
+//! both in one write. Each message carries the event
 //! sequence numbers it goes from and to, so a client can check that it misses nothing: a client
 //! joins with a full state taken under the hub's lock (the base the next delta builds on), plus
 //! the events between that state and the hub's position; if it then falls behind (its queue is
@@ -32,15 +34,22 @@ pub(super) const EVENT_POLL: Duration = Duration::from_millis(20);
 /// second whatever the commit rate.
 const EVENT_GAP: Duration = Duration::from_millis(10);
 /// What each client adds to that gap: the server's work is a send per client per message, so
-/// with many clients events go out in fewer, larger messages (a hundred clients: one every
-/// 40 ms), and a server followed by a crowd keeps off the CPU the runner needs.
-const EVENT_GAP_PER_CLIENT: Duration = Duration::from_micros(400);
-/// The most the gap grows to: new events still reach every client well within 100 ms.
-const EVENT_GAP_MAX: Duration = Duration::from_millis(60);
+/// with many clients events go out in fewer, larger messages (fifty clients: one every
+/// 50 ms), and a server followed by a crowd keeps off the CPU the runner needs.
+const EVENT_GAP_PER_CLIENT: Duration = Duration::from_millis(1);
 
-/// The least time between two event reads of a hub with `clients` clients.
+/// The least time between two event reads of a hub with `clients` clients. At [`TICK`] (a
+/// hundred clients and more) the events go out with the state comparison, every tick, in the
+/// same write as the state delta (see [`events_ride_the_tick`]).
 fn event_gap(clients: usize) -> Duration {
-    (EVENT_GAP_PER_CLIENT * clients as u32).clamp(EVENT_GAP, EVENT_GAP_MAX)
+    (EVENT_GAP_PER_CLIENT * clients as u32).clamp(EVENT_GAP, TICK)
+}
+
+/// Whether a hub with `clients` clients sends its events from the comparison loop, just before
+/// the state delta, rather than from a loop of their own: the two messages then reach each
+/// client in one write, and new events still within 100 ms plus the commit.
+fn events_ride_the_tick(clients: usize) -> bool {
+    event_gap(clients) >= TICK
 }
 /// Messages a client may fall behind the hub before it is resynced.
 const BROADCAST: usize = 64;
@@ -54,8 +63,8 @@ pub(super) struct Delta {
     pub(super) from: i64,
     /// The newest after it.
     pub(super) to: i64,
-    /// The message, serialised once.
-    pub(super) text: Utf8Bytes,
+    /// The messages, serialised once: one, or a hub's events and its state delta together.
+    pub(super) texts: Vec<Utf8Bytes>,
 }
 
 /// A job's shared feed.
@@ -102,56 +111,71 @@ impl Hub {
     fn send_events(&self, reads: &Reads) {
         let mut position = self.position.lock().unwrap_or_else(|e| e.into_inner());
         let from = *position;
+        if let Some(text) = self.events_after(&mut position, reads) {
+            let delta = Delta {
+                from,
+                to: *position,
+                texts: vec![text],
+            };
+            // No receiver is not an error: the loops notice and stop.
+            let _ = self.deltas.send(Arc::new(delta));
+        }
+    }
+
+    /// The events after `position` as a delta message, `position` moved to the last of them;
+    /// `None` when there are none. Blocking (a store read).
+    fn events_after(&self, position: &mut i64, reads: &Reads) -> Option<Utf8Bytes> {
         let text = match reads.cache.events_after(
             reads.store.as_ref(),
             self.job,
-            from,
+            *position,
             super::ws::EVENTS_PER_DELTA,
             Duration::ZERO,
         ) {
             Ok(events) => {
-                let Some(to) = events.last().map(|e| e.seq) else {
-                    return;
-                };
+                let to = events.last()?.seq;
                 *position = to;
                 json!({ "type": "delta", "job": self.job, "seq": to, "events": events })
             }
             Err(e) => json!({ "type": "error", "message": e.to_string() }),
         };
-        let delta = Delta {
-            from,
-            to: *position,
-            text: text.to_string().into(),
-        };
-        // No receiver is not an error: the loops notice and stop.
-        let _ = self.deltas.send(Arc::new(delta));
+        Some(text.to_string().into())
     }
 
     /// Compares the job's record, snapshot and agents with what was sent and sends what
-    /// changed. Blocking (a read of the job's state, shared through the cache).
-    fn send_changes(&self, reads: &Reads) {
+    /// changed; `with_events`, the new events too, in the same delta (two messages that go
+    /// out in one write). Blocking (a read of the job's state, shared through the cache).
+    fn send_changes(&self, reads: &Reads, with_events: bool) {
         let mut base = self.base.lock().unwrap_or_else(|e| e.into_inner());
         let body = match base.feed.state_delta(reads) {
             Ok((state, message)) => {
                 base.state = state;
-                match message {
-                    Some(message) => Value::Object(message).to_string(),
-                    None => return,
-                }
+                message.map(|message| Value::Object(message).to_string())
             }
-            Err(e) => json!({ "type": "error", "message": e.to_string() }).to_string(),
+            Err(e) => Some(json!({ "type": "error", "message": e.to_string() }).to_string()),
         };
-        let position = self.position.lock().unwrap_or_else(|e| e.into_inner());
+        let mut position = self.position.lock().unwrap_or_else(|e| e.into_inner());
+        let from = *position;
+        let mut texts = Vec::new();
+        if with_events && let Some(events) = self.events_after(&mut position, reads) {
+            texts.push(events);
+        }
         // The body is serialised before the position is known (it may be large): `seq` is
         // added as its last field.
-        let text = match body.strip_suffix('}') {
-            Some(open) => format!("{open},\"seq\":{}}}", *position),
-            None => body,
-        };
+        if let Some(body) = body {
+            let text = match body.strip_suffix('}') {
+                Some(open) => format!("{open},\"seq\":{}}}", *position),
+                None => body,
+            };
+            texts.push(text.into());
+        }
+        if texts.is_empty() {
+            return;
+        }
         let delta = Delta {
-            from: *position,
+            from,
             to: *position,
-            text: text.into(),
+            texts,
         };
         let _ = self.deltas.send(Arc::new(delta));
     }
@@ -262,10 +286,9 @@ async fn compare_state(hubs: Arc<Hubs>, hub: Arc<Hub>, reads: Reads) {
             return;
         }
         let (stepping, reads_now) = (hub.clone(), reads.clone());
-        if tokio::task::spawn_blocking(move || stepping.send_changes(&reads_now))
-            .await
-            .is_err()
-        {
+        let with_events = events_ride_the_tick(hub.deltas.receiver_count());
+        let step = move || stepping.send_changes(&reads_now, with_events);
+        if tokio::task::spawn_blocking(step).await.is_err() {
             return;
         }
     }
@@ -279,6 +302,11 @@ async fn follow_events(hubs: Arc<Hubs>, hub: Arc<Hub>, reads: Reads) {
         let started = tokio::time::Instant::now();
         if !still_followed(&hubs, &hub) {
             return;
+        }
+        if events_ride_the_tick(hub.deltas.receiver_count()) {
+            // The comparison loop sends them for now.
+            tokio::time::sleep(TICK).await;
+            continue;
         }
         let (stepping, reads_now) = (hub.clone(), reads.clone());
         let step = move || {
@@ -300,8 +328,17 @@ mod tests {
     fn the_event_gap_grows_with_the_clients_within_its_bounds() {
         assert_eq!(event_gap(0), EVENT_GAP);
         assert_eq!(event_gap(1), EVENT_GAP);
-        assert_eq!(event_gap(100), Duration::from_millis(40));
-        assert_eq!(event_gap(10_000), EVENT_GAP_MAX);
-        assert!(event_gap(50) < event_gap(100));
+        assert_eq!(event_gap(50), Duration::from_millis(50));
+        assert_eq!(event_gap(100), TICK);
+        assert_eq!(event_gap(10_000), TICK);
+        assert!(event_gap(50) < event_gap(99));
+    }
+
+    #[test]
+    fn a_crowd_gets_its_events_with_the_state_comparison() {
+        assert!(!events_ride_the_tick(1));
+        assert!(!events_ride_the_tick(99));
+        assert!(events_ride_the_tick(100));
+        assert!(events_ride_the_tick(5_000));
     }
 }

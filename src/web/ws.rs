@@ -147,7 +147,16 @@ async fn connection(socket: WebSocket, state: AppState) {
     let (tx, mut rx) = mpsc::channel::<Message>(QUEUE);
     let writer = tokio::spawn(async move {
         while let Some(message) = rx.recv().await {
-            match tokio::time::timeout(SEND_TIMEOUT, sink.send(message)).await {
+            // What else is queued by now goes out in the same write: one system call (and one
+            // wake-up of the client) for a hub's events and state delta sent together.
+            let sent = tokio::time::timeout(SEND_TIMEOUT, async {
+                sink.feed(message).await?;
+                while let Ok(more) = rx.try_recv() {
+                    sink.feed(more).await?;
+                }
+                sink.flush().await
+            });
+            match sent.await {
                 Ok(Ok(())) => {}
                 _ => return,
             }
@@ -239,14 +248,20 @@ async fn connection(socket: WebSocket, state: AppState) {
                 let Some(following) = sub.job.as_mut() else { continue };
                 match delta {
                     Ok(delta) if delta.from == following.seq => {
-                        match tx.try_send(Message::Text(delta.text.clone())) {
-                            Ok(()) => following.seq = delta.to,
-                            Err(mpsc::error::TrySendError::Full(_)) => {
-                                sub.job_resync = Some(following.job);
-                                sub.job = None;
-                            }
-                            Err(mpsc::error::TrySendError::Closed(_)) => break,
+                        if tx.is_closed() {
+                            break;
                         }
+                        // All of the delta's messages or none (this task alone fills the
+                        // queue, so the room checked is still there).
+                        if tx.capacity() < delta.texts.len() {
+                            sub.job_resync = Some(following.job);
+                            sub.job = None;
+                            continue;
+                        }
+                        for text in &delta.texts {
+                            let _ = tx.try_send(Message::Text(text.clone()));
+                        }
+                        following.seq = delta.to;
                     }
                     // A gap (the hub's broadcast lapped this client) or a delta that does not
                     // start where the client stands: join again.

@@ -437,6 +437,79 @@ async fn a_websocket_follows_a_running_job_and_resumes_without_a_gap() {
     assert_eq!(got, expected);
 }
 
+/// A hundred clients or more get a hub's events with its state comparison, in one write
+/// (src/web/hub.rs): every one of them still gets every event once, in order, and no resync.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crowd_of_clients_gets_every_event_once_and_in_order() {
+    const CLIENTS: usize = 100;
+    let ws = Workspace::new();
+    slow_job(&ws, 40, "0.05");
+    let mut child = ws.spawn(&["run", "job.yml", "-j", "4", "--progress", "none"]);
+    wait_until(Duration::from_secs(60), "the job is recorded", || {
+        !ws.jobs_so_far().is_empty()
+    });
+    let job = ws.only_job();
+    let addr = start(&ws, None).await;
+    // The job's last event, once the run is over: each client reads until it has it.
+    let last = std::sync::Arc::new(std::sync::atomic::AtomicI64::new(0));
+    let mut clients = Vec::new();
+    for _ in 0..CLIENTS {
+        let (mut socket, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws"))
+            .await
+            .unwrap();
+        socket
+            .send(Message::text(
+                json!({"subscribe": "job", "job": job.id.to_string()}).to_string(),
+            ))
+            .await
+            .unwrap();
+        let last = last.clone();
+        clients.push(tokio::spawn(async move {
+            let state = next_json(&mut socket).await;
+            assert_eq!(state["type"], "state");
+            let from = state["seq"].as_i64().unwrap();
+            let mut seqs = Vec::new();
+            let deadline = Instant::now() + Duration::from_secs(120);
+            loop {
+                let last = last.load(std::sync::atomic::Ordering::SeqCst);
+                if last > 0 && seqs.last().copied().unwrap_or(from) >= last {
+                    return (from, seqs);
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "the events stopped at {:?}",
+                    seqs.last()
+                );
+                let Ok(message) =
+                    tokio::time::timeout(Duration::from_millis(200), socket.next()).await
+                else {
+                    continue;
+                };
+                let Some(Ok(Message::Text(text))) = message else {
+                    panic!("the socket closed: {message:?}");
+                };
+                let delta: Value = serde_json::from_str(text.as_str()).unwrap();
+                assert_ne!(delta["resync"], true, "no client falls behind: {delta}");
+                for event in delta["events"].as_array().into_iter().flatten() {
+                    seqs.push(event["seq"].as_i64().unwrap());
+                }
+            }
+        }));
+    }
+    assert!(child.wait().unwrap().success());
+    let events = ws.store().events(job.id, 0, 100_000).unwrap();
+    last.store(
+        events.last().unwrap().seq,
+        std::sync::atomic::Ordering::SeqCst,
+    );
+    for client in clients {
+        let (from, seqs) = client.await.unwrap();
+        let expected: Vec<i64> = events.iter().map(|e| e.seq).filter(|s| *s > from).collect();
+        assert!(expected.len() >= 40, "the clients followed the job's work");
+        assert_eq!(seqs, expected);
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_websocket_lists_jobs_and_reports_bad_requests() {
     let ws = job_with_one_dead_letter();
