@@ -195,10 +195,16 @@ async fn latency_in_process() {
     );
 }
 
-/// This process's CPU time (server and clients), and that of its waited-for children (the
-/// runner and its commands), in seconds: `/proc/self/stat` fields 14-17, in clock ticks.
+/// This process's CPU time (the server), and that of its waited-for children (the runner
+/// and its commands), in seconds.
 fn cpu_seconds() -> (f64, f64) {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
+    cpu_of("self")
+}
+
+/// CPU time of process `pid` ("self" for this one) and of its waited-for children, in
+/// seconds: `/proc/PID/stat` fields 14-17, in clock ticks.
+fn cpu_of(pid: &str) -> (f64, f64) {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
     // The fields after the command name, which is in parentheses and may hold spaces.
     let fields: Vec<f64> = stat[stat.rfind(')').unwrap() + 2..]
         .split(' ')
@@ -212,8 +218,96 @@ fn cpu_seconds() -> (f64, f64) {
     )
 }
 
+/// The stand-in browsers of the runner part: `clients` WebSocket clients following `job`, in
+/// a process of their own (this bench binary again, `WEB_BENCH_ROLE=clients`), so that the
+/// server's CPU and theirs are measured apart. It says `joined` once all follow the job, and
+/// `received MESSAGES BYTES` when its standard input closes.
+struct Clients {
+    child: std::process::Child,
+    lines: std::io::Lines<std::io::BufReader<std::process::ChildStdout>>,
+}
+
+impl Clients {
+    async fn start(addr: std::net::SocketAddr, job: &str, clients: usize) -> Clients {
+        use std::io::BufRead;
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .arg("--bench")
+            .env("WEB_BENCH_ROLE", "clients")
+            .env("WEB_BENCH_ADDR", addr.to_string())
+            .env("WEB_BENCH_JOB", job)
+            .env("WEB_BENCH_CLIENTS", clients.to_string())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        let lines = tokio::task::spawn_blocking(move || {
+            let joined = lines.next().unwrap().unwrap();
+            assert_eq!(joined, "joined");
+            lines
+        })
+        .await
+        .unwrap();
+        Clients { child, lines }
+    }
+
+    /// Their CPU time so far, in seconds.
+    fn cpu(&self) -> f64 {
+        cpu_of(&self.child.id().to_string()).0
+    }
+
+    /// Stops them: the messages and bytes they received in all.
+    fn stop(mut self) -> (u64, u64) {
+        drop(self.child.stdin.take());
+        let line = self.lines.next().unwrap().unwrap();
+        self.child.wait().unwrap();
+        let counts: Vec<u64> = line
+            .trim_start_matches("received ")
+            .split(' ')
+            .map(|n| n.parse().unwrap())
+            .collect();
+        (counts[0], counts[1])
+    }
+}
+
+/// The clients' process (see [`Clients`]).
+async fn clients_main() {
+    let addr: std::net::SocketAddr = std::env::var("WEB_BENCH_ADDR").unwrap().parse().unwrap();
+    let job = std::env::var("WEB_BENCH_JOB").unwrap();
+    let clients: usize = std::env::var("WEB_BENCH_CLIENTS").unwrap().parse().unwrap();
+    let received = Arc::new((AtomicU64::new(0), AtomicU64::new(0)));
+    let mut sockets = Vec::new();
+    for _ in 0..clients {
+        sockets.push(follow(addr, &job).await);
+    }
+    for mut socket in sockets {
+        let received = received.clone();
+        tokio::spawn(async move {
+            while let Some(Ok(message)) = socket.next().await {
+                received.0.fetch_add(1, Ordering::Relaxed);
+                received
+                    .1
+                    .fetch_add(message.len() as u64, Ordering::Relaxed);
+            }
+        });
+    }
+    println!("joined");
+    tokio::task::spawn_blocking(|| {
+        use std::io::Read;
+        let mut rest = Vec::new();
+        let _ = std::io::stdin().read_to_end(&mut rest);
+    })
+    .await
+    .unwrap();
+    println!(
+        "received {} {}",
+        received.0.load(Ordering::Relaxed),
+        received.1.load(Ordering::Relaxed)
+    );
+}
+
 /// The runner's wall time for 3,000 `sleep 0` items on 8 agents, with `clients` following
-/// it; prints the CPU the server and its clients and the runner took.
+/// it; prints the CPU the server, the clients and the runner took.
 async fn run_time(clients: usize) -> Duration {
     let dir = tempfile::tempdir().unwrap();
     write_job(dir.path(), 3_000, 8, "sleep 0");
@@ -222,45 +316,37 @@ async fn run_time(clients: usize) -> Duration {
     let mut child = mmm_run(dir.path());
     let (store, job) = first_job(dir.path());
     let addr = server(store).await;
-    let mut readers = Vec::new();
-    // Messages and bytes the clients received, over all of them.
-    let received = Arc::new((AtomicU64::new(0), AtomicU64::new(0)));
-    for _ in 0..clients {
-        let mut socket = follow(addr, &job).await;
-        let received = received.clone();
-        readers.push(tokio::spawn(async move {
-            while let Some(Ok(message)) = socket.next().await {
-                received.0.fetch_add(1, Ordering::Relaxed);
-                received
-                    .1
-                    .fetch_add(message.len() as u64, Ordering::Relaxed);
-            }
-        }));
-    }
+    let followers = if clients > 0 {
+        Some(Clients::start(addr, &job, clients).await)
+    } else {
+        None
+    };
     let cpu_joined = cpu_seconds();
+    let clients_joined = followers.as_ref().map_or(0.0, Clients::cpu);
     let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
         .await
         .unwrap();
     let took = started.elapsed();
     assert!(status.success());
-    for reader in readers {
-        reader.abort();
-    }
     let cpu_after = cpu_seconds();
+    let clients_cpu = followers.as_ref().map_or(0.0, Clients::cpu);
     println!(
-        "  {clients} clients: {:.2} s; CPU: server and clients {:.2} s ({:.2} s of it while \
-         they joined), runner and its commands {:.2} s",
+        "  {clients} clients: {:.2} s; CPU: server {:.2} s ({:.2} s of it while they joined), \
+         clients {:.2} s ({:.2} s joining), runner and its commands {:.2} s",
         took.as_secs_f64(),
         cpu_after.0 - cpu_before.0,
         cpu_joined.0 - cpu_before.0,
+        clients_cpu,
+        clients_joined,
         cpu_after.1 - cpu_before.1,
     );
-    if clients > 0 {
+    if let Some(followers) = followers {
+        let (messages, bytes) = followers.stop();
         let per_client_s = (clients as f64) * took.as_secs_f64();
         println!(
             "    each client got {:.1} messages/s, {:.0} KiB/s",
-            received.0.load(Ordering::Relaxed) as f64 / per_client_s,
-            received.1.load(Ordering::Relaxed) as f64 / per_client_s / 1024.0,
+            messages as f64 / per_client_s,
+            bytes as f64 / per_client_s / 1024.0,
         );
     }
     took
@@ -335,6 +421,11 @@ fn runs() -> usize {
 fn main() {
     // `cargo test --benches` runs bench targets once with `--bench` absent: do nothing then.
     if !std::env::args().any(|a| a == "--bench") {
+        return;
+    }
+    if std::env::var("WEB_BENCH_ROLE").as_deref() == Ok("clients") {
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        runtime.block_on(clients_main());
         return;
     }
     let only = std::env::var("WEB_BENCH").ok();

@@ -77,6 +77,9 @@ pub(super) struct Hub {
     /// held up by the (heavier) comparison.
     position: Mutex<i64>,
     deltas: broadcast::Sender<Arc<Delta>>,
+    /// The state message for joining clients, serialised once for each base: a hundred
+    /// clients that join at once cost one serialisation of a large state, not a hundred.
+    joining: Mutex<Option<(Arc<JobState>, Utf8Bytes)>>,
 }
 
 /// What the hub's clients have been brought to, apart from events.
@@ -87,10 +90,10 @@ struct Base {
 
 /// What a client joining a hub gets.
 pub(super) struct Joined {
-    /// The full state (`{"type": "state", ...}`).
-    pub(super) state: Value,
-    /// Deltas carrying the events between the state and the hub's position.
-    pub(super) catch_up: Vec<Value>,
+    /// The full state (`{"type": "state", ...}`), serialised.
+    pub(super) state: Utf8Bytes,
+    /// Deltas carrying the events between the state and the hub's position, serialised.
+    pub(super) catch_up: Vec<Utf8Bytes>,
     /// The hub's position: the `from` of the next delta.
     pub(super) seq: i64,
     /// The deltas to come.
@@ -104,6 +107,24 @@ impl Hub {
         let base = self.base.lock().unwrap_or_else(|e| e.into_inner());
         let position = self.position.lock().unwrap_or_else(|e| e.into_inner());
         (base.state.clone(), *position, self.deltas.subscribe())
+    }
+
+    /// The `state` message of `state` (a base of this hub), marked as a resync or not.
+    fn state_message(&self, state: &Arc<JobState>, resync: bool) -> Utf8Bytes {
+        if !resync
+            && let Some((base, text)) = &*self.joining.lock().unwrap_or_else(|e| e.into_inner())
+            && Arc::ptr_eq(base, state)
+        {
+            return text.clone();
+        }
+        let newest = state.recent_events.last().map_or(0, |e| e.seq);
+        let message = json!({ "type": "state", "seq": newest, "state": **state, "resync": resync });
+        let text: Utf8Bytes = message.to_string().into();
+        if !resync {
+            *self.joining.lock().unwrap_or_else(|e| e.into_inner()) =
+                Some((state.clone(), text.clone()));
+        }
+        text
     }
 
     /// Sends the events after the hub's position, if any, as one delta. Blocking (a store
@@ -196,8 +217,9 @@ impl Hubs {
         reads: &Reads,
         job: JobId,
         resume_from: Option<i64>,
+        resync: bool,
     ) -> Result<Joined, ApiError> {
-        let (state, seq, deltas) = {
+        let (hub, (state, seq, deltas)) = {
             let mut hubs = self.hubs.lock().unwrap_or_else(|e| e.into_inner());
             let hub = match hubs.get(&job).and_then(Weak::upgrade) {
                 Some(hub) => hub,
@@ -210,6 +232,7 @@ impl Hubs {
                         position: Mutex::new(feed.seq()),
                         base: Mutex::new(Base { feed, state }),
                         deltas,
+                        joining: Mutex::new(None),
                     });
                     hubs.insert(job, Arc::downgrade(&hub));
                     let runtime = tokio::runtime::Handle::current();
@@ -220,7 +243,8 @@ impl Hubs {
             };
             // Still under the registry's lock, so the hub cannot stop for want of clients
             // before this one is counted.
-            hub.attach()
+            let attached = hub.attach();
+            (hub, attached)
         };
         let newest = state.recent_events.last().map_or(0, |e| e.seq);
         let mut after = match resume_from {
@@ -244,11 +268,12 @@ impl Hubs {
             let Some(last) = events.last().map(|e| e.seq) else {
                 break;
             };
-            catch_up.push(json!({ "type": "delta", "job": job, "seq": last, "events": events }));
+            let delta = json!({ "type": "delta", "job": job, "seq": last, "events": events });
+            catch_up.push(delta.to_string().into());
             after = last;
         }
         Ok(Joined {
-            state: json!({ "type": "state", "seq": newest, "state": *state, "resync": false }),
+            state: hub.state_message(&state, resync),
             catch_up,
             seq,
             deltas,

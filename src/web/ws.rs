@@ -24,7 +24,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::extract::State;
-use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use futures_util::{SinkExt, StreamExt};
@@ -189,7 +189,7 @@ async fn connection(socket: WebSocket, state: AppState) {
                     ("runs", _) => {
                         let (full, updates) = runs::full(state.runs.as_ref());
                         sub.runs = updates;
-                        Ok(vec![full])
+                        Ok(vec![full.to_string().into()])
                     }
                     ("jobs", _) => {
                         let reads = Reads::of(&state);
@@ -202,19 +202,21 @@ async fn connection(socket: WebSocket, state: AppState) {
                         {
                             Ok(Ok((feed, full))) => {
                                 sub.jobs = Some(feed);
-                                Ok(vec![full])
+                                Ok(vec![full.to_string().into()])
                             }
                             Ok(Err(e)) => Err(e),
                             Err(_) => break,
                         }
                     }
-                    ("job", Some(id)) => match follow(&state, id, request.resume_from).await {
-                        Ok((following, messages)) => {
-                            sub.job = Some(following);
-                            Ok(messages)
+                    ("job", Some(id)) => {
+                        match follow(&state, id, request.resume_from, false).await {
+                            Ok((following, messages)) => {
+                                sub.job = Some(following);
+                                Ok(messages)
+                            }
+                            Err(e) => Err(e),
                         }
-                        Err(e) => Err(e),
-                    },
+                    }
                     ("job", None) => Err(ApiError::BadRequest(
                         "`subscribe: job` needs `job`: the job's id".into(),
                     )),
@@ -228,7 +230,7 @@ async fn connection(socket: WebSocket, state: AppState) {
                         // every delta builds on.
                         let mut gone = false;
                         for message in messages {
-                            if tx.send(Message::Text(message.to_string().into())).await.is_err() {
+                            if tx.send(Message::Text(message)).await.is_err() {
                                 gone = true;
                                 break;
                             }
@@ -316,15 +318,12 @@ async fn connection(socket: WebSocket, state: AppState) {
                     continue;
                 }
                 if let Some(job) = sub.job_resync {
-                    match follow(&state, job.to_string(), None).await {
-                        Ok((following, messages)) => {
-                            let mut messages = messages.into_iter();
-                            let first = messages.next().map(mark_resync);
-                            // The rest may not fit now: then the next tick tries again.
-                            let all: Vec<Value> = first.into_iter().chain(messages).collect();
+                    match follow(&state, job.to_string(), None, true).await {
+                        Ok((following, all)) => {
+                            // The messages may not fit now: then the next tick tries again.
                             if all.len() <= tx.capacity() {
                                 for message in all {
-                                    if tx.try_send(Message::Text(message.to_string().into())).is_err() {
+                                    if tx.try_send(Message::Text(message)).is_err() {
                                         break;
                                     }
                                 }
@@ -378,17 +377,19 @@ async fn connection(socket: WebSocket, state: AppState) {
 }
 
 /// Follows job `id` (full id or prefix): joins its hub; the messages to send first (the
-/// state, then catch-up deltas).
+/// state, marked as a resync or not, then catch-up deltas), serialised.
 async fn follow(
     state: &AppState,
     id: String,
     resume_from: Option<i64>,
-) -> Result<(Following, Vec<Value>), ApiError> {
+    resync: bool,
+) -> Result<(Following, Vec<Utf8Bytes>), ApiError> {
     let reads = Reads::of(state);
     let hubs = state.hubs.clone();
     let joined = tokio::task::spawn_blocking(move || {
         let job = super::api::resolve(reads.store.as_ref(), &id)?;
-        hubs.join(&reads, job, resume_from).map(|j| (job, j))
+        hubs.join(&reads, job, resume_from, resync)
+            .map(|j| (job, j))
     })
     .await
     .map_err(|_| ApiError::Internal("a store read stopped unexpectedly".into()))?;
