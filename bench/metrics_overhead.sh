@@ -52,3 +52,8 @@ echo "items=$N j=$J rounds=$REPS"
 echo "xargs  median ${x} s"
 echo "mmm    median ${m} s"
 echo "ratio  mmm/xargs $(echo "scale=3; $m / $x" | bc)"
+# Rounds are paired (mmm, then xargs, a moment later): the median of the rounds' own ratios
+# is less sensitive to load that drifts across the run than the ratio of the two medians.
+ratios=()
+for i in "${!MMM_T[@]}"; do ratios+=("$(echo "scale=6; ${MMM_T[$i]} / ${XARGS_T[$i]}" | bc)"); done
+echo "median of the rounds' ratios $(median "${ratios[@]}" | awk '{printf "%.3f", $1}')"
