@@ -7,8 +7,8 @@
 //! once, in an events-only delta; every [`TICK`] it also compares the job's record, snapshot
 //! and agents with what it sent last and sends what changed. With a hundred clients or more,
 //! the events go out every [`TICK`] just before the comparison's delta, so each client gets
-//! both in one write. Each message carries the event
-//! sequence numbers it goes from and to, so a client can check that it misses nothing: a client
+//! both in one write. Each message carries the event sequence numbers it goes from and to,
+//! so a client can check that it misses nothing: a client
 //! joins with a full state taken under the hub's lock (the base the next delta builds on), plus
 //! the events between that state and the hub's position; if it then falls behind (its queue is
 //! full, or the hub's broadcast laps it) it joins again, marked as a resync.
