@@ -443,7 +443,20 @@ async fn a_websocket_follows_a_running_job_and_resumes_without_a_gap() {
 async fn a_crowd_of_clients_gets_every_event_once_and_in_order() {
     const CLIENTS: usize = 100;
     let ws = Workspace::new();
-    slow_job(&ws, 40, "0.05");
+    // Every item waits for the file `go`, written once all clients follow the job: their
+    // work all happens while the crowd watches, however slowly the clients join.
+    slow_job(&ws, 40, "0.02");
+    ws.write(
+        "job.yml",
+        r#"
+map:
+  input: items.jsonl
+  key: "${item.id}"
+  steps:
+    - name: work
+      shell: while [ ! -e go ]; do sleep 0.02; done; sleep 0.02
+"#,
+    );
     let mut child = ws.spawn(&["run", "job.yml", "-j", "4", "--progress", "none"]);
     wait_until(Duration::from_secs(60), "the job is recorded", || {
         !ws.jobs_so_far().is_empty()
@@ -496,6 +509,7 @@ async fn a_crowd_of_clients_gets_every_event_once_and_in_order() {
             }
         }));
     }
+    ws.write("go", "");
     assert!(child.wait().unwrap().success());
     let events = ws.store().events(job.id, 0, 100_000).unwrap();
     last.store(
