@@ -2071,33 +2071,33 @@ fn upgrade(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(fail("start upgrading the schema"))?;
     let found = check_version(&tx, path)?;
-    if found == 0 {
+    let upgraded = if found == 0 {
         // A new store: the current schema at once, not its history.
         tx.execute_batch(SCHEMA)
             .and_then(|()| tx.pragma_update(None, "user_version", SCHEMA_VERSION))
-            .and_then(|()| tx.commit())
-            .map_err(|source| StoreError::Migrate {
-                path: path.to_path_buf(),
-                version: SCHEMA_VERSION,
-                source,
-            })?;
-        return Ok(());
-    }
+            .map_err(|source| (SCHEMA_VERSION, source))
+    } else {
+        run_migrations(&tx, found)
+    };
+    upgraded
+        .and_then(|()| tx.commit().map_err(|source| (SCHEMA_VERSION, source)))
+        .map_err(|(version, source)| StoreError::Migrate {
+            path: path.to_path_buf(),
+            version,
+            source,
+        })
+}
+
+/// Runs the migrations after version `found`, each recording the version it brings the
+/// schema to; on failure, that version and the error.
+fn run_migrations(conn: &Connection, found: i64) -> Result<(), (i64, rusqlite::Error)> {
     for (from, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
         let version = from as i64 + 1;
-        tx.execute_batch(sql)
-            .and_then(|()| tx.pragma_update(None, "user_version", version))
-            .map_err(|source| StoreError::Migrate {
-                path: path.to_path_buf(),
-                version,
-                source,
-            })?;
+        conn.execute_batch(sql)
+            .and_then(|()| conn.pragma_update(None, "user_version", version))
+            .map_err(|source| (version, source))?;
     }
-    tx.commit().map_err(|source| StoreError::Migrate {
-        path: path.to_path_buf(),
-        version: SCHEMA_VERSION,
-        source,
-    })
+    Ok(())
 }
 
 /// Reads the schema version, failing unless the file is an mmm store this binary can read
@@ -2308,10 +2308,10 @@ mod fresh_schema {
     fn structure(conn: &Connection) -> Vec<String> {
         let mut out = Vec::new();
         let mut objects = conn
-            .prepare("SELECT type, name, tbl_name FROM sqlite_schema ORDER BY type, name")
+            .prepare("SELECT type, name, tbl_name, sql FROM sqlite_schema ORDER BY type, name")
             .unwrap();
-        let objects: Vec<(String, String, String)> = objects
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        let objects: Vec<(String, String, String, Option<String>)> = objects
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
             .unwrap()
             .map(Result::unwrap)
             .collect();
@@ -2331,18 +2331,13 @@ mod fresh_schema {
             .map(Result::unwrap)
             .collect()
         };
-        for (kind, name, table) in objects {
+        for (kind, name, table, sql) in objects {
             out.push(format!("{kind} {name} on {table}"));
+            // An automatic index has no SQL.
+            let sql = sql.unwrap_or_default();
             if kind == "table" {
                 out.extend(rows(&format!("PRAGMA table_xinfo('{name}')")));
                 out.extend(rows(&format!("PRAGMA foreign_key_list('{name}')")));
-                let sql: String = conn
-                    .query_row(
-                        "SELECT sql FROM sqlite_schema WHERE name = ?1",
-                        [&name],
-                        |r| r.get(0),
-                    )
-                    .unwrap();
                 out.push(format!(
                     "without rowid: {}, autoincrement: {}",
                     sql.contains("WITHOUT ROWID"),
@@ -2351,16 +2346,9 @@ mod fresh_schema {
             }
             if kind == "index" {
                 out.extend(rows(&format!("PRAGMA index_xinfo('{name}')")));
-                let partial: Option<String> = conn
-                    .query_row(
-                        "SELECT sql FROM sqlite_schema WHERE name = ?1",
-                        [&name],
-                        |r| r.get(0),
-                    )
-                    .unwrap();
-                let partial = partial
-                    .and_then(|sql| sql.split_once(" WHERE ").map(|(_, w)| w.to_string()))
-                    .map(|w| w.split_whitespace().collect::<Vec<_>>().join(" "));
+                let partial = sql
+                    .split_once(" WHERE ")
+                    .map(|(_, w)| w.split_whitespace().collect::<Vec<_>>().join(" "));
                 out.push(format!("partial: {partial:?}"));
             }
         }
@@ -2379,12 +2367,7 @@ mod fresh_schema {
 
         let migrated = Connection::open_in_memory().unwrap();
         migrated.pragma_update(None, "foreign_keys", "OFF").unwrap();
-        for (from, sql) in MIGRATIONS.iter().enumerate() {
-            migrated.execute_batch(sql).unwrap();
-            migrated
-                .pragma_update(None, "user_version", from as i64 + 1)
-                .unwrap();
-        }
+        run_migrations(&migrated, 0).unwrap();
 
         let fresh = structure(&Connection::open(&fresh).unwrap());
         let migrated = structure(&migrated);
