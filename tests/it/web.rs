@@ -46,10 +46,7 @@ fn job_with_one_dead_letter() -> Workspace {
 
 /// A job file whose 30 items each sleep, so it runs for a few seconds on 2 agents.
 pub(crate) fn slow_job(ws: &Workspace, items: usize, sleep: &str) {
-    let lines: String = (0..items)
-        .map(|i| format!("{{\"id\":\"i{i}\"}}\n"))
-        .collect();
-    ws.write("items.jsonl", &lines);
+    write_items(ws, items);
     ws.write(
         "job.yml",
         &format!(
@@ -63,6 +60,14 @@ map:
 "#
         ),
     );
+}
+
+/// `items.jsonl`: `items` items `{"id": "iN"}`.
+fn write_items(ws: &Workspace, items: usize) {
+    let lines: String = (0..items)
+        .map(|i| format!("{{\"id\":\"i{i}\"}}\n"))
+        .collect();
+    ws.write("items.jsonl", &lines);
 }
 
 struct Reply {
@@ -445,7 +450,7 @@ async fn a_crowd_of_clients_gets_every_event_once_and_in_order() {
     let ws = Workspace::new();
     // Every item waits for the file `go`, written once all clients follow the job: their
     // work all happens while the crowd watches, however slowly the clients join.
-    slow_job(&ws, 40, "0.02");
+    write_items(&ws, 40);
     ws.write(
         "job.yml",
         r#"
