@@ -9,7 +9,8 @@
 //!    or nothing, each second after a warm-up.
 //!
 //! Not a test: `cargo bench --bench web` (prints the figures). Each part takes 10-30 s;
-//! `WEB_BENCH=latency|latency-in-process|runner|memory` runs only that part (e.g. under a profiler).
+//! `WEB_BENCH=latency|latency-in-process|runner|memory` runs only that part (e.g. under a profiler);
+//! `WEB_BENCH_RUNS` sets the runner part's runs (3), `WEB_BENCH_CLIENTS` its clients (100).
 
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -447,23 +448,35 @@ fn main() {
     });
 }
 
+/// How many clients follow the runner in the runner part: 100, or `WEB_BENCH_CLIENTS` (1 shows
+/// what a job's shared feed costs whatever the number of clients).
+fn runner_clients() -> usize {
+    std::env::var("WEB_BENCH_CLIENTS")
+        .ok()
+        .and_then(|clients| clients.parse().ok())
+        .unwrap_or(100)
+}
+
 /// The runner's time alone and with 100 clients, alternating runs, medians: the machine is
 /// shared, a single pair is noise.
 async fn runner_overhead() {
     let (mut alone, mut watched) = (Vec::new(), Vec::new());
     let runs = runs();
+    let clients = runner_clients();
     for _ in 0..runs {
         alone.push(run_time(0).await.as_secs_f64());
-        watched.push(run_time(100).await.as_secs_f64());
+        watched.push(run_time(clients).await.as_secs_f64());
     }
     let median = |v: &mut Vec<f64>| {
         v.sort_by(f64::total_cmp);
         v[v.len() / 2]
     };
-    println!("runner runs, alone: {alone:.2?} s; with 100 WebSocket clients: {watched:.2?} s");
+    println!(
+        "runner runs, alone: {alone:.2?} s; with {clients} WebSocket clients: {watched:.2?} s"
+    );
     let (alone, watched) = (median(&mut alone), median(&mut watched));
     println!(
-        "runner, 3,000 items on 8 agents, median of {runs}: {alone:.2} s alone, {watched:.2} s with 100 WebSocket clients ({:+.1} %)",
+        "runner, 3,000 items on 8 agents, median of {runs}: {alone:.2} s alone, {watched:.2} s with {clients} WebSocket clients ({:+.1} %)",
         (watched / alone - 1.0) * 100.0
     );
 }

@@ -142,6 +142,15 @@ struct Subscription {
     jobs_resync: bool,
 }
 
+impl Subscription {
+    /// Whether the connection's tick has work: the jobs list to compare, or a resync waiting
+    /// for room. A client following one job is woken only by its hub, not ten times a second
+    /// for nothing (a hundred clients made a thousand idle wake-ups a second).
+    fn ticks(&self) -> bool {
+        self.jobs.is_some() || self.job_resync.is_some() || self.runs_resync || self.jobs_resync
+    }
+}
+
 async fn connection(socket: WebSocket, state: AppState) {
     let (mut sink, mut incoming) = socket.split();
     let (tx, mut rx) = mpsc::channel::<Message>(QUEUE);
@@ -294,7 +303,9 @@ async fn connection(socket: WebSocket, state: AppState) {
                     Err(broadcast::error::RecvError::Closed) => sub.runs = None,
                 }
             }
-            _ = tick.tick() => {
+            // The writer gave up on the client (see SEND_TIMEOUT): nothing more can reach it.
+            () = tx.closed() => break,
+            _ = tick.tick(), if sub.ticks() => {
                 if tx.is_closed() {
                     break;
                 }
