@@ -52,6 +52,24 @@ pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Room for every statement this file prepares, so the hot ones stay prepared.
 const STATEMENT_CACHE_CAPACITY: usize = 64;
 
+/// `LIMIT n`, written into a statement's text rather than bound: SQLite prepares a statement
+/// whose LIMIT is a bound parameter again on every run (its plan may depend on the value), so
+/// a cached read of the dashboard was compiled anew each time. Statements are cached by text,
+/// one per limit in use.
+fn limit_clause(limit: usize) -> String {
+    format!("LIMIT {}", i64::try_from(limit).unwrap_or(i64::MAX))
+}
+
+/// A job's events after a sequence number (`?1` the job's id, `?2` the number), oldest first.
+fn events_after_sql(limit: usize) -> String {
+    format!(
+        "SELECT seq, at, kind, item_key, payload FROM events
+         WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = ?1) AND seq > ?2
+         ORDER BY seq {}",
+        limit_clause(limit)
+    )
+}
+
 /// The columns of `jobs`, in the order [`job_from_row`] reads them.
 const JOB_COLUMNS: &str = "id, name, status, phase, spec, spec_hash, source, max_parallel, \
      created_at, started_at, updated_at, finished_at, duration_ms, owner_pid, owner_host, \
@@ -701,7 +719,6 @@ impl Store for SqliteStore {
         self.ensure_job(&tx, job)?;
         let id = job.to_string();
         let status = query.status.map(ItemStatus::as_str);
-        let limit = i64::try_from(query.limit).unwrap_or(i64::MAX);
         let offset = i64::try_from(query.offset).unwrap_or(i64::MAX);
         // Two spellings rather than `(?2 IS NULL OR status = ?2)`, so that each uses its index
         // ((job_ref, idx) and (job_ref, status)).
@@ -726,11 +743,12 @@ impl Store for SqliteStore {
                    AND a.number = (SELECT max(m.number) FROM attempts m
                                    WHERE m.job_ref = i.job_ref AND m.item_idx = i.idx)
                  WHERE {filter}
-                 ORDER BY i.idx LIMIT ?3 OFFSET ?4"
+                 ORDER BY i.idx {} OFFSET ?3",
+                limit_clause(query.limit)
             ))
             .and_then(|mut select| {
                 select
-                    .query_map(params![id, status, limit, offset], paged_item_from_row)?
+                    .query_map(params![id, status, offset], paged_item_from_row)?
                     .collect::<Result<Vec<_>, _>>()
             })
             .map_err(self.fail("read a page of a job's items"))?;
@@ -745,15 +763,11 @@ impl Store for SqliteStore {
         let mut conn = self.lock();
         let tx = self.begin_read(&mut conn)?;
         self.ensure_job(&tx, job)?;
-        let sql = "SELECT seq, at, kind, item_key, payload FROM events
-                   WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = ?1) AND seq > ?2
-                   ORDER BY seq
-                   LIMIT ?3";
         let events = tx
-            .prepare_cached(sql)
+            .prepare_cached(&events_after_sql(limit))
             .and_then(|mut select| {
                 select
-                    .query_map(params![job.to_string(), after, int(limit as u64)], |row| {
+                    .query_map(params![job.to_string(), after], |row| {
                         event_from_row(row, job)
                     })?
                     .collect::<Result<Vec<_>, _>>()
@@ -772,15 +786,17 @@ impl Store for SqliteStore {
         let mut conn = self.lock();
         let tx = self.begin_read(&mut conn)?;
         self.ensure_job(&tx, job)?;
-        let sql = "SELECT at, payload FROM snapshots
-                   WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = ?1) AND at > ?2
-                   ORDER BY at
-                   LIMIT ?3";
+        let sql = format!(
+            "SELECT at, payload FROM snapshots
+             WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = ?1) AND at > ?2
+             ORDER BY at {}",
+            limit_clause(limit)
+        );
         let snapshots = tx
-            .prepare_cached(sql)
+            .prepare_cached(&sql)
             .and_then(|mut select| {
                 select
-                    .query_map(params![job.to_string(), after, int(limit as u64)], |row| {
+                    .query_map(params![job.to_string(), after], |row| {
                         Ok(SnapshotRecord {
                             at: row.get(0)?,
                             payload: json_column(row, 1)?,
@@ -806,17 +822,17 @@ impl Store for SqliteStore {
         let mut conn = self.lock();
         let tx = self.begin_read(&mut conn)?;
         self.ensure_job(&tx, job)?;
-        let sql = "SELECT seq, at, kind, item_key, payload FROM events
-                   WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = ?1)
-                   ORDER BY seq DESC
-                   LIMIT ?2";
+        let sql = format!(
+            "SELECT seq, at, kind, item_key, payload FROM events
+             WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = ?1)
+             ORDER BY seq DESC {}",
+            limit_clause(limit)
+        );
         let mut events = tx
-            .prepare_cached(sql)
+            .prepare_cached(&sql)
             .and_then(|mut select| {
                 select
-                    .query_map(params![job.to_string(), int(limit as u64)], |row| {
-                        event_from_row(row, job)
-                    })?
+                    .query_map(params![job.to_string()], |row| event_from_row(row, job))?
                     .collect::<Result<Vec<_>, _>>()
             })
             .map_err(self.fail("read a job's recent events"))?;
@@ -1032,34 +1048,30 @@ impl Store for SqliteStore {
         let mut conn = self.lock();
         let tx = self.begin_read(&mut conn)?;
         self.ensure_job(&tx, job)?;
-        let sql = "SELECT i.idx, i.key, i.value, i.status, i.attempts,
-                          (SELECT COALESCE(MAX(a.number), 0) FROM attempts a
-                           WHERE a.job_ref = i.job_ref AND a.item_idx = i.idx)
-                   FROM items i INDEXED BY items_unfinished
-                   WHERE i.job_ref = (SELECT job_ref FROM jobs WHERE id = ?1) AND i.idx > ?2
-                     AND i.status IN ('pending', 'failed', 'running')
-                   ORDER BY i.idx LIMIT ?3";
+        let sql = format!(
+            "SELECT i.idx, i.key, i.value, i.status, i.attempts,
+                    (SELECT COALESCE(MAX(a.number), 0) FROM attempts a
+                     WHERE a.job_ref = i.job_ref AND a.item_idx = i.idx)
+             FROM items i INDEXED BY items_unfinished
+             WHERE i.job_ref = (SELECT job_ref FROM jobs WHERE id = ?1) AND i.idx > ?2
+               AND i.status IN ('pending', 'failed', 'running')
+             ORDER BY i.idx {}",
+            limit_clause(limit)
+        );
         let items = tx
-            .prepare(sql)
+            .prepare_cached(&sql)
             .and_then(|mut select| {
                 select
-                    .query_map(
-                        params![
-                            job.to_string(),
-                            after.map_or(-1, int),
-                            i64::try_from(limit).unwrap_or(i64::MAX)
-                        ],
-                        |row| {
-                            Ok(UnfinishedItem {
-                                index: unsigned(row, 0)?,
-                                key: row.get(1)?,
-                                value: row.get(2)?,
-                                status: row.get(3)?,
-                                attempts: row.get(4)?,
-                                last_number: row.get(5)?,
-                            })
-                        },
-                    )?
+                    .query_map(params![job.to_string(), after.map_or(-1, int)], |row| {
+                        Ok(UnfinishedItem {
+                            index: unsigned(row, 0)?,
+                            key: row.get(1)?,
+                            value: row.get(2)?,
+                            status: row.get(3)?,
+                            attempts: row.get(4)?,
+                            last_number: row.get(5)?,
+                        })
+                    })?
                     .collect::<Result<Vec<_>, _>>()
             })
             .map_err(self.fail("read the unfinished items"))?;
@@ -1434,7 +1446,7 @@ impl Store for SqliteStore {
         // INDEXED BY: without it the planner walks the primary key in order (it also gives
         // `ORDER BY idx`), reading every finished item of the job before the first unfinished.
         let rows = tx
-            .prepare_cached(
+            .prepare_cached(&format!(
                 "SELECT i.idx, i.key, i.value, i.status, i.attempts, i.claimed_by,
                         (SELECT COALESCE(MAX(a.number), 0) FROM attempts a
                          WHERE a.job_ref = i.job_ref AND a.item_idx = i.idx),
@@ -1443,25 +1455,23 @@ impl Store for SqliteStore {
                  WHERE i.job_ref = (SELECT job_ref FROM jobs WHERE id = ?1)
                    AND i.status IN ('pending', 'failed', 'running')
                    AND ((i.lease_until IS NULL AND i.status <> 'running') OR i.lease_until < ?2)
-                 ORDER BY i.idx LIMIT ?3",
-            )
+                 ORDER BY i.idx {}",
+                limit_clause(limit)
+            ))
             .and_then(|mut select| {
                 select
-                    .query_map(
-                        params![id, at, i64::try_from(limit).unwrap_or(i64::MAX)],
-                        |row| {
-                            Ok((
-                                unsigned(row, 0)?,
-                                row.get::<_, String>(1)?,
-                                row.get::<_, String>(2)?,
-                                row.get::<_, ItemStatus>(3)?,
-                                row.get::<_, u32>(4)?,
-                                row.get::<_, Option<String>>(5)?,
-                                row.get::<_, u32>(6)?,
-                                row.get::<_, bool>(7)?,
-                            ))
-                        },
-                    )?
+                    .query_map(params![id, at], |row| {
+                        Ok((
+                            unsigned(row, 0)?,
+                            row.get::<_, String>(1)?,
+                            row.get::<_, String>(2)?,
+                            row.get::<_, ItemStatus>(3)?,
+                            row.get::<_, u32>(4)?,
+                            row.get::<_, Option<String>>(5)?,
+                            row.get::<_, u32>(6)?,
+                            row.get::<_, bool>(7)?,
+                        ))
+                    })?
                     .collect::<Result<Vec<_>, _>>()
             })
             .map_err(self.fail("find items to claim"))?;
@@ -2385,5 +2395,41 @@ mod fresh_schema {
             "schema.sql differs from the migrations:\n  only in schema.sql: {only_fresh:#?}\n  \
              only after the migrations: {only_migrated:#?}"
         );
+    }
+}
+
+#[cfg(test)]
+mod statement_cache {
+    use rusqlite::StatementStatus;
+
+    use super::*;
+
+    /// The dashboard reads a job's new events many times a second: the cached statement must
+    /// run again as it is, not be compiled anew each time (as a bound LIMIT made it).
+    #[test]
+    fn reading_events_again_does_not_prepare_the_statement_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("mmm.db"), true).unwrap();
+        let job = JobId::new();
+        store
+            .lock()
+            .execute(
+                "INSERT INTO jobs (id, name, status, spec, spec_hash, max_parallel,
+                                   created_at, updated_at)
+                 VALUES (?1, 'probe', 'running', '', '', 1, 0, 0)",
+                params![job.to_string()],
+            )
+            .unwrap();
+        for after in 0..3 {
+            assert!(store.events(job, after, 1_000).unwrap().is_empty());
+        }
+        let conn = store.lock();
+        let select = conn.prepare_cached(&events_after_sql(1_000)).unwrap();
+        assert_eq!(
+            select.get_status(StatementStatus::Run),
+            3,
+            "not the cached statement"
+        );
+        assert_eq!(select.get_status(StatementStatus::RePrepare), 0);
     }
 }

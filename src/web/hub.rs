@@ -24,6 +24,7 @@ use tokio::sync::broadcast;
 use super::ApiError;
 use super::ws::{JobFeed, Reads, TICK};
 use crate::job::JobId;
+use crate::store::EventRecord;
 use crate::view::JobState;
 
 /// How often a hub looks for new events when nothing wakes it: the store wakes it when a
@@ -53,6 +54,28 @@ fn event_gap(clients: usize) -> Duration {
 fn events_ride_the_tick(clients: usize) -> bool {
     event_gap(clients) >= TICK
 }
+/// An events-only delta message, serialised straight from the records: no `serde_json::Value`
+/// tree in between, which cost an allocation per field of every event (a hub serialises every
+/// event of its job, thousands a second for a busy one).
+fn events_delta(job: JobId, seq: i64, events: &[EventRecord]) -> Utf8Bytes {
+    #[derive(serde::Serialize)]
+    struct EventsDelta<'a> {
+        r#type: &'static str,
+        job: JobId,
+        seq: i64,
+        events: &'a [EventRecord],
+    }
+    let delta = EventsDelta {
+        r#type: "delta",
+        job,
+        seq,
+        events,
+    };
+    serde_json::to_string(&delta)
+        .unwrap_or_else(|e| json!({ "type": "error", "message": e.to_string() }).to_string())
+        .into()
+}
+
 /// Messages a client may fall behind the hub before it is resynced.
 const BROADCAST: usize = 64;
 /// Events one catch-up message carries at most.
@@ -158,7 +181,7 @@ impl Hub {
             Ok(events) => {
                 let to = events.last()?.seq;
                 *position = to;
-                json!({ "type": "delta", "job": self.job, "seq": to, "events": events })
+                return Some(events_delta(self.job, to, &events));
             }
             Err(e) => json!({ "type": "error", "message": e.to_string() }),
         };
@@ -270,8 +293,7 @@ impl Hubs {
             let Some(last) = events.last().map(|e| e.seq) else {
                 break;
             };
-            let delta = json!({ "type": "delta", "job": job, "seq": last, "events": events });
-            catch_up.push(delta.to_string().into());
+            catch_up.push(events_delta(job, last, &events));
             after = last;
         }
         Ok(Joined {
@@ -359,6 +381,35 @@ mod tests {
         assert_eq!(event_gap(100), TICK);
         assert_eq!(event_gap(10_000), TICK);
         assert!(event_gap(50) < event_gap(99));
+    }
+
+    #[test]
+    fn an_events_delta_is_the_records_as_json() {
+        let job = JobId::new();
+        let events = vec![
+            EventRecord {
+                seq: 7,
+                job,
+                at: 1_700_000_000_000,
+                kind: "item_completed".into(),
+                item_key: Some("a\"b".into()),
+                payload: json!({"agent": "agent-1", "steps_us": [3, 4]}),
+            },
+            EventRecord {
+                seq: 8,
+                job,
+                at: 1_700_000_000_001,
+                kind: "phase_finished".into(),
+                item_key: None,
+                payload: json!({"phase": "map"}),
+            },
+        ];
+        let text = events_delta(job, 8, &events);
+        let parsed: Value = serde_json::from_str(text.as_str()).unwrap();
+        assert_eq!(
+            parsed,
+            json!({ "type": "delta", "job": job, "seq": 8, "events": events })
+        );
     }
 
     #[test]
