@@ -22,7 +22,7 @@ use serde_json::{Value, json};
 use tokio::sync::broadcast;
 
 use super::ApiError;
-use super::ws::{JobFeed, Reads, TICK};
+use super::ws::{JobFeed, Reads, TICK, error};
 use crate::job::JobId;
 use crate::store::EventRecord;
 use crate::view::JobState;
@@ -54,6 +54,7 @@ fn event_gap(clients: usize) -> Duration {
 fn events_ride_the_tick(clients: usize) -> bool {
     event_gap(clients) >= TICK
 }
+
 /// An events-only delta message, serialised straight from the records: no `serde_json::Value`
 /// tree in between, which cost an allocation per field of every event (a hub serialises every
 /// event of its job, thousands a second for a busy one).
@@ -72,7 +73,7 @@ fn events_delta(job: JobId, seq: i64, events: &[EventRecord]) -> Utf8Bytes {
         events,
     };
     serde_json::to_string(&delta)
-        .unwrap_or_else(|e| json!({ "type": "error", "message": e.to_string() }).to_string())
+        .unwrap_or_else(|e| error(&e.to_string()).to_string())
         .into()
 }
 
@@ -171,7 +172,7 @@ impl Hub {
     /// The events after `position` as a delta message, `position` moved to the last of them;
     /// `None` when there are none. Blocking (a store read).
     fn events_after(&self, position: &mut i64, reads: &Reads) -> Option<Utf8Bytes> {
-        let text = match reads.cache.events_after(
+        match reads.cache.events_after(
             reads.store.as_ref(),
             self.job,
             *position,
@@ -181,11 +182,10 @@ impl Hub {
             Ok(events) => {
                 let to = events.last()?.seq;
                 *position = to;
-                return Some(events_delta(self.job, to, &events));
+                Some(events_delta(self.job, to, &events))
             }
-            Err(e) => json!({ "type": "error", "message": e.to_string() }),
-        };
-        Some(text.to_string().into())
+            Err(e) => Some(error(&e.to_string()).to_string().into()),
+        }
     }
 
     /// Compares the job's record, snapshot and agents with what was sent and sends what
@@ -198,7 +198,7 @@ impl Hub {
                 base.state = state;
                 message.map(|message| Value::Object(message).to_string())
             }
-            Err(e) => Some(json!({ "type": "error", "message": e.to_string() }).to_string()),
+            Err(e) => Some(error(&e.to_string()).to_string()),
         };
         let mut position = self.position.lock().unwrap_or_else(|e| e.into_inner());
         let from = *position;

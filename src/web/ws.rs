@@ -445,7 +445,8 @@ fn offer(tx: &mpsc::Sender<Message>, message: Value) -> bool {
     )
 }
 
-fn error(message: &str) -> Value {
+/// An `{"type": "error"}` message to a client: a request it got wrong, or a read that failed.
+pub(super) fn error(message: &str) -> Value {
     json!({ "type": "error", "message": message })
 }
 

@@ -339,6 +339,18 @@ fn sse_ids(body: &str) -> Vec<i64> {
 type Socket =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
+/// A WebSocket client of the server at `addr` that has sent `request` (a subscription).
+async fn subscribed(addr: SocketAddr, request: Value) -> Socket {
+    let (mut socket, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws"))
+        .await
+        .unwrap();
+    socket
+        .send(Message::text(request.to_string()))
+        .await
+        .unwrap();
+    socket
+}
+
 async fn next_json(socket: &mut Socket) -> Value {
     loop {
         let message = tokio::time::timeout(Duration::from_secs(15), socket.next())
@@ -363,15 +375,7 @@ async fn a_websocket_follows_a_running_job_and_resumes_without_a_gap() {
     let job = ws.only_job();
     let addr = start(&ws, None).await;
 
-    let (mut socket, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws"))
-        .await
-        .unwrap();
-    socket
-        .send(Message::text(
-            json!({"subscribe": "job", "job": job.id.short()}).to_string(),
-        ))
-        .await
-        .unwrap();
+    let mut socket = subscribed(addr, json!({"subscribe": "job", "job": job.id.short()})).await;
     let state = next_json(&mut socket).await;
     assert_eq!(state["type"], "state");
     assert_eq!(state["state"]["job"]["id"], json!(job.id.to_string()));
@@ -421,16 +425,11 @@ async fn a_websocket_follows_a_running_job_and_resumes_without_a_gap() {
         .iter()
         .map(|e| e.seq)
         .collect();
-    let (mut again, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws"))
-        .await
-        .unwrap();
-    again
-        .send(Message::text(
-            json!({"subscribe": "job", "job": job.id.to_string(), "resume_from": resume_from})
-                .to_string(),
-        ))
-        .await
-        .unwrap();
+    let mut again = subscribed(
+        addr,
+        json!({"subscribe": "job", "job": job.id.to_string(), "resume_from": resume_from}),
+    )
+    .await;
     assert_eq!(next_json(&mut again).await["type"], "state");
     let mut got = Vec::new();
     while got.len() < expected.len() {
@@ -472,15 +471,8 @@ map:
     let last = std::sync::Arc::new(std::sync::atomic::AtomicI64::new(0));
     let mut clients = Vec::new();
     for _ in 0..CLIENTS {
-        let (mut socket, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws"))
-            .await
-            .unwrap();
-        socket
-            .send(Message::text(
-                json!({"subscribe": "job", "job": job.id.to_string()}).to_string(),
-            ))
-            .await
-            .unwrap();
+        let mut socket =
+            subscribed(addr, json!({"subscribe": "job", "job": job.id.to_string()})).await;
         let last = last.clone();
         clients.push(tokio::spawn(async move {
             let state = next_json(&mut socket).await;
@@ -1061,13 +1053,7 @@ async fn runs_are_served_as_json_and_a_new_epoch_reaches_a_websocket_client() {
     let cli: Value = serde_json::from_str(&cli.stdout()).unwrap();
     assert_eq!(run_named(&cli, "exp_1")["progress"], r["progress"]);
 
-    let (mut socket, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws"))
-        .await
-        .unwrap();
-    socket
-        .send(Message::text(json!({"subscribe": "runs"}).to_string()))
-        .await
-        .unwrap();
+    let mut socket = subscribed(addr, json!({"subscribe": "runs"})).await;
     let full = next_json(&mut socket).await;
     assert_eq!(full["type"], "runs", "{full}");
     assert_eq!(full["resync"], false);
@@ -1123,13 +1109,7 @@ async fn runs_need_the_token_and_say_when_nothing_is_watched() {
     let list = get(plain, "/api/runs", &[]).await.json();
     assert_eq!(list["watching"], false);
     assert_eq!(list["runs"], json!([]));
-    let (mut socket, _) = tokio_tungstenite::connect_async(format!("ws://{plain}/ws"))
-        .await
-        .unwrap();
-    socket
-        .send(Message::text(json!({"subscribe": "runs"}).to_string()))
-        .await
-        .unwrap();
+    let mut socket = subscribed(plain, json!({"subscribe": "runs"})).await;
     let full = next_json(&mut socket).await;
     assert_eq!(
         (&full["type"], &full["watching"]),
@@ -1431,15 +1411,7 @@ async fn a_client_that_stops_reading_is_resynced_without_holding_up_the_others()
         "a client that read nothing while 20 MB of events went by was resynced or dropped"
     );
     // The server serves new clients as before.
-    let (mut again, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws"))
-        .await
-        .unwrap();
-    again
-        .send(Message::text(
-            json!({"subscribe": "job", "job": job.id.to_string()}).to_string(),
-        ))
-        .await
-        .unwrap();
+    let mut again = subscribed(addr, json!({"subscribe": "job", "job": job.id.to_string()})).await;
     let state = next_json(&mut again).await;
     assert_eq!(state["state"]["job"]["status"], "completed");
 }
