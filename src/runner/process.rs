@@ -99,6 +99,17 @@ fn report_pipe() -> std::io::Result<(std::os::fd::OwnedFd, std::os::fd::OwnedFd)
     Ok((read, write))
 }
 
+/// Standard input for a command: `/dev/null`, opened once and duplicated for each command
+/// (`Stdio::null()` opens it anew, a path lookup on every spawn).
+fn null_input() -> Stdio {
+    static DEV_NULL: std::sync::OnceLock<Option<std::fs::File>> = std::sync::OnceLock::new();
+    DEV_NULL
+        .get_or_init(|| std::fs::File::open("/dev/null").ok())
+        .as_ref()
+        .and_then(|null| null.try_clone().ok())
+        .map_or_else(Stdio::null, Stdio::from)
+}
+
 /// How a command ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Exit {
@@ -204,12 +215,16 @@ impl Executor for ProcessExecutor {
             }
         };
         // process_group(0) keeps std's posix_spawn fast path (a pre_exec hook would not).
-        cmd.current_dir(&request.cwd)
-            .envs(request.env.iter().map(|(k, v)| (k, v)))
-            .stdin(Stdio::null())
+        cmd.envs(request.env.iter().map(|(k, v)| (k, v)))
+            .stdin(null_input())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .process_group(0);
+        // A command that runs where mmm runs needs no chdir: it would be a path walk in the
+        // child while the spawning thread waits for it (most jobs run in their own folder).
+        if std::env::current_dir().ok().as_deref() != Some(request.cwd.as_path()) {
+            cmd.current_dir(&request.cwd);
+        }
         let spawned = {
             let _spawning = spawn_lock();
             match request.observer.as_ref().map(|_| report_pipe()) {
@@ -225,6 +240,9 @@ impl Executor for ProcessExecutor {
                 None => cmd.spawn().map(|child| (child, None)),
             }
         };
+        // Dropped now, while the command runs, rather than after it: freeing its copy of the
+        // environment is then off the path from one command's end to the next one's start.
+        drop(cmd);
         let (mut child, report_fd) = match spawned {
             Ok(spawned) => spawned,
             Err(e) => {
@@ -481,4 +499,64 @@ pub fn tail_text(bytes: &[u8]) -> String {
         slice = &slice[nl + 1..];
     }
     String::from_utf8_lossy(slice).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shell(line: &str, cwd: PathBuf) -> CommandRequest {
+        CommandRequest {
+            command: RenderedCommand::Shell(line.to_string()),
+            env: vec![("MMM_TEST_VALUE".into(), "it's data".into())],
+            cwd,
+            timeout: None,
+            keep_output: true,
+            observer: None,
+        }
+    }
+
+    fn run(request: CommandRequest) -> CommandResult {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let (_stop, stop) = watch::channel(StopLevel::Run);
+        runtime.block_on(ProcessExecutor::default().run(request, stop))
+    }
+
+    #[test]
+    fn a_command_finds_its_standard_input_empty_and_its_environment_set() {
+        let here = std::env::current_dir().expect("current dir");
+        let result = run(shell(
+            "readlink /proc/self/fd/0; if read line; then echo \"read $line\"; else echo eof; fi; \
+             echo \"$MMM_TEST_VALUE\"",
+            here,
+        ));
+        assert_eq!(result.exit, Exit::Code(0));
+        assert_eq!(
+            String::from_utf8_lossy(&result.stdout),
+            "/dev/null\neof\nit's data\n"
+        );
+    }
+
+    #[test]
+    fn a_command_runs_in_its_working_directory_whether_or_not_it_is_mmm_s() {
+        let here = std::env::current_dir().expect("current dir");
+        let result = run(shell("pwd -P", here.clone()));
+        let expected = here.canonicalize().expect("canonical");
+        assert_eq!(
+            String::from_utf8_lossy(&result.stdout).trim(),
+            expected.display().to_string()
+        );
+
+        let elsewhere = tempfile::tempdir().expect("tempdir");
+        let result = run(shell("pwd -P", elsewhere.path().to_path_buf()));
+        let expected = elsewhere.path().canonicalize().expect("canonical");
+        assert_eq!(
+            String::from_utf8_lossy(&result.stdout).trim(),
+            expected.display().to_string()
+        );
+        assert_ne!(expected, here.canonicalize().expect("canonical"));
+    }
 }
