@@ -5,6 +5,8 @@
 //! write, keeps collecting until [`StoreWriter::spawn`]'s `window` has passed since its last
 //! commit (or [`MAX_BATCH`] writes are waiting, or someone flushes), then commits the batch with
 //! one [`Store::apply`]. A group from [`StoreWriter::send_group`] always lands in one batch.
+//! While writes keep coming, the thread wakes once a window on its own and goes back to
+//! waiting on the channel only after a quiet spell, so a sender seldom has to wake it.
 //!
 //! After a failed commit the writer keeps the first error, raises a flag
 //! ([`StoreWriter::is_failed`]) and drops every later write: the runner stops the job, and
@@ -284,43 +286,66 @@ impl Drop for StoreWriter {
     }
 }
 
-/// The writer thread: one batch per loop, until every sender is gone.
+/// How many windows in a row without a write the writer keeps waking up on its own before it
+/// blocks on the channel again. While it wakes on its own, a send does not wake it: an agent
+/// that has just recorded an item is not preempted by a commit on its CPU before it can start
+/// the next one (docs/PERFORMANCE.md, "The whole metrics path"). 20 windows are 100 ms at the
+/// default window: a few idle wake-ups after a job goes quiet.
+const AWAKE_WINDOWS: u32 = 20;
+
+/// The writer thread: one batch per window while writes keep coming, until every sender is
+/// gone.
 fn run(store: &dyn Store, window: Duration, receiver: &Receiver<Message>, shared: &Shared) {
     let _panic_guard = PanicGuard(shared);
     let mut batch: Vec<Write> = Vec::new();
     let mut replies: Vec<Reply> = Vec::new();
     let mut last_commit: Option<Instant> = None;
-    // Blocks for the first message of each batch; `Err` means every sender is gone.
+    // Blocks for the first message after a quiet spell; `Err` means every sender is gone.
     while let Ok(first) = receiver.recv() {
         let mut open = collect(first, &mut batch, &mut replies, shared);
-        // The first batch after a quiet spell goes out at once; under load, one per window.
-        let deadline = last_commit.map_or_else(Instant::now, |at| at + window);
-        // Sleep out the window instead of waking for every message: on a busy machine each
-        // wake-up costs a context switch that the agents would otherwise have had. A flush or
-        // a close unparks the thread to commit at once.
-        // The flag, not the park token, says why we woke: std's channel parks this thread
-        // too and may consume the token.
-        while open && replies.is_empty() && !shared.hurry.swap(false, Ordering::AcqRel) {
-            let now = Instant::now();
-            if now >= deadline {
+        // The first batch after a quiet spell goes out at once; then one per window.
+        let mut deadline = last_commit.map_or_else(Instant::now, |at| at + window);
+        let mut idle_windows = 0;
+        loop {
+            // Sleep out the window instead of waking for every message: on a busy machine each
+            // wake-up costs a context switch that the agents would otherwise have had. A flush
+            // or a close unparks the thread to commit at once.
+            // The flag, not the park token, says why we woke: std's channel parks this thread
+            // too and may consume the token.
+            while open && replies.is_empty() && !shared.hurry.swap(false, Ordering::AcqRel) {
+                let now = Instant::now();
+                if now >= deadline {
+                    break;
+                }
+                std::thread::park_timeout(deadline - now);
+            }
+            // Take what is queued, without waiting.
+            let mut closed = false;
+            while open && replies.is_empty() && batch.len() < MAX_BATCH {
+                match receiver.try_recv() {
+                    Ok(message) => open = collect(message, &mut batch, &mut replies, shared),
+                    Err(mpsc::TryRecvError::Empty) => break,
+                    Err(mpsc::TryRecvError::Disconnected) => {
+                        closed = true;
+                        break;
+                    }
+                }
+            }
+            if batch.is_empty() {
+                idle_windows += 1;
+            } else {
+                commit(store, &mut batch, shared);
+                last_commit = Some(Instant::now());
+                idle_windows = 0;
+            }
+            for reply in replies.drain(..) {
+                reply.send(shared.failure());
+            }
+            if closed || idle_windows >= AWAKE_WINDOWS {
                 break;
             }
-            std::thread::park_timeout(deadline - now);
-        }
-        // Take what is queued, without waiting.
-        while open && replies.is_empty() && batch.len() < MAX_BATCH {
-            match receiver.try_recv() {
-                Ok(message) => open = collect(message, &mut batch, &mut replies, shared),
-                Err(_) => break,
-            }
-        }
-
-        if !batch.is_empty() {
-            commit(store, &mut batch, shared);
-            last_commit = Some(Instant::now());
-        }
-        for reply in replies.drain(..) {
-            reply.send(shared.failure());
+            open = true;
+            deadline = Instant::now() + window;
         }
     }
 }
@@ -680,5 +705,39 @@ mod tests {
         }
         drop(writer);
         assert_eq!(store.batch_sizes().iter().sum::<usize>(), 100);
+    }
+
+    /// Waits (with a deadline) until the store holds `n` writes.
+    fn wait_for_writes(store: &CountingStore, n: usize) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while store.batch_sizes().iter().sum::<usize>() < n {
+            assert!(Instant::now() < deadline, "{n} writes were not committed");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    #[test]
+    fn writes_are_committed_whether_the_writer_is_awake_or_waiting_and_close_ends_it() {
+        let store = Arc::new(CountingStore::default());
+        let window = Duration::from_millis(5);
+        let writer = StoreWriter::spawn(store.clone(), window);
+        let job = JobId::new();
+        writer.send(event(job, 1));
+        wait_for_writes(&store, 1);
+        // A few idle windows: the writer still wakes on its own and finds the next write.
+        std::thread::sleep(window * 3);
+        writer.send(event(job, 2));
+        wait_for_writes(&store, 2);
+        // Past its idle windows: it waits on the channel, and the write wakes it.
+        std::thread::sleep(window * (AWAKE_WINDOWS + 10));
+        writer.send(event(job, 3));
+        wait_for_writes(&store, 3);
+        // Closed while awake: it commits what is queued and ends at once, not after its
+        // idle windows.
+        writer.send(event(job, 4));
+        let closing = Instant::now();
+        writer.close().unwrap();
+        assert!(closing.elapsed() < window * AWAKE_WINDOWS);
+        assert_eq!(store.batch_sizes().iter().sum::<usize>(), 4);
     }
 }
