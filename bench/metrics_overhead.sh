@@ -6,9 +6,10 @@
 # usage: bench/metrics_overhead.sh [N] [J] [REPS]   (defaults 500 2 7)
 #
 # Both run `/bin/sh -c 'sleep 0.01'` once per item: mmm from a job file (its steps run through
-# sh), xargs with `sh -c 'sleep 0.01' _ ITEM`. Rounds alternate the two tools so load drift on
-# a noisy machine hits both alike; medians and the ratio mmm/xargs are printed. Set MMM to a
-# binary to skip the release build.
+# sh), xargs with `sh -c 'sleep 0.01' _ ITEM`. Each round runs both tools, mmm first in odd
+# rounds and xargs first in even ones, so load drift on a noisy machine and whatever one run
+# leaves behind for the next (dirty pages, a warm cache) hit both alike; medians and the ratio
+# mmm/xargs are printed. Set MMM to a binary to skip the release build.
 set -euo pipefail
 
 N=${1:-500}
@@ -32,16 +33,24 @@ map:
 YAML
 
 now() { date +%s.%N; }
-declare -a MMM_T XARGS_T
-for round in $(seq "$REPS"); do
+run_mmm() {
   rm -rf "$WORK/.mmm"
+  local t0 t1
   t0=$(now)
   (cd "$WORK" && "$MMM" run job.yml --progress none --quiet >/dev/null)
   t1=$(now)
-  xargs -P "$J" -n 1 sh -c 'sleep 0.01' _ < "$WORK/items"
-  t2=$(now)
   MMM_T+=("$(echo "$t1 - $t0" | bc)")
-  XARGS_T+=("$(echo "$t2 - $t1" | bc)")
+}
+run_xargs() {
+  local t0 t1
+  t0=$(now)
+  xargs -P "$J" -n 1 sh -c 'sleep 0.01' _ < "$WORK/items"
+  t1=$(now)
+  XARGS_T+=("$(echo "$t1 - $t0" | bc)")
+}
+declare -a MMM_T XARGS_T
+for round in $(seq "$REPS"); do
+  if (( round % 2 )); then run_mmm; run_xargs; else run_xargs; run_mmm; fi
   echo "round $round: mmm ${MMM_T[-1]} s, xargs ${XARGS_T[-1]} s" >&2
 done
 
@@ -52,7 +61,7 @@ echo "items=$N j=$J rounds=$REPS"
 echo "xargs  median ${x} s"
 echo "mmm    median ${m} s"
 echo "ratio  mmm/xargs $(echo "scale=3; $m / $x" | bc)"
-# Rounds are paired (mmm, then xargs, a moment later): the median of the rounds' own ratios
+# Rounds are paired (both tools, a moment apart): the median of the rounds' own ratios
 # is less sensitive to load that drifts across the run than the ratio of the two medians.
 ratios=()
 for i in "${!MMM_T[@]}"; do ratios+=("$(echo "scale=6; ${MMM_T[$i]} / ${XARGS_T[$i]}" | bc)"); done
