@@ -306,9 +306,6 @@ async fn connection(socket: WebSocket, state: AppState) {
             // The writer gave up on the client (see SEND_TIMEOUT): nothing more can reach it.
             () = tx.closed() => break,
             _ = tick.tick(), if sub.ticks() => {
-                if tx.is_closed() {
-                    break;
-                }
                 if tx.capacity() == 0 {
                     // Still full: whatever changed waits for a resync.
                     if sub.jobs.is_some() {
