@@ -124,6 +124,7 @@ macro_rules! every_check {
             events_are_sequenced_and_paginate,
             items_page_reads_a_window_with_last_attempts,
             a_write_probe_changes_nothing,
+            folding_the_log_keeps_every_commit,
             snapshots_and_recent_events_read_the_newest,
             resolve_job_by_prefix,
             jobs_are_listed_newest_first,
@@ -157,6 +158,37 @@ mod suite {
         assert_eq!(before.updated_at, after.updated_at);
         assert_eq!(before.counts, after.counts);
         assert_eq!(store.jobs().unwrap().len(), 1);
+    }
+
+    pub(super) fn folding_the_log_keeps_every_commit(store: &dyn Store) {
+        let job = new_job("fold", 1_000);
+        store.create_job(&job, &new_items(3)).unwrap();
+        store
+            .apply(&[
+                started(job.id, 0, 1, 2_000),
+                event(job.id, 2_000, "item_started"),
+            ])
+            .unwrap();
+        store.fold_log().unwrap();
+        store.fold_log().unwrap();
+        store
+            .apply(&[finished(
+                job.id,
+                0,
+                1,
+                3_000,
+                AttemptOutcome::Succeeded,
+                ItemStatus::Completed,
+            )])
+            .unwrap();
+        store.fold_log().unwrap();
+        let record = store.job(job.id).unwrap();
+        assert_eq!(record.counts.completed, 1);
+        assert_eq!(record.counts.total(), 3);
+        let events = store.events(job.id, 0, 10).unwrap();
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].kind, "item_started");
+        assert_eq!(store.attempts(job.id, Some("item-0")).unwrap().len(), 1);
     }
 
     pub(super) fn snapshots_and_recent_events_read_the_newest(store: &dyn Store) {
@@ -1883,6 +1915,65 @@ mod sqlite {
     }
 
     every_check!(on_a_fresh_store);
+
+    /// Size of the store's write-ahead log file (0 when there is none).
+    fn log_size(db: &std::path::Path) -> u64 {
+        let wal = db.with_extension("db-wal");
+        std::fs::metadata(wal).map_or(0, |m| m.len())
+    }
+
+    #[test]
+    fn folding_empties_the_log_but_never_waits_for_a_reader() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join(DATABASE_FILE);
+        let store = store::open(db.to_str().unwrap(), true).unwrap();
+        let job = new_job("fold", 1_000);
+        store.create_job(&job, &new_items(2)).unwrap();
+        assert!(log_size(&db) > 0, "a commit writes to the log first");
+        store.fold_log().unwrap();
+        assert_eq!(log_size(&db), 0, "nobody reads: the whole log is folded");
+
+        // Another process's reader holds a snapshot while the job moves on.
+        let reader = rusqlite::Connection::open(&db).unwrap();
+        reader.execute_batch("BEGIN").unwrap();
+        let completed = "SELECT COUNT(*) FROM items WHERE status = 'completed'";
+        let seen = |c: &rusqlite::Connection| c.query_row(completed, [], |r| r.get::<_, i64>(0));
+        assert_eq!(seen(&reader).unwrap(), 0);
+        store
+            .apply(&[
+                started(job.id, 0, 1, 2_000),
+                finished(
+                    job.id,
+                    0,
+                    1,
+                    3_000,
+                    AttemptOutcome::Succeeded,
+                    ItemStatus::Completed,
+                ),
+            ])
+            .unwrap();
+        let started_at = std::time::Instant::now();
+        store.fold_log().unwrap();
+        assert!(
+            started_at.elapsed() < store::sqlite::BUSY_TIMEOUT / 5,
+            "the fold waited {:?} for the reader",
+            started_at.elapsed()
+        );
+        assert!(
+            log_size(&db) > 0,
+            "what the reader may need stays in the log"
+        );
+        assert_eq!(seen(&reader).unwrap(), 0, "the reader's snapshot is intact");
+        reader.execute_batch("COMMIT").unwrap();
+        assert_eq!(seen(&reader).unwrap(), 1);
+
+        store.fold_log().unwrap();
+        assert_eq!(log_size(&db), 0, "the reader is done: the rest is folded");
+        assert_eq!(store.job(job.id).unwrap().counts.completed, 1);
+        drop(store);
+        let reopened = store::open(db.to_str().unwrap(), false).unwrap();
+        assert_eq!(reopened.job(job.id).unwrap().counts.completed, 1);
+    }
 
     #[test]
     fn second_connection_sees_commits() {

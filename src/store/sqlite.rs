@@ -809,6 +809,19 @@ impl Store for SqliteStore {
         Ok(snapshots)
     }
 
+    fn fold_log(&self) -> Result<(), StoreError> {
+        let conn = self.lock();
+        // No busy wait: the store writer's thread calls this and must not stall behind another
+        // process's read (a dashboard). A checkpoint that meets one copies what it can, keeps
+        // the rest in the log and says so in its row, which is not an error.
+        let operation = "fold the write-ahead log into the database";
+        conn.busy_timeout(Duration::ZERO)
+            .map_err(self.fail(operation))?;
+        let folded = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
+        let restored = conn.busy_timeout(BUSY_TIMEOUT);
+        folded.and(restored).map_err(self.fail(operation))
+    }
+
     fn probe_write(&self) -> Result<(), StoreError> {
         let mut conn = self.lock();
         let tx = self.begin_write(&mut conn)?;

@@ -7,6 +7,8 @@
 //! one [`Store::apply`]. A group from [`StoreWriter::send_group`] always lands in one batch.
 //! While writes keep coming, the thread wakes once a window on its own and goes back to
 //! waiting on the channel only after a quiet spell, so a sender seldom has to wake it.
+//! [`StoreWriter::fold_log`] has it fold the store's write-ahead log at a moment the runner
+//! knows to be quiet, between two commits.
 //!
 //! After a failed commit the writer keeps the first error, raises a flag
 //! ([`StoreWriter::is_failed`]) and drops every later write: the runner stops the job, and
@@ -92,6 +94,8 @@ enum Message {
     One(Write),
     Group(Vec<Write>),
     Flush(Reply),
+    /// Fold the store's log after committing what came before.
+    FoldLog,
 }
 
 /// Where to answer a flush once everything sent before it is committed.
@@ -208,6 +212,15 @@ impl StoreWriter {
         receiver.recv().map_err(|_| WriterError::Stopped)?
     }
 
+    /// Asks the writer thread to fold the store's write-ahead log ([`Store::fold_log`]) right
+    /// after it has committed what was sent before; does not wait. For a quiet moment before
+    /// the store is closed, such as the map's last items running. A fold that fails changes
+    /// nothing committed and is not reported: the store folds its log again when it is closed.
+    pub fn fold_log(&self) {
+        self.enqueue(Message::FoldLog, 0);
+        self.wake();
+    }
+
     /// Commits what was sent, stops the thread and waits for it.
     pub fn close(mut self) -> Result<(), WriterError> {
         let flushed = self.flush_blocking();
@@ -299,10 +312,11 @@ fn run(store: &dyn Store, window: Duration, receiver: &Receiver<Message>, shared
     let _panic_guard = PanicGuard(shared);
     let mut batch: Vec<Write> = Vec::new();
     let mut replies: Vec<Reply> = Vec::new();
+    let mut fold = false;
     let mut last_commit: Option<Instant> = None;
     // Blocks for the first message after a quiet spell; `Err` means every sender is gone.
     while let Ok(first) = receiver.recv() {
-        let mut open = collect(first, &mut batch, &mut replies, shared);
+        let mut open = collect(first, &mut batch, &mut replies, &mut fold, shared);
         // The first batch after a quiet spell goes out at once; then one per window.
         let mut deadline = last_commit.map_or_else(Instant::now, |at| at + window);
         let mut idle_windows = 0;
@@ -323,7 +337,9 @@ fn run(store: &dyn Store, window: Duration, receiver: &Receiver<Message>, shared
             let mut closed = false;
             while open && replies.is_empty() && batch.len() < MAX_BATCH {
                 match receiver.try_recv() {
-                    Ok(message) => open = collect(message, &mut batch, &mut replies, shared),
+                    Ok(message) => {
+                        open = collect(message, &mut batch, &mut replies, &mut fold, shared);
+                    }
                     Err(mpsc::TryRecvError::Empty) => break,
                     Err(mpsc::TryRecvError::Disconnected) => {
                         closed = true;
@@ -338,23 +354,34 @@ fn run(store: &dyn Store, window: Duration, receiver: &Receiver<Message>, shared
                 last_commit = Some(Instant::now());
                 idle_windows = 0;
             }
+            if std::mem::take(&mut fold) && !shared.failed.load(Ordering::Acquire) {
+                // Housekeeping, not a write: see `StoreWriter::fold_log`.
+                let _ = store.fold_log();
+            }
             for reply in replies.drain(..) {
                 reply.send(shared.failure());
             }
             if closed || idle_windows >= AWAKE_WINDOWS {
                 break;
             }
+            // A round that a flush or a fold ended looks at the channel again at once: another
+            // request may wait behind it, and the wake-up it sent was spent on this round.
+            deadline = if open {
+                Instant::now() + window
+            } else {
+                Instant::now()
+            };
             open = true;
-            deadline = Instant::now() + window;
         }
     }
 }
 
-/// Adds a message to the batch being built; returns false for a flush (commit now).
+/// Adds a message to the batch being built; returns false for a flush or a fold (commit now).
 fn collect(
     message: Message,
     batch: &mut Vec<Write>,
     replies: &mut Vec<Reply>,
+    fold: &mut bool,
     shared: &Shared,
 ) -> bool {
     let failed = shared.failed.load(Ordering::Acquire);
@@ -365,6 +392,10 @@ fn collect(
         Message::Group(writes) => batch.extend(writes),
         Message::Flush(reply) => {
             replies.push(reply);
+            return false;
+        }
+        Message::FoldLog => {
+            *fold = true;
             return false;
         }
     }
@@ -415,10 +446,12 @@ mod tests {
         Owner, Requeued, UnfinishedItem,
     };
 
-    /// A store that records the size of every batch and can be told to fail.
+    /// A store that records the size of every batch (and, at each fold of its log, how many
+    /// writes it held) and can be told to fail.
     #[derive(Default)]
     struct CountingStore {
         batches: Mutex<Vec<usize>>,
+        folds: Mutex<Vec<usize>>,
         fail_from_batch: Option<usize>,
         delay: Duration,
     }
@@ -475,6 +508,11 @@ mod tests {
         }
         fn probe_write(&self) -> Result<(), StoreError> {
             unimplemented!()
+        }
+        fn fold_log(&self) -> Result<(), StoreError> {
+            let held = self.batch_sizes().iter().sum();
+            self.folds.lock().unwrap().push(held);
+            Ok(())
         }
         fn recent_events(&self, _: JobId, _: usize) -> Result<Vec<EventRecord>, StoreError> {
             unimplemented!()
@@ -739,5 +777,39 @@ mod tests {
         writer.close().unwrap();
         assert!(closing.elapsed() < window * AWAKE_WINDOWS);
         assert_eq!(store.batch_sizes().iter().sum::<usize>(), 4);
+    }
+
+    #[test]
+    fn a_fold_follows_the_commit_of_what_was_sent_before_it_and_never_a_failure() {
+        let store = Arc::new(CountingStore::default());
+        // A window far longer than the test: only the requests can cause a commit.
+        let writer = StoreWriter::spawn(store.clone(), Duration::from_secs(60));
+        let job = JobId::new();
+        writer.send(event(job, 1));
+        writer.send(event(job, 2));
+        writer.fold_log();
+        // The flush waits behind the fold: it is answered at once all the same, not after a
+        // window.
+        let flushing = Instant::now();
+        writer.flush_blocking().unwrap();
+        assert!(flushing.elapsed() < Duration::from_secs(10));
+        assert_eq!(store.batch_sizes(), [2]);
+        assert_eq!(*store.folds.lock().unwrap(), [2]);
+        writer.send(event(job, 3));
+        writer.close().unwrap();
+        assert_eq!(*store.folds.lock().unwrap(), [2], "one request, one fold");
+
+        // After a failed commit the store is left alone.
+        let failing = Arc::new(CountingStore {
+            fail_from_batch: Some(0),
+            ..CountingStore::default()
+        });
+        let writer = StoreWriter::spawn(failing.clone(), Duration::from_secs(60));
+        writer.send(event(job, 1));
+        writer.fold_log();
+        assert!(writer.flush_blocking().is_err());
+        writer.fold_log();
+        writer.close().unwrap_err();
+        assert!(failing.folds.lock().unwrap().is_empty());
     }
 }
