@@ -486,8 +486,8 @@ impl<E: Executor> Run<E> {
                     map.await;
                     fed
                 }
-                // Agents end before the feed only when the job stops (a stop request, a store
-                // failure): what the feed still had to add, or to fold, is moot.
+                // Agents end before the queue is closed only when the job stops (a stop
+                // request, a store failure): what the feed still had to add is moot.
                 () = &mut map => Ok(Ok(())),
             };
             self.close_isolation().await;
@@ -558,19 +558,11 @@ impl<E: Executor> Run<E> {
 
     /// Fills the agents' queue, then closes it: every item of a new job (loaded, recorded);
     /// for a resume, the unfinished items page by page (agents start on the first page), then
-    /// the items that are new in the input. Then waits for the agents to take the last item
-    /// and has the store fold its log. `Ok(Err(message))` when the input itself is at fault
-    /// (the job fails); `Err` when the store is.
+    /// the items that are new in the input. `Ok(Err(message))` when the input itself is at
+    /// fault (the job fails); `Err` when the store is.
     async fn feed(&self, queue: &queue::WorkQueue) -> Result<Result<(), String>, RunError> {
         let fed = self.feed_items(queue).await;
         queue.close();
-        if matches!(fed, Ok(Ok(()))) {
-            // The agents have taken the last item and are running it: a quiet moment for the
-            // store to fold its write-ahead log, so that closing it when the job ends has
-            // little left to copy, sync and delete (docs/PERFORMANCE.md, "Seventh look").
-            queue.drained().await;
-            self.config.writer.fold_log();
-        }
         fed
     }
 
@@ -640,8 +632,9 @@ impl<E: Executor> Run<E> {
         Ok(())
     }
 
-    /// A new job (or one stopped before its items were recorded): loads its items, records
-    /// them, and tells the tracker. `Ok(Err(message))` when the input is at fault.
+    /// A new job (or one stopped before its items were recorded): loads its items, has the
+    /// store writer record them, and tells the tracker. The agents need not wait for the
+    /// record: their writes come after it. `Ok(Err(message))` when the input is at fault.
     async fn load_and_record(&self) -> Result<Result<Vec<Item>, String>, RunError> {
         let job = self.job();
         let tracker = &self.config.tracker;
@@ -657,8 +650,7 @@ impl<E: Executor> Run<E> {
                     value: item.value.to_string(),
                 })
                 .collect();
-            self.flush().await?;
-            self.blocking(move |s| s.add_items(job, &rows)).await?;
+            self.config.writer.add_items(job, rows);
             tracker.set_total(items.len() as u64);
             tracker.add_item_keys(
                 items

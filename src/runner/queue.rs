@@ -18,8 +18,6 @@ pub(crate) struct WorkQueue {
     closed: AtomicBool,
     ready: Notify,
     taken: Notify,
-    /// Told once the queue is closed and empty: agents run their last items.
-    drained: Notify,
 }
 
 impl WorkQueue {
@@ -48,15 +46,6 @@ impl WorkQueue {
     pub(crate) fn close(&self) {
         self.closed.store(true, Ordering::Release);
         self.ready.notify_waiters();
-        if self.lock().is_empty() {
-            self.drained.notify_one();
-        }
-    }
-
-    /// Waits until the queue is closed and its last item taken. (Either side of that moment
-    /// may tell it: closing an empty queue, or taking the last item of a closed one.)
-    pub(crate) async fn drained(&self) {
-        self.drained.notified().await;
     }
 
     /// The next item and how long it waited in the queue, waiting while the queue is empty
@@ -67,16 +56,9 @@ impl WorkQueue {
             let notified = self.ready.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            let (popped, now_empty) = {
-                let mut items = self.lock();
-                let popped = items.pop_front();
-                (popped, items.is_empty())
-            };
+            let popped = self.lock().pop_front();
             if let Some((queued_at, work)) = popped {
                 self.taken.notify_waiters();
-                if now_empty && self.closed.load(Ordering::Acquire) {
-                    self.drained.notify_one();
-                }
                 return Some((work, queued_at.elapsed()));
             }
             if self.closed.load(Ordering::Acquire) {
@@ -139,33 +121,5 @@ mod tests {
         let (_, waited) = queue.next().await.expect("an item");
         assert!(waited >= Duration::from_millis(30), "{waited:?}");
         assert!(waited >= before.elapsed().saturating_sub(Duration::from_millis(1)));
-    }
-
-    /// True when `drained()` is ready now (it was told), without waiting.
-    async fn told_drained(queue: &WorkQueue) -> bool {
-        tokio::time::timeout(Duration::ZERO, queue.drained())
-            .await
-            .is_ok()
-    }
-
-    #[tokio::test]
-    async fn drained_is_told_once_the_last_item_of_a_closed_queue_is_taken() {
-        let queue = WorkQueue::default();
-        queue.push_all([work(1), work(2)]);
-        queue.next().await.expect("item 1");
-        queue.close();
-        assert!(!told_drained(&queue).await, "item 2 is still queued");
-        queue.next().await.expect("item 2");
-        assert!(told_drained(&queue).await);
-        assert!(queue.next().await.is_none());
-        assert!(!told_drained(&queue).await, "told once");
-
-        // Items all taken before the queue is closed: closing tells it.
-        let queue = WorkQueue::default();
-        queue.push_all([work(1)]);
-        queue.next().await.expect("item 1");
-        assert!(!told_drained(&queue).await, "more items may come");
-        queue.close();
-        assert!(told_drained(&queue).await);
     }
 }

@@ -800,12 +800,6 @@ pub trait Store: Send + Sync {
     /// Proves the store takes writes now: opens a write transaction (taking the write lock)
     /// and rolls it back, changing nothing. For health checks.
     fn probe_write(&self) -> Result<(), StoreError>;
-    /// Folds the store's write-ahead log into its main storage now, at a quiet moment the
-    /// caller chose, so that closing the store later has little left to copy and sync. Never
-    /// waits for other processes: what a reader there still needs stays in the log, for later,
-    /// and that is not an error. SQLite: a `TRUNCATE` WAL checkpoint; PostgreSQL, which
-    /// manages its own log: nothing to do.
-    fn fold_log(&self) -> Result<(), StoreError>;
     /// The job's newest `limit` events, oldest first.
     fn recent_events(&self, job: JobId, limit: usize) -> Result<Vec<EventRecord>, StoreError>;
     /// The job's newest snapshot, if any.

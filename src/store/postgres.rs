@@ -1885,11 +1885,6 @@ impl Store for PostgresStore {
         )
     }
 
-    fn fold_log(&self) -> Result<(), StoreError> {
-        // The server checkpoints its own log; a client has nothing to fold.
-        Ok(())
-    }
-
     fn probe_write(&self) -> Result<(), StoreError> {
         self.call(move |mut guard| async move {
             let Session {

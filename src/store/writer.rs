@@ -7,8 +7,8 @@
 //! one [`Store::apply`]. A group from [`StoreWriter::send_group`] always lands in one batch.
 //! While writes keep coming, the thread wakes once a window on its own and goes back to
 //! waiting on the channel only after a quiet spell, so a sender seldom has to wake it.
-//! [`StoreWriter::fold_log`] has it fold the store's write-ahead log at a moment the runner
-//! knows to be quiet, between two commits.
+//! A job's items ([`StoreWriter::add_items`]) take their place in the same order, in a
+//! transaction of their own after the commit of what came before them.
 //!
 //! After a failed commit the writer keeps the first error, raises a flag
 //! ([`StoreWriter::is_failed`]) and drops every later write: the runner stops the job, and
@@ -20,7 +20,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use super::{Store, StoreError, Write};
+use super::{NewItem, Store, StoreError, Write};
+use crate::job::JobId;
 
 /// A window that keeps commits to about 200 a second under load while adding at most a few
 /// milliseconds to the latency a reader sees (DESIGN.md "Data flow").
@@ -94,8 +95,8 @@ enum Message {
     One(Write),
     Group(Vec<Write>),
     Flush(Reply),
-    /// Fold the store's log after committing what came before.
-    FoldLog,
+    /// Recorded on their own once what came before is committed.
+    AddItems(JobId, Vec<NewItem>),
 }
 
 /// Where to answer a flush once everything sent before it is committed.
@@ -212,12 +213,13 @@ impl StoreWriter {
         receiver.recv().map_err(|_| WriterError::Stopped)?
     }
 
-    /// Asks the writer thread to fold the store's write-ahead log ([`Store::fold_log`]) right
-    /// after it has committed what was sent before; does not wait. For a quiet moment before
-    /// the store is closed, such as the map's last items running. A fold that fails changes
-    /// nothing committed and is not reported: the store folds its log again when it is closed.
-    pub fn fold_log(&self) {
-        self.enqueue(Message::FoldLog, 0);
+    /// Records a job's items ([`Store::add_items`]) in their place among the writes: after
+    /// what was sent before, before what is sent after, in a transaction of their own. Never
+    /// blocks, so agents can start on the items while they are recorded; a failure is a failed
+    /// commit.
+    pub fn add_items(&self, job: JobId, items: Vec<NewItem>) {
+        let n = items.len();
+        self.enqueue(Message::AddItems(job, items), n);
         self.wake();
     }
 
@@ -312,11 +314,11 @@ fn run(store: &dyn Store, window: Duration, receiver: &Receiver<Message>, shared
     let _panic_guard = PanicGuard(shared);
     let mut batch: Vec<Write> = Vec::new();
     let mut replies: Vec<Reply> = Vec::new();
-    let mut fold = false;
+    let mut items: Option<(JobId, Vec<NewItem>)> = None;
     let mut last_commit: Option<Instant> = None;
     // Blocks for the first message after a quiet spell; `Err` means every sender is gone.
     while let Ok(first) = receiver.recv() {
-        let mut open = collect(first, &mut batch, &mut replies, &mut fold, shared);
+        let mut open = collect(first, &mut batch, &mut replies, &mut items, shared);
         // The first batch after a quiet spell goes out at once; then one per window.
         let mut deadline = last_commit.map_or_else(Instant::now, |at| at + window);
         let mut idle_windows = 0;
@@ -338,7 +340,7 @@ fn run(store: &dyn Store, window: Duration, receiver: &Receiver<Message>, shared
             while open && replies.is_empty() && batch.len() < MAX_BATCH {
                 match receiver.try_recv() {
                     Ok(message) => {
-                        open = collect(message, &mut batch, &mut replies, &mut fold, shared);
+                        open = collect(message, &mut batch, &mut replies, &mut items, shared);
                     }
                     Err(mpsc::TryRecvError::Empty) => break,
                     Err(mpsc::TryRecvError::Disconnected) => {
@@ -354,9 +356,8 @@ fn run(store: &dyn Store, window: Duration, receiver: &Receiver<Message>, shared
                 last_commit = Some(Instant::now());
                 idle_windows = 0;
             }
-            if std::mem::take(&mut fold) && !shared.failed.load(Ordering::Acquire) {
-                // Housekeeping, not a write: see `StoreWriter::fold_log`.
-                let _ = store.fold_log();
+            if let Some((job, items)) = items.take() {
+                add_items(store, job, items, shared);
             }
             for reply in replies.drain(..) {
                 reply.send(shared.failure());
@@ -364,7 +365,7 @@ fn run(store: &dyn Store, window: Duration, receiver: &Receiver<Message>, shared
             if closed || idle_windows >= AWAKE_WINDOWS {
                 break;
             }
-            // A round that a flush or a fold ended looks at the channel again at once: another
+            // A round that a flush or items ended looks at the channel again at once: another
             // request may wait behind it, and the wake-up it sent was spent on this round.
             deadline = if open {
                 Instant::now() + window
@@ -376,12 +377,12 @@ fn run(store: &dyn Store, window: Duration, receiver: &Receiver<Message>, shared
     }
 }
 
-/// Adds a message to the batch being built; returns false for a flush or a fold (commit now).
+/// Adds a message to the batch being built; returns false for a flush or items: commit now.
 fn collect(
     message: Message,
     batch: &mut Vec<Write>,
     replies: &mut Vec<Reply>,
-    fold: &mut bool,
+    items: &mut Option<(JobId, Vec<NewItem>)>,
     shared: &Shared,
 ) -> bool {
     let failed = shared.failed.load(Ordering::Acquire);
@@ -394,18 +395,33 @@ fn collect(
             replies.push(reply);
             return false;
         }
-        Message::FoldLog => {
-            *fold = true;
+        Message::AddItems(job, new) => {
+            *items = Some((job, new));
             return false;
         }
     }
     true
 }
 
+/// Records items once the batch before them is committed (dropped after a failed commit, like
+/// any write).
+fn add_items(store: &dyn Store, job: JobId, items: Vec<NewItem>, shared: &Shared) {
+    if shared.failed.load(Ordering::Acquire) {
+        shared.drop_writes(items.len());
+    } else {
+        record(shared, items.len(), store.add_items(job, &items));
+    }
+}
+
 /// Applies the batch in one transaction and records the outcome.
 fn commit(store: &dyn Store, batch: &mut Vec<Write>, shared: &Shared) {
-    let n = batch.len();
-    match store.apply(batch) {
+    record(shared, batch.len(), store.apply(batch));
+    batch.clear();
+}
+
+/// Counts a transaction of `n` writes, or keeps its error and marks the writer failed.
+fn record(shared: &Shared, n: usize, outcome: Result<(), StoreError>) {
+    match outcome {
         Ok(()) => {
             shared.batches.fetch_add(1, Ordering::Relaxed);
             shared.writes.fetch_add(n as u64, Ordering::Relaxed);
@@ -422,7 +438,6 @@ fn commit(store: &dyn Store, batch: &mut Vec<Write>, shared: &Shared) {
             shared.drop_writes(n);
         }
     }
-    batch.clear();
 }
 
 /// Marks the writer failed if its thread panics (e.g. inside a store), so that `is_failed`
@@ -446,12 +461,12 @@ mod tests {
         Owner, Requeued, UnfinishedItem,
     };
 
-    /// A store that records the size of every batch (and, at each fold of its log, how many
-    /// writes it held) and can be told to fail.
+    /// A store that records the size of every batch (and, for items added, how many writes
+    /// it held before them and how many items) and can be told to fail.
     #[derive(Default)]
     struct CountingStore {
         batches: Mutex<Vec<usize>>,
-        folds: Mutex<Vec<usize>>,
+        added: Mutex<Vec<(usize, usize)>>,
         fail_from_batch: Option<usize>,
         delay: Duration,
     }
@@ -466,7 +481,14 @@ mod tests {
         fn create_job(&self, _: &NewJob, _: &[NewItem]) -> Result<(), StoreError> {
             Ok(())
         }
-        fn add_items(&self, _: JobId, _: &[NewItem]) -> Result<(), StoreError> {
+        fn add_items(&self, _: JobId, items: &[NewItem]) -> Result<(), StoreError> {
+            if self.fail_from_batch.is_some() {
+                return Err(StoreError::JobNotFound {
+                    job: "test".to_string(),
+                });
+            }
+            let held = self.batch_sizes().iter().sum();
+            self.added.lock().unwrap().push((held, items.len()));
             Ok(())
         }
         fn apply(&self, writes: &[Write]) -> Result<(), StoreError> {
@@ -508,11 +530,6 @@ mod tests {
         }
         fn probe_write(&self) -> Result<(), StoreError> {
             unimplemented!()
-        }
-        fn fold_log(&self) -> Result<(), StoreError> {
-            let held = self.batch_sizes().iter().sum();
-            self.folds.lock().unwrap().push(held);
-            Ok(())
         }
         fn recent_events(&self, _: JobId, _: usize) -> Result<Vec<EventRecord>, StoreError> {
             unimplemented!()
@@ -780,36 +797,49 @@ mod tests {
     }
 
     #[test]
-    fn a_fold_follows_the_commit_of_what_was_sent_before_it_and_never_a_failure() {
+    fn items_are_recorded_in_their_place_among_the_writes_and_never_after_a_failure() {
         let store = Arc::new(CountingStore::default());
-        // A window far longer than the test: only the requests can cause a commit.
+        // A window far longer than the test: only the items and the flush cause commits.
         let writer = StoreWriter::spawn(store.clone(), Duration::from_secs(60));
         let job = JobId::new();
+        let items = |n: usize| -> Vec<NewItem> {
+            (0..n)
+                .map(|i| NewItem {
+                    key: format!("k{i}"),
+                    value: "null".to_string(),
+                })
+                .collect()
+        };
         writer.send(event(job, 1));
         writer.send(event(job, 2));
-        writer.fold_log();
-        // The flush waits behind the fold: it is answered at once all the same, not after a
+        writer.add_items(job, items(3));
+        writer.send(event(job, 3));
+        // The flush waits behind the items: it is answered at once all the same, not after a
         // window.
         let flushing = Instant::now();
         writer.flush_blocking().unwrap();
         assert!(flushing.elapsed() < Duration::from_secs(10));
-        assert_eq!(store.batch_sizes(), [2]);
-        assert_eq!(*store.folds.lock().unwrap(), [2]);
-        writer.send(event(job, 3));
+        assert_eq!(store.batch_sizes(), [2, 1]);
+        assert_eq!(
+            *store.added.lock().unwrap(),
+            [(2, 3)],
+            "after 2 writes, before the 3rd"
+        );
+        assert_eq!(writer.stats().writes, 6);
         writer.close().unwrap();
-        assert_eq!(*store.folds.lock().unwrap(), [2], "one request, one fold");
 
-        // After a failed commit the store is left alone.
+        // A failed commit: the items after it are dropped, and counted.
         let failing = Arc::new(CountingStore {
             fail_from_batch: Some(0),
             ..CountingStore::default()
         });
         let writer = StoreWriter::spawn(failing.clone(), Duration::from_secs(60));
         writer.send(event(job, 1));
-        writer.fold_log();
+        writer.add_items(job, items(2));
         assert!(writer.flush_blocking().is_err());
-        writer.fold_log();
+        writer.add_items(job, items(4));
+        assert_eq!(writer.stats().dropped, 1 + 2 + 4);
         writer.close().unwrap_err();
-        assert!(failing.folds.lock().unwrap().is_empty());
+        assert!(failing.added.lock().unwrap().is_empty());
     }
 }
