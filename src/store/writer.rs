@@ -65,7 +65,7 @@ pub enum WriterError {
 pub struct WriterStats {
     /// Transactions committed.
     pub batches: u64,
-    /// Writes committed.
+    /// Writes committed (a job's items from [`StoreWriter::add_items`] count one each).
     pub writes: u64,
     /// Writes dropped because an earlier commit failed (or the thread was gone).
     pub dropped: u64,
