@@ -565,3 +565,88 @@ fn a_job_killed_in_a_version_3_store_resumes_after_the_upgrade() {
     );
     ws.run(&["check", &job.id.to_string()]).success();
 }
+
+/// The first lines of `ran.txt`: `KEY PID` per command started.
+fn started_commands(ws: &Workspace) -> Vec<(String, i32)> {
+    std::fs::read_to_string(ws.join("ran.txt"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|line| {
+            let (key, pid) = line.split_once(' ')?;
+            Some((key.to_string(), pid.parse().ok()?))
+        })
+        .collect()
+}
+
+/// A new job's agents start while the store writer records its items, so a kill can leave a
+/// job with no items on record although commands ran: the resume records them all, in input
+/// order, and runs the unrecorded commands again.
+#[test]
+fn a_job_killed_before_its_items_were_recorded_resumes_with_all_of_them() {
+    // Enough items that recording them takes far longer than starting the first commands.
+    const MANY: usize = 200_000;
+    let ws = Workspace::new();
+    let items: String = (1..=MANY).map(|n| format!("i{n}\n")).collect();
+    ws.write("items.txt", &items);
+    ws.write(
+        "job.yml",
+        r#"
+map:
+  input: items.txt
+  key: "${item}"
+  max_parallel: 2
+  steps:
+    - shell: echo ${item} $$ >> ran.txt; exec sleep 30
+"#,
+    );
+    let mut child = ws.spawn(&["run", "job.yml", "--progress", "none"]);
+    wait_until(Duration::from_secs(60), "the first two commands", || {
+        started_commands(&ws).len() == 2
+    });
+    kill9(&mut child);
+    let job = ws.only_job();
+    assert_eq!(
+        job.counts.total(),
+        0,
+        "commands started before the items were on record"
+    );
+
+    let id = job.id.to_string();
+    let mut child = ws.spawn(&["resume", &id, "--progress", "none"]);
+    wait_until(
+        Duration::from_secs(120),
+        "the resume's first commands",
+        || started_commands(&ws).len() == 4,
+    );
+    wait_until(Duration::from_secs(120), "the items on record", || {
+        ws.only_job().counts.total() == MANY as u64
+    });
+    kill9(&mut child);
+    let started = started_commands(&ws);
+    for (_, pid) in &started {
+        // The killed runs' commands (their own process groups) would sleep on.
+        let _ = nix::sys::signal::killpg(
+            nix::unistd::Pid::from_raw(*pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+
+    let store = ws.store();
+    let keys = store.item_keys(ws.only_job().id).unwrap();
+    assert_eq!(keys.len(), MANY);
+    assert!(
+        keys.iter()
+            .enumerate()
+            .all(|(i, key)| *key == format!("i{}", i + 1)),
+        "the items are on record in input order"
+    );
+    // Each run's two agents took i1 and i2, in either order.
+    let mut runs: Vec<&str> = started.iter().map(|(key, _)| key.as_str()).collect();
+    runs[..2].sort_unstable();
+    runs[2..].sort_unstable();
+    assert_eq!(
+        runs,
+        ["i1", "i2", "i1", "i2"],
+        "the first run's commands were not on record, so the resume ran them again"
+    );
+}
