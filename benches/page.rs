@@ -8,79 +8,17 @@
 //! Not a test: `cargo bench --bench page` (prints the figures; needs Debian's `chromium` and
 //! `chromium-driver`, which `.ci/run` installs). Takes about a minute.
 
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+#[path = "../tests/shared/chromium.rs"]
+mod chromium;
 mod support;
 use support::{first_job, with_dashboard, write_job};
 
-const CHROMIUM: &str = "/usr/bin/chromium";
-const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 /// How long each measurement on the page lasts.
 const WINDOW_MS: u64 = 10_000;
-
-/// chromedriver, killed when dropped.
-struct Driver(std::process::Child);
-
-impl Drop for Driver {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-async fn browser(profile: &std::path::Path) -> (Driver, fantoccini::Client) {
-    for path in [CHROMIUM, CHROMEDRIVER] {
-        assert!(
-            std::path::Path::new(path).exists(),
-            "{path} is missing: this benchmark needs Debian's Chromium \
-             (`apt-get install -y chromium chromium-driver`)"
-        );
-    }
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let driver = Driver(
-        Command::new(CHROMEDRIVER)
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("chromedriver starts"),
-    );
-    // A laptop-sized window; no GPU on this machine, so the canvas is drawn in software.
-    let capabilities = json!({
-        "goog:chromeOptions": {
-            "binary": CHROMIUM,
-            "args": [
-                "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                "--disable-component-update", "--no-first-run", "--disable-sync",
-                "--window-size=1440,900",
-                format!("--user-data-dir={}", profile.display()),
-            ]
-        }
-    });
-    let capabilities = capabilities.as_object().unwrap().clone();
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let connector = hyper_util::client::legacy::connect::HttpConnector::new();
-        match fantoccini::ClientBuilder::new(connector)
-            .capabilities(capabilities.clone())
-            .connect(&format!("http://127.0.0.1:{port}"))
-            .await
-        {
-            Ok(client) => return (driver, client),
-            Err(e) => {
-                assert!(Instant::now() < deadline, "chromedriver did not start: {e}");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
-    }
-}
 
 /// Counts painted frames, times the page's renders and its handling of WebSocket messages
 /// (parse and apply), and sums the main thread's long tasks, for [`WINDOW_MS`]; returns
@@ -206,7 +144,8 @@ fn main() {
             with_dashboard(dir.path(), &[&run[..], &["--port", "18280"]].concat());
         let (_, job) = first_job(dir.path());
         let profile = tempfile::tempdir().unwrap();
-        let (_driver, client) = browser(profile.path()).await;
+        // A laptop-sized window.
+        let (_driver, client) = chromium::session(1440, 900, profile.path()).await;
         client
             .set_window_size(1440, 900)
             .await

@@ -5,6 +5,8 @@
 
 mod alerts;
 mod check;
+#[path = "../shared/chromium.rs"]
+mod chromium;
 mod dlq;
 mod events;
 mod failures;

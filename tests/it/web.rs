@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
+use crate::chromium;
 use crate::harness::{Workspace, wait_until};
 
 /// A server on 127.0.0.1 and a free port, reading the workspace's store.
@@ -600,75 +601,10 @@ fn serve_without_a_store_says_so() {
     assert!(run.stderr().contains("no store"), "{}", run.stderr());
 }
 
-/// chromedriver on a free port, killed when dropped.
-struct Driver {
-    child: std::process::Child,
-    port: u16,
-}
-
-impl Drop for Driver {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-const CHROMIUM: &str = "/usr/bin/chromium";
-const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
-
-/// A headless Chromium session. Fails loudly when Chromium is not installed: the browser
-/// tests are part of the suite, not optional.
-async fn browser() -> (Driver, fantoccini::Client, tempfile::TempDir) {
-    for path in [CHROMIUM, CHROMEDRIVER] {
-        assert!(
-            std::path::Path::new(path).exists(),
-            "{path} is missing: the browser tests need Debian's Chromium; install it with \
-             `apt-get install -y chromium chromium-driver` (.ci/run does)"
-        );
-    }
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = std::process::Command::new(CHROMEDRIVER)
-        .arg(format!("--port={port}"))
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("chromedriver starts");
-    let driver = Driver { child, port };
+/// A headless Chromium session, with its profile in a temporary folder.
+async fn browser() -> (chromium::Driver, fantoccini::Client, tempfile::TempDir) {
     let profile = tempfile::tempdir().unwrap();
-    let capabilities = json!({
-        "goog:chromeOptions": {
-            "binary": CHROMIUM,
-            "args": [
-                "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                "--disable-component-update", "--no-first-run", "--disable-sync",
-                "--window-size=1280,1600",
-                format!("--user-data-dir={}", profile.path().display()),
-            ]
-        }
-    });
-    let capabilities = capabilities.as_object().unwrap().clone();
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let client = loop {
-        let connector = hyper_util::client::legacy::connect::HttpConnector::new();
-        match fantoccini::ClientBuilder::new(connector)
-            .capabilities(capabilities.clone())
-            .connect(&format!("http://127.0.0.1:{}", driver.port))
-            .await
-        {
-            Ok(client) => break client,
-            Err(e) => {
-                assert!(
-                    Instant::now() < deadline,
-                    "chromedriver did not accept a session within 15 s: {e}"
-                );
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
-    };
+    let (driver, client) = chromium::session(1280, 1600, profile.path()).await;
     (driver, client, profile)
 }
 
