@@ -566,7 +566,7 @@ fn a_job_killed_in_a_version_3_store_resumes_after_the_upgrade() {
     ws.run(&["check", &job.id.to_string()]).success();
 }
 
-/// The first lines of `ran.txt`: `KEY PID` per command started.
+/// The commands started so far, from `ran.txt` (a `KEY PID` line each).
 fn started_commands(ws: &Workspace) -> Vec<(String, i32)> {
     std::fs::read_to_string(ws.join("ran.txt"))
         .unwrap_or_default()
