@@ -1915,6 +1915,7 @@ mod sqlite {
                 .unwrap();
             largest = largest.max(std::fs::metadata(&wal).unwrap().len());
         }
+        // A log frame: one page (SQLite's default 4 KiB) and its 24-byte header.
         let page = 4096 + 24;
         let limit = store::sqlite::WAL_AUTOCHECKPOINT_PAGES as u64;
         assert!(

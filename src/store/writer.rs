@@ -322,13 +322,15 @@ fn run(store: &dyn Store, window: Duration, receiver: &Receiver<Message>, shared
         // The first batch after a quiet spell goes out at once; then one per window.
         let mut deadline = last_commit.map_or_else(Instant::now, |at| at + window);
         let mut idle_windows = 0;
+        // `open` turns false when a flush or items end the round: commit now. (So replies
+        // wait only while it is false.)
         loop {
             // Sleep out the window instead of waking for every message: on a busy machine each
             // wake-up costs a context switch that the agents would otherwise have had. A flush
             // or a close unparks the thread to commit at once.
             // The flag, not the park token, says why we woke: std's channel parks this thread
             // too and may consume the token.
-            while open && replies.is_empty() && !shared.hurry.swap(false, Ordering::AcqRel) {
+            while open && !shared.hurry.swap(false, Ordering::AcqRel) {
                 let now = Instant::now();
                 if now >= deadline {
                     break;
@@ -337,7 +339,7 @@ fn run(store: &dyn Store, window: Duration, receiver: &Receiver<Message>, shared
             }
             // Take what is queued, without waiting.
             let mut closed = false;
-            while open && replies.is_empty() && batch.len() < MAX_BATCH {
+            while open && batch.len() < MAX_BATCH {
                 match receiver.try_recv() {
                     Ok(message) => {
                         open = collect(message, &mut batch, &mut replies, &mut items, shared);
