@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
-use mmm::web::{self, AppState};
+use mmm_web::{self as web, AppState};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
@@ -45,7 +45,7 @@ fn mmm_run(dir: &std::path::Path) -> std::process::Child {
         .expect("mmm runs")
 }
 
-async fn server(store: std::sync::Arc<dyn mmm::store::Store>) -> std::net::SocketAddr {
+async fn server(store: std::sync::Arc<dyn mmm_store::Store>) -> std::net::SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(web::serve(
@@ -100,7 +100,7 @@ async fn latency() {
 /// The floor: how late events become visible in the store at all (the runner's batching
 /// writer and its commit), seen by a reader polling every 5 ms for 20 s beside the server.
 fn store_floor(
-    store: std::sync::Arc<dyn mmm::store::Store>,
+    store: std::sync::Arc<dyn mmm_store::Store>,
     job: &str,
 ) -> std::thread::JoinHandle<Vec<i64>> {
     let job_id = store.resolve_job(job).unwrap();

@@ -6,9 +6,9 @@
 
 use std::path::PathBuf;
 
-use mmm::job::{AttemptOutcome, ItemStatus, JobId, JobStatus, Phase, now_ms};
-use mmm::spec::{JobOrigin, Overrides};
-use mmm::store::{NewItem, NewJob, Write};
+use mmm_core::job::{AttemptOutcome, ItemStatus, JobId, JobStatus, Phase, now_ms};
+use mmm_spec::{JobOrigin, Overrides};
+use mmm_store::{NewItem, NewJob, Write};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
@@ -25,7 +25,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     )?;
     let origin = JobOrigin::file(&job_file, Overrides::default())?;
     let plan = origin.plan()?.plan;
-    let store = mmm::store::open(dir.join(".mmm").to_str().ok_or("path")?, true)?;
+    let store = mmm_store::open(dir.join(".mmm").to_str().ok_or("path")?, true)?;
     let id = JobId::new();
     let job = NewJob {
         id,

@@ -9,10 +9,10 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use mmm::job::JobId;
-use mmm::runner::{self, ProcessExecutor, RunConfig, Start, StopLevel};
-use mmm::store::writer::StoreWriter;
-use mmm::tracker::Tracker;
+use mmm_core::job::JobId;
+use mmm_core::tracker::Tracker;
+use mmm_runner::{self as runner, ProcessExecutor, RunConfig, Start, StopLevel};
+use mmm_store::writer::StoreWriter;
 use tokio::sync::watch;
 
 /// How long a report may take to reach the tracker (see the module comment).
@@ -37,7 +37,7 @@ fn wait_for_agent(
     tracker: &Tracker,
     since: Instant,
     what: &str,
-    check: impl Fn(&mmm::tracker::AgentSnapshot) -> bool,
+    check: impl Fn(&mmm_core::tracker::AgentSnapshot) -> bool,
 ) -> Duration {
     let deadline = since + Duration::from_secs(5);
     loop {
@@ -82,8 +82,8 @@ fn reports_through_mmm_report_and_the_fd_protocol_reach_the_tracker_promptly() {
     );
     std::fs::write(dir.path().join("items.txt"), "only\n").unwrap();
     let job_file = dir.path().join("job.yml");
-    let plan = Arc::new(mmm::spec::load_text(&job_file, &yaml).expect("valid job file"));
-    let store = mmm::store::open(dir.path().join(".mmm").to_str().unwrap(), true).unwrap();
+    let plan = Arc::new(mmm_spec::load_text(&job_file, &yaml).expect("valid job file"));
+    let store = mmm_store::open(dir.path().join(".mmm").to_str().unwrap(), true).unwrap();
     let tracker = Arc::new(Tracker::new(0, plan.map.max_parallel));
     let (stop_tx, stop_rx) = watch::channel(StopLevel::Run);
     let config = RunConfig {
@@ -92,7 +92,7 @@ fn reports_through_mmm_report_and_the_fd_protocol_reach_the_tracker_promptly() {
         store: store.clone(),
         writer: Arc::new(StoreWriter::spawn(store, Duration::from_millis(5))),
         tracker: tracker.clone(),
-        metrics: Arc::new(mmm::metrics::LiveMetrics::new(vec!["train".into()], 1)),
+        metrics: Arc::new(mmm_core::metrics::LiveMetrics::new(vec!["train".into()], 1)),
         stop: stop_rx,
         output: None,
         show_map_output: false,
@@ -128,5 +128,5 @@ fn reports_through_mmm_report_and_the_fd_protocol_reach_the_tracker_promptly() {
         .block_on(run)
         .unwrap()
         .expect("the run ends cleanly");
-    assert_eq!(summary.status, mmm::job::JobStatus::Interrupted);
+    assert_eq!(summary.status, mmm_core::job::JobStatus::Interrupted);
 }

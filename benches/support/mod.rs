@@ -5,7 +5,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use mmm::store::Store;
+use mmm_store::Store;
 
 /// `job.yml` in `dir`: `items` items (`items.jsonl`) on `agents` agents, one step running
 /// `command`.
@@ -27,7 +27,7 @@ pub(crate) fn write_job(dir: &std::path::Path, items: usize, agents: usize, comm
 pub(crate) fn first_job(dir: &std::path::Path) -> (Arc<dyn Store>, String) {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        if let Ok(store) = mmm::store::open(dir.join(".mmm").to_str().unwrap(), false)
+        if let Ok(store) = mmm_store::open(dir.join(".mmm").to_str().unwrap(), false)
             && let Ok(jobs) = store.jobs()
             && let Some(job) = jobs.first()
         {

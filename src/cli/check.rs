@@ -8,9 +8,9 @@ use serde::Serialize;
 
 use super::dlq::{open_job, usage_or_store_error};
 use super::{Exit, output};
-use crate::job::{JobId, now_ms};
-use crate::store::audit::{self, Owner, Problem, RepairPlan};
-use crate::store::{self, JobRecord, Store, StoreError};
+use mmm_core::job::{JobId, now_ms};
+use mmm_store::audit::{self, Owner, Problem, RepairPlan};
+use mmm_store::{self as store, JobRecord, Store, StoreError};
 
 /// At most this many item keys per problem in the human output (JSON has them all).
 const KEYS_SHOWN: usize = 5;
@@ -135,7 +135,7 @@ pub(crate) fn check(store_location: &str, args: CheckArgs) -> anyhow::Result<Exi
     let ok = storage.is_empty() && problems.is_empty();
     let report = CheckReport {
         store: path.map_or_else(
-            || crate::store::shown_location(store_location),
+            || mmm_store::shown_location(store_location),
             |p| p.display().to_string(),
         ),
         ok,
@@ -285,7 +285,7 @@ fn print_repair(store: &dyn Store, report: &RepairReport) -> anyhow::Result<()> 
 
 /// Whether the job's recorded owner process is still alive (`runner::resume` decides).
 pub(super) fn owner_state(job: &JobRecord, now: i64) -> Owner {
-    if crate::runner::resume::owner_process_alive(job, now, &crate::runner::host_name()) {
+    if mmm_store::owner::owner_process_alive(job, now, &mmm_store::owner::host_name()) {
         Owner::Alive
     } else {
         Owner::Gone

@@ -5,10 +5,10 @@
 use anyhow::Context;
 
 use super::Exit;
-use crate::job::{JobStatus, now_ms};
-use crate::runner::RunSummary;
-use crate::runner::worktree::{FastForward, Repo, branch_name};
-use crate::spec::{Isolation, JobPlan};
+use mmm_core::job::{JobStatus, now_ms};
+use mmm_runner::RunSummary;
+use mmm_runner::worktree::{FastForward, Repo, branch_name};
+use mmm_spec::{Isolation, JobPlan};
 
 pub(crate) const AFTER_HELP: &str = "\
 Removes the job's worktrees (<repo>/.git/mmm/<job>/agent-N) and their folder, and prunes
@@ -48,7 +48,7 @@ pub(crate) fn clean(store_location: &str, args: CleanArgs) -> anyhow::Result<Exi
         .job(id)
         .with_context(|| format!("could not read job {}", id.short()))?;
     let short = id.short();
-    if crate::runner::resume::owner_is_alive(&job, now_ms(), &crate::runner::host_name()) {
+    if mmm_store::owner::owner_is_alive(&job, now_ms(), &mmm_store::owner::host_name()) {
         return Err(super::UsageError::new(format!(
             "job {short} is still running (pid {}); stop it first (Ctrl-C, or kill -TERM {})",
             job.owner_pid.unwrap_or(0),

@@ -12,9 +12,9 @@ use serde::Serialize;
 
 use super::check::{owner_description, owner_state};
 use super::{Exit, UsageError, output};
-use crate::job::{AttemptOutcome, ItemStatus, JobId, JobStatus, now_ms};
-use crate::store::audit::Owner;
-use crate::store::{self, AttemptRecord, DlqChange, ItemRecord, Store, StoreError};
+use mmm_core::job::{AttemptOutcome, ItemStatus, JobId, JobStatus, now_ms};
+use mmm_store::audit::Owner;
+use mmm_store::{self as store, AttemptRecord, DlqChange, ItemRecord, Store, StoreError};
 
 /// The version of `mmm dlq export`'s objects; bumped when a field changes meaning.
 const EXPORT_VERSION: u32 = 1;
@@ -271,7 +271,7 @@ pub(super) fn open_job(
     let store = store::open(store_location, false).with_context(|| {
         format!(
             "could not open the store at {}",
-            crate::store::shown_location(store_location)
+            mmm_store::shown_location(store_location)
         )
     })?;
     let id = store.resolve_job(prefix).map_err(usage_or_store_error)?;

@@ -5,8 +5,8 @@ use std::io::Write;
 
 use super::dlq::{open_job, usage_or_store_error};
 use super::{Exit, UsageError};
-use crate::events::{End, EventFilter, Subscription};
-use crate::store::EventRecord;
+use mmm_store::EventRecord;
+use mmm_store::events::{End, EventFilter, Subscription};
 
 pub(crate) const AFTER_HELP: &str = "\
 Types: a kind (item_completed) or a category: job, phase, item, attempt, step, agent,

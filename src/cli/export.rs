@@ -1,5 +1,5 @@
 //! `mmm export JOB --format json|csv|html [--what items|snapshots] [-o FILE]`: a job's record
-//! as a report, made by [`crate::report`] (which the dashboard's export endpoint serves too).
+//! as a report, made by [`mmm_report`] (which the dashboard's export endpoint serves too).
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -8,7 +8,7 @@ use anyhow::Context;
 
 use super::dlq::open_job;
 use super::{Exit, UsageError};
-use crate::report;
+use mmm_report as report;
 
 pub(crate) const AFTER_HELP: &str = "\
 JSON is the full report: {version, job, state, metrics, steps, dlq, alerts, timeline}.

@@ -4,8 +4,8 @@
 use anyhow::Context;
 
 use super::{Exit, output};
-use crate::health::{Health, check};
-use crate::store;
+use mmm_store as store;
+use mmm_store::health::{Health, check};
 
 pub(crate) const AFTER_HELP: &str = "\
 Problems reported: a store that refuses writes; a job that says running but whose process is
@@ -24,7 +24,7 @@ pub(crate) fn health(store_location: &str, args: HealthArgs) -> anyhow::Result<E
     let store = store::open(store_location, false).with_context(|| {
         format!(
             "could not open the store at {}",
-            crate::store::shown_location(store_location)
+            mmm_store::shown_location(store_location)
         )
     })?;
     let health = check(store.as_ref());

@@ -8,8 +8,8 @@ use serde::Serialize;
 
 use super::dlq::{AttemptView, attempt_view};
 use super::{Exit, output};
-use crate::job::{ItemStatus, JobId, JobStatus, Phase, now_ms};
-use crate::store::{self, ItemCounts, JobRecord, Store, StoreError};
+use mmm_core::job::{ItemStatus, JobId, JobStatus, Phase, now_ms};
+use mmm_store::{self as store, ItemCounts, JobRecord, Store, StoreError};
 
 /// At most this many DLQ entries per job in the listing (the count is always exact).
 const DLQ_LIMIT: usize = 100;
@@ -56,7 +56,7 @@ struct JobView {
     dlq_truncated: bool,
     /// Only for `mmm jobs JOB`: its resumes and why items ran again.
     #[serde(skip_serializing_if = "Option::is_none")]
-    ledger: Option<crate::store::Ledger>,
+    ledger: Option<mmm_store::Ledger>,
 }
 
 /// A dead-lettered item and its attempts.
@@ -77,7 +77,7 @@ pub(crate) fn jobs(store_location: &str, args: JobsArgs) -> anyhow::Result<Exit>
             } else {
                 println!(
                     "no jobs yet: there is no store at {} (run one with `mmm run`)",
-                    crate::store::shown_location(store_location)
+                    mmm_store::shown_location(store_location)
                 );
             }
             return Ok(Exit::Success);
@@ -85,7 +85,7 @@ pub(crate) fn jobs(store_location: &str, args: JobsArgs) -> anyhow::Result<Exit>
         Err(e) => {
             return Err(anyhow::Error::new(e).context(format!(
                 "could not open the store at {}",
-                crate::store::shown_location(store_location)
+                mmm_store::shown_location(store_location)
             )));
         }
     };
@@ -124,7 +124,7 @@ pub(crate) fn jobs(store_location: &str, args: JobsArgs) -> anyhow::Result<Exit>
     if records.is_empty() {
         println!(
             "no jobs yet in {} (run one with `mmm run`)",
-            crate::store::shown_location(store_location)
+            mmm_store::shown_location(store_location)
         );
         return Ok(Exit::Success);
     }
@@ -137,7 +137,7 @@ pub(crate) fn jobs(store_location: &str, args: JobsArgs) -> anyhow::Result<Exit>
 }
 
 fn resumable(store: &dyn Store, json: bool) -> anyhow::Result<Exit> {
-    let jobs = crate::runner::resume::list_resumable_jobs(store)?;
+    let jobs = mmm_store::resumable::list_resumable_jobs(store)?;
     if json {
         output::print_json(&jobs)?;
         return Ok(Exit::Success);

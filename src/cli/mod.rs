@@ -11,8 +11,7 @@ mod events;
 mod export;
 mod health;
 mod jobs;
-mod output;
-mod progress;
+pub(crate) mod output;
 mod progress_cmd;
 mod replay;
 mod report;
@@ -22,7 +21,6 @@ mod runs;
 mod serve;
 mod store_cmd;
 mod validate;
-pub(crate) mod viewer;
 mod worker;
 
 use std::process::ExitCode;
@@ -31,7 +29,7 @@ use clap::{Parser, Subcommand};
 
 /// Exit codes, documented in `mmm --help` and README.md.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Exit {
+pub(crate) enum Exit {
     /// 0: the job completed (or the command succeeded).
     Success = 0,
     /// 1: the job failed (setup, input or reduce), or an error stopped the command.
@@ -56,7 +54,7 @@ Exit codes:
 /// mmm runs long, parallel batch jobs durably and shows exactly where they stand.
 #[derive(Debug, Parser)]
 #[command(name = "mmm", version, after_help = EXIT_CODES)]
-pub struct Cli {
+pub(crate) struct Cli {
     /// Where jobs are recorded: a directory (holding mmm.db), a .db file, or a PostgreSQL URL
     /// (postgres://USER@HOST:PORT/DATABASE?schema=NAME; shared with `mmm worker`s).
     #[arg(
@@ -144,7 +142,7 @@ impl UsageError {
 }
 
 /// Parses the arguments, runs the command, and returns the process exit code.
-pub fn main() -> ExitCode {
+pub(crate) fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -195,7 +193,7 @@ fn report(e: &anyhow::Error) -> Exit {
     }
     let usage = e
         .chain()
-        .any(|c| c.is::<UsageError>() || c.is::<crate::spec::SpecError>());
+        .any(|c| c.is::<UsageError>() || c.is::<mmm_spec::SpecError>());
     eprintln!("error: {e}");
     for cause in e.chain().skip(1) {
         eprintln!("  caused by: {cause}");

@@ -10,12 +10,12 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 
 use super::dlq::usage_or_store_error;
-use super::viewer::state::ViewerState;
-use super::viewer::{self, LiveFeed};
 use super::{Exit, UsageError, output};
-use crate::job::{JobId, JobStatus};
-use crate::store::{self, Store};
-use crate::view::JobState;
+use crate::tui::viewer::state::ViewerState;
+use crate::tui::viewer::{self, LiveFeed};
+use mmm_core::job::{JobId, JobStatus};
+use mmm_store::job_state::JobState;
+use mmm_store::{self as store, Store};
 
 pub(crate) const AFTER_HELP: &str = "\
 On a terminal, a full-screen viewer that follows the job live (q quits, ? lists the keys).
@@ -55,7 +55,7 @@ pub(crate) fn progress(store_location: &str, args: ProgressArgs) -> anyhow::Resu
     let store = store::open(store_location, false).with_context(|| {
         format!(
             "could not open the store at {}",
-            crate::store::shown_location(store_location)
+            mmm_store::shown_location(store_location)
         )
     })?;
     let id = match &args.job {

@@ -8,13 +8,13 @@ use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use super::dlq::{open_job, usage_or_store_error};
-use super::viewer::input::Action;
-use super::viewer::state::{HISTORY, ReplayPosition, ViewerState};
-use super::viewer::{self, Feed};
 use super::{Exit, UsageError, progress_cmd};
-use crate::job::{JobId, JobStatus, Phase};
-use crate::store::{EventRecord, ItemCounts, SnapshotRecord, Store};
-use crate::view::{JobState, RECENT_EVENTS};
+use crate::tui::viewer::input::Action;
+use crate::tui::viewer::state::{HISTORY, ReplayPosition, ViewerState};
+use crate::tui::viewer::{self, Feed};
+use mmm_core::job::{JobId, JobStatus, Phase};
+use mmm_store::job_state::{JobState, RECENT_EVENTS};
+use mmm_store::{EventRecord, ItemCounts, SnapshotRecord, Store};
 
 pub(crate) const AFTER_HELP: &str = "\
 Keys: space pauses, left/right seek 10 snapshots, +/- double or halve the speed, and the
@@ -121,7 +121,7 @@ impl History {
             last.read_at = self.at(i);
             return last;
         };
-        let payload = super::viewer::state::Payload::of(Some(snapshot));
+        let payload = crate::tui::viewer::state::Payload::of(Some(snapshot));
         let p = payload.progress.unwrap_or_default();
         let mut record = self.last.job.clone();
         record.counts = ItemCounts {
@@ -306,7 +306,7 @@ mod tests {
 
     /// A history of `n` snapshots one second apart, counting 100 done per snapshot.
     fn history(n: u64) -> History {
-        let mut last = crate::cli::viewer::state::fixture(2).job;
+        let mut last = mmm_store::job_state::fixture(2);
         last.job.status = JobStatus::Completed;
         History {
             snapshots: (0..n)
@@ -322,7 +322,7 @@ mod tests {
 
     #[test]
     fn keys_pause_seek_and_change_the_speed_of_a_replay() {
-        use crate::cli::viewer::input::handle_key;
+        use crate::tui::viewer::input::handle_key;
         use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
         let press = |state: &mut ViewerState, feed: &mut ReplayFeed, code| {
             let action = handle_key(state, KeyEvent::new(code, KeyModifiers::NONE));
@@ -378,7 +378,7 @@ mod tests {
 
     #[test]
     fn frames_play_the_snapshots_then_end_on_the_record() {
-        let last = crate::cli::viewer::state::fixture(2).job;
+        let last = mmm_store::job_state::fixture(2);
         let mut final_state = last.clone();
         final_state.job.status = JobStatus::Completed;
         final_state.job.counts = ItemCounts {

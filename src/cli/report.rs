@@ -5,7 +5,7 @@
 use std::io::Write;
 
 use super::{Exit, UsageError};
-use crate::runner::report::{FD_VARIABLE, Report, parse_counter, parse_fraction};
+use mmm_runner::report::{FD_VARIABLE, Report, parse_counter, parse_fraction};
 
 pub(crate) const AFTER_HELP: &str = "\
 Run inside a step of an mmm job: the agent's line in every view shows the progress and the

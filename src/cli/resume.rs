@@ -13,11 +13,11 @@ use serde_json::json;
 use super::dlq::open_job;
 use super::run::{ViewArgs, execute, runtime};
 use super::{Exit, UsageError, output};
-use crate::job::{EventKind, JobId, now_ms};
-use crate::runner::resume::{Finished, TakeOverError, take_over};
-use crate::runner::{Resume, Start};
-use crate::spec::JobOrigin;
-use crate::store::{Store, Write};
+use mmm_core::job::{EventKind, JobId, now_ms};
+use mmm_runner::resume::{Finished, TakeOverError, take_over};
+use mmm_runner::{Resume, Start};
+use mmm_spec::JobOrigin;
+use mmm_store::{Store, Write};
 
 pub(crate) const AFTER_HELP: &str = "\
 Examples:

@@ -9,14 +9,14 @@ use anyhow::Context;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{mpsc, watch};
 
-use super::progress::{ProgressMode, ProgressView};
 use super::{Exit, UsageError, output};
-use crate::job::{JobId, JobStatus};
-use crate::metrics::LiveMetrics;
-use crate::runner::{self, ProcessExecutor, RunConfig, Start, StopLevel};
-use crate::spec::{JobOrigin, JobPlan, OriginSource, Overrides};
-use crate::store::{self, writer::StoreWriter};
-use crate::tracker::Tracker;
+use crate::tui::bars::{ProgressMode, ProgressView};
+use mmm_core::job::{JobId, JobStatus};
+use mmm_core::metrics::LiveMetrics;
+use mmm_core::tracker::Tracker;
+use mmm_runner::{self as runner, ProcessExecutor, RunConfig, Start, StopLevel};
+use mmm_spec::{JobOrigin, JobPlan, OriginSource, Overrides};
+use mmm_store::{self as store, writer::StoreWriter};
 
 pub(crate) const AFTER_HELP: &str = "\
 Examples:
@@ -108,7 +108,7 @@ pub(crate) fn run(store_location: &str, args: RunArgs) -> anyhow::Result<Exit> {
     let store = store::open(store_location, true).with_context(|| {
         format!(
             "could not open the store at {}",
-            crate::store::shown_location(store_location)
+            mmm_store::shown_location(store_location)
         )
     })?;
     let start = Start::New {
@@ -224,7 +224,7 @@ pub(crate) async fn execute(
             job_id.short(),
             plan.name,
             plan.map.max_parallel,
-            crate::store::shown_location(store_location)
+            mmm_store::shown_location(store_location)
         ));
     }
     let signals = tokio::spawn(watch_signals(stop_tx, view.clone(), view_args.grace));
@@ -253,7 +253,7 @@ pub(crate) async fn execute(
         // A PostgreSQL store may be shared with `mmm worker`s: claim items through it.
         claims: store::postgres::is_postgres_url(store_location).then(|| {
             runner::ClaimOptions::new(
-                &runner::host_name(),
+                &mmm_store::owner::host_name(),
                 plan.map.max_parallel.max(1),
                 super::worker::lease_from_env(),
                 None,
@@ -346,7 +346,7 @@ fn print_summary(summary: &runner::RunSummary, plan: &JobPlan, store_location: &
         eprintln!("mmm: {error}");
     }
     // A URL's password is not printed; with one, these commands need it back (or MMM_STORE).
-    let store = crate::store::shown_location(store_location);
+    let store = mmm_store::shown_location(store_location);
     if c.dead_lettered > 0 {
         eprintln!("mmm: failed items and their output: mmm --store {store} jobs {id} --json");
     }

@@ -16,8 +16,8 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::broadcast::error::RecvError;
 
 use super::{Exit, UsageError, output};
-use crate::observe::watch::{Update, Watch};
-use crate::observe::{ObserveError, ProcessTable, Run, RunKind, RunStatus, RunsConfig, Scanner};
+use mmm_runs::watch::{Update, Watch};
+use mmm_runs::{ObserveError, ProcessTable, Run, RunKind, RunStatus, RunsConfig, Scanner};
 
 /// Shown after `mmm runs --help`.
 pub(crate) const AFTER_HELP: &str = "\
@@ -83,7 +83,7 @@ pub(crate) fn runs(args: RunsArgs) -> anyhow::Result<Exit> {
         out.write_all(text.as_bytes())?;
         return Ok(Exit::Success);
     }
-    out.write_all(render(&scanner, &runs, crate::job::now_ms()).as_bytes())?;
+    out.write_all(render(&scanner, &runs, mmm_core::job::now_ms()).as_bytes())?;
     Ok(Exit::Success)
 }
 
@@ -317,7 +317,7 @@ fn show_snapshot(view: WatchView, scanner: &Scanner, runs: &[Run]) -> anyhow::Re
         WatchView::Json => json_line(&mut out, &WatchLine::Snapshot { runs })?,
         WatchView::Redraw => redraw(&mut out, scanner, runs, &[])?,
         WatchView::Lines => {
-            out.write_all(render(scanner, runs, crate::job::now_ms()).as_bytes())?
+            out.write_all(render(scanner, runs, mmm_core::job::now_ms()).as_bytes())?
         }
     }
     out.flush()?;
@@ -335,7 +335,7 @@ fn show_update(
         WatchView::Json => json_line(&mut out, &WatchLine::Update(update))?,
         WatchView::Redraw => redraw(&mut out, scanner, runs, &update.problems)?,
         WatchView::Lines => {
-            let now = crate::job::now_ms();
+            let now = mmm_core::job::now_ms();
             for run in &update.changed {
                 let cells = row(run, now);
                 writeln!(out, "{}", cells.join("  "))?;
@@ -368,7 +368,7 @@ fn redraw(
 ) -> anyhow::Result<()> {
     // Clear the screen and go home; then the same text as `mmm runs`.
     write!(out, "\x1b[2J\x1b[H")?;
-    out.write_all(render(scanner, runs, crate::job::now_ms()).as_bytes())?;
+    out.write_all(render(scanner, runs, mmm_core::job::now_ms()).as_bytes())?;
     for problem in problems {
         writeln!(out, "problem: {problem}")?;
     }

@@ -11,10 +11,10 @@ use anyhow::Context;
 
 use super::Exit;
 use super::runs::classify_error;
-use crate::observe::watch::Watch;
-use crate::observe::{RunsConfig, Scanner};
-use crate::store::{self, Store};
-use crate::web::{self, AppState};
+use mmm_runs::watch::Watch;
+use mmm_runs::{RunsConfig, Scanner};
+use mmm_store::{self as store, Store};
+use mmm_web::{self as web, AppState};
 
 pub(crate) const AFTER_HELP: &str = "\
 Examples:
@@ -58,7 +58,7 @@ pub(crate) fn serve(store_location: &str, args: ServeArgs) -> anyhow::Result<Exi
     let store = store::open(store_location, false).with_context(|| {
         format!(
             "could not open the store at {}",
-            crate::store::shown_location(store_location)
+            mmm_store::shown_location(store_location)
         )
     })?;
     let token = token_for(args.bind, args.token.clone())?;
@@ -69,7 +69,7 @@ pub(crate) fn serve(store_location: &str, args: ServeArgs) -> anyhow::Result<Exi
         let url = url_of(&listener, token.as_deref())?;
         eprintln!(
             "mmm: dashboard at {url} (store {}); Ctrl-C stops it",
-            crate::store::shown_location(store_location)
+            mmm_store::shown_location(store_location)
         );
         let shutdown = async {
             let _ = tokio::signal::ctrl_c().await;
@@ -94,7 +94,7 @@ pub(crate) fn start_beside_run(store_location: &str, port: u16) -> anyhow::Resul
     let store: Arc<dyn Store> = store::open(store_location, false).with_context(|| {
         format!(
             "could not open the store at {}",
-            crate::store::shown_location(store_location)
+            mmm_store::shown_location(store_location)
         )
     })?;
     let runtime = tokio::runtime::Builder::new_current_thread()

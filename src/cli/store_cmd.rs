@@ -6,9 +6,9 @@ use anyhow::Context;
 use serde_json::json;
 
 use super::{Exit, UsageError, output};
-use crate::job::{JobStatus, now_ms};
-use crate::runner;
-use crate::store::{self, Write};
+use mmm_core::job::{JobStatus, now_ms};
+
+use mmm_store::{self as store, Write};
 
 pub(crate) const AFTER_HELP: &str = "\
 Examples:
@@ -83,9 +83,9 @@ fn transfer(store_location: &str, args: CopyArgs, how: Transfer) -> anyhow::Resu
         .with_context(|| format!("could not open the store at {store_location}"))?;
     let id = from.resolve_job(&args.job)?;
     let record = from.job(id)?;
-    let host = runner::host_name();
+    let host = mmm_store::owner::host_name();
     if record.status == JobStatus::Running
-        && runner::resume::owner_process_alive(&record, now_ms(), &host)
+        && mmm_store::owner::owner_process_alive(&record, now_ms(), &host)
     {
         return Err(UsageError::new(format!(
             "job {} is running (pid {} on {}); stop it (Ctrl-C) and its workers first, then copy it",

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use super::{Exit, output};
-use crate::spec;
+use mmm_spec as spec;
 
 /// Arguments of `mmm validate`.
 #[derive(Debug, clap::Args)]

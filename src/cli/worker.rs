@@ -15,12 +15,14 @@ use tokio::sync::watch;
 
 use super::run::runtime;
 use super::{Exit, UsageError, output};
-use crate::job::{JobStatus, Phase};
-use crate::metrics::LiveMetrics;
-use crate::runner::{self, ClaimOptions, ProcessExecutor, RunConfig, Start, StopLevel, claim};
-use crate::spec::{JobOrigin, JobPlan};
-use crate::store::{self, JobRecord, Store, writer::StoreWriter};
-use crate::tracker::Tracker;
+use mmm_core::job::{JobStatus, Phase};
+use mmm_core::metrics::LiveMetrics;
+use mmm_core::tracker::Tracker;
+use mmm_runner::{
+    self as runner, ClaimOptions, ProcessExecutor, RunConfig, Start, StopLevel, claim,
+};
+use mmm_spec::{JobOrigin, JobPlan};
+use mmm_store::{self as store, JobRecord, Store, writer::StoreWriter};
 
 pub(crate) const AFTER_HELP: &str = "\
 Examples:
@@ -115,7 +117,7 @@ pub(crate) fn worker(store_location: &str, args: WorkerArgs) -> anyhow::Result<E
         Some(prefix) => Some(store.resolve_job(prefix)?),
         None => None,
     };
-    let host = runner::host_name();
+    let host = mmm_store::owner::host_name();
     // The process id keeps two workers on one host apart (the same as their claims' holder).
     let name = args
         .name

@@ -1,7 +1,7 @@
 //! `mmm check` and `mmm repair` through the real binary: a clean store, records damaged
 //! through SQL behind mmm's back, live owners, and store files SQLite cannot read.
 
-use mmm::job::{AttemptOutcome, ItemStatus, JobStatus};
+use mmm_core::job::{AttemptOutcome, ItemStatus, JobStatus};
 
 use crate::harness::{Run, Workspace};
 
@@ -208,7 +208,7 @@ fn repair_refuses_a_job_whose_owner_is_alive() {
     let ws = finished_job();
     let id = ws.only_job().id.short();
     let pid = std::process::id();
-    let host = mmm::runner::host_name();
+    let host = mmm_store::owner::host_name();
     ws.sql(&format!(
         "UPDATE jobs SET status = 'running', owner_pid = {pid}, owner_host = '{}';
          UPDATE items SET status = 'running' WHERE idx = 2;

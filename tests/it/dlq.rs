@@ -1,7 +1,7 @@
 //! `mmm dlq`: listing, showing and exporting a job's dead-lettered items, and the two ways out
 //! of the DLQ (retry, purge), through the real binary.
 
-use mmm::job::{ItemStatus, JobStatus};
+use mmm_core::job::{ItemStatus, JobStatus};
 
 use crate::harness::Workspace;
 

@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
-use mmm::events::{End, EventFilter, Subscription};
-use mmm::job::JobStatus;
+use mmm_core::job::JobStatus;
+use mmm_store::events::{End, EventFilter, Subscription};
 
 use crate::harness::{Workspace, kill9, wait_until};
 

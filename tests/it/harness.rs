@@ -6,8 +6,8 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use mmm::job::JobId;
-use mmm::store::{AttemptRecord, JobRecord, Store};
+use mmm_core::job::JobId;
+use mmm_store::{AttemptRecord, JobRecord, Store};
 
 /// A temporary directory to run `mmm` in.
 pub(crate) struct Workspace {
@@ -71,13 +71,13 @@ impl Workspace {
 
     /// The store `mmm` wrote in this workspace.
     pub(crate) fn store(&self) -> Arc<dyn Store> {
-        mmm::store::open(self.join(".mmm").to_str().unwrap(), false).expect("the store exists")
+        mmm_store::open(self.join(".mmm").to_str().unwrap(), false).expect("the store exists")
     }
 
     /// The jobs recorded so far; none while `mmm` is still creating its store. For polling:
     /// the database file can exist a moment before its schema does.
     pub(crate) fn jobs_so_far(&self) -> Vec<JobRecord> {
-        mmm::store::open(self.join(".mmm").to_str().unwrap(), false)
+        mmm_store::open(self.join(".mmm").to_str().unwrap(), false)
             .and_then(|store| store.jobs())
             .unwrap_or_default()
     }

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use mmm::job::JobStatus;
+use mmm_core::job::JobStatus;
 
 use crate::harness::{Workspace, kill9, wait_until};
 

@@ -8,8 +8,8 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use mmm::job::{ItemStatus, JobStatus};
-use mmm::store::{JobRecord, Store};
+use mmm_core::job::{ItemStatus, JobStatus};
+use mmm_store::{JobRecord, Store};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
@@ -40,7 +40,7 @@ impl Schema {
             name: format!("mmm_it_{}", uuid::Uuid::now_v7().simple()),
         };
         // Fail loudly, with what to do, when there is no server to test against.
-        if let Err(error) = mmm::store::postgres::PostgresStore::open(&schema.url(), true) {
+        if let Err(error) = mmm_store::postgres::PostgresStore::open(&schema.url(), true) {
             panic!(
                 "PostgreSQL is not reachable at {} ({error}). Start it (e.g. `pg_ctlcluster \
                  --skip-systemctl-redirect 15 main start`), point MMM_TEST_POSTGRES_URL at a \
@@ -58,7 +58,7 @@ impl Schema {
     }
 
     pub(crate) fn store(&self) -> Arc<dyn Store> {
-        mmm::store::open(&self.url(), false).expect("the store exists")
+        mmm_store::open(&self.url(), false).expect("the store exists")
     }
 
     pub(crate) fn only_job(&self) -> JobRecord {
@@ -172,7 +172,7 @@ map:
     );
     let mut child = ws.spawn(&["run", "job.yml", "--progress", "none", "--store", &url]);
     let completed = || -> BTreeSet<String> {
-        let Ok(store) = mmm::store::open(&url, false) else {
+        let Ok(store) = mmm_store::open(&url, false) else {
             return BTreeSet::new();
         };
         let Some(job) = store.jobs().ok().and_then(|jobs| jobs.into_iter().next()) else {

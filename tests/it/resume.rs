@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::hash::{BuildHasher, RandomState};
 use std::time::{Duration, Instant};
 
-use mmm::job::{AttemptOutcome, ItemStatus};
+use mmm_core::job::{AttemptOutcome, ItemStatus};
 
 use crate::harness::{Workspace, kill9, wait_until};
 
@@ -428,9 +428,9 @@ fn rewrite_as_version_3(ws: &Workspace) {
     let old = ws.join("v3.db");
     let conn = rusqlite::Connection::open(&old).unwrap();
     for sql in [
-        include_str!("../../src/store/migrations/0001_initial.sql"),
-        include_str!("../../src/store/migrations/0002_resume.sql"),
-        include_str!("../../src/store/migrations/0003_claims.sql"),
+        include_str!("../../crates/mmm-store/src/migrations/0001_initial.sql"),
+        include_str!("../../crates/mmm-store/src/migrations/0002_resume.sql"),
+        include_str!("../../crates/mmm-store/src/migrations/0003_claims.sql"),
     ] {
         conn.execute_batch(sql).unwrap();
     }

@@ -8,8 +8,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::process::{Child, Stdio};
 use std::time::Duration;
 
-use mmm::job::{AttemptOutcome, JobStatus, Phase};
-use mmm::store::LEASE_EXPIRED_ERROR;
+use mmm_core::job::{AttemptOutcome, JobStatus, Phase};
+use mmm_store::LEASE_EXPIRED_ERROR;
 
 use crate::harness::{Workspace, kill9, wait_until};
 use crate::postgres::{Schema, listening, skipped};
@@ -70,7 +70,7 @@ reduce:
         &["run", "job.yml", "--progress", "none", "--store", &url],
         "coordinator.log",
     );
-    let store = || mmm::store::open(&url, false);
+    let store = || mmm_store::open(&url, false);
     let mut job = None;
     wait_until(Duration::from_secs(60), "the job's map to start", || {
         let Ok(store) = store() else { return false };
@@ -254,7 +254,7 @@ reduce:
         &["run", "job.yml", "--progress", "none", "--store", &url],
         "coordinator.log",
     );
-    let store = || mmm::store::open(&url, false);
+    let store = || mmm_store::open(&url, false);
     let mut job = None;
     wait_until(Duration::from_secs(60), "the job's map to start", || {
         let Ok(store) = store() else { return false };
@@ -386,7 +386,7 @@ map:
     );
     let mut job = None;
     wait_until(Duration::from_secs(60), "the job's map to start", || {
-        let Ok(store) = mmm::store::open(&url, false) else {
+        let Ok(store) = mmm_store::open(&url, false) else {
             return false;
         };
         job = store.jobs().ok().and_then(|jobs| jobs.into_iter().next());
@@ -474,7 +474,7 @@ map:
     let unique: BTreeSet<&String> = names.iter().collect();
     assert_eq!(unique.len(), 5, "agent names collide: {names:?}");
     assert_eq!(names[0], "agent-1");
-    let host = mmm::runner::host_name();
+    let host = mmm_store::owner::host_name();
     let processes: BTreeSet<&str> = names[1..]
         .iter()
         .map(|n| {
@@ -553,7 +553,7 @@ fn the_viewer_on_postgres_wakes_on_notify_and_lists_every_hosts_agents() {
         "coordinator.log",
     );
     wait_until(Duration::from_secs(60), "the job's map to start", || {
-        mmm::store::open(&url, false)
+        mmm_store::open(&url, false)
             .ok()
             .and_then(|s| s.jobs().ok())
             .and_then(|jobs| jobs.into_iter().next())

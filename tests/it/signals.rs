@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use mmm::job::ItemStatus;
+use mmm_core::job::ItemStatus;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 

@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use mmm::job::{ItemStatus, JobStatus};
+use mmm_core::job::{ItemStatus, JobStatus};
 
 use crate::harness::{Workspace, kill9, wait_until};
 use crate::postgres::{Schema, skipped};
@@ -91,7 +91,7 @@ map:
     // Back to a fresh SQLite store: the same record, sound.
     ws.run(&["store", "copy", &id, "--store", &url, "--to", "back.db"])
         .success();
-    let back = mmm::store::open(ws.join("back.db").to_str().unwrap(), false).unwrap();
+    let back = mmm_store::open(ws.join("back.db").to_str().unwrap(), false).unwrap();
     let record = back.job(laptop.id).unwrap();
     assert_eq!(record.status, JobStatus::Completed);
     assert_eq!(record.counts, cluster.counts);

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
-use mmm::web::{self, AppState};
+use mmm_web::{self as web, AppState};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -929,10 +929,9 @@ async fn start_with_runs(
     roots: &[std::path::PathBuf],
     token: Option<&str>,
 ) -> SocketAddr {
-    let scanner =
-        mmm::observe::Scanner::new(roots, mmm::observe::RunsConfig::default(), None).unwrap();
+    let scanner = mmm_runs::Scanner::new(roots, mmm_runs::RunsConfig::default(), None).unwrap();
     let watch =
-        mmm::observe::watch::Watch::start(scanner, std::sync::Arc::new(std::time::SystemTime::now))
+        mmm_runs::watch::Watch::start(scanner, std::sync::Arc::new(std::time::SystemTime::now))
             .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use mmm::job::{AttemptOutcome, ItemStatus};
+use mmm_core::job::{AttemptOutcome, ItemStatus};
 
 use crate::harness::{Workspace, kill9, wait_until};
 

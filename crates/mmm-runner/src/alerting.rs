@@ -1,0 +1,188 @@
+//! The runner's side of alerts: once a heartbeat, judge the job's rules against the tracker
+//! ([`mmm_core::alerts::judge`]), record what was raised or resolved as events, show the active
+//! alerts in the views, and run `alerts.on_alert` for each raised alert.
+
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::json;
+use tokio::io::AsyncWriteExt;
+
+use super::{Executor, Output, Run};
+use mmm_core::alerts::{Alert, AlertBook, Observation, judge};
+use mmm_core::job::{EventKind, now_ms};
+use mmm_core::tracker::AgentSnapshot;
+use mmm_store::Write;
+
+/// How long an `on_alert` command may run before it is killed.
+const ON_ALERT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The alert state of one run.
+pub(super) struct Watch {
+    book: AlertBook,
+    deadline_ms: Option<i64>,
+}
+
+impl Watch {
+    pub(super) async fn new<E: Executor>(run: &Arc<Run<E>>) -> Watch {
+        let deadline_ms = match run.plan().deadline {
+            Some(deadline) => {
+                // Relative deadlines count from the job's creation, across resumes.
+                let store = run.config.store.clone();
+                let job = run.job();
+                let created = tokio::task::spawn_blocking(move || store.job(job))
+                    .await
+                    .ok()
+                    .and_then(Result::ok)
+                    .map_or_else(now_ms, |record| record.created_at);
+                Some(deadline.at_ms(created))
+            }
+            None => None,
+        };
+        Watch {
+            book: AlertBook::default(),
+            deadline_ms,
+        }
+    }
+
+    /// Judges the rules now; returns the active alerts.
+    pub(super) fn look<E: Executor>(
+        &mut self,
+        run: &Arc<Run<E>>,
+        agents: &[AgentSnapshot],
+    ) -> Vec<Alert> {
+        let tracker = &run.config.tracker;
+        let rules = &run.plan().alerts;
+        let progress = tracker.progress();
+        let agent_items: Vec<Option<String>> = agents
+            .iter()
+            .map(|a| a.item.and_then(|item| tracker.item_key(item)))
+            .collect();
+        let seen = Observation {
+            now_ms: now_ms(),
+            run_elapsed: run.started.elapsed(),
+            agents,
+            agent_items: &agent_items,
+            window: tracker.window(rules.window.as_secs() as u32),
+            finished_this_run: progress.done_this_run(),
+            queued: progress.pending,
+            eta_finish_ms: match run.config.metrics.eta() {
+                mmm_core::metrics::Eta::Estimate(estimate) => Some(estimate.finish_at_ms),
+                _ => None,
+            },
+            deadline_ms: self.deadline_ms,
+        };
+        let changes = self.book.update(judge(rules, &seen));
+        let job = run.job();
+        let mut writes = Vec::new();
+        for alert in &changes.raised {
+            writes.push(Write::event(
+                job,
+                EventKind::AlertRaised,
+                None,
+                json!(alert),
+            ));
+            if let Some(command) = &rules.on_alert {
+                tokio::spawn(on_alert(run.clone(), command.clone(), alert.clone()));
+            }
+        }
+        for alert in &changes.resolved {
+            writes.push(Write::event(
+                job,
+                EventKind::AlertResolved,
+                None,
+                json!(alert),
+            ));
+        }
+        if !writes.is_empty() {
+            run.record(writes);
+        }
+        let active = self.book.active();
+        tracker.set_alerts(active.iter().map(|a| a.message.clone()).collect());
+        active
+    }
+}
+
+impl Watch {
+    /// The run is over: every alert still active is resolved, so each raised alert has its
+    /// end in the log.
+    pub(super) fn close<E: Executor>(&mut self, run: &Arc<Run<E>>) {
+        let writes: Vec<Write> = self
+            .book
+            .close()
+            .iter()
+            .map(|alert| {
+                let mut payload = json!(alert);
+                payload["reason"] = json!("the run ended");
+                Write::event(run.job(), EventKind::AlertResolved, None, payload)
+            })
+            .collect();
+        if !writes.is_empty() {
+            run.record(writes);
+        }
+        run.config.tracker.set_alerts(Vec::new());
+    }
+}
+
+/// Runs `command` with the alert as JSON on stdin; its output is shown only if it fails.
+async fn on_alert<E: Executor>(run: Arc<Run<E>>, command: String, alert: Alert) {
+    let payload = json!({
+        "job_id": run.job().to_string(),
+        "job_name": run.plan().name,
+        "at": now_ms(),
+        "alert": alert,
+    });
+    let spawning = super::process::spawn_lock();
+    let spawned = tokio::process::Command::new("/bin/sh")
+        .arg("-c")
+        .arg(&command)
+        .current_dir(&run.plan().base_dir)
+        .env("MMM_JOB_ID", run.job().to_string())
+        .env("MMM_ALERT_RULE", alert.rule.as_str())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn();
+    drop(spawning);
+    let mut child = match spawned {
+        Ok(child) => child,
+        Err(e) => {
+            show(&run, format!("could not start on_alert `{command}`: {e}"));
+            return;
+        }
+    };
+    if let Some(mut stdin) = child.stdin.take() {
+        // A command that does not read its stdin is fine: ignore a broken pipe.
+        let _ = stdin.write_all(payload.to_string().as_bytes()).await;
+        let _ = stdin.write_all(b"\n").await;
+    }
+    match tokio::time::timeout(ON_ALERT_TIMEOUT, child.wait_with_output()).await {
+        Ok(Ok(output)) if output.status.success() => {}
+        Ok(Ok(output)) => {
+            let mut text =
+                format!("on_alert `{command}` failed ({})\n", output.status).into_bytes();
+            text.extend_from_slice(&output.stderr);
+            show(&run, String::from_utf8_lossy(&text).into_owned());
+        }
+        Ok(Err(e)) => show(
+            &run,
+            format!("on_alert `{command}` could not be waited for: {e}"),
+        ),
+        Err(_) => show(
+            &run,
+            format!("on_alert `{command}` ran over {ON_ALERT_TIMEOUT:?} and was killed"),
+        ),
+    }
+}
+
+fn show<E: Executor>(run: &Run<E>, message: String) {
+    if let Some(out) = &run.config.output {
+        let _ = out.send(Output {
+            source: "on_alert".to_string(),
+            stdout: Vec::new(),
+            stderr: message.into_bytes(),
+        });
+    }
+}

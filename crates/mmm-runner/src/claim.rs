@@ -1,0 +1,322 @@
+//! Scale-out: where agents get their items when several processes share one job's map (a
+//! PostgreSQL store, `mmm run` as the coordinator plus any number of `mmm worker`s).
+//!
+//! Items are claimed from the store in small batches under a lease
+//! ([`mmm_store::Store::claim_items`]: `FOR UPDATE SKIP LOCKED`, so no two processes get
+//! the same item). A renewal task extends the lease of everything this process holds every
+//! third of the lease; an item whose claimer died (stopped renewing) is claimable again once
+//! its lease runs out, its attempt in flight closed `interrupted`. A claimed item not started
+//! while its lease may have run out is dropped from the local buffer, never started: another
+//! process may already have it. When nothing is claimable, one agent polls the store until the
+//! map is done (every item finished by anyone), the job stops running, or a stop request.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
+
+use super::{StopLevel, Work};
+use mmm_core::job::{JobId, JobStatus, Phase, now_ms};
+use mmm_spec::Item;
+use mmm_store::{Store, StoreError};
+
+/// How a process claims items (see the module docs).
+#[derive(Debug, Clone)]
+pub struct ClaimOptions {
+    /// Who holds the claims: unique per process (`HOST:PID`).
+    pub claimer: String,
+    /// How long a claim holds without renewal; renewed every third of it.
+    pub lease: Duration,
+    /// Items per claim: a few per agent, so that no process hoards the last items.
+    pub batch: usize,
+    /// How often to look again while nothing is claimable.
+    pub poll: Duration,
+    /// Agents are named `PREFIX/N` (a worker: `--name`, default `HOST:PID`); `None`: `agent-N`.
+    pub agent_prefix: Option<String>,
+}
+
+/// The lease when none is given: long enough to ride out a slow store, short enough that a
+/// dead worker's items come back soon.
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(30);
+
+impl ClaimOptions {
+    /// Options for this process on `host` with `agents` agents and the given lease.
+    pub fn new(host: &str, agents: usize, lease: Duration, agent_prefix: Option<String>) -> Self {
+        ClaimOptions {
+            claimer: format!("{host}:{}", std::process::id()),
+            lease: lease.max(Duration::from_millis(300)),
+            batch: (agents * 2).clamp(1, 64),
+            poll: Duration::from_millis(200),
+            agent_prefix,
+        }
+    }
+}
+
+/// Claim latency figures, for `mmm worker`'s summary and the benchmark.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ClaimStats {
+    /// Claims made (empty ones included).
+    pub claims: u64,
+    /// Items claimed.
+    pub items: u64,
+    /// Median claim latency.
+    pub p50: Duration,
+    /// 99th percentile claim latency.
+    pub p99: Duration,
+    /// Items whose previous claimer's lease had run out.
+    pub taken_over: u64,
+}
+
+/// The claimed items of one process in one job, and the lease renewal.
+pub(crate) struct Claims {
+    store: Arc<dyn Store>,
+    job: JobId,
+    options: ClaimOptions,
+    /// Claimed, not yet started, with when they were claimed.
+    buffer: Mutex<VecDeque<(Work, Instant)>>,
+    /// One agent claims (or polls) at a time.
+    turn: tokio::sync::Mutex<()>,
+    /// When the last renewal that succeeded started.
+    renewed: Mutex<Option<Instant>>,
+    done: AtomicBool,
+    failure: Mutex<Option<StoreError>>,
+    stop: watch::Receiver<StopLevel>,
+    latencies: Mutex<Vec<Duration>>,
+    items: std::sync::atomic::AtomicU64,
+    taken_over: std::sync::atomic::AtomicU64,
+}
+
+impl Claims {
+    pub(crate) fn new(
+        store: Arc<dyn Store>,
+        job: JobId,
+        options: ClaimOptions,
+        stop: watch::Receiver<StopLevel>,
+    ) -> Self {
+        Claims {
+            store,
+            job,
+            options,
+            buffer: Mutex::default(),
+            turn: tokio::sync::Mutex::new(()),
+            renewed: Mutex::new(None),
+            done: AtomicBool::new(false),
+            failure: Mutex::new(None),
+            stop,
+            latencies: Mutex::default(),
+            items: Default::default(),
+            taken_over: Default::default(),
+        }
+    }
+
+    pub(crate) fn options(&self) -> &ClaimOptions {
+        &self.options
+    }
+
+    fn stopping(&self) -> bool {
+        *self.stop.borrow() != StopLevel::Run
+    }
+
+    fn failed(&self) -> bool {
+        lock(&self.failure).is_some()
+    }
+
+    fn fail(&self, error: StoreError) {
+        lock(&self.failure).get_or_insert(error);
+    }
+
+    /// The store error that ended the claims, if one did.
+    pub(crate) fn take_failure(&self) -> Option<StoreError> {
+        lock(&self.failure).take()
+    }
+
+    /// True while a claim made at `claimed` is surely still ours: well inside its lease, or
+    /// inside the lease of the last renewal.
+    fn fresh(&self, claimed: Instant) -> bool {
+        let since = lock(&self.renewed).map_or(claimed, |renewed| renewed.max(claimed));
+        since.elapsed() < self.options.lease * 2 / 3
+    }
+
+    fn pop(&self) -> Option<Work> {
+        let mut buffer = lock(&self.buffer);
+        while let Some((work, claimed)) = buffer.pop_front() {
+            if self.fresh(claimed) {
+                return Some(work);
+            }
+            // Its lease may have run out: another process may run it. Never start it here.
+        }
+        None
+    }
+
+    /// The next item for an agent; `None` when the map is done, the job stopped running, a
+    /// stop was requested, or the store failed.
+    pub(crate) async fn next(&self) -> Option<Work> {
+        loop {
+            if self.stopping() || self.failed() || self.done.load(Ordering::Acquire) {
+                return None;
+            }
+            if let Some(work) = self.pop() {
+                return Some(work);
+            }
+            let _turn = self.turn.lock().await;
+            if self.stopping() || self.failed() || self.done.load(Ordering::Acquire) {
+                return None;
+            }
+            if let Some(work) = self.pop() {
+                return Some(work);
+            }
+            match self.claim().await {
+                Ok(0) => {}
+                Ok(_) => continue,
+                Err(error) => {
+                    self.fail(error);
+                    return None;
+                }
+            }
+            match self.map_done().await {
+                Ok(true) => {
+                    self.done.store(true, Ordering::Release);
+                    return None;
+                }
+                Ok(false) => {}
+                Err(error) => {
+                    self.fail(error);
+                    return None;
+                }
+            }
+            let mut stop = self.stop.clone();
+            tokio::select! {
+                _ = tokio::time::sleep(self.options.poll) => {}
+                _ = stop.wait_for(|level| *level != StopLevel::Run) => return None,
+            }
+        }
+    }
+
+    /// Claims a batch into the buffer; returns how many items came.
+    async fn claim(&self) -> Result<usize, StoreError> {
+        let store = self.store.clone();
+        let (job, claimer, batch, lease) = (
+            self.job,
+            self.options.claimer.clone(),
+            self.options.batch,
+            self.options.lease,
+        );
+        let started = Instant::now();
+        let claimed = tokio::task::spawn_blocking(move || {
+            let at = now_ms();
+            store.claim_items(job, &claimer, batch, at + lease.as_millis() as i64, at)
+        })
+        .await
+        .map_err(|_| StoreError::Disconnected {
+            location: "(a claim's task panicked)".to_string(),
+        })??;
+        lock(&self.latencies).push(started.elapsed());
+        let count = claimed.len();
+        self.items
+            .fetch_add(count as u64, std::sync::atomic::Ordering::Relaxed);
+        let taken = claimed.iter().filter(|c| c.lease_expired).count() as u64;
+        self.taken_over
+            .fetch_add(taken, std::sync::atomic::Ordering::Relaxed);
+        let mut buffer = lock(&self.buffer);
+        buffer.extend(claimed.into_iter().map(|c| {
+            let value =
+                serde_json::from_str(&c.value).unwrap_or(serde_json::Value::String(c.value));
+            let work = Work {
+                index: c.index,
+                item: Item { key: c.key, value },
+                attempts_used: c.attempts,
+                next_number: c.last_number + 1,
+            };
+            (work, started)
+        }));
+        Ok(count)
+    }
+
+    /// True when nothing is left to claim, ever: every item finished, or the job no longer
+    /// running its map.
+    async fn map_done(&self) -> Result<bool, StoreError> {
+        let store = self.store.clone();
+        let job = self.job;
+        let record = tokio::task::spawn_blocking(move || store.job(job))
+            .await
+            .map_err(|_| StoreError::Disconnected {
+                location: "(a store task panicked)".to_string(),
+            })??;
+        let c = record.counts;
+        Ok(record.status != JobStatus::Running
+            || record.phase != Some(Phase::Map)
+            || c.pending + c.failed + c.running == 0)
+    }
+
+    /// Renews the lease of everything this process holds, every third of the lease, until
+    /// the task is aborted. A failed renewal ends the claims (the agents stop taking items).
+    pub(crate) fn spawn_renewal(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        let claims = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(claims.options.lease / 3);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let started = Instant::now();
+                let store = claims.store.clone();
+                let (job, claimer, lease) = (
+                    claims.job,
+                    claims.options.claimer.clone(),
+                    claims.options.lease,
+                );
+                let renewed = tokio::task::spawn_blocking(move || {
+                    store.renew_claims(job, &claimer, now_ms() + lease.as_millis() as i64)
+                })
+                .await;
+                match renewed {
+                    Ok(Ok(_)) => *lock(&claims.renewed) = Some(started),
+                    Ok(Err(error)) => {
+                        claims.fail(error);
+                        return;
+                    }
+                    Err(_) => return,
+                }
+            }
+        })
+    }
+
+    /// Gives back what this process holds and did not start (call after the writer flushed).
+    pub(crate) async fn release(&self) -> Result<(), StoreError> {
+        lock(&self.buffer).clear();
+        let store = self.store.clone();
+        let (job, claimer) = (self.job, self.options.claimer.clone());
+        tokio::task::spawn_blocking(move || store.release_claims(job, &claimer))
+            .await
+            .map_err(|_| StoreError::Disconnected {
+                location: "(a store task panicked)".to_string(),
+            })??;
+        Ok(())
+    }
+
+    /// Claim counts and latencies so far.
+    pub(crate) fn stats(&self) -> ClaimStats {
+        let mut latencies = lock(&self.latencies).clone();
+        latencies.sort();
+        let at = |q: f64| {
+            if latencies.is_empty() {
+                Duration::ZERO
+            } else {
+                latencies[((latencies.len() - 1) as f64 * q).round() as usize]
+            }
+        };
+        ClaimStats {
+            claims: latencies.len() as u64,
+            items: self.items.load(std::sync::atomic::Ordering::Relaxed),
+            p50: at(0.5),
+            p99: at(0.99),
+            taken_over: self.taken_over.load(std::sync::atomic::Ordering::Relaxed),
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // Every critical section leaves the value consistent: a poisoned lock is still usable.
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}

@@ -1,0 +1,522 @@
+//! Scale-out: what the owner of a job knows of the other processes' agents (`mmm worker`s
+//! sharing its map), so that its snapshots (and so `mmm progress`, the dashboard and the
+//! exports) show the whole job: counts, rates, ETA, durations and every agent on every host.
+//!
+//! The one source is the job's event log, which every process writes in the same transaction
+//! as its item changes: once a heartbeat the owner reads the events after the last one it saw
+//! and folds those of agents that are not its own into its tracker (counts and the per-second
+//! window, so the rates count every host's items) and its metrics (item and step durations
+//! from `item_completed` / `item_dead_lettered`, failure clusters from `attempt_failed`), and
+//! keeps a row per other agent. Items finished before the owner started following (a resume)
+//! are not in a rate: the owner counts them as restored, from the job's counts.
+//!
+//! The log records no step starts: another process's agent shows its item and attempt but no
+//! step, and is never a straggler; CPU and memory are only sampled for the owner's own.
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use mmm_core::job::{AttemptOutcome, EventKind};
+use mmm_core::metrics::{Elsewhere, Failure, FailureKind, InFlight, LiveMetrics};
+use mmm_core::tracker::{AgentPhase, AgentSnapshot, ItemEnd, Tracker};
+use mmm_store::EventRecord;
+
+/// Another process's agent, as its events tell.
+#[derive(Debug, Clone)]
+struct Agent {
+    name: String,
+    phase: AgentPhase,
+    item: Option<u64>,
+    item_key: Option<String>,
+    attempt: u32,
+    /// When its current item's first attempt started, epoch ms.
+    item_started_ms: Option<i64>,
+    /// When it entered its phase, epoch ms.
+    since_ms: i64,
+    /// Its last event, epoch ms.
+    last_event_ms: i64,
+    last_exit_code: Option<i32>,
+    items_done: u64,
+    message: Option<String>,
+    progress: Option<f32>,
+}
+
+impl Agent {
+    fn new(name: &str, at: i64) -> Agent {
+        Agent {
+            name: name.to_string(),
+            phase: AgentPhase::Queued,
+            item: None,
+            item_key: None,
+            attempt: 0,
+            item_started_ms: None,
+            since_ms: at,
+            last_event_ms: at,
+            last_exit_code: None,
+            items_done: 0,
+            message: None,
+            progress: None,
+        }
+    }
+
+    fn enter(&mut self, phase: AgentPhase, at: i64) {
+        self.phase = phase;
+        self.since_ms = at;
+    }
+
+    fn item_ended(&mut self, phase: AgentPhase, at: i64) {
+        self.enter(phase, at);
+        self.item = None;
+        self.item_key = None;
+        self.item_started_ms = None;
+        self.message = None;
+        self.progress = None;
+    }
+
+    /// Its process: the name before the agent's number (`NAME/N`).
+    fn process(&self) -> &str {
+        self.name.rsplit_once('/').map_or(&self.name, |(p, _)| p)
+    }
+}
+
+/// The other processes' agents of one job, and where the owner is in its event log.
+#[derive(Debug)]
+pub(crate) struct Others {
+    /// The last event folded in (or skipped).
+    after: i64,
+    /// This process's own agents: the runner counted their items already.
+    own: HashSet<String>,
+    /// Other agents, in the order they were first seen.
+    agents: Vec<Agent>,
+    by_name: HashMap<String, usize>,
+}
+
+impl Others {
+    /// Follows the log after event `after`, skipping the events of the agents named `own`.
+    pub(crate) fn new(after: i64, own: impl IntoIterator<Item = String>) -> Others {
+        Others {
+            after,
+            own: own.into_iter().collect(),
+            agents: Vec::new(),
+            by_name: HashMap::new(),
+        }
+    }
+
+    /// The last event seen: read the next ones after it.
+    pub(crate) fn after(&self) -> i64 {
+        self.after
+    }
+
+    fn agent(&mut self, name: &str, at: i64) -> &mut Agent {
+        let index = match self.by_name.get(name) {
+            Some(&index) => index,
+            None => {
+                self.agents.push(Agent::new(name, at));
+                self.by_name.insert(name.to_string(), self.agents.len() - 1);
+                self.agents.len() - 1
+            }
+        };
+        let agent = &mut self.agents[index];
+        agent.last_event_ms = agent.last_event_ms.max(at);
+        agent
+    }
+
+    /// The other agent working on the item `key`, if one is.
+    fn holder(&mut self, key: Option<&str>) -> Option<&mut Agent> {
+        let key = key?;
+        self.agents
+            .iter_mut()
+            .find(|a| a.item_key.as_deref() == Some(key))
+    }
+
+    /// Folds `events` (the log's next events, in order) into `tracker` and `metrics`.
+    /// `clock_offset_ms` moves the events' times (wall clocks) onto the metrics' clock.
+    pub(crate) fn fold(
+        &mut self,
+        events: &[EventRecord],
+        tracker: &Tracker,
+        metrics: &LiveMetrics,
+        clock_offset_ms: i64,
+    ) {
+        for event in events {
+            self.after = self.after.max(event.seq);
+            self.fold_one(event, tracker, metrics, clock_offset_ms);
+        }
+    }
+
+    fn fold_one(
+        &mut self,
+        event: &EventRecord,
+        tracker: &Tracker,
+        metrics: &LiveMetrics,
+        clock_offset_ms: i64,
+    ) {
+        let Ok(kind) = event.kind.parse::<EventKind>() else {
+            return;
+        };
+        let (at, payload) = (event.at, &event.payload);
+        let key = event.item_key.as_deref();
+        let agent_name = payload.get("agent").and_then(Value::as_str);
+        // Events that name no agent: only those about an item another agent holds matter.
+        let Some(name) = agent_name else {
+            match kind {
+                EventKind::ItemRequeued => {
+                    // Its lease ran out: the process that held it is gone (or cut off, and
+                    // then refused): none of its agents will finish anything.
+                    if let Some(process) = self.holder(key).map(|a| a.process().to_string()) {
+                        for agent in self.agents.iter_mut().filter(|a| a.process() == process) {
+                            agent.item_ended(AgentPhase::Completed, at);
+                        }
+                    }
+                }
+                EventKind::StepReported => {
+                    if let Some(agent) = self.holder(key) {
+                        agent.last_event_ms = agent.last_event_ms.max(at);
+                        if let Some(message) = payload.get("message").and_then(Value::as_str) {
+                            agent.message = Some(message.to_string());
+                        }
+                        if let Some(progress) = payload.get("progress").and_then(Value::as_f64) {
+                            agent.progress = Some(progress as f32);
+                        }
+                    }
+                }
+                _ => {}
+            }
+            return;
+        };
+        if self.own.contains(name) {
+            return;
+        }
+        let outcome = payload
+            .get("outcome")
+            .and_then(|o| serde_json::from_value::<AttemptOutcome>(o.clone()).ok());
+        let exit_code = payload
+            .get("exit_code")
+            .and_then(Value::as_i64)
+            .map(|c| c as i32);
+        let failure = |metrics: &LiveMetrics| {
+            metrics.attempt_failed(&Failure {
+                item_key: key.unwrap_or_default(),
+                item_value: None,
+                kind: FailureKind::from_attempt(outcome, exit_code),
+                // The log keeps the attempt's one-line error, not its stderr tail.
+                output: payload
+                    .get("error")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default(),
+                at_ms: at,
+            });
+        };
+        match kind {
+            EventKind::AgentStarted => {
+                self.agent(name, at).enter(AgentPhase::Queued, at);
+            }
+            EventKind::AgentFinished => {
+                self.agent(name, at).item_ended(AgentPhase::Completed, at);
+            }
+            EventKind::AttemptStarted => {
+                let item = payload.get("item").and_then(Value::as_u64);
+                let attempt = payload.get("attempt").and_then(Value::as_u64).unwrap_or(1);
+                let agent = self.agent(name, at);
+                let same_item = agent.item_key.is_some() && agent.item_key.as_deref() == key;
+                if !same_item {
+                    agent.item_started_ms = Some(at);
+                    agent.item_key = key.map(str::to_string);
+                    agent.message = None;
+                    agent.progress = None;
+                }
+                agent.item = item;
+                agent.attempt = attempt as u32;
+                agent.enter(AgentPhase::Running, at);
+            }
+            EventKind::AttemptFailed => {
+                tracker.attempt_ended(outcome.unwrap_or(AttemptOutcome::Failed));
+                tracker.retrying_elsewhere();
+                failure(metrics);
+                let agent = self.agent(name, at);
+                agent.last_exit_code = exit_code.or(agent.last_exit_code);
+                agent.enter(AgentPhase::Retrying, at);
+            }
+            EventKind::ItemCompleted | EventKind::ItemSkipped | EventKind::ItemDeadLettered => {
+                let (end, phase) = match kind {
+                    EventKind::ItemCompleted => (ItemEnd::Completed, AgentPhase::Queued),
+                    EventKind::ItemSkipped => (ItemEnd::Skipped, AgentPhase::Queued),
+                    _ => (ItemEnd::DeadLettered, AgentPhase::DeadLettered),
+                };
+                tracker.attempt_ended(match end {
+                    ItemEnd::DeadLettered => outcome.unwrap_or(AttemptOutcome::Failed),
+                    _ => AttemptOutcome::Succeeded,
+                });
+                if end == ItemEnd::DeadLettered {
+                    failure(metrics);
+                }
+                tracker.item_finished_elsewhere(end);
+                if let Some(total) = payload.get("duration_us").and_then(Value::as_u64) {
+                    let steps: Vec<(usize, Option<Duration>)> = payload
+                        .get("steps_us")
+                        .and_then(Value::as_array)
+                        .map(|steps| {
+                            steps
+                                .iter()
+                                .enumerate()
+                                .map(|(i, us)| (i, us.as_u64().map(Duration::from_micros)))
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    metrics.item_finished_elsewhere(
+                        Duration::from_micros(total),
+                        &steps,
+                        at + clock_offset_ms,
+                    );
+                }
+                let agent = self.agent(name, at);
+                agent.items_done += 1;
+                if end == ItemEnd::DeadLettered {
+                    agent.last_exit_code = exit_code.or(agent.last_exit_code);
+                }
+                agent.item_ended(phase, at);
+            }
+            _ => {}
+        }
+    }
+
+    /// The other agents that have not finished.
+    pub(crate) fn working(&self) -> usize {
+        self.agents
+            .iter()
+            .filter(|a| a.phase != AgentPhase::Completed)
+            .count()
+    }
+
+    /// Items the other agents have in flight.
+    pub(crate) fn in_flight(&self) -> u64 {
+        self.agents.iter().filter(|a| a.item.is_some()).count() as u64
+    }
+
+    /// The other agents as snapshot rows, numbered from `first_index` (after the owner's own),
+    /// with their names, as of `now_ms`.
+    pub(crate) fn agents(&self, first_index: usize, now_ms: i64) -> Vec<(String, AgentSnapshot)> {
+        let since = |ms: i64| Duration::from_millis(now_ms.saturating_sub(ms).max(0) as u64);
+        self.agents
+            .iter()
+            .enumerate()
+            .map(|(i, a)| {
+                let row = AgentSnapshot {
+                    index: first_index + i,
+                    phase: a.phase,
+                    item: a.item,
+                    step: None,
+                    attempt: a.attempt,
+                    progress: a.progress,
+                    item_elapsed: a.item_started_ms.map(since),
+                    in_phase: since(a.since_ms),
+                    last_exit_code: a.last_exit_code,
+                    items_done: a.items_done,
+                    quiet: since(a.last_event_ms),
+                    message: a.message.clone(),
+                    cpu_percent: None,
+                    rss_bytes: None,
+                };
+                (a.name.clone(), row)
+            })
+            .collect()
+    }
+
+    /// What the ETA needs of the other agents, numbered from `first_index`, as of `now_ms`.
+    pub(crate) fn elsewhere(&self, first_index: usize, now_ms: i64) -> Elsewhere {
+        let since = |ms: i64| Duration::from_millis(now_ms.saturating_sub(ms).max(0) as u64);
+        Elsewhere {
+            agents: self.working(),
+            in_flight: self
+                .agents
+                .iter()
+                .enumerate()
+                .filter_map(|(i, a)| {
+                    Some(InFlight {
+                        item: a.item?,
+                        agent: first_index + i,
+                        // Unknown; `LiveMetrics::refresh` uses the item-level model.
+                        step: usize::MAX,
+                        step_elapsed: since(a.since_ms),
+                        item_elapsed: a.item_started_ms.map(since).unwrap_or_default(),
+                    })
+                })
+                .collect(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mmm_core::job::JobId;
+    use serde_json::json;
+
+    fn event(seq: i64, at: i64, kind: &str, key: Option<&str>, payload: Value) -> EventRecord {
+        EventRecord {
+            seq,
+            job: JobId::new(),
+            at,
+            kind: kind.to_string(),
+            item_key: key.map(str::to_string),
+            payload,
+        }
+    }
+
+    fn fixture() -> (Others, Tracker, LiveMetrics) {
+        let tracker = Tracker::new(10, 1);
+        let metrics = LiveMetrics::new(vec!["work".into()], 1);
+        (Others::new(5, ["agent-1".to_string()]), tracker, metrics)
+    }
+
+    #[test]
+    fn other_agents_items_count_in_rates_and_durations_but_own_ones_do_not_twice() {
+        let (mut others, tracker, metrics) = fixture();
+        let events = [
+            event(6, 1_000, "agent_started", None, json!({ "agent": "w:7/1" })),
+            event(
+                7,
+                1_000,
+                "attempt_started",
+                Some("a"),
+                json!({ "attempt": 1, "agent": "w:7/1", "item": 0 }),
+            ),
+            event(
+                8,
+                1_000,
+                "attempt_started",
+                Some("b"),
+                json!({ "attempt": 1, "agent": "agent-1", "item": 1 }),
+            ),
+            event(
+                9,
+                1_400,
+                "item_completed",
+                Some("a"),
+                json!({ "attempt": 1, "agent": "w:7/1", "duration_us": 400_000, "steps_us": [400_000] }),
+            ),
+            // The owner's own item: the runner counted it already.
+            event(
+                10,
+                1_500,
+                "item_completed",
+                Some("b"),
+                json!({ "attempt": 1, "agent": "agent-1", "duration_us": 500_000, "steps_us": [500_000] }),
+            ),
+            event(
+                11,
+                1_500,
+                "attempt_started",
+                Some("c"),
+                json!({ "attempt": 1, "agent": "w:7/1", "item": 2 }),
+            ),
+            event(
+                12,
+                1_900,
+                "attempt_failed",
+                Some("c"),
+                json!({ "attempt": 1, "agent": "w:7/1", "outcome": "failed", "error": "exit 3", "exit_code": 3 }),
+            ),
+            event(
+                13,
+                2_000,
+                "attempt_started",
+                Some("c"),
+                json!({ "attempt": 2, "agent": "w:7/1", "item": 2 }),
+            ),
+        ];
+        others.fold(&events, &tracker, &metrics, 0);
+        assert_eq!(others.after(), 13);
+        let p = tracker.progress();
+        assert_eq!((p.completed, p.restored, p.done_this_run()), (1, 0, 1));
+        assert_eq!((p.failed_attempts, p.retries), (1, 1));
+        let view = metrics.view();
+        assert_eq!(view.items.map(|d| d.count), Some(1));
+        assert_eq!(view.steps[0].durations.as_ref().map(|d| d.count), Some(1));
+        assert_eq!(view.failed_attempts, 1);
+
+        assert_eq!(others.in_flight(), 1);
+        let rows = others.agents(1, 3_000);
+        assert_eq!(
+            rows.len(),
+            1,
+            "the owner's agent is not another's: {rows:?}"
+        );
+        let (name, row) = &rows[0];
+        assert_eq!(name, "w:7/1");
+        assert_eq!(
+            (row.index, row.phase, row.item, row.attempt, row.items_done),
+            (1, AgentPhase::Running, Some(2), 2, 1)
+        );
+        // The item's time counts from its first attempt, the phase's from the last event.
+        assert_eq!(row.item_elapsed, Some(Duration::from_millis(1_500)));
+        assert_eq!(row.in_phase, Duration::from_millis(1_000));
+        assert_eq!(row.last_exit_code, Some(3));
+        let elsewhere = others.elsewhere(1, 3_000);
+        assert_eq!(elsewhere.agents, 1);
+        assert_eq!(elsewhere.in_flight.len(), 1);
+        assert_eq!(elsewhere.in_flight[0].item, 2);
+    }
+
+    #[test]
+    fn a_lease_expiry_retires_every_agent_of_the_dead_process() {
+        let (mut others, tracker, metrics) = fixture();
+        let events = [
+            event(
+                6,
+                1_000,
+                "attempt_started",
+                Some("a"),
+                json!({ "attempt": 1, "agent": "dead:1/1", "item": 0 }),
+            ),
+            event(
+                7,
+                1_000,
+                "agent_started",
+                None,
+                json!({ "agent": "dead:1/2" }),
+            ),
+            event(
+                8,
+                1_000,
+                "attempt_started",
+                Some("b"),
+                json!({ "attempt": 1, "agent": "live:2/1", "item": 1 }),
+            ),
+            event(
+                9,
+                1_100,
+                "step_reported",
+                Some("b"),
+                json!({ "step": 0, "progress": 0.5, "message": "half" }),
+            ),
+            event(
+                10,
+                9_000,
+                "item_requeued",
+                Some("a"),
+                json!({ "reason": "lease_expired" }),
+            ),
+        ];
+        others.fold(&events, &tracker, &metrics, 0);
+        let rows = others.agents(0, 9_500);
+        let phases: Vec<(&str, AgentPhase)> =
+            rows.iter().map(|(n, r)| (n.as_str(), r.phase)).collect();
+        assert_eq!(
+            phases,
+            [
+                ("dead:1/1", AgentPhase::Completed),
+                ("dead:1/2", AgentPhase::Completed),
+                ("live:2/1", AgentPhase::Running),
+            ]
+        );
+        assert_eq!(rows[2].1.message.as_deref(), Some("half"));
+        assert_eq!(rows[2].1.progress, Some(0.5));
+        assert_eq!(others.in_flight(), 1);
+        assert_eq!(others.elsewhere(0, 9_500).agents, 1);
+        assert_eq!(others.working(), 1);
+        assert_eq!(tracker.progress().done(), 0);
+    }
+}

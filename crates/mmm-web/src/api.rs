@@ -1,0 +1,316 @@
+//! The JSON endpoints: the jobs list, one job's state, its agents, items (paged, with the
+//! last attempt of failed and dead-lettered items), snapshots and resume ledger; and the
+//! job's report as a download (the bytes of `mmm export`).
+
+use axum::Json;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::HeaderValue;
+use axum::http::header::{CACHE_CONTROL, CONTENT_DISPOSITION, CONTENT_TYPE};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use super::{ApiError, AppState, JobSummary, blocking};
+use mmm_core::job::{ItemStatus, JobId};
+use mmm_report as report;
+use mmm_store::job_state::JobState;
+use mmm_store::{AttemptRecord, ItemPageQuery, ItemRecord, PagedItem, Store};
+
+/// Most items one page returns.
+pub(super) const MAX_ITEMS: usize = 500;
+/// Items a page returns when no `limit` is given.
+const DEFAULT_ITEMS: usize = 50;
+/// Most snapshots one read returns.
+const MAX_SNAPSHOTS: usize = 5_000;
+
+/// Resolves a path's job id (full or an unambiguous prefix).
+pub(super) fn resolve(store: &dyn Store, id: &str) -> Result<JobId, ApiError> {
+    Ok(store.resolve_job(id)?)
+}
+
+/// `GET /api/jobs`: every job, newest first.
+pub(super) async fn jobs(State(state): State<AppState>) -> Result<Json<Vec<JobSummary>>, ApiError> {
+    let store = state.store.clone();
+    let jobs = blocking(move || Ok(JobSummary::load_all(store.as_ref())?)).await?;
+    Ok(Json(jobs))
+}
+
+/// `GET /api/jobs/{id}`: the job's state ([`JobState`]).
+pub(super) async fn job(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<JobState>, ApiError> {
+    let store = state.store.clone();
+    let job = blocking(move || {
+        let job = resolve(store.as_ref(), &id)?;
+        Ok(JobState::load(store.as_ref(), job)?)
+    })
+    .await?;
+    Ok(Json(job))
+}
+
+/// `GET /api/jobs/{id}/agents`: the agents of the newest snapshot.
+pub(super) async fn agents(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let store = state.store.clone();
+    blocking(move || {
+        let job = resolve(store.as_ref(), &id)?;
+        let snapshot = store.latest_snapshot(job)?;
+        let (at, agents) = match snapshot {
+            Some(s) => (
+                Some(s.at),
+                s.payload.get("agents").cloned().unwrap_or(json!([])),
+            ),
+            None => (None, json!([])),
+        };
+        Ok(Json(json!({ "job": job, "at": at, "agents": agents })))
+    })
+    .await
+}
+
+/// Query of `GET /api/jobs/{id}/items`.
+#[derive(Debug, Deserialize)]
+pub(super) struct ItemsQuery {
+    status: Option<String>,
+    offset: Option<usize>,
+    limit: Option<usize>,
+}
+
+/// The last attempt of an item, as the items page shows it.
+#[derive(Debug, Serialize)]
+pub(super) struct LastAttempt {
+    number: u32,
+    agent: String,
+    started_at: i64,
+    ended_at: Option<i64>,
+    duration_us: Option<u64>,
+    outcome: Option<mmm_core::job::AttemptOutcome>,
+    exit_code: Option<i32>,
+    error: Option<String>,
+    stdout_tail: String,
+    stderr_tail: String,
+}
+
+impl From<AttemptRecord> for LastAttempt {
+    fn from(a: AttemptRecord) -> Self {
+        LastAttempt {
+            number: a.number,
+            agent: a.agent,
+            started_at: a.started_at,
+            ended_at: a.ended_at,
+            duration_us: a.duration_us,
+            outcome: a.outcome,
+            exit_code: a.exit_code,
+            error: a.error,
+            stdout_tail: a.stdout_tail,
+            stderr_tail: a.stderr_tail,
+        }
+    }
+}
+
+/// One item of a page.
+#[derive(Debug, Serialize)]
+pub(super) struct ItemView {
+    #[serde(flatten)]
+    item: ItemRecord,
+    /// For failed and dead-lettered items: the last attempt with its error and output tails.
+    last_attempt: Option<LastAttempt>,
+}
+
+/// A page of items.
+#[derive(Debug, Serialize)]
+pub(super) struct ItemsPage {
+    /// Items with the status asked for (all items without a filter).
+    total: u64,
+    offset: usize,
+    limit: usize,
+    items: Vec<ItemView>,
+}
+
+/// `GET /api/jobs/{id}/items?status=&offset=&limit=`: a page of items in input order.
+pub(super) async fn items(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    query: Result<Query<ItemsQuery>, QueryRejection>,
+) -> Result<Json<ItemsPage>, ApiError> {
+    let Query(query) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let status = match query.status.as_deref() {
+        None | Some("") | Some("all") => None,
+        Some(s) => Some(s.parse::<ItemStatus>().map_err(|_| {
+            ApiError::BadRequest(format!(
+                "unknown item status `{s}`: use pending, running, completed, failed, \
+                 dead_lettered or skipped"
+            ))
+        })?),
+    };
+    let offset = query.offset.unwrap_or(0);
+    let limit = query.limit.unwrap_or(DEFAULT_ITEMS);
+    if limit == 0 || limit > MAX_ITEMS {
+        return Err(ApiError::BadRequest(format!(
+            "limit must be between 1 and {MAX_ITEMS}"
+        )));
+    }
+    let store = state.store.clone();
+    blocking(move || {
+        let job = resolve(store.as_ref(), &id)?;
+        // One read of the page (with each item's last attempt) and the count, whatever the
+        // job's size.
+        let page = store.items_page(
+            job,
+            &ItemPageQuery {
+                status,
+                offset: offset as u64,
+                limit,
+            },
+        )?;
+        let items = page
+            .items
+            .into_iter()
+            .map(|PagedItem { item, last_attempt }| {
+                let last_attempt = last_attempt
+                    .filter(|_| {
+                        matches!(item.status, ItemStatus::DeadLettered | ItemStatus::Failed)
+                    })
+                    .map(LastAttempt::from);
+                ItemView { item, last_attempt }
+            })
+            .collect();
+        Ok(Json(ItemsPage {
+            total: page.total,
+            offset,
+            limit,
+            items,
+        }))
+    })
+    .await
+}
+
+/// Query of `GET /api/jobs/{id}/export`.
+#[derive(Debug, Deserialize)]
+pub(super) struct ExportQuery {
+    format: Option<String>,
+    what: Option<String>,
+}
+
+/// `GET /api/jobs/{id}/export?format=json|csv|html&what=items|snapshots`: the report
+/// `mmm export` writes, byte for byte, as a download.
+pub(super) async fn export(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    query: Result<Query<ExportQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(query) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let bad = |e: report::ReportError| ApiError::BadRequest(e.to_string());
+    let format: report::Format = query
+        .format
+        .as_deref()
+        .ok_or_else(|| ApiError::BadRequest("`format` is required: json, csv or html".into()))?
+        .parse()
+        .map_err(bad)?;
+    let what: report::What = match query.what.as_deref() {
+        None | Some("") => report::What::Items,
+        Some(w) => w.parse().map_err(bad)?,
+    };
+    if (format, what) == (report::Format::Html, report::What::Snapshots) {
+        return Err(bad(report::ReportError::HtmlSnapshots));
+    }
+    let store = state.store.clone();
+    let (name, bytes) = blocking(move || {
+        let job = resolve(store.as_ref(), &id)?;
+        let record = store.job(job)?;
+        let bytes = report::export(store.as_ref(), job, format, what).map_err(|e| match e {
+            report::ReportError::Store(e) => ApiError::from(e),
+            other => ApiError::Internal(other.to_string()),
+        })?;
+        Ok((report::file_name(&record.name, job, format, what), bytes))
+    })
+    .await?;
+    let disposition = format!("attachment; filename=\"{name}\"");
+    let disposition = HeaderValue::from_str(&disposition)
+        .map_err(|_| ApiError::Internal("a file name that is not a header".into()))?;
+    Ok((
+        [
+            (
+                CONTENT_TYPE,
+                HeaderValue::from_static(format.content_type()),
+            ),
+            (CONTENT_DISPOSITION, disposition),
+            (CACHE_CONTROL, HeaderValue::from_static("no-store")),
+        ],
+        bytes,
+    )
+        .into_response())
+}
+
+/// Query of `GET /api/jobs/{id}/snapshots`.
+#[derive(Debug, Deserialize)]
+pub(super) struct SnapshotsQuery {
+    after: Option<i64>,
+    limit: Option<usize>,
+}
+
+/// `GET /api/jobs/{id}/snapshots?after=&limit=` (also `/history`): snapshots taken after
+/// `after` (epoch ms), oldest first.
+pub(super) async fn snapshots(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    query: Result<Query<SnapshotsQuery>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Query(query) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let after = query.after.unwrap_or(-1);
+    let limit = query.limit.unwrap_or(1_000);
+    if limit == 0 || limit > MAX_SNAPSHOTS {
+        return Err(ApiError::BadRequest(format!(
+            "limit must be between 1 and {MAX_SNAPSHOTS}"
+        )));
+    }
+    let store = state.store.clone();
+    blocking(move || {
+        let job = resolve(store.as_ref(), &id)?;
+        let snapshots = store.snapshots(job, after, limit)?;
+        let next = (snapshots.len() == limit)
+            .then(|| snapshots.last().map(|s| s.at))
+            .flatten();
+        Ok(Json(
+            json!({ "job": job, "snapshots": snapshots, "next_after": next }),
+        ))
+    })
+    .await
+}
+
+/// `GET /api/jobs/{id}/ledger`: why items ran again, across resumes.
+pub(super) async fn ledger(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let store = state.store.clone();
+    blocking(move || {
+        let job = resolve(store.as_ref(), &id)?;
+        let ledger = store.ledger(job)?;
+        Ok(Json(json!({ "job": job, "ledger": ledger })))
+    })
+    .await
+}
+
+/// `GET /healthz`: [`mmm_store::health::check`]: 200 when `ok`, 503 otherwise, the summary as the
+/// body either way (the shape `mmm health --json` prints).
+pub(super) async fn healthz(
+    State(state): State<AppState>,
+) -> Result<(axum::http::StatusCode, Json<mmm_store::health::Health>), ApiError> {
+    let store = state.store.clone();
+    let health = blocking(move || Ok(mmm_store::health::check(store.as_ref()))).await?;
+    let status = if health.ok {
+        axum::http::StatusCode::OK
+    } else {
+        axum::http::StatusCode::SERVICE_UNAVAILABLE
+    };
+    Ok((status, Json(health)))
+}
+
+/// Any other path.
+pub(super) async fn not_found() -> ApiError {
+    ApiError::NotFound("no such page or endpoint; the API is described in docs/api.md".into())
+}

@@ -1,0 +1,211 @@
+//! `GET /metrics`: the store's jobs as Prometheus metrics in the OpenMetrics text format,
+//! read fresh on every scrape (the store is the source of truth; nothing is cached here).
+//!
+//! Per job (labels `job` = id, `name`): items by status, percent, items in flight, whether a
+//! live process runs it, agents by state, throughput over the snapshot's window, the item
+//! durations of the newest snapshot as a histogram, and active alerts; and jobs by status.
+
+use std::sync::Mutex;
+use std::sync::atomic::AtomicU64;
+
+use axum::extract::State;
+use axum::http::header::CONTENT_TYPE;
+use axum::response::{IntoResponse, Response};
+use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::{EncodeMetric, MetricEncoder, NoLabelSet};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::{MetricType, TypedMetric};
+use prometheus_client::registry::Registry;
+use serde_json::Value;
+
+use super::{ApiError, AppState, JobSummary, blocking};
+use mmm_core::metrics::durations::BUCKET_BOUNDS_SECONDS;
+use mmm_store::Store;
+
+/// The content type of the OpenMetrics text format.
+pub(super) const CONTENT_TYPE_OPENMETRICS: &str =
+    "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+type Labels = Vec<(String, String)>;
+type FloatGauges = Family<Labels, Gauge<f64, AtomicU64>>;
+type IntGauges = Family<Labels, Gauge>;
+
+/// A histogram as a snapshot recorded it (`metrics.items`: count, mean and cumulative counts
+/// at [`BUCKET_BOUNDS_SECONDS`]): served as a Prometheus histogram, `_bucket`, `_sum` and
+/// `_count`. Set once per scrape.
+#[derive(Debug, Default)]
+struct SnapshotHistogram {
+    data: Mutex<Option<HistogramData>>,
+}
+
+#[derive(Debug, Clone)]
+struct HistogramData {
+    sum_seconds: f64,
+    count: u64,
+    /// Per bucket (not cumulative: the encoder sums), the last one `+Inf`.
+    buckets: Vec<(f64, u64)>,
+}
+
+impl SnapshotHistogram {
+    /// The histogram of a snapshot's duration summary; `None` for a summary without buckets
+    /// (recorded by an older mmm).
+    fn of(summary: &Value) -> Option<HistogramData> {
+        let count = summary.get("count")?.as_u64()?;
+        let mean_ms = summary.get("mean_ms")?.as_f64()?;
+        let cumulative: Vec<u64> = summary
+            .get("buckets")?
+            .as_array()?
+            .iter()
+            .map(Value::as_u64)
+            .collect::<Option<_>>()?;
+        if cumulative.len() != BUCKET_BOUNDS_SECONDS.len() {
+            return None;
+        }
+        let mut buckets = Vec::with_capacity(cumulative.len() + 1);
+        let mut below = 0;
+        for (le, at_most) in BUCKET_BOUNDS_SECONDS.iter().zip(&cumulative) {
+            let at_most = (*at_most).max(below).min(count);
+            buckets.push((*le, at_most - below));
+            below = at_most;
+        }
+        buckets.push((f64::INFINITY, count - below));
+        Some(HistogramData {
+            sum_seconds: mean_ms * count as f64 / 1_000.0,
+            count,
+            buckets,
+        })
+    }
+
+    fn set(&self, data: HistogramData) {
+        *self.data.lock().unwrap_or_else(|e| e.into_inner()) = Some(data);
+    }
+}
+
+impl TypedMetric for SnapshotHistogram {
+    const TYPE: MetricType = MetricType::Histogram;
+}
+
+impl EncodeMetric for SnapshotHistogram {
+    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        let data = self.data.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        match data {
+            Some(d) => {
+                encoder.encode_histogram::<NoLabelSet>(d.sum_seconds, d.count, &d.buckets, None)
+            }
+            None => Ok(()),
+        }
+    }
+
+    fn metric_type(&self) -> MetricType {
+        MetricType::Histogram
+    }
+}
+
+/// The exposition of every job in `store`.
+pub(super) fn render(store: &dyn Store) -> Result<String, ApiError> {
+    let jobs = JobSummary::load_all(store)?;
+    let mut registry = Registry::with_prefix("mmm");
+    let by_status = IntGauges::default();
+    let items = IntGauges::default();
+    let percent = FloatGauges::default();
+    let in_flight = IntGauges::default();
+    let live = IntGauges::default();
+    let agents = IntGauges::default();
+    let rate = FloatGauges::default();
+    let durations = Family::<Labels, SnapshotHistogram>::default();
+    let alerts = IntGauges::default();
+    let mut statuses = std::collections::BTreeMap::<String, i64>::new();
+    for job in &jobs {
+        *statuses.entry(job.status.to_string()).or_default() += 1;
+        let base = vec![
+            ("job".to_string(), job.id.to_string()),
+            ("name".to_string(), job.name.clone()),
+        ];
+        let with = |key: &str, value: &str| {
+            let mut labels = base.clone();
+            labels.push((key.to_string(), value.to_string()));
+            labels
+        };
+        let c = &job.counts;
+        for (status, n) in [
+            ("pending", c.pending),
+            ("running", c.running),
+            ("completed", c.completed),
+            ("failed", c.failed),
+            ("dead_lettered", c.dead_lettered),
+            ("skipped", c.skipped),
+        ] {
+            items.get_or_create(&with("status", status)).set(n as i64);
+        }
+        percent.get_or_create(&base).set(job.percent);
+        in_flight.get_or_create(&base).set(c.running as i64);
+        live.get_or_create(&base).set(i64::from(job.live));
+        alerts.get_or_create(&base).set(job.alerts.len() as i64);
+        let snapshot = store.latest_snapshot(job.id)?;
+        let Some(snapshot) = snapshot else { continue };
+        let payload = &snapshot.payload;
+        if let Some(list) = payload.get("agents").and_then(Value::as_array) {
+            let mut counts = std::collections::BTreeMap::<&str, i64>::new();
+            for agent in list {
+                let state = agent
+                    .get("phase")
+                    .and_then(Value::as_str)
+                    .unwrap_or("unknown");
+                *counts.entry(state).or_default() += 1;
+            }
+            for (state, n) in counts {
+                agents.get_or_create(&with("state", state)).set(n);
+            }
+        }
+        if let Some(r) = job.throughput {
+            rate.get_or_create(&base).set(r);
+        }
+        if let Some(summary) = payload.pointer("/metrics/items")
+            && let Some(histogram) = SnapshotHistogram::of(summary)
+        {
+            durations.get_or_create(&base).set(histogram);
+        }
+    }
+    for (status, n) in statuses {
+        by_status
+            .get_or_create(&vec![("status".to_string(), status)])
+            .set(n);
+    }
+    registry.register("jobs", "Jobs in the store by status", by_status);
+    registry.register("job_items", "A job's items by status", items);
+    registry.register("job_percent", "A job's items done, percent", percent);
+    registry.register(
+        "job_in_flight",
+        "A job's items with an attempt in flight",
+        in_flight,
+    );
+    registry.register("job_live", "1 while a live process runs the job", live);
+    registry.register(
+        "job_agents",
+        "A job's agents by state (newest snapshot)",
+        agents,
+    );
+    registry.register(
+        "job_throughput_items_per_second",
+        "Items finished per second over the snapshot's rolling window",
+        rate,
+    );
+    registry.register(
+        "job_item_duration_seconds",
+        "Item durations recorded by the newest snapshot",
+        durations,
+    );
+    registry.register("job_alerts", "A job's active alerts", alerts);
+    let mut text = String::new();
+    encode(&mut text, &registry)
+        .map_err(|_| ApiError::Internal("could not encode the metrics".into()))?;
+    Ok(text)
+}
+
+/// `GET /metrics`.
+pub(super) async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let store = state.store.clone();
+    let text = blocking(move || render(store.as_ref())).await?;
+    Ok(([(CONTENT_TYPE, CONTENT_TYPE_OPENMETRICS)], text).into_response())
+}

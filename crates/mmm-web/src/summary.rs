@@ -1,0 +1,153 @@
+//! One line of the jobs list: a job's record joined with what its newest snapshot says (ETA,
+//! alerts, throughput), cheap enough to read for every job of the store.
+
+use serde::Serialize;
+use serde_json::Value;
+
+use mmm_core::job::{JobId, JobStatus, Phase, now_ms};
+use mmm_store::{ItemCounts, JobRecord, SnapshotRecord, Store, StoreError};
+
+/// A job as the jobs list shows it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct JobSummary {
+    /// The full id.
+    pub id: JobId,
+    /// The short id the CLI shows.
+    pub short: String,
+    /// The plan's name.
+    pub name: String,
+    /// Current status.
+    pub status: JobStatus,
+    /// The phase running or last run.
+    pub phase: Option<Phase>,
+    /// Item counts by status.
+    pub counts: ItemCounts,
+    /// Items in all.
+    pub total: u64,
+    /// Done (completed, dead-lettered, skipped) over total, 0..=100.
+    pub percent: f64,
+    /// The snapshot's ETA (`metrics.eta`: `state` is `done`, `warming_up`, `stalled` or
+    /// `estimate`), when the job has a snapshot.
+    pub eta: Option<Value>,
+    /// Items finished per second over the snapshot's window, when known.
+    pub throughput: Option<f64>,
+    /// Whether `mmm resume` can continue it.
+    pub resumable: bool,
+    /// Whether a live process runs it now.
+    pub live: bool,
+    /// The snapshot's active alerts (empty without a snapshot).
+    pub alerts: Vec<Value>,
+    /// Number of agents.
+    pub max_parallel: u32,
+    /// Epoch ms.
+    pub created_at: i64,
+    /// Epoch ms of the last recorded change.
+    pub updated_at: i64,
+    /// Epoch ms when it finished.
+    pub finished_at: Option<i64>,
+    /// Time spent running over all its runs, ms.
+    pub duration_ms: i64,
+    /// When the newest snapshot was taken, epoch ms.
+    pub snapshot_at: Option<i64>,
+}
+
+impl JobSummary {
+    /// Joins `record` with its newest snapshot. `live` and `resumable` follow the same rule
+    /// as [`mmm_store::job_state::JobState`].
+    pub fn new(record: JobRecord, snapshot: Option<&SnapshotRecord>, host: &str) -> Self {
+        let (live, resumable) = mmm_store::job_state::liveness(&record, now_ms(), host);
+        let percent = record.counts.percent();
+        let payload = snapshot.map(|s| &s.payload);
+        let eta = payload.and_then(|p| p.pointer("/metrics/eta")).cloned();
+        let alerts = payload
+            .and_then(|p| p.get("alerts"))
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        JobSummary {
+            id: record.id,
+            short: record.id.short(),
+            name: record.name,
+            status: record.status,
+            phase: record.phase,
+            counts: record.counts,
+            total: record.counts.total(),
+            percent,
+            eta,
+            throughput: snapshot.and_then(|s| throughput(s, record.started_at)),
+            resumable,
+            live,
+            alerts,
+            max_parallel: record.max_parallel,
+            created_at: record.created_at,
+            updated_at: record.updated_at,
+            finished_at: record.finished_at,
+            duration_ms: record.duration_ms,
+            snapshot_at: snapshot.map(|s| s.at),
+        }
+    }
+
+    /// Every job of the store, newest first.
+    pub fn load_all(store: &dyn Store) -> Result<Vec<JobSummary>, StoreError> {
+        let host = mmm_store::owner::host_name();
+        store
+            .jobs()?
+            .into_iter()
+            .map(|record| {
+                let snapshot = store.latest_snapshot(record.id)?;
+                Ok(JobSummary::new(record, snapshot.as_ref(), &host))
+            })
+            .collect()
+    }
+}
+
+/// Items finished per second over a snapshot's rolling window (`window.counts.finished` over
+/// `window.seconds`, or over the time since the job started when that is shorter, so a young
+/// job's rate is not diluted by seconds it did not exist).
+/// The runner's own `rates.throughput_now` wins when the snapshot has it.
+pub(super) fn throughput(snapshot: &SnapshotRecord, started_at: Option<i64>) -> Option<f64> {
+    if let Some(now) = snapshot
+        .payload
+        .pointer("/rates/throughput_now")
+        .and_then(Value::as_f64)
+    {
+        return Some(now);
+    }
+    let window = snapshot.payload.get("window")?;
+    let mut seconds = window.get("seconds")?.as_f64()?;
+    if let Some(started) = started_at {
+        let age = (snapshot.at - started) as f64 / 1_000.0;
+        if age > 0.0 {
+            seconds = seconds.min(age);
+        }
+    }
+    let finished = window.pointer("/counts/finished")?.as_f64()?;
+    (seconds > 0.0).then(|| finished / seconds)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn throughput_is_over_the_window_or_the_jobs_age() {
+        let snapshot = SnapshotRecord {
+            at: 10_000,
+            payload: json!({"window": {"seconds": 60, "counts": {"finished": 30}}}),
+        };
+        assert_eq!(throughput(&snapshot, None), Some(0.5));
+        assert_eq!(throughput(&snapshot, Some(0)), Some(3.0));
+        assert_eq!(throughput(&snapshot, Some(-100_000)), Some(0.5));
+        let empty = SnapshotRecord {
+            at: 1,
+            payload: json!({}),
+        };
+        assert_eq!(throughput(&empty, Some(0)), None);
+        let rated = SnapshotRecord {
+            at: 10_000,
+            payload: json!({"rates": {"throughput_now": 7.5}, "window": {"seconds": 60, "counts": {"finished": 30}}}),
+        };
+        assert_eq!(throughput(&rated, Some(0)), Some(7.5));
+    }
+}
