@@ -13,7 +13,7 @@ use super::dlq::usage_or_store_error;
 use super::{Exit, UsageError, output};
 use crate::tui::viewer::state::ViewerState;
 use crate::tui::viewer::{self, LiveFeed};
-use mmm_core::job::{JobId, JobStatus};
+use mmm_core::job::{AgentState, JobId, JobStatus};
 use mmm_store::job_state::JobState;
 use mmm_store::{self as store, Store};
 
@@ -233,7 +233,7 @@ pub(crate) fn summary(state: &ViewerState) -> String {
         state.rate
     );
     let ms = |v: f64| output::duration(Duration::from_millis(v.max(0.0) as u64));
-    if let Some(m) = &state.payload.metrics {
+    if let Some(m) = &state.snapshot.metrics {
         if let Some(d) = m.items.as_ref().filter(|d| d.count > 0) {
             let _ = writeln!(
                 s,
@@ -269,16 +269,16 @@ pub(crate) fn summary(state: &ViewerState) -> String {
             );
         }
     }
-    for a in &state.payload.alerts {
+    for a in &state.snapshot.alerts {
         let _ = writeln!(s, "alert: {}", a.message);
     }
-    let agents = &state.payload.agents;
+    let agents = &state.snapshot.agents;
     if !agents.is_empty() {
-        let mut phases: Vec<(String, usize)> = Vec::new();
+        let mut phases: Vec<(AgentState, usize)> = Vec::new();
         for a in agents {
-            match phases.iter_mut().find(|(p, _)| *p == a.phase) {
+            match phases.iter_mut().find(|(p, _)| *p == a.agent.state) {
                 Some((_, n)) => *n += 1,
-                None => phases.push((a.phase.clone(), 1)),
+                None => phases.push((a.agent.state, 1)),
             }
         }
         let list: Vec<String> = phases.iter().map(|(p, n)| format!("{n} {p}")).collect();

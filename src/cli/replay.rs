@@ -121,8 +121,9 @@ impl History {
             last.read_at = self.at(i);
             return last;
         };
-        let payload = crate::tui::viewer::state::Payload::of(Some(snapshot));
-        let p = payload.progress.unwrap_or_default();
+        let p = crate::tui::viewer::state::snapshot_of(Some(snapshot))
+            .progress
+            .unwrap_or_default();
         let mut record = self.last.job.clone();
         record.counts = ItemCounts {
             pending: p.pending,

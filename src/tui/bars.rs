@@ -12,8 +12,9 @@ use std::time::Duration;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::cli::output;
+use mmm_core::job::AgentState;
 use mmm_core::metrics::{EtaDamper, LiveMetrics, format_eta};
-use mmm_core::tracker::{AgentPhase, AgentSnapshot, Progress, Tracker};
+use mmm_core::tracker::{AgentSnapshot, Progress, Tracker};
 use mmm_runner::Output;
 use mmm_spec::JobPlan;
 
@@ -342,11 +343,11 @@ impl Bars {
         if !hidden.is_empty() {
             let running = hidden
                 .iter()
-                .filter(|a| a.phase == AgentPhase::Running)
+                .filter(|a| a.state == AgentState::Running)
                 .count();
             let retrying = hidden
                 .iter()
-                .filter(|a| a.phase == AgentPhase::Retrying)
+                .filter(|a| a.state == AgentState::Retrying)
                 .count();
             more.push(format!(
                 "{} more agents: {running} running, {retrying} retrying, {} other",
@@ -379,8 +380,8 @@ impl Bars {
             })
             .unwrap_or_default();
         let elapsed = a.item_elapsed.map(output::duration).unwrap_or_default();
-        match a.phase {
-            AgentPhase::Running => {
+        match a.state {
+            AgentState::Running => {
                 let step = a
                     .step
                     .and_then(|s| self.plan.map.steps.get(s))
@@ -409,15 +410,15 @@ impl Bars {
                     "{name:<9} running {step}{progress}{message}  {item}{attempt}  {elapsed}{usage}"
                 )
             }
-            AgentPhase::Retrying => {
+            AgentState::Retrying => {
                 let why = a
                     .last_exit_code
                     .map(|c| format!(" after exit {c}"))
                     .unwrap_or_default();
                 format!("{name:<9} retrying {item}{why}: attempt {} next", a.attempt)
             }
-            AgentPhase::Initializing => format!("{name:<9} starting {item}"),
-            AgentPhase::DeadLettered => format!("{name:<9} last item went to the DLQ"),
+            AgentState::Initializing => format!("{name:<9} starting {item}"),
+            AgentState::DeadLettered => format!("{name:<9} last item went to the DLQ"),
             other => format!("{name:<9} {}", other.as_str()),
         }
     }

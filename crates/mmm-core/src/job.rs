@@ -1,4 +1,5 @@
 //! The domain nouns of DESIGN.md: job ids, statuses, phases, agent states and attempt outcomes.
+//! (The events of a job's log are in [`crate::event`].)
 //!
 //! This module depends on nothing else in the crate. Every status has one spelling, used in the
 //! store, in JSON output and on the screen (`as_str` / `FromStr` round-trip).
@@ -185,222 +186,37 @@ status_enum! {
     }
 }
 
-/// The state machine of one agent (DESIGN.md, from the seed spec). `Running` carries the step
-/// and the progress the step reported, if any.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "state", rename_all = "snake_case")]
-pub enum AgentState {
-    /// Waiting for an item.
-    Queued,
-    /// Preparing an item (rendering commands, starting the process).
-    Initializing,
-    /// Running a step of an item.
-    Running {
-        /// The step's name.
-        step: String,
-        /// Progress reported by the step, 0..=1, when it reports any.
-        progress: Option<f32>,
-    },
-    /// Merging the item's result back (isolated agents).
-    Merging,
-    /// The agent has no more work: the map is over for it.
-    Completed,
-    /// The last attempt failed.
-    Failed {
-        /// A one-line reason.
-        error: String,
-    },
-    /// Waiting out the backoff before another attempt.
-    Retrying {
-        /// The number of the attempt about to start (2 for the first retry).
-        attempt: u32,
-    },
-    /// The agent's last item went to the DLQ.
-    DeadLettered,
+status_enum! {
+    /// The state machine of one agent (DESIGN.md, from the seed spec): what it is doing now.
+    /// Its data (the item, the step, the step's progress, the last exit code) sits beside it
+    /// in the tracker's slot and in the snapshot's agent row.
+    AgentState {
+        /// Waiting for an item.
+        Queued => "queued",
+        /// Preparing an attempt (rendering commands, starting the process).
+        Initializing => "initializing",
+        /// Running a step of an item.
+        Running => "running",
+        /// Merging the item's result back (isolated agents).
+        Merging => "merging",
+        /// No more work: the map is over for it.
+        Completed => "completed",
+        /// The last attempt failed.
+        Failed => "failed",
+        /// Waiting out the backoff before another attempt.
+        Retrying => "retrying",
+        /// The agent's last item went to the DLQ.
+        DeadLettered => "dead_lettered",
+    }
 }
 
 impl AgentState {
-    /// The state's name without its data, as shown in tables.
-    pub fn name(&self) -> &'static str {
-        match self {
-            AgentState::Queued => "queued",
-            AgentState::Initializing => "initializing",
-            AgentState::Running { .. } => "running",
-            AgentState::Merging => "merging",
-            AgentState::Completed => "completed",
-            AgentState::Failed { .. } => "failed",
-            AgentState::Retrying { .. } => "retrying",
-            AgentState::DeadLettered => "dead_lettered",
-        }
-    }
-}
-
-/// The type of an event in a job's event log. Every kind belongs to one category (`job`,
-/// `phase`, `item`, `attempt`, `step`, `agent`, `checkpoint`, `alert`), and filters accept
-/// either a kind or a category (`mmm events --type item`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum EventKind {
-    /// A new job began its first run.
-    JobStarted,
-    /// A recorded job continues (`mmm resume`, `mmm dlq retry`).
-    JobResumed,
-    /// A run of the job ended (`status` in the payload; interrupted jobs can resume).
-    JobFinished,
-    /// The map's items were read from the input.
-    ItemsLoaded,
-    /// On resume, the input had new, vanished or changed items.
-    InputChanged,
-    /// The input could not be read.
-    InputUnavailable,
-    /// A resume accepted a changed job file.
-    SpecChanged,
-    /// A resume ran the job as recorded because its file is gone.
-    SpecFromStore,
-    /// A phase (setup, map, reduce) began.
-    PhaseStarted,
-    /// A phase ended.
-    PhaseFinished,
-    /// A setup or reduce command ended.
-    PhaseCommandFinished,
-    /// An item's attempt began on an agent. Not recorded for an item's first attempt, whose
-    /// attempt row holds the same facts (docs/events.md).
-    AttemptStarted,
-    /// An attempt failed and the item will be retried.
-    AttemptFailed,
-    /// An item succeeded.
-    ItemCompleted,
-    /// Every step of an item was skipped by its `when:`.
-    ItemSkipped,
-    /// An item used up its attempts and went to the DLQ.
-    ItemDeadLettered,
-    /// An item goes back to pending, with the reason (interrupted, input changed, ...).
-    ItemRequeued,
-    /// A running step reported a message (`mmm report`).
-    StepReported,
-    /// An agent began taking items.
-    AgentStarted,
-    /// An agent has no more work.
-    AgentFinished,
-    /// A checkpoint was recorded.
-    Checkpoint,
-    /// An alert rule fired.
-    AlertRaised,
-    /// A condition that raised an alert is over.
-    AlertResolved,
-}
-
-impl EventKind {
-    /// Every kind, in the order above.
-    pub const ALL: &'static [EventKind] = &[
-        EventKind::JobStarted,
-        EventKind::JobResumed,
-        EventKind::JobFinished,
-        EventKind::ItemsLoaded,
-        EventKind::InputChanged,
-        EventKind::InputUnavailable,
-        EventKind::SpecChanged,
-        EventKind::SpecFromStore,
-        EventKind::PhaseStarted,
-        EventKind::PhaseFinished,
-        EventKind::PhaseCommandFinished,
-        EventKind::AttemptStarted,
-        EventKind::AttemptFailed,
-        EventKind::ItemCompleted,
-        EventKind::ItemSkipped,
-        EventKind::ItemDeadLettered,
-        EventKind::ItemRequeued,
-        EventKind::StepReported,
-        EventKind::AgentStarted,
-        EventKind::AgentFinished,
-        EventKind::Checkpoint,
-        EventKind::AlertRaised,
-        EventKind::AlertResolved,
-    ];
-
-    /// The categories, for filters and help texts.
-    pub const CATEGORIES: &'static [&'static str] = &[
-        "job",
-        "phase",
-        "item",
-        "attempt",
-        "step",
-        "agent",
-        "checkpoint",
-        "alert",
-    ];
-
-    /// The kind's spelling in the store and in JSON.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            EventKind::JobStarted => "job_started",
-            EventKind::JobResumed => "job_resumed",
-            EventKind::JobFinished => "job_finished",
-            EventKind::ItemsLoaded => "items_loaded",
-            EventKind::InputChanged => "input_changed",
-            EventKind::InputUnavailable => "input_unavailable",
-            EventKind::SpecChanged => "spec_changed",
-            EventKind::SpecFromStore => "spec_from_store",
-            EventKind::PhaseStarted => "phase_started",
-            EventKind::PhaseFinished => "phase_finished",
-            EventKind::PhaseCommandFinished => "phase_command_finished",
-            EventKind::AttemptStarted => "attempt_started",
-            EventKind::AttemptFailed => "attempt_failed",
-            EventKind::ItemCompleted => "item_completed",
-            EventKind::ItemSkipped => "item_skipped",
-            EventKind::ItemDeadLettered => "item_dead_lettered",
-            EventKind::ItemRequeued => "item_requeued",
-            EventKind::StepReported => "step_reported",
-            EventKind::AgentStarted => "agent_started",
-            EventKind::AgentFinished => "agent_finished",
-            EventKind::Checkpoint => "checkpoint",
-            EventKind::AlertRaised => "alert_raised",
-            EventKind::AlertResolved => "alert_resolved",
-        }
-    }
-
-    /// The kind's category: job-wide facts (input, spec) count as `job`.
-    pub fn category(self) -> &'static str {
-        match self {
-            EventKind::JobStarted
-            | EventKind::JobResumed
-            | EventKind::JobFinished
-            | EventKind::ItemsLoaded
-            | EventKind::InputChanged
-            | EventKind::InputUnavailable
-            | EventKind::SpecChanged
-            | EventKind::SpecFromStore => "job",
-            EventKind::PhaseStarted
-            | EventKind::PhaseFinished
-            | EventKind::PhaseCommandFinished => "phase",
-            EventKind::AttemptStarted | EventKind::AttemptFailed => "attempt",
-            EventKind::ItemCompleted
-            | EventKind::ItemSkipped
-            | EventKind::ItemDeadLettered
-            | EventKind::ItemRequeued => "item",
-            EventKind::StepReported => "step",
-            EventKind::AgentStarted | EventKind::AgentFinished => "agent",
-            EventKind::Checkpoint => "checkpoint",
-            EventKind::AlertRaised | EventKind::AlertResolved => "alert",
-        }
-    }
-}
-
-impl fmt::Display for EventKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for EventKind {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        EventKind::ALL
-            .iter()
-            .copied()
-            .find(|kind| kind.as_str() == s)
-            .ok_or_else(|| format!("unknown event type `{s}`"))
+    /// Whether its last attempt failed (failed, retrying or dead-lettered).
+    pub fn is_failed(self) -> bool {
+        matches!(
+            self,
+            AgentState::Failed | AgentState::Retrying | AgentState::DeadLettered
+        )
     }
 }
 
@@ -425,18 +241,10 @@ mod tests {
         for s in ItemStatus::ALL {
             assert_eq!(s.as_str().parse::<ItemStatus>().unwrap(), *s);
         }
-        assert!("bogus".parse::<ItemStatus>().is_err());
-    }
-
-    #[test]
-    fn event_kinds_round_trip_and_belong_to_a_known_category() {
-        for kind in EventKind::ALL {
-            assert_eq!(kind.as_str().parse::<EventKind>().unwrap(), *kind);
-            assert!(EventKind::CATEGORIES.contains(&kind.category()), "{kind}");
-            let json = serde_json::to_value(kind).unwrap();
-            assert_eq!(json, kind.as_str());
+        for s in AgentState::ALL {
+            assert_eq!(s.as_str().parse::<AgentState>().unwrap(), *s);
         }
-        assert!("bogus".parse::<EventKind>().is_err());
+        assert!("bogus".parse::<ItemStatus>().is_err());
     }
 
     #[test]

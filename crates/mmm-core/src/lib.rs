@@ -3,11 +3,17 @@
 //! builds this crate alone.
 //!
 //! - [`job`]: the domain nouns (job ids, statuses, phases, agent states, attempt outcomes).
+//! - [`event`]: the events of a job's log, each kind with its typed payload.
+//! - [`snapshot`]: what the runner records of a running job at each heartbeat, versioned.
+//! - [`repair`]: the invariants of a job's record and the changes a repair makes.
 //! - [`tracker`]: the lock-free live state of one job (counters, one slot per agent).
 //! - [`metrics`]: durations, the ETA with its range, stragglers, failure clusters.
 //! - [`alerts`]: the alert rules, judged against what the tracker sees.
 
 pub mod alerts;
+pub mod event;
 pub mod job;
 pub mod metrics;
+pub mod repair;
+pub mod snapshot;
 pub mod tracker;

@@ -8,9 +8,11 @@ pub mod html;
 
 use std::collections::HashMap;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use mmm_core::job::JobId;
+use mmm_core::metrics::{MetricsView, StepSummary};
+use mmm_core::snapshot::Snapshot;
 use mmm_store::job_state::JobState;
 use mmm_store::{AttemptRecord, DeadLetter, EventRecord, Store, StoreError};
 
@@ -177,35 +179,6 @@ pub fn file_name(name: &str, id: JobId, format: Format, what: What) -> String {
     format!("mmm-{name}-{}{what}.{}", id.short(), format.as_str())
 }
 
-/// The parts of a snapshot's payload the timeline reads. A payload of another shape counts
-/// as empty.
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-struct SnapshotCounts {
-    progress: Option<ProgressCounts>,
-    agents: Vec<serde::de::IgnoredAny>,
-}
-
-impl SnapshotCounts {
-    fn of(snapshot: &mmm_store::SnapshotRecord) -> SnapshotCounts {
-        SnapshotCounts::deserialize(&snapshot.payload).unwrap_or_default()
-    }
-}
-
-/// A snapshot's `progress`.
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-struct ProgressCounts {
-    total: u64,
-    completed: u64,
-    dead_lettered: u64,
-    skipped: u64,
-    in_flight: u64,
-    pending: u64,
-    failed_attempts: u64,
-    retries: u64,
-}
-
 /// The JSON report.
 #[derive(Debug, Serialize)]
 struct Report {
@@ -214,9 +187,9 @@ struct Report {
     /// The state every view shows (`mmm progress --json`).
     state: JobState,
     /// The runner's last metrics (ETA, durations, stragglers, failure clusters).
-    metrics: serde_json::Value,
+    metrics: Option<MetricsView>,
     /// Per-step durations.
-    steps: serde_json::Value,
+    steps: Vec<StepSummary>,
     dlq: Vec<DeadLetter>,
     /// Every alert event.
     alerts: Vec<EventRecord>,
@@ -259,12 +232,11 @@ fn report(store: &dyn Store, id: JobId) -> Result<Report, ReportError> {
     let metrics = state
         .snapshot
         .as_ref()
-        .and_then(|s| s.payload.get("metrics").cloned())
-        .unwrap_or(serde_json::Value::Null);
+        .and_then(|s| Snapshot::from_json(s.payload.clone()).metrics);
     let steps = metrics
-        .get("steps")
-        .cloned()
-        .unwrap_or(serde_json::Value::Array(Vec::new()));
+        .as_ref()
+        .map(|m| m.steps.clone())
+        .unwrap_or_default();
     let mut alerts = Vec::new();
     let mut after = 0;
     loop {
@@ -294,8 +266,8 @@ pub fn timeline(store: &dyn Store, id: JobId) -> Result<Vec<TimelinePoint>, Repo
         let Some(last) = page.last() else { break };
         after = last.at;
         for s in &page {
-            let payload = SnapshotCounts::of(s);
-            let p = payload.progress.unwrap_or_default();
+            let snapshot = Snapshot::from_json(s.payload.clone());
+            let p = snapshot.progress.unwrap_or_default();
             points.push(TimelinePoint {
                 at: s.at,
                 total: p.total,
@@ -306,7 +278,7 @@ pub fn timeline(store: &dyn Store, id: JobId) -> Result<Vec<TimelinePoint>, Repo
                 pending: p.pending,
                 failed_attempts: p.failed_attempts,
                 retries: p.retries,
-                agents: payload.agents.len(),
+                agents: snapshot.agents.len(),
             });
         }
         if page.len() < PAGE {

@@ -11,7 +11,8 @@ use tokio::io::AsyncWriteExt;
 
 use super::{Executor, Output, Run};
 use mmm_core::alerts::{Alert, AlertBook, Observation, judge};
-use mmm_core::job::{EventKind, now_ms};
+use mmm_core::event::EventKind;
+use mmm_core::job::now_ms;
 use mmm_core::tracker::AgentSnapshot;
 use mmm_store::Write;
 

@@ -16,7 +16,8 @@ use serde_json::json;
 
 use super::worktree::{GitError, Merge, Pool};
 use super::{AgentRun, AttemptEnd, CommandRequest, Executor, Run};
-use mmm_core::job::{AttemptOutcome, EventKind};
+use mmm_core::event::EventKind;
+use mmm_core::job::AttemptOutcome;
 use mmm_spec::{Isolation, Item, RenderContext};
 use mmm_store::{StepRecord, Write};
 

@@ -27,7 +27,8 @@ use tokio::sync::{mpsc, watch};
 
 pub use claim::{ClaimOptions, ClaimStats};
 use mmm_core::alerts::Alert;
-use mmm_core::job::{AttemptOutcome, EventKind, ItemStatus, JobId, JobStatus, Phase, now_ms};
+use mmm_core::event::EventKind;
+use mmm_core::job::{AttemptOutcome, ItemStatus, JobId, JobStatus, Phase, now_ms};
 use mmm_core::tracker::{AgentSnapshot, ItemEnd, Tracker};
 use mmm_spec::{Item, JobPlan, MapCounts, PhaseCommand, RenderContext, StepPlan};
 use mmm_store::writer::StoreWriter;

@@ -18,16 +18,18 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use mmm_core::job::{AttemptOutcome, EventKind};
+use mmm_core::event::EventKind;
+use mmm_core::job::AgentState;
+use mmm_core::job::AttemptOutcome;
 use mmm_core::metrics::{Elsewhere, Failure, FailureKind, InFlight, LiveMetrics};
-use mmm_core::tracker::{AgentPhase, AgentSnapshot, ItemEnd, Tracker};
+use mmm_core::tracker::{AgentSnapshot, ItemEnd, Tracker};
 use mmm_store::EventRecord;
 
 /// Another process's agent, as its events tell.
 #[derive(Debug, Clone)]
 struct Agent {
     name: String,
-    phase: AgentPhase,
+    phase: AgentState,
     item: Option<u64>,
     item_key: Option<String>,
     attempt: u32,
@@ -47,7 +49,7 @@ impl Agent {
     fn new(name: &str, at: i64) -> Agent {
         Agent {
             name: name.to_string(),
-            phase: AgentPhase::Queued,
+            phase: AgentState::Queued,
             item: None,
             item_key: None,
             attempt: 0,
@@ -61,12 +63,12 @@ impl Agent {
         }
     }
 
-    fn enter(&mut self, phase: AgentPhase, at: i64) {
+    fn enter(&mut self, phase: AgentState, at: i64) {
         self.phase = phase;
         self.since_ms = at;
     }
 
-    fn item_ended(&mut self, phase: AgentPhase, at: i64) {
+    fn item_ended(&mut self, phase: AgentState, at: i64) {
         self.enter(phase, at);
         self.item = None;
         self.item_key = None;
@@ -167,7 +169,7 @@ impl Others {
                     // then refused): none of its agents will finish anything.
                     if let Some(process) = self.holder(key).map(|a| a.process().to_string()) {
                         for agent in self.agents.iter_mut().filter(|a| a.process() == process) {
-                            agent.item_ended(AgentPhase::Completed, at);
+                            agent.item_ended(AgentState::Completed, at);
                         }
                     }
                 }
@@ -211,10 +213,10 @@ impl Others {
         };
         match kind {
             EventKind::AgentStarted => {
-                self.agent(name, at).enter(AgentPhase::Queued, at);
+                self.agent(name, at).enter(AgentState::Queued, at);
             }
             EventKind::AgentFinished => {
-                self.agent(name, at).item_ended(AgentPhase::Completed, at);
+                self.agent(name, at).item_ended(AgentState::Completed, at);
             }
             EventKind::AttemptStarted => {
                 let item = payload.get("item").and_then(Value::as_u64);
@@ -229,7 +231,7 @@ impl Others {
                 }
                 agent.item = item;
                 agent.attempt = attempt as u32;
-                agent.enter(AgentPhase::Running, at);
+                agent.enter(AgentState::Running, at);
             }
             EventKind::AttemptFailed => {
                 tracker.attempt_ended(outcome.unwrap_or(AttemptOutcome::Failed));
@@ -237,13 +239,13 @@ impl Others {
                 failure(metrics);
                 let agent = self.agent(name, at);
                 agent.last_exit_code = exit_code.or(agent.last_exit_code);
-                agent.enter(AgentPhase::Retrying, at);
+                agent.enter(AgentState::Retrying, at);
             }
             EventKind::ItemCompleted | EventKind::ItemSkipped | EventKind::ItemDeadLettered => {
                 let (end, phase) = match kind {
-                    EventKind::ItemCompleted => (ItemEnd::Completed, AgentPhase::Queued),
-                    EventKind::ItemSkipped => (ItemEnd::Skipped, AgentPhase::Queued),
-                    _ => (ItemEnd::DeadLettered, AgentPhase::DeadLettered),
+                    EventKind::ItemCompleted => (ItemEnd::Completed, AgentState::Queued),
+                    EventKind::ItemSkipped => (ItemEnd::Skipped, AgentState::Queued),
+                    _ => (ItemEnd::DeadLettered, AgentState::DeadLettered),
                 };
                 tracker.attempt_ended(match end {
                     ItemEnd::DeadLettered => outcome.unwrap_or(AttemptOutcome::Failed),
@@ -286,7 +288,7 @@ impl Others {
     pub(crate) fn working(&self) -> usize {
         self.agents
             .iter()
-            .filter(|a| a.phase != AgentPhase::Completed)
+            .filter(|a| a.phase != AgentState::Completed)
             .count()
     }
 
@@ -305,7 +307,7 @@ impl Others {
             .map(|(i, a)| {
                 let row = AgentSnapshot {
                     index: first_index + i,
-                    phase: a.phase,
+                    state: a.phase,
                     item: a.item,
                     step: None,
                     attempt: a.attempt,
@@ -447,8 +449,8 @@ mod tests {
         let (name, row) = &rows[0];
         assert_eq!(name, "w:7/1");
         assert_eq!(
-            (row.index, row.phase, row.item, row.attempt, row.items_done),
-            (1, AgentPhase::Running, Some(2), 2, 1)
+            (row.index, row.state, row.item, row.attempt, row.items_done),
+            (1, AgentState::Running, Some(2), 2, 1)
         );
         // The item's time counts from its first attempt, the phase's from the last event.
         assert_eq!(row.item_elapsed, Some(Duration::from_millis(1_500)));
@@ -502,14 +504,14 @@ mod tests {
         ];
         others.fold(&events, &tracker, &metrics, 0);
         let rows = others.agents(0, 9_500);
-        let phases: Vec<(&str, AgentPhase)> =
-            rows.iter().map(|(n, r)| (n.as_str(), r.phase)).collect();
+        let phases: Vec<(&str, AgentState)> =
+            rows.iter().map(|(n, r)| (n.as_str(), r.state)).collect();
         assert_eq!(
             phases,
             [
-                ("dead:1/1", AgentPhase::Completed),
-                ("dead:1/2", AgentPhase::Completed),
-                ("live:2/1", AgentPhase::Running),
+                ("dead:1/1", AgentState::Completed),
+                ("dead:1/2", AgentState::Completed),
+                ("live:2/1", AgentState::Running),
             ]
         );
         assert_eq!(rows[2].1.message.as_deref(), Some("half"));

@@ -19,7 +19,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::{EventRecord, Store, StoreError};
-use mmm_core::job::{EventKind, JobId, JobStatus};
+use mmm_core::event::EventKind;
+use mmm_core::job::{JobId, JobStatus};
 
 /// How often a waiting subscription looks for new events.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(50);

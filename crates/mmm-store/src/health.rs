@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use crate::Store;
+use mmm_core::alerts::Rule;
 use mmm_core::job::{JobId, JobStatus, now_ms};
+use mmm_core::snapshot::Snapshot;
 
 /// A runner records a heartbeat every second; this much silence from a live owner means it
 /// is hung (or its store writes are stuck).
@@ -78,7 +80,7 @@ pub fn check(store: &dyn Store) -> Health {
                 let owner_alive = crate::owner::owner_process_alive(&job, now, &host);
                 let heartbeat_age_ms = job.heartbeat_at.map(|at| (now - at).max(0));
                 let (stuck_agents, alerts) = match store.latest_snapshot(job.id) {
-                    Ok(Some(snapshot)) => active_alerts(&snapshot.payload),
+                    Ok(Some(record)) => active_alerts(&Snapshot::from_json(record.payload)),
                     _ => (Vec::new(), 0),
                 };
                 let short = job.id.short();
@@ -124,18 +126,15 @@ pub fn check(store: &dyn Store) -> Health {
     }
 }
 
-/// The stuck agents and the number of active alerts in a snapshot's payload.
-fn active_alerts(payload: &serde_json::Value) -> (Vec<String>, usize) {
-    let alerts = payload["alerts"]
-        .as_array()
-        .map(Vec::as_slice)
-        .unwrap_or(&[]);
-    let stuck = alerts
+/// The stuck agents and the number of active alerts in a snapshot.
+fn active_alerts(snapshot: &Snapshot) -> (Vec<String>, usize) {
+    let stuck = snapshot
+        .alerts
         .iter()
-        .filter(|a| a["rule"] == "stuck")
-        .filter_map(|a| a["subject"].as_str().map(str::to_string))
+        .filter(|a| a.rule == Rule::Stuck)
+        .filter_map(|a| a.subject.clone())
         .collect();
-    (stuck, alerts.len())
+    (stuck, snapshot.alerts.len())
 }
 
 #[cfg(test)]
@@ -144,14 +143,16 @@ mod tests {
 
     #[test]
     fn stuck_agents_and_alerts_are_read_from_a_snapshot() {
-        let payload = serde_json::json!({
+        let snapshot = Snapshot::from_json(serde_json::json!({
             "alerts": [
-                {"rule": "stuck", "subject": "agent-3"},
-                {"rule": "failure_rate", "subject": null},
+                {"rule": "stuck", "subject": "agent-3", "message": "agent-3 quiet for 10m",
+                 "value": 600.0, "threshold": 600.0},
+                {"rule": "failure_rate", "subject": null, "message": "failure rate 60% over 50%",
+                 "value": 0.6, "threshold": 0.5},
             ]
-        });
-        assert_eq!(active_alerts(&payload), (vec!["agent-3".to_string()], 2));
-        assert_eq!(active_alerts(&serde_json::json!({})), (Vec::new(), 0));
+        }));
+        assert_eq!(active_alerts(&snapshot), (vec!["agent-3".to_string()], 2));
+        assert_eq!(active_alerts(&Snapshot::default()), (Vec::new(), 0));
     }
 
     #[test]

@@ -113,7 +113,7 @@ pub fn fixture(agents: usize) -> JobState {
         "alerts": [{"rule": "failure_rate", "subject": null, "message": "failure rate 9% over 5%", "value": 0.09, "threshold": 0.05}],
         "metrics": {
             "eta": {"state": "estimate", "p10_ms": 50000, "p50_ms": 60000, "p90_ms": 80000,
-                    "finish_at_ms": 0, "basis": "model", "rate_ms": 61000, "widened_by_rate": false},
+                    "finish_at_ms": 0, "basis": "durations", "rate_ms": 61000, "widened_by_rate": false},
             "items": {"count": 500, "mean_ms": 1200.0, "stdev_ms": 100.0, "min_ms": 900.0,
                       "p10_ms": 1000.0, "p50_ms": 1100.0, "p90_ms": 1500.0, "p95_ms": 1700.0,
                       "p99_ms": 2500.0, "max_ms": 3000.0},

@@ -743,7 +743,7 @@ impl Write {
     /// An event of `kind` now, about the job or one of its items.
     pub fn event(
         job: JobId,
-        kind: mmm_core::job::EventKind,
+        kind: mmm_core::event::EventKind,
         item_key: Option<&str>,
         payload: serde_json::Value,
     ) -> Write {

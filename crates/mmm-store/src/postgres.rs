@@ -53,7 +53,8 @@ use super::{
     RepairAction, Requeued, SnapshotRecord, Store, StoreError, UnfinishedItem, Write,
 };
 use super::{ItemPage, ItemPageQuery, PagedItem, StoredSteps};
-use mmm_core::job::{AttemptOutcome, EventKind, ItemStatus, JobId, JobStatus};
+use mmm_core::event::EventKind;
+use mmm_core::job::{AttemptOutcome, ItemStatus, JobId, JobStatus};
 
 /// The migrations, in order: entry `i` brings the schema from version `i` to `i + 1`. Numbered
 /// as SQLite's, so a version means the same record on both backends.

@@ -27,7 +27,8 @@ use super::{
     RepairAction, Requeued, SnapshotRecord, Store, StoreError, UnfinishedItem, Write,
 };
 use super::{ItemPage, ItemPageQuery, PagedItem, StoredSteps};
-use mmm_core::job::{AttemptOutcome, EventKind, ItemStatus, JobId, JobStatus, Phase};
+use mmm_core::event::EventKind;
+use mmm_core::job::{AttemptOutcome, ItemStatus, JobId, JobStatus, Phase};
 
 /// The migrations, in order: entry `i` brings the schema from version `i` to `i + 1`.
 const MIGRATIONS: &[&str] = &[

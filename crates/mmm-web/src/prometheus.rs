@@ -17,10 +17,11 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::{MetricType, TypedMetric};
 use prometheus_client::registry::Registry;
-use serde_json::Value;
 
 use super::{ApiError, AppState, JobSummary, blocking};
+use mmm_core::metrics::DurationSummary;
 use mmm_core::metrics::durations::BUCKET_BOUNDS_SECONDS;
+use mmm_core::snapshot::Snapshot;
 use mmm_store::Store;
 
 /// The content type of the OpenMetrics text format.
@@ -50,28 +51,19 @@ struct HistogramData {
 impl SnapshotHistogram {
     /// The histogram of a snapshot's duration summary; `None` for a summary without buckets
     /// (recorded by an older mmm).
-    fn of(summary: &Value) -> Option<HistogramData> {
-        let count = summary.get("count")?.as_u64()?;
-        let mean_ms = summary.get("mean_ms")?.as_f64()?;
-        let cumulative: Vec<u64> = summary
-            .get("buckets")?
-            .as_array()?
-            .iter()
-            .map(Value::as_u64)
-            .collect::<Option<_>>()?;
-        if cumulative.len() != BUCKET_BOUNDS_SECONDS.len() {
-            return None;
-        }
+    fn of(summary: &DurationSummary) -> Option<HistogramData> {
+        let count = summary.count;
+        let cumulative = summary.buckets?;
         let mut buckets = Vec::with_capacity(cumulative.len() + 1);
         let mut below = 0;
-        for (le, at_most) in BUCKET_BOUNDS_SECONDS.iter().zip(&cumulative) {
-            let at_most = (*at_most).max(below).min(count);
+        for (le, at_most) in BUCKET_BOUNDS_SECONDS.iter().zip(cumulative) {
+            let at_most = at_most.max(below).min(count);
             buckets.push((*le, at_most - below));
             below = at_most;
         }
         buckets.push((f64::INFINITY, count - below));
         Some(HistogramData {
-            sum_seconds: mean_ms * count as f64 / 1_000.0,
+            sum_seconds: summary.mean_ms * count as f64 / 1_000.0,
             count,
             buckets,
         })
@@ -142,27 +134,25 @@ pub(super) fn render(store: &dyn Store) -> Result<String, ApiError> {
         in_flight.get_or_create(&base).set(c.running as i64);
         live.get_or_create(&base).set(i64::from(job.live));
         alerts.get_or_create(&base).set(job.alerts.len() as i64);
-        let snapshot = store.latest_snapshot(job.id)?;
-        let Some(snapshot) = snapshot else { continue };
-        let payload = &snapshot.payload;
-        if let Some(list) = payload.get("agents").and_then(Value::as_array) {
-            let mut counts = std::collections::BTreeMap::<&str, i64>::new();
-            for agent in list {
-                let state = agent
-                    .get("phase")
-                    .and_then(Value::as_str)
-                    .unwrap_or("unknown");
-                *counts.entry(state).or_default() += 1;
-            }
-            for (state, n) in counts {
-                agents.get_or_create(&with("state", state)).set(n);
-            }
+        let Some(record) = store.latest_snapshot(job.id)? else {
+            continue;
+        };
+        let snapshot = Snapshot::from_json(record.payload);
+        let mut by_state = std::collections::BTreeMap::<&str, i64>::new();
+        for row in &snapshot.agents {
+            *by_state.entry(row.agent.state.as_str()).or_default() += 1;
+        }
+        for (state, n) in by_state {
+            agents.get_or_create(&with("state", state)).set(n);
         }
         if let Some(r) = job.throughput {
             rate.get_or_create(&base).set(r);
         }
-        if let Some(summary) = payload.pointer("/metrics/items")
-            && let Some(histogram) = SnapshotHistogram::of(summary)
+        if let Some(histogram) = snapshot
+            .metrics
+            .as_ref()
+            .and_then(|m| m.items.as_ref())
+            .and_then(SnapshotHistogram::of)
         {
             durations.get_or_create(&base).set(histogram);
         }

@@ -2,9 +2,11 @@
 //! alerts, throughput), cheap enough to read for every job of the store.
 
 use serde::Serialize;
-use serde_json::Value;
 
+use mmm_core::alerts::Alert;
 use mmm_core::job::{JobId, JobStatus, Phase, now_ms};
+use mmm_core::metrics::Eta;
+use mmm_core::snapshot::Snapshot;
 use mmm_store::{ItemCounts, JobRecord, SnapshotRecord, Store, StoreError};
 
 /// A job as the jobs list shows it.
@@ -28,7 +30,7 @@ pub struct JobSummary {
     pub percent: f64,
     /// The snapshot's ETA (`metrics.eta`: `state` is `done`, `warming_up`, `stalled` or
     /// `estimate`), when the job has a snapshot.
-    pub eta: Option<Value>,
+    pub eta: Option<Eta>,
     /// Items finished per second over the snapshot's window, when known.
     pub throughput: Option<f64>,
     /// Whether `mmm resume` can continue it.
@@ -36,7 +38,7 @@ pub struct JobSummary {
     /// Whether a live process runs it now.
     pub live: bool,
     /// The snapshot's active alerts (empty without a snapshot).
-    pub alerts: Vec<Value>,
+    pub alerts: Vec<Alert>,
     /// Number of agents.
     pub max_parallel: u32,
     /// Epoch ms.
@@ -57,13 +59,15 @@ impl JobSummary {
     pub fn new(record: JobRecord, snapshot: Option<&SnapshotRecord>, host: &str) -> Self {
         let (live, resumable) = mmm_store::job_state::liveness(&record, now_ms(), host);
         let percent = record.counts.percent();
-        let payload = snapshot.map(|s| &s.payload);
-        let eta = payload.and_then(|p| p.pointer("/metrics/eta")).cloned();
-        let alerts = payload
-            .and_then(|p| p.get("alerts"))
-            .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default();
+        let read = snapshot.map(|s| (s.at, Snapshot::from_json(s.payload.clone())));
+        let eta = read
+            .as_ref()
+            .and_then(|(_, s)| s.metrics.as_ref())
+            .map(|m| m.eta);
+        let throughput = read
+            .as_ref()
+            .and_then(|(at, s)| throughput(s, *at, record.started_at));
+        let alerts = read.map(|(_, s)| s.alerts).unwrap_or_default();
         JobSummary {
             id: record.id,
             short: record.id.short(),
@@ -74,7 +78,7 @@ impl JobSummary {
             total: record.counts.total(),
             percent,
             eta,
-            throughput: snapshot.and_then(|s| throughput(s, record.started_at)),
+            throughput,
             resumable,
             live,
             alerts,
@@ -103,26 +107,21 @@ impl JobSummary {
 
 /// Items finished per second over a snapshot's rolling window (`window.counts.finished` over
 /// `window.seconds`, or over the time since the job started when that is shorter, so a young
-/// job's rate is not diluted by seconds it did not exist).
+/// job's rate is not diluted by seconds it did not exist), the snapshot taken at `at`.
 /// The runner's own `rates.throughput_now` wins when the snapshot has it.
-pub(super) fn throughput(snapshot: &SnapshotRecord, started_at: Option<i64>) -> Option<f64> {
-    if let Some(now) = snapshot
-        .payload
-        .pointer("/rates/throughput_now")
-        .and_then(Value::as_f64)
-    {
-        return Some(now);
+pub(super) fn throughput(snapshot: &Snapshot, at: i64, started_at: Option<i64>) -> Option<f64> {
+    if let Some(rates) = &snapshot.rates {
+        return Some(rates.throughput_now);
     }
-    let window = snapshot.payload.get("window")?;
-    let mut seconds = window.get("seconds")?.as_f64()?;
+    let window = snapshot.window?;
+    let mut seconds = window.seconds as f64;
     if let Some(started) = started_at {
-        let age = (snapshot.at - started) as f64 / 1_000.0;
+        let age = (at - started) as f64 / 1_000.0;
         if age > 0.0 {
             seconds = seconds.min(age);
         }
     }
-    let finished = window.pointer("/counts/finished")?.as_f64()?;
-    (seconds > 0.0).then(|| finished / seconds)
+    (seconds > 0.0).then(|| window.counts.finished as f64 / seconds)
 }
 
 #[cfg(test)]
@@ -132,22 +131,16 @@ mod tests {
 
     #[test]
     fn throughput_is_over_the_window_or_the_jobs_age() {
-        let snapshot = SnapshotRecord {
-            at: 10_000,
-            payload: json!({"window": {"seconds": 60, "counts": {"finished": 30}}}),
-        };
-        assert_eq!(throughput(&snapshot, None), Some(0.5));
-        assert_eq!(throughput(&snapshot, Some(0)), Some(3.0));
-        assert_eq!(throughput(&snapshot, Some(-100_000)), Some(0.5));
-        let empty = SnapshotRecord {
-            at: 1,
-            payload: json!({}),
-        };
-        assert_eq!(throughput(&empty, Some(0)), None);
-        let rated = SnapshotRecord {
-            at: 10_000,
-            payload: json!({"rates": {"throughput_now": 7.5}, "window": {"seconds": 60, "counts": {"finished": 30}}}),
-        };
-        assert_eq!(throughput(&rated, Some(0)), Some(7.5));
+        let windowed =
+            Snapshot::from_json(json!({"window": {"seconds": 60, "counts": {"finished": 30}}}));
+        assert_eq!(throughput(&windowed, 10_000, None), Some(0.5));
+        assert_eq!(throughput(&windowed, 10_000, Some(0)), Some(3.0));
+        assert_eq!(throughput(&windowed, 10_000, Some(-100_000)), Some(0.5));
+        let empty = Snapshot::from_json(json!({}));
+        assert_eq!(throughput(&empty, 1, Some(0)), None);
+        let rated = Snapshot::from_json(
+            json!({"rates": {"throughput_now": 7.5}, "window": {"seconds": 60, "counts": {"finished": 30}}}),
+        );
+        assert_eq!(throughput(&rated, 10_000, Some(0)), Some(7.5));
     }
 }

@@ -11,8 +11,9 @@ use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Clear, Gauge, Paragraph, Row, Sparkline, Table, Wrap};
 
-use super::state::{AgentRow, ViewerState};
+use super::state::ViewerState;
 use crate::cli::output;
+use mmm_core::snapshot::{AgentRow, Snapshot};
 
 /// The keys, as the footer lists them.
 pub(crate) const FOOTER: &str = "q quit  ↑↓ PgUp/PgDn scroll  s sort  / filter  f failed  ? help";
@@ -115,7 +116,7 @@ fn render_header(frame: &mut Frame<'_>, area: Rect, state: &ViewerState) {
             Style::default().fg(Color::Magenta),
         ));
     }
-    let alerts = &state.payload.alerts;
+    let alerts = &state.snapshot.alerts;
     let second = vec![
         Span::raw(format!(
             "elapsed {}  ETA {}  ",
@@ -175,7 +176,7 @@ fn render_throughput(frame: &mut Frame<'_>, area: Rect, state: &ViewerState) {
             .block(Block::default().borders(Borders::ALL).title(format!(
                 "throughput {:.1}/s{}",
                 state.rate,
-                counters_title(&state.payload)
+                counters_title(&state.snapshot)
             )))
             .data(data)
             .style(Style::default().fg(Color::Cyan)),
@@ -184,9 +185,9 @@ fn render_throughput(frame: &mut Frame<'_>, area: Rect, state: &ViewerState) {
 }
 
 /// The job's counters and their rates, for the throughput panel's title.
-fn counters_title(payload: &super::state::Payload) -> String {
-    let rates = payload.rates.as_ref();
-    payload
+fn counters_title(snapshot: &Snapshot) -> String {
+    let rates = snapshot.rates.as_ref();
+    snapshot
         .counters
         .iter()
         .map(
@@ -206,9 +207,9 @@ fn render_metrics(frame: &mut Frame<'_>, area: Rect, state: &ViewerState) {
     } else {
         format!("{:.1}%", c.completed as f64 * 100.0 / finished as f64)
     };
-    let metrics = state.payload.metrics.as_ref();
+    let metrics = state.snapshot.metrics.as_ref();
     let failed_attempts = metrics.map_or(0, |m| m.failed_attempts);
-    let retries = state.payload.progress.as_ref().map_or(0, |p| p.retries);
+    let retries = state.snapshot.progress.as_ref().map_or(0, |p| p.retries);
     let items = metrics.and_then(|m| m.items.as_ref());
     let durations = match items {
         Some(d) if d.count > 0 => format!(
@@ -232,11 +233,11 @@ fn render_metrics(frame: &mut Frame<'_>, area: Rect, state: &ViewerState) {
     );
 }
 
-fn agent_cells(state: &ViewerState, a: &AgentRow) -> Vec<String> {
-    let secs = |s: f64| output::duration(Duration::from_secs_f64(s.max(0.0)));
+fn agent_cells(state: &ViewerState, row: &AgentRow) -> Vec<String> {
+    let a = &row.agent;
     vec![
-        a.name(),
-        a.phase.clone(),
+        row.name(),
+        a.state.to_string(),
         a.item.map(|i| format!("#{i}")).unwrap_or_default(),
         state.step_name(a.step).unwrap_or_default(),
         if a.attempt > 0 {
@@ -244,7 +245,7 @@ fn agent_cells(state: &ViewerState, a: &AgentRow) -> Vec<String> {
         } else {
             String::new()
         },
-        a.item_elapsed.map(secs).unwrap_or_default(),
+        a.item_elapsed.map(output::duration).unwrap_or_default(),
         a.progress
             .map(|p| format!("{:.0}%", p * 100.0))
             .unwrap_or_default(),
@@ -259,7 +260,7 @@ fn render_agents(frame: &mut Frame<'_>, area: Rect, state: &mut ViewerState) {
     let fit = area.height.saturating_sub(3) as usize;
     state.ui.page = fit;
     let rows = state.visible_agents();
-    let total = state.payload.agents.len();
+    let total = state.snapshot.agents.len();
     let shown = rows.len();
     let start = state.ui.scroll.min(shown.saturating_sub(fit));
     let body: Vec<Row<'_>> = rows
@@ -267,7 +268,7 @@ fn render_agents(frame: &mut Frame<'_>, area: Rect, state: &mut ViewerState) {
         .skip(start)
         .take(fit)
         .map(|a| {
-            let style = if a.is_failed() {
+            let style = if a.agent.state.is_failed() {
                 Style::default().fg(Color::Red)
             } else {
                 Style::default()
@@ -333,7 +334,7 @@ fn list_panel(frame: &mut Frame<'_>, area: Rect, title: String, lines: Vec<Line<
 
 fn render_stragglers(frame: &mut Frame<'_>, area: Rect, state: &ViewerState) {
     let stragglers = state
-        .payload
+        .snapshot
         .metrics
         .as_ref()
         .map(|m| m.stragglers.as_slice())
@@ -365,7 +366,7 @@ fn render_stragglers(frame: &mut Frame<'_>, area: Rect, state: &ViewerState) {
 
 fn render_failures(frame: &mut Frame<'_>, area: Rect, state: &ViewerState) {
     let failures = state
-        .payload
+        .snapshot
         .metrics
         .as_ref()
         .map(|m| m.failures.as_slice())
@@ -458,13 +459,12 @@ mod tests {
 
     #[test]
     fn counters_and_their_rates_show_in_the_throughput_title() {
-        let payload: super::super::state::Payload = serde_json::from_value(serde_json::json!({
+        let snapshot = Snapshot::from_json(serde_json::json!({
             "counters": {"commits": 200, "merged_items": 100},
             "rates": {"counters_per_second": {"commits": 3.25}},
-        }))
-        .expect("payload");
+        }));
         assert_eq!(
-            counters_title(&payload),
+            counters_title(&snapshot),
             " · commits 200 (3.2/s) · merged_items 100"
         );
     }

@@ -4,215 +4,33 @@
 
 use std::time::Duration;
 
-use serde::Deserialize;
-
 use crate::cli::output;
 
-use mmm_core::job::JobStatus;
+use mmm_core::job::{AgentState, JobStatus};
+use mmm_core::metrics::Eta;
+use mmm_core::snapshot::{AgentRow, Snapshot};
 use mmm_store::SnapshotRecord;
 use mmm_store::job_state::JobState;
 
 /// How many throughput samples the sparkline keeps.
 pub(crate) const HISTORY: usize = 240;
 
-/// One agent as the snapshot recorded it (`tracker::AgentSnapshot` as JSON).
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default)]
-pub(crate) struct AgentRow {
-    pub(crate) index: usize,
-    /// As attempts record it; snapshots before names were recorded have none.
-    pub(crate) name: Option<String>,
-    pub(crate) phase: String,
-    pub(crate) item: Option<u64>,
-    pub(crate) step: Option<usize>,
-    pub(crate) attempt: u32,
-    pub(crate) progress: Option<f32>,
-    /// Seconds.
-    pub(crate) item_elapsed: Option<f64>,
-    /// Seconds.
-    pub(crate) in_phase: f64,
-    pub(crate) last_exit_code: Option<i32>,
-    pub(crate) items_done: u64,
-    /// Seconds.
-    pub(crate) quiet: f64,
-    pub(crate) message: Option<String>,
-}
-
-impl AgentRow {
-    /// The agent's name, as attempts record it.
-    pub(crate) fn name(&self) -> String {
-        self.name
-            .clone()
-            .unwrap_or_else(|| format!("agent-{}", self.index + 1))
-    }
-
-    /// Whether its last attempt failed (failed, retrying or dead-lettered).
-    pub(crate) fn is_failed(&self) -> bool {
-        matches!(self.phase.as_str(), "failed" | "retrying" | "dead_lettered")
-    }
-
-    /// Sort rank of its phase: busy and troubled agents first.
-    fn phase_rank(&self) -> u8 {
-        match self.phase.as_str() {
-            "failed" | "dead_lettered" => 0,
-            "retrying" => 1,
-            "running" | "initializing" | "merging" => 2,
-            "queued" => 3,
-            _ => 4,
-        }
+/// Sort rank of an agent's state: troubled agents first, then busy, then idle.
+fn state_rank(state: AgentState) -> u8 {
+    match state {
+        AgentState::Failed | AgentState::DeadLettered => 0,
+        AgentState::Retrying => 1,
+        AgentState::Running | AgentState::Initializing | AgentState::Merging => 2,
+        AgentState::Queued => 3,
+        AgentState::Completed => 4,
     }
 }
 
-/// Durations of items or of one step, ms (`metrics::DurationSummary` as JSON).
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default)]
-pub(crate) struct Durations {
-    pub(crate) count: u64,
-    pub(crate) mean_ms: f64,
-    pub(crate) p50_ms: f64,
-    pub(crate) p95_ms: f64,
-    pub(crate) p99_ms: f64,
-}
-
-/// One step's durations.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default)]
-pub(crate) struct StepRow {
-    pub(crate) name: String,
-    pub(crate) durations: Option<Durations>,
-}
-
-/// An item running past its step's p95.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default)]
-pub(crate) struct StragglerRow {
-    pub(crate) item: u64,
-    pub(crate) agent: usize,
-    pub(crate) step_name: String,
-    pub(crate) elapsed_ms: u64,
-    pub(crate) p95_ms: u64,
-}
-
-/// Failed attempts with one cause.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default)]
-pub(crate) struct FailureRow {
-    pub(crate) kind: Option<mmm_core::metrics::FailureKind>,
-    pub(crate) message: String,
-    pub(crate) count: u64,
-}
-
-impl FailureRow {
-    /// `3x exit 1 <the message's last line>`.
-    pub(crate) fn line(&self) -> String {
-        let kind = self.kind.map(|k| k.label()).unwrap_or_default();
-        let message = self.message.lines().last().unwrap_or_default();
-        format!("{}x {kind} {message}", self.count)
-    }
-}
-
-/// The ETA as the metrics recorded it (`metrics::Eta`, tagged by `state`).
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default)]
-pub(crate) struct EtaView {
-    pub(crate) state: String,
-    pub(crate) p10_ms: Option<u64>,
-    pub(crate) p50_ms: Option<u64>,
-    pub(crate) p90_ms: Option<u64>,
-    pub(crate) completed: Option<u64>,
-    pub(crate) needed: Option<u64>,
-}
-
-/// The metrics part of a snapshot.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default)]
-pub(crate) struct MetricsPart {
-    pub(crate) eta: Option<EtaView>,
-    pub(crate) items: Option<Durations>,
-    pub(crate) queue_wait: Option<Durations>,
-    pub(crate) steps: Vec<StepRow>,
-    pub(crate) stragglers: Vec<StragglerRow>,
-    pub(crate) failures: Vec<FailureRow>,
-    pub(crate) failed_attempts: u64,
-}
-
-/// An active alert.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default)]
-pub(crate) struct AlertRow {
-    pub(crate) message: String,
-}
-
-/// The live counts the runner recorded (`tracker::Progress`).
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default)]
-pub(crate) struct ProgressPart {
-    pub(crate) total: u64,
-    pub(crate) completed: u64,
-    pub(crate) dead_lettered: u64,
-    pub(crate) skipped: u64,
-    pub(crate) in_flight: u64,
-    pub(crate) pending: u64,
-    pub(crate) failed_attempts: u64,
-    pub(crate) retries: u64,
-}
-
-impl ProgressPart {
-    /// Items that will not run again.
-    pub(crate) fn done(&self) -> u64 {
-        self.completed + self.dead_lettered + self.skipped
-    }
-}
-
-/// A snapshot's payload, the parts the viewer shows. Unknown or missing fields are tolerated:
-/// a snapshot written by an older or newer runner still shows what it has.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default)]
-pub(crate) struct Payload {
-    pub(crate) progress: Option<ProgressPart>,
-    pub(crate) agents: Vec<AgentRow>,
-    pub(crate) alerts: Vec<AlertRow>,
-    pub(crate) metrics: Option<MetricsPart>,
-    /// Custom counters (commits, ... ; docs/reporting.md, docs/worktrees.md).
-    pub(crate) counters: std::collections::BTreeMap<String, i64>,
-    /// Rates, for the counters' per-second rates.
-    pub(crate) rates: Option<RatesPart>,
-}
-
-/// The parts of a snapshot's `rates` the viewer shows.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default)]
-pub(crate) struct RatesPart {
-    pub(crate) counters_per_second: std::collections::BTreeMap<String, f64>,
-}
-
-impl Payload {
-    /// Reads a snapshot's payload; a part of another shape shows as empty.
-    pub(crate) fn of(snapshot: Option<&SnapshotRecord>) -> Payload {
-        // Part by part, so that a part of an unexpected shape loses only itself, not the
-        // whole frame (a frame of zeros would read as a job that lost its progress).
-        fn part<T: serde::de::DeserializeOwned + Default>(
-            payload: &serde_json::Value,
-            key: &str,
-        ) -> T {
-            payload
-                .get(key)
-                .and_then(|v| T::deserialize(v).ok())
-                .unwrap_or_default()
-        }
-        let Some(snapshot) = snapshot else {
-            return Payload::default();
-        };
-        let payload = &snapshot.payload;
-        Payload {
-            progress: part(payload, "progress"),
-            agents: part(payload, "agents"),
-            alerts: part(payload, "alerts"),
-            metrics: part(payload, "metrics"),
-            counters: part(payload, "counters"),
-            rates: part(payload, "rates"),
-        }
-    }
+/// The snapshot a [`JobState`] carries, read through its type (empty before the first).
+pub(crate) fn snapshot_of(record: Option<&SnapshotRecord>) -> Snapshot {
+    record.map_or_else(Snapshot::default, |s| {
+        Snapshot::from_json(s.payload.clone())
+    })
 }
 
 /// How the agent table is ordered.
@@ -284,8 +102,8 @@ pub(crate) struct Ui {
 pub(crate) struct ViewerState {
     /// The job as last read.
     pub(crate) job: JobState,
-    /// Its snapshot, parsed.
-    pub(crate) payload: Payload,
+    /// Its newest snapshot, read.
+    pub(crate) snapshot: Snapshot,
     /// Items finished per sample, oldest first (the sparkline).
     pub(crate) throughput: Vec<u64>,
     /// Items finished per second over the last samples.
@@ -301,10 +119,10 @@ pub(crate) struct ViewerState {
 impl ViewerState {
     /// A viewer showing `job`.
     pub(crate) fn new(job: JobState) -> ViewerState {
-        let payload = Payload::of(job.snapshot.as_ref());
+        let snapshot = snapshot_of(job.snapshot.as_ref());
         let mut state = ViewerState {
             job: job.clone(),
-            payload,
+            snapshot,
             throughput: Vec::new(),
             rate: 0.0,
             ui: Ui::default(),
@@ -322,7 +140,7 @@ impl ViewerState {
         self.throughput.clear();
         self.rate_window.clear();
         for s in history {
-            if let Some(p) = Payload::of(Some(s)).progress {
+            if let Some(p) = snapshot_of(Some(s)).progress {
                 self.push_sample(s.at, p.done());
             }
         }
@@ -345,7 +163,7 @@ impl ViewerState {
     /// Shows `next`.
     pub(crate) fn update(&mut self, next: JobState) {
         if self.job.snapshot.as_ref().map(|s| s.at) != next.snapshot.as_ref().map(|s| s.at) {
-            self.payload = Payload::of(next.snapshot.as_ref());
+            self.snapshot = snapshot_of(next.snapshot.as_ref());
         }
         self.sample(&next);
         self.job = next;
@@ -400,20 +218,21 @@ impl ViewerState {
     pub(crate) fn visible_agents(&self) -> Vec<&AgentRow> {
         let filter = self.ui.filter.to_lowercase();
         let mut rows: Vec<&AgentRow> = self
-            .payload
+            .snapshot
             .agents
             .iter()
-            .filter(|a| !self.ui.failed_only || a.is_failed())
+            .filter(|a| !self.ui.failed_only || a.agent.state.is_failed())
             .filter(|a| filter.is_empty() || self.row_text(a).contains(&filter))
             .collect();
         match self.ui.sort {
-            Sort::Agent => rows.sort_by_key(|a| a.index),
-            Sort::State => rows.sort_by_key(|a| (a.phase_rank(), a.index)),
+            Sort::Agent => rows.sort_by_key(|a| a.agent.index),
+            Sort::State => rows.sort_by_key(|a| (state_rank(a.agent.state), a.agent.index)),
+            // Idle agents (no item) last.
             Sort::Elapsed => rows.sort_by(|a, b| {
-                b.item_elapsed
-                    .unwrap_or(-1.0)
-                    .total_cmp(&a.item_elapsed.unwrap_or(-1.0))
-                    .then(a.index.cmp(&b.index))
+                b.agent
+                    .item_elapsed
+                    .cmp(&a.agent.item_elapsed)
+                    .then(a.agent.index.cmp(&b.agent.index))
             }),
         }
         rows
@@ -423,10 +242,10 @@ impl ViewerState {
         format!(
             "{} {} #{} {} {}",
             a.name(),
-            a.phase,
-            a.item.map(|i| i.to_string()).unwrap_or_default(),
-            self.step_name(a.step).unwrap_or_default(),
-            a.message.as_deref().unwrap_or_default()
+            a.agent.state,
+            a.agent.item.map(|i| i.to_string()).unwrap_or_default(),
+            self.step_name(a.agent.step).unwrap_or_default(),
+            a.agent.message.as_deref().unwrap_or_default()
         )
         .to_lowercase()
     }
@@ -434,7 +253,7 @@ impl ViewerState {
     /// The name of step `index`, when the metrics name it.
     pub(crate) fn step_name(&self, index: Option<usize>) -> Option<String> {
         let i = index?;
-        self.payload
+        self.snapshot
             .metrics
             .as_ref()
             .and_then(|m| m.steps.get(i))
@@ -447,19 +266,17 @@ impl ViewerState {
         if self.is_finished() {
             return "done".into();
         }
-        let ms = |v: Option<u64>| output::duration(Duration::from_millis(v.unwrap_or(0)));
-        match self.payload.metrics.as_ref().and_then(|m| m.eta.as_ref()) {
-            Some(e) if e.state == "estimate" => {
+        let ms = |v: u64| output::duration(Duration::from_millis(v));
+        match self.snapshot.metrics.as_ref().map(|m| m.eta) {
+            Some(Eta::Estimate(e)) => {
                 format!("{} ({}-{})", ms(e.p50_ms), ms(e.p10_ms), ms(e.p90_ms))
             }
-            Some(e) if e.state == "warming_up" => format!(
-                "warming up ({}/{})",
-                e.completed.unwrap_or(0),
-                e.needed.unwrap_or(0)
-            ),
-            Some(e) if e.state == "stalled" => "stalled".into(),
-            Some(e) if e.state == "done" => "done".into(),
-            _ => "-".into(),
+            Some(Eta::WarmingUp { completed, needed }) => {
+                format!("warming up ({completed}/{needed})")
+            }
+            Some(Eta::Stalled { .. }) => "stalled".into(),
+            Some(Eta::Done) => "done".into(),
+            None => "-".into(),
         }
     }
 
@@ -483,7 +300,7 @@ mod tests {
     use mmm_core::metrics::{Failure, FailureClusters, FailureKind};
 
     #[test]
-    fn a_payload_with_real_failure_clusters_keeps_its_progress() {
+    fn a_snapshot_with_real_failure_clusters_keeps_its_progress() {
         let mut clusters = FailureClusters::new();
         clusters.add(&Failure {
             item_key: "a",
@@ -492,7 +309,7 @@ mod tests {
             output: "disk full",
             at_ms: 1,
         });
-        let snapshot = SnapshotRecord {
+        let record = SnapshotRecord {
             at: 1,
             payload: serde_json::json!({
                 "progress": {"total": 3, "completed": 2, "dead_lettered": 1},
@@ -500,11 +317,11 @@ mod tests {
                 "agents": "not a list",
             }),
         };
-        let payload = Payload::of(Some(&snapshot));
-        assert_eq!(payload.progress.unwrap().done(), 3);
-        let metrics = payload.metrics.unwrap();
+        let snapshot = snapshot_of(Some(&record));
+        assert_eq!(snapshot.progress.unwrap().done(), 3);
+        let metrics = snapshot.metrics.unwrap();
         assert_eq!(metrics.failures[0].line(), "1x exit 2 disk full");
         // The part of the wrong shape is lost alone.
-        assert!(payload.agents.is_empty());
+        assert!(snapshot.agents.is_empty());
     }
 }

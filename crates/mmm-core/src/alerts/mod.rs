@@ -8,15 +8,16 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 mod rules;
 pub use rules::{AlertRules, Deadline};
 
-use crate::tracker::{AgentPhase, AgentSnapshot, WindowCounts};
+use crate::job::AgentState;
+use crate::tracker::{AgentSnapshot, WindowCounts};
 
 /// Which rule an alert comes from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Rule {
     /// An agent's command wrote nothing and reported nothing for `stuck_after`.
@@ -45,7 +46,7 @@ impl Rule {
 }
 
 /// One alert: what fired, about what, and the numbers behind it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Alert {
     /// The rule.
     pub rule: Rule,
@@ -93,7 +94,7 @@ pub fn judge(rules: &AlertRules, seen: &Observation<'_>) -> Vec<Alert> {
     let mut alerts = Vec::new();
     if let Some(limit) = rules.stuck_after {
         for agent in seen.agents {
-            if agent.phase == AgentPhase::Running && agent.quiet >= limit {
+            if agent.state == AgentState::Running && agent.quiet >= limit {
                 let name = format!("agent-{}", agent.index + 1);
                 let item = seen
                     .agent_items
@@ -269,10 +270,10 @@ impl AlertBook {
 mod tests {
     use super::*;
 
-    fn agent(index: usize, phase: AgentPhase, quiet_s: u64) -> AgentSnapshot {
+    fn agent(index: usize, phase: AgentState, quiet_s: u64) -> AgentSnapshot {
         AgentSnapshot {
             index,
-            phase,
+            state: phase,
             item: Some(index as u64),
             step: Some(0),
             attempt: 1,
@@ -319,8 +320,8 @@ mod tests {
     #[test]
     fn a_healthy_job_raises_nothing() {
         let agents = [
-            agent(0, AgentPhase::Running, 5),
-            agent(1, AgentPhase::Queued, 5),
+            agent(0, AgentState::Running, 5),
+            agent(1, AgentState::Queued, 5),
         ];
         let mut seen = healthy(&agents);
         seen.deadline_ms = Some(3_000_000);
@@ -330,9 +331,9 @@ mod tests {
     #[test]
     fn stuck_fires_for_a_quiet_running_agent_only() {
         let agents = [
-            agent(0, AgentPhase::Running, 601),
-            agent(1, AgentPhase::Running, 599),
-            agent(2, AgentPhase::Retrying, 5000),
+            agent(0, AgentState::Running, 601),
+            agent(1, AgentState::Running, 599),
+            agent(2, AgentState::Retrying, 5000),
         ];
         let keys = [Some("photo-1".to_string()), None, None];
         let seen = Observation {
@@ -353,7 +354,7 @@ mod tests {
 
     #[test]
     fn failure_rate_fires_above_the_threshold_with_enough_attempts() {
-        let agents = [agent(0, AgentPhase::Queued, 0)];
+        let agents = [agent(0, AgentState::Queued, 0)];
         let mut seen = healthy(&agents);
         seen.window.failures = 151;
         assert_eq!(fired(&rules(), &seen), [Rule::FailureRate]);
@@ -374,7 +375,7 @@ mod tests {
 
     #[test]
     fn timeout_rate_fires_on_timeouts_not_on_other_failures() {
-        let agents = [agent(0, AgentPhase::Queued, 0)];
+        let agents = [agent(0, AgentState::Queued, 0)];
         let mut seen = healthy(&agents);
         seen.window.failures = 100;
         seen.window.timeouts = 90;
@@ -386,8 +387,8 @@ mod tests {
     #[test]
     fn throughput_drop_fires_only_while_agents_have_work() {
         let agents = [
-            agent(0, AgentPhase::Running, 1),
-            agent(1, AgentPhase::Running, 1),
+            agent(0, AgentState::Running, 1),
+            agent(1, AgentState::Running, 1),
         ];
         let mut seen = healthy(&agents);
         // Average 1 item/s; the window (300 s) saw 60: 0.2/s, below 25%.
@@ -407,7 +408,7 @@ mod tests {
 
     #[test]
     fn deadline_fires_when_the_estimate_or_the_clock_is_past_it() {
-        let agents = [agent(0, AgentPhase::Running, 1)];
+        let agents = [agent(0, AgentState::Running, 1)];
         let mut seen = healthy(&agents);
         seen.deadline_ms = Some(1_500_000);
         let alerts = judge(&rules(), &seen);
@@ -425,7 +426,7 @@ mod tests {
 
     #[test]
     fn the_book_raises_once_and_resolves_when_the_condition_ends() {
-        let agents = [agent(0, AgentPhase::Running, 700)];
+        let agents = [agent(0, AgentState::Running, 700)];
         let seen = healthy(&agents);
         let mut book = AlertBook::default();
         let first = book.update(judge(&rules(), &seen));
@@ -433,7 +434,7 @@ mod tests {
         let again = book.update(judge(&rules(), &seen));
         assert_eq!(again, Changes::default(), "a lasting condition raises once");
         assert_eq!(book.active().len(), 1);
-        let calm = [agent(0, AgentPhase::Running, 1)];
+        let calm = [agent(0, AgentState::Running, 1)];
         for _ in 1..CLEAR_AFTER {
             let calm_look = book.update(judge(&rules(), &healthy(&calm)));
             assert_eq!(

@@ -12,7 +12,7 @@
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::drift::{CompletionProfile, DriftForecast, forecast};
 
@@ -198,7 +198,9 @@ impl DurationStats {
             p95_ms: ms(0.95),
             p99_ms: ms(0.99),
             max_ms: self.hist.max() as f64 / 1e3,
-            buckets: BUCKET_BOUNDS_SECONDS.map(|le| self.hist.count_between(0, (le * 1e6) as u64)),
+            buckets: Some(
+                BUCKET_BOUNDS_SECONDS.map(|le| self.hist.count_between(0, (le * 1e6) as u64)),
+            ),
         })
     }
 
@@ -229,7 +231,8 @@ pub const BUCKET_BOUNDS_SECONDS: [f64; 16] = [
 ];
 
 /// Count, mean and quantiles of one distribution, in milliseconds (for JSON and views).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct DurationSummary {
     /// Samples recorded.
     pub count: u64,
@@ -252,8 +255,10 @@ pub struct DurationSummary {
     /// Longest.
     pub max_ms: f64,
     /// How many samples took at most each bound of [`BUCKET_BOUNDS_SECONDS`] (cumulative; at
-    /// the histogram's precision, 3 significant digits).
-    pub buckets: [u64; 16],
+    /// the histogram's precision, 3 significant digits); none in snapshots of an mmm older
+    /// than the buckets.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub buckets: Option<[u64; 16]>,
 }
 
 /// The expected remaining time of something that has already run for a while.

@@ -13,7 +13,7 @@
 
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::drift::{DriftShape, normal_cdf, normal_quantile};
 use super::durations::{DurationModel, Remaining, SurvivalTable};
@@ -73,7 +73,7 @@ pub struct EtaInput<'a> {
 }
 
 /// What the model's numbers came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Basis {
     /// The duration model with a stationary item duration.
@@ -89,7 +89,7 @@ pub enum Basis {
 }
 
 /// A remaining-time estimate.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Estimate {
     /// 10th percentile of the remaining time, ms.
     pub p10_ms: u64,
@@ -102,14 +102,16 @@ pub struct Estimate {
     /// What the numbers came from.
     pub basis: Basis,
     /// The rate-based remaining time, for comparison (none before any completion).
+    #[serde(default)]
     pub rate_ms: Option<u64>,
     /// True when the rate disagreed by more than [`RATE_DISAGREEMENT`]x and the range was
     /// widened to include it.
+    #[serde(default)]
     pub widened_by_rate: bool,
 }
 
 /// Where the map's remaining time stands.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "state", rename_all = "snake_case")]
 pub enum Eta {
     /// Nothing queued and nothing in flight.

@@ -209,7 +209,7 @@ fn normalise_piece(piece: &str) -> String {
 }
 
 /// Failures sharing one signature.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FailureCluster {
     /// How they ended.
     pub kind: FailureKind,
@@ -225,6 +225,14 @@ pub struct FailureCluster {
     pub last_seen_ms: i64,
     /// Keys of the first few items (at most [`MAX_EXAMPLES`]).
     pub examples: Vec<String>,
+}
+
+impl FailureCluster {
+    /// One line for people: `3x exit 1 <the message's last line>`.
+    pub fn line(&self) -> String {
+        let message = self.message.lines().last().unwrap_or_default();
+        format!("{}x {} {message}", self.count, self.kind.label())
+    }
 }
 
 /// Failures grouped by signature. Adding is O(output length).

@@ -13,7 +13,7 @@
 use std::sync::Mutex;
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::{
     DurationModel, DurationStats, DurationSummary, Eta, EtaInput, Failure, FailureCluster,
@@ -63,34 +63,41 @@ pub struct Elsewhere {
 }
 
 /// Durations of one step, for views.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct StepSummary {
     /// The step's name.
     pub name: String,
     /// Its runs' durations (none before the first).
     pub durations: Option<DurationSummary>,
     /// Times its `when:` skipped it.
+    #[serde(default)]
     pub skipped: u64,
 }
 
 /// What the views and the snapshots show of the metrics.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct MetricsView {
     /// The estimate of the time left, as of the last heartbeat.
     pub eta: Eta,
     /// Item durations (from its agent taking it to its end: all its attempts and the waits
     /// between them; completed or dead-lettered items) this run.
+    #[serde(default)]
     pub items: Option<DurationSummary>,
     /// Per-step durations.
+    #[serde(default)]
     pub steps: Vec<StepSummary>,
     /// How long items waited in the queue for a free agent this run (from being queued, at
     /// the map's start or when a resume paged them in, to an agent taking them).
+    #[serde(default)]
     pub queue_wait: Option<DurationSummary>,
     /// Items running past the p95 of their step, most overdue first.
+    #[serde(default)]
     pub stragglers: Vec<Straggler>,
     /// Failed attempts grouped by cause, largest first (at most 20).
+    #[serde(default)]
     pub failures: Vec<FailureCluster>,
     /// Failed attempts in all.
+    #[serde(default)]
     pub failed_attempts: u64,
 }
 

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::durations::DurationModel;
 use super::eta::InFlight;
@@ -17,7 +17,7 @@ pub const STRAGGLER_MIN_SAMPLES: u64 = 20;
 pub const STRAGGLER_QUANTILE: f64 = 0.95;
 
 /// An in-flight item running longer than its step usually takes.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Straggler {
     /// The item (input position).
     pub item: u64,

@@ -11,7 +11,9 @@
 use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering, fence};
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+
+use crate::job::AgentState;
 
 mod window;
 pub use window::{Series, WINDOW_SECONDS, Window, WindowCounts};
@@ -61,56 +63,12 @@ pub struct Tracker {
     alerts: std::sync::Mutex<Vec<String>>,
 }
 
-/// What an agent is doing, without data (the data sits in other slot fields).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-#[repr(u8)]
-pub enum AgentPhase {
-    /// Waiting for an item.
-    Queued = 0,
-    /// Preparing an attempt.
-    Initializing = 1,
-    /// Running a step.
-    Running = 2,
-    /// Merging results back.
-    Merging = 3,
-    /// No more work.
-    Completed = 4,
-    /// The last attempt failed.
-    Failed = 5,
-    /// Waiting to retry.
-    Retrying = 6,
-    /// The last item went to the DLQ.
-    DeadLettered = 7,
-}
-
-impl AgentPhase {
-    fn from_u8(v: u8) -> AgentPhase {
-        match v {
-            1 => AgentPhase::Initializing,
-            2 => AgentPhase::Running,
-            3 => AgentPhase::Merging,
-            4 => AgentPhase::Completed,
-            5 => AgentPhase::Failed,
-            6 => AgentPhase::Retrying,
-            7 => AgentPhase::DeadLettered,
-            _ => AgentPhase::Queued,
-        }
-    }
-
-    /// The name shown in tables (as `AgentState::name`).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AgentPhase::Queued => "queued",
-            AgentPhase::Initializing => "initializing",
-            AgentPhase::Running => "running",
-            AgentPhase::Merging => "merging",
-            AgentPhase::Completed => "completed",
-            AgentPhase::Failed => "failed",
-            AgentPhase::Retrying => "retrying",
-            AgentPhase::DeadLettered => "dead_lettered",
-        }
-    }
+/// The state stored in a slot's byte (`AgentState as u8`).
+fn state_from_u8(v: u8) -> AgentState {
+    AgentState::ALL
+        .get(usize::from(v))
+        .copied()
+        .unwrap_or(AgentState::Queued)
 }
 
 /// One agent's slot. Written only by its agent (single writer), read by anyone.
@@ -151,7 +109,7 @@ impl AgentSlot {
     fn new() -> Self {
         AgentSlot {
             version: AtomicU64::new(0),
-            phase: AtomicU8::new(AgentPhase::Queued as u8),
+            phase: AtomicU8::new(AgentState::Queued as u8),
             item: AtomicU64::new(NONE_U64),
             step: AtomicU32::new(NONE_U32),
             attempt: AtomicU32::new(0),
@@ -206,7 +164,7 @@ impl AgentSlot {
                 std::hint::spin_loop();
                 continue;
             }
-            let phase = AgentPhase::from_u8(self.phase.load(Ordering::Relaxed));
+            let phase = state_from_u8(self.phase.load(Ordering::Relaxed));
             let item = self.item.load(Ordering::Relaxed);
             let step = self.step.load(Ordering::Relaxed);
             let attempt = self.attempt.load(Ordering::Relaxed);
@@ -222,7 +180,7 @@ impl AgentSlot {
             let active = self.active_us.load(Ordering::Relaxed).max(since);
             return AgentSnapshot {
                 index,
-                phase,
+                state: phase,
                 item: (item != NONE_U64).then_some(item),
                 step: (step != NONE_U32).then_some(step as usize),
                 attempt,
@@ -261,7 +219,8 @@ pub enum ItemEnd {
 }
 
 /// Job-wide counts at one instant.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Progress {
     /// Items in the job.
     pub total: u64,
@@ -298,52 +257,89 @@ impl Progress {
     }
 }
 
-/// One agent at one instant.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// One agent at one instant. Durations are seconds in JSON; fields a snapshot of an older
+/// mmm lacks read as absent (or zero).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AgentSnapshot {
     /// 0-based slot; the agent's name is `agent-{index+1}`.
     pub index: usize,
     /// What it is doing.
-    pub phase: AgentPhase,
+    #[serde(rename = "phase")]
+    pub state: AgentState,
     /// The item (input position) it works on.
+    #[serde(default)]
     pub item: Option<u64>,
     /// The step (index in the plan) it runs.
+    #[serde(default)]
     pub step: Option<usize>,
     /// The attempt number of the current item.
+    #[serde(default)]
     pub attempt: u32,
     /// Progress the step reported, 0..=1.
+    #[serde(default)]
     pub progress: Option<f32>,
     /// How long the current item has run.
-    #[serde(serialize_with = "serialize_opt_secs")]
+    #[serde(default, with = "optional_seconds")]
     pub item_elapsed: Option<Duration>,
-    /// How long it has been in its current phase.
-    #[serde(serialize_with = "serialize_secs")]
+    /// How long it has been in its current state.
+    #[serde(default, with = "seconds")]
     pub in_phase: Duration,
     /// Exit code of the last failure.
+    #[serde(default)]
     pub last_exit_code: Option<i32>,
     /// Items this agent finished.
+    #[serde(default)]
     pub items_done: u64,
     /// How long since the running command last wrote output or reported (or since the
-    /// phase began): what "stuck" is measured by.
-    #[serde(serialize_with = "serialize_secs")]
+    /// state began): what "stuck" is measured by.
+    #[serde(default, with = "seconds")]
     pub quiet: Duration,
     /// The message the running step reported last (`mmm report`).
+    #[serde(default)]
     pub message: Option<String>,
     /// CPU use of the running command's process group at the last sample (about once a
     /// second), percent of one core.
+    #[serde(default)]
     pub cpu_percent: Option<f32>,
     /// Its resident memory at the last sample.
+    #[serde(default)]
     pub rss_bytes: Option<u64>,
 }
 
-fn serialize_secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_f64(d.as_secs_f64())
+/// A `Duration` as seconds (a float) in JSON.
+mod seconds {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_f64(d.as_secs_f64())
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let secs = f64::deserialize(d)?;
+        Ok(Duration::try_from_secs_f64(secs).unwrap_or_default())
+    }
 }
 
-fn serialize_opt_secs<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
-    match d {
-        Some(d) => s.serialize_f64(d.as_secs_f64()),
-        None => s.serialize_none(),
+/// An optional `Duration` as seconds in JSON, `null` when absent.
+mod optional_seconds {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => s.serialize_f64(d.as_secs_f64()),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<Duration>, D::Error> {
+        let secs = Option::<f64>::deserialize(d)?;
+        Ok(secs.map(|secs| Duration::try_from_secs_f64(secs).unwrap_or_default()))
     }
 }
 
@@ -433,7 +429,7 @@ impl Tracker {
         }
         slot.write(|s| {
             s.phase
-                .store(AgentPhase::Initializing as u8, Ordering::Relaxed);
+                .store(AgentState::Initializing as u8, Ordering::Relaxed);
             s.item.store(item, Ordering::Relaxed);
             s.step.store(NONE_U32, Ordering::Relaxed);
             s.attempt.store(attempt, Ordering::Relaxed);
@@ -450,7 +446,7 @@ impl Tracker {
     pub fn step_started(&self, agent: usize, step: usize) {
         let now = self.now_us();
         self.slot(agent).write(|s| {
-            s.phase.store(AgentPhase::Running as u8, Ordering::Relaxed);
+            s.phase.store(AgentState::Running as u8, Ordering::Relaxed);
             s.step.store(step as u32, Ordering::Relaxed);
             s.progress.store(NONE_U32, Ordering::Relaxed);
             s.since_us.store(now, Ordering::Relaxed);
@@ -462,7 +458,7 @@ impl Tracker {
     pub fn merging(&self, agent: usize) {
         let now = self.now_us();
         self.slot(agent).write(|s| {
-            s.phase.store(AgentPhase::Merging as u8, Ordering::Relaxed);
+            s.phase.store(AgentState::Merging as u8, Ordering::Relaxed);
             s.step.store(NONE_U32, Ordering::Relaxed);
             s.progress.store(NONE_U32, Ordering::Relaxed);
             s.since_us.store(now, Ordering::Relaxed);
@@ -582,7 +578,7 @@ impl Tracker {
         self.retries.fetch_add(1, Ordering::Relaxed);
         let now = self.now_us();
         self.slot(agent).write(|s| {
-            s.phase.store(AgentPhase::Retrying as u8, Ordering::Relaxed);
+            s.phase.store(AgentState::Retrying as u8, Ordering::Relaxed);
             s.attempt.store(next_attempt, Ordering::Relaxed);
             s.last_exit
                 .store(exit_code.map_or(NONE_U32, |c| c as u32), Ordering::Relaxed);
@@ -612,8 +608,8 @@ impl Tracker {
         self.in_flight.fetch_sub(1, Ordering::Relaxed);
         let now = self.now_us();
         let phase = match end {
-            ItemEnd::DeadLettered => AgentPhase::DeadLettered,
-            _ => AgentPhase::Queued,
+            ItemEnd::DeadLettered => AgentState::DeadLettered,
+            _ => AgentState::Queued,
         };
         self.slot(agent).write(|s| {
             s.phase.store(phase as u8, Ordering::Relaxed);
@@ -674,7 +670,7 @@ impl Tracker {
         let now = self.now_us();
         self.slot(agent).write(|s| {
             s.phase
-                .store(AgentPhase::Completed as u8, Ordering::Relaxed);
+                .store(AgentState::Completed as u8, Ordering::Relaxed);
             s.item.store(NONE_U64, Ordering::Relaxed);
             s.step.store(NONE_U32, Ordering::Relaxed);
             s.since_us.store(now, Ordering::Relaxed);
@@ -795,7 +791,7 @@ mod tests {
         t.step_started(1, 2);
         t.step_progress(1, 0.4);
         let a = t.agent(1);
-        assert_eq!(a.phase, AgentPhase::Running);
+        assert_eq!(a.state, AgentState::Running);
         assert_eq!(
             (a.item, a.step, a.attempt, a.progress),
             (Some(7), Some(2), 1, Some(0.4))
@@ -810,10 +806,10 @@ mod tests {
         );
         t.item_finished(1, ItemEnd::DeadLettered, Some(3));
         let a = t.agent(1);
-        assert_eq!(a.phase, AgentPhase::DeadLettered);
+        assert_eq!(a.state, AgentState::DeadLettered);
         assert_eq!((a.item, a.last_exit_code, a.items_done), (None, Some(3), 1));
         assert_eq!(t.progress().failed_attempts, 2);
-        assert_eq!(t.agent(0).phase, AgentPhase::Queued);
+        assert_eq!(t.agent(0).state, AgentState::Queued);
     }
 
     /// 8 threads hammer the counters while a reader checks that percent never decreases and

@@ -42,7 +42,8 @@ impl Default for Window {
 }
 
 /// Sums over a span of the window.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct WindowCounts {
     /// Items finished.
     pub finished: u64,
