@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use mmm_core::job::JobId;
 use mmm_core::tracker::Tracker;
-use mmm_runner::{self as runner, ProcessExecutor, RunConfig, Start, StopLevel};
+use mmm_runner::{self as runner, OwnerConfig, ProcessExecutor, Role, RunConfig, Start, StopLevel};
 use mmm_store::writer::StoreWriter;
 use tokio::sync::watch;
 
@@ -96,11 +96,13 @@ fn reports_through_mmm_report_and_the_fd_protocol_reach_the_tracker_promptly() {
         stop: stop_rx,
         output: None,
         show_map_output: false,
-        heartbeat: Duration::from_secs(1),
-        checkpoint_every: Duration::from_secs(60),
-        snapshot_every: Duration::from_secs(1),
-        start: Start::New { origin: None },
-        claims: None,
+        role: Role::Own(OwnerConfig {
+            start: Start::New { origin: None },
+            claims: None,
+            heartbeat: Duration::from_secs(1),
+            checkpoint_every: Duration::from_secs(60),
+            snapshot_every: Duration::from_secs(1),
+        }),
     };
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let run = runtime.spawn(runner::run(config, Arc::new(ProcessExecutor::default())));

@@ -14,7 +14,7 @@ use crate::tui::bars::{ProgressMode, ProgressView};
 use mmm_core::job::{JobId, JobStatus};
 use mmm_core::metrics::LiveMetrics;
 use mmm_core::tracker::Tracker;
-use mmm_runner::{self as runner, ProcessExecutor, RunConfig, Start, StopLevel};
+use mmm_runner::{self as runner, OwnerConfig, ProcessExecutor, Role, RunConfig, Start, StopLevel};
 use mmm_spec::{JobOrigin, JobPlan, OriginSource, Overrides};
 use mmm_store::{self as store, writer::StoreWriter};
 
@@ -246,18 +246,20 @@ pub(crate) async fn execute(
         stop: stop_rx,
         output: Some(out_tx),
         show_map_output: plan.source.is_none() || view_args.show_output,
-        heartbeat: Duration::from_secs(1),
-        checkpoint_every: view_args.checkpoint_every,
-        snapshot_every: view_args.snapshot_every,
-        start,
-        // A PostgreSQL store may be shared with `mmm worker`s: claim items through it.
-        claims: store::postgres::is_postgres_url(store_location).then(|| {
-            runner::ClaimOptions::new(
-                &mmm_store::owner::host_name(),
-                plan.map.max_parallel.max(1),
-                super::worker::lease_from_env(),
-                None,
-            )
+        role: Role::Own(OwnerConfig {
+            start,
+            // A PostgreSQL store may be shared with `mmm worker`s: claim items through it.
+            claims: store::postgres::is_postgres_url(store_location).then(|| {
+                runner::ClaimOptions::new(
+                    &mmm_store::owner::host_name(),
+                    plan.map.max_parallel.max(1),
+                    super::worker::lease_from_env(),
+                    None,
+                )
+            }),
+            heartbeat: Duration::from_secs(1),
+            checkpoint_every: view_args.checkpoint_every,
+            snapshot_every: view_args.snapshot_every,
         }),
     };
     let executor = Arc::new(ProcessExecutor {

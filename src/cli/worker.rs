@@ -19,7 +19,7 @@ use mmm_core::job::{JobStatus, Phase};
 use mmm_core::metrics::LiveMetrics;
 use mmm_core::tracker::Tracker;
 use mmm_runner::{
-    self as runner, ClaimOptions, ProcessExecutor, RunConfig, Start, StopLevel, claim,
+    self as runner, ClaimOptions, ProcessExecutor, Role, RunConfig, StopLevel, claim,
 };
 use mmm_spec::{JobOrigin, JobPlan};
 use mmm_store::{self as store, JobRecord, Store, writer::StoreWriter};
@@ -215,11 +215,7 @@ async fn join(
         stop,
         output: None,
         show_map_output: false,
-        heartbeat: Duration::from_secs(1),
-        checkpoint_every: Duration::from_secs(3600),
-        snapshot_every: Duration::from_secs(3600),
-        start: Start::Join,
-        claims: Some(ClaimOptions::new(
+        role: Role::Join(ClaimOptions::new(
             host,
             agents,
             lease,

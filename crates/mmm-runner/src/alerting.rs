@@ -9,7 +9,8 @@ use std::time::Duration;
 use serde_json::json;
 use tokio::io::AsyncWriteExt;
 
-use super::{Executor, Output, Run};
+use crate::run::Run;
+use crate::{Executor, Output};
 use mmm_core::alerts::{Alert, AlertBook, Observation, judge};
 use mmm_core::event::EventKind;
 use mmm_core::job::now_ms;
@@ -20,18 +21,18 @@ use mmm_store::Write;
 const ON_ALERT_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The alert state of one run.
-pub(super) struct Watch {
+pub(crate) struct Watch {
     book: AlertBook,
     deadline_ms: Option<i64>,
 }
 
 impl Watch {
-    pub(super) async fn new<E: Executor>(run: &Arc<Run<E>>) -> Watch {
-        let deadline_ms = match run.plan().deadline {
+    pub(crate) async fn new<E: Executor>(run: &Arc<Run<E>>) -> Watch {
+        let deadline_ms = match run.plan.deadline {
             Some(deadline) => {
                 // Relative deadlines count from the job's creation, across resumes.
-                let store = run.config.store.clone();
-                let job = run.job();
+                let store = run.store.clone();
+                let job = run.job;
                 let created = tokio::task::spawn_blocking(move || store.job(job))
                     .await
                     .ok()
@@ -48,13 +49,13 @@ impl Watch {
     }
 
     /// Judges the rules now; returns the active alerts.
-    pub(super) fn look<E: Executor>(
+    pub(crate) fn look<E: Executor>(
         &mut self,
         run: &Arc<Run<E>>,
         agents: &[AgentSnapshot],
     ) -> Vec<Alert> {
-        let tracker = &run.config.tracker;
-        let rules = &run.plan().alerts;
+        let tracker = &run.tracker;
+        let rules = &run.plan.alerts;
         let progress = tracker.progress();
         let agent_items: Vec<Option<String>> = agents
             .iter()
@@ -68,14 +69,14 @@ impl Watch {
             window: tracker.window(rules.window.as_secs() as u32),
             finished_this_run: progress.done_this_run(),
             queued: progress.pending,
-            eta_finish_ms: match run.config.metrics.eta() {
+            eta_finish_ms: match run.metrics.eta() {
                 mmm_core::metrics::Eta::Estimate(estimate) => Some(estimate.finish_at_ms),
                 _ => None,
             },
             deadline_ms: self.deadline_ms,
         };
         let changes = self.book.update(judge(rules, &seen));
-        let job = run.job();
+        let job = run.job;
         let mut writes = Vec::new();
         for alert in &changes.raised {
             writes.push(Write::event(
@@ -103,12 +104,10 @@ impl Watch {
         tracker.set_alerts(active.iter().map(|a| a.message.clone()).collect());
         active
     }
-}
 
-impl Watch {
     /// The run is over: every alert still active is resolved, so each raised alert has its
     /// end in the log.
-    pub(super) fn close<E: Executor>(&mut self, run: &Arc<Run<E>>) {
+    pub(crate) fn close<E: Executor>(&mut self, run: &Arc<Run<E>>) {
         let writes: Vec<Write> = self
             .book
             .close()
@@ -116,30 +115,30 @@ impl Watch {
             .map(|alert| {
                 let mut payload = json!(alert);
                 payload["reason"] = json!("the run ended");
-                Write::event(run.job(), EventKind::AlertResolved, None, payload)
+                Write::event(run.job, EventKind::AlertResolved, None, payload)
             })
             .collect();
         if !writes.is_empty() {
             run.record(writes);
         }
-        run.config.tracker.set_alerts(Vec::new());
+        run.tracker.set_alerts(Vec::new());
     }
 }
 
 /// Runs `command` with the alert as JSON on stdin; its output is shown only if it fails.
 async fn on_alert<E: Executor>(run: Arc<Run<E>>, command: String, alert: Alert) {
     let payload = json!({
-        "job_id": run.job().to_string(),
-        "job_name": run.plan().name,
+        "job_id": run.job.to_string(),
+        "job_name": run.plan.name,
         "at": now_ms(),
         "alert": alert,
     });
-    let spawning = super::process::spawn_lock();
+    let spawning = crate::process::spawn_lock();
     let spawned = tokio::process::Command::new("/bin/sh")
         .arg("-c")
         .arg(&command)
-        .current_dir(&run.plan().base_dir)
-        .env("MMM_JOB_ID", run.job().to_string())
+        .current_dir(&run.plan.base_dir)
+        .env("MMM_JOB_ID", run.job.to_string())
         .env("MMM_ALERT_RULE", alert.rule.as_str())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -179,7 +178,7 @@ async fn on_alert<E: Executor>(run: Arc<Run<E>>, command: String, alert: Alert) 
 }
 
 fn show<E: Executor>(run: &Run<E>, message: String) {
-    if let Some(out) = &run.config.output {
+    if let Some(out) = &run.output {
         let _ = out.send(Output {
             source: "on_alert".to_string(),
             stdout: Vec::new(),

@@ -9,6 +9,8 @@
 //! while its lease may have run out is dropped from the local buffer, never started: another
 //! process may already have it. When nothing is claimable, one agent polls the store until the
 //! map is done (every item finished by anyone), the job stops running, or a stop request.
+//!
+//! [`Claims`] is the map's [`WorkSource`] then, for the job's owner and for workers alike.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -17,10 +19,12 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
-use super::{StopLevel, Work};
+use crate::source::{Taken, Work, WorkSource};
+use crate::{RunError, StopLevel};
 use mmm_core::job::{JobId, JobStatus, Phase, now_ms};
+use mmm_core::tracker::Tracker;
 use mmm_spec::Item;
-use mmm_store::{Store, StoreError};
+use mmm_store::Store;
 
 /// How a process claims items (see the module docs).
 #[derive(Debug, Clone)]
@@ -73,6 +77,8 @@ pub struct ClaimStats {
 pub(crate) struct Claims {
     store: Arc<dyn Store>,
     job: JobId,
+    /// Learns each claimed item's key (no feeder told it, as for a queued map).
+    tracker: Arc<Tracker>,
     options: ClaimOptions,
     /// Claimed, not yet started, with when they were claimed.
     buffer: Mutex<VecDeque<(Work, Instant)>>,
@@ -81,7 +87,7 @@ pub(crate) struct Claims {
     /// When the last renewal that succeeded started.
     renewed: Mutex<Option<Instant>>,
     done: AtomicBool,
-    failure: Mutex<Option<StoreError>>,
+    failure: Mutex<Option<RunError>>,
     stop: watch::Receiver<StopLevel>,
     latencies: Mutex<Vec<Duration>>,
     items: std::sync::atomic::AtomicU64,
@@ -92,12 +98,14 @@ impl Claims {
     pub(crate) fn new(
         store: Arc<dyn Store>,
         job: JobId,
+        tracker: Arc<Tracker>,
         options: ClaimOptions,
         stop: watch::Receiver<StopLevel>,
     ) -> Self {
         Claims {
             store,
             job,
+            tracker,
             options,
             buffer: Mutex::default(),
             turn: tokio::sync::Mutex::new(()),
@@ -111,10 +119,6 @@ impl Claims {
         }
     }
 
-    pub(crate) fn options(&self) -> &ClaimOptions {
-        &self.options
-    }
-
     fn stopping(&self) -> bool {
         *self.stop.borrow() != StopLevel::Run
     }
@@ -123,13 +127,26 @@ impl Claims {
         lock(&self.failure).is_some()
     }
 
-    fn fail(&self, error: StoreError) {
+    fn fail(&self, error: RunError) {
         lock(&self.failure).get_or_insert(error);
     }
 
-    /// The store error that ended the claims, if one did.
-    pub(crate) fn take_failure(&self) -> Option<StoreError> {
+    /// The error that ended the claims, if one did.
+    pub(crate) fn take_failure(&self) -> Option<RunError> {
         lock(&self.failure).take()
+    }
+
+    /// Runs a blocking store call off the async workers.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        call: impl FnOnce(&dyn Store) -> Result<T, mmm_store::StoreError> + Send + 'static,
+    ) -> Result<T, RunError> {
+        let store = self.store.clone();
+        let job = self.job;
+        tokio::task::spawn_blocking(move || call(store.as_ref()))
+            .await
+            .map_err(|source| RunError::Panicked { job, source })?
+            .map_err(|source| RunError::Store { job, source })
     }
 
     /// True while a claim made at `claimed` is surely still ours: well inside its lease, or
@@ -152,7 +169,7 @@ impl Claims {
 
     /// The next item for an agent; `None` when the map is done, the job stopped running, a
     /// stop was requested, or the store failed.
-    pub(crate) async fn next(&self) -> Option<Work> {
+    async fn take(&self) -> Option<Work> {
         loop {
             if self.stopping() || self.failed() || self.done.load(Ordering::Acquire) {
                 return None;
@@ -195,8 +212,7 @@ impl Claims {
     }
 
     /// Claims a batch into the buffer; returns how many items came.
-    async fn claim(&self) -> Result<usize, StoreError> {
-        let store = self.store.clone();
+    async fn claim(&self) -> Result<usize, RunError> {
         let (job, claimer, batch, lease) = (
             self.job,
             self.options.claimer.clone(),
@@ -204,14 +220,12 @@ impl Claims {
             self.options.lease,
         );
         let started = Instant::now();
-        let claimed = tokio::task::spawn_blocking(move || {
-            let at = now_ms();
-            store.claim_items(job, &claimer, batch, at + lease.as_millis() as i64, at)
-        })
-        .await
-        .map_err(|_| StoreError::Disconnected {
-            location: "(a claim's task panicked)".to_string(),
-        })??;
+        let claimed = self
+            .blocking(move |store| {
+                let at = now_ms();
+                store.claim_items(job, &claimer, batch, at + lease.as_millis() as i64, at)
+            })
+            .await?;
         lock(&self.latencies).push(started.elapsed());
         let count = claimed.len();
         self.items
@@ -236,14 +250,9 @@ impl Claims {
 
     /// True when nothing is left to claim, ever: every item finished, or the job no longer
     /// running its map.
-    async fn map_done(&self) -> Result<bool, StoreError> {
-        let store = self.store.clone();
+    async fn map_done(&self) -> Result<bool, RunError> {
         let job = self.job;
-        let record = tokio::task::spawn_blocking(move || store.job(job))
-            .await
-            .map_err(|_| StoreError::Disconnected {
-                location: "(a store task panicked)".to_string(),
-            })??;
+        let record = self.blocking(move |store| store.job(job)).await?;
         let c = record.counts;
         Ok(record.status != JobStatus::Running
             || record.phase != Some(Phase::Map)
@@ -272,8 +281,8 @@ impl Claims {
                 .await;
                 match renewed {
                     Ok(Ok(_)) => *lock(&claims.renewed) = Some(started),
-                    Ok(Err(error)) => {
-                        claims.fail(error);
+                    Ok(Err(source)) => {
+                        claims.fail(RunError::Store { job, source });
                         return;
                     }
                     Err(_) => return,
@@ -283,15 +292,11 @@ impl Claims {
     }
 
     /// Gives back what this process holds and did not start (call after the writer flushed).
-    pub(crate) async fn release(&self) -> Result<(), StoreError> {
+    pub(crate) async fn release(&self) -> Result<(), RunError> {
         lock(&self.buffer).clear();
-        let store = self.store.clone();
         let (job, claimer) = (self.job, self.options.claimer.clone());
-        tokio::task::spawn_blocking(move || store.release_claims(job, &claimer))
-            .await
-            .map_err(|_| StoreError::Disconnected {
-                location: "(a store task panicked)".to_string(),
-            })??;
+        self.blocking(move |store| store.release_claims(job, &claimer))
+            .await?;
         Ok(())
     }
 
@@ -313,6 +318,19 @@ impl Claims {
             p99: at(0.99),
             taken_over: self.taken_over.load(std::sync::atomic::Ordering::Relaxed),
         }
+    }
+}
+
+impl WorkSource for Claims {
+    async fn next(&self) -> Option<Taken> {
+        let work = self.take().await?;
+        self.tracker
+            .add_item_keys([(work.index, work.item.key.clone())]);
+        Some(Taken { work, waited: None })
+    }
+
+    fn is_shared(&self) -> bool {
+        true
     }
 }
 

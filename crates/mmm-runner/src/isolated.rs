@@ -1,7 +1,7 @@
 //! The runner's side of `map.isolation: worktree` (docs/worktrees.md): opening and closing
 //! the job's worktree pool around the map, preparing an agent's worktree before each attempt,
 //! and the serialized merge queue (with `on_conflict`) after its steps succeed. The git work
-//! itself is in [`super::worktree`].
+//! itself is in [`crate::worktree`].
 //!
 //! Git failures that are not the item's fault (lock contention, a vanished worktree) are
 //! retried here with a backoff; when they persist the attempt ends as an infrastructure
@@ -14,22 +14,25 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use super::worktree::{GitError, Merge, Pool};
-use super::{AgentRun, AttemptEnd, CommandRequest, Executor, Run};
+use crate::attempt::{Attempt, AttemptEnd, append_tail};
+use crate::run::Run;
+use crate::source::WorkSource;
+use crate::worktree::{GitError, Merge, Pool, Repo};
+use crate::{CommandRequest, Executor, JobFailure};
 use mmm_core::event::EventKind;
 use mmm_core::job::AttemptOutcome;
-use mmm_spec::{Isolation, Item, RenderContext};
+use mmm_spec::{Isolation, JobPlan, RenderContext};
 use mmm_store::{StepRecord, Write};
 
 /// Tries of one git operation that fails for infrastructure reasons before giving up on it.
 const GIT_TRIES: u32 = 5;
 /// Consecutive infrastructure failures of one item after which the run stops.
-pub(super) const INFRA_LIMIT: u32 = 8;
+pub(crate) const INFRA_LIMIT: u32 = 8;
 /// Rounds of `on_conflict` for one item (the tip may move again while it runs).
 const CONFLICT_ROUNDS: u32 = 3;
 
-/// The pool and the merge queue of a job with worktree isolation.
-pub(super) struct Isolated {
+/// The pool and the merge queue of a job with worktree isolation, open for one map.
+pub(crate) struct Isolated {
     pool: Arc<Pool>,
     /// One merge at a time: the queue agents wait in (FIFO: tokio's mutex is fair).
     merge_queue: tokio::sync::Mutex<()>,
@@ -37,19 +40,8 @@ pub(super) struct Isolated {
     broken: AtomicBool,
 }
 
-impl Isolated {
-    /// The integration branch.
-    pub(super) fn branch(&self) -> &str {
-        self.pool.branch()
-    }
-
-    pub(super) fn is_broken(&self) -> bool {
-        self.broken.load(Ordering::Relaxed)
-    }
-}
-
 /// What preparing an attempt's worktree came to.
-pub(super) enum Prepared {
+pub(crate) enum Prepared {
     /// Run the steps here, from this base commit.
     Ready {
         path: std::path::PathBuf,
@@ -90,31 +82,27 @@ async fn retried<T: Send + 'static>(
     }
 }
 
-impl<E: Executor> Run<E> {
-    /// The job's isolation, once the map opened it.
-    pub(super) fn isolated(&self) -> Option<&Isolated> {
-        self.isolated.get()
+/// Before anything runs: a job with worktree isolation must be in a repository.
+pub(crate) async fn check(plan: &JobPlan) -> Result<(), JobFailure> {
+    if plan.map.isolation != Isolation::Worktree {
+        return Ok(());
     }
+    let dir = plan.base_dir.clone();
+    blocking(move || Repo::discover(&dir))
+        .await
+        .map(|_| ())
+        .map_err(|source| JobFailure::Repository { source })
+}
 
-    /// Before anything runs: a job with worktree isolation must be in a repository.
-    pub(super) async fn check_isolation(&self) -> Result<(), String> {
-        if self.plan().map.isolation != Isolation::Worktree {
-            return Ok(());
+impl Isolated {
+    /// Opens the worktree pool (the branch, one worktree per agent) before the map; `None`
+    /// when the job has no worktree isolation.
+    pub(crate) async fn open<E: Executor>(run: &Run<E>) -> Result<Option<Isolated>, JobFailure> {
+        if run.plan.map.isolation != Isolation::Worktree {
+            return Ok(None);
         }
-        let dir = self.plan().base_dir.clone();
-        blocking(move || super::worktree::Repo::discover(&dir))
-            .await
-            .map(|_| ())
-            .map_err(|e| e.to_string())
-    }
-
-    /// Opens the worktree pool (the branch, one worktree per agent) before the map.
-    pub(super) async fn open_isolation(&self) -> Result<(), String> {
-        if self.plan().map.isolation != Isolation::Worktree {
-            return Ok(());
-        }
-        let plan = self.config.plan.clone();
-        let job = self.job();
+        let plan = run.plan.clone();
+        let job = run.job;
         let agents = plan.map.max_parallel.max(1);
         let started = Instant::now();
         let pool = retried(move || {
@@ -127,8 +115,8 @@ impl<E: Executor> Run<E> {
             )
         })
         .await
-        .map_err(|e| format!("could not set up the agents' worktrees: {e}"))?;
-        self.record(vec![Write::event(
+        .map_err(|source| JobFailure::Worktrees { source })?;
+        run.record(vec![Write::event(
             job,
             EventKind::PhaseStarted,
             None,
@@ -141,23 +129,29 @@ impl<E: Executor> Run<E> {
                 "setup_ms": started.elapsed().as_millis() as u64,
             }),
         )]);
-        let _ = self.isolated.set(Isolated {
+        Ok(Some(Isolated {
             pool: Arc::new(pool),
             merge_queue: tokio::sync::Mutex::new(()),
             broken: AtomicBool::new(false),
-        });
-        Ok(())
+        }))
+    }
+
+    /// The integration branch.
+    pub(crate) fn branch(&self) -> &str {
+        self.pool.branch()
+    }
+
+    /// True once git kept failing: the run stops, resumable.
+    pub(crate) fn is_broken(&self) -> bool {
+        self.broken.load(Ordering::Relaxed)
     }
 
     /// Removes the worktrees after the map (the branch stays; a resume adds them again).
-    pub(super) async fn close_isolation(&self) {
-        let Some(isolated) = self.isolated() else {
-            return;
-        };
-        let pool = isolated.pool.clone();
+    pub(crate) async fn close<E: Executor>(&self, run: &Run<E>) {
+        let pool = self.pool.clone();
         if let Err(e) = blocking(move || pool.close()).await {
-            self.record(vec![Write::event(
-                self.job(),
+            run.record(vec![Write::event(
+                run.job,
                 EventKind::PhaseFinished,
                 None,
                 json!({ "phase": "worktrees", "error": e.to_string() }),
@@ -165,26 +159,11 @@ impl<E: Executor> Run<E> {
         }
     }
 
-    /// Adds to a job-wide counter and records it (the events are the durable record).
-    fn count(&self, item_key: &str, name: &str, delta: i64) {
-        self.config.tracker.add_to_counter(name, delta);
-        self.record(vec![Write::event(
-            self.job(),
-            EventKind::StepReported,
-            Some(item_key),
-            json!({ "step": "merge", "counter": name, "delta": delta }),
-        )]);
-    }
-}
-
-impl<E: Executor> AgentRun<E> {
-    /// Git kept failing for this item: stop the run (resumable) rather than spin.
-    pub(super) fn give_up_on_git(&self, item_key: &str, end: &AttemptEnd) {
-        if let Some(isolated) = self.run.isolated() {
-            isolated.broken.store(true, Ordering::Relaxed);
-        }
-        self.run.record(vec![Write::event(
-            self.run.job(),
+    /// Git kept failing for an item: stop the run (resumable) rather than spin.
+    pub(crate) fn give_up<E: Executor>(&self, run: &Run<E>, item_key: &str, end: &AttemptEnd) {
+        self.broken.store(true, Ordering::Relaxed);
+        run.record(vec![Write::event(
+            run.job,
             EventKind::AttemptFailed,
             Some(item_key),
             json!({
@@ -195,48 +174,41 @@ impl<E: Executor> AgentRun<E> {
         )]);
     }
 
-    /// Resets this agent's worktree to the branch's tip for item `index`.
-    pub(super) async fn prepare_worktree(&self, index: u64) -> Prepared {
-        let Some(isolated) = self.run.isolated() else {
-            return Prepared::Failed("the worktrees are not set up".into());
-        };
-        if isolated.pool.has_landed(index) {
+    /// Resets agent `agent`'s worktree to the branch's tip for item `index`.
+    pub(crate) async fn prepare(&self, agent: usize, index: u64) -> Prepared {
+        if self.pool.has_landed(index) {
             return Prepared::Landed;
         }
-        let (pool, agent) = (isolated.pool.clone(), self.agent);
+        let pool = self.pool.clone();
         match retried(move || pool.reset(agent)).await {
             Ok(base) => Prepared::Ready {
-                path: isolated.pool.work_dir(self.agent),
+                path: self.pool.work_dir(agent),
                 base,
             },
             Err(e) => Prepared::Failed(format!("could not reset the agent's worktree: {e}")),
         }
     }
 
-    /// After the steps succeeded: merges the item's commits through the job's merge queue,
-    /// running `on_conflict` on a conflict when the job has one. Updates `end` when the
+    /// After the attempt's steps succeeded: merges the item's commits through the job's merge
+    /// queue, running `on_conflict` on a conflict when the job has one. Updates `end` when the
     /// merge fails (a conflict fails the attempt; git trouble is an infrastructure failure).
-    pub(super) async fn merge_item(
+    pub(crate) async fn merge<E: Executor, S: WorkSource>(
         &self,
-        index: u64,
-        item: &Item,
-        number: u32,
+        attempt: &Attempt<'_, E, S>,
         base: &str,
         end: &mut AttemptEnd,
     ) {
-        let Some(isolated) = self.run.isolated() else {
-            return;
-        };
-        let run = &self.run;
-        let tracker = &run.config.tracker;
+        let agent = attempt.agent;
+        let run = &agent.map.run;
+        let (index, item) = (attempt.index as u64, attempt.item);
         let mut counted_conflict = false;
         for round in 0..=CONFLICT_ROUNDS {
-            tracker.merging(self.agent);
+            run.tracker.merging(agent.index);
             let merged = {
-                let _turn = isolated.merge_queue.lock().await;
+                let _turn = self.merge_queue.lock().await;
                 let (pool, agent, base, key) = (
-                    isolated.pool.clone(),
-                    self.agent,
+                    self.pool.clone(),
+                    agent.index,
                     base.to_string(),
                     item.key.clone(),
                 );
@@ -245,18 +217,18 @@ impl<E: Executor> AgentRun<E> {
             match merged {
                 Ok(Merge::Nothing) => return,
                 Ok(Merge::Merged { commits, .. }) => {
-                    run.count(&item.key, "commits", commits as i64);
-                    run.count(&item.key, "merged_items", 1);
+                    count(run, &item.key, "commits", commits as i64);
+                    count(run, &item.key, "merged_items", 1);
                     return;
                 }
                 Ok(Merge::Conflict { paths, tip, head }) => {
                     if !counted_conflict {
                         counted_conflict = true;
-                        run.count(&item.key, "merge_conflicts", 1);
+                        count(run, &item.key, "merge_conflicts", 1);
                     }
                     let listed = paths.join(", ");
-                    let branch = isolated.pool.branch();
-                    let on_conflict = run.plan().map.on_conflict.clone();
+                    let branch = self.pool.branch();
+                    let on_conflict = run.plan.map.on_conflict.clone();
                     let Some(on_conflict) = on_conflict.filter(|_| round < CONFLICT_ROUNDS) else {
                         end.outcome = AttemptOutcome::Failed;
                         end.error = Some(format!(
@@ -269,10 +241,13 @@ impl<E: Executor> AgentRun<E> {
                         ));
                         return;
                     };
-                    if let Err(message) = self
-                        .resolve_conflict(item, number, &on_conflict, &paths, &tip, &head, end)
-                        .await
-                    {
+                    let conflict = Conflict {
+                        command: &on_conflict,
+                        paths: &paths,
+                        tip: &tip,
+                        head: &head,
+                    };
+                    if let Err(message) = self.resolve_conflict(attempt, &conflict, end).await {
                         end.outcome = AttemptOutcome::Failed;
                         end.error = Some(format!(
                             "merge conflict with branch {branch} in: {listed}; {message}"
@@ -295,68 +270,63 @@ impl<E: Executor> AgentRun<E> {
         }
     }
 
-    /// Runs `on_conflict` in the worktree, left mid-merge of the branch's tip into the
+    /// Runs `on_conflict` in the agent's worktree, left mid-merge of the branch's tip into the
     /// item's head; then commits the resolution. `Err` says why it was not resolved.
-    #[allow(clippy::too_many_arguments)]
-    async fn resolve_conflict(
+    async fn resolve_conflict<E: Executor, S: WorkSource>(
         &self,
-        item: &Item,
-        number: u32,
-        command: &mmm_spec::CommandTemplate,
-        paths: &[String],
-        tip: &str,
-        head: &str,
+        attempt: &Attempt<'_, E, S>,
+        conflict: &Conflict<'_>,
         end: &mut AttemptEnd,
     ) -> Result<(), String> {
-        let run = &self.run;
-        let Some(isolated) = run.isolated() else {
-            return Err("the worktrees are not set up".into());
-        };
-        let (pool, agent, at) = (isolated.pool.clone(), self.agent, tip.to_string());
-        retried(move || pool.start_conflict_merge(agent, &at))
+        let agent = attempt.agent;
+        let run = &agent.map.run;
+        let (item, number) = (attempt.item, attempt.number);
+        let (pool, agent_index, at) = (self.pool.clone(), agent.index, conflict.tip.to_string());
+        retried(move || pool.start_conflict_merge(agent_index, &at))
             .await
             .map_err(|e| format!("could not start the merge for on_conflict: {e}"))?;
-        let plan = run.plan();
+        let plan = &run.plan;
         let ctx = RenderContext {
             item: Some(&item.value),
             item_key: Some(&item.key),
             seq: 0,
-            slot: self.agent + 1,
+            slot: agent.index + 1,
             env: &plan.env,
             map: None,
         };
-        let rendered = command
+        let rendered = conflict
+            .command
             .render(&ctx)
             .map_err(|e| format!("on_conflict could not be rendered: {e}"))?;
-        let path = isolated.pool.work_dir(self.agent);
-        let mut env = run.command_env(Some((item, number)), &self.name(), "on_conflict");
+        let path = self.pool.work_dir(agent.index);
+        let mut env = run.command_env(Some((item, number)), &agent.name, "on_conflict");
         env.push(("MMM_WORKTREE".into(), path.display().to_string()));
-        env.push(("MMM_BRANCH".into(), isolated.pool.branch().to_string()));
-        env.push(("MMM_CONFLICT_PATHS".into(), paths.join("\n")));
-        env.push(("MMM_MERGE_TIP".into(), tip.to_string()));
-        env.push(("MMM_ITEM_HEAD".into(), head.to_string()));
+        env.push(("MMM_BRANCH".into(), self.pool.branch().to_string()));
+        env.push(("MMM_CONFLICT_PATHS".into(), conflict.paths.join("\n")));
+        env.push(("MMM_MERGE_TIP".into(), conflict.tip.to_string()));
+        env.push(("MMM_ITEM_HEAD".into(), conflict.head.to_string()));
         let request = CommandRequest {
             command: rendered,
             env,
             cwd: path,
             timeout: plan.map.timeout,
-            keep_output: run.config.show_map_output,
+            keep_output: run.show_map_output,
             observer: None,
         };
-        let result = run.executor.run(request, run.config.stop.clone()).await;
+        let result = run.executor.run(request, run.stop.clone()).await;
         end.steps.push(StepRecord {
             name: "on_conflict".to_string(),
             skipped: false,
             duration_us: result.duration.as_micros() as u64,
             exit_code: result.exit.code(),
         });
-        super::append_tail(&mut end.stdout, &result.stdout);
-        super::append_tail(&mut end.stderr, &result.stderr);
+        append_tail(&mut end.stdout, &result.stdout);
+        append_tail(&mut end.stderr, &result.stderr);
         if !result.exit.is_success() {
             return Err(format!("on_conflict {}", result.exit.describe()));
         }
-        let (pool, agent, key) = (isolated.pool.clone(), self.agent, item.key.clone());
-        let left = retried(move || pool.finish_conflict_merge(agent, &key))
+        let (pool, key) = (self.pool.clone(), item.key.clone());
+        let left = retried(move || pool.finish_conflict_merge(agent_index, &key))
             .await
             .map_err(|e| format!("could not commit on_conflict's resolution: {e}"))?;
         if !left.is_empty() {
@@ -369,18 +339,24 @@ impl<E: Executor> AgentRun<E> {
     }
 }
 
-/// An attempt that ran nothing because its merge is already on the branch.
-pub(super) fn landed_end() -> AttemptEnd {
-    AttemptEnd {
-        outcome: AttemptOutcome::Succeeded,
-        all_skipped: false,
-        retryable: true,
-        infrastructure: false,
-        exit_code: None,
-        error: None,
-        steps: Vec::new(),
-        stdout: b"already merged into the integration branch (found its merge commit)\n".to_vec(),
-        stderr: Vec::new(),
-        duration: Duration::ZERO,
-    }
+/// A merge conflict `on_conflict` is to settle.
+struct Conflict<'a> {
+    command: &'a mmm_spec::CommandTemplate,
+    /// The conflicting paths.
+    paths: &'a [String],
+    /// The branch's tip being merged in.
+    tip: &'a str,
+    /// The item's head.
+    head: &'a str,
+}
+
+/// Adds to a job-wide counter and records it (the events are the durable record).
+fn count<E: Executor>(run: &Run<E>, item_key: &str, name: &str, delta: i64) {
+    run.tracker.add_to_counter(name, delta);
+    run.record(vec![Write::event(
+        run.job,
+        EventKind::StepReported,
+        Some(item_key),
+        json!({ "step": "merge", "counter": name, "delta": delta }),
+    )]);
 }

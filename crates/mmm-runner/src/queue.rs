@@ -1,6 +1,7 @@
-//! The agents' work queue: the items to run, fed while the agents already work (a resume
-//! pages its unfinished items in, then adds new input items), and closed once nothing more
-//! will come, so that agents run out of work only when the queue is closed and empty.
+//! The agents' work queue, the [`WorkSource`] of a map one process runs alone: the items to
+//! run, fed while the agents already work (a resume pages its unfinished items in, then adds
+//! new input items), and closed once nothing more will come, so that agents run out of work
+//! only when the queue is closed and empty.
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
@@ -9,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 
-use super::Work;
+use crate::source::{Taken, Work, WorkSource};
 
 /// Items waiting for an agent, each with the moment it became runnable (for queue wait).
 #[derive(Debug, Default)]
@@ -50,7 +51,7 @@ impl WorkQueue {
 
     /// The next item and how long it waited in the queue, waiting while the queue is empty
     /// but open; `None` once it is closed and empty.
-    pub(crate) async fn next(&self) -> Option<(Work, Duration)> {
+    pub(crate) async fn take(&self) -> Option<(Work, Duration)> {
         loop {
             // Register for a wake-up before looking, so a push in between is not missed.
             let notified = self.ready.notified();
@@ -71,6 +72,20 @@ impl WorkQueue {
     fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<(Instant, Work)>> {
         // A panic while holding this lock leaves a consistent queue: take it anyway.
         self.items.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl WorkSource for WorkQueue {
+    async fn next(&self) -> Option<Taken> {
+        let (work, waited) = self.take().await?;
+        Some(Taken {
+            work,
+            waited: Some(waited),
+        })
+    }
+
+    fn is_shared(&self) -> bool {
+        false
     }
 }
 
@@ -99,7 +114,7 @@ mod tests {
             let queue = queue.clone();
             tokio::spawn(async move {
                 let mut got = Vec::new();
-                while let Some((w, _waited)) = queue.next().await {
+                while let Some((w, _waited)) = queue.take().await {
                     got.push(w.index);
                 }
                 got
@@ -118,7 +133,7 @@ mod tests {
         queue.push_all([work(1)]);
         let before = Instant::now();
         std::thread::sleep(Duration::from_millis(30));
-        let (_, waited) = queue.next().await.expect("an item");
+        let (_, waited) = queue.take().await.expect("an item");
         assert!(waited >= Duration::from_millis(30), "{waited:?}");
         assert!(waited >= before.elapsed().saturating_sub(Duration::from_millis(1)));
     }

@@ -1,4 +1,7 @@
-//! Continuing a recorded job: taking it over safely from a dead (or stopped) owner.
+//! Continuing a recorded job: taking it over safely from a dead (or stopped) owner
+//! ([`take_over`]), and everything a resume does before its run ([`prepare`]): the plan
+//! rebuilt from the job's origin and checked against the recorded one, the take-over, the
+//! rewind to a checkpoint, their events, and how the run is to start.
 //!
 //! A job can be taken over when it was stopped cleanly (`interrupted`), or when it is recorded
 //! `running` but its owner is dead ([`mmm_store::owner`]). The take-over itself is a
@@ -6,9 +9,185 @@
 
 use std::time::Duration;
 
+use serde_json::json;
+
+use crate::{Resume, Start};
+use mmm_core::event::EventKind;
 use mmm_core::job::{JobId, JobStatus, now_ms};
+use mmm_spec::{JobOrigin, JobPlan, SpecError};
 use mmm_store::owner::{Owner, host_name, owner_is_alive};
 use mmm_store::{JobRecord, Requeued, Store, StoreError, Write};
+
+/// How a job continues.
+#[derive(Debug, Clone, Default)]
+pub struct ResumeOptions {
+    /// Rewind first to this checkpoint: items completed after it run again (a finished job
+    /// is reopened).
+    pub from: Option<i64>,
+    /// Run setup again even though the job got past it.
+    pub rerun_setup: bool,
+    /// Go on with the job file as it is now, even though it changed since the job started.
+    pub accept_changed_spec: bool,
+    /// Number of parallel agents; `None`: as the job had.
+    pub max_parallel: Option<usize>,
+}
+
+/// Why a job cannot be resumed.
+#[derive(Debug, thiserror::Error)]
+pub enum ResumeError {
+    /// The job has no record of how its plan was built.
+    #[error("job {} has no record of how it was started, so it cannot be resumed", .job.short())]
+    NoOrigin {
+        /// The job.
+        job: JobId,
+    },
+    /// Its plan cannot be built again (the job file no longer parses).
+    #[error("the plan of job {} cannot be built again", .job.short())]
+    Spec {
+        /// The job.
+        job: JobId,
+        /// The cause (boxed: it is large).
+        #[source]
+        source: Box<SpecError>,
+    },
+    /// The job file changed since the job started, and the change was not accepted
+    /// ([`ResumeOptions::accept_changed_spec`]).
+    #[error("the job file changed since job {} started", .job.short())]
+    SpecChanged {
+        /// The job.
+        job: JobId,
+        /// The plan as recorded when the job started (JSON).
+        recorded: String,
+        /// The plan from the job file as it is now (JSON).
+        current: String,
+    },
+    /// The job cannot be taken over.
+    #[error(transparent)]
+    TakeOver(#[from] TakeOverError),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// A job taken over and made ready to continue: what was restored (for the caller to show),
+/// and how to run the rest ([`Restored::plan`] with [`Restored::start`] as the owner).
+#[derive(Debug)]
+pub struct Restored {
+    /// The plan to run the rest with.
+    pub plan: JobPlan,
+    /// How the run starts: a [`Start::Resume`].
+    pub start: Start,
+    /// The job as recorded once taken over (and rewound): its counts are what was restored.
+    pub job: JobRecord,
+    /// What the take-over found and did.
+    pub taken: TakenOver,
+    /// The keys of the items the rewind requeued (none without [`ResumeOptions::from`]).
+    pub rewound: Vec<String>,
+    /// The job file is gone: its text as recorded when the job started was used.
+    pub from_stored_text: bool,
+    /// The job file changed since the job started, and the change was accepted.
+    pub spec_changed: bool,
+}
+
+/// Everything a resume does before its run: rebuilds the job's plan from its origin (refused
+/// when the job file changed, unless accepted), takes the job over, rewinds it to
+/// [`ResumeOptions::from`], records the requeued items, the plan's source and an accepted
+/// change as events, and decides whether the input is loaded again (a file input that has not
+/// changed cannot hold new items).
+pub fn prepare(
+    store: &dyn Store,
+    id: JobId,
+    options: &ResumeOptions,
+) -> Result<Restored, ResumeError> {
+    let record = store.job(id)?;
+    let mut origin: JobOrigin = record
+        .origin
+        .as_deref()
+        .and_then(|o| serde_json::from_str(o).ok())
+        .ok_or(ResumeError::NoOrigin { job: id })?;
+    if let Some(agents) = options.max_parallel {
+        origin.overrides.max_parallel = Some(agents);
+    }
+    let rebuilt = origin.plan().map_err(|source| ResumeError::Spec {
+        job: id,
+        source: Box::new(source),
+    })?;
+    let plan = rebuilt.plan;
+    let spec_changed = plan.hash() != record.spec_hash;
+    if spec_changed && !options.accept_changed_spec {
+        return Err(ResumeError::SpecChanged {
+            job: id,
+            recorded: record.spec,
+            current: serde_json::to_string(&plan).unwrap_or_default(),
+        });
+    }
+    let finished = match options.from {
+        Some(_) => Finished::Reopen,
+        None => Finished::Refuse,
+    };
+    let taken = take_over(store, id, finished)?;
+    let now = now_ms();
+    let mut writes = Vec::new();
+    for key in &taken.requeued.interrupted {
+        writes.push(requeued(id, key, "interrupted"));
+    }
+    let rewound = match options.from {
+        Some(checkpoint) => store.rewind(id, checkpoint, now)?,
+        None => Vec::new(),
+    };
+    for key in &rewound {
+        writes.push(requeued(id, key, "rewound"));
+    }
+    if rebuilt.from_stored_text {
+        writes.push(Write::event(
+            id,
+            EventKind::SpecFromStore,
+            None,
+            json!({ "reason": "the job file is gone; using the text recorded when the job started" }),
+        ));
+    }
+    if spec_changed {
+        writes.push(Write::event(
+            id,
+            EventKind::SpecChanged,
+            None,
+            json!({ "accepted": true }),
+        ));
+    }
+    store.apply(&writes)?;
+
+    let job = store.job(id)?;
+    let start = Start::Resume(Resume {
+        phase: job.phase,
+        rerun_setup: options.rerun_setup,
+        prior_duration: Duration::from_millis(job.duration_ms.max(0) as u64),
+        // A file input that has not changed cannot hold new items: skip reloading it.
+        reload_input: match plan.map.input_fingerprint(&plan.base_dir) {
+            Some(now) => job.input_fingerprint.as_deref() != Some(now.as_str()),
+            None => true,
+        },
+        counts: job.counts,
+    });
+    Ok(Restored {
+        plan,
+        start,
+        job,
+        taken,
+        rewound,
+        from_stored_text: rebuilt.from_stored_text,
+        spec_changed,
+    })
+}
+
+/// An item put back to `pending`, and why.
+fn requeued(job: JobId, key: &str, reason: &str) -> Write {
+    Write::event(
+        job,
+        EventKind::ItemRequeued,
+        Some(key),
+        json!({ "reason": reason }),
+    )
+}
 
 /// Why a job cannot be taken over.
 #[derive(Debug, thiserror::Error)]

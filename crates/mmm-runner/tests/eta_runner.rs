@@ -25,7 +25,8 @@ use mmm_core::job::JobId;
 use mmm_core::metrics::{Estimate, Eta, LiveMetrics};
 use mmm_core::tracker::Tracker;
 use mmm_runner::{
-    self as runner, CommandRequest, CommandResult, Executor, Exit, RunConfig, Start, StopLevel,
+    self as runner, CommandRequest, CommandResult, Executor, Exit, OwnerConfig, Role, RunConfig,
+    Start, StopLevel,
 };
 use mmm_spec::RenderedCommand;
 use mmm_store::writer::StoreWriter;
@@ -213,14 +214,16 @@ impl Job {
             stop: stop_rx,
             output: None,
             show_map_output: false,
-            // The ETA is recomputed each heartbeat, so it is at most 10 s (of virtual time)
-            // old when read: under 1% of what remains at 20% of any scenario here. A heartbeat
-            // costs real time (it samples /proc), so not more often.
-            heartbeat: Duration::from_secs(10) / time.divide() as u32,
-            checkpoint_every: Duration::from_secs(600),
-            snapshot_every: Duration::from_secs(60),
-            start: Start::New { origin: None },
-            claims: None,
+            role: Role::Own(OwnerConfig {
+                start: Start::New { origin: None },
+                claims: None,
+                // The ETA is recomputed each heartbeat, so it is at most 10 s (of virtual time)
+                // old when read: under 1% of what remains at 20% of any scenario here. A
+                // heartbeat costs real time (it samples /proc), so not more often.
+                heartbeat: Duration::from_secs(10) / time.divide() as u32,
+                checkpoint_every: Duration::from_secs(600),
+                snapshot_every: Duration::from_secs(60),
+            }),
         };
         let executor = SleepExecutor {
             divide: time.divide(),

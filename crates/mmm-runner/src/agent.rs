@@ -1,0 +1,312 @@
+//! One agent of the map: takes items from the map's [`WorkSource`] until it runs out, and
+//! takes each item through its attempts: retried with exponential backoff while it has retries
+//! left, to the DLQ once they are exhausted, back to `pending` when a stop cuts an attempt
+//! short (not counted against its retries). Records each attempt with the item's new status
+//! and event in one transaction, and feeds the tracker and the metrics.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::attempt::{Attempt, AttemptEnd};
+use crate::isolated::INFRA_LIMIT;
+use crate::map::Map;
+use crate::source::{Taken, Work, WorkSource};
+use crate::{Executor, StopLevel, process};
+use mmm_core::event::EventKind;
+use mmm_core::job::{AttemptOutcome, ItemStatus, now_ms};
+use mmm_core::tracker::ItemEnd;
+use mmm_store::Write;
+
+/// The longest wait between two attempts of an item.
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
+
+/// One agent working through items.
+pub(crate) struct Agent<E, S> {
+    pub(crate) map: Arc<Map<E, S>>,
+    /// Its number, 0-based.
+    pub(crate) index: usize,
+    /// Its name in the record (`agent-N`, or `PREFIX/N` for a worker's).
+    pub(crate) name: String,
+}
+
+impl<E: Executor, S: WorkSource> Agent<E, S> {
+    pub(crate) fn new(map: Arc<Map<E, S>>, index: usize) -> Self {
+        let name = map.agent_name(index);
+        Agent { map, index, name }
+    }
+
+    /// Takes items until the source runs out, the job stops or the writer failed.
+    pub(crate) async fn work(self) {
+        let run = &self.map.run;
+        let job = run.job;
+        run.record(vec![Write::event(
+            job,
+            EventKind::AgentStarted,
+            None,
+            json!({ "agent": self.name }),
+        )]);
+        loop {
+            if self.map.stopping() || run.writer.is_failed() {
+                break;
+            }
+            let Some(Taken { work, waited }) = self.map.source.next().await else {
+                break;
+            };
+            // The item's duration for the ETA counts from here to its end (see `item_measured`).
+            let taken = tokio::time::Instant::now();
+            let metrics = &run.metrics;
+            metrics.item_taken(self.index, work.index, run.clock.now_ms());
+            if let Some(waited) = waited {
+                metrics.queue_wait(waited);
+            }
+            self.item(&work, taken).await;
+            // Skipped or interrupted items leave no duration but must leave the in-flight set.
+            metrics.item_released(self.index);
+        }
+        run.tracker.agent_finished(self.index);
+        run.record(vec![Write::event(
+            job,
+            EventKind::AgentFinished,
+            None,
+            json!({ "agent": self.name }),
+        )]);
+    }
+
+    /// Takes one item through its attempts to its end here: completed, skipped, dead-lettered,
+    /// or left for later (a stop).
+    async fn item(&self, work: &Work, taken: tokio::time::Instant) {
+        let run = &self.map.run;
+        let job = run.job;
+        let (index, item) = (work.index as usize, &work.item);
+        let map = &run.plan.map;
+        let tracker = &run.tracker;
+        let mut number = work.next_number;
+        let mut used = work.attempts_used;
+        // Infrastructure failures in a row (worktree isolation): retried, never counted.
+        let mut infrastructure = 0;
+        loop {
+            tracker.attempt_started(self.index, index as u64, number);
+            let mut writes = vec![Write::AttemptStarted {
+                job,
+                item_index: index as u64,
+                number,
+                agent: self.name.clone(),
+                at: now_ms(),
+            }];
+            // An item's first attempt has no `attempt_started` event on a map this process
+            // runs alone: its attempt row holds the same facts (agent, start), and most items
+            // have no other attempt, so the event would be a third of a large job's store
+            // (docs/events.md). A shared map (scale-out) logs it: it is how the job's owner
+            // sees other processes' items in flight (runner/others.rs).
+            if number > 1 || self.map.source.is_shared() {
+                writes.push(Write::event(
+                    job,
+                    EventKind::AttemptStarted,
+                    Some(&item.key),
+                    json!({ "attempt": number, "agent": self.name, "item": index }),
+                ));
+            }
+            run.record(writes);
+            let end = Attempt {
+                agent: self,
+                index,
+                item,
+                number,
+            }
+            .run()
+            .await;
+            if end.infrastructure && !self.map.stopping() {
+                infrastructure += 1;
+                self.record_attempt(index, number, &end, ItemStatus::Pending, false, None);
+                if infrastructure >= INFRA_LIMIT
+                    && let Some(isolated) = &self.map.isolated
+                {
+                    isolated.give_up(run, &item.key, &end);
+                }
+                run.metrics.between_attempts(self.index);
+                if infrastructure >= INFRA_LIMIT || !self.backoff(infrastructure).await {
+                    tracker.item_finished(self.index, ItemEnd::Interrupted, None);
+                    return;
+                }
+                number += 1;
+                continue;
+            }
+            if end.outcome == AttemptOutcome::Interrupted {
+                self.record_attempt(index, number, &end, ItemStatus::Pending, false, None);
+                tracker.item_finished(self.index, ItemEnd::Interrupted, None);
+                return;
+            }
+            if end.outcome == AttemptOutcome::Succeeded {
+                let (status, tracked, kind) = if end.all_skipped {
+                    (
+                        ItemStatus::Skipped,
+                        ItemEnd::Skipped,
+                        EventKind::ItemSkipped,
+                    )
+                } else {
+                    (
+                        ItemStatus::Completed,
+                        ItemEnd::Completed,
+                        EventKind::ItemCompleted,
+                    )
+                };
+                let mut payload = json!({ "attempt": number, "agent": self.name });
+                if !end.all_skipped {
+                    self.item_measured(taken, &end, &mut payload);
+                }
+                // Counted before the store can have it: the owner of a scale-out job never
+                // finds in the store's counts an item its tracker lacks (`others.rs`).
+                tracker.item_finished(self.index, tracked, None);
+                let event = Write::event(job, kind, Some(&item.key), payload);
+                self.record_attempt(index, number, &end, status, true, Some(event));
+                return;
+            }
+            used += 1;
+            if end.retryable && used <= map.retries {
+                let event = Write::event(
+                    job,
+                    EventKind::AttemptFailed,
+                    Some(&item.key),
+                    json!({
+                        "attempt": number, "agent": self.name, "outcome": end.outcome,
+                        "error": end.error, "exit_code": end.exit_code,
+                    }),
+                );
+                self.record_attempt(index, number, &end, ItemStatus::Failed, true, Some(event));
+                tracker.retrying(self.index, number + 1, end.exit_code);
+                run.metrics.between_attempts(self.index);
+                if !self.backoff(used).await {
+                    // Stopped while waiting: the item stays `failed`, to be retried on resume.
+                    tracker.item_finished(self.index, ItemEnd::Interrupted, end.exit_code);
+                    return;
+                }
+                number += 1;
+                continue;
+            }
+            let mut payload = json!({
+                "attempts": number, "agent": self.name, "outcome": end.outcome,
+                "error": end.error, "exit_code": end.exit_code,
+            });
+            self.item_measured(taken, &end, &mut payload);
+            tracker.item_finished(self.index, ItemEnd::DeadLettered, end.exit_code);
+            let event = Write::event(job, EventKind::ItemDeadLettered, Some(&item.key), payload);
+            self.record_attempt(
+                index,
+                number,
+                &end,
+                ItemStatus::DeadLettered,
+                true,
+                Some(event),
+            );
+            return;
+        }
+    }
+
+    /// Feeds a finished item's durations to the metrics: the steps of its last attempt, and
+    /// the item's whole time since the agent took it (its cycle: every attempt, the backoff
+    /// between them, the recording, a worktree's merge), which is what the ETA's queue of
+    /// items over N agents needs (docs/eta.md). Puts them in its event's `payload` too
+    /// (`duration_us`, `steps_us`: what the owner of a scale-out job folds into its metrics
+    /// when another process ran the item, see `others.rs`).
+    fn item_measured(
+        &self,
+        taken: tokio::time::Instant,
+        end: &AttemptEnd,
+        payload: &mut serde_json::Value,
+    ) {
+        let run = &self.map.run;
+        let steps: Vec<(usize, Option<Duration>)> = end
+            .steps
+            .iter()
+            // Only the plan's steps (not a worktree's `on_conflict` run after them).
+            .take(run.plan.map.steps.len())
+            .enumerate()
+            .map(|(i, s)| {
+                (
+                    i,
+                    (!s.skipped).then(|| Duration::from_micros(s.duration_us)),
+                )
+            })
+            .collect();
+        let cycle = taken.elapsed();
+        payload["duration_us"] = json!(cycle.as_micros() as u64);
+        payload["steps_us"] = steps
+            .iter()
+            .map(|(_, d)| d.map(|d| d.as_micros() as u64))
+            .collect();
+        run.metrics
+            .item_finished(self.index, cycle, &steps, run.clock.now_ms());
+    }
+
+    /// Waits before attempt `number + 1`. False when a stop request came first.
+    async fn backoff(&self, number: u32) -> bool {
+        let base = self.map.run.plan.map.backoff;
+        let wait = base
+            .checked_mul(1u32 << (number - 1).min(16))
+            .unwrap_or(MAX_BACKOFF)
+            .min(MAX_BACKOFF);
+        let mut stop = self.map.run.stop.clone();
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => !self.map.stopping(),
+            _ = stop.wait_for(|level| *level != StopLevel::Run) => false,
+        }
+    }
+
+    /// Records the end of an attempt and the item's new status, with `event` (the item's
+    /// event, if any) in the same group, so that they land in one transaction: a reader never
+    /// sees the status without its event (the owner of a scale-out job counts other processes'
+    /// items from their events, `others.rs`).
+    fn record_attempt(
+        &self,
+        index: usize,
+        number: u32,
+        end: &AttemptEnd,
+        item_status: ItemStatus,
+        counts_against_retries: bool,
+        event: Option<Write>,
+    ) {
+        let run = &self.map.run;
+        run.tracker.attempt_ended(end.outcome);
+        if matches!(
+            end.outcome,
+            AttemptOutcome::Failed | AttemptOutcome::TimedOut
+        ) {
+            let stderr = process::tail_text(&end.stderr);
+            let output = if stderr.trim().is_empty() {
+                end.error.clone().unwrap_or_default()
+            } else {
+                stderr
+            };
+            let key = run.tracker.item_key(index as u64).unwrap_or_default();
+            run.metrics.attempt_failed(&mmm_core::metrics::Failure {
+                item_key: &key,
+                item_value: None,
+                kind: mmm_core::metrics::FailureKind::from_attempt(
+                    Some(end.outcome),
+                    end.exit_code,
+                ),
+                output: &output,
+                at_ms: now_ms(),
+            });
+        }
+        let mut writes = vec![Write::AttemptFinished {
+            job: run.job,
+            item_index: index as u64,
+            number,
+            ended_at: now_ms(),
+            duration_us: end.duration.as_micros() as u64,
+            outcome: end.outcome,
+            exit_code: end.exit_code,
+            error: end.error.clone(),
+            steps: end.steps.clone(),
+            stdout_tail: process::tail_text(&end.stdout),
+            stderr_tail: process::tail_text(&end.stderr),
+            item_status,
+            counts_against_retries,
+        }];
+        writes.extend(event);
+        run.record(writes);
+    }
+}

@@ -1,0 +1,130 @@
+//! The map phase's agents: [`Map`] is what they share once the map starts (the run, the
+//! [`WorkSource`] they take items from, the worktree pool under `map.isolation: worktree`, how
+//! they are named), and [`ClaimedMap`] the claims around a map whose items are claimed
+//! through the store (scale-out), for the job's owner and workers alike.
+
+use std::sync::Arc;
+
+use tokio::task::JoinHandle;
+
+use crate::Executor;
+use crate::agent::Agent;
+use crate::claim::{ClaimOptions, ClaimStats, Claims};
+use crate::isolated::Isolated;
+use crate::phase::Halt;
+use crate::run::Run;
+use crate::source::WorkSource;
+
+/// What the agents of a map share.
+pub(crate) struct Map<E, S> {
+    pub(crate) run: Arc<Run<E>>,
+    pub(crate) source: Arc<S>,
+    /// The worktree pool and merge queue (`map.isolation: worktree`), opened for this map.
+    pub(crate) isolated: Option<Isolated>,
+    /// Agents are named `PREFIX/N` (a worker); `None`: `agent-N`.
+    agent_prefix: Option<String>,
+}
+
+impl<E: Executor, S: WorkSource> Map<E, S> {
+    pub(crate) fn new(
+        run: Arc<Run<E>>,
+        source: Arc<S>,
+        isolated: Option<Isolated>,
+        agent_prefix: Option<String>,
+    ) -> Arc<Self> {
+        Arc::new(Map {
+            run,
+            source,
+            isolated,
+            agent_prefix,
+        })
+    }
+
+    /// True once a stop was requested, or git kept failing under worktree isolation (the run
+    /// stops, resumable).
+    pub(crate) fn stopping(&self) -> bool {
+        self.run.stopping() || self.isolated.as_ref().is_some_and(Isolated::is_broken)
+    }
+
+    /// True when the map ran to its end: not stopped, and every write went to the writer.
+    pub(crate) fn ran_to_its_end(&self) -> bool {
+        !self.stopping() && !self.run.writer.is_failed()
+    }
+
+    /// The name of agent `agent` (0-based).
+    pub(crate) fn agent_name(&self, agent: usize) -> String {
+        agent_name(self.agent_prefix.as_deref(), agent)
+    }
+
+    /// Runs the plan's agents until each runs out of items, or the job stops.
+    pub(crate) async fn work(self: &Arc<Self>) {
+        let agents = self.run.plan.map.max_parallel.max(1);
+        let mut tasks = tokio::task::JoinSet::new();
+        for agent in 0..agents {
+            tasks.spawn(Agent::new(self.clone(), agent).work());
+        }
+        while tasks.join_next().await.is_some() {}
+    }
+}
+
+/// The name of agent `agent` (0-based): `PREFIX/N` (a worker), else `agent-N`.
+pub(crate) fn agent_name(prefix: Option<&str>, agent: usize) -> String {
+    match prefix {
+        Some(prefix) => format!("{prefix}/{}", agent + 1),
+        None => format!("agent-{}", agent + 1),
+    }
+}
+
+/// A map whose items are claimed through the store, and the renewal of its lease.
+pub(crate) struct ClaimedMap<E> {
+    map: Arc<Map<E, Claims>>,
+    renewal: JoinHandle<()>,
+}
+
+impl<E: Executor> ClaimedMap<E> {
+    /// Starts claiming for `run` (the renewal starts now; the agents with [`ClaimedMap::map`]).
+    pub(crate) fn start(run: &Arc<Run<E>>, options: ClaimOptions) -> Self {
+        let prefix = options.agent_prefix.clone();
+        let claims = Arc::new(Claims::new(
+            run.store.clone(),
+            run.job,
+            run.tracker.clone(),
+            options,
+            run.stop.clone(),
+        ));
+        let renewal = claims.spawn_renewal();
+        ClaimedMap {
+            map: Map::new(run.clone(), claims, None, prefix),
+            renewal,
+        }
+    }
+
+    /// The agents' map.
+    pub(crate) fn map(&self) -> &Arc<Map<E, Claims>> {
+        &self.map
+    }
+
+    /// Once the agents ended: commits the attempts that ended, then gives back what was not
+    /// started. Returns the claim figures, and how the map ended: interrupted by a stop
+    /// request, or broken by a store failure.
+    pub(crate) async fn end(self) -> (ClaimStats, Result<(), Halt>) {
+        self.renewal.abort();
+        let claims = &self.map.source;
+        // Attempts ended are committed before what was not started is given back.
+        if let Err(e) = self.map.run.flush().await {
+            return (claims.stats(), Err(e.into()));
+        }
+        let released = claims.release().await;
+        let stats = claims.stats();
+        if let Some(failure) = claims.take_failure() {
+            return (stats, Err(failure.into()));
+        }
+        if let Err(e) = released {
+            return (stats, Err(e.into()));
+        }
+        if self.map.stopping() {
+            return (stats, Err(Halt::Interrupted));
+        }
+        (stats, Ok(()))
+    }
+}

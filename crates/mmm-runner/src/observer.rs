@@ -1,0 +1,123 @@
+//! What a running map command does and reports (its process, its output, progress,
+//! messages and counters through `mmm report` or `MMM_PROGRESS_FD`), passed to the tracker and
+//! the event log.
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicU32;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use crate::{process, report};
+use mmm_core::event::EventKind;
+use mmm_core::job::JobId;
+use mmm_core::tracker::Tracker;
+use mmm_store::Write;
+use mmm_store::writer::StoreWriter;
+
+/// Passes what a running map command does and reports to the tracker and the event log.
+pub(crate) struct AgentObserver {
+    tracker: Arc<Tracker>,
+    writer: Arc<StoreWriter>,
+    job: JobId,
+    agent: usize,
+    item_key: String,
+    step: String,
+    /// When a message was last recorded as an event: at most one a second per command, so
+    /// a chatty step cannot flood the store (the tracker always has the latest).
+    last_message_event: std::sync::Mutex<Option<Instant>>,
+    bad_reports: AtomicU32,
+}
+
+/// The least time between two `step_reported` events of one command for messages.
+const MESSAGE_EVENT_INTERVAL: Duration = Duration::from_secs(1);
+
+impl AgentObserver {
+    /// Observes the command of step `step` that agent `agent` runs for item `item_key`.
+    pub(crate) fn new(
+        tracker: Arc<Tracker>,
+        writer: Arc<StoreWriter>,
+        job: JobId,
+        agent: usize,
+        item_key: String,
+        step: String,
+    ) -> Self {
+        AgentObserver {
+            tracker,
+            writer,
+            job,
+            agent,
+            item_key,
+            step,
+            last_message_event: std::sync::Mutex::new(None),
+            bad_reports: AtomicU32::new(0),
+        }
+    }
+
+    fn record(&self, payload: serde_json::Value) {
+        self.writer.send(Write::event(
+            self.job,
+            EventKind::StepReported,
+            Some(&self.item_key),
+            payload,
+        ));
+    }
+
+    fn message_event_due(&self) -> bool {
+        let mut last = self
+            .last_message_event
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let due = last.is_none_or(|at| at.elapsed() >= MESSAGE_EVENT_INTERVAL);
+        if due {
+            *last = Some(Instant::now());
+        }
+        due
+    }
+}
+
+impl process::CommandObserver for AgentObserver {
+    fn process(&self, pid: Option<u32>) {
+        self.tracker.command_process(self.agent, pid);
+    }
+
+    fn output(&self) {
+        self.tracker.command_active(self.agent);
+    }
+
+    fn report(&self, report: report::Report) {
+        match report {
+            report::Report::Progress { fraction, message } => {
+                self.tracker.step_progress(self.agent, fraction);
+                if let Some(message) = message {
+                    self.tracker.step_message(self.agent, message.clone());
+                    if self.message_event_due() {
+                        self.record(json!({
+                            "step": self.step, "progress": fraction, "message": message
+                        }));
+                    }
+                }
+            }
+            report::Report::Message(message) => {
+                self.tracker.step_message(self.agent, message.clone());
+                if self.message_event_due() {
+                    self.record(json!({ "step": self.step, "message": message }));
+                }
+            }
+            // Counters are always recorded: their events are the durable record of the sums.
+            report::Report::Counter { name, delta } => {
+                self.tracker.add_to_counter(&name, delta);
+                self.tracker.command_active(self.agent);
+                self.record(json!({ "step": self.step, "counter": name, "delta": delta }));
+            }
+        }
+    }
+
+    fn bad_report(&self, line: &str, error: &str) {
+        use std::sync::atomic::Ordering;
+        // Said once per command: a broken reporter would otherwise flood the log.
+        if self.bad_reports.fetch_add(1, Ordering::Relaxed) == 0 {
+            self.record(json!({ "step": self.step, "ignored_line": line, "error": error }));
+        }
+    }
+}

@@ -1,0 +1,174 @@
+//! One run of a job in this process: what every part of it shares (the job and its plan, the
+//! store and its writer, the tracker and metrics, the stop signal, the executor, the clock),
+//! and the few things they all do with it: record, flush, call the store off the async
+//! workers, show a command's output, build a command's environment.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::sync::{mpsc, watch};
+
+use crate::{CommandResult, Executor, Output, RunError, StopLevel};
+use mmm_core::job::{JobId, now_ms};
+use mmm_core::metrics::LiveMetrics;
+use mmm_core::tracker::Tracker;
+use mmm_spec::{Item, JobPlan};
+use mmm_store::writer::StoreWriter;
+use mmm_store::{Store, StoreError, Write};
+
+/// What [`Run::new`] is built from: the role-free part of a [`crate::RunConfig`].
+pub(crate) struct Parts {
+    pub(crate) job: JobId,
+    pub(crate) plan: Arc<JobPlan>,
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) writer: Arc<StoreWriter>,
+    pub(crate) tracker: Arc<Tracker>,
+    pub(crate) metrics: Arc<LiveMetrics>,
+    pub(crate) stop: watch::Receiver<StopLevel>,
+    pub(crate) output: Option<mpsc::UnboundedSender<Output>>,
+    pub(crate) show_map_output: bool,
+}
+
+/// What every part of one run shares, whatever its role.
+pub(crate) struct Run<E> {
+    pub(crate) job: JobId,
+    pub(crate) plan: Arc<JobPlan>,
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) writer: Arc<StoreWriter>,
+    pub(crate) tracker: Arc<Tracker>,
+    pub(crate) metrics: Arc<LiveMetrics>,
+    pub(crate) stop: watch::Receiver<StopLevel>,
+    pub(crate) output: Option<mpsc::UnboundedSender<Output>>,
+    pub(crate) show_map_output: bool,
+    pub(crate) executor: Arc<E>,
+    /// When this run started (for its duration and the snapshots' spacing).
+    pub(crate) started: Instant,
+    /// The metrics' clock.
+    pub(crate) clock: RunClock,
+    /// When this run started, epoch ms of `clock` (for rates and the ETA).
+    pub(crate) started_ms: i64,
+}
+
+impl<E: Executor> Run<E> {
+    /// Starts the run's clocks now.
+    pub(crate) fn new(parts: Parts, executor: Arc<E>) -> Self {
+        let clock = RunClock::start();
+        Run {
+            job: parts.job,
+            plan: parts.plan,
+            store: parts.store,
+            writer: parts.writer,
+            tracker: parts.tracker,
+            metrics: parts.metrics,
+            stop: parts.stop,
+            output: parts.output,
+            show_map_output: parts.show_map_output,
+            executor,
+            started: Instant::now(),
+            clock,
+            started_ms: clock.now_ms(),
+        }
+    }
+
+    /// Has the writer record `writes` in one transaction.
+    pub(crate) fn record(&self, writes: Vec<Write>) {
+        self.writer.send_group(writes);
+    }
+
+    /// True once a stop was requested.
+    pub(crate) fn stopping(&self) -> bool {
+        *self.stop.borrow() != StopLevel::Run
+    }
+
+    /// Waits until everything sent to the writer is committed.
+    pub(crate) async fn flush(&self) -> Result<(), RunError> {
+        self.writer
+            .flush()
+            .await
+            .map_err(|source| RunError::Writer {
+                job: self.job,
+                source,
+            })
+    }
+
+    /// Runs a blocking store call off the async workers.
+    pub(crate) async fn blocking<T: Send + 'static>(
+        &self,
+        call: impl FnOnce(&dyn Store) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, RunError> {
+        let store = self.store.clone();
+        let job = self.job;
+        tokio::task::spawn_blocking(move || call(store.as_ref()))
+            .await
+            .map_err(|source| RunError::Panicked { job, source })?
+            .map_err(|source| RunError::Store { job, source })
+    }
+
+    /// Sends a command's output to be shown, if it has any and output is shown.
+    pub(crate) fn show(&self, source: &str, result: &CommandResult) {
+        if let Some(out) = &self.output
+            && (!result.stdout.is_empty() || !result.stderr.is_empty())
+        {
+            let _ = out.send(Output {
+                source: source.to_string(),
+                stdout: result.stdout.clone(),
+                stderr: result.stderr.clone(),
+            });
+        }
+    }
+
+    /// The job's `env:` plus the `MMM_*` variables every command gets.
+    pub(crate) fn command_env(
+        &self,
+        item: Option<(&Item, u32)>,
+        agent: &str,
+        step: &str,
+    ) -> Vec<(String, String)> {
+        let mut env: Vec<(String, String)> = self
+            .plan
+            .env
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        env.push(("MMM_JOB_ID".into(), self.job.to_string()));
+        // Which process runs the command: a take-over stops only a dead runner's commands.
+        env.push(("MMM_RUNNER_PID".into(), std::process::id().to_string()));
+        env.push(("MMM_STEP".into(), step.to_string()));
+        if let Some((item, attempt)) = item {
+            let raw = match &item.value {
+                serde_json::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            env.push(("MMM_ITEM".into(), item.value.to_string()));
+            env.push(("MMM_ITEM_RAW".into(), raw));
+            env.push(("MMM_ITEM_KEY".into(), item.key.clone()));
+            env.push(("MMM_AGENT".into(), agent.to_string()));
+            env.push(("MMM_ATTEMPT".into(), attempt.to_string()));
+        }
+        env
+    }
+}
+
+/// The clock of the live metrics: the wall clock at the run's start plus tokio's monotonic time
+/// since. Monotonic, so a stepped system clock cannot fake a stall or a rate; tokio's, so a run
+/// on a paused runtime (`tokio::time::pause`, with the test executor's sleeps) has its ETA on
+/// virtual time, exact and independent of the machine's load (tests/eta_runner.rs).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RunClock {
+    epoch_ms: i64,
+    origin: tokio::time::Instant,
+}
+
+impl RunClock {
+    fn start() -> Self {
+        RunClock {
+            epoch_ms: now_ms(),
+            origin: tokio::time::Instant::now(),
+        }
+    }
+
+    /// Now, epoch ms.
+    pub(crate) fn now_ms(&self) -> i64 {
+        self.epoch_ms + self.origin.elapsed().as_millis() as i64
+    }
+}
