@@ -79,13 +79,19 @@ fn ctrl_c_ends_a_resume_that_is_still_paging_items_in() {
     });
     kill(Pid::from_raw(first.id() as i32), Signal::SIGKILL).unwrap();
     first.wait().unwrap();
-    let id = ws.only_job().id.to_string();
-    let mut resumed = ws.spawn(&["resume", &id, "--progress", "none"]);
     let job = ws.only_job().id;
+    // The first run recorded attempts too: count only the resume's, so the signal comes once
+    // the resume is running (not before it has set up its handlers).
+    let before = ws.store().attempts(job, None).unwrap().len();
+    let mut resumed = ws.spawn(&["resume", &job.to_string(), "--progress", "none"]);
     wait_until(
         Duration::from_secs(20),
         "the resume to complete items",
-        || ws.store().attempts(job, None).is_ok_and(|a| a.len() > 10),
+        || {
+            ws.store()
+                .attempts(job, None)
+                .is_ok_and(|a| a.len() > before + 10)
+        },
     );
     kill(Pid::from_raw(resumed.id() as i32), Signal::SIGINT).unwrap();
     let started = std::time::Instant::now();

@@ -20,6 +20,7 @@ use crate::{Executor, OwnerConfig, RunError};
 use mmm_core::event::EventKind;
 use mmm_core::job::{JobId, Phase, now_ms};
 use mmm_core::metrics::Elsewhere;
+use mmm_core::snapshot::Snapshot;
 use mmm_store::Write;
 
 /// Events read per query when folding in the other processes' agents.
@@ -163,7 +164,7 @@ impl<E: Executor> Pulse<E> {
             writes.push(Write::Snapshot {
                 job,
                 at,
-                payload: snapshot,
+                payload: snapshot.to_json(),
             });
         }
         if self.last_checkpoint.elapsed() >= self.checkpoint_every {
@@ -185,7 +186,7 @@ impl<E: Executor> Pulse<E> {
 
     /// The run's last snapshot, at `at` (epoch ms): so that whoever reads the newest one of a
     /// finished job sees its final counts and metrics (no ETA left over from the last beat).
-    pub(crate) async fn last_snapshot(&mut self, at: i64) -> serde_json::Value {
+    pub(crate) async fn last_snapshot(&mut self, at: i64) -> Snapshot {
         let run = self.run.clone();
         self.fold_others().await;
         run.metrics.refresh(

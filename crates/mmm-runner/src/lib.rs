@@ -55,7 +55,7 @@ use mmm_spec::JobPlan;
 use mmm_store::writer::StoreWriter;
 use mmm_store::{Store, StoreError};
 pub use process::{CommandRequest, CommandResult, Executor, Exit, ProcessExecutor, StopLevel};
-pub use snapshot::{SNAPSHOT_SPAN, THROUGHPUT_WINDOW_SECONDS};
+pub use snapshot::SNAPSHOT_SPAN;
 
 /// Output of a command that is to be shown to the user.
 #[derive(Debug, Clone)]

@@ -102,7 +102,7 @@ pub(crate) async fn own<E: Executor>(
         Write::Snapshot {
             job,
             at,
-            payload: snapshot,
+            payload: snapshot.to_json(),
         },
         Write::Heartbeat {
             job,
