@@ -6,6 +6,7 @@
 
 use std::path::PathBuf;
 
+use mmm_core::event::{Event, ItemCompleted};
 use mmm_core::job::{AttemptOutcome, ItemStatus, JobId, JobStatus, Phase, now_ms};
 use mmm_spec::{JobOrigin, Overrides};
 use mmm_store::{NewItem, NewJob, Write};
@@ -89,9 +90,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             writes.push(Write::Event {
                 job: id,
                 at,
-                kind: "item_completed".into(),
                 item_key: Some(format!("n{i}")),
-                payload: serde_json::json!({ "attempt": 1 }),
+                event: Event::ItemCompleted(ItemCompleted {
+                    attempt: 1,
+                    agent: "agent-1".into(),
+                    duration_us: 0,
+                    steps_us: Vec::new(),
+                }),
             });
         }
         store.apply(&writes)?;

@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use super::dlq::{open_job, usage_or_store_error};
 use super::{Exit, output};
+use mmm_core::event::Repaired;
 use mmm_core::job::{JobId, now_ms};
 use mmm_store::audit::{self, Owner, Problem, RepairPlan};
 use mmm_store::{self as store, JobRecord, Store, StoreError};
@@ -234,11 +235,11 @@ pub(crate) fn repair(store_location: &str, args: RepairArgs) -> anyhow::Result<E
     let plan = audit::repair_plan(&contents);
     let changed = !plan.is_empty();
     if changed {
-        let payload = serde_json::json!({
-            "changes": plan.changes,
-            "actions": plan.actions,
-        });
-        store.repair(id, &plan.actions, now, payload)?;
+        let repaired = Repaired {
+            changes: plan.changes.clone(),
+            actions: plan.actions.clone(),
+        };
+        store.repair(id, &repaired, now)?;
     }
     let left = !plan.left.is_empty();
     let report = RepairReport {

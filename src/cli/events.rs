@@ -91,7 +91,7 @@ fn print_event(out: &mut impl Write, event: &EventRecord, json: bool) -> anyhow:
         .as_deref()
         .map(|k| format!(" [{k}]"))
         .unwrap_or_default();
-    let payload = match &event.payload {
+    let payload = match event.event.payload() {
         serde_json::Value::Object(map) if map.is_empty() => String::new(),
         serde_json::Value::Null => String::new(),
         other => format!(" {other}"),
@@ -101,7 +101,7 @@ fn print_event(out: &mut impl Write, event: &EventRecord, json: bool) -> anyhow:
         "{:>6}  {}  {}{item}{payload}",
         event.seq,
         humantime::format_rfc3339_millis(at),
-        event.kind
+        event.event.kind_name()
     )?;
     Ok(())
 }

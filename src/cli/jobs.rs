@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use super::dlq::{AttemptView, attempt_view};
 use super::{Exit, output};
+use mmm_core::event::Event;
 use mmm_core::job::{ItemStatus, JobId, JobStatus, Phase, now_ms};
 use mmm_store::{self as store, ItemCounts, JobRecord, Store, StoreError};
 
@@ -282,20 +283,18 @@ fn print_ledger(store: &dyn Store, r: &JobRecord, now: i64) -> anyhow::Result<()
     }
     println!("\nresume ledger:");
     for e in &ledger.entries {
-        let detail = match e.kind.as_str() {
-            "job_resumed" => format!(
+        let detail = match &e.event {
+            Event::JobResumed(resumed) => format!(
                 "resumed (stopped in {}, {} spent before)",
-                e.payload["phase"].as_str().unwrap_or("?"),
-                output::duration(Duration::from_millis(
-                    e.payload["prior_duration_ms"].as_u64().unwrap_or(0)
-                ))
+                resumed.phase.map_or("?", |phase| phase.as_str()),
+                output::duration(Duration::from_millis(resumed.prior_duration_ms))
             ),
-            "input_changed" => format!(
+            Event::InputChanged(changed) => format!(
                 "input changed: {} new items, {} vanished",
-                e.payload["new_items"], e.payload["vanished_items"]
+                changed.new_items, changed.vanished_items
             ),
-            "spec_changed" => "job file changed; accepted".to_string(),
-            other => other.replace('_', " "),
+            Event::SpecChanged(_) => "job file changed; accepted".to_string(),
+            other => other.kind_name().replace('_', " "),
         };
         println!("  {:>8}  {detail}", output::age(e.at, now));
     }

@@ -294,7 +294,7 @@ pub(crate) fn summary(state: &ViewerState) -> String {
             s,
             "event: {} {}{item}",
             output::age(e.at, state.job.read_at),
-            e.kind
+            e.event.kind_name()
         );
     }
     s

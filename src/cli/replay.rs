@@ -297,6 +297,7 @@ fn parse_from(text: &str, start_ms: i64) -> anyhow::Result<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use mmm_core::snapshot::Snapshot;
 
     #[test]
     fn from_takes_an_offset_or_a_time() {
@@ -313,7 +314,9 @@ mod tests {
             snapshots: (0..n)
                 .map(|i| SnapshotRecord {
                     at: 1_000 * i as i64,
-                    payload: serde_json::json!({"progress": {"total": 1000, "completed": i * 100}}),
+                    payload: Snapshot::from_json(
+                        serde_json::json!({"progress": {"total": 1000, "completed": i * 100}}),
+                    ),
                 })
                 .collect(),
             events: Vec::new(),
@@ -390,9 +393,9 @@ mod tests {
         let snapshots: Vec<SnapshotRecord> = (0..5u64)
             .map(|i| SnapshotRecord {
                 at: 1_000 * i as i64,
-                payload: serde_json::json!({"progress": {
+                payload: Snapshot::from_json(serde_json::json!({"progress": {
                     "total": 1000, "completed": i * 200, "dead_lettered": 0, "skipped": 0,
-                    "in_flight": 2, "pending": 1000 - i * 200 - 2}}),
+                    "in_flight": 2, "pending": 1000 - i * 200 - 2}})),
             })
             .collect();
         let history = History {

@@ -8,12 +8,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::json;
-
 use super::dlq::open_job;
 use super::run::{ViewArgs, execute, runtime};
 use super::{Exit, UsageError, output};
-use mmm_core::event::EventKind;
+use mmm_core::event::{Event, ItemRequeued, RequeueReason, SpecChanged, SpecFromStore};
 use mmm_core::job::{JobId, now_ms};
 use mmm_runner::resume::{Finished, TakeOverError, take_over};
 use mmm_runner::{Resume, Start};
@@ -133,30 +131,24 @@ pub(crate) fn continue_job(
     let now = now_ms();
     let mut writes = Vec::new();
     for key in &taken.requeued.interrupted {
-        writes.push(requeued(id, key, "interrupted"));
+        writes.push(requeued(id, key, RequeueReason::Interrupted));
     }
     let rewound = match args.from {
         Some(checkpoint) => store.rewind(id, checkpoint, now)?,
         None => Vec::new(),
     };
     for key in &rewound {
-        writes.push(requeued(id, key, "rewound"));
+        writes.push(requeued(id, key, RequeueReason::Rewound));
     }
     if rebuilt.from_stored_text {
-        writes.push(Write::event(
-            id,
-            EventKind::SpecFromStore,
-            None,
-            json!({ "reason": "the job file is gone; using the text recorded when the job started" }),
-        ));
+        let from_store = SpecFromStore {
+            reason: "the job file is gone; using the text recorded when the job started".into(),
+        };
+        writes.push(Write::event(id, None, Event::SpecFromStore(from_store)));
     }
     if plan.hash() != record.spec_hash {
-        writes.push(Write::event(
-            id,
-            EventKind::SpecChanged,
-            None,
-            json!({ "accepted": true }),
-        ));
+        let changed = SpecChanged { accepted: true };
+        writes.push(Write::event(id, None, Event::SpecChanged(changed)));
     }
     store.apply(&writes)?;
 
@@ -250,13 +242,12 @@ pub(crate) fn checkpoints(store_location: &str, args: CheckpointsArgs) -> anyhow
     Ok(Exit::Success)
 }
 
-fn requeued(job: JobId, key: &str, reason: &str) -> Write {
-    Write::event(
-        job,
-        EventKind::ItemRequeued,
-        Some(key),
-        json!({ "reason": reason }),
-    )
+fn requeued(job: JobId, key: &str, reason: RequeueReason) -> Write {
+    let requeued = ItemRequeued {
+        reason,
+        claimed_by: None,
+    };
+    Write::event(job, Some(key), Event::ItemRequeued(requeued))
 }
 
 fn pretty(json: &str) -> String {

@@ -3,9 +3,9 @@
 //! it there with `mmm resume JOB --store DEST` (see `store::copy`).
 
 use anyhow::Context;
-use serde_json::json;
 
 use super::{Exit, UsageError, output};
+use mmm_core::event::{Event, JobCopied};
 use mmm_core::job::{JobStatus, now_ms};
 
 use mmm_store::{self as store, Write};
@@ -99,17 +99,14 @@ fn transfer(store_location: &str, args: CopyArgs, how: Transfer) -> anyhow::Resu
         .with_context(|| format!("could not open the store at {}", args.to))?;
     let dump = store::copy::copy_job(from.as_ref(), to.as_ref(), id)
         .with_context(|| format!("could not copy job {} to {}", id.short(), args.to))?;
-    let event = |direction: &str| Write::Event {
-        job: id,
-        at: now_ms(),
-        kind: "job_copied".to_string(),
-        item_key: None,
-        payload: json!({
-            "direction": direction,
-            "from": backend(store_location),
-            "to": backend(&args.to),
-            "moved": how == Transfer::Move,
-        }),
+    let event = |direction: &str| {
+        let copied = JobCopied {
+            direction: direction.to_string(),
+            from: backend(store_location).to_string(),
+            to: backend(&args.to).to_string(),
+            moved: how == Transfer::Move,
+        };
+        Write::event(id, None, Event::JobCopied(copied))
     };
     to.apply(&[event("in")])?;
     match how {

@@ -104,12 +104,16 @@ fn a_completed_item_without_success_is_reported_and_repair_requeues_it() {
     assert_eq!(ws.only_job().status, JobStatus::Interrupted);
     let job = ws.only_job();
     let events = ws.store().events(job.id, 0, 10_000).unwrap();
-    let repaired = events.iter().find(|e| e.kind == "repaired").unwrap();
+    let repaired = events
+        .iter()
+        .find(|e| e.event.kind_name() == "repaired")
+        .unwrap()
+        .event
+        .payload();
     assert_eq!(
-        repaired.payload["changes"].as_array().unwrap().len(),
+        repaired["changes"].as_array().unwrap().len(),
         2,
-        "{}",
-        repaired.payload
+        "{repaired}"
     );
 
     ws.run(&["check"]).success();

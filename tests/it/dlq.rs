@@ -65,7 +65,7 @@ fn event_kinds(ws: &Workspace) -> Vec<(String, Option<String>)> {
         .events(job.id, 0, 10_000)
         .unwrap()
         .into_iter()
-        .map(|e| (e.kind, e.item_key))
+        .map(|e| (e.event.kind_name().to_string(), e.item_key))
         .collect()
 }
 

@@ -231,7 +231,7 @@ fn snapshots_follow_snapshot_every_and_carry_metrics() {
     let hourly = store.snapshots(jobs[1].id, 0, 100).unwrap();
     assert!(every_second.len() >= 2, "{} snapshots", every_second.len());
     assert_eq!(hourly.len(), 2, "the first heartbeat's and the final one");
-    let last = &every_second.last().unwrap().payload;
+    let last = &every_second.last().unwrap().payload.to_json();
     for key in [
         "progress", "agents", "metrics", "rates", "alerts", "counters", "window",
     ] {

@@ -160,7 +160,7 @@ map:
         .events(job.id, 0, 1_000_000)
         .unwrap()
         .into_iter()
-        .filter(|e| e.kind == "job_resumed")
+        .filter(|e| e.event.kind_name() == "job_resumed")
         .map(|e| e.at)
         .collect::<Vec<_>>();
     // One job_resumed per resume that got as far as recording it: on a loaded machine a
@@ -325,8 +325,8 @@ fn resume_adds_new_input_items_and_reports_vanished_ones() {
         .events(job.id, 0, 10_000)
         .unwrap()
         .into_iter()
-        .filter(|e| e.kind == "input_changed")
-        .map(|e| e.payload)
+        .filter(|e| e.event.kind_name() == "input_changed")
+        .map(|e| e.event.payload())
         .collect();
     assert_eq!(changed.len(), 1);
     assert_eq!(changed[0]["new_items"], 1);
@@ -521,7 +521,7 @@ fn a_job_killed_in_a_version_3_store_resumes_after_the_upgrade() {
         .events(job.id, 0, 100_000)
         .unwrap()
         .into_iter()
-        .map(|e| (e.seq, e.kind, e.item_key))
+        .map(|e| (e.seq, e.event.kind_name().to_string(), e.item_key))
         .collect();
 
     rewrite_as_version_3(&ws);
@@ -555,7 +555,7 @@ fn a_job_killed_in_a_version_3_store_resumes_after_the_upgrade() {
         .events(job.id, 0, 100_000)
         .unwrap()
         .into_iter()
-        .map(|e| (e.seq, e.kind, e.item_key))
+        .map(|e| (e.seq, e.event.kind_name().to_string(), e.item_key))
         .collect();
     assert_eq!(log_now[..log_then.len()], log_then[..]);
     assert!(

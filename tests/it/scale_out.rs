@@ -180,7 +180,9 @@ reduce:
     let events = schema.store().events(job, 0, 100_000).unwrap();
     let lease_requeues: BTreeSet<&str> = events
         .iter()
-        .filter(|e| e.kind == "item_requeued" && e.payload["reason"] == "lease_expired")
+        .filter(|e| {
+            e.event.kind_name() == "item_requeued" && e.event.payload()["reason"] == "lease_expired"
+        })
         .filter_map(|e| e.item_key.as_deref())
         .collect();
     assert_eq!(lease_requeues, interrupted);
@@ -301,7 +303,8 @@ reduce:
         .latest_snapshot(job)
         .unwrap()
         .expect("snapshots")
-        .payload;
+        .payload
+        .to_json();
     let progress = &last["progress"];
     assert_eq!(progress["completed"], ITEMS, "{last}");
     let restored = progress["restored"].as_u64().unwrap();
@@ -416,7 +419,7 @@ map:
         store
             .latest_snapshot(job)
             .unwrap()
-            .map(|s| s.payload)
+            .map(|s| s.payload.to_json())
             .unwrap_or_default()
     };
 

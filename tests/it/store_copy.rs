@@ -100,7 +100,7 @@ map:
         schema.store().attempts(laptop.id, None).unwrap().len()
     );
     let events = back.events(laptop.id, 0, 100_000).unwrap();
-    let kinds: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
+    let kinds: Vec<&str> = events.iter().map(|e| e.event.kind_name()).collect();
     assert!(
         kinds.contains(&"job_resumed") && kinds.ends_with(&["job_copied"]),
         "{kinds:?}"

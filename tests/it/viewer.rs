@@ -236,7 +236,7 @@ fn replay_ends_on_the_final_counts() {
         "a job of over a second has snapshots"
     );
     // The newest snapshot is the final state, not the last heartbeat's.
-    let last = &snapshots.last().unwrap().payload;
+    let last = &snapshots.last().unwrap().payload.to_json();
     assert_eq!(last["progress"]["completed"], 10, "{last}");
     assert_eq!(last["progress"]["dead_lettered"], 1, "{last}");
     assert_eq!(last["progress"]["in_flight"], 0, "{last}");

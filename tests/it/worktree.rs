@@ -415,9 +415,9 @@ fn counter_sums(ws: &Workspace) -> BTreeMap<String, i64> {
     let job = ws.only_job().id;
     let mut sums = BTreeMap::new();
     for event in store.events(job, 0, 100_000).unwrap() {
-        if let Some(name) = event.payload.get("counter").and_then(|n| n.as_str()) {
-            *sums.entry(name.to_string()).or_insert(0) +=
-                event.payload["delta"].as_i64().unwrap_or(0);
+        let payload = event.event.payload();
+        if let Some(name) = payload.get("counter").and_then(|n| n.as_str()) {
+            *sums.entry(name.to_string()).or_insert(0) += payload["delta"].as_i64().unwrap_or(0);
         }
     }
     sums

@@ -67,6 +67,22 @@ macro_rules! events {
             },
         }
 
+        /// An event serialises as its stored parts, `{"kind": ..., "payload": ...}`, so a record
+        /// that flattens it keeps the documented shape (`seq`, `job`, `at`, `item_key`, `kind`,
+        /// `payload`). The payload is written straight from its struct.
+        impl Serialize for Event {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                use serde::ser::SerializeStruct;
+                let mut event = serializer.serialize_struct("Event", 2)?;
+                event.serialize_field("kind", self.kind_name())?;
+                match self {
+                    $(Event::$variant(payload) => event.serialize_field("payload", payload)?,)+
+                    Event::Unknown { payload, .. } => event.serialize_field("payload", payload)?,
+                }
+                event.end()
+            }
+        }
+
         impl Event {
             /// The event's kind; `None` for [`Event::Unknown`].
             pub fn kind(&self) -> Option<EventKind> {
@@ -222,18 +238,6 @@ impl Event {
             Event::AgentStarted(e) | Event::AgentFinished(e) => Some(&e.agent),
             _ => None,
         }
-    }
-}
-
-/// An event serialises as its stored parts, `{"kind": ..., "payload": ...}`, so a record that
-/// flattens it keeps the documented shape (`seq`, `job`, `at`, `kind`, `item_key`, `payload`).
-impl Serialize for Event {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeStruct;
-        let mut event = serializer.serialize_struct("Event", 2)?;
-        event.serialize_field("kind", self.kind_name())?;
-        event.serialize_field("payload", &self.payload())?;
-        event.end()
     }
 }
 

@@ -12,7 +12,6 @@ use serde::Serialize;
 
 use mmm_core::job::JobId;
 use mmm_core::metrics::{MetricsView, StepSummary};
-use mmm_core::snapshot::Snapshot;
 use mmm_store::job_state::JobState;
 use mmm_store::{AttemptRecord, DeadLetter, EventRecord, Store, StoreError};
 
@@ -232,7 +231,7 @@ fn report(store: &dyn Store, id: JobId) -> Result<Report, ReportError> {
     let metrics = state
         .snapshot
         .as_ref()
-        .and_then(|s| Snapshot::from_json(s.payload.clone()).metrics);
+        .and_then(|s| s.payload.metrics.clone());
     let steps = metrics
         .as_ref()
         .map(|m| m.steps.clone())
@@ -243,7 +242,11 @@ fn report(store: &dyn Store, id: JobId) -> Result<Report, ReportError> {
         let page = store.events(id, after, PAGE)?;
         let Some(last) = page.last() else { break };
         after = last.seq;
-        alerts.extend(page.into_iter().filter(|e| e.kind.starts_with("alert")));
+        alerts.extend(page.into_iter().filter(|e| {
+            e.event
+                .kind()
+                .is_some_and(|kind| kind.category() == "alert")
+        }));
     }
     Ok(Report {
         version: EXPORT_VERSION,
@@ -266,7 +269,7 @@ pub fn timeline(store: &dyn Store, id: JobId) -> Result<Vec<TimelinePoint>, Repo
         let Some(last) = page.last() else { break };
         after = last.at;
         for s in &page {
-            let snapshot = Snapshot::from_json(s.payload.clone());
+            let snapshot = &s.payload;
             let p = snapshot.progress.unwrap_or_default();
             points.push(TimelinePoint {
                 at: s.at,

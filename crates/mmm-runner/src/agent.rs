@@ -7,14 +7,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::json;
-
 use crate::attempt::{Attempt, AttemptEnd};
 use crate::isolated::INFRA_LIMIT;
 use crate::map::Map;
 use crate::source::{Taken, Work, WorkSource};
 use crate::{Executor, StopLevel, process};
-use mmm_core::event::EventKind;
+use mmm_core::event::{
+    AgentEvent, AttemptFailed, AttemptStarted, Event, ItemCompleted, ItemDeadLettered, ItemSkipped,
+};
 use mmm_core::job::{AttemptOutcome, ItemStatus, now_ms};
 use mmm_core::tracker::ItemEnd;
 use mmm_store::Write;
@@ -41,12 +41,10 @@ impl<E: Executor, S: WorkSource> Agent<E, S> {
     pub(crate) async fn work(self) {
         let run = &self.map.run;
         let job = run.job;
-        run.record(vec![Write::event(
-            job,
-            EventKind::AgentStarted,
-            None,
-            json!({ "agent": self.name }),
-        )]);
+        let agent = || AgentEvent {
+            agent: self.name.clone(),
+        };
+        run.record(vec![Write::event(job, None, Event::AgentStarted(agent()))]);
         loop {
             if self.map.stopping() || run.writer.is_failed() {
                 break;
@@ -66,12 +64,7 @@ impl<E: Executor, S: WorkSource> Agent<E, S> {
             metrics.item_released(self.index);
         }
         run.tracker.agent_finished(self.index);
-        run.record(vec![Write::event(
-            job,
-            EventKind::AgentFinished,
-            None,
-            json!({ "agent": self.name }),
-        )]);
+        run.record(vec![Write::event(job, None, Event::AgentFinished(agent()))]);
     }
 
     /// Takes one item through its attempts to its end here: completed, skipped, dead-lettered,
@@ -101,11 +94,15 @@ impl<E: Executor, S: WorkSource> Agent<E, S> {
             // (docs/events.md). A shared map (scale-out) logs it: it is how the job's owner
             // sees other processes' items in flight (runner/others.rs).
             if number > 1 || self.map.source.is_shared() {
+                let started = AttemptStarted {
+                    attempt: number,
+                    agent: self.name.clone(),
+                    item: index as u64,
+                };
                 writes.push(Write::event(
                     job,
-                    EventKind::AttemptStarted,
                     Some(&item.key),
-                    json!({ "attempt": number, "agent": self.name, "item": index }),
+                    Event::AttemptStarted(started),
                 ));
             }
             run.record(writes);
@@ -139,41 +136,50 @@ impl<E: Executor, S: WorkSource> Agent<E, S> {
                 return;
             }
             if end.outcome == AttemptOutcome::Succeeded {
-                let (status, tracked, kind) = if end.all_skipped {
+                let agent = self.name.clone();
+                let (status, tracked, event) = if end.all_skipped {
+                    let skipped = ItemSkipped {
+                        attempt: number,
+                        agent,
+                    };
                     (
                         ItemStatus::Skipped,
                         ItemEnd::Skipped,
-                        EventKind::ItemSkipped,
+                        Event::ItemSkipped(skipped),
                     )
                 } else {
+                    let (duration_us, steps_us) = self.item_measured(taken, &end);
+                    let completed = ItemCompleted {
+                        attempt: number,
+                        agent,
+                        duration_us,
+                        steps_us,
+                    };
                     (
                         ItemStatus::Completed,
                         ItemEnd::Completed,
-                        EventKind::ItemCompleted,
+                        Event::ItemCompleted(completed),
                     )
                 };
-                let mut payload = json!({ "attempt": number, "agent": self.name });
-                if !end.all_skipped {
-                    self.item_measured(taken, &end, &mut payload);
-                }
                 // Counted before the store can have it: the owner of a scale-out job never
                 // finds in the store's counts an item its tracker lacks (`others.rs`).
                 tracker.item_finished(self.index, tracked, None);
-                let event = Write::event(job, kind, Some(&item.key), payload);
+                let event = Write::event(job, Some(&item.key), event);
                 self.record_attempt(index, number, &end, status, true, Some(event));
                 return;
             }
             used += 1;
             if end.retryable && used <= map.retries {
-                let event = Write::event(
-                    job,
-                    EventKind::AttemptFailed,
-                    Some(&item.key),
-                    json!({
-                        "attempt": number, "agent": self.name, "outcome": end.outcome,
-                        "error": end.error, "exit_code": end.exit_code,
-                    }),
-                );
+                let failed = AttemptFailed {
+                    attempt: Some(number),
+                    agent: Some(self.name.clone()),
+                    outcome: Some(end.outcome),
+                    error: end.error.clone(),
+                    exit_code: end.exit_code,
+                    infrastructure: false,
+                    stopping: None,
+                };
+                let event = Write::event(job, Some(&item.key), Event::AttemptFailed(failed));
                 self.record_attempt(index, number, &end, ItemStatus::Failed, true, Some(event));
                 tracker.retrying(self.index, number + 1, end.exit_code);
                 run.metrics.between_attempts(self.index);
@@ -185,13 +191,18 @@ impl<E: Executor, S: WorkSource> Agent<E, S> {
                 number += 1;
                 continue;
             }
-            let mut payload = json!({
-                "attempts": number, "agent": self.name, "outcome": end.outcome,
-                "error": end.error, "exit_code": end.exit_code,
-            });
-            self.item_measured(taken, &end, &mut payload);
+            let (duration_us, steps_us) = self.item_measured(taken, &end);
+            let dead = ItemDeadLettered {
+                attempts: number,
+                agent: self.name.clone(),
+                outcome: end.outcome,
+                error: end.error.clone(),
+                exit_code: end.exit_code,
+                duration_us,
+                steps_us,
+            };
             tracker.item_finished(self.index, ItemEnd::DeadLettered, end.exit_code);
-            let event = Write::event(job, EventKind::ItemDeadLettered, Some(&item.key), payload);
+            let event = Write::event(job, Some(&item.key), Event::ItemDeadLettered(dead));
             self.record_attempt(
                 index,
                 number,
@@ -207,15 +218,14 @@ impl<E: Executor, S: WorkSource> Agent<E, S> {
     /// Feeds a finished item's durations to the metrics: the steps of its last attempt, and
     /// the item's whole time since the agent took it (its cycle: every attempt, the backoff
     /// between them, the recording, a worktree's merge), which is what the ETA's queue of
-    /// items over N agents needs (docs/eta.md). Puts them in its event's `payload` too
+    /// items over N agents needs (docs/eta.md). Returns them for its event too
     /// (`duration_us`, `steps_us`: what the owner of a scale-out job folds into its metrics
     /// when another process ran the item, see `others.rs`).
     fn item_measured(
         &self,
         taken: tokio::time::Instant,
         end: &AttemptEnd,
-        payload: &mut serde_json::Value,
-    ) {
+    ) -> (u64, Vec<Option<u64>>) {
         let run = &self.map.run;
         let steps: Vec<(usize, Option<Duration>)> = end
             .steps
@@ -231,13 +241,13 @@ impl<E: Executor, S: WorkSource> Agent<E, S> {
             })
             .collect();
         let cycle = taken.elapsed();
-        payload["duration_us"] = json!(cycle.as_micros() as u64);
-        payload["steps_us"] = steps
+        run.metrics
+            .item_finished(self.index, cycle, &steps, run.clock.now_ms());
+        let steps_us = steps
             .iter()
             .map(|(_, d)| d.map(|d| d.as_micros() as u64))
             .collect();
-        run.metrics
-            .item_finished(self.index, cycle, &steps, run.clock.now_ms());
+        (cycle.as_micros() as u64, steps_us)
     }
 
     /// Waits before attempt `number + 1`. False when a stop request came first.

@@ -12,7 +12,7 @@ use tokio::io::AsyncWriteExt;
 use crate::run::Run;
 use crate::{Executor, Output};
 use mmm_core::alerts::{Alert, AlertBook, Observation, judge};
-use mmm_core::event::EventKind;
+use mmm_core::event::{AlertResolved, Event};
 use mmm_core::job::now_ms;
 use mmm_core::tracker::AgentSnapshot;
 use mmm_store::Write;
@@ -79,23 +79,17 @@ impl Watch {
         let job = run.job;
         let mut writes = Vec::new();
         for alert in &changes.raised {
-            writes.push(Write::event(
-                job,
-                EventKind::AlertRaised,
-                None,
-                json!(alert),
-            ));
+            writes.push(Write::event(job, None, Event::AlertRaised(alert.clone())));
             if let Some(command) = &rules.on_alert {
                 tokio::spawn(on_alert(run.clone(), command.clone(), alert.clone()));
             }
         }
         for alert in &changes.resolved {
-            writes.push(Write::event(
-                job,
-                EventKind::AlertResolved,
-                None,
-                json!(alert),
-            ));
+            let resolved = AlertResolved {
+                alert: alert.clone(),
+                reason: None,
+            };
+            writes.push(Write::event(job, None, Event::AlertResolved(resolved)));
         }
         if !writes.is_empty() {
             run.record(writes);
@@ -113,9 +107,11 @@ impl Watch {
             .close()
             .iter()
             .map(|alert| {
-                let mut payload = json!(alert);
-                payload["reason"] = json!("the run ended");
-                Write::event(run.job, EventKind::AlertResolved, None, payload)
+                let resolved = AlertResolved {
+                    alert: alert.clone(),
+                    reason: Some("the run ended".to_string()),
+                };
+                Write::event(run.job, None, Event::AlertResolved(resolved))
             })
             .collect();
         if !writes.is_empty() {

@@ -5,14 +5,12 @@
 
 use std::collections::{HashMap, HashSet};
 
-use serde_json::json;
-
 use crate::phase::Halt;
 use crate::queue::WorkQueue;
 use crate::run::Run;
 use crate::source::Work;
 use crate::{Executor, JobFailure, Resume, RunError, Start};
-use mmm_core::event::EventKind;
+use mmm_core::event::{Event, InputChanged, InputUnavailable, ItemsLoaded};
 use mmm_core::job::now_ms;
 use mmm_spec::Item;
 use mmm_store::{ItemRecord, NewItem, Write};
@@ -124,12 +122,10 @@ pub(crate) async fn load_and_record<E: Executor>(run: &Run<E>) -> Result<Vec<Ite
             .enumerate()
             .map(|(i, it)| (i as u64, it.key.clone())),
     );
-    run.record(vec![Write::event(
-        job,
-        EventKind::ItemsLoaded,
-        None,
-        json!({ "count": items.len() }),
-    )]);
+    let loaded = ItemsLoaded {
+        count: items.len() as u64,
+    };
+    run.record(vec![Write::event(job, None, Event::ItemsLoaded(loaded))]);
     Ok(items)
 }
 
@@ -155,11 +151,13 @@ async fn update_from_input<E: Executor>(run: &Run<E>) -> Result<bool, Halt> {
     let job = run.job;
     let items = match load_input(run).await {
         Err(Halt::Failed(failure)) => {
+            let unavailable = InputUnavailable {
+                error: failure.to_string(),
+            };
             run.record(vec![Write::event(
                 job,
-                EventKind::InputUnavailable,
                 None,
-                json!({ "error": failure.to_string() }),
+                Event::InputUnavailable(unavailable),
             )]);
             return Ok(false);
         }
@@ -202,19 +200,15 @@ async fn update_from_input<E: Executor>(run: &Run<E>) -> Result<bool, Halt> {
         run.blocking(move |s| s.add_items(job, &new_rows)).await?;
     }
     let plan = &run.plan;
+    let input_changed = InputChanged {
+        new_items: added,
+        vanished_items: vanished.len() as u64,
+        vanished_examples: vanished.iter().take(10).cloned().collect(),
+        changed_items: changed_count as u64,
+        requeued_items: requeued.len() as u64,
+    };
     run.record(vec![
-        Write::event(
-            job,
-            EventKind::InputChanged,
-            None,
-            json!({
-                "new_items": added,
-                "vanished_items": vanished.len(),
-                "vanished_examples": vanished.iter().take(10).collect::<Vec<_>>(),
-                "changed_items": changed_count,
-                "requeued_items": requeued.len(),
-            }),
-        ),
+        Write::event(job, None, Event::InputChanged(input_changed)),
         Write::InputFingerprint {
             job,
             at: now_ms(),

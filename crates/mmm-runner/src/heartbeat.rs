@@ -7,7 +7,6 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde_json::json;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
@@ -17,7 +16,7 @@ use crate::run::Run;
 use crate::sampler::Sampler;
 use crate::snapshot::{SNAPSHOT_SPAN, snapshot};
 use crate::{Executor, OwnerConfig, RunError};
-use mmm_core::event::EventKind;
+use mmm_core::event::{Checkpoint, Event};
 use mmm_core::job::{JobId, Phase, now_ms};
 use mmm_core::metrics::Elsewhere;
 use mmm_core::snapshot::Snapshot;
@@ -164,7 +163,7 @@ impl<E: Executor> Pulse<E> {
             writes.push(Write::Snapshot {
                 job,
                 at,
-                payload: snapshot.to_json(),
+                payload: snapshot,
             });
         }
         if self.last_checkpoint.elapsed() >= self.checkpoint_every {
@@ -267,9 +266,11 @@ pub(crate) fn checkpoint(job: JobId, phase: Option<Phase>, reason: &str) -> [Wri
         },
         Write::event(
             job,
-            EventKind::Checkpoint,
             None,
-            json!({ "phase": phase, "reason": reason }),
+            Event::Checkpoint(Checkpoint {
+                phase,
+                reason: reason.to_string(),
+            }),
         ),
     ]
 }

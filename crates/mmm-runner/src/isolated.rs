@@ -12,14 +12,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use serde_json::json;
-
 use crate::attempt::{Attempt, AttemptEnd, append_tail};
 use crate::run::Run;
 use crate::source::WorkSource;
 use crate::worktree::{GitError, Merge, Pool, Repo};
 use crate::{CommandRequest, Executor, JobFailure};
-use mmm_core::event::EventKind;
+use mmm_core::event::{
+    AttemptFailed, Event, PhaseFinished, PhaseName, PhaseStarted, StepReported, WorktreesOpened,
+};
 use mmm_core::job::AttemptOutcome;
 use mmm_spec::{Isolation, JobPlan, RenderContext};
 use mmm_store::{StepRecord, Write};
@@ -116,19 +116,18 @@ impl Isolated {
         })
         .await
         .map_err(|source| JobFailure::Worktrees { source })?;
-        run.record(vec![Write::event(
-            job,
-            EventKind::PhaseStarted,
-            None,
-            json!({
-                "phase": "worktrees",
-                "branch": pool.branch(),
-                "worktrees": pool.dir(),
-                "agents": agents,
-                "already_merged": pool.landed_count(),
-                "setup_ms": started.elapsed().as_millis() as u64,
-            }),
-        )]);
+        let opened = WorktreesOpened {
+            branch: pool.branch().to_string(),
+            worktrees: pool.dir().display().to_string(),
+            agents: agents as u64,
+            already_merged: pool.landed_count() as u64,
+            setup_ms: started.elapsed().as_millis() as u64,
+        };
+        let started = PhaseStarted {
+            phase: PhaseName::Worktrees,
+            worktrees: Some(opened),
+        };
+        run.record(vec![Write::event(job, None, Event::PhaseStarted(started))]);
         Ok(Some(Isolated {
             pool: Arc::new(pool),
             merge_queue: tokio::sync::Mutex::new(()),
@@ -150,11 +149,14 @@ impl Isolated {
     pub(crate) async fn close<E: Executor>(&self, run: &Run<E>) {
         let pool = self.pool.clone();
         if let Err(e) = blocking(move || pool.close()).await {
+            let finished = PhaseFinished {
+                phase: PhaseName::Worktrees,
+                error: Some(e.to_string()),
+            };
             run.record(vec![Write::event(
                 run.job,
-                EventKind::PhaseFinished,
                 None,
-                json!({ "phase": "worktrees", "error": e.to_string() }),
+                Event::PhaseFinished(finished),
             )]);
         }
     }
@@ -162,15 +164,21 @@ impl Isolated {
     /// Git kept failing for an item: stop the run (resumable) rather than spin.
     pub(crate) fn give_up<E: Executor>(&self, run: &Run<E>, item_key: &str, end: &AttemptEnd) {
         self.broken.store(true, Ordering::Relaxed);
+        let failed = AttemptFailed {
+            attempt: None,
+            agent: None,
+            outcome: None,
+            error: end.error.clone(),
+            exit_code: None,
+            infrastructure: true,
+            stopping: Some(format!(
+                "git failed {INFRA_LIMIT} times in a row; the job stops and can be resumed"
+            )),
+        };
         run.record(vec![Write::event(
             run.job,
-            EventKind::AttemptFailed,
             Some(item_key),
-            json!({
-                "error": end.error,
-                "infrastructure": true,
-                "stopping": format!("git failed {INFRA_LIMIT} times in a row; the job stops and can be resumed"),
-            }),
+            Event::AttemptFailed(failed),
         )]);
     }
 
@@ -353,10 +361,14 @@ struct Conflict<'a> {
 /// Adds to a job-wide counter and records it (the events are the durable record).
 fn count<E: Executor>(run: &Run<E>, item_key: &str, name: &str, delta: i64) {
     run.tracker.add_to_counter(name, delta);
+    let report = StepReported::Counter {
+        step: "merge".to_string(),
+        counter: name.to_string(),
+        delta,
+    };
     run.record(vec![Write::event(
         run.job,
-        EventKind::StepReported,
         Some(item_key),
-        json!({ "step": "merge", "counter": name, "delta": delta }),
+        Event::StepReported(report),
     )]);
 }

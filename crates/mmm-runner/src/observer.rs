@@ -6,10 +6,8 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicU32;
 use std::time::{Duration, Instant};
 
-use serde_json::json;
-
 use crate::{process, report};
-use mmm_core::event::EventKind;
+use mmm_core::event::{Event, StepReported};
 use mmm_core::job::JobId;
 use mmm_core::tracker::Tracker;
 use mmm_store::Write;
@@ -54,12 +52,11 @@ impl AgentObserver {
         }
     }
 
-    fn record(&self, payload: serde_json::Value) {
+    fn record(&self, report: StepReported) {
         self.writer.send(Write::event(
             self.job,
-            EventKind::StepReported,
             Some(&self.item_key),
-            payload,
+            Event::StepReported(report),
         ));
     }
 
@@ -92,23 +89,33 @@ impl process::CommandObserver for AgentObserver {
                 if let Some(message) = message {
                     self.tracker.step_message(self.agent, message.clone());
                     if self.message_event_due() {
-                        self.record(json!({
-                            "step": self.step, "progress": fraction, "message": message
-                        }));
+                        self.record(StepReported::Message {
+                            step: self.step.clone(),
+                            progress: Some(fraction),
+                            message,
+                        });
                     }
                 }
             }
             report::Report::Message(message) => {
                 self.tracker.step_message(self.agent, message.clone());
                 if self.message_event_due() {
-                    self.record(json!({ "step": self.step, "message": message }));
+                    self.record(StepReported::Message {
+                        step: self.step.clone(),
+                        progress: None,
+                        message,
+                    });
                 }
             }
             // Counters are always recorded: their events are the durable record of the sums.
             report::Report::Counter { name, delta } => {
                 self.tracker.add_to_counter(&name, delta);
                 self.tracker.command_active(self.agent);
-                self.record(json!({ "step": self.step, "counter": name, "delta": delta }));
+                self.record(StepReported::Counter {
+                    step: self.step.clone(),
+                    counter: name,
+                    delta,
+                });
             }
         }
     }
@@ -117,7 +124,11 @@ impl process::CommandObserver for AgentObserver {
         use std::sync::atomic::Ordering;
         // Said once per command: a broken reporter would otherwise flood the log.
         if self.bad_reports.fetch_add(1, Ordering::Relaxed) == 0 {
-            self.record(json!({ "step": self.step, "ignored_line": line, "error": error }));
+            self.record(StepReported::Ignored {
+                step: self.step.clone(),
+                ignored_line: line.to_string(),
+                error: error.to_string(),
+            });
         }
     }
 }

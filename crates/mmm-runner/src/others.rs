@@ -16,9 +16,7 @@
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
-use serde_json::Value;
-
-use mmm_core::event::EventKind;
+use mmm_core::event::{Event, ItemCompleted, StepReported};
 use mmm_core::job::AgentState;
 use mmm_core::job::AttemptOutcome;
 use mmm_core::metrics::{Elsewhere, Failure, FailureKind, InFlight, LiveMetrics};
@@ -150,21 +148,17 @@ impl Others {
 
     fn fold_one(
         &mut self,
-        event: &EventRecord,
+        record: &EventRecord,
         tracker: &Tracker,
         metrics: &LiveMetrics,
         clock_offset_ms: i64,
     ) {
-        let Ok(kind) = event.kind.parse::<EventKind>() else {
-            return;
-        };
-        let (at, payload) = (event.at, &event.payload);
-        let key = event.item_key.as_deref();
-        let agent_name = payload.get("agent").and_then(Value::as_str);
+        let at = record.at;
+        let key = record.item_key.as_deref();
         // Events that name no agent: only those about an item another agent holds matter.
-        let Some(name) = agent_name else {
-            match kind {
-                EventKind::ItemRequeued => {
+        let Some(name) = record.event.agent() else {
+            match &record.event {
+                Event::ItemRequeued(_) => {
                     // Its lease ran out: the process that held it is gone (or cut off, and
                     // then refused): none of its agents will finish anything.
                     if let Some(process) = self.holder(key).map(|a| a.process().to_string()) {
@@ -173,15 +167,20 @@ impl Others {
                         }
                     }
                 }
-                EventKind::StepReported => {
+                Event::StepReported(StepReported::Message {
+                    progress, message, ..
+                }) => {
                     if let Some(agent) = self.holder(key) {
                         agent.last_event_ms = agent.last_event_ms.max(at);
-                        if let Some(message) = payload.get("message").and_then(Value::as_str) {
-                            agent.message = Some(message.to_string());
+                        agent.message = Some(message.clone());
+                        if progress.is_some() {
+                            agent.progress = *progress;
                         }
-                        if let Some(progress) = payload.get("progress").and_then(Value::as_f64) {
-                            agent.progress = Some(progress as f32);
-                        }
+                    }
+                }
+                Event::StepReported(_) => {
+                    if let Some(agent) = self.holder(key) {
+                        agent.last_event_ms = agent.last_event_ms.max(at);
                     }
                 }
                 _ => {}
@@ -191,37 +190,30 @@ impl Others {
         if self.own.contains(name) {
             return;
         }
-        let outcome = payload
-            .get("outcome")
-            .and_then(|o| serde_json::from_value::<AttemptOutcome>(o.clone()).ok());
-        let exit_code = payload
-            .get("exit_code")
-            .and_then(Value::as_i64)
-            .map(|c| c as i32);
-        let failure = |metrics: &LiveMetrics| {
+        let name = name.to_string();
+        // A failure as the failure clusters take it; the log keeps the attempt's one-line
+        // error, not its stderr tail.
+        let failure = |metrics: &LiveMetrics,
+                       outcome: Option<AttemptOutcome>,
+                       exit_code: Option<i32>,
+                       error: Option<&str>| {
             metrics.attempt_failed(&Failure {
                 item_key: key.unwrap_or_default(),
                 item_value: None,
                 kind: FailureKind::from_attempt(outcome, exit_code),
-                // The log keeps the attempt's one-line error, not its stderr tail.
-                output: payload
-                    .get("error")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default(),
+                output: error.unwrap_or_default(),
                 at_ms: at,
             });
         };
-        match kind {
-            EventKind::AgentStarted => {
-                self.agent(name, at).enter(AgentState::Queued, at);
+        match &record.event {
+            Event::AgentStarted(_) => {
+                self.agent(&name, at).enter(AgentState::Queued, at);
             }
-            EventKind::AgentFinished => {
-                self.agent(name, at).item_ended(AgentState::Completed, at);
+            Event::AgentFinished(_) => {
+                self.agent(&name, at).item_ended(AgentState::Completed, at);
             }
-            EventKind::AttemptStarted => {
-                let item = payload.get("item").and_then(Value::as_u64);
-                let attempt = payload.get("attempt").and_then(Value::as_u64).unwrap_or(1);
-                let agent = self.agent(name, at);
+            Event::AttemptStarted(started) => {
+                let agent = self.agent(&name, at);
                 let same_item = agent.item_key.is_some() && agent.item_key.as_deref() == key;
                 if !same_item {
                     agent.item_started_ms = Some(at);
@@ -229,59 +221,74 @@ impl Others {
                     agent.message = None;
                     agent.progress = None;
                 }
-                agent.item = item;
-                agent.attempt = attempt as u32;
+                agent.item = Some(started.item);
+                agent.attempt = started.attempt;
                 agent.enter(AgentState::Running, at);
             }
-            EventKind::AttemptFailed => {
-                tracker.attempt_ended(outcome.unwrap_or(AttemptOutcome::Failed));
+            Event::AttemptFailed(failed) => {
+                tracker.attempt_ended(failed.outcome.unwrap_or(AttemptOutcome::Failed));
                 tracker.retrying_elsewhere();
-                failure(metrics);
-                let agent = self.agent(name, at);
-                agent.last_exit_code = exit_code.or(agent.last_exit_code);
+                failure(
+                    metrics,
+                    failed.outcome,
+                    failed.exit_code,
+                    failed.error.as_deref(),
+                );
+                let agent = self.agent(&name, at);
+                agent.last_exit_code = failed.exit_code.or(agent.last_exit_code);
                 agent.enter(AgentState::Retrying, at);
             }
-            EventKind::ItemCompleted | EventKind::ItemSkipped | EventKind::ItemDeadLettered => {
-                let (end, phase) = match kind {
-                    EventKind::ItemCompleted => (ItemEnd::Completed, AgentState::Queued),
-                    EventKind::ItemSkipped => (ItemEnd::Skipped, AgentState::Queued),
-                    _ => (ItemEnd::DeadLettered, AgentState::DeadLettered),
-                };
-                tracker.attempt_ended(match end {
-                    ItemEnd::DeadLettered => outcome.unwrap_or(AttemptOutcome::Failed),
-                    _ => AttemptOutcome::Succeeded,
-                });
-                if end == ItemEnd::DeadLettered {
-                    failure(metrics);
-                }
-                tracker.item_finished_elsewhere(end);
-                if let Some(total) = payload.get("duration_us").and_then(Value::as_u64) {
-                    let steps: Vec<(usize, Option<Duration>)> = payload
-                        .get("steps_us")
-                        .and_then(Value::as_array)
-                        .map(|steps| {
-                            steps
-                                .iter()
-                                .enumerate()
-                                .map(|(i, us)| (i, us.as_u64().map(Duration::from_micros)))
-                                .collect()
-                        })
-                        .unwrap_or_default();
-                    metrics.item_finished_elsewhere(
-                        Duration::from_micros(total),
-                        &steps,
-                        at + clock_offset_ms,
-                    );
-                }
-                let agent = self.agent(name, at);
+            Event::ItemCompleted(ItemCompleted {
+                duration_us,
+                steps_us,
+                ..
+            }) => {
+                tracker.attempt_ended(AttemptOutcome::Succeeded);
+                tracker.item_finished_elsewhere(ItemEnd::Completed);
+                self.learn(metrics, *duration_us, steps_us, at + clock_offset_ms);
+                let agent = self.agent(&name, at);
                 agent.items_done += 1;
-                if end == ItemEnd::DeadLettered {
-                    agent.last_exit_code = exit_code.or(agent.last_exit_code);
-                }
-                agent.item_ended(phase, at);
+                agent.item_ended(AgentState::Queued, at);
+            }
+            Event::ItemSkipped(_) => {
+                tracker.attempt_ended(AttemptOutcome::Succeeded);
+                tracker.item_finished_elsewhere(ItemEnd::Skipped);
+                let agent = self.agent(&name, at);
+                agent.items_done += 1;
+                agent.item_ended(AgentState::Queued, at);
+            }
+            Event::ItemDeadLettered(dead) => {
+                tracker.attempt_ended(dead.outcome);
+                failure(
+                    metrics,
+                    Some(dead.outcome),
+                    dead.exit_code,
+                    dead.error.as_deref(),
+                );
+                tracker.item_finished_elsewhere(ItemEnd::DeadLettered);
+                self.learn(
+                    metrics,
+                    dead.duration_us,
+                    &dead.steps_us,
+                    at + clock_offset_ms,
+                );
+                let agent = self.agent(&name, at);
+                agent.items_done += 1;
+                agent.last_exit_code = dead.exit_code.or(agent.last_exit_code);
+                agent.item_ended(AgentState::DeadLettered, at);
             }
             _ => {}
         }
+    }
+
+    /// A finished item's cycle and steps (µs, as its event has them) into the metrics.
+    fn learn(&self, metrics: &LiveMetrics, duration_us: u64, steps_us: &[Option<u64>], at: i64) {
+        let steps: Vec<(usize, Option<Duration>)> = steps_us
+            .iter()
+            .enumerate()
+            .map(|(i, us)| (i, us.map(Duration::from_micros)))
+            .collect();
+        metrics.item_finished_elsewhere(Duration::from_micros(duration_us), &steps, at);
     }
 
     /// The other agents that have not finished.
@@ -356,14 +363,22 @@ mod tests {
     use mmm_core::job::JobId;
     use serde_json::json;
 
-    fn event(seq: i64, at: i64, kind: &str, key: Option<&str>, payload: Value) -> EventRecord {
+    /// An event as the store reads it back; the payload must read as the kind's.
+    fn event(
+        seq: i64,
+        at: i64,
+        kind: &str,
+        key: Option<&str>,
+        payload: serde_json::Value,
+    ) -> EventRecord {
+        let event = Event::from_parts(kind, payload);
+        assert!(event.kind().is_some(), "{event:?} does not read");
         EventRecord {
             seq,
             job: JobId::new(),
             at,
-            kind: kind.to_string(),
             item_key: key.map(str::to_string),
-            payload,
+            event,
         }
     }
 
@@ -492,7 +507,7 @@ mod tests {
                 1_100,
                 "step_reported",
                 Some("b"),
-                json!({ "step": 0, "progress": 0.5, "message": "half" }),
+                json!({ "step": "work", "progress": 0.5, "message": "half" }),
             ),
             event(
                 10,

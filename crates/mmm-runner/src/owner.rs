@@ -7,8 +7,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::json;
-
 use crate::claim::ClaimStats;
 use crate::feed;
 use crate::heartbeat::{Heartbeat, checkpoint};
@@ -19,7 +17,9 @@ use crate::phase::{self, Halt};
 use crate::queue::WorkQueue;
 use crate::run::Run;
 use crate::{ClaimOptions, Executor, OwnerConfig, RunError, RunSummary, Start};
-use mmm_core::event::EventKind;
+use mmm_core::event::{
+    Event, JobFinished, JobResumed, JobStarted, PhaseFinished, PhaseName, PhaseStarted,
+};
 use mmm_core::job::{JobStatus, Phase, now_ms};
 use mmm_spec::MapCounts;
 use mmm_store::{NewJob, Write};
@@ -32,7 +32,7 @@ pub(crate) async fn own<E: Executor>(
 ) -> Result<RunSummary, RunError> {
     let job = run.job;
     let plan = run.plan.clone();
-    let (prior, kind, payload) = match &config.start {
+    let (prior, started) = match &config.start {
         Start::New { origin } => {
             let new_job = NewJob {
                 id: job,
@@ -49,17 +49,18 @@ pub(crate) async fn own<E: Executor>(
             run.store
                 .create_job(&new_job, &[])
                 .map_err(|source| RunError::Store { job, source })?;
-            (
-                Duration::ZERO,
-                EventKind::JobStarted,
-                json!({ "name": plan.name }),
-            )
+            let started = JobStarted {
+                name: plan.name.clone(),
+            };
+            (Duration::ZERO, Event::JobStarted(started))
         }
-        Start::Resume(r) => (
-            r.prior_duration,
-            EventKind::JobResumed,
-            json!({ "phase": r.phase, "prior_duration_ms": r.prior_duration.as_millis() as u64 }),
-        ),
+        Start::Resume(r) => {
+            let resumed = JobResumed {
+                phase: r.phase,
+                prior_duration_ms: r.prior_duration.as_millis() as u64,
+            };
+            (r.prior_duration, Event::JobResumed(resumed))
+        }
     };
     run.record(vec![
         Write::JobStatus {
@@ -67,7 +68,7 @@ pub(crate) async fn own<E: Executor>(
             status: JobStatus::Running,
             at: now_ms(),
         },
-        Write::event(job, kind, None, payload),
+        Write::event(job, None, started),
     ]);
     let heartbeat = Heartbeat::start(run.clone(), &config, prior);
     let owner = Owner {
@@ -102,7 +103,7 @@ pub(crate) async fn own<E: Executor>(
         Write::Snapshot {
             job,
             at,
-            payload: snapshot.to_json(),
+            payload: snapshot,
         },
         Write::Heartbeat {
             job,
@@ -112,9 +113,11 @@ pub(crate) async fn own<E: Executor>(
         Write::JobStatus { job, status, at },
         Write::event(
             job,
-            EventKind::JobFinished,
             None,
-            json!({ "status": status, "error": error.as_ref().map(ToString::to_string) }),
+            Event::JobFinished(JobFinished {
+                status,
+                error: error.as_ref().map(ToString::to_string),
+            }),
         ),
     ]);
     run.flush().await?;
@@ -200,12 +203,7 @@ impl<E: Executor> Owner<E> {
         let isolated = Isolated::open(run).await?;
         let queue = Arc::new(WorkQueue::default());
         let map = Map::new(run.clone(), queue.clone(), isolated, None);
-        run.record(vec![Write::event(
-            job,
-            EventKind::PhaseStarted,
-            None,
-            json!({ "phase": Phase::Map }),
-        )]);
+        run.record(vec![Write::event(job, None, map_started())]);
         let feed = feed::feed(run, &self.config.start, &queue);
         let work = map.work();
         tokio::pin!(feed, work);
@@ -243,12 +241,8 @@ impl<E: Executor> Owner<E> {
             Err(halt) => return (None, Err(halt)),
         }
         let claimed = ClaimedMap::start(&self.run, options);
-        self.run.record(vec![Write::event(
-            self.run.job,
-            EventKind::PhaseStarted,
-            None,
-            json!({ "phase": Phase::Map }),
-        )]);
+        self.run
+            .record(vec![Write::event(self.run.job, None, map_started())]);
         claimed.map().work().await;
         self.map_finished(claimed.map());
         let (stats, ended) = claimed.end().await;
@@ -297,12 +291,23 @@ impl<E: Executor> Owner<E> {
         S: crate::source::WorkSource,
     {
         if map.ran_to_its_end() {
+            let finished = PhaseFinished {
+                phase: PhaseName::Map,
+                error: None,
+            };
             self.run.record(vec![Write::event(
                 self.run.job,
-                EventKind::PhaseFinished,
                 None,
-                json!({ "phase": Phase::Map }),
+                Event::PhaseFinished(finished),
             )]);
         }
     }
+}
+
+/// The `phase_started` event of the map.
+fn map_started() -> Event {
+    Event::PhaseStarted(PhaseStarted {
+        phase: PhaseName::Map,
+        worktrees: None,
+    })
 }

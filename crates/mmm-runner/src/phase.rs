@@ -1,11 +1,9 @@
 //! The job's phases: why one ends early ([`Halt`]), and the two that run commands in order,
 //! setup and reduce ([`run_commands`]).
 
-use serde_json::json;
-
 use crate::run::Run;
 use crate::{CommandRequest, Executor, Exit, JobFailure, RunError, process};
-use mmm_core::event::EventKind;
+use mmm_core::event::{Event, PhaseCommandFinished, PhaseFinished, PhaseStarted};
 use mmm_core::job::{Phase, now_ms};
 use mmm_spec::{MapCounts, PhaseCommand, RenderContext};
 use mmm_store::Write;
@@ -53,9 +51,11 @@ pub(crate) async fn run_commands<E: Executor>(
         },
         Write::event(
             job,
-            EventKind::PhaseStarted,
             None,
-            json!({ "phase": phase }),
+            Event::PhaseStarted(PhaseStarted {
+                phase: phase.into(),
+                worktrees: None,
+            }),
         ),
     ]);
     for command in commands {
@@ -88,19 +88,19 @@ pub(crate) async fn run_commands<E: Executor>(
         };
         let result = run.executor.run(request, run.stop.clone()).await;
         run.show(&command.name, &result);
+        let finished = PhaseCommandFinished {
+            phase,
+            command: command.name.clone(),
+            exit: result.exit.describe(),
+            exit_code: result.exit.code(),
+            duration_ms: result.duration.as_millis() as u64,
+            stdout_tail: process::tail_text(&result.stdout),
+            stderr_tail: process::tail_text(&result.stderr),
+        };
         run.record(vec![Write::event(
             job,
-            EventKind::PhaseCommandFinished,
             None,
-            json!({
-                "phase": phase,
-                "command": command.name,
-                "exit": result.exit.describe(),
-                "exit_code": result.exit.code(),
-                "duration_ms": result.duration.as_millis() as u64,
-                "stdout_tail": process::tail_text(&result.stdout),
-                "stderr_tail": process::tail_text(&result.stderr),
-            }),
+            Event::PhaseCommandFinished(finished),
         )]);
         match result.exit {
             Exit::Code(0) => {}
@@ -115,11 +115,14 @@ pub(crate) async fn run_commands<E: Executor>(
             }
         }
     }
+    let finished = PhaseFinished {
+        phase: phase.into(),
+        error: None,
+    };
     run.record(vec![Write::event(
         job,
-        EventKind::PhaseFinished,
         None,
-        json!({ "phase": phase }),
+        Event::PhaseFinished(finished),
     )]);
     Ok(())
 }

@@ -9,10 +9,8 @@
 
 use std::time::Duration;
 
-use serde_json::json;
-
 use crate::{Resume, Start};
-use mmm_core::event::EventKind;
+use mmm_core::event::{Event, ItemRequeued, RequeueReason, SpecChanged, SpecFromStore};
 use mmm_core::job::{JobId, JobStatus, now_ms};
 use mmm_spec::{JobOrigin, JobPlan, SpecError};
 use mmm_store::owner::{Owner, host_name, owner_is_alive};
@@ -129,30 +127,24 @@ pub fn prepare(
     let now = now_ms();
     let mut writes = Vec::new();
     for key in &taken.requeued.interrupted {
-        writes.push(requeued(id, key, "interrupted"));
+        writes.push(requeued(id, key, RequeueReason::Interrupted));
     }
     let rewound = match options.from {
         Some(checkpoint) => store.rewind(id, checkpoint, now)?,
         None => Vec::new(),
     };
     for key in &rewound {
-        writes.push(requeued(id, key, "rewound"));
+        writes.push(requeued(id, key, RequeueReason::Rewound));
     }
     if rebuilt.from_stored_text {
-        writes.push(Write::event(
-            id,
-            EventKind::SpecFromStore,
-            None,
-            json!({ "reason": "the job file is gone; using the text recorded when the job started" }),
-        ));
+        let from_store = SpecFromStore {
+            reason: "the job file is gone; using the text recorded when the job started".into(),
+        };
+        writes.push(Write::event(id, None, Event::SpecFromStore(from_store)));
     }
     if spec_changed {
-        writes.push(Write::event(
-            id,
-            EventKind::SpecChanged,
-            None,
-            json!({ "accepted": true }),
-        ));
+        let changed = SpecChanged { accepted: true };
+        writes.push(Write::event(id, None, Event::SpecChanged(changed)));
     }
     store.apply(&writes)?;
 
@@ -180,13 +172,12 @@ pub fn prepare(
 }
 
 /// An item put back to `pending`, and why.
-fn requeued(job: JobId, key: &str, reason: &str) -> Write {
-    Write::event(
-        job,
-        EventKind::ItemRequeued,
-        Some(key),
-        json!({ "reason": reason }),
-    )
+fn requeued(job: JobId, key: &str, reason: RequeueReason) -> Write {
+    let requeued = ItemRequeued {
+        reason,
+        claimed_by: None,
+    };
+    Write::event(job, Some(key), Event::ItemRequeued(requeued))
 }
 
 /// Why a job cannot be taken over.

@@ -20,8 +20,9 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use super::{ItemCounts, JobContents, RepairAction};
+use super::{ItemCounts, JobContents};
 use mmm_core::job::{AttemptOutcome, ItemStatus, JobStatus};
+pub use mmm_core::repair::{Problem, ProblemKind, RepairAction};
 
 /// Whether the process recorded as the job's owner is still working on it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,62 +31,6 @@ pub enum Owner {
     Alive,
     /// It is gone.
     Gone,
-}
-
-/// What kind of invariant a [`Problem`] breaks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ProblemKind {
-    /// `completed` items without a succeeded attempt.
-    CompletedWithoutSuccess,
-    /// `dead_lettered` items without attempts, or whose last counted attempt did not fail.
-    DeadLetteredWithoutFailure,
-    /// Attempts in flight while no live owner runs the job.
-    StaleAttempt,
-    /// Attempts in flight whose item is not `running`.
-    AttemptOfIdleItem,
-    /// `running` items without an attempt in flight.
-    RunningWithoutAttempt,
-    /// Items whose attempt numbers are not 1..n.
-    AttemptNumberGap,
-    /// A `running` job whose owner is gone.
-    OwnerGone,
-    /// The job's status contradicts its item counts.
-    StatusContradictsCounts,
-}
-
-impl ProblemKind {
-    /// The snake_case name, as in JSON.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ProblemKind::CompletedWithoutSuccess => "completed_without_success",
-            ProblemKind::DeadLetteredWithoutFailure => "dead_lettered_without_failure",
-            ProblemKind::StaleAttempt => "stale_attempt",
-            ProblemKind::AttemptOfIdleItem => "attempt_of_idle_item",
-            ProblemKind::RunningWithoutAttempt => "running_without_attempt",
-            ProblemKind::AttemptNumberGap => "attempt_number_gap",
-            ProblemKind::OwnerGone => "owner_gone",
-            ProblemKind::StatusContradictsCounts => "status_contradicts_counts",
-        }
-    }
-
-    /// True when `mmm repair` restores this invariant.
-    pub fn is_repairable(self) -> bool {
-        self != ProblemKind::AttemptNumberGap
-    }
-}
-
-/// One broken invariant of one job, with the items concerned.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Problem {
-    /// Which invariant.
-    pub kind: ProblemKind,
-    /// What is wrong, in a sentence.
-    pub message: String,
-    /// The keys of the items concerned, in input order (empty for job-level problems).
-    pub items: Vec<String>,
-    /// How many items (or attempts, for attempt problems) are concerned.
-    pub count: u64,
 }
 
 /// Checks the job's record against the invariants in this module's documentation.

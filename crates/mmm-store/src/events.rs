@@ -58,11 +58,8 @@ impl EventFilter {
     pub fn accepts(&self, event: &EventRecord) -> bool {
         let type_ok = self.types.is_empty()
             || self.types.iter().any(|t| {
-                *t == event.kind
-                    || event
-                        .kind
-                        .parse::<EventKind>()
-                        .is_ok_and(|kind| kind.category() == t)
+                *t == event.event.kind_name()
+                    || event.event.kind().is_some_and(|kind| kind.category() == t)
             });
         let item_ok = self
             .item

@@ -80,7 +80,7 @@ pub fn check(store: &dyn Store) -> Health {
                 let owner_alive = crate::owner::owner_process_alive(&job, now, &host);
                 let heartbeat_age_ms = job.heartbeat_at.map(|at| (now - at).max(0));
                 let (stuck_agents, alerts) = match store.latest_snapshot(job.id) {
-                    Ok(Some(record)) => active_alerts(&Snapshot::from_json(record.payload)),
+                    Ok(Some(record)) => active_alerts(&record.payload),
                     _ => (Vec::new(), 0),
                 };
                 let short = job.id.short();

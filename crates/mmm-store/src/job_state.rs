@@ -73,7 +73,9 @@ pub fn liveness(record: &JobRecord, now: i64, host: &str) -> (bool, bool) {
 #[cfg(feature = "fixtures")]
 pub fn fixture(agents: usize) -> JobState {
     use crate::{EventRecord, ItemCounts, JobRecord, SnapshotRecord};
+    use mmm_core::event::{Event, ItemCompleted};
     use mmm_core::job::{JobId, JobStatus, Phase};
+    use mmm_core::snapshot::Snapshot;
     use serde_json::json;
 
     let id = JobId::new();
@@ -151,15 +153,22 @@ pub fn fixture(agents: usize) -> JobState {
         percent: 50.0,
         resumable: false,
         live: true,
-        snapshot: Some(SnapshotRecord { at: now, payload }),
+        snapshot: Some(SnapshotRecord {
+            at: now,
+            payload: Snapshot::from_json(payload),
+        }),
         recent_events: (0..5)
             .map(|i| EventRecord {
                 seq: i,
                 job: id,
                 at: now - 1000,
-                kind: "item_completed".into(),
                 item_key: Some(format!("photo-{i}.jpg")),
-                payload: json!({}),
+                event: Event::ItemCompleted(ItemCompleted {
+                    attempt: 1,
+                    agent: "agent-1".into(),
+                    duration_us: 1_100_000,
+                    steps_us: vec![Some(1_100_000)],
+                }),
             })
             .collect(),
         read_at: now,

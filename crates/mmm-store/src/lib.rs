@@ -22,7 +22,10 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
+use mmm_core::event::{Event, Repaired};
 use mmm_core::job::{AttemptOutcome, ItemStatus, JobId, JobStatus, Phase};
+pub use mmm_core::repair::RepairAction;
+use mmm_core::snapshot::Snapshot;
 pub use owner::Owner;
 
 /// Everything the store can fail with. Each variant says what to do next.
@@ -596,8 +599,8 @@ pub struct AttemptRecord {
     pub stderr_tail: String,
 }
 
-/// One event as recorded.
-#[derive(Debug, Clone, Serialize)]
+/// One event as recorded. Its JSON is `{seq, job, at, item_key, kind, payload}`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct EventRecord {
     /// Store-wide increasing sequence number.
     pub seq: i64,
@@ -605,12 +608,11 @@ pub struct EventRecord {
     pub job: JobId,
     /// Epoch ms.
     pub at: i64,
-    /// Event type, e.g. `item_completed`.
-    pub kind: String,
     /// The item, for item events.
     pub item_key: Option<String>,
-    /// Event data.
-    pub payload: serde_json::Value,
+    /// The event: its kind and payload (`kind` and `payload` in JSON).
+    #[serde(flatten)]
+    pub event: Event,
 }
 
 /// A recorded snapshot: the job's metrics and agent states at one moment.
@@ -619,7 +621,7 @@ pub struct SnapshotRecord {
     /// Epoch ms.
     pub at: i64,
     /// What the runner recorded (progress, agents, metrics, alerts, counters).
-    pub payload: serde_json::Value,
+    pub payload: Snapshot,
 }
 
 /// Which page of a job's items [`Store::items_page`] reads.
@@ -698,9 +700,8 @@ pub enum Write {
     Event {
         job: JobId,
         at: i64,
-        kind: String,
         item_key: Option<String>,
-        payload: serde_json::Value,
+        event: Event,
     },
     /// Record the fingerprint of the input the items were loaded from.
     InputFingerprint {
@@ -720,7 +721,7 @@ pub enum Write {
     Snapshot {
         job: JobId,
         at: i64,
-        payload: serde_json::Value,
+        payload: Snapshot,
     },
 }
 
@@ -741,18 +742,12 @@ impl Write {
     }
 
     /// An event of `kind` now, about the job or one of its items.
-    pub fn event(
-        job: JobId,
-        kind: mmm_core::event::EventKind,
-        item_key: Option<&str>,
-        payload: serde_json::Value,
-    ) -> Write {
+    pub fn event(job: JobId, item_key: Option<&str>, event: Event) -> Write {
         Write::Event {
             job,
             at: mmm_core::job::now_ms(),
-            kind: kind.as_str().to_string(),
             item_key: item_key.map(str::to_string),
-            payload,
+            event,
         }
     }
 
@@ -889,16 +884,10 @@ pub trait Store: Send + Sync {
     /// B-tree checks: see [`postgres::PostgresStore`]); one line per problem, empty when the
     /// storage is sound.
     fn storage_problems(&self) -> Result<Vec<String>, StoreError>;
-    /// Applies `actions` and records a `repaired` event with `payload`, in one transaction.
-    /// Each action applies only if the record still holds what it expects; otherwise nothing is
-    /// changed and the result is [`StoreError::RepairConflict`].
-    fn repair(
-        &self,
-        job: JobId,
-        actions: &[RepairAction],
-        at: i64,
-        payload: serde_json::Value,
-    ) -> Result<(), StoreError>;
+    /// Applies the repair's actions and records it as a `repaired` event, in one
+    /// transaction. Each action applies only if the record still holds what it expects;
+    /// otherwise nothing is changed and the result is [`StoreError::RepairConflict`].
+    fn repair(&self, job: JobId, repair: &Repaired, at: i64) -> Result<(), StoreError>;
 
     /// Scale-out: claims at most `limit` items of the job for `claimer`, in input order, with
     /// a lease until `lease_until` (epoch ms), in one transaction; concurrent claimers never
@@ -1133,34 +1122,6 @@ pub struct JobContents {
     pub items: Vec<ItemRecord>,
     /// Every attempt, by item position then number.
     pub attempts: Vec<AttemptRecord>,
-}
-
-/// One change `mmm repair` makes. Each names the state it expects, so a repair planned from a
-/// stale read changes nothing.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "action", rename_all = "snake_case")]
-pub enum RepairAction {
-    /// Close an attempt still in flight as `interrupted` (it does not count against retries).
-    InterruptAttempt {
-        /// The item's position.
-        item_index: u64,
-        /// The attempt's number.
-        number: u32,
-    },
-    /// Put an item back to `pending`, so that it runs again.
-    RequeueItem {
-        /// The item's position.
-        item_index: u64,
-        /// The status it must have now.
-        from: ItemStatus,
-    },
-    /// Set the job's status.
-    SetJobStatus {
-        /// The status it must have now.
-        from: JobStatus,
-        /// The new status.
-        to: JobStatus,
-    },
 }
 
 #[cfg(test)]

@@ -53,8 +53,11 @@ use super::{
     RepairAction, Requeued, SnapshotRecord, Store, StoreError, UnfinishedItem, Write,
 };
 use super::{ItemPage, ItemPageQuery, PagedItem, StoredSteps};
-use mmm_core::event::EventKind;
+use mmm_core::event::{
+    DlqMoved, Event, EventKind, ItemRequeued, JobStatusChanged, Repaired, RequeueReason,
+};
 use mmm_core::job::{AttemptOutcome, ItemStatus, JobId, JobStatus};
+use mmm_core::snapshot::Snapshot;
 
 /// The migrations, in order: entry `i` brings the schema from version `i` to `i + 1`. Numbered
 /// as SQLite's, so a version means the same record on both backends.
@@ -850,18 +853,17 @@ fn plan_one(write: &Write, planned: &mut Vec<Planned>) {
         Write::Event {
             job,
             at,
-            kind,
             item_key,
-            payload,
+            event,
         } => push(
             "INSERT INTO events (job_ref, at, kind, item_key, payload)
              VALUES ((SELECT job_ref FROM jobs WHERE id = $1), $2::bigint, $3::text, $4::text, $5::jsonb)",
             vec![
                 Box::new(job.to_string()),
                 Box::new(*at),
-                Box::new(kind.clone()),
+                Box::new(event.kind_name().to_string()),
                 Box::new(item_key.clone()),
-                Box::new(payload.clone()),
+                Box::new(event.payload()),
             ],
             Missing::Nothing,
             "record an event",
@@ -872,7 +874,7 @@ fn plan_one(write: &Write, planned: &mut Vec<Planned>) {
             vec![
                 Box::new(job.to_string()),
                 Box::new(*at),
-                Box::new(payload.clone()),
+                Box::new(payload.to_json()),
             ],
             Missing::Nothing,
             "record a snapshot",
@@ -1181,9 +1183,10 @@ async fn insert_event(
     statements: &mut Statements,
     client: &impl GenericClient,
     location: &str,
-    event: (JobId, i64, &str, Option<&str>, &serde_json::Value),
+    event: (JobId, i64, Option<&str>, &Event),
 ) -> Result<(), StoreError> {
-    let (job, at, kind, item_key, payload) = event;
+    let (job, at, item_key, event) = event;
+    let (kind, payload) = event.to_parts();
     // The job's row lock first, held to the commit: events of one job then commit in the order
     // of their sequence numbers, so a follower reading `seq > last` never skips one committed
     // late (a batch of the writer takes the same lock first, see `plan`).
@@ -1203,7 +1206,7 @@ async fn insert_event(
         "record an event",
         "INSERT INTO events (job_ref, at, kind, item_key, payload)
          VALUES ((SELECT job_ref FROM jobs WHERE id = $1), $2::bigint, $3::text, $4::text, $5::jsonb)",
-        &[&job.to_string(), &at, &kind, &item_key, payload],
+        &[&job.to_string(), &at, &kind, &item_key, &payload],
     )
     .await?;
     Ok(())
@@ -1402,9 +1405,9 @@ impl PostgresStore {
                 Some(keys) => named_dead_letters(statements, &tx, location, job, keys).await?,
             };
 
-            let (kind, to) = match how {
-                DlqMove::Retry => ("dlq_retry", ItemStatus::Pending),
-                DlqMove::Purge => ("dlq_purged", ItemStatus::Skipped),
+            let to = match how {
+                DlqMove::Retry => ItemStatus::Pending,
+                DlqMove::Purge => ItemStatus::Skipped,
             };
             for item in &selected {
                 execute(
@@ -1424,12 +1427,19 @@ impl PostgresStore {
                     ],
                 )
                 .await?;
-                let payload = serde_json::json!({ "attempts": item.attempts, "status": to });
+                let moved = DlqMoved {
+                    attempts: item.attempts,
+                    status: to,
+                };
+                let event = match how {
+                    DlqMove::Retry => Event::DlqRetry(moved),
+                    DlqMove::Purge => Event::DlqPurged(moved),
+                };
                 insert_event(
                     statements,
                     &tx,
                     location,
-                    (job, at, kind, Some(&item.key), &payload),
+                    (job, at, Some(&item.key), &event),
                 )
                 .await?;
             }
@@ -1454,13 +1464,17 @@ impl PostgresStore {
             if status_after != status_before {
                 let change = (status_before, status_after);
                 set_job_status(statements, &tx, location, job, change, at).await?;
-                let payload = serde_json::json!({
-                    "from": status_before,
-                    "to": status_after,
-                    "by": kind,
+                let changed = Event::JobStatusChanged(JobStatusChanged {
+                    from: status_before,
+                    to: status_after,
+                    by: match how {
+                        DlqMove::Retry => EventKind::DlqRetry,
+                        DlqMove::Purge => EventKind::DlqPurged,
+                    }
+                    .as_str()
+                    .to_string(),
                 });
-                let event = (job, at, "job_status_changed", None, &payload);
-                insert_event(statements, &tx, location, event).await?;
+                insert_event(statements, &tx, location, (job, at, None, &changed)).await?;
             }
             if !selected.is_empty() {
                 touch_job(statements, &tx, location, job, at).await?;
@@ -2323,8 +2337,11 @@ impl Store for PostgresStore {
                     &[&id, &int(*index)],
                 )
                 .await?;
-                let payload = serde_json::json!({ "reason": "input_changed" });
-                let event = (job, at, "item_requeued", Some(key.as_str()), &payload);
+                let requeued_event = Event::ItemRequeued(ItemRequeued {
+                    reason: RequeueReason::InputChanged,
+                    claimed_by: None,
+                });
+                let event = (job, at, Some(key.as_str()), &requeued_event);
                 insert_event(statements, &tx, location, event).await?;
                 requeued.push(key);
             }
@@ -2543,14 +2560,8 @@ impl Store for PostgresStore {
         })
     }
 
-    fn repair(
-        &self,
-        job: JobId,
-        actions: &[RepairAction],
-        at: i64,
-        payload: serde_json::Value,
-    ) -> Result<(), StoreError> {
-        let actions = actions.to_vec();
+    fn repair(&self, job: JobId, repair: &Repaired, at: i64) -> Result<(), StoreError> {
+        let repair = repair.clone();
         self.call(move |mut guard| async move {
             let Session {
                 client,
@@ -2562,7 +2573,7 @@ impl Store for PostgresStore {
             ensure_job(statements, &tx, location, job, true).await?;
             let id = job.to_string();
             let conflict = |what: String| StoreError::RepairConflict { job, what };
-            for action in &actions {
+            for action in &repair.actions {
                 match action {
                     RepairAction::InterruptAttempt { item_index, number } => {
                         let changed = execute(
@@ -2620,8 +2631,8 @@ impl Store for PostgresStore {
                     }
                 }
             }
-            let event = (job, at, "repaired", None, &payload);
-            insert_event(statements, &tx, location, event).await?;
+            let repaired = Event::Repaired(repair);
+            insert_event(statements, &tx, location, (job, at, None, &repaired)).await?;
             touch_job(statements, &tx, location, job, at).await?;
             tx.commit().await.map_err(fail(location, "commit a repair"))
         })
@@ -2723,16 +2734,11 @@ impl Store for PostgresStore {
                         &[&id, &int(index)],
                     )
                     .await?;
-                    let payload = serde_json::json!({
-                        "reason": "lease_expired", "claimed_by": holder
+                    let requeued = Event::ItemRequeued(ItemRequeued {
+                        reason: RequeueReason::LeaseExpired,
+                        claimed_by: holder.clone(),
                     });
-                    let event = (
-                        job,
-                        at,
-                        EventKind::ItemRequeued.as_str(),
-                        Some(key.as_str()),
-                        &payload,
-                    );
+                    let event = (job, at, Some(key.as_str()), &requeued);
                     insert_event(statements, &tx, location, event).await?;
                 }
                 indices.push(int(index));
@@ -2959,7 +2965,13 @@ impl Store for PostgresStore {
                     "copy events",
                     "INSERT INTO events (job_ref, at, kind, item_key, payload)
                      VALUES ((SELECT job_ref FROM jobs WHERE id = $1), $2::bigint, $3::text, $4::text, $5::jsonb) RETURNING seq",
-                    &[&id, &event.at, &event.kind, &event.item_key, &event.payload],
+                    &[
+                        &id,
+                        &event.at,
+                        &event.event.kind_name(),
+                        &event.item_key,
+                        &event.event.payload(),
+                    ],
                 )
                 .await?;
                 new_seqs.push(rows.first().map_or(0, |row| row.get::<_, i64>(0)));
@@ -2972,7 +2984,7 @@ impl Store for PostgresStore {
                     "copy snapshots",
                     "INSERT INTO snapshots (job_ref, at, payload)
                        VALUES ((SELECT job_ref FROM jobs WHERE id = $1), $2::bigint, $3::jsonb)",
-                    &[&id, &snapshot.at, &snapshot.payload],
+                    &[&id, &snapshot.at, &snapshot.payload.to_json()],
                 )
                 .await?;
             }
@@ -3387,7 +3399,7 @@ fn item_from_row(row: &Row) -> Result<ItemRecord, Decode> {
 fn snapshot_from_row(row: &Row) -> Result<SnapshotRecord, Decode> {
     Ok(SnapshotRecord {
         at: row.try_get(0)?,
-        payload: row.try_get(1)?,
+        payload: Snapshot::from_json(row.try_get(1)?),
     })
 }
 
@@ -3396,9 +3408,8 @@ fn event_from_row(row: &Row, job: JobId) -> Result<EventRecord, Decode> {
         seq: row.try_get(0)?,
         job,
         at: row.try_get(1)?,
-        kind: row.try_get(2)?,
         item_key: row.try_get(3)?,
-        payload: row.try_get(4)?,
+        event: Event::from_parts(&row.try_get::<_, String>(2)?, row.try_get(4)?),
     })
 }
 

@@ -27,8 +27,11 @@ use super::{
     RepairAction, Requeued, SnapshotRecord, Store, StoreError, UnfinishedItem, Write,
 };
 use super::{ItemPage, ItemPageQuery, PagedItem, StoredSteps};
-use mmm_core::event::EventKind;
+use mmm_core::event::{
+    DlqMoved, Event, EventKind, ItemRequeued, JobStatusChanged, Repaired, RequeueReason,
+};
 use mmm_core::job::{AttemptOutcome, ItemStatus, JobId, JobStatus, Phase};
+use mmm_core::snapshot::Snapshot;
 
 /// The migrations, in order: entry `i` brings the schema from version `i` to `i + 1`.
 const MIGRATIONS: &[&str] = &[
@@ -385,22 +388,10 @@ impl SqliteStore {
             Write::Event {
                 job,
                 at,
-                kind,
                 item_key,
-                payload,
+                event,
             } => {
-                let sql = "INSERT INTO events (job_ref, at, kind, item_key, payload)
-                           VALUES ((SELECT job_ref FROM jobs WHERE id = ?1), ?2, ?3, ?4, ?5)";
-                tx.prepare_cached(sql)
-                    .and_then(|mut insert| {
-                        insert.execute(params![
-                            job.to_string(),
-                            at,
-                            kind,
-                            item_key,
-                            payload.to_string(),
-                        ])
-                    })
+                insert_event(tx, *job, *at, item_key.as_deref(), event)
                     .map_err(self.fail("record an event"))?;
                 Ok(())
             }
@@ -410,7 +401,7 @@ impl SqliteStore {
                        VALUES ((SELECT job_ref FROM jobs WHERE id = ?1), ?2, ?3)",
                 )
                 .and_then(|mut insert| {
-                    insert.execute(params![job.to_string(), at, payload.to_string()])
+                    insert.execute(params![job.to_string(), at, payload.to_json().to_string()])
                 })
                 .map_err(self.fail("record a snapshot"))?;
                 Ok(())
@@ -807,7 +798,7 @@ impl Store for SqliteStore {
                     .query_map(params![job.to_string(), after], |row| {
                         Ok(SnapshotRecord {
                             at: row.get(0)?,
-                            payload: json_column(row, 1)?,
+                            payload: Snapshot::from_json(json_column(row, 1)?),
                         })
                     })?
                     .collect::<Result<Vec<_>, _>>()
@@ -876,7 +867,10 @@ impl Store for SqliteStore {
                     rusqlite::Error::FromSqlConversionFailure(1, Type::Text, Box::new(e)),
                 )
             })?;
-            Ok(SnapshotRecord { at, payload })
+            Ok(SnapshotRecord {
+                at,
+                payload: Snapshot::from_json(payload),
+            })
         })
         .transpose()
     }
@@ -932,12 +926,12 @@ impl Store for SqliteStore {
             )
             .and_then(|mut update| update.execute(params![id, int(*index)]))
             .map_err(self.fail("requeue an item"))?;
-            tx.prepare_cached(
-                "INSERT INTO events (job_ref, at, kind, item_key, payload)
-                 VALUES ((SELECT job_ref FROM jobs WHERE id = ?1), ?2, 'item_requeued', ?3, '{\"reason\":\"input_changed\"}')",
-            )
-            .and_then(|mut insert| insert.execute(params![id, at, key]))
-            .map_err(self.fail("record an event"))?;
+            let requeued_event = Event::ItemRequeued(ItemRequeued {
+                reason: RequeueReason::InputChanged,
+                claimed_by: None,
+            });
+            insert_event(&tx, job, at, Some(&key), &requeued_event)
+                .map_err(self.fail("record an event"))?;
             requeued.push(key);
         }
         tx.commit().map_err(self.fail("commit the changed items"))?;
@@ -1354,19 +1348,13 @@ impl Store for SqliteStore {
         Ok(problems)
     }
 
-    fn repair(
-        &self,
-        job: JobId,
-        actions: &[RepairAction],
-        at: i64,
-        payload: serde_json::Value,
-    ) -> Result<(), StoreError> {
+    fn repair(&self, job: JobId, repair: &Repaired, at: i64) -> Result<(), StoreError> {
         let mut conn = self.lock();
         let tx = self.begin_write(&mut conn)?;
         self.ensure_job(&tx, job)?;
         let id = job.to_string();
         let conflict = |what: String| StoreError::RepairConflict { job, what };
-        for action in actions {
+        for action in &repair.actions {
             match action {
                 RepairAction::InterruptAttempt { item_index, number } => {
                     let sql = "UPDATE attempts
@@ -1418,7 +1406,7 @@ impl Store for SqliteStore {
                 }
             }
         }
-        insert_event(&tx, job, at, "repaired", None, &payload)
+        insert_event(&tx, job, at, None, &Event::Repaired(repair.clone()))
             .map_err(self.fail("record a repair"))?;
         tx.execute(
             "UPDATE jobs SET updated_at = MAX(updated_at, ?2) WHERE id = ?1",
@@ -1498,15 +1486,12 @@ impl Store for SqliteStore {
                     params![id, int(index)],
                 )
                 .map_err(self.fail("requeue an item whose lease ran out"))?;
-                insert_event(
-                    &tx,
-                    job,
-                    at,
-                    EventKind::ItemRequeued.as_str(),
-                    Some(&key),
-                    &serde_json::json!({ "reason": "lease_expired", "claimed_by": holder }),
-                )
-                .map_err(self.fail("record an event"))?;
+                let requeued = ItemRequeued {
+                    reason: RequeueReason::LeaseExpired,
+                    claimed_by: holder,
+                };
+                insert_event(&tx, job, at, Some(&key), &Event::ItemRequeued(requeued))
+                    .map_err(self.fail("record an event"))?;
             }
             tx.execute(
                 "UPDATE items SET claimed_by = ?3, lease_until = ?4
@@ -1710,9 +1695,8 @@ impl Store for SqliteStore {
                 &tx,
                 job.id,
                 event.at,
-                &event.kind,
                 event.item_key.as_deref(),
-                &event.payload,
+                &event.event,
             )
             .map_err(fail("copy events"))?;
             new_seqs.push(tx.last_insert_rowid());
@@ -1721,7 +1705,7 @@ impl Store for SqliteStore {
             tx.execute(
                 "INSERT INTO snapshots (job_ref, at, payload)
                    VALUES ((SELECT job_ref FROM jobs WHERE id = ?1), ?2, ?3)",
-                params![id, snapshot.at, snapshot.payload.to_string()],
+                params![id, snapshot.at, snapshot.payload.to_json().to_string()],
             )
             .map_err(fail("copy snapshots"))?;
         }
@@ -1805,9 +1789,9 @@ impl SqliteStore {
             Some(keys) => self.named_dead_letters(&tx, job, keys)?,
         };
 
-        let (kind, to) = match how {
-            DlqMove::Retry => ("dlq_retry", ItemStatus::Pending),
-            DlqMove::Purge => ("dlq_purged", ItemStatus::Skipped),
+        let to = match how {
+            DlqMove::Retry => ItemStatus::Pending,
+            DlqMove::Purge => ItemStatus::Skipped,
         };
         for item in &selected {
             tx.prepare_cached(
@@ -1823,8 +1807,15 @@ impl SqliteStore {
                 ])
             })
             .map_err(self.fail("move an item out of the dead-letter queue"))?;
-            let payload = serde_json::json!({ "attempts": item.attempts, "status": to });
-            insert_event(&tx, job, at, kind, Some(&item.key), &payload)
+            let moved = DlqMoved {
+                attempts: item.attempts,
+                status: to,
+            };
+            let event = match how {
+                DlqMove::Retry => Event::DlqRetry(moved),
+                DlqMove::Purge => Event::DlqPurged(moved),
+            };
+            insert_event(&tx, job, at, Some(&item.key), &event)
                 .map_err(self.fail("record a dead-letter queue change"))?;
         }
 
@@ -1844,12 +1835,17 @@ impl SqliteStore {
         };
         if status_after != status_before {
             self.set_job_status(&tx, job, status_before, status_after, at)?;
-            let payload = serde_json::json!({
-                "from": status_before,
-                "to": status_after,
-                "by": kind,
-            });
-            insert_event(&tx, job, at, "job_status_changed", None, &payload)
+            let changed = JobStatusChanged {
+                from: status_before,
+                to: status_after,
+                by: match how {
+                    DlqMove::Retry => EventKind::DlqRetry,
+                    DlqMove::Purge => EventKind::DlqPurged,
+                }
+                .as_str()
+                .to_string(),
+            };
+            insert_event(&tx, job, at, None, &Event::JobStatusChanged(changed))
                 .map_err(self.fail("record a job status change"))?;
         }
         if !selected.is_empty() {
@@ -1944,10 +1940,10 @@ fn insert_event(
     tx: &Transaction<'_>,
     job: JobId,
     at: i64,
-    kind: &str,
     item_key: Option<&str>,
-    payload: &serde_json::Value,
+    event: &Event,
 ) -> rusqlite::Result<()> {
+    let (kind, payload) = event.to_parts();
     tx.prepare_cached(
         "INSERT INTO events (job_ref, at, kind, item_key, payload)
            VALUES ((SELECT job_ref FROM jobs WHERE id = ?1), ?2, ?3, ?4, ?5)",
@@ -1979,9 +1975,8 @@ fn event_from_row(row: &Row<'_>, job: JobId) -> rusqlite::Result<EventRecord> {
         seq: row.get(0)?,
         job,
         at: row.get(1)?,
-        kind: row.get(2)?,
         item_key: row.get(3)?,
-        payload: json_column(row, 4)?,
+        event: Event::from_parts(&row.get::<_, String>(2)?, json_column(row, 4)?),
     })
 }
 

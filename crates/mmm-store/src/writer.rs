@@ -614,9 +614,8 @@ mod tests {
         fn repair(
             &self,
             _: JobId,
-            _: &[crate::RepairAction],
+            _: &mmm_core::event::Repaired,
             _: i64,
-            _: serde_json::Value,
         ) -> Result<(), StoreError> {
             unimplemented!()
         }
@@ -651,9 +650,10 @@ mod tests {
         Write::Event {
             job,
             at: n,
-            kind: "test".to_string(),
             item_key: None,
-            payload: serde_json::json!({ "n": n }),
+            event: mmm_core::event::Event::ItemsLoaded(mmm_core::event::ItemsLoaded {
+                count: n as u64,
+            }),
         }
     }
 

@@ -11,7 +11,9 @@
 
 use std::path::PathBuf;
 
+use mmm_core::event::{Event, Repaired};
 use mmm_core::job::{AttemptOutcome, ItemStatus, JobId, JobStatus, Phase};
+use mmm_core::snapshot::Snapshot;
 use mmm_store::{
     ItemPage, ItemPageQuery, NewItem, NewJob, Owner, RepairAction, StepRecord, Store, StoreError,
     Write,
@@ -101,13 +103,18 @@ fn finished_steps() -> Vec<StepRecord> {
     ]
 }
 
+/// A snapshot whose progress says `completed` items are done: what the reads are checked by.
+fn progress_snapshot(completed: u64) -> Snapshot {
+    Snapshot::from_json(serde_json::json!({ "progress": { "completed": completed } }))
+}
+
 fn event(job: JobId, at: i64, kind: &str) -> Write {
     Write::Event {
         job,
         at,
-        kind: kind.to_string(),
         item_key: Some(format!("item-{at}")),
-        payload: serde_json::json!({ "at": at, "kind": kind }),
+        // A kind this version does not know: kept and read back as stored.
+        event: Event::from_parts(kind, serde_json::json!({ "at": at, "kind": kind })),
     }
 }
 
@@ -169,14 +176,14 @@ mod suite {
             .map(|at| Write::Snapshot {
                 job: job.id,
                 at,
-                payload: serde_json::json!({ "at": at, "agents": [] }),
+                payload: progress_snapshot(at as u64),
             })
             .collect();
         store.apply(&writes).unwrap();
         let all = store.snapshots(job.id, 0, 10).unwrap();
         let times: Vec<i64> = all.iter().map(|s| s.at).collect();
         assert_eq!(times, [1_000, 2_000, 3_000]);
-        assert_eq!(all[1].payload["at"], 2_000);
+        assert_eq!(all[1].payload.progress.unwrap().completed, 2_000);
         let page = store.snapshots(job.id, 1_000, 1).unwrap();
         assert_eq!(page.len(), 1);
         assert_eq!(page[0].at, 2_000);
@@ -191,12 +198,12 @@ mod suite {
             .recent_events(job.id, 2)
             .unwrap()
             .into_iter()
-            .map(|e| e.kind)
+            .map(|e| e.event.kind_name().to_string())
             .collect();
         assert_eq!(recent, ["second", "third"], "the newest, oldest first");
         let latest = store.latest_snapshot(job.id).unwrap().unwrap();
         assert_eq!(latest.at, 3_000);
-        assert_eq!(latest.payload["at"], 3_000);
+        assert_eq!(latest.payload.progress.unwrap().completed, 3_000);
         assert!(matches!(
             store.latest_snapshot(JobId::new()),
             Err(StoreError::JobNotFound { .. })
@@ -634,12 +641,15 @@ mod suite {
         let all = store.events(a.id, 0, 1_000).unwrap();
         assert_eq!(all.len(), 25);
         assert!(all.windows(2).all(|w| w[0].seq < w[1].seq), "seq increases");
-        assert!(all.iter().all(|e| e.job == a.id && e.kind == "tick"));
+        assert!(
+            all.iter()
+                .all(|e| e.job == a.id && e.event.kind_name() == "tick")
+        );
         let first = &all[0];
         assert_eq!(first.at, 10);
         assert_eq!(first.item_key.as_deref(), Some("item-10"));
         assert_eq!(
-            first.payload,
+            first.event.payload(),
             serde_json::json!({ "at": 10, "kind": "tick" })
         );
 
@@ -802,7 +812,7 @@ mod suite {
                 Write::Snapshot {
                     job: id,
                     at: 10_500,
-                    payload: serde_json::json!({ "completed": 1 }),
+                    payload: progress_snapshot(1),
                 },
                 status(JobStatus::CompletedWithFailures, 11_000),
             ])
@@ -897,9 +907,8 @@ mod suite {
                 Write::Event {
                     job,
                     at: at + 1,
-                    kind: kind.to_string(),
                     item_key: Some(format!("item-{item_index}")),
-                    payload: serde_json::json!({ "number": number }),
+                    event: Event::from_parts(kind, serde_json::json!({ "number": number })),
                 },
             ])
             .unwrap();
@@ -983,12 +992,12 @@ mod suite {
             .events(job, 0, 100)
             .unwrap()
             .into_iter()
-            .filter(|e| e.kind == "item_requeued")
+            .filter(|e| e.event.kind_name() == "item_requeued")
             .collect();
         assert_eq!(requeued.len(), 1, "only the item with an attempt in flight");
         assert_eq!(requeued[0].item_key.as_deref(), Some("item-2"));
-        assert_eq!(requeued[0].payload["reason"], "lease_expired");
-        assert_eq!(requeued[0].payload["claimed_by"], "b");
+        assert_eq!(requeued[0].event.payload()["reason"], "lease_expired");
+        assert_eq!(requeued[0].event.payload()["claimed_by"], "b");
 
         // b comes back and finishes its attempt: refused, nothing changes.
         let late = store.apply(&[finished(
@@ -1275,7 +1284,7 @@ mod suite {
                     Write::Snapshot {
                         job: job.id,
                         at: 12,
-                        payload: serde_json::json!({}),
+                        payload: Snapshot::default(),
                     },
                     Write::Checkpoint {
                         job: job.id,
@@ -1396,11 +1405,11 @@ mod suite {
         let events = store.events(id, 0, 100).unwrap();
         let last = events.last().unwrap();
         assert_eq!(
-            (last.kind.as_str(), last.item_key.as_deref(), last.at),
+            (last.event.kind_name(), last.item_key.as_deref(), last.at),
             ("item_requeued", Some("item-0"), 50)
         );
         assert_eq!(
-            last.payload,
+            last.event.payload(),
             serde_json::json!({ "reason": "input_changed" })
         );
 
@@ -1427,9 +1436,8 @@ mod suite {
         let event = |kind: &str, payload: serde_json::Value| Write::Event {
             job: id,
             at: 10,
-            kind: kind.to_string(),
             item_key: None,
-            payload,
+            event: Event::from_parts(kind, payload),
         };
         store
             .apply(&[
@@ -1450,9 +1458,12 @@ mod suite {
             ])
             .unwrap();
         let ledger = store.ledger(id).unwrap();
-        let kinds: Vec<&str> = ledger.entries.iter().map(|e| e.kind.as_str()).collect();
+        let kinds: Vec<&str> = ledger.entries.iter().map(|e| e.event.kind_name()).collect();
         assert_eq!(kinds, ["job_resumed", "spec_changed"]);
-        assert_eq!(ledger.entries[0].payload, serde_json::json!({ "by": 1 }));
+        assert_eq!(
+            ledger.entries[0].event.payload(),
+            serde_json::json!({ "by": 1 })
+        );
         let requeued: Vec<(&str, u64)> = ledger
             .requeued
             .iter()
@@ -1530,7 +1541,7 @@ mod suite {
             .events(id, 0, 100)
             .unwrap()
             .into_iter()
-            .map(|e| e.kind)
+            .map(|e| e.event.kind_name().to_string())
             .collect();
         assert_eq!(
             kinds[kinds.len() - 2..],
@@ -1692,7 +1703,7 @@ mod suite {
         let events = store.events(a, 0, 100).unwrap();
         let seen: Vec<(i64, &str, Option<&str>)> = events
             .iter()
-            .map(|e| (e.seq, e.kind.as_str(), e.item_key.as_deref()))
+            .map(|e| (e.seq, e.event.kind_name(), e.item_key.as_deref()))
             .collect();
         assert_eq!(
             seen,
@@ -1707,7 +1718,7 @@ mod suite {
                 (10, "attempt_started", Some("a2")),
             ]
         );
-        assert_eq!(events[5].payload["agent"], "agent-2");
+        assert_eq!(events[5].event.payload()["agent"], "agent-2");
         let seqs: Vec<i64> = store
             .events(b, 0, 100)
             .unwrap()
@@ -1717,7 +1728,7 @@ mod suite {
         assert_eq!(seqs, [5, 9, 11]);
         let snapshots = store.snapshots(a, 0, 10).unwrap();
         assert_eq!(snapshots.len(), 1);
-        assert_eq!(snapshots[0].payload["progress"]["completed"], 1);
+        assert_eq!(snapshots[0].payload.progress.unwrap().completed, 1);
         let checkpoints = store.checkpoints(a).unwrap();
         let seen: Vec<(i64, &str)> = checkpoints
             .iter()
@@ -1750,9 +1761,8 @@ mod suite {
                 Write::Event {
                     job: a,
                     at: 3_200,
-                    kind: "item_completed".into(),
                     item_key: Some("a2".into()),
-                    payload: serde_json::json!({ "attempt": 2 }),
+                    event: Event::from_parts("item_completed", serde_json::json!({ "attempt": 2 })),
                 },
             ])
             .unwrap();
@@ -1829,8 +1839,11 @@ mod suite {
                 to: JobStatus::Interrupted,
             },
         ];
-        let payload = serde_json::json!({ "actions": 3 });
-        store.repair(id, &actions, 2_000, payload.clone()).unwrap();
+        let repaired = Repaired {
+            changes: Vec::new(),
+            actions: actions.to_vec(),
+        };
+        store.repair(id, &repaired, 2_000).unwrap();
         let contents = store.job_contents(id).unwrap();
         assert_eq!(contents.job.status, JobStatus::Interrupted);
         assert_eq!(contents.job.updated_at, 2_000);
@@ -1841,10 +1854,10 @@ mod suite {
         assert!(attempt.error.as_deref().unwrap().contains("mmm repair"));
         let events = store.events(id, 0, 100).unwrap();
         let last = events.last().unwrap();
-        assert_eq!((last.kind.as_str(), &last.payload), ("repaired", &payload));
+        assert_eq!(last.event, Event::Repaired(repaired.clone()));
 
         // The same plan again no longer applies: nothing changes.
-        let result = store.repair(id, &actions, 3_000, payload);
+        let result = store.repair(id, &repaired, 3_000);
         assert!(
             matches!(&result, Err(StoreError::RepairConflict { job, .. }) if *job == id),
             "{result:?}"

@@ -13,7 +13,6 @@ use serde_json::{Value, json};
 
 use super::{ApiError, AppState, JobSummary, blocking};
 use mmm_core::job::{ItemStatus, JobId};
-use mmm_core::snapshot::Snapshot;
 use mmm_report as report;
 use mmm_store::job_state::JobState;
 use mmm_store::{AttemptRecord, ItemPageQuery, ItemRecord, PagedItem, Store};
@@ -61,7 +60,7 @@ pub(super) async fn agents(
         let job = resolve(store.as_ref(), &id)?;
         let snapshot = store.latest_snapshot(job)?;
         let (at, agents) = match snapshot {
-            Some(s) => (Some(s.at), Snapshot::from_json(s.payload).agents),
+            Some(s) => (Some(s.at), s.payload.agents),
             None => (None, Vec::new()),
         };
         Ok(Json(json!({ "job": job, "at": at, "agents": agents })))

@@ -372,6 +372,7 @@ async fn follow_events(hubs: Arc<Hubs>, hub: Arc<Hub>, reads: Reads) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use mmm_core::event::Event;
 
     #[test]
     fn the_event_gap_grows_with_the_clients_within_its_bounds() {
@@ -391,25 +392,30 @@ mod tests {
                 seq: 7,
                 job,
                 at: 1_700_000_000_000,
-                kind: "item_completed".into(),
                 item_key: Some("a\"b".into()),
-                payload: json!({"agent": "agent-1", "steps_us": [3, 4]}),
+                event: Event::from_parts(
+                    "item_completed",
+                    json!({"attempt": 1, "agent": "agent-1", "duration_us": 7, "steps_us": [3, 4]}),
+                ),
             },
             EventRecord {
                 seq: 8,
                 job,
                 at: 1_700_000_000_001,
-                kind: "phase_finished".into(),
                 item_key: None,
-                payload: json!({"phase": "map"}),
+                event: Event::from_parts("phase_finished", json!({"phase": "map"})),
             },
         ];
+        assert!(matches!(events[0].event, Event::ItemCompleted(_)));
         let text = events_delta(job, 8, &events);
         let parsed: Value = serde_json::from_str(text.as_str()).unwrap();
         assert_eq!(
             parsed,
             json!({ "type": "delta", "job": job, "seq": 8, "events": events })
         );
+        assert_eq!(parsed["events"][0]["kind"], "item_completed");
+        assert_eq!(parsed["events"][0]["payload"]["steps_us"], json!([3, 4]));
+        assert_eq!(parsed["events"][1]["payload"], json!({"phase": "map"}));
     }
 
     #[test]

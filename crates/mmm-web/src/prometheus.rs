@@ -21,7 +21,6 @@ use prometheus_client::registry::Registry;
 use super::{ApiError, AppState, JobSummary, blocking};
 use mmm_core::metrics::DurationSummary;
 use mmm_core::metrics::durations::BUCKET_BOUNDS_SECONDS;
-use mmm_core::snapshot::Snapshot;
 use mmm_store::Store;
 
 /// The content type of the OpenMetrics text format.
@@ -137,7 +136,7 @@ pub(super) fn render(store: &dyn Store) -> Result<String, ApiError> {
         let Some(record) = store.latest_snapshot(job.id)? else {
             continue;
         };
-        let snapshot = Snapshot::from_json(record.payload);
+        let snapshot = record.payload;
         let mut by_state = std::collections::BTreeMap::<&str, i64>::new();
         for row in &snapshot.agents {
             *by_state.entry(row.agent.state.as_str()).or_default() += 1;

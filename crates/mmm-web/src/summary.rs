@@ -59,7 +59,7 @@ impl JobSummary {
     pub fn new(record: JobRecord, snapshot: Option<&SnapshotRecord>, host: &str) -> Self {
         let (live, resumable) = mmm_store::job_state::liveness(&record, now_ms(), host);
         let percent = record.counts.percent();
-        let read = snapshot.map(|s| (s.at, Snapshot::from_json(s.payload.clone())));
+        let read = snapshot.map(|s| (s.at, &s.payload));
         let eta = read
             .as_ref()
             .and_then(|(_, s)| s.metrics.as_ref())
@@ -67,7 +67,7 @@ impl JobSummary {
         let throughput = read
             .as_ref()
             .and_then(|(at, s)| throughput(s, *at, record.started_at));
-        let alerts = read.map(|(_, s)| s.alerts).unwrap_or_default();
+        let alerts = read.map(|(_, s)| s.alerts.clone()).unwrap_or_default();
         JobSummary {
             id: record.id,
             short: record.id.short(),

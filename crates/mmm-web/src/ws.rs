@@ -608,7 +608,8 @@ fn split_snapshot(
     match snapshot {
         None => (None, Value::Null, Vec::new()),
         Some(s) => {
-            let mut rest = s.payload.clone();
+            // Sent apart: the agents go out as rows, only those that changed.
+            let mut rest = s.payload.to_json();
             let agents = match rest.as_object_mut().and_then(|o| o.remove("agents")) {
                 Some(Value::Array(agents)) => agents,
                 _ => Vec::new(),

@@ -393,7 +393,7 @@ fn render_events(frame: &mut Frame<'_>, area: Rect, state: &ViewerState) {
             Line::from(format!(
                 "{} {}{item}",
                 output::age(e.at, state.job.read_at),
-                e.kind
+                e.event.kind_name()
             ))
         })
         .collect();

@@ -28,9 +28,7 @@ fn state_rank(state: AgentState) -> u8 {
 
 /// The snapshot a [`JobState`] carries, read through its type (empty before the first).
 pub(crate) fn snapshot_of(record: Option<&SnapshotRecord>) -> Snapshot {
-    record.map_or_else(Snapshot::default, |s| {
-        Snapshot::from_json(s.payload.clone())
-    })
+    record.map_or_else(Snapshot::default, |s| s.payload.clone())
 }
 
 /// How the agent table is ordered.
@@ -311,11 +309,11 @@ mod tests {
         });
         let record = SnapshotRecord {
             at: 1,
-            payload: serde_json::json!({
+            payload: Snapshot::from_json(serde_json::json!({
                 "progress": {"total": 3, "completed": 2, "dead_lettered": 1},
                 "metrics": {"failures": clusters.sorted(), "eta": {"state": "done"}},
                 "agents": "not a list",
-            }),
+            })),
         };
         let snapshot = snapshot_of(Some(&record));
         assert_eq!(snapshot.progress.unwrap().done(), 3);

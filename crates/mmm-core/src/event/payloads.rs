@@ -99,9 +99,9 @@ pub struct Repaired {
 pub struct JobCopied {
     /// `in` on the destination's record, `out` on the source's.
     pub direction: String,
-    /// The source store, as shown (password hidden).
+    /// The source store's backend: `sqlite` or `postgres`.
     pub from: String,
-    /// The destination store, as shown.
+    /// The destination store's backend.
     pub to: String,
     /// True for `mmm store migrate` (the source then deletes the job).
     pub moved: bool,
