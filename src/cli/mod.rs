@@ -21,6 +21,7 @@ mod runs;
 mod serve;
 mod store_cmd;
 mod validate;
+mod wiring;
 mod worker;
 
 use std::process::ExitCode;
