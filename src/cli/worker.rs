@@ -259,6 +259,7 @@ struct WorkerNotices {
 }
 
 impl StopNotices for WorkerNotices {
+    // Nothing to say: the worker still ends with its job, or with `--exit-when-idle`.
     fn unwatchable(&self) {}
 
     fn stopping(&self, _level: StopLevel) {
