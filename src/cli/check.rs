@@ -6,12 +6,13 @@ use std::io::Write;
 
 use serde::Serialize;
 
-use super::dlq::{open_job, usage_or_store_error};
+use super::output::owner_description;
+use super::wiring::{open_job, owner_state, usage_or_store_error};
 use super::{Exit, output};
 use mmm_core::event::Repaired;
 use mmm_core::job::{JobId, now_ms};
 use mmm_store::audit::{self, Owner, Problem, RepairPlan};
-use mmm_store::{self as store, JobRecord, Store, StoreError};
+use mmm_store::{self as store, Store, StoreError};
 
 /// At most this many item keys per problem in the human output (JSON has them all).
 const KEYS_SHOWN: usize = 5;
@@ -282,28 +283,6 @@ fn print_repair(store: &dyn Store, report: &RepairReport) -> anyhow::Result<()> 
         )?;
     }
     Ok(())
-}
-
-/// Whether the job's recorded owner process is still alive (`runner::resume` decides).
-pub(super) fn owner_state(job: &JobRecord, now: i64) -> Owner {
-    if mmm_store::owner::owner_process_alive(job, now, &mmm_store::owner::host_name()) {
-        Owner::Alive
-    } else {
-        Owner::Gone
-    }
-}
-
-/// "pid 123 on host, heartbeat 2s ago", for messages.
-pub(super) fn owner_description(job: &JobRecord, now: i64) -> String {
-    let mut text = match (job.owner_pid, job.owner_host.as_deref()) {
-        (Some(pid), Some(host)) => format!("pid {pid} on {host}"),
-        (Some(pid), None) => format!("pid {pid}"),
-        _ => "no owner recorded".to_string(),
-    };
-    if let Some(at) = job.heartbeat_at {
-        text.push_str(&format!(", heartbeat {}", output::age(at, now)));
-    }
-    text
 }
 
 /// A store SQLite cannot read is the end of the line for check and repair: say so and what to

@@ -1,14 +1,12 @@
-//! `mmm clean JOB`: removes what a job with worktree isolation created in its repository, and
-//! the lines `mmm run` / `mmm resume` print about the job's integration branch (with
-//! `--merge-into`, the fast-forward).
+//! `mmm clean JOB`: removes what a job with worktree isolation created in its repository.
 
 use anyhow::Context;
 
-use super::Exit;
-use mmm_core::job::{JobStatus, now_ms};
-use mmm_runner::RunSummary;
-use mmm_runner::worktree::{FastForward, Repo, branch_name};
-use mmm_spec::{Isolation, JobPlan};
+use super::wiring::open_job;
+use super::{Exit, UsageError};
+use mmm_core::job::now_ms;
+use mmm_runner::worktree::{Repo, branch_name};
+use mmm_spec::Isolation;
 
 pub(crate) const AFTER_HELP: &str = "\
 Removes the job's worktrees (<repo>/.git/mmm/<job>/agent-N) and their folder, and prunes
@@ -43,13 +41,13 @@ fn recorded_place(spec: &str) -> Option<(std::path::PathBuf, bool)> {
 
 /// Runs `mmm clean`.
 pub(crate) fn clean(store_location: &str, args: CleanArgs) -> anyhow::Result<Exit> {
-    let (store, id) = super::dlq::open_job(store_location, &args.job)?;
+    let (store, id) = open_job(store_location, &args.job)?;
     let job = store
         .job(id)
         .with_context(|| format!("could not read job {}", id.short()))?;
     let short = id.short();
     if mmm_store::owner::owner_is_alive(&job, now_ms(), &mmm_store::owner::host_name()) {
-        return Err(super::UsageError::new(format!(
+        return Err(UsageError::new(format!(
             "job {short} is still running (pid {}); stop it first (Ctrl-C, or kill -TERM {})",
             job.owner_pid.unwrap_or(0),
             job.owner_pid.unwrap_or(0)
@@ -100,65 +98,4 @@ pub(crate) fn clean(store_location: &str, args: CleanArgs) -> anyhow::Result<Exi
         );
     }
     Ok(Exit::Success)
-}
-
-/// After a run with worktree isolation: says where the merged work is and how to merge it,
-/// or fast-forwards `merge_into` to it.
-pub(crate) fn report_branch(
-    summary: &RunSummary,
-    plan: &JobPlan,
-    merge_into: Option<&str>,
-    quiet: bool,
-) {
-    if plan.map.isolation != Isolation::Worktree {
-        return;
-    }
-    let Ok(repo) = Repo::discover(&plan.base_dir) else {
-        return;
-    };
-    let short = summary.job_id.short();
-    let branch = branch_name(&plan.name, &short);
-    let reference = format!("refs/heads/{branch}");
-    if !matches!(repo.resolve(&reference), Ok(Some(_))) {
-        return;
-    }
-    let ahead = repo.commits_between("HEAD", &reference).unwrap_or(0);
-    if summary.status == JobStatus::Interrupted {
-        if !quiet {
-            eprintln!(
-                "mmm: the work merged so far is on branch {branch}; `mmm resume {short}` continues"
-            );
-        }
-        return;
-    }
-    match merge_into {
-        Some(target)
-            if matches!(
-                summary.status,
-                JobStatus::Completed | JobStatus::CompletedWithFailures
-            ) =>
-        {
-            match repo.fast_forward(target, &branch) {
-                Ok(FastForward::Done { from, to }) => eprintln!(
-                    "mmm: fast-forwarded {target} to {branch} ({} -> {})",
-                    &from[..from.len().min(10)],
-                    &to[..to.len().min(10)]
-                ),
-                Ok(FastForward::UpToDate) => {
-                    eprintln!("mmm: {target} is already at {branch}: nothing to merge")
-                }
-                Ok(FastForward::Refused(why)) => eprintln!(
-                    "mmm: cannot fast-forward {target} to {branch}: {why}; merge it yourself: \
-                     git checkout {target} && git merge {branch}"
-                ),
-                Err(e) => eprintln!("mmm: could not fast-forward {target}: {e}"),
-            }
-        }
-        _ if !quiet => eprintln!(
-            "mmm: the merged work is on branch {branch} ({ahead} commits not on HEAD); \
-             merge it: git merge {branch} (or run with --merge-into BRANCH); \
-             then mmm clean {short} --branch"
-        ),
-        _ => {}
-    }
 }

@@ -4,17 +4,19 @@
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use serde::Serialize;
 
-use super::check::{owner_description, owner_state};
+use super::output::{AttemptView, attempt_view, owner_description};
+use super::wiring::{
+    ResumeOptions, ViewArgs, continue_job, open_job, owner_state, usage_or_store_error,
+};
 use super::{Exit, UsageError, output};
 use mmm_core::job::{AttemptOutcome, ItemStatus, JobId, JobStatus, now_ms};
 use mmm_store::audit::Owner;
-use mmm_store::{self as store, AttemptRecord, DlqChange, ItemRecord, Store, StoreError};
+use mmm_store::{DlqChange, ItemRecord, Store, StoreError};
 
 /// The version of `mmm dlq export`'s objects; bumped when a field changes meaning.
 const EXPORT_VERSION: u32 = 1;
@@ -92,7 +94,7 @@ enum DlqCommand {
         #[arg(long)]
         no_resume: bool,
         #[command(flatten)]
-        view: super::run::ViewArgs,
+        view: ViewArgs,
     },
     /// Give up on dead-lettered items: mark them skipped, keeping their history.
     #[command(after_help = PURGE_HELP)]
@@ -179,31 +181,6 @@ struct ListView {
     items: Vec<ListedItem>,
 }
 
-/// One step of an attempt, as shown.
-#[derive(Debug, Serialize)]
-pub(super) struct StepView {
-    name: String,
-    skipped: bool,
-    duration_ms: f64,
-    exit_code: Option<i32>,
-}
-
-/// One attempt, in full, as `mmm dlq` and `mmm jobs --json` show it.
-#[derive(Debug, Serialize)]
-pub(super) struct AttemptView {
-    pub(super) number: u32,
-    pub(super) agent: String,
-    pub(super) outcome: Option<AttemptOutcome>,
-    pub(super) exit_code: Option<i32>,
-    pub(super) error: Option<String>,
-    pub(super) started_at: i64,
-    pub(super) ended_at: Option<i64>,
-    pub(super) duration_ms: Option<f64>,
-    pub(super) steps: Vec<StepView>,
-    pub(super) stdout_tail: String,
-    pub(super) stderr_tail: String,
-}
-
 /// `mmm dlq show --json`.
 #[derive(Debug, Serialize)]
 struct ItemView {
@@ -248,8 +225,8 @@ pub(crate) fn dlq(store_location: &str, args: DlqArgs) -> anyhow::Result<Exit> {
             match moved {
                 Some(id) if !no_resume => {
                     let (store, _) = open_job(store_location, &job)?;
-                    let options = super::resume::ResumeOptions::with_view(view);
-                    super::resume::continue_job(store, id, &options, store_location)
+                    let options = ResumeOptions::with_view(view);
+                    continue_job(store, id, &options, store_location)
                 }
                 Some(id) => {
                     println!("next: continue the job with `mmm resume {}`", id.short());
@@ -259,35 +236,6 @@ pub(crate) fn dlq(store_location: &str, args: DlqArgs) -> anyhow::Result<Exit> {
             }
         }
         DlqCommand::Purge { job, items, yes } => purge(store_location, &job, &items, yes),
-    }
-}
-
-/// Opens the store (which must exist) and resolves a job id prefix; an unknown or ambiguous
-/// prefix is a usage error.
-pub(super) fn open_job(
-    store_location: &str,
-    prefix: &str,
-) -> anyhow::Result<(Arc<dyn Store>, JobId)> {
-    let store = store::open(store_location, false).with_context(|| {
-        format!(
-            "could not open the store at {}",
-            mmm_store::shown_location(store_location)
-        )
-    })?;
-    let id = store.resolve_job(prefix).map_err(usage_or_store_error)?;
-    Ok((store, id))
-}
-
-/// Store errors that mean "you asked for something that is not there" become usage errors
-/// (exit 2); the others stay store errors.
-pub(super) fn usage_or_store_error(e: StoreError) -> anyhow::Error {
-    match e {
-        StoreError::JobNotFound { .. }
-        | StoreError::AmbiguousJob { .. }
-        | StoreError::InvalidJobId { .. }
-        | StoreError::UnknownItems { .. }
-        | StoreError::NotDeadLettered { .. } => anyhow::Error::new(UsageError::new(e.to_string())),
-        other => anyhow::Error::new(other),
     }
 }
 
@@ -631,31 +579,6 @@ fn print_status_change(change: &DlqChange) {
             "the job's status changed from `{}` to `{}`",
             change.status_before, change.status_after
         );
-    }
-}
-
-pub(super) fn attempt_view(a: AttemptRecord) -> AttemptView {
-    AttemptView {
-        number: a.number,
-        agent: a.agent,
-        outcome: a.outcome,
-        exit_code: a.exit_code,
-        error: a.error,
-        started_at: a.started_at,
-        ended_at: a.ended_at,
-        duration_ms: a.duration_us.map(|us| us as f64 / 1000.0),
-        steps: a
-            .steps
-            .into_iter()
-            .map(|s| StepView {
-                name: s.name,
-                skipped: s.skipped,
-                duration_ms: s.duration_us as f64 / 1000.0,
-                exit_code: s.exit_code,
-            })
-            .collect(),
-        stdout_tail: a.stdout_tail,
-        stderr_tail: a.stderr_tail,
     }
 }
 

@@ -3,7 +3,7 @@
 
 use std::io::Write;
 
-use super::dlq::{open_job, usage_or_store_error};
+use super::wiring::{open_job, usage_or_store_error};
 use super::{Exit, UsageError};
 use mmm_store::EventRecord;
 use mmm_store::events::{End, EventFilter, Subscription};

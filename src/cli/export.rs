@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 
-use super::dlq::open_job;
+use super::wiring::open_job;
 use super::{Exit, UsageError};
 use mmm_report as report;
 

@@ -1,10 +1,8 @@
 //! `mmm health [--json]`: whether the store takes writes (and how fast) and whether every
 //! running job's runner is alive, beating and unstuck. Exit 0 when healthy, 1 when not.
 
-use anyhow::Context;
-
+use super::wiring::open_store;
 use super::{Exit, output};
-use mmm_store as store;
 use mmm_store::health::{Health, check};
 
 pub(crate) const AFTER_HELP: &str = "\
@@ -21,12 +19,7 @@ pub(crate) struct HealthArgs {
 }
 
 pub(crate) fn health(store_location: &str, args: HealthArgs) -> anyhow::Result<Exit> {
-    let store = store::open(store_location, false).with_context(|| {
-        format!(
-            "could not open the store at {}",
-            mmm_store::shown_location(store_location)
-        )
-    })?;
+    let store = open_store(store_location, false)?;
     let health = check(store.as_ref());
     if args.json {
         output::print_json(&health)?;

@@ -6,7 +6,8 @@ use std::time::Duration;
 use anyhow::Context;
 use serde::Serialize;
 
-use super::dlq::{AttemptView, attempt_view};
+use super::output::{AttemptView, attempt_view};
+use super::wiring::usage_or_store_error;
 use super::{Exit, output};
 use mmm_core::event::Event;
 use mmm_core::job::{ItemStatus, JobId, JobStatus, Phase, now_ms};
@@ -95,9 +96,7 @@ pub(crate) fn jobs(store_location: &str, args: JobsArgs) -> anyhow::Result<Exit>
     }
     let records = match &args.job {
         Some(prefix) => {
-            let id = store
-                .resolve_job(prefix)
-                .map_err(super::dlq::usage_or_store_error)?;
+            let id = store.resolve_job(prefix).map_err(usage_or_store_error)?;
             vec![store.job(id)?]
         }
         None => store.jobs().context("could not list the jobs")?,

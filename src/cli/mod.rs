@@ -1,5 +1,7 @@
 //! The command line: arguments (clap), one file per subcommand, and the one place that picks
-//! the process exit code.
+//! the process exit code. What several subcommands share is in `wiring/` (the store, a run in
+//! this process, the resume, ...) and `output/` (how things are written); subcommand files
+//! use those two, never each other.
 //!
 //! Only this module prints, reads arguments and the environment, and names concrete store
 //! backends; everything below it returns values and errors.
@@ -21,6 +23,7 @@ mod runs;
 mod serve;
 mod store_cmd;
 mod validate;
+mod wiring;
 mod worker;
 
 use std::process::ExitCode;

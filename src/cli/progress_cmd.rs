@@ -9,13 +9,13 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
-use super::dlq::usage_or_store_error;
+use super::wiring::{open_store, usage_or_store_error};
 use super::{Exit, UsageError, output};
 use crate::tui::viewer::state::ViewerState;
 use crate::tui::viewer::{self, LiveFeed};
 use mmm_core::job::{AgentState, JobId, JobStatus};
+use mmm_store::Store;
 use mmm_store::job_state::JobState;
-use mmm_store::{self as store, Store};
 
 pub(crate) const AFTER_HELP: &str = "\
 On a terminal, a full-screen viewer that follows the job live (q quits, ? lists the keys).
@@ -52,12 +52,7 @@ pub(crate) struct ProgressArgs {
 
 /// Runs `mmm progress`.
 pub(crate) fn progress(store_location: &str, args: ProgressArgs) -> anyhow::Result<Exit> {
-    let store = store::open(store_location, false).with_context(|| {
-        format!(
-            "could not open the store at {}",
-            mmm_store::shown_location(store_location)
-        )
-    })?;
+    let store = open_store(store_location, false)?;
     let id = match &args.job {
         Some(prefix) => store.resolve_job(prefix).map_err(usage_or_store_error)?,
         None => newest_running(store.as_ref(), store_location)?,
@@ -124,7 +119,7 @@ fn follow(
     seed(store, id, &mut state)?;
     let mut out = std::io::stdout().lock();
     loop {
-        writeln!(out, "{}", line(&state))?;
+        writeln!(out, "{}", output::progress_line(&state))?;
         out.flush()?;
         if state.job.job.status.is_finished() {
             return Ok(Exit::Success);
@@ -163,30 +158,6 @@ fn follow(
             }
         }
     }
-}
-
-/// One plain progress line: time, job, percent, counts, rate, ETA, status.
-pub(crate) fn line(state: &ViewerState) -> String {
-    let job = &state.job.job;
-    let c = &job.counts;
-    let at = std::time::UNIX_EPOCH + Duration::from_millis(state.job.read_at.max(0) as u64);
-    format!(
-        "{} {} {} {:.1}% {}/{} done ({} ok, {} dlq, {} skipped), {} running, {} pending, {:.1}/s, ETA {}, {}",
-        humantime::format_rfc3339_seconds(at),
-        job.id.short(),
-        job.name,
-        state.job.percent,
-        c.completed + c.dead_lettered + c.skipped,
-        c.total(),
-        c.completed,
-        c.dead_lettered,
-        c.skipped,
-        c.running,
-        c.pending + c.failed,
-        state.rate,
-        state.eta_text(),
-        job.status,
-    )
 }
 
 /// The static summary of `--once`.

@@ -15,9 +15,10 @@ use serde::Serialize;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::broadcast::error::RecvError;
 
-use super::{Exit, UsageError, output};
+use super::wiring::usage_or_runs_error;
+use super::{Exit, output};
 use mmm_runs::watch::{Update, Watch};
-use mmm_runs::{ObserveError, ProcessTable, Run, RunKind, RunStatus, RunsConfig, Scanner};
+use mmm_runs::{ProcessTable, Run, RunKind, RunStatus, RunsConfig, Scanner};
 
 /// Shown after `mmm runs --help`.
 pub(crate) const AFTER_HELP: &str = "\
@@ -57,7 +58,7 @@ pub(crate) struct RunsArgs {
 /// Runs `mmm runs`.
 pub(crate) fn runs(args: RunsArgs) -> anyhow::Result<Exit> {
     let config = match &args.config {
-        Some(path) => RunsConfig::load(path).map_err(classify_error)?,
+        Some(path) => RunsConfig::load(path).map_err(usage_or_runs_error)?,
         None => RunsConfig::default(),
     };
     let roots = if !args.roots.is_empty() {
@@ -67,13 +68,13 @@ pub(crate) fn runs(args: RunsArgs) -> anyhow::Result<Exit> {
     } else {
         vec![PathBuf::from(".")]
     };
-    let scanner = Scanner::new(&roots, config, args.epochs).map_err(classify_error)?;
+    let scanner = Scanner::new(&roots, config, args.epochs).map_err(usage_or_runs_error)?;
     if args.watch {
         return watch(scanner, &args);
     }
     let runs = scanner
         .scan(SystemTime::now(), &ProcessTable::read())
-        .map_err(classify_error)?;
+        .map_err(usage_or_runs_error)?;
     let mut out = std::io::stdout().lock();
     if args.json {
         // Serialised first, so that a closed pipe is an I/O error (a success), not a
@@ -85,18 +86,6 @@ pub(crate) fn runs(args: RunsArgs) -> anyhow::Result<Exit> {
     }
     out.write_all(render(&scanner, &runs, mmm_core::job::now_ms()).as_bytes())?;
     Ok(Exit::Success)
-}
-
-/// Bad rules, a missing root and an unclassifiable folder are the user's to fix: exit 2.
-pub(crate) fn classify_error(e: ObserveError) -> anyhow::Error {
-    match e {
-        ObserveError::ConfigRead { .. }
-        | ObserveError::ConfigSyntax { .. }
-        | ObserveError::ConfigInvalid { .. }
-        | ObserveError::Root { .. }
-        | ObserveError::Unclassifiable(_) => anyhow::Error::new(UsageError::new(e.to_string())),
-        other => anyhow::Error::new(other),
-    }
 }
 
 /// The table, a summary line, and each run's problems.
@@ -275,7 +264,7 @@ fn watch(scanner: Scanner, args: &RunsArgs) -> anyhow::Result<Exit> {
         WatchView::Lines
     };
     let render_scanner = scanner.clone();
-    let watch = Watch::start(scanner, Arc::new(SystemTime::now)).map_err(classify_error)?;
+    let watch = Watch::start(scanner, Arc::new(SystemTime::now)).map_err(usage_or_runs_error)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;

@@ -1,5 +1,4 @@
-//! `mmm serve`: the web dashboard for every job in the store (docs/api.md); also the server
-//! `mmm run --dashboard` starts beside a run.
+//! `mmm serve`: the web dashboard for every job in the store (docs/api.md).
 
 use std::io::Read;
 use std::net::IpAddr;
@@ -10,10 +9,9 @@ use std::time::SystemTime;
 use anyhow::Context;
 
 use super::Exit;
-use super::runs::classify_error;
+use super::wiring::{open_store, runtime, url_of, usage_or_runs_error};
 use mmm_runs::watch::Watch;
 use mmm_runs::{RunsConfig, Scanner};
-use mmm_store::{self as store, Store};
 use mmm_web::{self as web, AppState};
 
 pub(crate) const AFTER_HELP: &str = "\
@@ -55,16 +53,11 @@ pub(crate) struct ServeArgs {
 
 /// Runs `mmm serve` until Ctrl-C.
 pub(crate) fn serve(store_location: &str, args: ServeArgs) -> anyhow::Result<Exit> {
-    let store = store::open(store_location, false).with_context(|| {
-        format!(
-            "could not open the store at {}",
-            mmm_store::shown_location(store_location)
-        )
-    })?;
+    let store = open_store(store_location, false)?;
     let token = token_for(args.bind, args.token.clone())?;
     web::check_bind(args.bind, token.as_deref())?;
     let watch = runs_watch(&args)?;
-    super::run::runtime()?.block_on(async move {
+    runtime()?.block_on(async move {
         let listener = web::bind(args.bind, args.port, false).await?;
         let url = url_of(&listener, token.as_deref())?;
         eprintln!(
@@ -83,49 +76,6 @@ pub(crate) fn serve(store_location: &str, args: ServeArgs) -> anyhow::Result<Exi
     })
 }
 
-/// Starts the dashboard beside a run (`mmm run --dashboard`): on 127.0.0.1, at `port` or the
-/// next free one. Returns the URL; the server stops with the process. It reads through a store
-/// handle of its own (its own SQLite connection), so its reads never hold the runner's, and it
-/// runs on a thread and async runtime of its own: a runner with a thousand agents keeps its
-/// runtime's workers busy spawning processes, and the server's tasks would wait behind theirs
-/// (seconds, measured by `cargo bench --bench web`), while the operating system shares the CPU
-/// between threads fairly.
-pub(crate) fn start_beside_run(store_location: &str, port: u16) -> anyhow::Result<String> {
-    let store: Arc<dyn Store> = store::open(store_location, false).with_context(|| {
-        format!(
-            "could not open the store at {}",
-            mmm_store::shown_location(store_location)
-        )
-    })?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("could not start the dashboard's async runtime")?;
-    let (started, url) = std::sync::mpsc::channel();
-    std::thread::Builder::new()
-        .name("mmm-dashboard".to_string())
-        .spawn(move || {
-            runtime.block_on(async move {
-                let ip: IpAddr = [127, 0, 0, 1].into();
-                let listener = match web::bind(ip, port, true).await {
-                    Ok(listener) => listener,
-                    Err(e) => {
-                        let _ = started.send(Err(anyhow::Error::from(e)));
-                        return;
-                    }
-                };
-                let _ = started.send(url_of(&listener, None));
-                let state = AppState::new(store, None);
-                if let Err(e) = web::serve(listener, state, std::future::pending()).await {
-                    eprintln!("mmm: the dashboard stopped: {e}");
-                }
-            })
-        })
-        .context("could not start the dashboard's thread")?;
-    url.recv()
-        .context("the dashboard's thread ended before it listened")?
-}
-
 /// The watch over the run folders the Runs tab shows, when `--runs` or `--runs-config` asks
 /// for one; a bad config, a missing root or an unclassifiable folder is a usage error, as
 /// for `mmm runs`.
@@ -134,7 +84,7 @@ fn runs_watch(args: &ServeArgs) -> anyhow::Result<Option<Watch>> {
         return Ok(None);
     }
     let config = match &args.runs_config {
-        Some(path) => RunsConfig::load(path).map_err(classify_error)?,
+        Some(path) => RunsConfig::load(path).map_err(usage_or_runs_error)?,
         None => RunsConfig::default(),
     };
     let roots = if !args.runs.is_empty() {
@@ -144,8 +94,8 @@ fn runs_watch(args: &ServeArgs) -> anyhow::Result<Option<Watch>> {
     } else {
         vec![PathBuf::from(".")]
     };
-    let scanner = Scanner::new(&roots, config, args.runs_epochs).map_err(classify_error)?;
-    let watch = Watch::start(scanner, Arc::new(SystemTime::now)).map_err(classify_error)?;
+    let scanner = Scanner::new(&roots, config, args.runs_epochs).map_err(usage_or_runs_error)?;
+    let watch = Watch::start(scanner, Arc::new(SystemTime::now)).map_err(usage_or_runs_error)?;
     Ok(Some(watch))
 }
 
@@ -169,14 +119,4 @@ fn new_token() -> anyhow::Result<String> {
         .and_then(|mut f| f.read_exact(&mut bytes))
         .context("could not read /dev/urandom to make a token; pass --token")?;
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
-}
-
-fn url_of(listener: &tokio::net::TcpListener, token: Option<&str>) -> anyhow::Result<String> {
-    let addr = listener
-        .local_addr()
-        .context("could not read the dashboard's address")?;
-    Ok(match token {
-        Some(t) => format!("http://{addr}/?token={t}"),
-        None => format!("http://{addr}/"),
-    })
 }

@@ -10,19 +10,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
 
-use super::run::runtime;
+use super::wiring::{StopNotices, run_config, runtime, watch_signals};
 use super::{Exit, UsageError, output};
 use mmm_core::job::{JobStatus, Phase};
-use mmm_core::metrics::LiveMetrics;
-use mmm_core::tracker::Tracker;
-use mmm_runner::{
-    self as runner, ClaimOptions, ProcessExecutor, Role, RunConfig, StopLevel, claim,
-};
+use mmm_runner::{self as runner, ClaimOptions, ProcessExecutor, Role, StopLevel, claim};
 use mmm_spec::{JobOrigin, JobPlan};
-use mmm_store::{self as store, JobRecord, Store, writer::StoreWriter};
+use mmm_store::{self as store, JobRecord, Store};
 
 pub(crate) const AFTER_HELP: &str = "\
 Examples:
@@ -68,14 +63,6 @@ pub(crate) struct WorkerArgs {
     /// Print nothing but errors.
     #[arg(short, long)]
     quiet: bool,
-}
-
-/// The lease for this process: `MMM_LEASE` (e.g. `2s`), else the default (30 s).
-pub(crate) fn lease_from_env() -> Duration {
-    std::env::var("MMM_LEASE")
-        .ok()
-        .and_then(|text| humantime::parse_duration(&text).ok())
-        .unwrap_or(claim::DEFAULT_LEASE)
 }
 
 /// What a job offers a worker now.
@@ -126,7 +113,8 @@ pub(crate) fn worker(store_location: &str, args: WorkerArgs) -> anyhow::Result<E
     let lease = args.lease.unwrap_or(claim::DEFAULT_LEASE);
     runtime()?.block_on(async move {
         let (stop_tx, stop_rx) = watch::channel(StopLevel::Run);
-        let signals = tokio::spawn(watch_signals(stop_tx, args.quiet));
+        let notices = WorkerNotices { quiet: args.quiet };
+        let signals = tokio::spawn(watch_signals(stop_tx, notices));
         let poll = Duration::from_millis(500);
         let exit = loop {
             if *stop_rx.borrow() != StopLevel::Run {
@@ -199,29 +187,14 @@ async fn join(
             output::duration(lease)
         );
     }
-    let tracker = Arc::new(Tracker::new(0, agents));
-    let metrics = Arc::new(LiveMetrics::new(
-        plan.map.steps.iter().map(|s| s.name.clone()).collect(),
+    let role = Role::Join(ClaimOptions::new(
+        host,
         agents,
+        lease,
+        Some(name.to_string()),
     ));
-    let writer = Arc::new(StoreWriter::spawn(store.clone(), Duration::from_millis(5)));
-    let config = RunConfig {
-        job_id: job.id,
-        plan: plan.clone(),
-        store: store.clone(),
-        writer,
-        tracker: tracker.clone(),
-        metrics,
-        stop,
-        output: None,
-        show_map_output: false,
-        role: Role::Join(ClaimOptions::new(
-            host,
-            agents,
-            lease,
-            Some(name.to_string()),
-        )),
-    };
+    let config = run_config(job.id, plan.clone(), store.clone(), role, stop);
+    let tracker = config.tracker.clone();
     let executor = Arc::new(ProcessExecutor {
         stop_grace: args.grace,
         ..ProcessExecutor::default()
@@ -280,31 +253,18 @@ fn report(summary: &runner::RunSummary, name: &str) {
     }
 }
 
-/// First signal: stop claiming, let commands finish; second: kill them now.
-async fn watch_signals(stop: watch::Sender<StopLevel>, quiet: bool) {
-    let (Ok(mut int), Ok(mut term), Ok(mut hup)) = (
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::terminate()),
-        signal(SignalKind::hangup()),
-    ) else {
-        return;
-    };
-    let mut received = 0;
-    loop {
-        tokio::select! {
-            _ = int.recv() => {}
-            _ = term.recv() => {}
-            _ = hup.recv() => {}
-        }
-        received += 1;
-        let level = if received == 1 {
-            StopLevel::Graceful
-        } else {
-            StopLevel::Immediate
-        };
-        if !quiet {
+/// What a worker's signals do: stop claiming and let commands finish, then kill them now.
+struct WorkerNotices {
+    quiet: bool,
+}
+
+impl StopNotices for WorkerNotices {
+    // Nothing to say: the worker still ends with its job, or with `--exit-when-idle`.
+    fn unwatchable(&self) {}
+
+    fn stopping(&self, _level: StopLevel) {
+        if !self.quiet {
             eprintln!("mmm worker: stopping (claimed items not started go back to the others)");
         }
-        let _ = stop.send(level);
     }
 }

@@ -2,4 +2,5 @@
 //! `mmm progress`, and its replay of a recorded job.
 
 pub(crate) mod bars;
+pub(crate) mod replay;
 pub(crate) mod viewer;

@@ -27,6 +27,8 @@ pub(crate) struct Watch {
 }
 
 impl Watch {
+    /// The alert state at the run's start: nothing raised; a relative deadline counted from
+    /// the job's creation.
     pub(crate) async fn new<E: Executor>(run: &Arc<Run<E>>) -> Watch {
         let deadline_ms = match run.plan.deadline {
             Some(deadline) => {

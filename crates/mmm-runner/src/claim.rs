@@ -10,7 +10,7 @@
 //! process may already have it. When nothing is claimable, one agent polls the store until the
 //! map is done (every item finished by anyone), the job stops running, or a stop request.
 //!
-//! [`Claims`] is the map's [`WorkSource`] then, for the job's owner and for workers alike.
+//! `Claims` is the work source of the map then, for the job's owner and for workers alike.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};

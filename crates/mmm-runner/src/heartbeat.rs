@@ -67,6 +67,12 @@ impl<E: Executor> Heartbeat<E> {
             };
             loop {
                 tokio::select! {
+                    // Orders first: a stop is not held up by a beat that is due too.
+                    biased;
+                    order = inbox.recv() => match order {
+                        Some(Order::Follow(others)) => pulse.others = Some(others),
+                        Some(Order::Stop) | None => return pulse,
+                    },
                     _ = tick.tick() => {
                         let at = now_ms();
                         // Reading /proc takes a few ms: off the async workers.
@@ -81,10 +87,6 @@ impl<E: Executor> Heartbeat<E> {
                         };
                         pulse.beat(at).await;
                     }
-                    order = inbox.recv() => match order {
-                        Some(Order::Follow(others)) => pulse.others = Some(others),
-                        Some(Order::Stop) | None => return pulse,
-                    },
                 }
             }
         });

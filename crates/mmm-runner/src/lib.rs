@@ -251,32 +251,8 @@ pub enum RunError {
 /// Runs a job: as its owner, from its first record (or where a resume takes it up) to its
 /// final status; as a worker, until its map has nothing left to claim.
 pub async fn run<E: Executor>(config: RunConfig, executor: Arc<E>) -> Result<RunSummary, RunError> {
-    let RunConfig {
-        job_id,
-        plan,
-        store,
-        writer,
-        tracker,
-        metrics,
-        stop,
-        output,
-        show_map_output,
-        role,
-    } = config;
-    let run = Arc::new(run::Run::new(
-        run::Parts {
-            job: job_id,
-            plan,
-            store,
-            writer,
-            tracker,
-            metrics,
-            stop,
-            output,
-            show_map_output,
-        },
-        executor,
-    ));
+    let (run, role) = run::Run::new(config, executor);
+    let run = Arc::new(run);
     match role {
         Role::Own(owner) => owner::own(run, owner).await,
         Role::Join(claims) => worker::join(run, claims).await,

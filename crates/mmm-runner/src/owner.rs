@@ -16,6 +16,7 @@ use crate::others::Others;
 use crate::phase::{self, Halt};
 use crate::queue::WorkQueue;
 use crate::run::Run;
+use crate::source::WorkSource;
 use crate::{ClaimOptions, Executor, OwnerConfig, RunError, RunSummary, Start};
 use mmm_core::event::{
     Event, JobFinished, JobResumed, JobStarted, PhaseFinished, PhaseName, PhaseStarted,
@@ -236,9 +237,8 @@ impl<E: Executor> Owner<E> {
         options: ClaimOptions,
         heartbeat: &Heartbeat<E>,
     ) -> (Option<ClaimStats>, Result<(), Halt>) {
-        match self.follow_others(&options, heartbeat).await {
-            Ok(()) => {}
-            Err(halt) => return (None, Err(halt)),
+        if let Err(halt) = self.follow_others(&options, heartbeat).await {
+            return (None, Err(halt));
         }
         let claimed = ClaimedMap::start(&self.run, options);
         self.run
@@ -286,10 +286,7 @@ impl<E: Executor> Owner<E> {
     }
 
     /// Once the agents ended: the map's end on record, when it ran to its end.
-    fn map_finished<S>(&self, map: &Map<E, S>)
-    where
-        S: crate::source::WorkSource,
-    {
+    fn map_finished<S: WorkSource>(&self, map: &Map<E, S>) {
         if map.ran_to_its_end() {
             let finished = PhaseFinished {
                 phase: PhaseName::Map,

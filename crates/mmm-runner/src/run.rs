@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use tokio::sync::{mpsc, watch};
 
-use crate::{CommandResult, Executor, Output, RunError, StopLevel};
+use crate::{CommandResult, Executor, Output, Role, RunConfig, RunError, StopLevel};
 use mmm_core::job::{JobId, now_ms};
 use mmm_core::metrics::LiveMetrics;
 use mmm_core::tracker::Tracker;
@@ -16,29 +16,20 @@ use mmm_spec::{Item, JobPlan};
 use mmm_store::writer::StoreWriter;
 use mmm_store::{Store, StoreError, Write};
 
-/// What [`Run::new`] is built from: the role-free part of a [`crate::RunConfig`].
-pub(crate) struct Parts {
-    pub(crate) job: JobId,
-    pub(crate) plan: Arc<JobPlan>,
-    pub(crate) store: Arc<dyn Store>,
-    pub(crate) writer: Arc<StoreWriter>,
-    pub(crate) tracker: Arc<Tracker>,
-    pub(crate) metrics: Arc<LiveMetrics>,
-    pub(crate) stop: watch::Receiver<StopLevel>,
-    pub(crate) output: Option<mpsc::UnboundedSender<Output>>,
-    pub(crate) show_map_output: bool,
-}
-
 /// What every part of one run shares, whatever its role.
 pub(crate) struct Run<E> {
     pub(crate) job: JobId,
     pub(crate) plan: Arc<JobPlan>,
     pub(crate) store: Arc<dyn Store>,
+    /// The batching writer in front of `store`: every record of the run goes through it.
     pub(crate) writer: Arc<StoreWriter>,
     pub(crate) tracker: Arc<Tracker>,
     pub(crate) metrics: Arc<LiveMetrics>,
+    /// Stop requests.
     pub(crate) stop: watch::Receiver<StopLevel>,
+    /// Where output to show goes.
     pub(crate) output: Option<mpsc::UnboundedSender<Output>>,
+    /// Show each map command's output, not only setup's and reduce's.
     pub(crate) show_map_output: bool,
     pub(crate) executor: Arc<E>,
     /// When this run started (for its duration and the snapshots' spacing).
@@ -50,24 +41,25 @@ pub(crate) struct Run<E> {
 }
 
 impl<E: Executor> Run<E> {
-    /// Starts the run's clocks now.
-    pub(crate) fn new(parts: Parts, executor: Arc<E>) -> Self {
+    /// The run `config` describes, its clocks started now; and its role.
+    pub(crate) fn new(config: RunConfig, executor: Arc<E>) -> (Self, Role) {
         let clock = RunClock::start();
-        Run {
-            job: parts.job,
-            plan: parts.plan,
-            store: parts.store,
-            writer: parts.writer,
-            tracker: parts.tracker,
-            metrics: parts.metrics,
-            stop: parts.stop,
-            output: parts.output,
-            show_map_output: parts.show_map_output,
+        let run = Run {
+            job: config.job_id,
+            plan: config.plan,
+            store: config.store,
+            writer: config.writer,
+            tracker: config.tracker,
+            metrics: config.metrics,
+            stop: config.stop,
+            output: config.output,
+            show_map_output: config.show_map_output,
             executor,
             started: Instant::now(),
             clock,
             started_ms: clock.now_ms(),
-        }
+        };
+        (run, config.role)
     }
 
     /// Has the writer record `writes` in one transaction.

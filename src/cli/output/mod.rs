@@ -1,5 +1,14 @@
 //! How the CLI writes: human text or JSON, durations and ages people can read, and a broken
-//! pipe treated as success (`mmm jobs | head`).
+//! pipe treated as success (`mmm jobs | head`); and the shapes several subcommands write:
+//! an attempt, a job's owner, a plain progress line.
+
+mod attempt;
+mod owner;
+mod progress_line;
+
+pub(crate) use attempt::{AttemptView, attempt_view};
+pub(crate) use owner::owner_description;
+pub(crate) use progress_line::progress_line;
 
 use std::io::Write;
 use std::time::Duration;
