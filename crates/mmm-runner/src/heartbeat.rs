@@ -165,7 +165,7 @@ impl<E: Executor> Pulse<E> {
             writes.push(Write::Snapshot {
                 job,
                 at,
-                payload: snapshot,
+                payload: Box::new(snapshot),
             });
         }
         if self.last_checkpoint.elapsed() >= self.checkpoint_every {

@@ -104,7 +104,7 @@ pub(crate) async fn own<E: Executor>(
         Write::Snapshot {
             job,
             at,
-            payload: snapshot,
+            payload: Box::new(snapshot),
         },
         Write::Heartbeat {
             job,

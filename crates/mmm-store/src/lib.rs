@@ -721,7 +721,8 @@ pub enum Write {
     Snapshot {
         job: JobId,
         at: i64,
-        payload: Snapshot,
+        /// Boxed: a snapshot is large, the other writes are small.
+        payload: Box<Snapshot>,
     },
 }
 

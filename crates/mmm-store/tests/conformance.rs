@@ -104,8 +104,10 @@ fn finished_steps() -> Vec<StepRecord> {
 }
 
 /// A snapshot whose progress says `completed` items are done: what the reads are checked by.
-fn progress_snapshot(completed: u64) -> Snapshot {
-    Snapshot::from_json(serde_json::json!({ "progress": { "completed": completed } }))
+fn progress_snapshot(completed: u64) -> Box<Snapshot> {
+    Box::new(Snapshot::from_json(
+        serde_json::json!({ "progress": { "completed": completed } }),
+    ))
 }
 
 fn event(job: JobId, at: i64, kind: &str) -> Write {
@@ -1284,7 +1286,7 @@ mod suite {
                     Write::Snapshot {
                         job: job.id,
                         at: 12,
-                        payload: Snapshot::default(),
+                        payload: Box::default(),
                     },
                     Write::Checkpoint {
                         job: job.id,
