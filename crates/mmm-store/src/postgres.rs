@@ -50,8 +50,9 @@ use super::copy::{CopyDetails, JobDump};
 use super::{
     AttemptRecord, CheckpointRecord, ClaimedItem, DeadLetter, DlqChange, EventRecord, ItemCounts,
     ItemRecord, JobContents, JobRecord, LEASE_EXPIRED_ERROR, Ledger, NewItem, NewJob, Owner,
-    RepairAction, Requeued, SnapshotRecord, Store, StoreError, UnfinishedItem, Write,
+    RepairAction, Requeued, SnapshotRecord, StoreError, UnfinishedItem, Write,
 };
+use super::{Claims, DeadLetters, EventReads, Integrity, JobLog, JobReads, Recovery, Transfer};
 use super::{ItemPage, ItemPageQuery, PagedItem, StoredSteps};
 use mmm_core::job::{AttemptOutcome, EventKind, ItemStatus, JobId, JobStatus};
 
@@ -1056,15 +1057,7 @@ async fn counts(
     })?;
     let mut counts: HashMap<JobId, ItemCounts> = HashMap::new();
     for (job, status, n) in rows {
-        let counts = counts.entry(job).or_default();
-        match status {
-            ItemStatus::Pending => counts.pending = n,
-            ItemStatus::Running => counts.running = n,
-            ItemStatus::Completed => counts.completed = n,
-            ItemStatus::Failed => counts.failed = n,
-            ItemStatus::DeadLettered => counts.dead_lettered = n,
-            ItemStatus::Skipped => counts.skipped = n,
-        }
+        counts.entry(job).or_default().set(status, n);
     }
     Ok(counts)
 }
@@ -1476,7 +1469,7 @@ impl PostgresStore {
     }
 }
 
-impl Store for PostgresStore {
+impl JobLog for PostgresStore {
     fn create_job(&self, job: &NewJob, items: &[NewItem]) -> Result<(), StoreError> {
         let job = job.clone();
         let items = items.to_vec();
@@ -1612,7 +1605,9 @@ impl Store for PostgresStore {
                 .map_err(fail(location, "commit a batch of writes"))
         })
     }
+}
 
+impl JobReads for PostgresStore {
     fn job(&self, id: JobId) -> Result<JobRecord, StoreError> {
         self.call(move |mut guard| async move {
             let Session {
@@ -1735,6 +1730,70 @@ impl Store for PostgresStore {
         })
     }
 
+    fn item(&self, job: JobId, key: &str) -> Result<Option<ItemRecord>, StoreError> {
+        let key = key.to_string();
+        self.call(move |mut guard| async move {
+            let Session {
+                client,
+                statements,
+                location,
+            } = &mut *guard;
+            let location: &str = location;
+            let tx = begin_read(client, location).await?;
+            ensure_job(statements, &tx, location, job, false).await?;
+            let sql = format!(
+                "SELECT {ITEM_COLUMNS} FROM items
+                           WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = $1)
+                             AND key = $2::text"
+            );
+            let rows = query(
+                statements,
+                &tx,
+                location,
+                "read an item",
+                &sql,
+                &[&job.to_string(), &key],
+            )
+            .await?;
+            let item = decode(&rows, location, "read an item", item_from_row)?
+                .into_iter()
+                .next();
+            tx.commit()
+                .await
+                .map_err(fail(location, "end a read transaction"))?;
+            Ok(item)
+        })
+    }
+
+    fn item_keys(&self, job: JobId) -> Result<Vec<String>, StoreError> {
+        self.call(move |mut guard| async move {
+            let Session {
+                client,
+                statements,
+                location,
+            } = &mut *guard;
+            let location: &str = location;
+            let tx = begin_read(client, location).await?;
+            ensure_job(statements, &tx, location, job, false).await?;
+            let operation = "read the item keys";
+            let rows = query(
+                statements,
+                &tx,
+                location,
+                operation,
+                "SELECT key FROM items
+                   WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = $1) ORDER BY idx",
+                &[&job.to_string()],
+            )
+            .await?;
+            let keys = decode(&rows, location, operation, |row| Ok(row.try_get(0)?))?;
+            tx.commit()
+                .await
+                .map_err(fail(location, "end a read transaction"))?;
+            Ok(keys)
+        })
+    }
+
     fn attempts(
         &self,
         job: JobId,
@@ -1836,6 +1895,99 @@ impl Store for PostgresStore {
         })
     }
 
+    fn checkpoints(&self, job: JobId) -> Result<Vec<CheckpointRecord>, StoreError> {
+        self.call(move |mut guard| async move {
+            let Session {
+                client,
+                statements,
+                location,
+            } = &mut *guard;
+            let location: &str = location;
+            let tx = begin_read(client, location).await?;
+            ensure_job(statements, &tx, location, job, false).await?;
+            let operation = "read the checkpoints";
+            let rows = query(
+                statements,
+                &tx,
+                location,
+                operation,
+                "SELECT id, at, phase, reason, completed, dead_lettered, skipped
+                 FROM checkpoints WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = $1) ORDER BY id",
+                &[&job.to_string()],
+            )
+            .await?;
+            let checkpoints = decode(&rows, location, operation, |row| {
+                Ok(CheckpointRecord {
+                    id: row.try_get(0)?,
+                    at: row.try_get(1)?,
+                    phase: optional_text(row, 2)?,
+                    reason: row.try_get(3)?,
+                    completed: unsigned(row, 4)?,
+                    dead_lettered: unsigned(row, 5)?,
+                    skipped: unsigned(row, 6)?,
+                })
+            })?;
+            tx.commit()
+                .await
+                .map_err(fail(location, "end a read transaction"))?;
+            Ok(checkpoints)
+        })
+    }
+
+    fn ledger(&self, job: JobId) -> Result<Ledger, StoreError> {
+        self.call(move |mut guard| async move {
+            let Session {
+                client,
+                statements,
+                location,
+            } = &mut *guard;
+            let location: &str = location;
+            let tx = begin_read(client, location).await?;
+            ensure_job(statements, &tx, location, job, false).await?;
+            let id = job.to_string();
+            let operation = "read the resume ledger";
+            let rows = query(
+                statements,
+                &tx,
+                location,
+                operation,
+                "SELECT seq, at, kind, item_key, payload FROM events
+                 WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = $1)
+                   AND kind IN ('job_resumed', 'input_changed', 'spec_changed', 'spec_from_store')
+                 ORDER BY seq",
+                &[&id],
+            )
+            .await?;
+            let entries = decode(&rows, location, operation, |row| event_from_row(row, job))?;
+            let operation = "count the requeued items";
+            let rows = query(
+                statements,
+                &tx,
+                location,
+                operation,
+                "SELECT CASE kind WHEN 'dlq_retry' THEN 'dlq_retry'
+                                  ELSE COALESCE(payload ->> 'reason', 'unknown') END,
+                        count(*)
+                 FROM events WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = $1)
+                   AND kind IN ('item_requeued', 'dlq_retry')
+                 GROUP BY 1",
+                &[&id],
+            )
+            .await?;
+            let mut requeued: Vec<(String, u64)> = decode(&rows, location, operation, |row| {
+                Ok((row.try_get(0)?, unsigned(row, 1)?))
+            })?;
+            // Byte order, as SQLite sorts, whatever the database's collation.
+            requeued.sort();
+            tx.commit()
+                .await
+                .map_err(fail(location, "end a read transaction"))?;
+            Ok(Ledger { entries, requeued })
+        })
+    }
+}
+
+impl EventReads for PostgresStore {
     fn events(&self, job: JobId, after: i64, limit: usize) -> Result<Vec<EventRecord>, StoreError> {
         self.call(move |mut guard| async move {
             let Session {
@@ -1864,41 +2016,6 @@ impl Store for PostgresStore {
                 .await
                 .map_err(fail(location, "end a read transaction"))?;
             Ok(events)
-        })
-    }
-
-    fn snapshots(
-        &self,
-        job: JobId,
-        after: i64,
-        limit: usize,
-    ) -> Result<Vec<SnapshotRecord>, StoreError> {
-        self.read_snapshots(
-            job,
-            "read a job's snapshots",
-            "SELECT at, payload FROM snapshots
-             WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = $1) AND at > $2::bigint
-             ORDER BY at
-             LIMIT $3::bigint",
-            after,
-            limit,
-        )
-    }
-
-    fn probe_write(&self) -> Result<(), StoreError> {
-        self.call(move |mut guard| async move {
-            let Session {
-                client, location, ..
-            } = &mut *guard;
-            let location: &str = location;
-            let tx = begin_write(client, location).await?;
-            // A real (no-op) write: a read-only server or a full disk fails here.
-            tx.execute("UPDATE mmm_store SET version = version", &[])
-                .await
-                .map_err(fail(location, "write to the store"))?;
-            tx.rollback()
-                .await
-                .map_err(fail(location, "roll back a probe"))
         })
     }
 
@@ -1934,6 +2051,24 @@ impl Store for PostgresStore {
         })
     }
 
+    fn snapshots(
+        &self,
+        job: JobId,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<SnapshotRecord>, StoreError> {
+        self.read_snapshots(
+            job,
+            "read a job's snapshots",
+            "SELECT at, payload FROM snapshots
+             WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = $1) AND at > $2::bigint
+             ORDER BY at
+             LIMIT $3::bigint",
+            after,
+            limit,
+        )
+    }
+
     fn latest_snapshot(&self, job: JobId) -> Result<Option<SnapshotRecord>, StoreError> {
         let newest = self.read_snapshots(
             job,
@@ -1948,6 +2083,308 @@ impl Store for PostgresStore {
         Ok(newest.into_iter().next())
     }
 
+    fn wait_for_events(&self, job: JobId, timeout: Duration) {
+        let mut slot = self.listener.lock().unwrap_or_else(PoisonError::into_inner);
+        if slot.is_none() {
+            match self.listen() {
+                Ok(listener) => *slot = Some(listener),
+                // No listening connection: poll, as on SQLite.
+                Err(_) => {
+                    drop(slot);
+                    std::thread::sleep(timeout);
+                    return;
+                }
+            }
+        }
+        let Some(listener) = slot.as_mut() else {
+            return;
+        };
+        let wanted = format!("{} {job}", self.schema);
+        // Kept between calls, the receiver holds what came while the caller was reading: a
+        // notification is never missed between a read and the next wait.
+        let mut notifications = listener.notifications.resubscribe();
+        std::mem::swap(&mut notifications, &mut listener.notifications);
+        let (back, returned) = std::sync::mpsc::sync_channel(1);
+        let waited = self.worker.run(async move {
+            let deadline = tokio::time::Instant::now() + timeout;
+            loop {
+                use tokio::sync::broadcast::error::RecvError;
+                match tokio::time::timeout_at(deadline, notifications.recv()).await {
+                    Ok(Ok(payload)) if payload != wanted => continue,
+                    // Ours, or too many to tell (lagged): read again.
+                    Ok(Ok(_)) | Ok(Err(RecvError::Lagged(_))) | Err(_) => break,
+                    Ok(Err(RecvError::Closed)) => {
+                        tokio::time::sleep_until(deadline).await;
+                        break;
+                    }
+                }
+            }
+            let _ = back.send(notifications);
+            Ok(())
+        });
+        match (waited, returned.try_recv()) {
+            (Ok(()), Ok(notifications)) => listener.notifications = notifications,
+            // The listening connection broke: open another next time.
+            _ => *slot = None,
+        }
+    }
+
+    fn wakes_on_events(&self) -> bool {
+        true
+    }
+}
+
+impl DeadLetters for PostgresStore {
+    fn dead_letters(&self, job: JobId) -> Result<Vec<DeadLetter>, StoreError> {
+        self.call(move |mut guard| async move {
+            let Session {
+                client,
+                statements,
+                location,
+            } = &mut *guard;
+            let location: &str = location;
+            let tx = begin_read(client, location).await?;
+            ensure_job(statements, &tx, location, job, false).await?;
+            let id = job.to_string();
+            let dead = ItemStatus::DeadLettered.as_str();
+            let operation = "read the dead-lettered items";
+            let sql = format!(
+                "SELECT {ITEM_COLUMNS} FROM items
+                   WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = $1) AND status = $2::text
+                 ORDER BY idx"
+            );
+            let rows = query(statements, &tx, location, operation, &sql, &[&id, &dead]).await?;
+            let items = decode(&rows, location, operation, item_from_row)?;
+            let operation = "read the dead-lettered items' attempts";
+            let sql = format!(
+                "SELECT {ATTEMPT_COLUMNS} FROM attempts a
+                 JOIN items i ON i.job_ref = a.job_ref AND i.idx = a.item_idx
+                 WHERE a.job_ref = (SELECT job_ref FROM jobs WHERE id = $1) AND i.status = $2::text
+                 ORDER BY a.item_idx, a.number"
+            );
+            let rows = query(statements, &tx, location, operation, &sql, &[&id, &dead]).await?;
+            let attempts = decode(&rows, location, operation, attempt_from_row)?;
+            tx.commit()
+                .await
+                .map_err(fail(location, "end a read transaction"))?;
+            let mut by_item: HashMap<u64, Vec<AttemptRecord>> = HashMap::new();
+            for attempt in attempts {
+                by_item.entry(attempt.item_index).or_default().push(attempt);
+            }
+            Ok(items
+                .into_iter()
+                .map(|item| DeadLetter {
+                    attempts: by_item.remove(&item.index).unwrap_or_default(),
+                    item,
+                })
+                .collect())
+        })
+    }
+
+    fn retry_dead_lettered(
+        &self,
+        job: JobId,
+        keys: Option<&[String]>,
+        at: i64,
+    ) -> Result<DlqChange, StoreError> {
+        self.move_dead_lettered(job, keys, at, DlqMove::Retry)
+    }
+
+    fn purge_dead_lettered(
+        &self,
+        job: JobId,
+        keys: Option<&[String]>,
+        at: i64,
+    ) -> Result<DlqChange, StoreError> {
+        self.move_dead_lettered(job, keys, at, DlqMove::Purge)
+    }
+}
+
+impl Claims for PostgresStore {
+    fn claim_items(
+        &self,
+        job: JobId,
+        claimer: &str,
+        limit: usize,
+        lease_until: i64,
+        at: i64,
+    ) -> Result<Vec<ClaimedItem>, StoreError> {
+        let claimer = claimer.to_string();
+        self.call(move |mut guard| async move {
+            let Session {
+                client,
+                statements,
+                location,
+            } = &mut *guard;
+            let location: &str = location;
+            let id = job.to_string();
+            let tx = begin_write(client, location).await?;
+            let rows = query(
+                statements,
+                &tx,
+                location,
+                "read a job's status",
+                // Locked first, as every writer of the job does: the claim may record events.
+                "SELECT status = 'running' AND phase IS NOT DISTINCT FROM 'map'
+                 FROM jobs WHERE id = $1 FOR NO KEY UPDATE",
+                &[&id],
+            )
+            .await?;
+            let Some(row) = rows.first() else {
+                return Err(job_not_found(job));
+            };
+            let open: bool = row.get(0);
+            if !open || limit == 0 {
+                tx.commit().await.map_err(fail(location, "end a claim"))?;
+                return Ok(Vec::new());
+            }
+            let operation = "find items to claim";
+            // SKIP LOCKED: concurrent claimers pass over each other's rows instead of waiting,
+            // and each row is re-checked against the WHERE once locked.
+            let rows = query(
+                statements,
+                &tx,
+                location,
+                operation,
+                "SELECT i.idx, i.key, i.value, i.status, i.attempts, i.claimed_by,
+                        (SELECT COALESCE(MAX(a.number), 0) FROM attempts a
+                         WHERE a.job_ref = i.job_ref AND a.item_idx = i.idx),
+                        i.lease_until IS NOT NULL
+                 FROM items i
+                 WHERE i.job_ref = (SELECT job_ref FROM jobs WHERE id = $1)
+                   AND i.status IN ('pending', 'failed', 'running')
+                   AND ((i.lease_until IS NULL AND i.status <> 'running')
+                        OR i.lease_until < $2::bigint)
+                 ORDER BY i.idx LIMIT $3::bigint
+                 FOR UPDATE OF i SKIP LOCKED",
+                &[&id, &at, &int(limit as u64)],
+            )
+            .await?;
+            let rows = decode(&rows, location, operation, |row| {
+                Ok((
+                    unsigned(row, 0)?,
+                    row.try_get::<_, String>(1)?,
+                    row.try_get::<_, String>(2)?,
+                    text::<ItemStatus>(row, 3)?,
+                    small(row, 4)?,
+                    row.try_get::<_, Option<String>>(5)?,
+                    small(row, 6)?,
+                    row.try_get::<_, bool>(7)?,
+                ))
+            })?;
+            let mut claimed = Vec::with_capacity(rows.len());
+            let mut indices = Vec::with_capacity(rows.len());
+            for (index, key, value, status, attempts, holder, last_number, leased) in rows {
+                if status == ItemStatus::Running {
+                    execute(
+                        statements,
+                        &tx,
+                        location,
+                        "close an attempt whose lease ran out",
+                        "UPDATE attempts SET outcome = 'interrupted', ended_at = $3::bigint,
+                             error = $4::text
+                         WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = $1) AND item_idx = $2::bigint AND outcome IS NULL",
+                        &[&id, &int(index), &at, &LEASE_EXPIRED_ERROR],
+                    )
+                    .await?;
+                    execute(
+                        statements,
+                        &tx,
+                        location,
+                        "requeue an item whose lease ran out",
+                        "UPDATE items SET status = 'pending'
+                           WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = $1) AND idx = $2::bigint",
+                        &[&id, &int(index)],
+                    )
+                    .await?;
+                    let payload = serde_json::json!({
+                        "reason": "lease_expired", "claimed_by": holder
+                    });
+                    let event = (
+                        job,
+                        at,
+                        EventKind::ItemRequeued.as_str(),
+                        Some(key.as_str()),
+                        &payload,
+                    );
+                    insert_event(statements, &tx, location, event).await?;
+                }
+                indices.push(int(index));
+                claimed.push(ClaimedItem {
+                    index,
+                    key,
+                    value,
+                    attempts,
+                    last_number,
+                    lease_expired: leased,
+                });
+            }
+            if !indices.is_empty() {
+                execute(
+                    statements,
+                    &tx,
+                    location,
+                    "claim items",
+                    "UPDATE items SET claimed_by = $2::text, lease_until = $3::bigint
+                     WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = $1) AND idx = ANY($4::bigint[])",
+                    &[&id, &claimer, &lease_until, &indices],
+                )
+                .await?;
+            }
+            tx.commit().await.map_err(fail(location, "commit a claim"))?;
+            Ok(claimed)
+        })
+    }
+
+    fn renew_claims(&self, job: JobId, claimer: &str, lease_until: i64) -> Result<u64, StoreError> {
+        let claimer = claimer.to_string();
+        self.call(move |mut guard| async move {
+            let Session {
+                client,
+                statements,
+                location,
+            } = &mut *guard;
+            let location: &str = location;
+            let client: &Client = client;
+            execute(
+                statements,
+                client,
+                location,
+                "renew a lease",
+                "UPDATE items SET lease_until = $3::bigint
+                 WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = $1) AND claimed_by = $2::text
+                   AND status IN ('pending', 'failed', 'running')",
+                &[&job.to_string(), &claimer, &lease_until],
+            )
+            .await
+        })
+    }
+
+    fn release_claims(&self, job: JobId, claimer: &str) -> Result<u64, StoreError> {
+        let claimer = claimer.to_string();
+        self.call(move |mut guard| async move {
+            let Session {
+                client,
+                statements,
+                location,
+            } = &mut *guard;
+            let location: &str = location;
+            let client: &Client = client;
+            execute(
+                statements,
+                client,
+                location,
+                "release claimed items",
+                "UPDATE items SET claimed_by = NULL, lease_until = NULL
+                 WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = $1) AND claimed_by = $2::text AND status <> 'running'",
+                &[&job.to_string(), &claimer],
+            )
+            .await
+        })
+    }
+}
+
+impl Recovery for PostgresStore {
     fn take_job(&self, job: JobId, expected: &Owner, claim: &Owner) -> Result<bool, StoreError> {
         let expected = expected.clone();
         let claim = claim.clone();
@@ -2095,74 +2532,6 @@ impl Store for PostgresStore {
                 .await
                 .map_err(fail(location, "end a read transaction"))?;
             Ok(items)
-        })
-    }
-
-    fn item_keys(&self, job: JobId) -> Result<Vec<String>, StoreError> {
-        self.call(move |mut guard| async move {
-            let Session {
-                client,
-                statements,
-                location,
-            } = &mut *guard;
-            let location: &str = location;
-            let tx = begin_read(client, location).await?;
-            ensure_job(statements, &tx, location, job, false).await?;
-            let operation = "read the item keys";
-            let rows = query(
-                statements,
-                &tx,
-                location,
-                operation,
-                "SELECT key FROM items
-                   WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = $1) ORDER BY idx",
-                &[&job.to_string()],
-            )
-            .await?;
-            let keys = decode(&rows, location, operation, |row| Ok(row.try_get(0)?))?;
-            tx.commit()
-                .await
-                .map_err(fail(location, "end a read transaction"))?;
-            Ok(keys)
-        })
-    }
-
-    fn checkpoints(&self, job: JobId) -> Result<Vec<CheckpointRecord>, StoreError> {
-        self.call(move |mut guard| async move {
-            let Session {
-                client,
-                statements,
-                location,
-            } = &mut *guard;
-            let location: &str = location;
-            let tx = begin_read(client, location).await?;
-            ensure_job(statements, &tx, location, job, false).await?;
-            let operation = "read the checkpoints";
-            let rows = query(
-                statements,
-                &tx,
-                location,
-                operation,
-                "SELECT id, at, phase, reason, completed, dead_lettered, skipped
-                 FROM checkpoints WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = $1) ORDER BY id",
-                &[&job.to_string()],
-            )
-            .await?;
-            let checkpoints = decode(&rows, location, operation, |row| {
-                Ok(CheckpointRecord {
-                    id: row.try_get(0)?,
-                    at: row.try_get(1)?,
-                    phase: optional_text(row, 2)?,
-                    reason: row.try_get(3)?,
-                    completed: unsigned(row, 4)?,
-                    dead_lettered: unsigned(row, 5)?,
-                    skipped: unsigned(row, 6)?,
-                })
-            })?;
-            tx.commit()
-                .await
-                .map_err(fail(location, "end a read transaction"))?;
-            Ok(checkpoints)
         })
     }
 
@@ -2333,156 +2702,24 @@ impl Store for PostgresStore {
             Ok(requeued)
         })
     }
+}
 
-    fn ledger(&self, job: JobId) -> Result<Ledger, StoreError> {
+impl Integrity for PostgresStore {
+    fn probe_write(&self) -> Result<(), StoreError> {
         self.call(move |mut guard| async move {
             let Session {
-                client,
-                statements,
-                location,
+                client, location, ..
             } = &mut *guard;
             let location: &str = location;
-            let tx = begin_read(client, location).await?;
-            ensure_job(statements, &tx, location, job, false).await?;
-            let id = job.to_string();
-            let operation = "read the resume ledger";
-            let rows = query(
-                statements,
-                &tx,
-                location,
-                operation,
-                "SELECT seq, at, kind, item_key, payload FROM events
-                 WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = $1)
-                   AND kind IN ('job_resumed', 'input_changed', 'spec_changed', 'spec_from_store')
-                 ORDER BY seq",
-                &[&id],
-            )
-            .await?;
-            let entries = decode(&rows, location, operation, |row| event_from_row(row, job))?;
-            let operation = "count the requeued items";
-            let rows = query(
-                statements,
-                &tx,
-                location,
-                operation,
-                "SELECT CASE kind WHEN 'dlq_retry' THEN 'dlq_retry'
-                                  ELSE COALESCE(payload ->> 'reason', 'unknown') END,
-                        count(*)
-                 FROM events WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = $1)
-                   AND kind IN ('item_requeued', 'dlq_retry')
-                 GROUP BY 1",
-                &[&id],
-            )
-            .await?;
-            let mut requeued: Vec<(String, u64)> = decode(&rows, location, operation, |row| {
-                Ok((row.try_get(0)?, unsigned(row, 1)?))
-            })?;
-            // Byte order, as SQLite sorts, whatever the database's collation.
-            requeued.sort();
-            tx.commit()
+            let tx = begin_write(client, location).await?;
+            // A real (no-op) write: a read-only server or a full disk fails here.
+            tx.execute("UPDATE mmm_store SET version = version", &[])
                 .await
-                .map_err(fail(location, "end a read transaction"))?;
-            Ok(Ledger { entries, requeued })
-        })
-    }
-
-    fn item(&self, job: JobId, key: &str) -> Result<Option<ItemRecord>, StoreError> {
-        let key = key.to_string();
-        self.call(move |mut guard| async move {
-            let Session {
-                client,
-                statements,
-                location,
-            } = &mut *guard;
-            let location: &str = location;
-            let tx = begin_read(client, location).await?;
-            ensure_job(statements, &tx, location, job, false).await?;
-            let sql = format!(
-                "SELECT {ITEM_COLUMNS} FROM items
-                           WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = $1)
-                             AND key = $2::text"
-            );
-            let rows = query(
-                statements,
-                &tx,
-                location,
-                "read an item",
-                &sql,
-                &[&job.to_string(), &key],
-            )
-            .await?;
-            let item = decode(&rows, location, "read an item", item_from_row)?
-                .into_iter()
-                .next();
-            tx.commit()
+                .map_err(fail(location, "write to the store"))?;
+            tx.rollback()
                 .await
-                .map_err(fail(location, "end a read transaction"))?;
-            Ok(item)
+                .map_err(fail(location, "roll back a probe"))
         })
-    }
-
-    fn dead_letters(&self, job: JobId) -> Result<Vec<DeadLetter>, StoreError> {
-        self.call(move |mut guard| async move {
-            let Session {
-                client,
-                statements,
-                location,
-            } = &mut *guard;
-            let location: &str = location;
-            let tx = begin_read(client, location).await?;
-            ensure_job(statements, &tx, location, job, false).await?;
-            let id = job.to_string();
-            let dead = ItemStatus::DeadLettered.as_str();
-            let operation = "read the dead-lettered items";
-            let sql = format!(
-                "SELECT {ITEM_COLUMNS} FROM items
-                   WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = $1) AND status = $2::text
-                 ORDER BY idx"
-            );
-            let rows = query(statements, &tx, location, operation, &sql, &[&id, &dead]).await?;
-            let items = decode(&rows, location, operation, item_from_row)?;
-            let operation = "read the dead-lettered items' attempts";
-            let sql = format!(
-                "SELECT {ATTEMPT_COLUMNS} FROM attempts a
-                 JOIN items i ON i.job_ref = a.job_ref AND i.idx = a.item_idx
-                 WHERE a.job_ref = (SELECT job_ref FROM jobs WHERE id = $1) AND i.status = $2::text
-                 ORDER BY a.item_idx, a.number"
-            );
-            let rows = query(statements, &tx, location, operation, &sql, &[&id, &dead]).await?;
-            let attempts = decode(&rows, location, operation, attempt_from_row)?;
-            tx.commit()
-                .await
-                .map_err(fail(location, "end a read transaction"))?;
-            let mut by_item: HashMap<u64, Vec<AttemptRecord>> = HashMap::new();
-            for attempt in attempts {
-                by_item.entry(attempt.item_index).or_default().push(attempt);
-            }
-            Ok(items
-                .into_iter()
-                .map(|item| DeadLetter {
-                    attempts: by_item.remove(&item.index).unwrap_or_default(),
-                    item,
-                })
-                .collect())
-        })
-    }
-
-    fn retry_dead_lettered(
-        &self,
-        job: JobId,
-        keys: Option<&[String]>,
-        at: i64,
-    ) -> Result<DlqChange, StoreError> {
-        self.move_dead_lettered(job, keys, at, DlqMove::Retry)
-    }
-
-    fn purge_dead_lettered(
-        &self,
-        job: JobId,
-        keys: Option<&[String]>,
-        at: i64,
-    ) -> Result<DlqChange, StoreError> {
-        self.move_dead_lettered(job, keys, at, DlqMove::Purge)
     }
 
     fn job_contents(&self, job: JobId) -> Result<JobContents, StoreError> {
@@ -2625,142 +2862,9 @@ impl Store for PostgresStore {
             tx.commit().await.map_err(fail(location, "commit a repair"))
         })
     }
+}
 
-    fn claim_items(
-        &self,
-        job: JobId,
-        claimer: &str,
-        limit: usize,
-        lease_until: i64,
-        at: i64,
-    ) -> Result<Vec<ClaimedItem>, StoreError> {
-        let claimer = claimer.to_string();
-        self.call(move |mut guard| async move {
-            let Session {
-                client,
-                statements,
-                location,
-            } = &mut *guard;
-            let location: &str = location;
-            let id = job.to_string();
-            let tx = begin_write(client, location).await?;
-            let rows = query(
-                statements,
-                &tx,
-                location,
-                "read a job's status",
-                // Locked first, as every writer of the job does: the claim may record events.
-                "SELECT status = 'running' AND phase IS NOT DISTINCT FROM 'map'
-                 FROM jobs WHERE id = $1 FOR NO KEY UPDATE",
-                &[&id],
-            )
-            .await?;
-            let Some(row) = rows.first() else {
-                return Err(job_not_found(job));
-            };
-            let open: bool = row.get(0);
-            if !open || limit == 0 {
-                tx.commit().await.map_err(fail(location, "end a claim"))?;
-                return Ok(Vec::new());
-            }
-            let operation = "find items to claim";
-            // SKIP LOCKED: concurrent claimers pass over each other's rows instead of waiting,
-            // and each row is re-checked against the WHERE once locked.
-            let rows = query(
-                statements,
-                &tx,
-                location,
-                operation,
-                "SELECT i.idx, i.key, i.value, i.status, i.attempts, i.claimed_by,
-                        (SELECT COALESCE(MAX(a.number), 0) FROM attempts a
-                         WHERE a.job_ref = i.job_ref AND a.item_idx = i.idx),
-                        i.lease_until IS NOT NULL
-                 FROM items i
-                 WHERE i.job_ref = (SELECT job_ref FROM jobs WHERE id = $1)
-                   AND i.status IN ('pending', 'failed', 'running')
-                   AND ((i.lease_until IS NULL AND i.status <> 'running')
-                        OR i.lease_until < $2::bigint)
-                 ORDER BY i.idx LIMIT $3::bigint
-                 FOR UPDATE OF i SKIP LOCKED",
-                &[&id, &at, &int(limit as u64)],
-            )
-            .await?;
-            let rows = decode(&rows, location, operation, |row| {
-                Ok((
-                    unsigned(row, 0)?,
-                    row.try_get::<_, String>(1)?,
-                    row.try_get::<_, String>(2)?,
-                    text::<ItemStatus>(row, 3)?,
-                    small(row, 4)?,
-                    row.try_get::<_, Option<String>>(5)?,
-                    small(row, 6)?,
-                    row.try_get::<_, bool>(7)?,
-                ))
-            })?;
-            let mut claimed = Vec::with_capacity(rows.len());
-            let mut indices = Vec::with_capacity(rows.len());
-            for (index, key, value, status, attempts, holder, last_number, leased) in rows {
-                if status == ItemStatus::Running {
-                    execute(
-                        statements,
-                        &tx,
-                        location,
-                        "close an attempt whose lease ran out",
-                        "UPDATE attempts SET outcome = 'interrupted', ended_at = $3::bigint,
-                             error = $4::text
-                         WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = $1) AND item_idx = $2::bigint AND outcome IS NULL",
-                        &[&id, &int(index), &at, &LEASE_EXPIRED_ERROR],
-                    )
-                    .await?;
-                    execute(
-                        statements,
-                        &tx,
-                        location,
-                        "requeue an item whose lease ran out",
-                        "UPDATE items SET status = 'pending'
-                           WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = $1) AND idx = $2::bigint",
-                        &[&id, &int(index)],
-                    )
-                    .await?;
-                    let payload = serde_json::json!({
-                        "reason": "lease_expired", "claimed_by": holder
-                    });
-                    let event = (
-                        job,
-                        at,
-                        EventKind::ItemRequeued.as_str(),
-                        Some(key.as_str()),
-                        &payload,
-                    );
-                    insert_event(statements, &tx, location, event).await?;
-                }
-                indices.push(int(index));
-                claimed.push(ClaimedItem {
-                    index,
-                    key,
-                    value,
-                    attempts,
-                    last_number,
-                    lease_expired: leased,
-                });
-            }
-            if !indices.is_empty() {
-                execute(
-                    statements,
-                    &tx,
-                    location,
-                    "claim items",
-                    "UPDATE items SET claimed_by = $2::text, lease_until = $3::bigint
-                     WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = $1) AND idx = ANY($4::bigint[])",
-                    &[&id, &claimer, &lease_until, &indices],
-                )
-                .await?;
-            }
-            tx.commit().await.map_err(fail(location, "commit a claim"))?;
-            Ok(claimed)
-        })
-    }
-
+impl Transfer for PostgresStore {
     fn copy_details(&self, job: JobId) -> Result<CopyDetails, StoreError> {
         self.call(move |mut guard| async move {
             let Session {
@@ -2808,36 +2912,6 @@ impl Store for PostgresStore {
                 superseded,
                 checkpoint_seqs,
             })
-        })
-    }
-
-    fn delete_job(&self, job: JobId) -> Result<(), StoreError> {
-        self.call(move |mut guard| async move {
-            let Session {
-                client,
-                statements,
-                location,
-            } = &mut *guard;
-            let location: &str = location;
-            let id = job.to_string();
-            let tx = begin_write(client, location).await?;
-            // Everything under the job (items, attempts, events, snapshots, checkpoints) goes
-            // with it: ON DELETE CASCADE.
-            let deleted = execute(
-                statements,
-                &tx,
-                location,
-                "delete a job",
-                "DELETE FROM jobs WHERE id = $1",
-                &[&id],
-            )
-            .await?;
-            if deleted == 0 {
-                return Err(StoreError::JobNotFound { job: id });
-            }
-            tx.commit()
-                .await
-                .map_err(fail(location, "commit a job's deletion"))
         })
     }
 
@@ -3006,58 +3080,7 @@ impl Store for PostgresStore {
         })
     }
 
-    fn wakes_on_events(&self) -> bool {
-        true
-    }
-
-    fn wait_for_events(&self, job: JobId, timeout: Duration) {
-        let mut slot = self.listener.lock().unwrap_or_else(PoisonError::into_inner);
-        if slot.is_none() {
-            match self.listen() {
-                Ok(listener) => *slot = Some(listener),
-                // No listening connection: poll, as on SQLite.
-                Err(_) => {
-                    drop(slot);
-                    std::thread::sleep(timeout);
-                    return;
-                }
-            }
-        }
-        let Some(listener) = slot.as_mut() else {
-            return;
-        };
-        let wanted = format!("{} {job}", self.schema);
-        // Kept between calls, the receiver holds what came while the caller was reading: a
-        // notification is never missed between a read and the next wait.
-        let mut notifications = listener.notifications.resubscribe();
-        std::mem::swap(&mut notifications, &mut listener.notifications);
-        let (back, returned) = std::sync::mpsc::sync_channel(1);
-        let waited = self.worker.run(async move {
-            let deadline = tokio::time::Instant::now() + timeout;
-            loop {
-                use tokio::sync::broadcast::error::RecvError;
-                match tokio::time::timeout_at(deadline, notifications.recv()).await {
-                    Ok(Ok(payload)) if payload != wanted => continue,
-                    // Ours, or too many to tell (lagged): read again.
-                    Ok(Ok(_)) | Ok(Err(RecvError::Lagged(_))) | Err(_) => break,
-                    Ok(Err(RecvError::Closed)) => {
-                        tokio::time::sleep_until(deadline).await;
-                        break;
-                    }
-                }
-            }
-            let _ = back.send(notifications);
-            Ok(())
-        });
-        match (waited, returned.try_recv()) {
-            (Ok(()), Ok(notifications)) => listener.notifications = notifications,
-            // The listening connection broke: open another next time.
-            _ => *slot = None,
-        }
-    }
-
-    fn renew_claims(&self, job: JobId, claimer: &str, lease_until: i64) -> Result<u64, StoreError> {
-        let claimer = claimer.to_string();
+    fn delete_job(&self, job: JobId) -> Result<(), StoreError> {
         self.call(move |mut guard| async move {
             let Session {
                 client,
@@ -3065,41 +3088,25 @@ impl Store for PostgresStore {
                 location,
             } = &mut *guard;
             let location: &str = location;
-            let client: &Client = client;
-            execute(
+            let id = job.to_string();
+            let tx = begin_write(client, location).await?;
+            // Everything under the job (items, attempts, events, snapshots, checkpoints) goes
+            // with it: ON DELETE CASCADE.
+            let deleted = execute(
                 statements,
-                client,
+                &tx,
                 location,
-                "renew a lease",
-                "UPDATE items SET lease_until = $3::bigint
-                 WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = $1) AND claimed_by = $2::text
-                   AND status IN ('pending', 'failed', 'running')",
-                &[&job.to_string(), &claimer, &lease_until],
+                "delete a job",
+                "DELETE FROM jobs WHERE id = $1",
+                &[&id],
             )
-            .await
-        })
-    }
-
-    fn release_claims(&self, job: JobId, claimer: &str) -> Result<u64, StoreError> {
-        let claimer = claimer.to_string();
-        self.call(move |mut guard| async move {
-            let Session {
-                client,
-                statements,
-                location,
-            } = &mut *guard;
-            let location: &str = location;
-            let client: &Client = client;
-            execute(
-                statements,
-                client,
-                location,
-                "release claimed items",
-                "UPDATE items SET claimed_by = NULL, lease_until = NULL
-                 WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = $1) AND claimed_by = $2::text AND status <> 'running'",
-                &[&job.to_string(), &claimer],
-            )
-            .await
+            .await?;
+            if deleted == 0 {
+                return Err(StoreError::JobNotFound { job: id });
+            }
+            tx.commit()
+                .await
+                .map_err(fail(location, "commit a job's deletion"))
         })
     }
 }

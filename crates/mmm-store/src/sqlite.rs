@@ -24,8 +24,9 @@ use super::copy::{CopyDetails, JobDump};
 use super::{
     AttemptRecord, CheckpointRecord, ClaimedItem, DeadLetter, DlqChange, EventRecord, ItemCounts,
     ItemRecord, JobContents, JobRecord, LEASE_EXPIRED_ERROR, Ledger, NewItem, NewJob, Owner,
-    RepairAction, Requeued, SnapshotRecord, Store, StoreError, UnfinishedItem, Write,
+    RepairAction, Requeued, SnapshotRecord, StoreError, UnfinishedItem, Write,
 };
+use super::{Claims, DeadLetters, EventReads, Integrity, JobLog, JobReads, Recovery, Transfer};
 use super::{ItemPage, ItemPageQuery, PagedItem, StoredSteps};
 use mmm_core::job::{AttemptOutcome, EventKind, ItemStatus, JobId, JobStatus, Phase};
 
@@ -482,24 +483,13 @@ impl SqliteStore {
         let mut counts = ItemCounts::default();
         for row in rows {
             let (status, n) = row.map_err(self.fail("count a job's items"))?;
-            match status {
-                ItemStatus::Pending => counts.pending = n,
-                ItemStatus::Running => counts.running = n,
-                ItemStatus::Completed => counts.completed = n,
-                ItemStatus::Failed => counts.failed = n,
-                ItemStatus::DeadLettered => counts.dead_lettered = n,
-                ItemStatus::Skipped => counts.skipped = n,
-            }
+            counts.set(status, n);
         }
         Ok(counts)
     }
 }
 
-impl Store for SqliteStore {
-    fn wait_for_events(&self, _job: JobId, timeout: Duration) {
-        self.commits.wait(&self.commits_seen, timeout);
-    }
-
+impl JobLog for SqliteStore {
     fn create_job(&self, job: &NewJob, items: &[NewItem]) -> Result<(), StoreError> {
         let mut conn = self.lock();
         let tx = self.begin_write(&mut conn)?;
@@ -568,7 +558,9 @@ impl Store for SqliteStore {
         self.commits.committed();
         Ok(())
     }
+}
 
+impl JobReads for SqliteStore {
     fn job(&self, id: JobId) -> Result<JobRecord, StoreError> {
         let mut conn = self.lock();
         let tx = self.begin_read(&mut conn)?;
@@ -680,6 +672,44 @@ impl Store for SqliteStore {
         Ok(items)
     }
 
+    fn item(&self, job: JobId, key: &str) -> Result<Option<ItemRecord>, StoreError> {
+        let mut conn = self.lock();
+        let tx = self.begin_read(&mut conn)?;
+        self.ensure_job(&tx, job)?;
+        let item = tx
+            .prepare_cached(&format!(
+                "SELECT {ITEM_COLUMNS} FROM items
+                   WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = ?1) AND key = ?2"
+            ))
+            .and_then(|mut select| {
+                select
+                    .query_row(params![job.to_string(), key], item_from_row)
+                    .optional()
+            })
+            .map_err(self.fail("read an item"))?;
+        tx.commit().map_err(self.fail("end a read transaction"))?;
+        Ok(item)
+    }
+
+    fn item_keys(&self, job: JobId) -> Result<Vec<String>, StoreError> {
+        let mut conn = self.lock();
+        let tx = self.begin_read(&mut conn)?;
+        self.ensure_job(&tx, job)?;
+        let keys = tx
+            .prepare(
+                "SELECT key FROM items
+                        WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = ?1) ORDER BY idx",
+            )
+            .and_then(|mut select| {
+                select
+                    .query_map(params![job.to_string()], |row| row.get::<_, String>(0))?
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .map_err(self.fail("read the item keys"))?;
+        tx.commit().map_err(self.fail("end a read transaction"))?;
+        Ok(keys)
+    }
+
     fn attempts(
         &self,
         job: JobId,
@@ -766,181 +796,33 @@ impl Store for SqliteStore {
         })
     }
 
-    fn events(&self, job: JobId, after: i64, limit: usize) -> Result<Vec<EventRecord>, StoreError> {
+    fn checkpoints(&self, job: JobId) -> Result<Vec<CheckpointRecord>, StoreError> {
         let mut conn = self.lock();
         let tx = self.begin_read(&mut conn)?;
         self.ensure_job(&tx, job)?;
-        let events = tx
-            .prepare_cached(&events_after_sql(limit))
+        let checkpoints = tx
+            .prepare(
+                "SELECT id, at, phase, reason, completed, dead_lettered, skipped
+                 FROM checkpoints WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = ?1) ORDER BY id",
+            )
             .and_then(|mut select| {
                 select
-                    .query_map(params![job.to_string(), after], |row| {
-                        event_from_row(row, job)
-                    })?
-                    .collect::<Result<Vec<_>, _>>()
-            })
-            .map_err(self.fail("read a job's events"))?;
-        tx.commit().map_err(self.fail("end a read transaction"))?;
-        Ok(events)
-    }
-
-    fn snapshots(
-        &self,
-        job: JobId,
-        after: i64,
-        limit: usize,
-    ) -> Result<Vec<SnapshotRecord>, StoreError> {
-        let mut conn = self.lock();
-        let tx = self.begin_read(&mut conn)?;
-        self.ensure_job(&tx, job)?;
-        let sql = format!(
-            "SELECT at, payload FROM snapshots
-             WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = ?1) AND at > ?2
-             ORDER BY at {}",
-            limit_clause(limit)
-        );
-        let snapshots = tx
-            .prepare_cached(&sql)
-            .and_then(|mut select| {
-                select
-                    .query_map(params![job.to_string(), after], |row| {
-                        Ok(SnapshotRecord {
-                            at: row.get(0)?,
-                            payload: json_column(row, 1)?,
+                    .query_map(params![job.to_string()], |row| {
+                        Ok(CheckpointRecord {
+                            id: row.get(0)?,
+                            at: row.get(1)?,
+                            phase: optional_text::<Phase>(row, 2)?,
+                            reason: row.get(3)?,
+                            completed: unsigned(row, 4)?,
+                            dead_lettered: unsigned(row, 5)?,
+                            skipped: unsigned(row, 6)?,
                         })
                     })?
                     .collect::<Result<Vec<_>, _>>()
             })
-            .map_err(self.fail("read a job's snapshots"))?;
+            .map_err(self.fail("read the checkpoints"))?;
         tx.commit().map_err(self.fail("end a read transaction"))?;
-        Ok(snapshots)
-    }
-
-    fn probe_write(&self) -> Result<(), StoreError> {
-        let mut conn = self.lock();
-        let tx = self.begin_write(&mut conn)?;
-        // A no-op write, so a read-only file fails here rather than later.
-        tx.execute("UPDATE jobs SET id = id WHERE 0", [])
-            .map_err(self.fail("write to the store"))?;
-        tx.rollback().map_err(self.fail("roll back a probe"))
-    }
-
-    fn recent_events(&self, job: JobId, limit: usize) -> Result<Vec<EventRecord>, StoreError> {
-        let mut conn = self.lock();
-        let tx = self.begin_read(&mut conn)?;
-        self.ensure_job(&tx, job)?;
-        let sql = format!(
-            "SELECT seq, at, kind, item_key, payload FROM events
-             WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = ?1)
-             ORDER BY seq DESC {}",
-            limit_clause(limit)
-        );
-        let mut events = tx
-            .prepare_cached(&sql)
-            .and_then(|mut select| {
-                select
-                    .query_map(params![job.to_string()], |row| event_from_row(row, job))?
-                    .collect::<Result<Vec<_>, _>>()
-            })
-            .map_err(self.fail("read a job's recent events"))?;
-        tx.commit().map_err(self.fail("end a read transaction"))?;
-        events.reverse();
-        Ok(events)
-    }
-
-    fn latest_snapshot(&self, job: JobId) -> Result<Option<SnapshotRecord>, StoreError> {
-        let mut conn = self.lock();
-        let tx = self.begin_read(&mut conn)?;
-        self.ensure_job(&tx, job)?;
-        let sql = "SELECT at, payload FROM snapshots
-                     WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = ?1) ORDER BY at DESC LIMIT 1";
-        let row = tx
-            .prepare_cached(sql)
-            .and_then(|mut select| {
-                select
-                    .query_map(params![job.to_string()], |row| {
-                        Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?))
-                    })?
-                    .next()
-                    .transpose()
-            })
-            .map_err(self.fail("read a job's latest snapshot"))?;
-        tx.commit().map_err(self.fail("end a read transaction"))?;
-        // Parsed after the connection is released: a 1,000-agent snapshot is a quarter of a
-        // megabyte of JSON, and the dashboard's event reads wait for this connection.
-        drop(conn);
-        row.map(|(at, text)| {
-            let payload = serde_json::from_str(&text).map_err(|e| {
-                self.fail("read a job's latest snapshot")(
-                    rusqlite::Error::FromSqlConversionFailure(1, Type::Text, Box::new(e)),
-                )
-            })?;
-            Ok(SnapshotRecord { at, payload })
-        })
-        .transpose()
-    }
-
-    fn update_item_values(
-        &self,
-        job: JobId,
-        changes: &[(u64, String)],
-        at: i64,
-    ) -> Result<Vec<String>, StoreError> {
-        let mut conn = self.lock();
-        let tx = self.begin_write(&mut conn)?;
-        self.ensure_job(&tx, job)?;
-        let id = job.to_string();
-        let mut requeued = Vec::new();
-        for (index, value) in changes {
-            let row: Option<(String, ItemStatus)> = tx
-                .prepare_cached(
-                    "SELECT key, status FROM items
-                                   WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = ?1)
-                                     AND idx = ?2",
-                )
-                .and_then(|mut select| {
-                    select
-                        .query_row(params![id, int(*index)], |r| Ok((r.get(0)?, text(r, 1)?)))
-                        .optional()
-                })
-                .map_err(self.fail("read an item"))?;
-            let (key, status) = row.ok_or(StoreError::ItemNotFound { job, index: *index })?;
-            let finished = matches!(
-                status,
-                ItemStatus::Completed | ItemStatus::Skipped | ItemStatus::DeadLettered
-            );
-            tx.prepare_cached(
-                "UPDATE items SET value = ?3
-                                 WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = ?1)
-                                   AND idx = ?2",
-            )
-            .and_then(|mut update| update.execute(params![id, int(*index), value]))
-            .map_err(self.fail("update an item's value"))?;
-            if !finished {
-                continue;
-            }
-            tx.prepare_cached(
-                "UPDATE attempts SET superseded = 1
-                 WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = ?1) AND item_idx = ?2 AND outcome = 'succeeded'",
-            )
-            .and_then(|mut update| update.execute(params![id, int(*index)]))
-            .map_err(self.fail("mark superseded attempts"))?;
-            tx.prepare_cached(
-                "UPDATE items SET status = 'pending', attempts = 0
-                   WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = ?1) AND idx = ?2",
-            )
-            .and_then(|mut update| update.execute(params![id, int(*index)]))
-            .map_err(self.fail("requeue an item"))?;
-            tx.prepare_cached(
-                "INSERT INTO events (job_ref, at, kind, item_key, payload)
-                 VALUES ((SELECT job_ref FROM jobs WHERE id = ?1), ?2, 'item_requeued', ?3, '{\"reason\":\"input_changed\"}')",
-            )
-            .and_then(|mut insert| insert.execute(params![id, at, key]))
-            .map_err(self.fail("record an event"))?;
-            requeued.push(key);
-        }
-        tx.commit().map_err(self.fail("commit the changed items"))?;
-        Ok(requeued)
+        Ok(checkpoints)
     }
 
     fn ledger(&self, job: JobId) -> Result<Ledger, StoreError> {
@@ -979,7 +861,314 @@ impl Store for SqliteStore {
         tx.commit().map_err(self.fail("end a read transaction"))?;
         Ok(Ledger { entries, requeued })
     }
+}
 
+impl EventReads for SqliteStore {
+    fn events(&self, job: JobId, after: i64, limit: usize) -> Result<Vec<EventRecord>, StoreError> {
+        let mut conn = self.lock();
+        let tx = self.begin_read(&mut conn)?;
+        self.ensure_job(&tx, job)?;
+        let events = tx
+            .prepare_cached(&events_after_sql(limit))
+            .and_then(|mut select| {
+                select
+                    .query_map(params![job.to_string(), after], |row| {
+                        event_from_row(row, job)
+                    })?
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .map_err(self.fail("read a job's events"))?;
+        tx.commit().map_err(self.fail("end a read transaction"))?;
+        Ok(events)
+    }
+
+    fn recent_events(&self, job: JobId, limit: usize) -> Result<Vec<EventRecord>, StoreError> {
+        let mut conn = self.lock();
+        let tx = self.begin_read(&mut conn)?;
+        self.ensure_job(&tx, job)?;
+        let sql = format!(
+            "SELECT seq, at, kind, item_key, payload FROM events
+             WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = ?1)
+             ORDER BY seq DESC {}",
+            limit_clause(limit)
+        );
+        let mut events = tx
+            .prepare_cached(&sql)
+            .and_then(|mut select| {
+                select
+                    .query_map(params![job.to_string()], |row| event_from_row(row, job))?
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .map_err(self.fail("read a job's recent events"))?;
+        tx.commit().map_err(self.fail("end a read transaction"))?;
+        events.reverse();
+        Ok(events)
+    }
+
+    fn snapshots(
+        &self,
+        job: JobId,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<SnapshotRecord>, StoreError> {
+        let mut conn = self.lock();
+        let tx = self.begin_read(&mut conn)?;
+        self.ensure_job(&tx, job)?;
+        let sql = format!(
+            "SELECT at, payload FROM snapshots
+             WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = ?1) AND at > ?2
+             ORDER BY at {}",
+            limit_clause(limit)
+        );
+        let snapshots = tx
+            .prepare_cached(&sql)
+            .and_then(|mut select| {
+                select
+                    .query_map(params![job.to_string(), after], |row| {
+                        Ok(SnapshotRecord {
+                            at: row.get(0)?,
+                            payload: json_column(row, 1)?,
+                        })
+                    })?
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .map_err(self.fail("read a job's snapshots"))?;
+        tx.commit().map_err(self.fail("end a read transaction"))?;
+        Ok(snapshots)
+    }
+
+    fn latest_snapshot(&self, job: JobId) -> Result<Option<SnapshotRecord>, StoreError> {
+        let mut conn = self.lock();
+        let tx = self.begin_read(&mut conn)?;
+        self.ensure_job(&tx, job)?;
+        let sql = "SELECT at, payload FROM snapshots
+                     WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = ?1) ORDER BY at DESC LIMIT 1";
+        let row = tx
+            .prepare_cached(sql)
+            .and_then(|mut select| {
+                select
+                    .query_map(params![job.to_string()], |row| {
+                        Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?))
+                    })?
+                    .next()
+                    .transpose()
+            })
+            .map_err(self.fail("read a job's latest snapshot"))?;
+        tx.commit().map_err(self.fail("end a read transaction"))?;
+        // Parsed after the connection is released: a 1,000-agent snapshot is a quarter of a
+        // megabyte of JSON, and the dashboard's event reads wait for this connection.
+        drop(conn);
+        row.map(|(at, text)| {
+            let payload = serde_json::from_str(&text).map_err(|e| {
+                self.fail("read a job's latest snapshot")(
+                    rusqlite::Error::FromSqlConversionFailure(1, Type::Text, Box::new(e)),
+                )
+            })?;
+            Ok(SnapshotRecord { at, payload })
+        })
+        .transpose()
+    }
+
+    fn wait_for_events(&self, _job: JobId, timeout: Duration) {
+        self.commits.wait(&self.commits_seen, timeout);
+    }
+}
+
+impl DeadLetters for SqliteStore {
+    fn dead_letters(&self, job: JobId) -> Result<Vec<DeadLetter>, StoreError> {
+        let mut conn = self.lock();
+        let tx = self.begin_read(&mut conn)?;
+        self.ensure_job(&tx, job)?;
+        let dead = ItemStatus::DeadLettered.as_str();
+        let items = tx
+            .prepare_cached(&format!(
+                "SELECT {ITEM_COLUMNS} FROM items
+                   WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = ?1)
+                     AND status = ?2 ORDER BY idx"
+            ))
+            .and_then(|mut select| {
+                select
+                    .query_map(params![job.to_string(), dead], item_from_row)?
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .map_err(self.fail("read the dead-lettered items"))?;
+        let attempts = tx
+            .prepare_cached(&format!(
+                "SELECT {ATTEMPT_COLUMNS} FROM attempts a
+                 JOIN items i ON i.job_ref = a.job_ref AND i.idx = a.item_idx
+                 WHERE a.job_ref = (SELECT job_ref FROM jobs WHERE id = ?1) AND i.status = ?2
+                 ORDER BY a.item_idx, a.number"
+            ))
+            .and_then(|mut select| {
+                select
+                    .query_map(params![job.to_string(), dead], attempt_from_row)?
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .map_err(self.fail("read the dead-lettered items' attempts"))?;
+        tx.commit().map_err(self.fail("end a read transaction"))?;
+        let mut by_item: HashMap<u64, Vec<AttemptRecord>> = HashMap::new();
+        for attempt in attempts {
+            by_item.entry(attempt.item_index).or_default().push(attempt);
+        }
+        Ok(items
+            .into_iter()
+            .map(|item| DeadLetter {
+                attempts: by_item.remove(&item.index).unwrap_or_default(),
+                item,
+            })
+            .collect())
+    }
+
+    fn retry_dead_lettered(
+        &self,
+        job: JobId,
+        keys: Option<&[String]>,
+        at: i64,
+    ) -> Result<DlqChange, StoreError> {
+        self.move_dead_lettered(job, keys, at, DlqMove::Retry)
+    }
+
+    fn purge_dead_lettered(
+        &self,
+        job: JobId,
+        keys: Option<&[String]>,
+        at: i64,
+    ) -> Result<DlqChange, StoreError> {
+        self.move_dead_lettered(job, keys, at, DlqMove::Purge)
+    }
+}
+
+impl Claims for SqliteStore {
+    fn claim_items(
+        &self,
+        job: JobId,
+        claimer: &str,
+        limit: usize,
+        lease_until: i64,
+        at: i64,
+    ) -> Result<Vec<ClaimedItem>, StoreError> {
+        let mut conn = self.lock();
+        let tx = self.begin_write(&mut conn)?;
+        self.ensure_job(&tx, job)?;
+        let id = job.to_string();
+        let open: bool = tx
+            .query_row(
+                "SELECT status = 'running' AND phase IS 'map' FROM jobs WHERE id = ?1",
+                params![id],
+                |row| row.get(0),
+            )
+            .map_err(self.fail("read a job's status"))?;
+        if !open || limit == 0 {
+            tx.commit().map_err(self.fail("end a claim"))?;
+            return Ok(Vec::new());
+        }
+        // INDEXED BY: without it the planner walks the primary key in order (it also gives
+        // `ORDER BY idx`), reading every finished item of the job before the first unfinished.
+        let rows = tx
+            .prepare_cached(&format!(
+                "SELECT i.idx, i.key, i.value, i.status, i.attempts, i.claimed_by,
+                        (SELECT COALESCE(MAX(a.number), 0) FROM attempts a
+                         WHERE a.job_ref = i.job_ref AND a.item_idx = i.idx),
+                        i.lease_until IS NOT NULL
+                 FROM items i INDEXED BY items_unfinished
+                 WHERE i.job_ref = (SELECT job_ref FROM jobs WHERE id = ?1)
+                   AND i.status IN ('pending', 'failed', 'running')
+                   AND ((i.lease_until IS NULL AND i.status <> 'running') OR i.lease_until < ?2)
+                 ORDER BY i.idx {}",
+                limit_clause(limit)
+            ))
+            .and_then(|mut select| {
+                select
+                    .query_map(params![id, at], |row| {
+                        Ok((
+                            unsigned(row, 0)?,
+                            row.get::<_, String>(1)?,
+                            row.get::<_, String>(2)?,
+                            text::<ItemStatus>(row, 3)?,
+                            row.get::<_, u32>(4)?,
+                            row.get::<_, Option<String>>(5)?,
+                            row.get::<_, u32>(6)?,
+                            row.get::<_, bool>(7)?,
+                        ))
+                    })?
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .map_err(self.fail("find items to claim"))?;
+        let mut claimed = Vec::with_capacity(rows.len());
+        for (index, key, value, status, attempts, holder, last_number, leased) in rows {
+            if status == ItemStatus::Running {
+                tx.execute(
+                    "UPDATE attempts SET outcome = 'interrupted', ended_at = ?3, error = ?4
+                     WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = ?1) AND item_idx = ?2 AND outcome IS NULL",
+                    params![id, int(index), at, LEASE_EXPIRED_ERROR],
+                )
+                .map_err(self.fail("close an attempt whose lease ran out"))?;
+                tx.execute(
+                    "UPDATE items SET status = 'pending'
+                       WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = ?1) AND idx = ?2",
+                    params![id, int(index)],
+                )
+                .map_err(self.fail("requeue an item whose lease ran out"))?;
+                insert_event(
+                    &tx,
+                    job,
+                    at,
+                    EventKind::ItemRequeued.as_str(),
+                    Some(&key),
+                    &serde_json::json!({ "reason": "lease_expired", "claimed_by": holder }),
+                )
+                .map_err(self.fail("record an event"))?;
+            }
+            tx.execute(
+                "UPDATE items SET claimed_by = ?3, lease_until = ?4
+                 WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = ?1) AND idx = ?2",
+                params![id, int(index), claimer, lease_until],
+            )
+            .map_err(self.fail("claim an item"))?;
+            claimed.push(ClaimedItem {
+                index,
+                key,
+                value,
+                attempts,
+                last_number,
+                lease_expired: leased,
+            });
+        }
+        tx.commit().map_err(self.fail("commit a claim"))?;
+        Ok(claimed)
+    }
+
+    fn renew_claims(&self, job: JobId, claimer: &str, lease_until: i64) -> Result<u64, StoreError> {
+        let mut conn = self.lock();
+        let tx = self.begin_write(&mut conn)?;
+        let changed = tx
+            .execute(
+                "UPDATE items SET lease_until = ?3
+                 WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = ?1) AND claimed_by = ?2
+                   AND status IN ('pending', 'failed', 'running')",
+                params![job.to_string(), claimer, lease_until],
+            )
+            .map_err(self.fail("renew a lease"))?;
+        tx.commit().map_err(self.fail("commit a lease"))?;
+        Ok(changed as u64)
+    }
+
+    fn release_claims(&self, job: JobId, claimer: &str) -> Result<u64, StoreError> {
+        let mut conn = self.lock();
+        let tx = self.begin_write(&mut conn)?;
+        let changed = tx
+            .execute(
+                "UPDATE items SET claimed_by = NULL, lease_until = NULL
+                 WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = ?1) AND claimed_by = ?2 AND status <> 'running'",
+                params![job.to_string(), claimer],
+            )
+            .map_err(self.fail("release claimed items"))?;
+        tx.commit().map_err(self.fail("commit a release"))?;
+        Ok(changed as u64)
+    }
+}
+
+impl Recovery for SqliteStore {
     fn take_job(&self, job: JobId, expected: &Owner, claim: &Owner) -> Result<bool, StoreError> {
         let mut conn = self.lock();
         let tx = self.begin_write(&mut conn)?;
@@ -1086,54 +1275,6 @@ impl Store for SqliteStore {
         Ok(items)
     }
 
-    fn item_keys(&self, job: JobId) -> Result<Vec<String>, StoreError> {
-        let mut conn = self.lock();
-        let tx = self.begin_read(&mut conn)?;
-        self.ensure_job(&tx, job)?;
-        let keys = tx
-            .prepare(
-                "SELECT key FROM items
-                        WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = ?1) ORDER BY idx",
-            )
-            .and_then(|mut select| {
-                select
-                    .query_map(params![job.to_string()], |row| row.get::<_, String>(0))?
-                    .collect::<Result<Vec<_>, _>>()
-            })
-            .map_err(self.fail("read the item keys"))?;
-        tx.commit().map_err(self.fail("end a read transaction"))?;
-        Ok(keys)
-    }
-
-    fn checkpoints(&self, job: JobId) -> Result<Vec<CheckpointRecord>, StoreError> {
-        let mut conn = self.lock();
-        let tx = self.begin_read(&mut conn)?;
-        self.ensure_job(&tx, job)?;
-        let checkpoints = tx
-            .prepare(
-                "SELECT id, at, phase, reason, completed, dead_lettered, skipped
-                 FROM checkpoints WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = ?1) ORDER BY id",
-            )
-            .and_then(|mut select| {
-                select
-                    .query_map(params![job.to_string()], |row| {
-                        Ok(CheckpointRecord {
-                            id: row.get(0)?,
-                            at: row.get(1)?,
-                            phase: optional_text::<Phase>(row, 2)?,
-                            reason: row.get(3)?,
-                            completed: unsigned(row, 4)?,
-                            dead_lettered: unsigned(row, 5)?,
-                            skipped: unsigned(row, 6)?,
-                        })
-                    })?
-                    .collect::<Result<Vec<_>, _>>()
-            })
-            .map_err(self.fail("read the checkpoints"))?;
-        tx.commit().map_err(self.fail("end a read transaction"))?;
-        Ok(checkpoints)
-    }
-
     fn rewind(&self, job: JobId, checkpoint: i64, at: i64) -> Result<Vec<String>, StoreError> {
         let mut conn = self.lock();
         let tx = self.begin_write(&mut conn)?;
@@ -1194,85 +1335,78 @@ impl Store for SqliteStore {
         Ok(keys)
     }
 
-    fn item(&self, job: JobId, key: &str) -> Result<Option<ItemRecord>, StoreError> {
+    fn update_item_values(
+        &self,
+        job: JobId,
+        changes: &[(u64, String)],
+        at: i64,
+    ) -> Result<Vec<String>, StoreError> {
         let mut conn = self.lock();
-        let tx = self.begin_read(&mut conn)?;
+        let tx = self.begin_write(&mut conn)?;
         self.ensure_job(&tx, job)?;
-        let item = tx
-            .prepare_cached(&format!(
-                "SELECT {ITEM_COLUMNS} FROM items
-                   WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = ?1) AND key = ?2"
-            ))
-            .and_then(|mut select| {
-                select
-                    .query_row(params![job.to_string(), key], item_from_row)
-                    .optional()
-            })
-            .map_err(self.fail("read an item"))?;
-        tx.commit().map_err(self.fail("end a read transaction"))?;
-        Ok(item)
-    }
-
-    fn dead_letters(&self, job: JobId) -> Result<Vec<DeadLetter>, StoreError> {
-        let mut conn = self.lock();
-        let tx = self.begin_read(&mut conn)?;
-        self.ensure_job(&tx, job)?;
-        let dead = ItemStatus::DeadLettered.as_str();
-        let items = tx
-            .prepare_cached(&format!(
-                "SELECT {ITEM_COLUMNS} FROM items
-                   WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = ?1)
-                     AND status = ?2 ORDER BY idx"
-            ))
-            .and_then(|mut select| {
-                select
-                    .query_map(params![job.to_string(), dead], item_from_row)?
-                    .collect::<Result<Vec<_>, _>>()
-            })
-            .map_err(self.fail("read the dead-lettered items"))?;
-        let attempts = tx
-            .prepare_cached(&format!(
-                "SELECT {ATTEMPT_COLUMNS} FROM attempts a
-                 JOIN items i ON i.job_ref = a.job_ref AND i.idx = a.item_idx
-                 WHERE a.job_ref = (SELECT job_ref FROM jobs WHERE id = ?1) AND i.status = ?2
-                 ORDER BY a.item_idx, a.number"
-            ))
-            .and_then(|mut select| {
-                select
-                    .query_map(params![job.to_string(), dead], attempt_from_row)?
-                    .collect::<Result<Vec<_>, _>>()
-            })
-            .map_err(self.fail("read the dead-lettered items' attempts"))?;
-        tx.commit().map_err(self.fail("end a read transaction"))?;
-        let mut by_item: HashMap<u64, Vec<AttemptRecord>> = HashMap::new();
-        for attempt in attempts {
-            by_item.entry(attempt.item_index).or_default().push(attempt);
+        let id = job.to_string();
+        let mut requeued = Vec::new();
+        for (index, value) in changes {
+            let row: Option<(String, ItemStatus)> = tx
+                .prepare_cached(
+                    "SELECT key, status FROM items
+                                   WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = ?1)
+                                     AND idx = ?2",
+                )
+                .and_then(|mut select| {
+                    select
+                        .query_row(params![id, int(*index)], |r| Ok((r.get(0)?, text(r, 1)?)))
+                        .optional()
+                })
+                .map_err(self.fail("read an item"))?;
+            let (key, status) = row.ok_or(StoreError::ItemNotFound { job, index: *index })?;
+            let finished = matches!(
+                status,
+                ItemStatus::Completed | ItemStatus::Skipped | ItemStatus::DeadLettered
+            );
+            tx.prepare_cached(
+                "UPDATE items SET value = ?3
+                                 WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = ?1)
+                                   AND idx = ?2",
+            )
+            .and_then(|mut update| update.execute(params![id, int(*index), value]))
+            .map_err(self.fail("update an item's value"))?;
+            if !finished {
+                continue;
+            }
+            tx.prepare_cached(
+                "UPDATE attempts SET superseded = 1
+                 WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = ?1) AND item_idx = ?2 AND outcome = 'succeeded'",
+            )
+            .and_then(|mut update| update.execute(params![id, int(*index)]))
+            .map_err(self.fail("mark superseded attempts"))?;
+            tx.prepare_cached(
+                "UPDATE items SET status = 'pending', attempts = 0
+                   WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = ?1) AND idx = ?2",
+            )
+            .and_then(|mut update| update.execute(params![id, int(*index)]))
+            .map_err(self.fail("requeue an item"))?;
+            tx.prepare_cached(
+                "INSERT INTO events (job_ref, at, kind, item_key, payload)
+                 VALUES ((SELECT job_ref FROM jobs WHERE id = ?1), ?2, 'item_requeued', ?3, '{\"reason\":\"input_changed\"}')",
+            )
+            .and_then(|mut insert| insert.execute(params![id, at, key]))
+            .map_err(self.fail("record an event"))?;
+            requeued.push(key);
         }
-        Ok(items
-            .into_iter()
-            .map(|item| DeadLetter {
-                attempts: by_item.remove(&item.index).unwrap_or_default(),
-                item,
-            })
-            .collect())
+        tx.commit().map_err(self.fail("commit the changed items"))?;
+        Ok(requeued)
     }
+}
 
-    fn retry_dead_lettered(
-        &self,
-        job: JobId,
-        keys: Option<&[String]>,
-        at: i64,
-    ) -> Result<DlqChange, StoreError> {
-        self.move_dead_lettered(job, keys, at, DlqMove::Retry)
-    }
-
-    fn purge_dead_lettered(
-        &self,
-        job: JobId,
-        keys: Option<&[String]>,
-        at: i64,
-    ) -> Result<DlqChange, StoreError> {
-        self.move_dead_lettered(job, keys, at, DlqMove::Purge)
+impl Integrity for SqliteStore {
+    fn probe_write(&self) -> Result<(), StoreError> {
+        let mut conn = self.lock();
+        let tx = self.begin_write(&mut conn)?;
+        // A no-op write, so a read-only file fails here rather than later.
+        tx.execute("UPDATE jobs SET id = id WHERE 0", [])
+            .map_err(self.fail("write to the store"))?;
+        tx.rollback().map_err(self.fail("roll back a probe"))
     }
 
     fn job_contents(&self, job: JobId) -> Result<JobContents, StoreError> {
@@ -1426,135 +1560,9 @@ impl Store for SqliteStore {
         .map_err(self.fail("update a job"))?;
         tx.commit().map_err(self.fail("commit a repair"))
     }
+}
 
-    fn claim_items(
-        &self,
-        job: JobId,
-        claimer: &str,
-        limit: usize,
-        lease_until: i64,
-        at: i64,
-    ) -> Result<Vec<ClaimedItem>, StoreError> {
-        let mut conn = self.lock();
-        let tx = self.begin_write(&mut conn)?;
-        self.ensure_job(&tx, job)?;
-        let id = job.to_string();
-        let open: bool = tx
-            .query_row(
-                "SELECT status = 'running' AND phase IS 'map' FROM jobs WHERE id = ?1",
-                params![id],
-                |row| row.get(0),
-            )
-            .map_err(self.fail("read a job's status"))?;
-        if !open || limit == 0 {
-            tx.commit().map_err(self.fail("end a claim"))?;
-            return Ok(Vec::new());
-        }
-        // INDEXED BY: without it the planner walks the primary key in order (it also gives
-        // `ORDER BY idx`), reading every finished item of the job before the first unfinished.
-        let rows = tx
-            .prepare_cached(&format!(
-                "SELECT i.idx, i.key, i.value, i.status, i.attempts, i.claimed_by,
-                        (SELECT COALESCE(MAX(a.number), 0) FROM attempts a
-                         WHERE a.job_ref = i.job_ref AND a.item_idx = i.idx),
-                        i.lease_until IS NOT NULL
-                 FROM items i INDEXED BY items_unfinished
-                 WHERE i.job_ref = (SELECT job_ref FROM jobs WHERE id = ?1)
-                   AND i.status IN ('pending', 'failed', 'running')
-                   AND ((i.lease_until IS NULL AND i.status <> 'running') OR i.lease_until < ?2)
-                 ORDER BY i.idx {}",
-                limit_clause(limit)
-            ))
-            .and_then(|mut select| {
-                select
-                    .query_map(params![id, at], |row| {
-                        Ok((
-                            unsigned(row, 0)?,
-                            row.get::<_, String>(1)?,
-                            row.get::<_, String>(2)?,
-                            text::<ItemStatus>(row, 3)?,
-                            row.get::<_, u32>(4)?,
-                            row.get::<_, Option<String>>(5)?,
-                            row.get::<_, u32>(6)?,
-                            row.get::<_, bool>(7)?,
-                        ))
-                    })?
-                    .collect::<Result<Vec<_>, _>>()
-            })
-            .map_err(self.fail("find items to claim"))?;
-        let mut claimed = Vec::with_capacity(rows.len());
-        for (index, key, value, status, attempts, holder, last_number, leased) in rows {
-            if status == ItemStatus::Running {
-                tx.execute(
-                    "UPDATE attempts SET outcome = 'interrupted', ended_at = ?3, error = ?4
-                     WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = ?1) AND item_idx = ?2 AND outcome IS NULL",
-                    params![id, int(index), at, LEASE_EXPIRED_ERROR],
-                )
-                .map_err(self.fail("close an attempt whose lease ran out"))?;
-                tx.execute(
-                    "UPDATE items SET status = 'pending'
-                       WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = ?1) AND idx = ?2",
-                    params![id, int(index)],
-                )
-                .map_err(self.fail("requeue an item whose lease ran out"))?;
-                insert_event(
-                    &tx,
-                    job,
-                    at,
-                    EventKind::ItemRequeued.as_str(),
-                    Some(&key),
-                    &serde_json::json!({ "reason": "lease_expired", "claimed_by": holder }),
-                )
-                .map_err(self.fail("record an event"))?;
-            }
-            tx.execute(
-                "UPDATE items SET claimed_by = ?3, lease_until = ?4
-                 WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = ?1) AND idx = ?2",
-                params![id, int(index), claimer, lease_until],
-            )
-            .map_err(self.fail("claim an item"))?;
-            claimed.push(ClaimedItem {
-                index,
-                key,
-                value,
-                attempts,
-                last_number,
-                lease_expired: leased,
-            });
-        }
-        tx.commit().map_err(self.fail("commit a claim"))?;
-        Ok(claimed)
-    }
-
-    fn renew_claims(&self, job: JobId, claimer: &str, lease_until: i64) -> Result<u64, StoreError> {
-        let mut conn = self.lock();
-        let tx = self.begin_write(&mut conn)?;
-        let changed = tx
-            .execute(
-                "UPDATE items SET lease_until = ?3
-                 WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = ?1) AND claimed_by = ?2
-                   AND status IN ('pending', 'failed', 'running')",
-                params![job.to_string(), claimer, lease_until],
-            )
-            .map_err(self.fail("renew a lease"))?;
-        tx.commit().map_err(self.fail("commit a lease"))?;
-        Ok(changed as u64)
-    }
-
-    fn release_claims(&self, job: JobId, claimer: &str) -> Result<u64, StoreError> {
-        let mut conn = self.lock();
-        let tx = self.begin_write(&mut conn)?;
-        let changed = tx
-            .execute(
-                "UPDATE items SET claimed_by = NULL, lease_until = NULL
-                 WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = ?1) AND claimed_by = ?2 AND status <> 'running'",
-                params![job.to_string(), claimer],
-            )
-            .map_err(self.fail("release claimed items"))?;
-        tx.commit().map_err(self.fail("commit a release"))?;
-        Ok(changed as u64)
-    }
-
+impl Transfer for SqliteStore {
     fn copy_details(&self, job: JobId) -> Result<CopyDetails, StoreError> {
         let mut conn = self.lock();
         let tx = self.begin_read(&mut conn)?;
@@ -1588,21 +1596,6 @@ impl Store for SqliteStore {
             superseded,
             checkpoint_seqs,
         })
-    }
-
-    fn delete_job(&self, job: JobId) -> Result<(), StoreError> {
-        let mut conn = self.lock();
-        let tx = self.begin_write(&mut conn)?;
-        let id = job.to_string();
-        // Everything under the job (items, attempts, events, snapshots, checkpoints) goes
-        // with it: ON DELETE CASCADE.
-        let deleted = tx
-            .execute("DELETE FROM jobs WHERE id = ?1", params![id])
-            .map_err(self.fail("delete a job"))?;
-        if deleted == 0 {
-            return Err(StoreError::JobNotFound { job: id });
-        }
-        tx.commit().map_err(self.fail("commit a job's deletion"))
     }
 
     fn import_job(&self, dump: &JobDump) -> Result<(), StoreError> {
@@ -1744,6 +1737,21 @@ impl Store for SqliteStore {
             .map_err(fail("copy checkpoints"))?;
         }
         tx.commit().map_err(fail("commit a copied job"))
+    }
+
+    fn delete_job(&self, job: JobId) -> Result<(), StoreError> {
+        let mut conn = self.lock();
+        let tx = self.begin_write(&mut conn)?;
+        let id = job.to_string();
+        // Everything under the job (items, attempts, events, snapshots, checkpoints) goes
+        // with it: ON DELETE CASCADE.
+        let deleted = tx
+            .execute("DELETE FROM jobs WHERE id = ?1", params![id])
+            .map_err(self.fail("delete a job"))?;
+        if deleted == 0 {
+            return Err(StoreError::JobNotFound { job: id });
+        }
+        tx.commit().map_err(self.fail("commit a job's deletion"))
     }
 }
 

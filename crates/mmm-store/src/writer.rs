@@ -458,8 +458,9 @@ impl Drop for PanicGuard<'_> {
 mod tests {
     use super::*;
     use crate::{
-        AttemptRecord, CheckpointRecord, EventRecord, ItemRecord, JobRecord, NewItem, NewJob,
-        Owner, Requeued, UnfinishedItem,
+        AttemptRecord, CheckpointRecord, Claims, DeadLetters, EventReads, EventRecord, Integrity,
+        ItemRecord, JobLog, JobReads, JobRecord, NewItem, NewJob, Owner, Recovery, Requeued,
+        Transfer, UnfinishedItem,
     };
     use mmm_core::job::{ItemStatus, JobId};
 
@@ -479,10 +480,11 @@ mod tests {
         }
     }
 
-    impl Store for CountingStore {
+    impl JobLog for CountingStore {
         fn create_job(&self, _: &NewJob, _: &[NewItem]) -> Result<(), StoreError> {
             Ok(())
         }
+
         fn add_items(&self, _: JobId, items: &[NewItem]) -> Result<(), StoreError> {
             if self.fail_from_batch.is_some() {
                 return Err(StoreError::JobNotFound {
@@ -493,6 +495,7 @@ mod tests {
             self.added.lock().unwrap().push((held, items.len()));
             Ok(())
         }
+
         fn apply(&self, writes: &[Write]) -> Result<(), StoreError> {
             std::thread::sleep(self.delay);
             let mut batches = self.batches.lock().unwrap();
@@ -504,24 +507,63 @@ mod tests {
             batches.push(writes.len());
             Ok(())
         }
+    }
+
+    impl JobReads for CountingStore {
         fn job(&self, _: JobId) -> Result<JobRecord, StoreError> {
             unimplemented!()
         }
+
         fn jobs(&self) -> Result<Vec<JobRecord>, StoreError> {
             unimplemented!()
         }
+
         fn resolve_job(&self, _: &str) -> Result<JobId, StoreError> {
             unimplemented!()
         }
+
         fn items(&self, _: JobId, _: Option<ItemStatus>) -> Result<Vec<ItemRecord>, StoreError> {
             unimplemented!()
         }
+
+        fn item(&self, _: JobId, _: &str) -> Result<Option<ItemRecord>, StoreError> {
+            unimplemented!()
+        }
+
+        fn item_keys(&self, _: JobId) -> Result<Vec<String>, StoreError> {
+            unimplemented!()
+        }
+
         fn attempts(&self, _: JobId, _: Option<&str>) -> Result<Vec<AttemptRecord>, StoreError> {
             unimplemented!()
         }
+
+        fn items_page(
+            &self,
+            _: JobId,
+            _: &super::super::ItemPageQuery,
+        ) -> Result<super::super::ItemPage, StoreError> {
+            unimplemented!()
+        }
+
+        fn checkpoints(&self, _: JobId) -> Result<Vec<CheckpointRecord>, StoreError> {
+            unimplemented!()
+        }
+
+        fn ledger(&self, _: JobId) -> Result<crate::Ledger, StoreError> {
+            unimplemented!()
+        }
+    }
+
+    impl EventReads for CountingStore {
         fn events(&self, _: JobId, _: i64, _: usize) -> Result<Vec<EventRecord>, StoreError> {
             unimplemented!()
         }
+
+        fn recent_events(&self, _: JobId, _: usize) -> Result<Vec<EventRecord>, StoreError> {
+            unimplemented!()
+        }
+
         fn snapshots(
             &self,
             _: JobId,
@@ -530,65 +572,20 @@ mod tests {
         ) -> Result<Vec<super::super::SnapshotRecord>, StoreError> {
             unimplemented!()
         }
-        fn probe_write(&self) -> Result<(), StoreError> {
-            unimplemented!()
-        }
-        fn recent_events(&self, _: JobId, _: usize) -> Result<Vec<EventRecord>, StoreError> {
-            unimplemented!()
-        }
+
         fn latest_snapshot(
             &self,
             _: JobId,
         ) -> Result<Option<super::super::SnapshotRecord>, StoreError> {
             unimplemented!()
         }
-        fn items_page(
-            &self,
-            _: JobId,
-            _: &super::super::ItemPageQuery,
-        ) -> Result<super::super::ItemPage, StoreError> {
-            unimplemented!()
-        }
-        fn take_job(&self, _: JobId, _: &Owner, _: &Owner) -> Result<bool, StoreError> {
-            unimplemented!()
-        }
-        fn requeue_in_flight(&self, _: JobId, _: i64) -> Result<Requeued, StoreError> {
-            unimplemented!()
-        }
-        fn unfinished_items(
-            &self,
-            _: JobId,
-            _: Option<u64>,
-            _: usize,
-        ) -> Result<Vec<UnfinishedItem>, StoreError> {
-            unimplemented!()
-        }
-        fn item_keys(&self, _: JobId) -> Result<Vec<String>, StoreError> {
-            unimplemented!()
-        }
-        fn checkpoints(&self, _: JobId) -> Result<Vec<CheckpointRecord>, StoreError> {
-            unimplemented!()
-        }
-        fn rewind(&self, _: JobId, _: i64, _: i64) -> Result<Vec<String>, StoreError> {
-            unimplemented!()
-        }
-        fn update_item_values(
-            &self,
-            _: JobId,
-            _: &[(u64, String)],
-            _: i64,
-        ) -> Result<Vec<String>, StoreError> {
-            unimplemented!()
-        }
-        fn ledger(&self, _: JobId) -> Result<crate::Ledger, StoreError> {
-            unimplemented!()
-        }
-        fn item(&self, _: JobId, _: &str) -> Result<Option<ItemRecord>, StoreError> {
-            unimplemented!()
-        }
+    }
+
+    impl DeadLetters for CountingStore {
         fn dead_letters(&self, _: JobId) -> Result<Vec<crate::DeadLetter>, StoreError> {
             unimplemented!()
         }
+
         fn retry_dead_lettered(
             &self,
             _: JobId,
@@ -597,6 +594,7 @@ mod tests {
         ) -> Result<crate::DlqChange, StoreError> {
             unimplemented!()
         }
+
         fn purge_dead_lettered(
             &self,
             _: JobId,
@@ -605,21 +603,9 @@ mod tests {
         ) -> Result<crate::DlqChange, StoreError> {
             unimplemented!()
         }
-        fn job_contents(&self, _: JobId) -> Result<crate::JobContents, StoreError> {
-            unimplemented!()
-        }
-        fn storage_problems(&self) -> Result<Vec<String>, StoreError> {
-            unimplemented!()
-        }
-        fn repair(
-            &self,
-            _: JobId,
-            _: &[crate::RepairAction],
-            _: i64,
-            _: serde_json::Value,
-        ) -> Result<(), StoreError> {
-            unimplemented!()
-        }
+    }
+
+    impl Claims for CountingStore {
         fn claim_items(
             &self,
             _: JobId,
@@ -630,18 +616,81 @@ mod tests {
         ) -> Result<Vec<crate::ClaimedItem>, StoreError> {
             unimplemented!()
         }
+
         fn renew_claims(&self, _: JobId, _: &str, _: i64) -> Result<u64, StoreError> {
             unimplemented!()
         }
+
         fn release_claims(&self, _: JobId, _: &str) -> Result<u64, StoreError> {
             unimplemented!()
         }
+    }
+
+    impl Recovery for CountingStore {
+        fn take_job(&self, _: JobId, _: &Owner, _: &Owner) -> Result<bool, StoreError> {
+            unimplemented!()
+        }
+
+        fn requeue_in_flight(&self, _: JobId, _: i64) -> Result<Requeued, StoreError> {
+            unimplemented!()
+        }
+
+        fn unfinished_items(
+            &self,
+            _: JobId,
+            _: Option<u64>,
+            _: usize,
+        ) -> Result<Vec<UnfinishedItem>, StoreError> {
+            unimplemented!()
+        }
+
+        fn rewind(&self, _: JobId, _: i64, _: i64) -> Result<Vec<String>, StoreError> {
+            unimplemented!()
+        }
+
+        fn update_item_values(
+            &self,
+            _: JobId,
+            _: &[(u64, String)],
+            _: i64,
+        ) -> Result<Vec<String>, StoreError> {
+            unimplemented!()
+        }
+    }
+
+    impl Integrity for CountingStore {
+        fn probe_write(&self) -> Result<(), StoreError> {
+            unimplemented!()
+        }
+
+        fn job_contents(&self, _: JobId) -> Result<crate::JobContents, StoreError> {
+            unimplemented!()
+        }
+
+        fn storage_problems(&self) -> Result<Vec<String>, StoreError> {
+            unimplemented!()
+        }
+
+        fn repair(
+            &self,
+            _: JobId,
+            _: &[crate::RepairAction],
+            _: i64,
+            _: serde_json::Value,
+        ) -> Result<(), StoreError> {
+            unimplemented!()
+        }
+    }
+
+    impl Transfer for CountingStore {
         fn copy_details(&self, _: JobId) -> Result<crate::copy::CopyDetails, StoreError> {
             unimplemented!()
         }
+
         fn import_job(&self, _: &crate::copy::JobDump) -> Result<(), StoreError> {
             unimplemented!()
         }
+
         fn delete_job(&self, _: JobId) -> Result<(), StoreError> {
             unimplemented!()
         }

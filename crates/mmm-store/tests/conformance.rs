@@ -1858,7 +1858,9 @@ mod suite {
 mod sqlite {
     use std::sync::Arc;
 
-    use mmm_store::{self as store, DATABASE_FILE, sqlite::SqliteStore};
+    use mmm_store::{
+        self as store, DATABASE_FILE, EventReads, JobLog, JobReads, sqlite::SqliteStore,
+    };
     use tempfile::TempDir;
 
     use super::*;
@@ -2178,7 +2180,7 @@ mod sqlite {
 mod postgres {
     use std::sync::Arc;
 
-    use mmm_store::{self as store, postgres::PostgresStore};
+    use mmm_store::{self as store, JobReads, postgres::PostgresStore};
 
     use super::*;
 
