@@ -1,4 +1,5 @@
-//! [`StoreError`]: everything the store can fail with, each variant saying what to do next.
+//! [`StoreError`]: everything the store can fail with, each variant saying what to do next,
+//! and [`BackendError`], what the database client of a backend reported, kept as the source.
 
 use std::path::PathBuf;
 
@@ -53,7 +54,7 @@ pub enum StoreError {
         path: PathBuf,
         /// The cause.
         #[source]
-        source: rusqlite::Error,
+        source: BackendError,
     },
     /// The file is not an SQLite database, or SQLite found it damaged (e.g. truncated).
     #[error(
@@ -66,7 +67,7 @@ pub enum StoreError {
         path: PathBuf,
         /// What SQLite reported.
         #[source]
-        source: rusqlite::Error,
+        source: BackendError,
     },
     /// The file is a valid SQLite database that some other program made.
     #[error(
@@ -104,7 +105,7 @@ pub enum StoreError {
         version: i64,
         /// The cause.
         #[source]
-        source: rusqlite::Error,
+        source: BackendError,
     },
     /// Another process held the store's lock for longer than the busy timeout.
     #[error(
@@ -118,18 +119,18 @@ pub enum StoreError {
         operation: &'static str,
         /// What SQLite reported.
         #[source]
-        source: rusqlite::Error,
+        source: BackendError,
     },
-    /// A query or statement failed for another reason.
+    /// A statement failed in a store file for another reason.
     #[error("could not {operation} in the store {}; run `mmm check`", path.display())]
-    Sqlite {
+    Statement {
         /// The database file.
         path: PathBuf,
         /// What was being done.
         operation: &'static str,
         /// What SQLite reported.
         #[source]
-        source: rusqlite::Error,
+        source: BackendError,
     },
     /// A stored value this version of mmm cannot read (unknown status, bad id or JSON).
     #[error(
@@ -270,7 +271,7 @@ pub enum StoreError {
         reason: &'static str,
         /// The URL parser's own error, when it had one.
         #[source]
-        source: Option<tokio_postgres::Error>,
+        source: Option<BackendError>,
     },
     /// The PostgreSQL server could not be reached, or refused the connection.
     #[error(
@@ -282,35 +283,35 @@ pub enum StoreError {
         location: String,
         /// What the client reported.
         #[source]
-        source: tokio_postgres::Error,
+        source: BackendError,
     },
-    /// A statement failed in PostgreSQL (or the connection broke while it ran).
+    /// A statement failed on a store's server (or the connection broke while it ran).
     #[error(
         "could not {operation} in the PostgreSQL store {location}; check that the server is \
          reachable, then run `mmm check`"
     )]
-    Postgres {
+    ServerStatement {
         /// The URL, password hidden.
         location: String,
         /// What was being done.
         operation: &'static str,
         /// What PostgreSQL reported.
         #[source]
-        source: tokio_postgres::Error,
+        source: BackendError,
     },
-    /// Creating or upgrading a PostgreSQL store's schema failed; nothing of it was changed.
+    /// Creating or upgrading a store's schema on a server failed; nothing of it was changed.
     #[error(
         "could not bring the PostgreSQL store {location} to schema version {version}; it was \
          left unchanged: check that the user may create tables in the schema, then try again"
     )]
-    PostgresMigrate {
+    MigrateSchema {
         /// The URL, password hidden.
         location: String,
         /// The version being applied.
         version: i64,
         /// What PostgreSQL reported.
         #[source]
-        source: tokio_postgres::Error,
+        source: BackendError,
     },
     /// The schema holds tables, but it is not an mmm store.
     #[error(
@@ -347,4 +348,19 @@ fn quoted(keys: &[String]) -> String {
         text.push_str(&format!(" and {} more", keys.len() - SHOWN));
     }
     text
+}
+
+/// What a backend's database client reported: the `#[source]` of a [`StoreError`] that a
+/// database failure caused. Shown as the client shows it.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BackendError {
+    /// SQLite's error (the `sqlite` backend).
+    #[cfg(feature = "sqlite")]
+    #[error(transparent)]
+    Sqlite(#[from] rusqlite::Error),
+    /// PostgreSQL's error, or its client's (the `postgres` backend).
+    #[cfg(feature = "postgres")]
+    #[error(transparent)]
+    Postgres(#[from] tokio_postgres::Error),
 }

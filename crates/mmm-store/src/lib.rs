@@ -23,7 +23,7 @@ mod store;
 mod write;
 pub mod writer;
 
-pub use error::StoreError;
+pub use error::{BackendError, StoreError};
 pub use location::{
     DATABASE_FILE, DEFAULT_LOCATION, database_path, is_postgres_url, open, shown_location,
 };

@@ -298,7 +298,8 @@ fn parse_location(location: &str) -> Result<Target, StoreError> {
     } else {
         format!("{base}?{}", rest.join("&"))
     };
-    let mut config = Config::from_str(&url).map_err(|e| invalid("it does not parse", Some(e)))?;
+    let mut config =
+        Config::from_str(&url).map_err(|e| invalid("it does not parse", Some(e.into())))?;
     if config.get_connect_timeout().is_none() {
         config.connect_timeout(CONNECT_TIMEOUT);
     }
@@ -333,10 +334,10 @@ fn fail<'a>(
     location: &'a str,
     operation: &'static str,
 ) -> impl FnOnce(tokio_postgres::Error) -> StoreError + 'a {
-    move |source| StoreError::Postgres {
+    move |source| StoreError::ServerStatement {
         location: location.to_string(),
         operation,
-        source,
+        source: source.into(),
     }
 }
 
@@ -409,7 +410,7 @@ impl PostgresStore {
                     .await
                     .map_err(|source| StoreError::Connect {
                         location: location.to_string(),
-                        source,
+                        source: source.into(),
                     })?;
             let (sender, notifications) = tokio::sync::broadcast::channel(1_024);
             tokio::spawn(async move {
@@ -459,7 +460,7 @@ async fn connect(
             .await
             .map_err(|source| StoreError::Connect {
                 location: location.to_string(),
-                source,
+                source: source.into(),
             })?;
     // Errors of the connection surface on the client's next call (as a closed connection).
     let task = tokio::spawn(async move {
@@ -568,10 +569,10 @@ async fn migrate(
     }
 
     let migrate_error = |version| {
-        move |source| StoreError::PostgresMigrate {
+        move |source: tokio_postgres::Error| StoreError::MigrateSchema {
             location: location.to_string(),
             version,
-            source,
+            source: source.into(),
         }
     };
     let tx = client

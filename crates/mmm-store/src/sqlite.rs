@@ -163,7 +163,7 @@ impl SqliteStore {
         let mut conn =
             Connection::open_with_flags(path, flags).map_err(|source| StoreError::Open {
                 path: path.to_path_buf(),
-                source,
+                source: source.into(),
             })?;
         configure_new(&conn, path, create)?;
         if !create && check_version(&conn, path)? == 0 {
@@ -2110,7 +2110,7 @@ fn upgrade(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
         .map_err(|(version, source)| StoreError::Migrate {
             path: path.to_path_buf(),
             version,
-            source,
+            source: source.into(),
         })
 }
 
@@ -2164,13 +2164,16 @@ fn classify(path: &Path, operation: &'static str, source: rusqlite::Error) -> St
     let path = path.to_path_buf();
     match source.sqlite_error_code() {
         Some(ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt) => {
-            return StoreError::Damaged { path, source };
+            return StoreError::Damaged {
+                path,
+                source: source.into(),
+            };
         }
         Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => {
             return StoreError::Busy {
                 path,
                 operation,
-                source,
+                source: source.into(),
             };
         }
         _ => {}
@@ -2184,10 +2187,10 @@ fn classify(path: &Path, operation: &'static str, source: rusqlite::Error) -> St
             operation,
             source: Box::new(source),
         },
-        source => StoreError::Sqlite {
+        source => StoreError::Statement {
             path,
             operation,
-            source,
+            source: source.into(),
         },
     }
 }
