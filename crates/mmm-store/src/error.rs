@@ -364,3 +364,12 @@ pub enum BackendError {
     #[error(transparent)]
     Postgres(#[from] tokio_postgres::Error),
 }
+
+impl StoreError {
+    /// [`StoreError::JobNotFound`] for a job looked up by its whole id.
+    pub(crate) fn job_not_found(job: JobId) -> StoreError {
+        StoreError::JobNotFound {
+            job: job.to_string(),
+        }
+    }
+}
