@@ -4,7 +4,7 @@
 //! channel, so [`StoreWriter::send`] never blocks the runner. The thread waits for the first
 //! write, keeps collecting until [`StoreWriter::spawn`]'s `window` has passed since its last
 //! commit (or [`MAX_BATCH`] writes are waiting, or someone flushes), then commits the batch with
-//! one [`Store::apply`]. A group from [`StoreWriter::send_group`] always lands in one batch.
+//! one [`JobLog::apply`](crate::JobLog::apply). A group from [`StoreWriter::send_group`] always lands in one batch.
 //! While writes keep coming, the thread wakes once a window on its own and goes back to
 //! waiting on the channel only after a quiet spell, so a sender seldom has to wake it.
 //! A job's items ([`StoreWriter::add_items`]) take their place in the same order, in a
@@ -213,7 +213,7 @@ impl StoreWriter {
         receiver.recv().map_err(|_| WriterError::Stopped)?
     }
 
-    /// Records a job's items ([`Store::add_items`]) in their place among the writes: after
+    /// Records a job's items ([`JobLog::add_items`](crate::JobLog::add_items)) in their place among the writes: after
     /// what was sent before, before what is sent after, in a transaction of their own. Never
     /// blocks, so agents can start on the items while they are recorded; a failure is a failed
     /// commit.

@@ -38,7 +38,7 @@
 //! migrations (`schema`), rows read into records (`rows`), the statements several concerns
 //! share (`statements`), a batch of writes planned as one pipeline (`batch`), then one file per
 //! part of [`crate::Store`]: `job_log`, `job_reads`, `event_reads`, `dead_letters`, `claims`,
-//! `recovery`, `integrity`, `transfer`. The rules they follow are [`crate::rules`]'s; these
+//! `recovery`, `integrity`, `transfer`. The rules they follow are `rules`'s; these
 //! files hold the SQL.
 
 mod batch;

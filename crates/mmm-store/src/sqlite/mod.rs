@@ -1,10 +1,10 @@
 //! The embedded SQLite store: one database file in WAL mode, a numbered schema (`migrations/`,
 //! version kept in `PRAGMA user_version`), and one connection behind a mutex.
 //!
-//! Every write method runs in one `BEGIN IMMEDIATE` transaction ([`SqliteStore::write`]), so a
+//! Every write method runs in one `BEGIN IMMEDIATE` transaction (`SqliteStore::write`), so a
 //! batch is all or nothing and a second process waits (up to [`BUSY_TIMEOUT`]) instead of
 //! failing half-way. Reads that take several queries run in one read transaction
-//! ([`SqliteStore::read`]), so they see one consistent state. Timestamps are epoch
+//! (`SqliteStore::read`), so they see one consistent state. Timestamps are epoch
 //! milliseconds; JSON is stored as text.
 //!
 //! The files of this folder: opening and the connection's settings (`connection`), the schema
@@ -12,7 +12,7 @@
 //! read into records (`rows`), the statements several concerns share (`statements`), then one
 //! file per part of [`crate::Store`]: `job_log` (with `writes`, each [`crate::Write`]'s SQL),
 //! `job_reads`, `event_reads`, `dead_letters`, `claims`, `recovery`, `integrity`, `transfer`.
-//! The rules they follow are [`crate::rules`]'s; these files hold the SQL.
+//! The rules they follow are `rules`'s; these files hold the SQL.
 
 mod claims;
 mod connection;

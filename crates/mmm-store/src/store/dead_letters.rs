@@ -7,7 +7,7 @@ use crate::{AttemptRecord, ItemRecord, StoreError};
 use mmm_core::job::{JobId, JobStatus};
 
 /// A job's DLQ. The rules of a retry or a purge (which items move, to what, the events and the
-/// job status they imply) are [`crate::rules::dlq`]'s, the same on every backend.
+/// job status they imply) are the crate's own (`rules::dlq`), the same on every backend.
 pub trait DeadLetters {
     /// The job's dead-lettered items in input order, each with every attempt, read in one
     /// consistent state.
