@@ -209,7 +209,8 @@ impl JobReads for PostgresStore {
             Box::pin(async move {
                 tx.ensure_job(job, RowLock::None).await?;
                 let operation = "read the checkpoints";
-                let rows = tx.query(operation,
+                let rows = tx.query(
+                    operation,
                     "SELECT id, at, phase, reason, completed, dead_lettered, skipped
                      FROM checkpoints WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = $1) ORDER BY id",
                     &[&job.to_string()],
@@ -237,7 +238,8 @@ impl JobReads for PostgresStore {
                 tx.ensure_job(job, RowLock::None).await?;
                 let id = job.to_string();
                 let operation = "read the resume ledger";
-                let rows = tx.query(operation,
+                let rows = tx.query(
+                    operation,
                     "SELECT seq, at, kind, item_key, payload FROM events
                      WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = $1)
                        AND kind IN ('job_resumed', 'input_changed', 'spec_changed', 'spec_from_store')
@@ -247,7 +249,8 @@ impl JobReads for PostgresStore {
                 .await?;
                 let entries = tx.decode(&rows, operation, |row| event_from_row(row, job))?;
                 let operation = "count the requeued items";
-                let rows = tx.query(operation,
+                let rows = tx.query(
+                    operation,
                     "SELECT CASE kind WHEN $2::text THEN $2::text
                                       ELSE COALESCE(payload ->> 'reason', 'unknown') END,
                             count(*)

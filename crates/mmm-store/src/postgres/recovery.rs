@@ -51,7 +51,8 @@ impl Recovery for PostgresStore {
                 tx.ensure_job(job, RowLock::ForUpdate).await?;
                 let id = job.to_string();
                 let operation = "find attempts in flight";
-                let rows = tx.query(operation,
+                let rows = tx.query(
+                    operation,
                     "SELECT i.key FROM attempts a
                      JOIN items i ON i.job_ref = a.job_ref AND i.idx = a.item_idx
                      WHERE a.job_ref = (SELECT job_ref FROM jobs WHERE id = $1) AND a.outcome IS NULL
@@ -62,7 +63,8 @@ impl Recovery for PostgresStore {
                 .await?;
                 let interrupted = tx.decode(&rows, operation, |row| Ok(row.try_get(0)?))?;
                 // Items a live worker holds under a lease stay with it (scale-out).
-                tx.execute("close attempts in flight",
+                tx.execute(
+                    "close attempts in flight",
                     "UPDATE attempts SET outcome = 'interrupted', ended_at = $2::bigint,
                          error = $3::text
                      WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = $1) AND outcome IS NULL
@@ -72,7 +74,8 @@ impl Recovery for PostgresStore {
                     &[&id, &at, &OWNER_STOPPED_ERROR],
                 )
                 .await?;
-                tx.execute("requeue running items",
+                tx.execute(
+                    "requeue running items",
                     "UPDATE items SET status = 'pending'
                      WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = $1) AND status = 'running'
                        AND (lease_until IS NULL OR lease_until < $2::bigint)",
@@ -94,7 +97,8 @@ impl Recovery for PostgresStore {
             Box::pin(async move {
                 tx.ensure_job(job, RowLock::None).await?;
                 let operation = "read the unfinished items";
-                let rows = tx.query(operation,
+                let rows = tx.query(
+                    operation,
                     "SELECT i.idx, i.key, i.value, i.status, i.attempts,
                             (SELECT COALESCE(MAX(a.number), 0) FROM attempts a
                              WHERE a.job_ref = i.job_ref AND a.item_idx = i.idx)
@@ -125,7 +129,8 @@ impl Recovery for PostgresStore {
             Box::pin(async move {
                 tx.ensure_job(job, RowLock::ForUpdate).await?;
                 let id = job.to_string();
-                let rows = tx.query("find the checkpoint",
+                let rows = tx.query(
+                    "find the checkpoint",
                     "SELECT last_event_seq FROM checkpoints
                        WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = $1) AND id = $2::bigint",
                     &[&id, &checkpoint],
@@ -145,7 +150,8 @@ impl Recovery for PostgresStore {
                                          AND e.kind IN ('item_completed', 'item_skipped')
                                          AND i.status IN ('completed', 'skipped')";
                 let operation = "find the items to rewind";
-                let rows = tx.query(operation,
+                let rows = tx.query(
+                    operation,
                     &format!(
                         "SELECT key FROM items
                            WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = $1)
@@ -155,7 +161,8 @@ impl Recovery for PostgresStore {
                 )
                 .await?;
                 let keys = tx.decode(&rows, operation, |row| Ok(row.try_get(0)?))?;
-                tx.execute("mark superseded attempts",
+                tx.execute(
+                    "mark superseded attempts",
                     &format!(
                         "UPDATE attempts SET superseded = TRUE
                          WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = $1)
@@ -165,7 +172,8 @@ impl Recovery for PostgresStore {
                     &[&id, &last_seq],
                 )
                 .await?;
-                tx.execute("rewind items",
+                tx.execute(
+                    "rewind items",
                     &format!(
                         "UPDATE items SET status = 'pending', attempts = 0
                          WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = $1)
@@ -193,7 +201,8 @@ impl Recovery for PostgresStore {
                 let id = job.to_string();
                 let mut requeued = Vec::new();
                 for (index, value) in &changes {
-                    let rows = tx.query("read an item",
+                    let rows = tx.query(
+                        "read an item",
                         "SELECT key, status FROM items
                            WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = $1) AND idx = $2::bigint",
                         &[&id, &int(*index)],
@@ -205,7 +214,8 @@ impl Recovery for PostgresStore {
                     .into_iter()
                     .next()
                     .ok_or(StoreError::ItemNotFound { job, index: *index })?;
-                    tx.execute("update an item's value",
+                    tx.execute(
+                        "update an item's value",
                         "UPDATE items SET value = $3::text
                            WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = $1) AND idx = $2::bigint",
                         &[&id, &int(*index), value],
@@ -214,13 +224,15 @@ impl Recovery for PostgresStore {
                     if !transitions::reruns_on_new_value(status) {
                         continue;
                     }
-                    tx.execute("mark superseded attempts",
+                    tx.execute(
+                        "mark superseded attempts",
                         "UPDATE attempts SET superseded = TRUE
                          WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = $1) AND item_idx = $2::bigint AND outcome = 'succeeded'",
                         &[&id, &int(*index)],
                     )
                     .await?;
-                    tx.execute("requeue an item",
+                    tx.execute(
+                        "requeue an item",
                         "UPDATE items SET status = 'pending', attempts = 0
                          WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = $1) AND idx = $2::bigint",
                         &[&id, &int(*index)],

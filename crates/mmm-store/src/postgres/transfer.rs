@@ -61,7 +61,8 @@ impl Transfer for PostgresStore {
                     .source
                     .as_ref()
                     .map(|path| path.to_string_lossy().into_owned());
-                let inserted = tx.execute("copy a job",
+                let inserted = tx.execute(
+                    "copy a job",
                     "INSERT INTO jobs (id, name, status, phase, spec, spec_hash, source, max_parallel,
                                        created_at, started_at, updated_at, finished_at, duration_ms,
                                        owner_pid, owner_host, heartbeat_at, origin, input_fingerprint)
@@ -101,7 +102,8 @@ impl Transfer for PostgresStore {
                     let values: Vec<&str> = chunk.iter().map(|i| i.value.as_str()).collect();
                     let statuses: Vec<&str> = chunk.iter().map(|i| i.status.as_str()).collect();
                     let attempts: Vec<i64> = chunk.iter().map(|i| i64::from(i.attempts)).collect();
-                    tx.execute("copy items",
+                    tx.execute(
+                        "copy items",
                         "INSERT INTO items (job_ref, idx, key, value, status, attempts)
                          SELECT (SELECT job_ref FROM jobs WHERE id = $1), u.idx, u.key, u.value,
                           u.status, u.attempts
@@ -114,7 +116,8 @@ impl Transfer for PostgresStore {
                 let superseded: HashSet<(u64, u32)> = dump.superseded.iter().copied().collect();
                 for a in &dump.contents.attempts {
                     let steps = StoredSteps::to_json(&a.steps);
-                    tx.execute("copy attempts",
+                    tx.execute(
+                        "copy attempts",
                         "INSERT INTO attempts (job_ref, item_idx, number, agent, started_at, ended_at,
                                                duration_us, outcome, exit_code, error, steps,
                                                stdout_tail, stderr_tail, superseded)
@@ -143,7 +146,8 @@ impl Transfer for PostgresStore {
                 }
                 let mut new_seqs = Vec::with_capacity(dump.events.len());
                 for event in &dump.events {
-                    let rows = tx.query("copy events",
+                    let rows = tx.query(
+                        "copy events",
                         "INSERT INTO events (job_ref, at, kind, item_key, payload)
                          VALUES ((SELECT job_ref FROM jobs WHERE id = $1), $2::bigint, $3::text, $4::text, $5::jsonb) RETURNING seq",
                         &[&id, &event.at, &event.kind, &event.item_key, &event.payload],
@@ -152,7 +156,8 @@ impl Transfer for PostgresStore {
                     new_seqs.push(rows.first().map_or(0, |row| row.get::<_, i64>(0)));
                 }
                 for snapshot in &dump.snapshots {
-                    tx.execute("copy snapshots",
+                    tx.execute(
+                        "copy snapshots",
                         "INSERT INTO snapshots (job_ref, at, payload)
                            VALUES ((SELECT job_ref FROM jobs WHERE id = $1), $2::bigint, $3::jsonb)",
                         &[&id, &snapshot.at, &snapshot.payload],
@@ -161,7 +166,8 @@ impl Transfer for PostgresStore {
                 }
                 let positions = dump.checkpoint_positions();
                 for ((checkpoint, _), position) in dump.checkpoints.iter().zip(positions) {
-                    tx.execute("copy checkpoints",
+                    tx.execute(
+                        "copy checkpoints",
                         "INSERT INTO checkpoints (job_ref, at, phase, reason, last_event_seq,
                                                   completed, dead_lettered, skipped)
                          VALUES ((SELECT job_ref FROM jobs WHERE id = $1), $2::bigint, $3::text,
