@@ -2,7 +2,7 @@
 //! PostgreSQL store, `mmm run` as the coordinator plus any number of `mmm worker`s).
 //!
 //! Items are claimed from the store in small batches under a lease
-//! ([`mmm_store::Store::claim_items`]: `FOR UPDATE SKIP LOCKED`, so no two processes get
+//! ([`mmm_store::Claims::claim_items`]: `FOR UPDATE SKIP LOCKED`, so no two processes get
 //! the same item). A renewal task extends the lease of everything this process holds every
 //! third of the lease; an item whose claimer died (stopped renewing) is claimable again once
 //! its lease runs out, its attempt in flight closed `interrupted`. A claimed item not started

@@ -2,8 +2,8 @@
 //! SQLite store of a laptop to the PostgreSQL store of a cluster, or back.
 //!
 //! [`dump_job`] reads everything the source holds about the job through the [`Store`] trait
-//! (plus the two details no other read returns, [`Store::copy_details`]); the destination's
-//! [`Store::import_job`] writes it in one transaction: the job row as it was (status, owner,
+//! (plus the two details no other read returns, [`Transfer::copy_details`](crate::Transfer::copy_details)); the destination's
+//! [`Transfer::import_job`](crate::Transfer::import_job) writes it in one transaction: the job row as it was (status, owner,
 //! times), items with their statuses and attempt counts, every attempt, events in their order
 //! (with the destination's own sequence numbers; checkpoints point at the same events),
 //! snapshots and checkpoints. Claims are not copied: a copied item is claimable at once.
@@ -23,7 +23,7 @@ pub struct CopyDetails {
     pub checkpoint_seqs: Vec<(i64, i64)>,
 }
 
-/// A job's whole record, as [`Store::import_job`] takes it.
+/// A job's whole record, as [`Transfer::import_job`](crate::Transfer::import_job) takes it.
 #[derive(Debug, Clone)]
 pub struct JobDump {
     /// The job, its items and its attempts.

@@ -12,7 +12,7 @@
 //! (one writer at a time: a transaction that took a number commits before the next one can
 //! take one) and for PostgreSQL (every transaction that records events of a job takes the job's
 //! row lock before it takes a number, and holds it to its commit). Waiting between reads is
-//! [`Store::wait_for_events`]: a NOTIFY on PostgreSQL, a sleep of [`POLL_INTERVAL`] on SQLite.
+//! [`EventReads::wait_for_events`](crate::EventReads::wait_for_events): a NOTIFY on PostgreSQL, a sleep of [`POLL_INTERVAL`] on SQLite.
 
 use std::collections::VecDeque;
 use std::sync::Arc;

@@ -4,7 +4,7 @@
 //! channel, so [`StoreWriter::send`] never blocks the runner. The thread waits for the first
 //! write, keeps collecting until [`StoreWriter::spawn`]'s `window` has passed since its last
 //! commit (or [`MAX_BATCH`] writes are waiting, or someone flushes), then commits the batch with
-//! one [`Store::apply`]. A group from [`StoreWriter::send_group`] always lands in one batch.
+//! one [`JobLog::apply`](crate::JobLog::apply). A group from [`StoreWriter::send_group`] always lands in one batch.
 //! While writes keep coming, the thread wakes once a window on its own and goes back to
 //! waiting on the channel only after a quiet spell, so a sender seldom has to wake it.
 //! A job's items ([`StoreWriter::add_items`]) take their place in the same order, in a
@@ -213,7 +213,7 @@ impl StoreWriter {
         receiver.recv().map_err(|_| WriterError::Stopped)?
     }
 
-    /// Records a job's items ([`Store::add_items`]) in their place among the writes: after
+    /// Records a job's items ([`JobLog::add_items`](crate::JobLog::add_items)) in their place among the writes: after
     /// what was sent before, before what is sent after, in a transaction of their own. Never
     /// blocks, so agents can start on the items while they are recorded; a failure is a failed
     /// commit.
@@ -458,19 +458,22 @@ impl Drop for PanicGuard<'_> {
 mod tests {
     use super::*;
     use crate::{
-        AttemptRecord, CheckpointRecord, EventRecord, ItemRecord, JobRecord, NewItem, NewJob,
-        Owner, Requeued, UnfinishedItem,
+        AttemptRecord, CheckpointRecord, Claims, DeadLetters, EventReads, EventRecord, Integrity,
+        ItemRecord, JobLog, JobReads, JobRecord, NewItem, NewJob, Owner, Recovery, Requeued,
+        Transfer, UnfinishedItem,
     };
     use mmm_core::job::{ItemStatus, JobId};
 
     /// A store that records the size of every batch (and, for items added, how many writes
-    /// it held before them and how many items) and can be told to fail.
+    /// it held before them and how many items) and can be told to fail, or to hold its first
+    /// commit until the test says go (`gate`: it says it entered, then waits).
     #[derive(Default)]
     struct CountingStore {
         batches: Mutex<Vec<usize>>,
         added: Mutex<Vec<(usize, usize)>>,
         fail_from_batch: Option<usize>,
         delay: Duration,
+        gate: Mutex<Option<(mpsc::Sender<()>, mpsc::Receiver<()>)>>,
     }
 
     impl CountingStore {
@@ -479,10 +482,11 @@ mod tests {
         }
     }
 
-    impl Store for CountingStore {
+    impl JobLog for CountingStore {
         fn create_job(&self, _: &NewJob, _: &[NewItem]) -> Result<(), StoreError> {
             Ok(())
         }
+
         fn add_items(&self, _: JobId, items: &[NewItem]) -> Result<(), StoreError> {
             if self.fail_from_batch.is_some() {
                 return Err(StoreError::JobNotFound {
@@ -493,7 +497,13 @@ mod tests {
             self.added.lock().unwrap().push((held, items.len()));
             Ok(())
         }
+
         fn apply(&self, writes: &[Write]) -> Result<(), StoreError> {
+            let gate = self.gate.lock().unwrap().take();
+            if let Some((entered, go)) = gate {
+                entered.send(()).unwrap();
+                go.recv().unwrap();
+            }
             std::thread::sleep(self.delay);
             let mut batches = self.batches.lock().unwrap();
             if self.fail_from_batch.is_some_and(|n| batches.len() >= n) {
@@ -504,24 +514,63 @@ mod tests {
             batches.push(writes.len());
             Ok(())
         }
+    }
+
+    impl JobReads for CountingStore {
         fn job(&self, _: JobId) -> Result<JobRecord, StoreError> {
             unimplemented!()
         }
+
         fn jobs(&self) -> Result<Vec<JobRecord>, StoreError> {
             unimplemented!()
         }
+
         fn resolve_job(&self, _: &str) -> Result<JobId, StoreError> {
             unimplemented!()
         }
+
         fn items(&self, _: JobId, _: Option<ItemStatus>) -> Result<Vec<ItemRecord>, StoreError> {
             unimplemented!()
         }
+
+        fn item(&self, _: JobId, _: &str) -> Result<Option<ItemRecord>, StoreError> {
+            unimplemented!()
+        }
+
+        fn item_keys(&self, _: JobId) -> Result<Vec<String>, StoreError> {
+            unimplemented!()
+        }
+
         fn attempts(&self, _: JobId, _: Option<&str>) -> Result<Vec<AttemptRecord>, StoreError> {
             unimplemented!()
         }
+
+        fn items_page(
+            &self,
+            _: JobId,
+            _: &super::super::ItemPageQuery,
+        ) -> Result<super::super::ItemPage, StoreError> {
+            unimplemented!()
+        }
+
+        fn checkpoints(&self, _: JobId) -> Result<Vec<CheckpointRecord>, StoreError> {
+            unimplemented!()
+        }
+
+        fn ledger(&self, _: JobId) -> Result<crate::Ledger, StoreError> {
+            unimplemented!()
+        }
+    }
+
+    impl EventReads for CountingStore {
         fn events(&self, _: JobId, _: i64, _: usize) -> Result<Vec<EventRecord>, StoreError> {
             unimplemented!()
         }
+
+        fn recent_events(&self, _: JobId, _: usize) -> Result<Vec<EventRecord>, StoreError> {
+            unimplemented!()
+        }
+
         fn snapshots(
             &self,
             _: JobId,
@@ -530,65 +579,20 @@ mod tests {
         ) -> Result<Vec<super::super::SnapshotRecord>, StoreError> {
             unimplemented!()
         }
-        fn probe_write(&self) -> Result<(), StoreError> {
-            unimplemented!()
-        }
-        fn recent_events(&self, _: JobId, _: usize) -> Result<Vec<EventRecord>, StoreError> {
-            unimplemented!()
-        }
+
         fn latest_snapshot(
             &self,
             _: JobId,
         ) -> Result<Option<super::super::SnapshotRecord>, StoreError> {
             unimplemented!()
         }
-        fn items_page(
-            &self,
-            _: JobId,
-            _: &super::super::ItemPageQuery,
-        ) -> Result<super::super::ItemPage, StoreError> {
-            unimplemented!()
-        }
-        fn take_job(&self, _: JobId, _: &Owner, _: &Owner) -> Result<bool, StoreError> {
-            unimplemented!()
-        }
-        fn requeue_in_flight(&self, _: JobId, _: i64) -> Result<Requeued, StoreError> {
-            unimplemented!()
-        }
-        fn unfinished_items(
-            &self,
-            _: JobId,
-            _: Option<u64>,
-            _: usize,
-        ) -> Result<Vec<UnfinishedItem>, StoreError> {
-            unimplemented!()
-        }
-        fn item_keys(&self, _: JobId) -> Result<Vec<String>, StoreError> {
-            unimplemented!()
-        }
-        fn checkpoints(&self, _: JobId) -> Result<Vec<CheckpointRecord>, StoreError> {
-            unimplemented!()
-        }
-        fn rewind(&self, _: JobId, _: i64, _: i64) -> Result<Vec<String>, StoreError> {
-            unimplemented!()
-        }
-        fn update_item_values(
-            &self,
-            _: JobId,
-            _: &[(u64, String)],
-            _: i64,
-        ) -> Result<Vec<String>, StoreError> {
-            unimplemented!()
-        }
-        fn ledger(&self, _: JobId) -> Result<crate::Ledger, StoreError> {
-            unimplemented!()
-        }
-        fn item(&self, _: JobId, _: &str) -> Result<Option<ItemRecord>, StoreError> {
-            unimplemented!()
-        }
+    }
+
+    impl DeadLetters for CountingStore {
         fn dead_letters(&self, _: JobId) -> Result<Vec<crate::DeadLetter>, StoreError> {
             unimplemented!()
         }
+
         fn retry_dead_lettered(
             &self,
             _: JobId,
@@ -597,6 +601,7 @@ mod tests {
         ) -> Result<crate::DlqChange, StoreError> {
             unimplemented!()
         }
+
         fn purge_dead_lettered(
             &self,
             _: JobId,
@@ -605,20 +610,9 @@ mod tests {
         ) -> Result<crate::DlqChange, StoreError> {
             unimplemented!()
         }
-        fn job_contents(&self, _: JobId) -> Result<crate::JobContents, StoreError> {
-            unimplemented!()
-        }
-        fn storage_problems(&self) -> Result<Vec<String>, StoreError> {
-            unimplemented!()
-        }
-        fn repair(
-            &self,
-            _: JobId,
-            _: &mmm_core::event::Repaired,
-            _: i64,
-        ) -> Result<(), StoreError> {
-            unimplemented!()
-        }
+    }
+
+    impl Claims for CountingStore {
         fn claim_items(
             &self,
             _: JobId,
@@ -629,18 +623,80 @@ mod tests {
         ) -> Result<Vec<crate::ClaimedItem>, StoreError> {
             unimplemented!()
         }
+
         fn renew_claims(&self, _: JobId, _: &str, _: i64) -> Result<u64, StoreError> {
             unimplemented!()
         }
+
         fn release_claims(&self, _: JobId, _: &str) -> Result<u64, StoreError> {
             unimplemented!()
         }
+    }
+
+    impl Recovery for CountingStore {
+        fn take_job(&self, _: JobId, _: &Owner, _: &Owner) -> Result<bool, StoreError> {
+            unimplemented!()
+        }
+
+        fn requeue_in_flight(&self, _: JobId, _: i64) -> Result<Requeued, StoreError> {
+            unimplemented!()
+        }
+
+        fn unfinished_items(
+            &self,
+            _: JobId,
+            _: Option<u64>,
+            _: usize,
+        ) -> Result<Vec<UnfinishedItem>, StoreError> {
+            unimplemented!()
+        }
+
+        fn rewind(&self, _: JobId, _: i64, _: i64) -> Result<Vec<String>, StoreError> {
+            unimplemented!()
+        }
+
+        fn update_item_values(
+            &self,
+            _: JobId,
+            _: &[(u64, String)],
+            _: i64,
+        ) -> Result<Vec<String>, StoreError> {
+            unimplemented!()
+        }
+    }
+
+    impl Integrity for CountingStore {
+        fn probe_write(&self) -> Result<(), StoreError> {
+            unimplemented!()
+        }
+
+        fn job_contents(&self, _: JobId) -> Result<crate::JobContents, StoreError> {
+            unimplemented!()
+        }
+
+        fn storage_problems(&self) -> Result<Vec<String>, StoreError> {
+            unimplemented!()
+        }
+
+        fn repair(
+            &self,
+            _: JobId,
+            _: &mmm_core::event::Repaired,
+            _: i64,
+        ) -> Result<(), StoreError> {
+            unimplemented!()
+        }
+    }
+
+    impl Transfer for CountingStore {
         fn copy_details(&self, _: JobId) -> Result<crate::copy::CopyDetails, StoreError> {
             unimplemented!()
         }
+
         fn import_job(&self, _: &crate::copy::JobDump) -> Result<(), StoreError> {
             unimplemented!()
         }
+
         fn delete_job(&self, _: JobId) -> Result<(), StoreError> {
             unimplemented!()
         }
@@ -800,8 +856,14 @@ mod tests {
 
     #[test]
     fn items_are_recorded_in_their_place_among_the_writes_and_never_after_a_failure() {
-        let store = Arc::new(CountingStore::default());
-        // A window far longer than the test: only the items and the flush cause commits.
+        let (entered, entered_seen) = mpsc::channel();
+        let (go, gone) = mpsc::channel();
+        let store = Arc::new(CountingStore {
+            gate: Mutex::new(Some((entered, gone))),
+            ..CountingStore::default()
+        });
+        // A window far longer than the test: after the first commit, only the items and the
+        // flush cause commits.
         let writer = StoreWriter::spawn(store.clone(), Duration::from_secs(60));
         let job = JobId::new();
         let items = |n: usize| -> Vec<NewItem> {
@@ -812,22 +874,27 @@ mod tests {
                 })
                 .collect()
         };
+        // The first write after a quiet spell is committed at once; the rest queue up behind
+        // it while that commit is held, so what comes next does not depend on timing.
+        writer.send(event(job, 0));
+        entered_seen.recv().unwrap();
         writer.send(event(job, 1));
         writer.send(event(job, 2));
         writer.add_items(job, items(3));
         writer.send(event(job, 3));
+        go.send(()).unwrap();
         // The flush waits behind the items: it is answered at once all the same, not after a
         // window.
         let flushing = Instant::now();
         writer.flush_blocking().unwrap();
         assert!(flushing.elapsed() < Duration::from_secs(10));
-        assert_eq!(store.batch_sizes(), [2, 1]);
+        assert_eq!(store.batch_sizes(), [1, 2, 1]);
         assert_eq!(
             *store.added.lock().unwrap(),
-            [(2, 3)],
-            "after 2 writes, before the 3rd"
+            [(3, 3)],
+            "after the first commit and 2 writes, before the 3rd"
         );
-        assert_eq!(writer.stats().writes, 6);
+        assert_eq!(writer.stats().writes, 7);
         writer.close().unwrap();
 
         // A failed commit: the items after it are dropped, and counted.

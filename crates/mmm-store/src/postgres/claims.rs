@@ -1,0 +1,168 @@
+//! [`Claims`] on PostgreSQL: items claimed under a lease with `FOR UPDATE SKIP LOCKED`, so that
+//! concurrent claimers pass over each other's rows; leases renewed and released.
+
+use super::PostgresStore;
+use super::rows::{int, small, text, unsigned};
+use super::transaction::{Access, Tx};
+use crate::rules::claims::Claimable;
+use crate::rules::interruptions::LEASE_EXPIRED_ERROR;
+use crate::{ClaimedItem, Claims, StoreError};
+use mmm_core::job::{AttemptOutcome, ItemStatus, JobId};
+
+impl Claims for PostgresStore {
+    fn claim_items(
+        &self,
+        job: JobId,
+        claimer: &str,
+        limit: usize,
+        lease_until: i64,
+        at: i64,
+    ) -> Result<Vec<ClaimedItem>, StoreError> {
+        let claimer = claimer.to_string();
+        self.write("commit a claim", move |tx| {
+            Box::pin(async move {
+                let open = tx
+                    .rows(
+                        "read a job's status",
+                        // Locked first, as every writer of the job does: the claim may record
+                        // events.
+                        "SELECT status = 'running' AND phase IS NOT DISTINCT FROM 'map'
+                         FROM jobs WHERE id = $1 FOR NO KEY UPDATE",
+                        &[&job.to_string()],
+                        |row| Ok(row.try_get::<_, bool>(0)?),
+                    )
+                    .await?
+                    .into_iter()
+                    .next()
+                    .ok_or_else(|| StoreError::job_not_found(job))?;
+                if !open || limit == 0 {
+                    tx.commit_as("end a claim");
+                    return Ok(Vec::new());
+                }
+                let items = tx.claimable(job, limit, at).await?;
+                let mut indices = Vec::with_capacity(items.len());
+                for item in &items {
+                    if item.has_attempt_in_flight() {
+                        tx.take_attempt(job, item, at).await?;
+                    }
+                    indices.push(int(item.index));
+                }
+                if !indices.is_empty() {
+                    tx.execute(
+                        "claim items",
+                        "UPDATE items SET claimed_by = $2::text, lease_until = $3::bigint
+                         WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = $1) AND idx = ANY($4::bigint[])",
+                        &[&job.to_string(), &claimer, &lease_until, &indices],
+                    )
+                    .await?;
+                }
+                Ok(items.into_iter().map(Claimable::into_claimed).collect())
+            })
+        })
+    }
+
+    fn renew_claims(&self, job: JobId, claimer: &str, lease_until: i64) -> Result<u64, StoreError> {
+        let claimer = claimer.to_string();
+        self.transaction(Access::Autocommit, move |tx| {
+            Box::pin(async move {
+                tx.execute(
+                    "renew a lease",
+                    "UPDATE items SET lease_until = $3::bigint
+                     WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = $1) AND claimed_by = $2::text
+                       AND status IN ('pending', 'failed', 'running')",
+                    &[&job.to_string(), &claimer, &lease_until],
+                )
+                .await
+            })
+        })
+    }
+
+    fn release_claims(&self, job: JobId, claimer: &str) -> Result<u64, StoreError> {
+        let claimer = claimer.to_string();
+        self.transaction(Access::Autocommit, move |tx| {
+            Box::pin(async move {
+                tx.execute(
+                    "release claimed items",
+                    "UPDATE items SET claimed_by = NULL, lease_until = NULL
+                     WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = $1) AND claimed_by = $2::text AND status <> 'running'",
+                    &[&job.to_string(), &claimer],
+                )
+                .await
+            })
+        })
+    }
+}
+
+impl Tx<'_> {
+    /// At most `limit` items a claim may take at `at`, in input order, their rows locked.
+    async fn claimable(
+        &mut self,
+        job: JobId,
+        limit: usize,
+        at: i64,
+    ) -> Result<Vec<Claimable>, StoreError> {
+        // SKIP LOCKED: concurrent claimers pass over each other's rows instead of waiting, and
+        // each row is re-checked against the WHERE once locked.
+        self.rows(
+            "find items to claim",
+            "SELECT i.idx, i.key, i.value, i.status, i.attempts, i.claimed_by,
+                    (SELECT COALESCE(MAX(a.number), 0) FROM attempts a
+                     WHERE a.job_ref = i.job_ref AND a.item_idx = i.idx),
+                    i.lease_until IS NOT NULL
+             FROM items i
+             WHERE i.job_ref = (SELECT job_ref FROM jobs WHERE id = $1)
+               AND i.status IN ('pending', 'failed', 'running')
+               AND ((i.lease_until IS NULL AND i.status <> 'running')
+                    OR i.lease_until < $2::bigint)
+             ORDER BY i.idx LIMIT $3::bigint
+             FOR UPDATE OF i SKIP LOCKED",
+            &[&job.to_string(), &at, &int(limit as u64)],
+            |row| {
+                Ok(Claimable {
+                    index: unsigned(row, 0)?,
+                    key: row.try_get(1)?,
+                    value: row.try_get(2)?,
+                    status: text::<ItemStatus>(row, 3)?,
+                    attempts: small(row, 4)?,
+                    holder: row.try_get(5)?,
+                    last_number: small(row, 6)?,
+                    leased: row.try_get(7)?,
+                })
+            },
+        )
+        .await
+    }
+
+    /// Takes `item`'s attempt in flight from the claimer whose lease ran out: closes it,
+    /// requeues the item and records why.
+    async fn take_attempt(
+        &mut self,
+        job: JobId,
+        item: &Claimable,
+        at: i64,
+    ) -> Result<(), StoreError> {
+        let id = job.to_string();
+        self.execute(
+            "close an attempt whose lease ran out",
+            "UPDATE attempts SET outcome = $5::text, ended_at = $3::bigint,
+                 error = $4::text
+             WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = $1) AND item_idx = $2::bigint AND outcome IS NULL",
+            &[
+                &id,
+                &int(item.index),
+                &at,
+                &LEASE_EXPIRED_ERROR,
+                &AttemptOutcome::Interrupted.as_str(),
+            ],
+        )
+        .await?;
+        self.execute(
+            "requeue an item whose lease ran out",
+            "UPDATE items SET status = $3::text
+               WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = $1) AND idx = $2::bigint",
+            &[&id, &int(item.index), &ItemStatus::Pending.as_str()],
+        )
+        .await?;
+        self.record_event(job, at, &item.requeued()).await
+    }
+}

@@ -1,0 +1,277 @@
+//! [`JobReads`] on PostgreSQL: jobs, items, attempts, a page of items, checkpoints and the
+//! resume ledger, each read in one REPEATABLE READ transaction.
+
+use tokio_postgres::types::ToSql;
+
+use super::PostgresStore;
+use super::rows::{
+    ATTEMPT_COLUMNS, ITEM_COLUMNS, JOB_COLUMNS, attempt_from_row, event_from_row, item_from_row,
+    job_from_row, optional_text, paged_item_from_row, text, unsigned,
+};
+use super::statements::RowLock;
+use crate::rules::job_ids;
+use crate::{
+    AttemptRecord, CheckpointRecord, ItemPage, ItemPageQuery, ItemRecord, JobReads, JobRecord,
+    Ledger, StoreError,
+};
+use mmm_core::event::EventKind;
+use mmm_core::job::{ItemStatus, JobId};
+
+impl JobReads for PostgresStore {
+    fn job(&self, id: JobId) -> Result<JobRecord, StoreError> {
+        self.read(move |tx| {
+            Box::pin(async move {
+                let job = tx.read_job(id).await?;
+                job.ok_or_else(|| StoreError::job_not_found(id))
+            })
+        })
+    }
+
+    fn jobs(&self) -> Result<Vec<JobRecord>, StoreError> {
+        self.read(move |tx| {
+            Box::pin(async move {
+                let sql = format!("SELECT {JOB_COLUMNS} FROM jobs ORDER BY id DESC");
+                let rows = tx.query("list the jobs", &sql, &[]).await?;
+                let mut jobs = tx.decode(&rows, "list the jobs", job_from_row)?;
+                let mut counts = tx.counts(None).await?;
+                for job in &mut jobs {
+                    job.counts = counts.remove(&job.id).unwrap_or_default();
+                }
+                Ok(jobs)
+            })
+        })
+    }
+
+    fn resolve_job(&self, prefix: &str) -> Result<JobId, StoreError> {
+        let hex = job_ids::hex_prefix(prefix)?;
+        let ids = self.read(move |tx| {
+            Box::pin(async move {
+                // `hex` holds only hex digits, so it has no LIKE wildcards of its own.
+                let pattern = format!("{hex}%");
+                tx.rows(
+                    "look up a job id",
+                    "SELECT id FROM jobs WHERE id LIKE $1::text ORDER BY id DESC",
+                    &[&pattern],
+                    |row| text::<JobId>(row, 0),
+                )
+                .await
+            })
+        })?;
+        job_ids::the_one(prefix, ids)
+    }
+
+    fn items(&self, job: JobId, status: Option<ItemStatus>) -> Result<Vec<ItemRecord>, StoreError> {
+        self.read(move |tx| {
+            Box::pin(async move {
+                tx.ensure_job(job, RowLock::None).await?;
+                let operation = "read a job's items";
+                let id = job.to_string();
+                let rows = match status {
+                    None => {
+                        let sql =
+                            format!("SELECT {ITEM_COLUMNS} FROM items
+                                       WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = $1) ORDER BY idx");
+                        tx.query(operation, &sql, &[&id]).await?
+                    }
+                    Some(status) => {
+                        let sql = format!(
+                            "SELECT {ITEM_COLUMNS} FROM items
+                             WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = $1)
+                               AND status = $2::text ORDER BY idx"
+                        );
+                        let params: [&(dyn ToSql + Sync); 2] = [&id, &status.as_str()];
+                        tx.query(operation, &sql, &params).await?
+                    }
+                };
+                let items = tx.decode(&rows, operation, item_from_row)?;
+                Ok(items)
+            })
+        })
+    }
+
+    fn item(&self, job: JobId, key: &str) -> Result<Option<ItemRecord>, StoreError> {
+        let key = key.to_string();
+        self.read(move |tx| {
+            Box::pin(async move {
+                tx.ensure_job(job, RowLock::None).await?;
+                let sql = format!(
+                    "SELECT {ITEM_COLUMNS} FROM items
+                               WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = $1)
+                                 AND key = $2::text"
+                );
+                let rows = tx
+                    .query("read an item", &sql, &[&job.to_string(), &key])
+                    .await?;
+                let item = tx
+                    .decode(&rows, "read an item", item_from_row)?
+                    .into_iter()
+                    .next();
+                Ok(item)
+            })
+        })
+    }
+
+    fn item_keys(&self, job: JobId) -> Result<Vec<String>, StoreError> {
+        self.read(move |tx| {
+            Box::pin(async move {
+                tx.ensure_job(job, RowLock::None).await?;
+                let operation = "read the item keys";
+                let rows = tx
+                    .query(
+                        operation,
+                        "SELECT key FROM items
+                       WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = $1) ORDER BY idx",
+                        &[&job.to_string()],
+                    )
+                    .await?;
+                let keys = tx.decode(&rows, operation, |row| Ok(row.try_get(0)?))?;
+                Ok(keys)
+            })
+        })
+    }
+
+    fn attempts(
+        &self,
+        job: JobId,
+        item_key: Option<&str>,
+    ) -> Result<Vec<AttemptRecord>, StoreError> {
+        let item_key = item_key.map(str::to_string);
+        self.read(move |tx| {
+            Box::pin(async move {
+                tx.ensure_job(job, RowLock::None).await?;
+                let operation = "read a job's attempts";
+                let sql = format!(
+                    "SELECT {ATTEMPT_COLUMNS} FROM attempts a
+                     JOIN items i ON i.job_ref = a.job_ref AND i.idx = a.item_idx
+                     WHERE a.job_ref = (SELECT job_ref FROM jobs WHERE id = $1)
+                       AND ($2::text IS NULL OR i.key = $2::text)
+                     ORDER BY a.item_idx, a.number"
+                );
+                let rows = tx
+                    .query(operation, &sql, &[&job.to_string(), &item_key])
+                    .await?;
+                let attempts = tx.decode(&rows, operation, attempt_from_row)?;
+                Ok(attempts)
+            })
+        })
+    }
+
+    fn items_page(&self, job: JobId, page: &ItemPageQuery) -> Result<ItemPage, StoreError> {
+        let status = page.status.map(|s| s.as_str().to_string());
+        let limit = i64::try_from(page.limit).unwrap_or(i64::MAX);
+        let offset = i64::try_from(page.offset).unwrap_or(i64::MAX);
+        self.read(move |tx| {
+            Box::pin(async move {
+                tx.ensure_job(job, RowLock::None).await?;
+                let id = job.to_string();
+                // Two spellings rather than `($2 IS NULL OR status = $2)`, so that each gets a
+                // plan on its own index ((job_ref, idx) and (job_ref, status)).
+                let filter = if status.is_some() {
+                    "i.job_ref = (SELECT job_ref FROM jobs WHERE id = $1) AND i.status = $2::text"
+                } else {
+                    "i.job_ref = (SELECT job_ref FROM jobs WHERE id = $1) AND $2::text IS NULL"
+                };
+                let operation = "count a job's items";
+                let sql = format!("SELECT count(*) FROM items i WHERE {filter}");
+                let rows = tx.query(operation, &sql, &[&id, &status]).await?;
+                let total = tx
+                    .decode(&rows, operation, |row| unsigned(row, 0))?
+                    .first()
+                    .copied()
+                    .unwrap_or(0);
+                // The last attempt is the one with the highest number (they keep increasing
+                // across retries and resumes); the (job_ref, item_idx, number) key finds it.
+                let operation = "read a page of a job's items";
+                let sql = format!(
+                    "SELECT i.idx, i.key, i.value, i.status, i.attempts,
+                            a.number, a.agent, a.started_at, a.ended_at, a.duration_us, a.outcome,
+                            a.exit_code, a.error, a.steps, a.stdout_tail, a.stderr_tail
+                     FROM items i
+                     LEFT JOIN LATERAL (
+                         SELECT * FROM attempts m
+                         WHERE m.job_ref = i.job_ref AND m.item_idx = i.idx
+                         ORDER BY m.number DESC LIMIT 1
+                     ) a ON true
+                     WHERE {filter}
+                     ORDER BY i.idx LIMIT $3 OFFSET $4"
+                );
+                let rows = tx
+                    .query(operation, &sql, &[&id, &status, &limit, &offset])
+                    .await?;
+                let items = tx.decode(&rows, operation, paged_item_from_row)?;
+                Ok(ItemPage { total, items })
+            })
+        })
+    }
+
+    fn checkpoints(&self, job: JobId) -> Result<Vec<CheckpointRecord>, StoreError> {
+        self.read(move |tx| {
+            Box::pin(async move {
+                tx.ensure_job(job, RowLock::None).await?;
+                let operation = "read the checkpoints";
+                let rows = tx.query(
+                    operation,
+                    "SELECT id, at, phase, reason, completed, dead_lettered, skipped
+                     FROM checkpoints WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = $1) ORDER BY id",
+                    &[&job.to_string()],
+                )
+                .await?;
+                let checkpoints = tx.decode(&rows, operation, |row| {
+                    Ok(CheckpointRecord {
+                        id: row.try_get(0)?,
+                        at: row.try_get(1)?,
+                        phase: optional_text(row, 2)?,
+                        reason: row.try_get(3)?,
+                        completed: unsigned(row, 4)?,
+                        dead_lettered: unsigned(row, 5)?,
+                        skipped: unsigned(row, 6)?,
+                    })
+                })?;
+                Ok(checkpoints)
+            })
+        })
+    }
+
+    fn ledger(&self, job: JobId) -> Result<Ledger, StoreError> {
+        self.read(move |tx| {
+            Box::pin(async move {
+                tx.ensure_job(job, RowLock::None).await?;
+                let id = job.to_string();
+                let operation = "read the resume ledger";
+                let rows = tx.query(
+                    operation,
+                    "SELECT seq, at, kind, item_key, payload FROM events
+                     WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = $1)
+                       AND kind IN ('job_resumed', 'input_changed', 'spec_changed', 'spec_from_store')
+                     ORDER BY seq",
+                    &[&id],
+                )
+                .await?;
+                let entries = tx.decode(&rows, operation, |row| event_from_row(row, job))?;
+                let operation = "count the requeued items";
+                let rows = tx.query(
+                    operation,
+                    "SELECT CASE kind WHEN $2::text THEN $2::text
+                                      ELSE COALESCE(payload ->> 'reason', 'unknown') END,
+                            count(*)
+                     FROM events WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = $1)
+                       AND kind IN ($3::text, $2::text)
+                     GROUP BY 1",
+                    // A DLQ retry counts as a reason of its own; a requeue, as its payload says.
+                    &[
+                        &id,
+                        &EventKind::DlqRetry.as_str(),
+                        &EventKind::ItemRequeued.as_str(),
+                    ],
+                )
+                .await?;
+                let mut requeued: Vec<(String, u64)> = tx.decode(&rows, operation, |row| {
+                    Ok((row.try_get(0)?, unsigned(row, 1)?))
+                })?;
+                // Byte order, as SQLite sorts, whatever the database's collation.
+                requeued.sort();
+                Ok(Ledger { entries, requeued })
+            })
+        })
+    }
+}

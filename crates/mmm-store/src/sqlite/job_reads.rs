@@ -1,0 +1,277 @@
+//! [`JobReads`] on SQLite: jobs, items, attempts, a page of items, checkpoints and the
+//! resume ledger, each read in one read transaction.
+
+use rusqlite::{OptionalExtension, params};
+
+use super::SqliteStore;
+use super::rows::{
+    ATTEMPT_COLUMNS, ITEM_COLUMNS, JOB_COLUMNS, attempt_from_row, event_from_row, item_from_row,
+    job_from_row, limit_clause, optional_text, paged_item_from_row, text, unsigned,
+};
+use crate::rules::job_ids;
+use crate::{
+    AttemptRecord, CheckpointRecord, ItemPage, ItemPageQuery, ItemRecord, JobReads, JobRecord,
+    Ledger, StoreError,
+};
+use mmm_core::event::EventKind;
+use mmm_core::job::{ItemStatus, JobId, Phase};
+
+impl JobReads for SqliteStore {
+    fn job(&self, id: JobId) -> Result<JobRecord, StoreError> {
+        self.read(|tx| self.read_job(tx, id))
+    }
+
+    fn jobs(&self) -> Result<Vec<JobRecord>, StoreError> {
+        self.read(|tx| {
+            let sql = format!("SELECT {JOB_COLUMNS} FROM jobs ORDER BY id DESC");
+            let mut jobs = tx
+                .prepare_cached(&sql)
+                .and_then(|mut select| {
+                    select
+                        .query_map([], job_from_row)?
+                        .collect::<Result<Vec<_>, _>>()
+                })
+                .map_err(self.fail("list the jobs"))?;
+            for job in &mut jobs {
+                job.counts = self.counts(tx, job.id)?;
+            }
+            Ok(jobs)
+        })
+    }
+
+    fn resolve_job(&self, prefix: &str) -> Result<JobId, StoreError> {
+        let hex = job_ids::hex_prefix(prefix)?;
+        let conn = self.lock();
+        // `hex` holds only hex digits, so it has no GLOB wildcards of its own.
+        let ids = conn
+            .prepare_cached("SELECT id FROM jobs WHERE id GLOB ?1 || '*' ORDER BY id DESC")
+            .and_then(|mut select| {
+                select
+                    .query_map(params![hex], |row| text::<JobId>(row, 0))?
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .map_err(self.fail("look up a job id"))?;
+        job_ids::the_one(prefix, ids)
+    }
+
+    fn items(&self, job: JobId, status: Option<ItemStatus>) -> Result<Vec<ItemRecord>, StoreError> {
+        self.read(|tx| {
+            self.ensure_job(tx, job)?;
+            let read = item_from_row;
+            let items = match status {
+                None => tx
+                    .prepare_cached(
+                        "SELECT idx, key, value, status, attempts FROM items
+                         WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = ?1) ORDER BY idx",
+                    )
+                    .and_then(|mut select| {
+                        select
+                            .query_map(params![job.to_string()], read)?
+                            .collect::<Result<Vec<_>, _>>()
+                    }),
+                Some(status) => tx
+                    .prepare_cached(
+                        "SELECT idx, key, value, status, attempts FROM items
+                         WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = ?1) AND status = ?2 ORDER BY idx",
+                    )
+                    .and_then(|mut select| {
+                        select
+                            .query_map(params![job.to_string(), status.as_str()], read)?
+                            .collect::<Result<Vec<_>, _>>()
+                    }),
+            }
+            .map_err(self.fail("read a job's items"))?;
+            Ok(items)
+        })
+    }
+
+    fn item(&self, job: JobId, key: &str) -> Result<Option<ItemRecord>, StoreError> {
+        self.read(|tx| {
+            self.ensure_job(tx, job)?;
+            let item = tx
+                .prepare_cached(&format!(
+                    "SELECT {ITEM_COLUMNS} FROM items
+                       WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = ?1) AND key = ?2"
+                ))
+                .and_then(|mut select| {
+                    select
+                        .query_row(params![job.to_string(), key], item_from_row)
+                        .optional()
+                })
+                .map_err(self.fail("read an item"))?;
+            Ok(item)
+        })
+    }
+
+    fn item_keys(&self, job: JobId) -> Result<Vec<String>, StoreError> {
+        self.read(|tx| {
+            self.ensure_job(tx, job)?;
+            let keys = tx
+                .prepare(
+                    "SELECT key FROM items
+                            WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = ?1) ORDER BY idx",
+                )
+                .and_then(|mut select| {
+                    select
+                        .query_map(params![job.to_string()], |row| row.get::<_, String>(0))?
+                        .collect::<Result<Vec<_>, _>>()
+                })
+                .map_err(self.fail("read the item keys"))?;
+            Ok(keys)
+        })
+    }
+
+    fn attempts(
+        &self,
+        job: JobId,
+        item_key: Option<&str>,
+    ) -> Result<Vec<AttemptRecord>, StoreError> {
+        self.read(|tx| {
+            self.ensure_job(tx, job)?;
+            let read = attempt_from_row;
+            let attempts = match item_key {
+                None => tx
+                    .prepare_cached(&format!(
+                        "SELECT {ATTEMPT_COLUMNS} FROM attempts a
+                         JOIN items i ON i.job_ref = a.job_ref AND i.idx = a.item_idx
+                         WHERE a.job_ref = (SELECT job_ref FROM jobs WHERE id = ?1)
+                         ORDER BY a.item_idx, a.number"
+                    ))
+                    .and_then(|mut select| {
+                        select
+                            .query_map(params![job.to_string()], read)?
+                            .collect::<Result<Vec<_>, _>>()
+                    }),
+                Some(key) => tx
+                    .prepare_cached(&format!(
+                        "SELECT {ATTEMPT_COLUMNS} FROM attempts a
+                         JOIN items i ON i.job_ref = a.job_ref AND i.idx = a.item_idx
+                         WHERE a.job_ref = (SELECT job_ref FROM jobs WHERE id = ?1) AND i.key = ?2
+                         ORDER BY a.item_idx, a.number"
+                    ))
+                    .and_then(|mut select| {
+                        select
+                            .query_map(params![job.to_string(), key], read)?
+                            .collect::<Result<Vec<_>, _>>()
+                    }),
+            }
+            .map_err(self.fail("read a job's attempts"))?;
+            Ok(attempts)
+        })
+    }
+
+    fn items_page(&self, job: JobId, query: &ItemPageQuery) -> Result<ItemPage, StoreError> {
+        self.read(|tx| {
+            self.ensure_job(tx, job)?;
+            let id = job.to_string();
+            let status = query.status.map(ItemStatus::as_str);
+            let offset = i64::try_from(query.offset).unwrap_or(i64::MAX);
+            // Two spellings rather than `(?2 IS NULL OR status = ?2)`, so that each uses its index
+            // ((job_ref, idx) and (job_ref, status)).
+            let filter = if status.is_some() {
+                "i.job_ref = (SELECT job_ref FROM jobs WHERE id = ?1) AND i.status = ?2"
+            } else {
+                "i.job_ref = (SELECT job_ref FROM jobs WHERE id = ?1) AND ?2 IS NULL"
+            };
+            let total: i64 = tx
+                .prepare_cached(&format!("SELECT count(*) FROM items i WHERE {filter}"))
+                .and_then(|mut select| select.query_row(params![id, status], |row| row.get(0)))
+                .map_err(self.fail("count a job's items"))?;
+            // The last attempt is the one with the highest number (they keep increasing across
+            // retries and resumes); the (job_ref, item_idx, number) key finds it.
+            let items = tx
+                .prepare_cached(&format!(
+                    "SELECT i.idx, i.key, i.value, i.status, i.attempts,
+                            a.number, a.agent, a.started_at, a.ended_at, a.duration_us, a.outcome,
+                            a.exit_code, a.error, a.steps, a.stdout_tail, a.stderr_tail
+                     FROM items i
+                     LEFT JOIN attempts a ON a.job_ref = i.job_ref AND a.item_idx = i.idx
+                       AND a.number = (SELECT max(m.number) FROM attempts m
+                                       WHERE m.job_ref = i.job_ref AND m.item_idx = i.idx)
+                     WHERE {filter}
+                     ORDER BY i.idx {} OFFSET ?3",
+                    limit_clause(query.limit)
+                ))
+                .and_then(|mut select| {
+                    select
+                        .query_map(params![id, status, offset], paged_item_from_row)?
+                        .collect::<Result<Vec<_>, _>>()
+                })
+                .map_err(self.fail("read a page of a job's items"))?;
+            Ok(ItemPage {
+                total: u64::try_from(total).unwrap_or(0),
+                items,
+            })
+        })
+    }
+
+    fn checkpoints(&self, job: JobId) -> Result<Vec<CheckpointRecord>, StoreError> {
+        self.read(|tx| {
+            self.ensure_job(tx, job)?;
+            let checkpoints = tx
+                .prepare(
+                    "SELECT id, at, phase, reason, completed, dead_lettered, skipped
+                     FROM checkpoints WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = ?1) ORDER BY id",
+                )
+                .and_then(|mut select| {
+                    select
+                        .query_map(params![job.to_string()], |row| {
+                            Ok(CheckpointRecord {
+                                id: row.get(0)?,
+                                at: row.get(1)?,
+                                phase: optional_text::<Phase>(row, 2)?,
+                                reason: row.get(3)?,
+                                completed: unsigned(row, 4)?,
+                                dead_lettered: unsigned(row, 5)?,
+                                skipped: unsigned(row, 6)?,
+                            })
+                        })?
+                        .collect::<Result<Vec<_>, _>>()
+                })
+                .map_err(self.fail("read the checkpoints"))?;
+            Ok(checkpoints)
+        })
+    }
+
+    fn ledger(&self, job: JobId) -> Result<Ledger, StoreError> {
+        self.read(|tx| {
+            self.ensure_job(tx, job)?;
+            let id = job.to_string();
+            let entries = tx
+                .prepare(
+                    "SELECT seq, at, kind, item_key, payload FROM events
+                     WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = ?1)
+                       AND kind IN ('job_resumed', 'input_changed', 'spec_changed', 'spec_from_store')
+                     ORDER BY seq",
+                )
+                .and_then(|mut select| {
+                    select
+                        .query_map(params![id], |row| event_from_row(row, job))?
+                        .collect::<Result<Vec<_>, _>>()
+                })
+                .map_err(self.fail("read the resume ledger"))?;
+            let requeued = tx
+                .prepare(
+                    "SELECT CASE kind WHEN ?2 THEN ?2
+                                      ELSE COALESCE(json_extract(payload, '$.reason'), 'unknown') END,
+                            COUNT(*)
+                     FROM events WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = ?1)
+                       AND kind IN (?3, ?2)
+                     GROUP BY 1 ORDER BY 1",
+                )
+                .and_then(|mut select| {
+                    // A DLQ retry counts as a reason of its own; a requeue, as its payload says.
+                    let kinds = params![
+                        id,
+                        EventKind::DlqRetry.as_str(),
+                        EventKind::ItemRequeued.as_str()
+                    ];
+                    select
+                        .query_map(kinds, |row| Ok((row.get(0)?, unsigned(row, 1)?)))?
+                        .collect::<Result<Vec<_>, _>>()
+                })
+                .map_err(self.fail("count the requeued items"))?;
+            Ok(Ledger { entries, requeued })
+        })
+    }
+}

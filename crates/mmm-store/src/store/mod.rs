@@ -1,0 +1,59 @@
+//! The store's interface, split by concern: [`JobLog`] (what the runner records),
+//! [`JobReads`] and [`EventReads`] (what readers see), [`DeadLetters`] (the DLQ), [`Claims`]
+//! (items shared out to workers), [`Recovery`] (taking a job over and running it again),
+//! [`Integrity`] (`mmm check`, `mmm repair`, the health probe) and [`Transfer`] (copying a job
+//! to another store, deleting it). [`Store`] is all of them: what a backend implements and what
+//! the rest of mmm holds (`Arc<dyn Store>`), calling any of their methods without importing
+//! them.
+
+mod claims;
+mod dead_letters;
+mod event_reads;
+mod integrity;
+mod job_log;
+mod job_reads;
+mod recovery;
+mod transfer;
+
+pub use claims::{ClaimedItem, Claims};
+pub use dead_letters::{DeadLetter, DeadLetters, DlqChange};
+pub use event_reads::EventReads;
+pub use integrity::{Integrity, JobContents, RepairAction};
+pub use job_log::JobLog;
+pub use job_reads::{ItemPage, ItemPageQuery, JobReads, Ledger, PagedItem};
+pub use recovery::{Recovery, Requeued, UnfinishedItem};
+pub use transfer::Transfer;
+
+/// A whole store: every concern of it, from one backend. Implementations must pass the
+/// conformance suite (`crates/mmm-store/tests/conformance/`).
+///
+/// It has no methods of its own: a type that implements every part is a `Store` (the blanket
+/// implementation below), and a `dyn Store` offers the methods of every part.
+pub trait Store:
+    JobLog
+    + JobReads
+    + EventReads
+    + DeadLetters
+    + Claims
+    + Recovery
+    + Integrity
+    + Transfer
+    + Send
+    + Sync
+{
+}
+
+impl<T> Store for T where
+    T: JobLog
+        + JobReads
+        + EventReads
+        + DeadLetters
+        + Claims
+        + Recovery
+        + Integrity
+        + Transfer
+        + Send
+        + Sync
+        + ?Sized
+{
+}

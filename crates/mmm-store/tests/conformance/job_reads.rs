@@ -1,0 +1,204 @@
+//! Reads of a job ([`mmm_store::JobReads`]): unknown jobs, id prefixes, the list of jobs, and a
+//! page of a large job's items.
+
+use super::*;
+
+pub(crate) fn unknown_jobs_are_not_found(store: &dyn Store) {
+    let unknown = JobId::new();
+    let expect_not_found = |result: Result<(), StoreError>| match result {
+        Err(StoreError::JobNotFound { job }) => assert_eq!(job, unknown.to_string()),
+        other => panic!("expected JobNotFound, got {other:?}"),
+    };
+    expect_not_found(store.job(unknown).map(drop));
+    expect_not_found(store.items(unknown, None).map(drop));
+    expect_not_found(store.attempts(unknown, None).map(drop));
+    expect_not_found(store.events(unknown, 0, 10).map(drop));
+    let message = store.job(unknown).unwrap_err().to_string();
+    assert!(message.contains("mmm jobs"), "{message}");
+}
+
+pub(crate) fn items_page_reads_a_window_with_last_attempts(store: &dyn Store) {
+    let job = new_job("pages", 1_000);
+    store.create_job(&job, &new_items(10)).unwrap();
+    let id = job.id;
+    // item-1: two failures, then the DLQ; item-3: done; item-5: in flight.
+    store
+        .apply(&[
+            started(id, 1, 1, 100),
+            finished(id, 1, 1, 110, AttemptOutcome::Failed, ItemStatus::Failed),
+            started(id, 3, 1, 115),
+            finished(
+                id,
+                3,
+                1,
+                118,
+                AttemptOutcome::Succeeded,
+                ItemStatus::Completed,
+            ),
+            started(id, 1, 2, 120),
+            finished(
+                id,
+                1,
+                2,
+                130,
+                AttemptOutcome::Failed,
+                ItemStatus::DeadLettered,
+            ),
+            started(id, 5, 1, 140),
+        ])
+        .unwrap();
+    let page = |status, offset, limit| {
+        store
+            .items_page(
+                id,
+                &ItemPageQuery {
+                    status,
+                    offset,
+                    limit,
+                },
+            )
+            .unwrap()
+    };
+    let indices = |p: &ItemPage| p.items.iter().map(|i| i.item.index).collect::<Vec<_>>();
+
+    let first = page(None, 0, 4);
+    assert_eq!(first.total, 10);
+    assert_eq!(indices(&first), [0, 1, 2, 3]);
+    assert!(first.items[0].last_attempt.is_none(), "item-0 never ran");
+    assert_eq!(first.items[1].item.key, "item-1");
+    assert_eq!(first.items[1].item.status, ItemStatus::DeadLettered);
+    assert_eq!(first.items[1].item.attempts, 2);
+    let last = first.items[1].last_attempt.as_ref().expect("item-1 ran");
+    assert_eq!((last.number, last.item_index), (2, 1));
+    assert_eq!(last.item_key, "item-1");
+    assert_eq!(last.outcome, Some(AttemptOutcome::Failed));
+    assert_eq!(last.error.as_deref(), Some("failed at 130"));
+    assert_eq!(last.exit_code, Some(1));
+    assert_eq!((last.started_at, last.ended_at), (120, Some(130)));
+    assert_eq!(last.duration_us, Some(1_500));
+    assert_eq!(
+        (last.stdout_tail.as_str(), last.stderr_tail.as_str()),
+        ("out 2", "err 2")
+    );
+    assert_eq!(last.steps.len(), 2);
+    let done = first.items[3].last_attempt.as_ref().expect("item-3 ran");
+    assert_eq!(done.outcome, Some(AttemptOutcome::Succeeded));
+
+    // The same items as `items`, page after page.
+    let all: Vec<u64> = store
+        .items(id, None)
+        .unwrap()
+        .iter()
+        .map(|i| i.index)
+        .collect();
+    let mut paged = Vec::new();
+    for offset in (0..12).step_by(3) {
+        let p = page(None, offset, 3);
+        assert_eq!(p.total, 10);
+        paged.extend(indices(&p));
+    }
+    assert_eq!(paged, all);
+    let tail = page(None, 8, 5);
+    assert_eq!(indices(&tail), [8, 9]);
+    let beyond = page(None, 50, 5);
+    assert!(beyond.items.is_empty());
+    assert_eq!(beyond.total, 10);
+
+    // A status filter pages and counts within that status.
+    let dlq = page(Some(ItemStatus::DeadLettered), 0, 50);
+    assert_eq!((dlq.total, indices(&dlq)), (1, vec![1]));
+    let running = page(Some(ItemStatus::Running), 0, 50);
+    assert_eq!(indices(&running), [5]);
+    let in_flight = running.items[0].last_attempt.as_ref().unwrap();
+    assert_eq!((in_flight.number, in_flight.ended_at), (1, None));
+    assert_eq!(in_flight.outcome, None);
+    let pending = page(Some(ItemStatus::Pending), 2, 2);
+    assert_eq!(pending.total, 7);
+    assert_eq!(indices(&pending), [4, 6]);
+    assert_eq!(page(Some(ItemStatus::Skipped), 0, 10).total, 0);
+
+    let unknown = store.items_page(
+        JobId::new(),
+        &ItemPageQuery {
+            status: None,
+            offset: 0,
+            limit: 10,
+        },
+    );
+    assert!(
+        matches!(unknown, Err(StoreError::JobNotFound { .. })),
+        "{unknown:?}"
+    );
+}
+
+pub(crate) fn resolve_job_by_prefix(store: &dyn Store) {
+    let a = new_job("a", 1_000);
+    let b = new_job("b", 1_000);
+    store.create_job(&a, &[]).unwrap();
+    store.create_job(&b, &[]).unwrap();
+    let (a_hex, b_hex) = (a.id.to_string(), b.id.to_string());
+
+    assert_eq!(store.resolve_job(&a_hex).unwrap(), a.id);
+    assert_eq!(store.resolve_job(&a_hex.to_uppercase()).unwrap(), a.id);
+    // The usual hyphenated UUID form is accepted too.
+    let hyphenated = format!(
+        "{}-{}-{}-{}-{}",
+        &b_hex[..8],
+        &b_hex[8..12],
+        &b_hex[12..16],
+        &b_hex[16..20],
+        &b_hex[20..]
+    );
+    assert_eq!(store.resolve_job(&hyphenated).unwrap(), b.id);
+
+    let common = a_hex
+        .chars()
+        .zip(b_hex.chars())
+        .take_while(|(x, y)| x == y)
+        .count();
+    assert!(common < 32);
+    assert_eq!(store.resolve_job(&a_hex[..=common]).unwrap(), a.id);
+    assert_eq!(store.resolve_job(&b_hex[..=common]).unwrap(), b.id);
+    if common > 0 {
+        match store.resolve_job(&a_hex[..common]) {
+            Err(StoreError::AmbiguousJob { prefix, matches }) => {
+                assert_eq!(prefix, a_hex[..common]);
+                assert_eq!(matches.len(), 2);
+                assert!(matches.contains(&a_hex) && matches.contains(&b_hex));
+                let message = StoreError::AmbiguousJob { prefix, matches }.to_string();
+                assert!(message.contains(&a_hex) && message.contains(&b_hex));
+            }
+            other => panic!("expected AmbiguousJob, got {other:?}"),
+        }
+    }
+
+    // UUIDv7 ids starting with f are thousands of years away.
+    match store.resolve_job("fffff") {
+        Err(error @ StoreError::JobNotFound { .. }) => {
+            let message = error.to_string();
+            assert!(message.contains("fffff"), "{message}");
+            assert!(message.contains("mmm jobs"), "{message}");
+        }
+        other => panic!("expected JobNotFound, got {other:?}"),
+    }
+    for bad in ["", "xyz", "01%", "0*", &"0".repeat(33)] {
+        assert!(
+            matches!(store.resolve_job(bad), Err(StoreError::InvalidJobId { .. })),
+            "{bad:?}"
+        );
+    }
+}
+
+pub(crate) fn jobs_are_listed_newest_first(store: &dyn Store) {
+    let mut ids = Vec::new();
+    for n in 0..3 {
+        let job = new_job(&format!("job-{n}"), 1_000 + n);
+        store.create_job(&job, &new_items(1)).unwrap();
+        ids.push(job.id);
+        // UUIDv7 ids order by millisecond.
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    ids.reverse();
+    let listed: Vec<JobId> = store.jobs().unwrap().iter().map(|j| j.id).collect();
+    assert_eq!(listed, ids);
+}
