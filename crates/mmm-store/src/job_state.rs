@@ -36,12 +36,20 @@ pub struct JobState {
 impl JobState {
     /// Reads the state of `job` now.
     pub fn load(store: &dyn Store, job: JobId) -> Result<JobState, StoreError> {
-        let record = store.job(job)?;
-        let snapshot = store.latest_snapshot(job)?;
-        let recent_events = store.recent_events(job, RECENT_EVENTS)?;
         let now = now_ms();
         let host = crate::owner::host_name();
-        let (live, resumable) = liveness(&record, now, &host);
+        let mut record = store.job(job)?;
+        let (mut live, mut resumable) = liveness(&record, now, &host);
+        if record.status == JobStatus::Running && !live {
+            // The owner may have recorded the job's end and exited between the read and the
+            // look at its process. Its last commit comes before its exit, so a read after
+            // seeing it gone has that end: a finished job is not mistaken for a dead one.
+            record = store.job(job)?;
+            (live, resumable) = liveness(&record, now, &host);
+        }
+        // Read after the record, so they are at least as new as it.
+        let snapshot = store.latest_snapshot(job)?;
+        let recent_events = store.recent_events(job, RECENT_EVENTS)?;
         let percent = record.counts.percent();
         Ok(JobState {
             job: record,
