@@ -6,7 +6,6 @@ use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::Context;
 use serde::Serialize;
 
 use super::output::{AttemptView, attempt_view, owner_description};
@@ -73,7 +72,7 @@ enum DlqCommand {
     Export {
         /// The job: an id or an unambiguous prefix.
         job: String,
-        /// Write to FILE instead of standard output.
+        /// Write to FILE instead of standard output (`-o -`: standard output).
         #[arg(short, long, value_name = "FILE")]
         output: Option<PathBuf>,
         /// One object per line (jsonl) or one JSON array (json).
@@ -446,19 +445,14 @@ fn export(
             text.push('\n');
         }
     }
-    match path {
-        None => std::io::stdout().lock().write_all(text.as_bytes())?,
-        Some(path) => {
-            std::fs::write(&path, text)
-                .with_context(|| format!("could not write the export to {}", path.display()))?;
-            eprintln!(
-                "exported {} dead-lettered {} of job {} to {}",
-                output::count(objects.len() as u64),
-                if objects.len() == 1 { "item" } else { "items" },
-                id.short(),
-                path.display()
-            );
-        }
+    if let Some(path) = output::write_output(path.as_deref(), text.as_bytes())? {
+        eprintln!(
+            "exported {} dead-lettered {} of job {} to {}",
+            output::count(objects.len() as u64),
+            if objects.len() == 1 { "item" } else { "items" },
+            id.short(),
+            path.display()
+        );
     }
     Ok(Exit::Success)
 }

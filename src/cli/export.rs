@@ -1,13 +1,10 @@
 //! `mmm export JOB --format json|csv|html [--what items|snapshots] [-o FILE]`: a job's record
 //! as a report, made by [`mmm_report`] (which the dashboard's export endpoint serves too).
 
-use std::io::Write;
 use std::path::PathBuf;
 
-use anyhow::Context;
-
 use super::wiring::open_job;
-use super::{Exit, UsageError};
+use super::{Exit, UsageError, output};
 use mmm_report as report;
 
 pub(crate) const AFTER_HELP: &str = "\
@@ -57,7 +54,7 @@ pub(crate) struct ExportArgs {
     /// time.
     #[arg(long, value_enum, default_value_t = What::Items)]
     what: What,
-    /// Write to FILE instead of stdout.
+    /// Write to FILE instead of stdout (`-o -`: stdout).
     #[arg(long, short, value_name = "FILE")]
     output: Option<PathBuf>,
 }
@@ -84,14 +81,6 @@ pub(crate) fn export(store_location: &str, args: ExportArgs) -> anyhow::Result<E
         }
         Err(e) => return Err(e.into()),
     };
-    match &args.output {
-        Some(path) => std::fs::write(path, &bytes)
-            .with_context(|| format!("could not write {}", path.display()))?,
-        None => {
-            let mut out = std::io::stdout().lock();
-            out.write_all(&bytes)?;
-            out.flush()?;
-        }
-    }
+    output::write_output(args.output.as_deref(), &bytes)?;
     Ok(Exit::Success)
 }

@@ -189,6 +189,31 @@ fn dlq_export_writes_one_versioned_object_per_item() {
     assert_eq!(ws.read("retry.jsonl"), "{\"id\":\"b\"}\n{\"id\":\"c\"}\n");
 }
 
+/// Issue 24: `-o -` is standard output for the commands that write a file (`mmm dlq export`,
+/// `mmm export`), as for other Unix tools, never a file named `-`.
+#[test]
+fn dash_as_the_output_file_is_standard_output() {
+    let ws = job_with_two_dead_letters();
+    let id = ws.short_id();
+    let run = ws.run(&["dlq", "export", &id, "-o", "-"]);
+    run.success();
+    assert_eq!(run.stdout().lines().count(), 2, "{}", run.stdout());
+    assert!(!ws.join("-").exists(), "a file named - was written");
+
+    let run = ws.run(&["export", &id, "--format", "csv", "-o", "-"]);
+    run.success();
+    let csv = run.stdout();
+    assert!(csv.starts_with("key,status,attempts"), "{csv}");
+    assert_eq!(csv.lines().count(), 1 + 3, "a header and the job's three items: {csv}");
+    assert!(!ws.join("-").exists(), "a file named - was written");
+
+    // A real file still gets the bytes, and standard output stays empty.
+    let run = ws.run(&["export", &id, "--format", "csv", "-o", "items.csv"]);
+    run.success();
+    assert!(run.stdout().is_empty());
+    assert_eq!(ws.read("items.csv"), csv);
+}
+
 #[test]
 fn dlq_retry_requeues_items_with_a_fresh_budget_and_reopens_the_job() {
     let ws = job_with_two_dead_letters();

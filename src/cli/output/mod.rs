@@ -3,10 +3,12 @@
 //! an attempt, a job's owner, a plain progress line.
 
 mod attempt;
+mod destination;
 mod owner;
 mod progress_line;
 
 pub(crate) use attempt::{AttemptView, attempt_view};
+pub(crate) use destination::write_output;
 pub(crate) use owner::owner_description;
 pub(crate) use progress_line::progress_line;
 
