@@ -204,7 +204,11 @@ fn dash_as_the_output_file_is_standard_output() {
     run.success();
     let csv = run.stdout();
     assert!(csv.starts_with("key,status,attempts"), "{csv}");
-    assert_eq!(csv.lines().count(), 1 + 3, "a header and the job's three items: {csv}");
+    assert_eq!(
+        csv.lines().count(),
+        1 + 3,
+        "a header and the job's three items: {csv}"
+    );
     assert!(!ws.join("-").exists(), "a file named - was written");
 
     // A real file still gets the bytes, and standard output stays empty.
