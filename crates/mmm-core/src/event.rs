@@ -108,6 +108,16 @@ macro_rules! events {
                 }
             }
 
+            /// The payload as JSON text, written straight from its struct (what the store
+            /// keeps, without building a JSON value first: one event is written per item).
+            pub fn payload_text(&self) -> String {
+                let text = match self {
+                    $(Event::$variant(payload) => serde_json::to_string(payload),)+
+                    Event::Unknown { payload, .. } => serde_json::to_string(payload),
+                };
+                text.expect("event payloads are plain data that always serialise")
+            }
+
             /// Reads an event from its stored parts; what this version cannot read becomes
             /// [`Event::Unknown`].
             pub fn from_parts(kind: &str, payload: serde_json::Value) -> Event {

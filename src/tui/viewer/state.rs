@@ -138,7 +138,7 @@ impl ViewerState {
         self.throughput.clear();
         self.rate_window.clear();
         for s in history {
-            if let Some(p) = snapshot_of(Some(s)).progress {
+            if let Some(p) = s.payload.progress {
                 self.push_sample(s.at, p.done());
             }
         }

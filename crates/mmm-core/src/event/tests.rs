@@ -167,6 +167,9 @@ fn every_kind_has_an_event_that_reads_back_from_its_stored_parts() {
     }
     for event in events {
         let (kind, payload) = event.to_parts();
+        // The stored text is the same JSON as the payload's value.
+        let text: serde_json::Value = serde_json::from_str(&event.payload_text()).unwrap();
+        assert_eq!(text, payload, "{kind}");
         assert_eq!(
             Event::from_parts(kind, payload.clone()),
             event,

@@ -126,7 +126,6 @@ pub(super) fn insert_event(
     item_key: Option<&str>,
     event: &Event,
 ) -> rusqlite::Result<()> {
-    let (kind, payload) = event.to_parts();
     tx.prepare_cached(
         "INSERT INTO events (job_ref, at, kind, item_key, payload)
            VALUES ((SELECT job_ref FROM jobs WHERE id = ?1), ?2, ?3, ?4, ?5)",
@@ -134,9 +133,9 @@ pub(super) fn insert_event(
     .execute(params![
         job.to_string(),
         at,
-        kind,
+        event.kind_name(),
         item_key,
-        payload.to_string()
+        event.payload_text()
     ])?;
     Ok(())
 }
