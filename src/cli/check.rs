@@ -48,6 +48,7 @@ one transaction, recorded as a `repaired` event listing the changes. A job whose
 #[derive(Debug, clap::Args)]
 pub(crate) struct CheckArgs {
     /// Check only this job (an id or an unambiguous prefix) [default: every job].
+    #[arg(add = super::wiring::job_id_completer())]
     job: Option<String>,
     /// Print JSON instead of text.
     #[arg(long)]
@@ -58,6 +59,7 @@ pub(crate) struct CheckArgs {
 #[derive(Debug, clap::Args)]
 pub(crate) struct RepairArgs {
     /// The job to repair: an id or an unambiguous prefix.
+    #[arg(add = super::wiring::job_id_completer())]
     job: String,
     /// Print JSON instead of text.
     #[arg(long)]

@@ -22,6 +22,7 @@ Examples:
 #[derive(Debug, clap::Args)]
 pub(crate) struct CleanArgs {
     /// The job: an id or an unambiguous prefix (`mmm jobs` lists them).
+    #[arg(add = super::wiring::job_id_completer())]
     job: String,
     /// Also delete the job's integration branch, even when it is not merged.
     #[arg(long)]

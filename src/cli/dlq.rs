@@ -51,6 +51,7 @@ enum DlqCommand {
     #[command(after_help = LIST_HELP)]
     List {
         /// The job: an id or an unambiguous prefix (`mmm jobs` lists them).
+        #[arg(add = super::wiring::job_id_completer())]
         job: String,
         /// Print JSON instead of a table.
         #[arg(long)]
@@ -60,6 +61,7 @@ enum DlqCommand {
     #[command(after_help = SHOW_HELP)]
     Show {
         /// The job: an id or an unambiguous prefix.
+        #[arg(add = super::wiring::job_id_completer())]
         job: String,
         /// The item's key (as `mmm dlq list` shows it).
         item: String,
@@ -71,6 +73,7 @@ enum DlqCommand {
     #[command(after_help = EXPORT_HELP)]
     Export {
         /// The job: an id or an unambiguous prefix.
+        #[arg(add = super::wiring::job_id_completer())]
         job: String,
         /// Write to FILE instead of standard output (`-o -`: standard output).
         #[arg(short, long, value_name = "FILE")]
@@ -86,6 +89,7 @@ enum DlqCommand {
     #[command(after_help = RETRY_HELP)]
     Retry {
         /// The job: an id or an unambiguous prefix.
+        #[arg(add = super::wiring::job_id_completer())]
         job: String,
         /// The items' keys [default: every dead-lettered item].
         items: Vec<String>,
@@ -99,6 +103,7 @@ enum DlqCommand {
     #[command(after_help = PURGE_HELP)]
     Purge {
         /// The job: an id or an unambiguous prefix.
+        #[arg(add = super::wiring::job_id_completer())]
         job: String,
         /// The items' keys [default: every dead-lettered item].
         items: Vec<String>,

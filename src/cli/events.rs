@@ -25,6 +25,7 @@ Examples:
 #[derive(Debug, clap::Args)]
 pub(crate) struct EventsArgs {
     /// The job: an id or an unambiguous prefix.
+    #[arg(add = super::wiring::job_id_completer())]
     job: String,
     /// Keep printing new events until the run ends.
     #[arg(long, short)]

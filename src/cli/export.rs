@@ -46,6 +46,7 @@ pub(crate) enum What {
 #[derive(Debug, clap::Args)]
 pub(crate) struct ExportArgs {
     /// The job: an id or an unambiguous prefix.
+    #[arg(add = super::wiring::job_id_completer())]
     job: String,
     /// The format.
     #[arg(long, value_enum)]

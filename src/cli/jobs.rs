@@ -20,6 +20,7 @@ const DLQ_LIMIT: usize = 100;
 #[derive(Debug, clap::Args)]
 pub(crate) struct JobsArgs {
     /// Show only this job (an id or an unambiguous prefix), with its dead-letter queue.
+    #[arg(add = super::wiring::job_id_completer())]
     job: Option<String>,
     /// Print JSON instead of a table.
     #[arg(long)]

@@ -8,11 +8,13 @@
 
 mod check;
 mod clean;
+mod completions;
 mod dlq;
 mod events;
 mod export;
 mod health;
 mod jobs;
+mod man;
 pub(crate) mod output;
 mod progress_cmd;
 mod replay;
@@ -127,6 +129,12 @@ enum Command {
     Worker(worker::WorkerArgs),
     /// Copy a job's record between stores (SQLite <-> PostgreSQL) to continue it elsewhere.
     Store(store_cmd::StoreArgs),
+    /// Print the shell completion script (bash, zsh, fish, elvish, powershell).
+    #[command(after_help = completions::AFTER_HELP)]
+    Completions(completions::CompletionsArgs),
+    /// Print the manual page (roff), or write every page into a folder.
+    #[command(after_help = man::AFTER_HELP)]
+    Man(man::ManArgs),
 }
 
 /// An error that already decided its exit code.
@@ -146,6 +154,7 @@ impl UsageError {
 
 /// Parses the arguments, runs the command, and returns the process exit code.
 pub(crate) fn main() -> ExitCode {
+    completions::complete_if_asked();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -186,6 +195,8 @@ fn dispatch(cli: Cli) -> anyhow::Result<Exit> {
         Command::Worker(args) => worker::worker(&cli.store, args),
         Command::Store(args) => store_cmd::store(&cli.store, args),
         Command::Clean(args) => clean::clean(&cli.store, args),
+        Command::Completions(args) => completions::completions(args),
+        Command::Man(args) => man::man(args),
     }
 }
 

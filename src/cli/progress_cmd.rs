@@ -35,6 +35,7 @@ const SEED_SNAPSHOTS: usize = 240;
 #[derive(Debug, clap::Args)]
 pub(crate) struct ProgressArgs {
     /// The job: an id or an unambiguous prefix (default: the newest running job).
+    #[arg(add = super::wiring::job_id_completer())]
     job: Option<String>,
     /// Print a static summary and exit.
     #[arg(long, conflicts_with_all = ["json", "follow"])]

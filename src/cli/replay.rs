@@ -27,6 +27,7 @@ Examples:
 #[derive(Debug, clap::Args)]
 pub(crate) struct ReplayArgs {
     /// The job: an id or an unambiguous prefix.
+    #[arg(add = super::wiring::job_id_completer())]
     job: String,
     /// How many times faster than it happened.
     #[arg(long, default_value_t = 10.0, value_parser = parse_speed)]

@@ -26,6 +26,7 @@ again if the job stopped during map or reduce. docs/resume.md has the whole stor
 #[derive(Debug, clap::Args)]
 pub(crate) struct ResumeArgs {
     /// The job: its id or an unambiguous prefix (`mmm jobs --resumable` lists them).
+    #[arg(add = super::wiring::job_id_completer())]
     job: String,
     #[command(flatten)]
     options: ResumeOptions,
@@ -35,6 +36,7 @@ pub(crate) struct ResumeArgs {
 #[derive(Debug, clap::Args)]
 pub(crate) struct CheckpointsArgs {
     /// The job: its id or an unambiguous prefix.
+    #[arg(add = super::wiring::job_id_completer())]
     job: String,
     /// Print JSON instead of a table.
     #[arg(long)]

@@ -45,6 +45,7 @@ enum StoreCommand {
 #[derive(Debug, clap::Args)]
 struct CopyArgs {
     /// The job (id or unique prefix) in the store given by --store.
+    #[arg(add = super::wiring::job_id_completer())]
     job: String,
     /// The store to copy it to: a directory, a .db file or a postgres:// URL (created when
     /// missing).

@@ -40,7 +40,7 @@ running commands finish for --grace and gives back what was not started. See doc
 #[derive(Debug, clap::Args)]
 pub(crate) struct WorkerArgs {
     /// Work on this job only (id or unique prefix) [default: any running job, oldest first].
-    #[arg(long, value_name = "JOB")]
+    #[arg(long, value_name = "JOB", add = super::wiring::job_id_completer())]
     job: Option<String>,
     /// Number of parallel agents [default: the job's map.max_parallel].
     #[arg(short = 'j', long = "jobs", value_name = "N", value_parser = clap::value_parser!(u32).range(1..=100_000))]

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::harness::{Workspace, wait_until};
+use crate::tmux::Tmux;
 
 /// A job of `n` items, each sleeping `sleep` seconds, with `-j agents`; item `bad` fails
 /// (no retries) so the job ends with one dead-lettered item.
@@ -273,82 +274,34 @@ fn replay_ends_on_the_final_counts() {
 /// process runs, and the screen shows the counts advancing, then `q` ends it.
 #[test]
 fn viewer_in_tmux_follows_a_job_run_by_another_process() {
-    if Command::new("tmux").arg("-V").output().is_err() {
-        eprintln!("SKIPPED: tmux is not installed (apt-get install -y tmux; .ci/run installs it)");
-        return;
-    }
     let ws = Workspace::new();
     job_file(&ws, 40, "0.2", 2);
     let mut child = ws.spawn(&["run", "job.yml", "--progress", "none"]);
     let id = wait_for_live_snapshot(&ws);
-    let session = format!("mmm-viewer-{}", std::process::id());
-    let tmux = |args: &[&str]| {
-        Command::new("tmux")
-            .args(["-L", &session])
-            .args(args)
-            .output()
-            .expect("tmux runs")
-    };
-    let command = format!(
-        "cd '{}' && exec '{}' progress {id}",
-        ws.path().display(),
-        env!("CARGO_BIN_EXE_mmm")
-    );
-    let started = tmux(&[
-        "new-session",
-        "-d",
-        "-s",
-        &session,
-        "-x",
-        "100",
-        "-y",
-        "30",
-        "env",
-        "-u",
-        "MMM_STORE",
-        "sh",
-        "-c",
-        &command,
-    ]);
-    assert!(started.status.success(), "{started:?}");
-    let capture = || {
-        String::from_utf8_lossy(&tmux(&["capture-pane", "-p", "-t", &session]).stdout).into_owned()
-    };
+    let command = format!("exec '{}' progress {id}", env!("CARGO_BIN_EXE_mmm"));
+    let tmux = Tmux::start("viewer", ws.path(), &command);
     let done_count = |screen: &str| -> Option<u64> {
         let word = screen.split_whitespace().find(|w| w.ends_with("/41"))?;
         word.trim_end_matches("/41").parse().ok()
     };
     let mut first = None;
-    let mut screen;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let advanced = loop {
-        screen = capture();
-        if let Some(done) = done_count(&screen) {
+    tmux.wait_for_screen(
+        Duration::from_secs(30),
+        "the counts to advance on screen",
+        |screen| {
+            let Some(done) = done_count(screen) else {
+                return false;
+            };
             let first = *first.get_or_insert(done);
-            if done > first && screen.contains("q quit") && screen.contains("agent-2") {
-                break true;
-            }
-        }
-        if Instant::now() > deadline {
-            break false;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    tmux(&["send-keys", "-t", &session, "q"]);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let quit = loop {
-        if !tmux(&["has-session", "-t", &session]).status.success() {
-            break true;
-        }
-        if Instant::now() > deadline {
-            break false;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    tmux(&["kill-server"]);
+            done > first && screen.contains("q quit") && screen.contains("agent-2")
+        },
+    );
+    tmux.send(&["q"]);
+    wait_until(Duration::from_secs(10), "the viewer to quit on q", || {
+        !tmux.is_running()
+    });
+    drop(tmux);
     let _ = child.wait();
-    assert!(advanced, "the counts did not advance on screen:\n{screen}");
-    assert!(quit, "the viewer did not quit on q:\n{}", screen);
 }
 
 /// Chromium's console log (chromedriver's legacy `se/log` endpoint): how the test sees

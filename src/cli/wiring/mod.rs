@@ -2,13 +2,14 @@
 //! and a job in it, and which library errors are the user's to fix (exit 2); the async
 //! runtime; a job run in this process with its views, its signals and its summary (`mmm run`,
 //! `mmm resume`, `mmm dlq retry`), the runner's configuration it shares with `mmm worker`;
-//! the dashboard beside a run.
+//! the dashboard beside a run; completing job ids at a Tab.
 //!
 //! Subcommand files use this module and [`super::output`], never each other.
 
 mod branch;
 mod dashboard;
 mod execute;
+mod job_completion;
 mod resume;
 mod run_config;
 mod runtime;
@@ -18,6 +19,7 @@ mod usage;
 
 pub(crate) use dashboard::{start_beside_run, url_of};
 pub(crate) use execute::{ViewArgs, execute};
+pub(crate) use job_completion::job_id_completer;
 pub(crate) use resume::{ResumeOptions, continue_job};
 pub(crate) use run_config::run_config;
 pub(crate) use runtime::runtime;
