@@ -18,17 +18,20 @@ use tokio::sync::broadcast::error::RecvError;
 use super::wiring::usage_or_runs_error;
 use super::{Exit, output};
 use mmm_runs::watch::{Update, Watch};
-use mmm_runs::{ProcessTable, Run, RunKind, RunStatus, RunsConfig, Scanner};
+use mmm_runs::{ObserveError, ProcessTable, Run, RunKind, RunStatus, RunsConfig, Scanner};
 
 /// Shown after `mmm runs --help`.
 pub(crate) const AFTER_HELP: &str = "\
-A run folder is a trainer (epoch_N/ folders) or an evaluator (evaluation_scores.json);
-a folder that is neither stops the command with exit 2 and a list of what it holds.
+A run folder is a trainer (epoch_N/ folders) or an evaluator (evaluation_scores.json).
+A ROOT that is itself a run folder is shown as that run. A run folder that is neither
+stops the command with exit 2 and a list of what it holds, after the runs that could be
+read (with --json: a `problems` field beside `runs`).
 Statuses: running (log changed recently), finished / outdated (complete), stuck (a process
 names the run but its log is quiet), failed. Rules and defaults: docs/runs.md.
 
 Examples:
   mmm runs logs/                     the runs under logs/, one level down
+  mmm runs logs/exp_1                one run folder
   mmm runs logs/ --epochs 100        every trainer has 100 epochs
   mmm runs --config runs.yml --json  rules and roots from runs.yml, as JSON
   mmm runs logs/ --watch             live; --watch --json prints one JSON object per line";
@@ -39,7 +42,8 @@ const AGES_REDRAW: std::time::Duration = std::time::Duration::from_secs(5);
 /// Arguments of `mmm runs`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct RunsArgs {
-    /// Folders holding run folders [default: the config's `roots`, else the current folder].
+    /// Run folders, or folders holding them [default: the config's `roots`, else the current
+    /// folder].
     roots: Vec<PathBuf>,
     /// The rules, as YAML (docs/runs.md lists every key).
     #[arg(long, value_name = "FILE")]
@@ -72,20 +76,65 @@ pub(crate) fn runs(args: RunsArgs) -> anyhow::Result<Exit> {
     if args.watch {
         return watch(scanner, &args);
     }
-    let runs = scanner
-        .scan(SystemTime::now(), &ProcessTable::read())
+    let scan = scanner
+        .scan_all(SystemTime::now(), &ProcessTable::read())
         .map_err(usage_or_runs_error)?;
     let mut out = std::io::stdout().lock();
     if args.json {
+        let listing = JsonListing {
+            runs: &scan.runs,
+            problems: scan.problems.iter().map(JsonProblem::of).collect(),
+        };
         // Serialised first, so that a closed pipe is an I/O error (a success), not a
         // serde_json error.
-        let mut text = serde_json::to_string_pretty(&runs)?;
+        let mut text = serde_json::to_string_pretty(&listing)?;
         text.push('\n');
         out.write_all(text.as_bytes())?;
-        return Ok(Exit::Success);
+    } else if !scan.runs.is_empty() || scan.problems.is_empty() {
+        out.write_all(render(&scanner, &scan.runs, mmm_core::job::now_ms()).as_bytes())?;
     }
-    out.write_all(render(&scanner, &runs, mmm_core::job::now_ms()).as_bytes())?;
-    Ok(Exit::Success)
+    out.flush()?;
+    drop(out);
+    // The runs that could be read are listed; then the folders that could not stop the
+    // command, as a lone unreadable folder would.
+    let mut problems = scan.problems.into_iter();
+    let Some(first) = problems.next() else {
+        return Ok(Exit::Success);
+    };
+    for other in problems {
+        eprintln!("error: {other}");
+    }
+    Err(usage_or_runs_error(first))
+}
+
+/// `mmm runs --json`: the runs, and the folders that could not be read.
+#[derive(Serialize)]
+struct JsonListing<'a> {
+    runs: &'a [Run],
+    problems: Vec<JsonProblem>,
+}
+
+/// A run folder that could not be read or classified, in `mmm runs --json`.
+#[derive(Serialize)]
+struct JsonProblem {
+    /// The folder, when the problem is one folder's.
+    path: Option<PathBuf>,
+    /// The message the command prints.
+    message: String,
+}
+
+impl JsonProblem {
+    fn of(e: &ObserveError) -> JsonProblem {
+        let path = match e {
+            ObserveError::Unclassifiable(u) => Some(u.path.clone()),
+            ObserveError::ReadFolder { path, .. } => Some(path.clone()),
+            _ => None,
+        };
+        JsonProblem {
+            path,
+            message: e.to_string(),
+        }
+    }
 }
 
 /// The table, a summary line, and each run's problems.

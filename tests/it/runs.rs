@@ -105,6 +105,8 @@ fn a_tree_of_runs_as_json_and_as_a_table() {
         config.to_str().unwrap(),
         "--json",
     ]);
+    assert_eq!(runs["problems"], serde_json::json!([]));
+    let runs = &runs["runs"];
     assert_eq!(runs.as_array().unwrap().len(), 7);
     let cases = [
         ("partial", "trainer", "running", 7, 70.0),
@@ -196,7 +198,62 @@ fn an_unclassifiable_folder_fails_fast_with_what_it_found() {
         err.contains("an evaluator has: evaluation_scores.json, or a log matching `eval_*.log`"),
         "{err}"
     );
-    assert!(run.stdout().is_empty());
+    // The run that could be read is listed first.
+    let out = run.stdout();
+    assert!(out.starts_with("NAME") && out.contains("good"), "{out}");
+    assert!(!out.contains("experiment_1"), "{out}");
+
+    let run = ws.run(&["runs", "logs", "--json"]);
+    run.code_is(2);
+    let listing: Value = serde_json::from_str(&run.stdout()).unwrap();
+    assert_eq!(listing["runs"].as_array().unwrap().len(), 1, "{listing}");
+    assert_eq!(listing["runs"][0]["name"], "good");
+    let problems = listing["problems"].as_array().unwrap();
+    assert_eq!(problems.len(), 1, "{listing}");
+    assert!(
+        problems[0]["path"]
+            .as_str()
+            .unwrap()
+            .ends_with("logs/experiment_1"),
+        "{listing}"
+    );
+    assert!(
+        problems[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("found: config.json, git_0.log"),
+        "{listing}"
+    );
+}
+
+/// The first thing a researcher types: the run folder itself, not the folder holding it.
+#[test]
+fn a_run_folder_given_as_the_root_is_that_run() {
+    let ws = Workspace::new();
+    trainer(&ws.join("logs/bert"), 3, 10, ago(HOUR), ago(HOUR));
+    file(
+        &ws.join("logs/eval_x/evaluation_scores.json"),
+        r#"{"acc": 0.9}"#,
+        ago(HOUR),
+    );
+    let run = ws.run(&["runs", "logs/bert"]);
+    run.success();
+    let out = run.stdout();
+    assert!(out.contains("bert") && out.contains("3/10 epochs"), "{out}");
+    assert!(!out.contains("epoch_0"), "{out}");
+
+    // Run folders and a folder holding runs, side by side.
+    let listing = ws.json(&["runs", "logs/bert", "logs/eval_x", "logs", "--json"]);
+    let names: Vec<&str> = listing["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["bert", "eval_x"], "{listing}");
+    assert_eq!(listing["runs"][0]["kind"], "trainer");
+    assert_eq!(listing["runs"][1]["kind"], "evaluator");
+    assert_eq!(listing["runs"][0]["progress"]["completed_epochs"], 3);
 }
 
 #[test]
@@ -219,18 +276,18 @@ fn roots_and_epochs_from_the_config_and_the_flag() {
     let ws = Workspace::new();
     trainer(&ws.join("exp/logs/r"), 3, 6, ago(DAY), ago(DAY));
     ws.write("exp/runs.yml", "roots: [logs]\n");
-    let runs = ws.json(&["runs", "--config", "exp/runs.yml", "--json"]);
+    let runs = &ws.json(&["runs", "--config", "exp/runs.yml", "--json"])["runs"];
     assert_eq!(runs[0]["name"], "r");
     assert_eq!(runs[0]["progress"]["total_epochs"], 6);
     assert_eq!(runs[0]["status"], "failed");
-    let runs = ws.json(&[
+    let runs = &ws.json(&[
         "runs",
         "--config",
         "exp/runs.yml",
         "--json",
         "--epochs",
         "3",
-    ]);
+    ])["runs"];
     assert_eq!(runs[0]["progress"]["total_epochs"], 3);
     assert_eq!(runs[0]["status"], "finished");
 }
@@ -246,7 +303,10 @@ fn no_runs_says_where_it_looked() {
         "{}",
         run.stdout()
     );
-    assert_eq!(ws.json(&["runs", "logs", "--json"]), serde_json::json!([]));
+    assert_eq!(
+        ws.json(&["runs", "logs", "--json"]),
+        serde_json::json!({"runs": [], "problems": []})
+    );
 }
 
 /// Kills the child when dropped, so a failing assertion leaves no process behind.
@@ -265,7 +325,7 @@ fn a_live_process_naming_the_config_makes_a_quiet_run_stuck() {
     let run_dir = ws.join("logs/quiet");
     trainer(&run_dir, 2, 10, ago(3 * HOUR), ago(2 * HOUR));
     let status = |ws: &Workspace| {
-        let runs = ws.json(&["runs", "logs", "--json"]);
+        let runs = &ws.json(&["runs", "logs", "--json"])["runs"];
         (
             runs[0]["status"].as_str().unwrap().to_string(),
             runs[0]["pids"].clone(),

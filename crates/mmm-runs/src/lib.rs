@@ -229,6 +229,9 @@ pub enum ObserveError {
 #[derive(Debug, Clone)]
 pub struct Scanner {
     roots: Vec<PathBuf>,
+    /// The roots that are run folders themselves (`mmm runs logs/exp_1`): each is that one
+    /// run, named after its folder, and nothing below it is scanned.
+    run_roots: Vec<PathBuf>,
     config: Arc<RunsConfig>,
     epochs: Option<u32>,
     /// A digest of the rules that shape `progress.json`: a change invalidates every cache.
@@ -236,8 +239,10 @@ pub struct Scanner {
 }
 
 impl Scanner {
-    /// A scanner over `roots` (made absolute; each must be a folder). `epochs` (from
-    /// `--epochs`) overrides every other source of the total number of epochs.
+    /// A scanner over `roots` (made absolute; each must be a folder). A root that the
+    /// classification rules take for a run is that run; any other root holds runs at
+    /// [`RunsConfig::pattern`]. `epochs` (from `--epochs`) overrides every other source of the
+    /// total number of epochs.
     pub fn new(
         roots: &[PathBuf],
         config: RunsConfig,
@@ -259,9 +264,15 @@ impl Scanner {
                 absolute.push(path);
             }
         }
+        let run_roots = absolute
+            .iter()
+            .filter(|root| is_a_run(root, &config))
+            .cloned()
+            .collect();
         let rules_digest = cache::rules_digest(&config, epochs);
         Ok(Scanner {
             roots: absolute,
+            run_roots,
             config: Arc::new(config),
             epochs,
             rules_digest,
@@ -282,6 +293,13 @@ impl Scanner {
     pub fn run_folders(&self) -> Result<Vec<RunFolder>, ObserveError> {
         let mut found = Vec::new();
         for root in &self.roots {
+            if self.run_roots.contains(root) {
+                found.push(RunFolder {
+                    path: root.clone(),
+                    name: folder_name(root),
+                });
+                continue;
+            }
             let mut level: Vec<(PathBuf, String)> = vec![(root.clone(), String::new())];
             for glob in self.config.pattern.levels() {
                 let mut next = Vec::new();
@@ -335,6 +353,27 @@ impl Scanner {
         folders.par_iter().map(|f| self.observe(f)).collect()
     }
 
+    /// Every run under the roots at `now`, sorted by name, and beside them the folders that
+    /// could not be read or classified (by path): what a listing shows before it fails.
+    /// Only a root that cannot be listed stops it.
+    pub fn scan_all(
+        &self,
+        now: SystemTime,
+        processes: &ProcessTable,
+    ) -> Result<Scan, ObserveError> {
+        let folders = self.run_folders()?;
+        let observed: Vec<Result<Observation, ObserveError>> =
+            folders.par_iter().map(|f| self.observe(f)).collect();
+        let mut scan = Scan::default();
+        for observation in observed {
+            match observation {
+                Ok(o) => scan.runs.push(o.to_run(now, processes, &self.config)),
+                Err(e) => scan.problems.push(e),
+            }
+        }
+        Ok(scan)
+    }
+
     /// Every run under the roots at `now`, sorted by name.
     pub fn scan(
         &self,
@@ -350,6 +389,9 @@ impl Scanner {
 
     /// True when `folder` exists and matches the run pattern under one of the roots.
     pub fn is_run_folder(&self, folder: &RunFolder) -> bool {
+        if self.run_roots.contains(&folder.path) {
+            return folder.path.is_dir();
+        }
         let levels = self.config.pattern.levels();
         let parts: Vec<&str> = folder.name.split('/').collect();
         parts.len() == levels.len()
@@ -365,6 +407,25 @@ impl Scanner {
     /// above the run level (a run folder may have appeared or gone) or outside the roots.
     pub fn folder_of(&self, path: &Path) -> FolderOf {
         let depth = self.config.pattern.levels().len();
+        for root in &self.run_roots {
+            let Ok(rest) = path.strip_prefix(root) else {
+                continue;
+            };
+            if rest.as_os_str().is_empty() {
+                return FolderOf::AboveRuns;
+            }
+            let file: Vec<&str> = rest
+                .components()
+                .filter_map(|c| c.as_os_str().to_str())
+                .collect();
+            return FolderOf::Run {
+                folder: RunFolder {
+                    path: root.clone(),
+                    name: folder_name(root),
+                },
+                file: file.join("/"),
+            };
+        }
         for root in &self.roots {
             let Ok(rest) = path.strip_prefix(root) else {
                 continue;
@@ -391,6 +452,15 @@ impl Scanner {
     }
 }
 
+/// What a listing found: the runs it could read, and the folders it could not.
+#[derive(Debug, Default)]
+pub struct Scan {
+    /// The runs, sorted by name.
+    pub runs: Vec<Run>,
+    /// The run folders that could not be listed or classified, sorted by path.
+    pub problems: Vec<ObserveError>,
+}
+
 /// Where a changed path is, relative to the run folders.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FolderOf {
@@ -415,6 +485,26 @@ pub fn scan(
     now: SystemTime,
 ) -> Result<Vec<Run>, ObserveError> {
     Scanner::new(roots, config, epochs)?.scan(now, &ProcessTable::read())
+}
+
+/// True when the folder at `path` is a run by the classification rules.
+fn is_a_run(path: &Path, config: &RunsConfig) -> bool {
+    let Ok(listing) = classify::Listing::read(path) else {
+        return false;
+    };
+    let folder = RunFolder {
+        path: path.to_path_buf(),
+        name: folder_name(path),
+    };
+    classify::classify(&folder, &listing, config).is_ok()
+}
+
+/// The name of a run given as a root: its folder's name.
+fn folder_name(path: &Path) -> String {
+    path.file_name().map_or_else(
+        || path.display().to_string(),
+        |name| name.to_string_lossy().into_owned(),
+    )
 }
 
 fn is_dir(entry: &std::fs::DirEntry) -> bool {

@@ -552,3 +552,36 @@ fn watch_publishes_a_new_epoch() {
     }
     assert_eq!(watch.runs()[0].progress.completed_epochs, 2);
 }
+
+#[test]
+fn a_root_that_is_a_run_is_that_one_run_and_owns_every_file_below_it() {
+    let t = Tree::new();
+    t.trainer("bert", 2, false, Some(4), ago(HOUR));
+    let run_root = t.root().join("bert");
+    let scanner = Scanner::new(&[run_root.clone()], RunsConfig::default(), None).unwrap();
+    let folders = scanner.run_folders().unwrap();
+    assert_eq!(
+        folders,
+        [RunFolder {
+            path: run_root.clone(),
+            name: "bert".into()
+        }]
+    );
+    assert!(scanner.is_run_folder(&folders[0]));
+    assert_eq!(
+        scanner.folder_of(&run_root.join("epoch_1/validation_scores.json")),
+        FolderOf::Run {
+            folder: folders[0].clone(),
+            file: "epoch_1/validation_scores.json".into()
+        }
+    );
+    assert_eq!(scanner.folder_of(&run_root), FolderOf::AboveRuns);
+    let scan = scanner.scan_all(now(), &ProcessTable::empty()).unwrap();
+    assert_eq!(scan.runs.len(), 1);
+    assert_eq!(scan.runs[0].progress.completed_epochs, 2);
+    assert!(scan.problems.is_empty());
+
+    // The folder holding it is still a root of runs.
+    let scanner = Scanner::new(&[t.root()], RunsConfig::default(), None).unwrap();
+    assert_eq!(scanner.run_folders().unwrap()[0].name, "bert");
+}
