@@ -6,8 +6,11 @@
 //! the same item). A renewal task extends the lease of everything this process holds every
 //! third of the lease; an item whose claimer died (stopped renewing) is claimable again once
 //! its lease runs out, its attempt in flight closed `interrupted`. A claimed item not started
-//! while its lease may have run out is dropped from the local buffer, never started: another
-//! process may already have it. When nothing is claimable, one agent polls the store until the
+//! while its lease may have run out is not started blindly: another process may already have
+//! it. It is set aside and confirmed with the store first ([`mmm_store::Claims::confirm_claims`]),
+//! which gives back only the items still held here; the others are dropped. (Dropping them
+//! without asking would leave them claimed by this process, renewed by its renewals, and
+//! run by nobody.) When nothing is claimable, one agent polls the store until the
 //! map is done (every item finished by anyone), the job stops running, or a stop request.
 //!
 //! `Claims` is the work source of the map then, for the job's owner and for workers alike.
@@ -82,6 +85,8 @@ pub(crate) struct Claims {
     options: ClaimOptions,
     /// Claimed, not yet started, with when they were claimed.
     buffer: Mutex<VecDeque<(Work, Instant)>>,
+    /// Claimed so long ago that the lease may have run out: to confirm before starting.
+    stale: Mutex<Vec<Work>>,
     /// One agent claims (or polls) at a time.
     turn: tokio::sync::Mutex<()>,
     /// When the last renewal that succeeded started.
@@ -108,6 +113,7 @@ impl Claims {
             tracker,
             options,
             buffer: Mutex::default(),
+            stale: Mutex::default(),
             turn: tokio::sync::Mutex::new(()),
             renewed: Mutex::new(None),
             done: AtomicBool::new(false),
@@ -162,9 +168,39 @@ impl Claims {
             if self.fresh(claimed) {
                 return Some(work);
             }
-            // Its lease may have run out: another process may run it. Never start it here.
+            // Its lease may have run out: another process may run it. Not started before the
+            // store confirms it is still ours.
+            lock(&self.stale).push(work);
         }
         None
+    }
+
+    /// Asks the store which of the items set aside as stale are still held here; puts those
+    /// back at the front of the buffer, under the lease the confirmation extended. Returns how
+    /// many came back.
+    async fn confirm_stale(&self) -> Result<usize, RunError> {
+        let stale = std::mem::take(&mut *lock(&self.stale));
+        if stale.is_empty() {
+            return Ok(0);
+        }
+        let (job, claimer, lease) = (self.job, self.options.claimer.clone(), self.options.lease);
+        let indices: Vec<u64> = stale.iter().map(|work| work.index).collect();
+        let started = Instant::now();
+        let held = self
+            .blocking(move |store| {
+                store.confirm_claims(job, &claimer, &indices, now_ms() + lease.as_millis() as i64)
+            })
+            .await?;
+        let mut buffer = lock(&self.buffer);
+        let confirmed: Vec<Work> = stale
+            .into_iter()
+            .filter(|work| held.contains(&work.index))
+            .collect();
+        let count = confirmed.len();
+        for work in confirmed.into_iter().rev() {
+            buffer.push_front((work, started));
+        }
+        Ok(count)
     }
 
     /// The next item for an agent; `None` when the map is done, the job stopped running, a
@@ -183,6 +219,14 @@ impl Claims {
             }
             if let Some(work) = self.pop() {
                 return Some(work);
+            }
+            match self.confirm_stale().await {
+                Ok(0) => {}
+                Ok(_) => continue,
+                Err(error) => {
+                    self.fail(error);
+                    return None;
+                }
             }
             match self.claim().await {
                 Ok(0) => {}
@@ -294,6 +338,7 @@ impl Claims {
     /// Gives back what this process holds and did not start (call after the writer flushed).
     pub(crate) async fn release(&self) -> Result<(), RunError> {
         lock(&self.buffer).clear();
+        lock(&self.stale).clear();
         let (job, claimer) = (self.job, self.options.claimer.clone());
         self.blocking(move |store| store.release_claims(job, &claimer))
             .await?;
@@ -337,4 +382,90 @@ impl WorkSource for Claims {
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // Every critical section leaves the value consistent: a poisoned lock is still usable.
     mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mmm_store::{NewItem, NewJob, Write};
+
+    /// A running job in its map phase with `n` items, in a SQLite store of its own.
+    fn job_in_map(n: usize) -> (tempfile::TempDir, Arc<dyn Store>, JobId) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = mmm_store::open(dir.path().to_str().unwrap(), true).unwrap();
+        let job = NewJob {
+            id: JobId::new(),
+            name: "claims".into(),
+            spec: "{}".into(),
+            spec_hash: "0".into(),
+            source: None,
+            max_parallel: 1,
+            created_at: now_ms(),
+            owner_pid: std::process::id(),
+            owner_host: "here".into(),
+            origin: None,
+        };
+        let items: Vec<NewItem> = (0..n)
+            .map(|i| NewItem {
+                key: format!("item-{i}"),
+                value: format!("\"{i}\""),
+            })
+            .collect();
+        store.create_job(&job, &items).unwrap();
+        let at = now_ms();
+        store
+            .apply(&[
+                Write::JobStatus {
+                    job: job.id,
+                    status: JobStatus::Running,
+                    at,
+                },
+                Write::JobPhase {
+                    job: job.id,
+                    phase: Phase::Map,
+                    at,
+                },
+            ])
+            .unwrap();
+        (dir, store, job.id)
+    }
+
+    /// Items claimed, left unstarted past two thirds of the lease, then renewed (a renewal
+    /// that came late): they are still this process's, so they are confirmed and run, not
+    /// dropped while the renewals keep them from everyone else.
+    #[tokio::test]
+    async fn items_left_stale_by_a_late_renewal_are_confirmed_and_run() {
+        let (_dir, store, job) = job_in_map(3);
+        let options = ClaimOptions {
+            claimer: "here:1".into(),
+            lease: Duration::from_millis(300),
+            batch: 3,
+            poll: Duration::from_millis(10),
+            agent_prefix: None,
+        };
+        let (_stop_tx, stop) = watch::channel(StopLevel::Run);
+        let claims = Claims::new(
+            store.clone(),
+            job,
+            Arc::new(Tracker::new(3, 1)),
+            options,
+            stop,
+        );
+        let first = claims.take().await.expect("an item");
+        assert_eq!(first.index, 0);
+        // The two others are buffered; let their claim age past two thirds of the lease.
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        // A renewal lands only now, extending every lease this process holds.
+        store
+            .renew_claims(job, "here:1", now_ms() + 60_000)
+            .unwrap();
+        // The renewal was not seen by `claims` (its own task did not run it): the buffered
+        // items look stale, and must be confirmed, not lost.
+        let next = tokio::time::timeout(Duration::from_secs(5), claims.take())
+            .await
+            .expect("take does not poll forever")
+            .expect("an item");
+        let last = claims.take().await.expect("an item");
+        assert_eq!((next.index, last.index), (1, 2));
+    }
 }

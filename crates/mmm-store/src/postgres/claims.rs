@@ -77,6 +77,31 @@ impl Claims for PostgresStore {
         })
     }
 
+    fn confirm_claims(
+        &self,
+        job: JobId,
+        claimer: &str,
+        indices: &[u64],
+        lease_until: i64,
+    ) -> Result<Vec<u64>, StoreError> {
+        let claimer = claimer.to_string();
+        let indices: Vec<i64> = indices.iter().map(|&i| int(i)).collect();
+        self.transaction(Access::Autocommit, move |tx| {
+            Box::pin(async move {
+                tx.rows(
+                    "confirm claims",
+                    "UPDATE items SET lease_until = $3::bigint
+                     WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = $1) AND claimed_by = $2::text
+                       AND idx = ANY($4::bigint[]) AND status IN ('pending', 'failed')
+                     RETURNING idx",
+                    &[&job.to_string(), &claimer, &lease_until, &indices],
+                    |row| unsigned(row, 0),
+                )
+                .await
+            })
+        })
+    }
+
     fn release_claims(&self, job: JobId, claimer: &str) -> Result<u64, StoreError> {
         let claimer = claimer.to_string();
         self.transaction(Access::Autocommit, move |tx| {

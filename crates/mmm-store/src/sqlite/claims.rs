@@ -56,6 +56,34 @@ impl Claims for SqliteStore {
         })
     }
 
+    fn confirm_claims(
+        &self,
+        job: JobId,
+        claimer: &str,
+        indices: &[u64],
+        lease_until: i64,
+    ) -> Result<Vec<u64>, StoreError> {
+        self.write("commit confirmed claims", |tx| {
+            let mut confirm = tx
+                .prepare_cached(
+                    "UPDATE items SET lease_until = ?3
+                     WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = ?1) AND claimed_by = ?2
+                       AND idx = ?4 AND status IN ('pending', 'failed')",
+                )
+                .map_err(self.fail("confirm claims"))?;
+            let mut held = Vec::new();
+            for &index in indices {
+                let changed = confirm
+                    .execute(params![job.to_string(), claimer, lease_until, int(index)])
+                    .map_err(self.fail("confirm a claim"))?;
+                if changed == 1 {
+                    held.push(index);
+                }
+            }
+            Ok(held)
+        })
+    }
+
     fn release_claims(&self, job: JobId, claimer: &str) -> Result<u64, StoreError> {
         self.write("commit a release", |tx| {
             let changed = tx

@@ -25,6 +25,17 @@ pub trait Claims {
     /// Extends the lease of every unfinished item `claimer` holds in the job to `lease_until`;
     /// returns how many.
     fn renew_claims(&self, job: JobId, claimer: &str, lease_until: i64) -> Result<u64, StoreError>;
+    /// Of `indices` (items `claimer` claimed and has not started), the ones it still holds,
+    /// their lease extended to `lease_until`; the others are left to whoever holds them now.
+    /// A claimer asks before starting an item claimed so long ago that its lease may have run
+    /// out and another process may have taken it.
+    fn confirm_claims(
+        &self,
+        job: JobId,
+        claimer: &str,
+        indices: &[u64],
+        lease_until: i64,
+    ) -> Result<Vec<u64>, StoreError>;
     /// Gives back every item `claimer` holds in the job that has no attempt in flight (their
     /// lease is cleared, so others may claim them at once); returns how many.
     fn release_claims(&self, job: JobId, claimer: &str) -> Result<u64, StoreError>;

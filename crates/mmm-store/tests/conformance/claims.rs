@@ -157,6 +157,36 @@ pub(crate) fn claims_hand_out_items_once_under_a_lease(store: &dyn Store) {
     assert_eq!(requeue.interrupted, ["item-1"]);
 }
 
+/// A claimer that did not start an item before its lease could have run out asks whether it
+/// still holds it: an item nobody took is confirmed (and its lease extended), an item another
+/// claimer took, or one that was started, is not.
+pub(crate) fn a_stale_claim_is_confirmed_only_while_still_held(store: &dyn Store) {
+    let job = new_job("confirm", 1_000);
+    store.create_job(&job, &new_items(4)).unwrap();
+    let job = job.id;
+    open_map(store, job, 100);
+    let a = store.claim_items(job, "a", 3, 1_000, 100).unwrap();
+    assert_eq!(indices(&a), [0, 1, 2]);
+    // a's lease ran out at 1,000; b takes item 0 (the first claimable) at 2,000.
+    let b = store.claim_items(job, "b", 1, 10_000, 2_000).unwrap();
+    assert_eq!(indices(&b), [0]);
+    // Item 2 was started by a (e.g. under an earlier confirmation): not a claim to confirm.
+    store.apply(&[started(job, 2, 1, 2_050)]).unwrap();
+    let held = store
+        .confirm_claims(job, "a", &[0, 1, 2, 3], 20_000)
+        .unwrap();
+    assert_eq!(held, [1], "item 0 is b's, 2 is running, 3 was never a's");
+    // The confirmed lease holds: nobody else gets item 1 before 20,000.
+    let c = store.claim_items(job, "c", 10, 30_000, 15_000).unwrap();
+    assert!(c.iter().all(|item| item.index != 1), "{c:?}");
+    assert!(
+        store
+            .confirm_claims(job, "a", &[], 20_000)
+            .unwrap()
+            .is_empty()
+    );
+}
+
 /// Issue 8: claimers racing on two connections never get the same item, and together
 /// get every item.
 pub(crate) fn concurrent_claimers_never_share_an_item(a: &dyn Store, b: &dyn Store) {

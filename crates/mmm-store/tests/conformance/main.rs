@@ -50,6 +50,7 @@ macro_rules! every_check {
             dead_letters::dead_letter_queue_retry_and_purge,
             integrity::job_contents_and_repair,
             claims::claims_hand_out_items_once_under_a_lease,
+            claims::a_stale_claim_is_confirmed_only_while_still_held,
             transfer::delete_job_removes_everything_of_that_job_only,
         );
     };
