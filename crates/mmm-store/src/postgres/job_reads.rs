@@ -9,10 +9,10 @@ use super::rows::{
     job_from_row, optional_text, paged_item_from_row, text, unsigned,
 };
 use super::statements::RowLock;
-use crate::rules::job_ids;
+use crate::rules::{job_ids, name_glob};
 use crate::{
-    AttemptRecord, CheckpointRecord, ItemPage, ItemPageQuery, ItemRecord, JobReads, JobRecord,
-    Ledger, StoreError,
+    AttemptRecord, CheckpointRecord, ItemPage, ItemPageQuery, ItemRecord, JobQuery, JobReads,
+    JobRecord, Ledger, StoreError,
 };
 use mmm_core::event::EventKind;
 use mmm_core::job::{ItemStatus, JobId};
@@ -36,6 +36,80 @@ impl JobReads for PostgresStore {
                 let mut counts = tx.counts(None).await?;
                 for job in &mut jobs {
                     job.counts = counts.remove(&job.id).unwrap_or_default();
+                }
+                Ok(jobs)
+            })
+        })
+    }
+
+    fn jobs_matching(&self, query: &JobQuery) -> Result<Vec<JobRecord>, StoreError> {
+        let statuses: Vec<String> = query
+            .statuses
+            .iter()
+            .map(|s| s.as_str().to_string())
+            .collect();
+        let name_regex = query.name_glob.as_deref().map(name_glob::to_regex);
+        let (created_since, active_since) = (query.created_since, query.active_since);
+        let before = query.before.map(|id| id.to_string());
+        let limit = query.limit.map(|l| i64::try_from(l).unwrap_or(i64::MAX));
+        self.read(move |tx| {
+            Box::pin(async move {
+                let mut conditions: Vec<String> = Vec::new();
+                let mut params: Vec<&(dyn ToSql + Sync)> = Vec::new();
+                if !statuses.is_empty() {
+                    params.push(&statuses);
+                    conditions.push(format!("status = ANY(${}::text[])", params.len()));
+                }
+                if let Some(regex) = &name_regex {
+                    params.push(regex);
+                    conditions.push(format!("name ~ ${}::text", params.len()));
+                }
+                if let Some(since) = &created_since {
+                    params.push(since);
+                    conditions.push(format!("created_at >= ${}::bigint", params.len()));
+                }
+                if let Some(since) = &active_since {
+                    params.push(since);
+                    conditions.push(format!(
+                        "(status = 'running' OR updated_at >= ${}::bigint)",
+                        params.len()
+                    ));
+                }
+                if let Some(before) = &before {
+                    params.push(before);
+                    conditions.push(format!("id < ${}::text", params.len()));
+                }
+                let filter = if conditions.is_empty() {
+                    String::new()
+                } else {
+                    format!("WHERE {}", conditions.join(" AND "))
+                };
+                let limit_clause = match &limit {
+                    Some(limit) => {
+                        params.push(limit);
+                        format!("LIMIT ${}::bigint", params.len())
+                    }
+                    None => String::new(),
+                };
+                let sql = format!(
+                    "SELECT {JOB_COLUMNS} FROM jobs {filter} ORDER BY id DESC {limit_clause}"
+                );
+                let rows = tx.query("list the jobs", &sql, &params).await?;
+                let mut jobs = tx.decode(&rows, "list the jobs", job_from_row)?;
+                if limit.is_some() {
+                    // A page: count its jobs' items alone, not the whole store's.
+                    for job in &mut jobs {
+                        job.counts = tx
+                            .counts(Some(job.id))
+                            .await?
+                            .remove(&job.id)
+                            .unwrap_or_default();
+                    }
+                } else {
+                    let mut counts = tx.counts(None).await?;
+                    for job in &mut jobs {
+                        job.counts = counts.remove(&job.id).unwrap_or_default();
+                    }
                 }
                 Ok(jobs)
             })

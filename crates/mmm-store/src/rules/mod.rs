@@ -7,6 +7,7 @@
 //! - [`repair`]: when a change of `mmm repair` no longer applies;
 //! - [`transitions`]: what a status change of a job or an item implies;
 //! - [`job_ids`]: how a job id prefix names a job;
+//! - [`name_glob`]: a job name glob as a regular expression, for a backend without `GLOB`;
 //! - [`batch`]: which jobs a batch of writes touches, in which order;
 //! - [`claims`]: what a claim does to an item whose claimer's lease ran out;
 //! - [`store_events`]: the events the store records on its own, kinds and payloads;
@@ -17,6 +18,7 @@ pub(crate) mod claims;
 pub(crate) mod dlq;
 pub(crate) mod interruptions;
 pub(crate) mod job_ids;
+pub(crate) mod name_glob;
 pub(crate) mod repair;
 pub(crate) mod store_events;
 pub(crate) mod transitions;

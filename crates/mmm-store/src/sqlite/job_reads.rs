@@ -8,10 +8,10 @@ use super::rows::{
     ATTEMPT_COLUMNS, ITEM_COLUMNS, JOB_COLUMNS, attempt_from_row, event_from_row, item_from_row,
     job_from_row, limit_clause, optional_text, paged_item_from_row, text, unsigned,
 };
-use crate::rules::job_ids;
+use crate::rules::{job_ids, name_glob};
 use crate::{
-    AttemptRecord, CheckpointRecord, ItemPage, ItemPageQuery, ItemRecord, JobReads, JobRecord,
-    Ledger, StoreError,
+    AttemptRecord, CheckpointRecord, ItemPage, ItemPageQuery, ItemRecord, JobQuery, JobReads,
+    JobRecord, Ledger, StoreError,
 };
 use mmm_core::event::EventKind;
 use mmm_core::job::{ItemStatus, JobId, Phase};
@@ -29,6 +29,62 @@ impl JobReads for SqliteStore {
                 .and_then(|mut select| {
                     select
                         .query_map([], job_from_row)?
+                        .collect::<Result<Vec<_>, _>>()
+                })
+                .map_err(self.fail("list the jobs"))?;
+            for job in &mut jobs {
+                job.counts = self.counts(tx, job.id)?;
+            }
+            Ok(jobs)
+        })
+    }
+
+    fn jobs_matching(&self, query: &JobQuery) -> Result<Vec<JobRecord>, StoreError> {
+        let mut conditions: Vec<String> = Vec::new();
+        let mut values: Vec<rusqlite::types::Value> = Vec::new();
+        let mut bind = |value: rusqlite::types::Value| {
+            values.push(value);
+            format!("?{}", values.len())
+        };
+        if !query.statuses.is_empty() {
+            let placeholders: Vec<String> = query
+                .statuses
+                .iter()
+                .map(|s| bind(s.as_str().to_string().into()))
+                .collect();
+            conditions.push(format!("status IN ({})", placeholders.join(", ")));
+        }
+        if let Some(glob) = &query.name_glob {
+            conditions.push(format!(
+                "name GLOB {}",
+                bind(name_glob::to_sqlite(glob).into())
+            ));
+        }
+        if let Some(since) = query.created_since {
+            conditions.push(format!("created_at >= {}", bind(since.into())));
+        }
+        if let Some(since) = query.active_since {
+            conditions.push(format!(
+                "(status = 'running' OR updated_at >= {})",
+                bind(since.into())
+            ));
+        }
+        if let Some(before) = query.before {
+            conditions.push(format!("id < {}", bind(before.to_string().into())));
+        }
+        let filter = if conditions.is_empty() {
+            String::new()
+        } else {
+            format!("WHERE {}", conditions.join(" AND "))
+        };
+        let limit = query.limit.map_or(String::new(), limit_clause);
+        let sql = format!("SELECT {JOB_COLUMNS} FROM jobs {filter} ORDER BY id DESC {limit}");
+        self.read(|tx| {
+            let mut jobs = tx
+                .prepare(&sql)
+                .and_then(|mut select| {
+                    select
+                        .query_map(rusqlite::params_from_iter(&values), job_from_row)?
                         .collect::<Result<Vec<_>, _>>()
                 })
                 .map_err(self.fail("list the jobs"))?;

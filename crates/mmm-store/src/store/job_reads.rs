@@ -4,7 +4,7 @@
 use serde::Serialize;
 
 use crate::{AttemptRecord, CheckpointRecord, EventRecord, ItemRecord, JobRecord, StoreError};
-use mmm_core::job::{ItemStatus, JobId};
+use mmm_core::job::{ItemStatus, JobId, JobStatus};
 
 /// Reads of a job's record. A read of several queries sees one consistent state.
 pub trait JobReads {
@@ -12,6 +12,9 @@ pub trait JobReads {
     fn job(&self, id: JobId) -> Result<JobRecord, StoreError>;
     /// Every job, newest first, with counts.
     fn jobs(&self) -> Result<Vec<JobRecord>, StoreError>;
+    /// The jobs that match `query`, newest first, with counts: one page of a list that stays
+    /// fast however many jobs the store holds (`mmm jobs`, `GET /api/jobs`, `/metrics`).
+    fn jobs_matching(&self, query: &JobQuery) -> Result<Vec<JobRecord>, StoreError>;
     /// The job whose id starts with `prefix` (an error when none or several match).
     fn resolve_job(&self, prefix: &str) -> Result<JobId, StoreError>;
     /// The job's items in input order, optionally only those with one status.
@@ -51,6 +54,25 @@ pub struct ItemPageQuery {
     pub offset: u64,
     /// Most items the page holds.
     pub limit: usize,
+}
+
+/// Which jobs [`JobReads::jobs_matching`] returns. Every condition given must hold; the
+/// default matches every job.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct JobQuery {
+    /// Only jobs with one of these statuses; any status when empty.
+    pub statuses: Vec<JobStatus>,
+    /// Only jobs whose name matches this glob (`*`, `?`, `[abc]`; case-sensitive).
+    pub name_glob: Option<String>,
+    /// Only jobs created at or after this time (epoch ms).
+    pub created_since: Option<i64>,
+    /// Only jobs running, or whose record changed at or after this time (epoch ms).
+    pub active_since: Option<i64>,
+    /// The page's cursor: only jobs older than this one (ids are time-ordered, so jobs created
+    /// while a client pages never shift the pages it has not read).
+    pub before: Option<JobId>,
+    /// At most this many jobs; all when `None`.
+    pub limit: Option<usize>,
 }
 
 /// One page of a job's items, read in one consistent state.

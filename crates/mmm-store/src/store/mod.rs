@@ -20,7 +20,7 @@ pub use dead_letters::{DeadLetter, DeadLetters, DlqChange};
 pub use event_reads::EventReads;
 pub use integrity::{Integrity, JobContents, RepairAction};
 pub use job_log::JobLog;
-pub use job_reads::{ItemPage, ItemPageQuery, JobReads, Ledger, PagedItem};
+pub use job_reads::{ItemPage, ItemPageQuery, JobQuery, JobReads, Ledger, PagedItem};
 pub use recovery::{Recovery, Requeued, UnfinishedItem};
 pub use transfer::Transfer;
 

@@ -202,3 +202,92 @@ pub(crate) fn jobs_are_listed_newest_first(store: &dyn Store) {
     let listed: Vec<JobId> = store.jobs().unwrap().iter().map(|j| j.id).collect();
     assert_eq!(listed, ids);
 }
+
+/// Issue 21: a filtered page of jobs, newest first; paging with the cursor gives every job
+/// once, even while new jobs are created between pages.
+pub(crate) fn jobs_are_paged_and_filtered(store: &dyn Store) {
+    let mut ids = Vec::new();
+    for (n, name) in ["nightly-a", "nightly-b", "eval.1", "nightly-c", "eval-2"]
+        .iter()
+        .enumerate()
+    {
+        let job = new_job(name, 1_000 * (n as i64 + 1));
+        store.create_job(&job, &new_items(n + 1)).unwrap();
+        ids.push(job.id);
+        // UUIDv7 ids order by millisecond.
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    set_status(store, ids[0], JobStatus::Running, 1_500);
+    set_status(store, ids[0], JobStatus::Completed, 2_000);
+    set_status(store, ids[1], JobStatus::Running, 2_500);
+    set_status(store, ids[2], JobStatus::Running, 3_500);
+    set_status(store, ids[2], JobStatus::Failed, 9_000);
+    let listed = |query: &JobQuery| -> Vec<JobId> {
+        store
+            .jobs_matching(query)
+            .unwrap()
+            .iter()
+            .map(|j| j.id)
+            .collect()
+    };
+    let newest_first: Vec<JobId> = ids.iter().rev().copied().collect();
+    assert_eq!(listed(&JobQuery::default()), newest_first);
+    let page = store
+        .jobs_matching(&JobQuery {
+            limit: Some(2),
+            ..JobQuery::default()
+        })
+        .unwrap();
+    assert_eq!(page.len(), 2);
+    assert_eq!(page[1].counts.pending, 4, "a page's jobs have their counts");
+
+    let by_name = |glob: &str| {
+        listed(&JobQuery {
+            name_glob: Some(glob.into()),
+            ..JobQuery::default()
+        })
+    };
+    assert_eq!(by_name("nightly-*"), [ids[3], ids[1], ids[0]]);
+    assert_eq!(by_name("eval?[0-9]"), [ids[4], ids[2]]);
+    assert_eq!(by_name("eval.?"), [ids[2]], "`.` is itself");
+    assert_eq!(by_name("nightly-[!a]"), [ids[3], ids[1]]);
+    assert!(by_name("NIGHTLY-*").is_empty(), "case-sensitive");
+
+    let statuses = listed(&JobQuery {
+        statuses: vec![JobStatus::Running, JobStatus::Failed],
+        ..JobQuery::default()
+    });
+    assert_eq!(statuses, [ids[2], ids[1]]);
+    assert_eq!(
+        listed(&JobQuery {
+            created_since: Some(3_000),
+            ..JobQuery::default()
+        }),
+        [ids[4], ids[3], ids[2]]
+    );
+    // Running, or changed since 8,000: the running job and the one that failed at 9,000.
+    assert_eq!(
+        listed(&JobQuery {
+            active_since: Some(8_000),
+            ..JobQuery::default()
+        }),
+        [ids[2], ids[1]]
+    );
+
+    // Paging by cursor while new jobs arrive: every job of the first listing exactly once.
+    let mut seen = Vec::new();
+    let mut before = None;
+    loop {
+        let page = listed(&JobQuery {
+            before,
+            limit: Some(2),
+            ..JobQuery::default()
+        });
+        let newer = new_job("arrived-while-paging", 50_000);
+        store.create_job(&newer, &new_items(1)).unwrap();
+        let Some(last) = page.last() else { break };
+        before = Some(*last);
+        seen.extend(page);
+    }
+    assert_eq!(seen, newest_first);
+}
