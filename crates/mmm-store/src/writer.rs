@@ -525,6 +525,10 @@ mod tests {
             unimplemented!()
         }
 
+        fn jobs_matching(&self, _: &crate::JobQuery) -> Result<Vec<JobRecord>, StoreError> {
+            unimplemented!()
+        }
+
         fn resolve_job(&self, _: &str) -> Result<JobId, StoreError> {
             unimplemented!()
         }
@@ -625,6 +629,16 @@ mod tests {
         }
 
         fn renew_claims(&self, _: JobId, _: &str, _: i64) -> Result<u64, StoreError> {
+            unimplemented!()
+        }
+
+        fn confirm_claims(
+            &self,
+            _: JobId,
+            _: &str,
+            _: &[u64],
+            _: i64,
+        ) -> Result<Vec<u64>, StoreError> {
             unimplemented!()
         }
 
