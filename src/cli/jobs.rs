@@ -1,5 +1,7 @@
-//! `mmm jobs [JOB] [--json]`: the jobs in the store, newest first, read back from the record,
-//! and for one job (or in JSON) its dead-letter queue with every attempt's error and output.
+//! `mmm jobs [JOB] [--status S] [--name GLOB] [--since D] [--limit N] [--json]`: the jobs in
+//! the store, newest first, read back from the record (filtered and limited by the store, so
+//! a store of 100,000 jobs lists its newest 50 at once), and for one job (or in JSON) its
+//! dead-letter queue with every attempt's error and output.
 
 use std::time::Duration;
 
@@ -11,7 +13,7 @@ use super::wiring::usage_or_store_error;
 use super::{Exit, output};
 use mmm_core::event::Event;
 use mmm_core::job::{ItemStatus, JobId, JobStatus, Phase, now_ms};
-use mmm_store::{self as store, ItemCounts, JobRecord, Store, StoreError};
+use mmm_store::{self as store, ItemCounts, JobQuery, JobRecord, Store, StoreError};
 
 /// At most this many DLQ entries per job in the listing (the count is always exact).
 const DLQ_LIMIT: usize = 100;
@@ -25,12 +27,21 @@ pub(crate) struct JobsArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
-    /// Show at most N jobs.
+    /// Show at most N jobs (the newest).
     #[arg(long, value_name = "N")]
     limit: Option<usize>,
+    /// Only jobs with this status (repeat or separate with commas: running,interrupted).
+    #[arg(long, value_name = "S", value_delimiter = ',', value_parser = job_status, conflicts_with = "job")]
+    status: Vec<JobStatus>,
+    /// Only jobs whose name matches this glob (`nightly-*`; `?` one character, `[ab]` a set).
+    #[arg(long, value_name = "GLOB", conflicts_with = "job")]
+    name: Option<String>,
+    /// Only jobs created in the last DURATION (`24h`, `7d`, `90m`).
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration, conflicts_with = "job")]
+    since: Option<Duration>,
     /// Only jobs that can continue with `mmm resume`: interrupted, or running with a dead
     /// owner; with the time spent so far and an estimate of what remains.
-    #[arg(long, conflicts_with = "job")]
+    #[arg(long, conflicts_with_all = ["job", "status", "name", "since", "limit"])]
     resumable: bool,
 }
 
@@ -100,11 +111,9 @@ pub(crate) fn jobs(store_location: &str, args: JobsArgs) -> anyhow::Result<Exit>
             let id = store.resolve_job(prefix).map_err(usage_or_store_error)?;
             vec![store.job(id)?]
         }
-        None => store.jobs().context("could not list the jobs")?,
-    };
-    let records: Vec<JobRecord> = match args.limit {
-        Some(n) => records.into_iter().take(n).collect(),
-        None => records,
+        None => store
+            .jobs_matching(&query(&args))
+            .context("could not list the jobs")?,
     };
     let now = now_ms();
     if args.json {
@@ -123,10 +132,14 @@ pub(crate) fn jobs(store_location: &str, args: JobsArgs) -> anyhow::Result<Exit>
         return Ok(Exit::Success);
     }
     if records.is_empty() {
-        println!(
-            "no jobs yet in {} (run one with `mmm run`)",
-            mmm_store::shown_location(store_location)
-        );
+        if query(&args) == JobQuery::default() {
+            println!(
+                "no jobs yet in {} (run one with `mmm run`)",
+                mmm_store::shown_location(store_location)
+            );
+        } else {
+            println!("no job matches");
+        }
         return Ok(Exit::Success);
     }
     print_table(&records, now)?;
@@ -135,6 +148,27 @@ pub(crate) fn jobs(store_location: &str, args: JobsArgs) -> anyhow::Result<Exit>
         print_dlq(store.as_ref(), &records[0])?;
     }
     Ok(Exit::Success)
+}
+
+/// The filters and the limit of the listing, for the store.
+fn query(args: &JobsArgs) -> JobQuery {
+    JobQuery {
+        statuses: args.status.clone(),
+        name_glob: args.name.clone(),
+        created_since: args
+            .since
+            .map(|d| now_ms().saturating_sub(i64::try_from(d.as_millis()).unwrap_or(i64::MAX))),
+        limit: args.limit,
+        ..JobQuery::default()
+    }
+}
+
+/// A job status as `--status` takes it.
+fn job_status(text: &str) -> Result<JobStatus, String> {
+    text.parse().map_err(|_| {
+        let known: Vec<&str> = JobStatus::ALL.iter().map(|s| s.as_str()).collect();
+        format!("`{text}` is not a job status; one of: {}", known.join(", "))
+    })
 }
 
 fn resumable(store: &dyn Store, json: bool) -> anyhow::Result<Exit> {

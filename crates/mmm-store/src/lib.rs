@@ -73,7 +73,7 @@ pub use steps::StepRecord;
 pub(crate) use steps::StoredSteps;
 pub use store::{
     ClaimedItem, Claims, DeadLetter, DeadLetters, DlqChange, EventReads, Integrity, ItemPage,
-    ItemPageQuery, JobContents, JobLog, JobQuery, JobReads, Ledger, PagedItem, Recovery,
+    ItemPageQuery, JobContents, JobLog, JobQuery, JobReads, JobTotals, Ledger, PagedItem, Recovery,
     RepairAction, Requeued, Store, Transfer, UnfinishedItem,
 };
 pub use write::Write;

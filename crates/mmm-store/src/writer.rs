@@ -529,6 +529,10 @@ mod tests {
             unimplemented!()
         }
 
+        fn job_totals(&self, _: &[i64]) -> Result<Vec<crate::JobTotals>, StoreError> {
+            unimplemented!()
+        }
+
         fn resolve_job(&self, _: &str) -> Result<JobId, StoreError> {
             unimplemented!()
         }

@@ -6,16 +6,16 @@ use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderValue;
-use axum::http::header::{CACHE_CONTROL, CONTENT_DISPOSITION, CONTENT_TYPE};
+use axum::http::header::{CACHE_CONTROL, CONTENT_DISPOSITION, CONTENT_TYPE, LINK};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::{ApiError, AppState, JobSummary, blocking};
-use mmm_core::job::{ItemStatus, JobId};
+use mmm_core::job::{ItemStatus, JobId, JobStatus, now_ms};
 use mmm_report as report;
 use mmm_store::job_state::JobState;
-use mmm_store::{AttemptRecord, ItemPageQuery, ItemRecord, PagedItem, Store};
+use mmm_store::{AttemptRecord, ItemPageQuery, ItemRecord, JobQuery, PagedItem, Store};
 
 /// Most items one page returns.
 pub(super) const MAX_ITEMS: usize = 500;
@@ -29,11 +29,133 @@ pub(super) fn resolve(store: &dyn Store, id: &str) -> Result<JobId, ApiError> {
     Ok(store.resolve_job(id)?)
 }
 
-/// `GET /api/jobs`: every job, newest first.
-pub(super) async fn jobs(State(state): State<AppState>) -> Result<Json<Vec<JobSummary>>, ApiError> {
+/// Most jobs one page of `GET /api/jobs` returns.
+pub(super) const MAX_JOBS: usize = 1_000;
+
+/// The filters of `GET /api/jobs`.
+#[derive(Debug, Deserialize)]
+pub(super) struct JobsQuery {
+    /// At most this many jobs (1..=1000); every job without it.
+    limit: Option<usize>,
+    /// The cursor: jobs older than this one (the id of the last job of the previous page).
+    before: Option<String>,
+    /// Only these statuses, comma-separated.
+    status: Option<String>,
+    /// Only names matching this glob.
+    name: Option<String>,
+    /// Only jobs created in the last DURATION (`24h`).
+    since: Option<String>,
+}
+
+impl JobsQuery {
+    /// The store's query; a value that does not parse is a bad request naming it.
+    fn to_store_query(&self) -> Result<JobQuery, ApiError> {
+        let limit = match self.limit {
+            Some(n) if n == 0 || n > MAX_JOBS => {
+                return Err(ApiError::BadRequest(format!(
+                    "limit must be between 1 and {MAX_JOBS}"
+                )));
+            }
+            other => other,
+        };
+        let before = match self.before.as_deref() {
+            None | Some("") => None,
+            Some(id) => Some(
+                id.parse::<JobId>()
+                    .map_err(|_| ApiError::BadRequest(format!("before: `{id}` is not a job id")))?,
+            ),
+        };
+        let statuses = match self.status.as_deref() {
+            None | Some("") | Some("all") => Vec::new(),
+            Some(list) => list
+                .split(',')
+                .map(|s| {
+                    s.trim().parse::<JobStatus>().map_err(|_| {
+                        let known: Vec<&str> = JobStatus::ALL.iter().map(|s| s.as_str()).collect();
+                        ApiError::BadRequest(format!(
+                            "unknown job status `{s}`: use {}",
+                            known.join(", ")
+                        ))
+                    })
+                })
+                .collect::<Result<_, _>>()?,
+        };
+        let created_since = match self.since.as_deref() {
+            None | Some("") => None,
+            Some(text) => {
+                let ago = humantime::parse_duration(text).map_err(|e| {
+                    ApiError::BadRequest(format!("since: `{text}` is not a duration ({e})"))
+                })?;
+                Some(now_ms().saturating_sub(i64::try_from(ago.as_millis()).unwrap_or(i64::MAX)))
+            }
+        };
+        Ok(JobQuery {
+            statuses,
+            name_glob: self.name.clone().filter(|n| !n.is_empty()),
+            created_since,
+            active_since: None,
+            before,
+            limit,
+        })
+    }
+
+    /// This query's next page: the same filters, before `last`.
+    fn next_page(&self, last: JobId) -> String {
+        let mut pairs = vec![("before", last.to_string())];
+        for (key, value) in [
+            ("limit", self.limit.map(|l| l.to_string())),
+            ("status", self.status.clone()),
+            ("name", self.name.clone()),
+            ("since", self.since.clone()),
+        ] {
+            if let Some(value) = value {
+                pairs.push((key, value));
+            }
+        }
+        let query: Vec<String> = pairs
+            .iter()
+            .map(|(k, v)| format!("{k}={}", percent_encode(v)))
+            .collect();
+        format!("/api/jobs?{}", query.join("&"))
+    }
+}
+
+/// `v` with every byte outside the unreserved set of RFC 3986 percent-encoded.
+fn percent_encode(v: &str) -> String {
+    v.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// `GET /api/jobs?limit=&before=&status=&name=&since=`: jobs newest first, filtered. A full
+/// page carries a `Link: <...>; rel="next"` header (RFC 8288) to the next one, so the body
+/// stays the array it always was.
+pub(super) async fn jobs(
+    State(state): State<AppState>,
+    query: Result<Query<JobsQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(query) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let store_query = query.to_store_query()?;
     let store = state.store.clone();
-    let jobs = blocking(move || Ok(JobSummary::load_all(store.as_ref())?)).await?;
-    Ok(Json(jobs))
+    let page_query = store_query.clone();
+    let jobs =
+        blocking(move || Ok(JobSummary::load_matching(store.as_ref(), &page_query)?)).await?;
+    let next = match (store_query.limit, jobs.last()) {
+        (Some(limit), Some(last)) if jobs.len() == limit => Some(query.next_page(last.id)),
+        _ => None,
+    };
+    let mut response = Json(jobs).into_response();
+    if let Some(next) = next
+        && let Ok(value) = HeaderValue::from_str(&format!("<{next}>; rel=\"next\""))
+    {
+        response.headers_mut().insert(LINK, value);
+    }
+    Ok(response)
 }
 
 /// `GET /api/jobs/{id}`: the job's state ([`JobState`]).

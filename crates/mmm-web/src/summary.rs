@@ -7,7 +7,7 @@ use mmm_core::alerts::Alert;
 use mmm_core::job::{JobId, JobStatus, Phase, now_ms};
 use mmm_core::metrics::Eta;
 use mmm_core::snapshot::Snapshot;
-use mmm_store::{ItemCounts, JobRecord, SnapshotRecord, Store, StoreError};
+use mmm_store::{ItemCounts, JobQuery, JobRecord, SnapshotRecord, Store, StoreError};
 
 /// A job as the jobs list shows it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -93,9 +93,17 @@ impl JobSummary {
 
     /// Every job of the store, newest first.
     pub fn load_all(store: &dyn Store) -> Result<Vec<JobSummary>, StoreError> {
+        Self::load_matching(store, &JobQuery::default())
+    }
+
+    /// The jobs that match `query`, newest first.
+    pub fn load_matching(
+        store: &dyn Store,
+        query: &JobQuery,
+    ) -> Result<Vec<JobSummary>, StoreError> {
         let host = mmm_store::owner::host_name();
         store
-            .jobs()?
+            .jobs_matching(query)?
             .into_iter()
             .map(|record| {
                 let snapshot = store.latest_snapshot(record.id)?;

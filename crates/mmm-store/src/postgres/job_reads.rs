@@ -10,9 +10,10 @@ use super::rows::{
 };
 use super::statements::RowLock;
 use crate::rules::{job_ids, name_glob};
+use crate::store::job_totals_sql;
 use crate::{
     AttemptRecord, CheckpointRecord, ItemPage, ItemPageQuery, ItemRecord, JobQuery, JobReads,
-    JobRecord, Ledger, StoreError,
+    JobRecord, JobTotals, Ledger, StoreError,
 };
 use mmm_core::event::EventKind;
 use mmm_core::job::{ItemStatus, JobId};
@@ -112,6 +113,27 @@ impl JobReads for PostgresStore {
                     }
                 }
                 Ok(jobs)
+            })
+        })
+    }
+
+    fn job_totals(&self, bounds_ms: &[i64]) -> Result<Vec<JobTotals>, StoreError> {
+        let sql = job_totals_sql(bounds_ms);
+        let buckets = bounds_ms.len();
+        self.read(move |tx| {
+            Box::pin(async move {
+                tx.rows("total the jobs by name", &sql, &[], |row| {
+                    Ok(JobTotals {
+                        name: row.try_get(0)?,
+                        status: text(row, 1)?,
+                        jobs: unsigned(row, 2)?,
+                        duration_ms: row.try_get(3)?,
+                        at_most: (0..buckets)
+                            .map(|i| unsigned(row, 4 + i))
+                            .collect::<Result<_, _>>()?,
+                    })
+                })
+                .await
             })
         })
     }

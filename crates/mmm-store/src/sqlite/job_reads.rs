@@ -9,9 +9,10 @@ use super::rows::{
     job_from_row, limit_clause, optional_text, paged_item_from_row, text, unsigned,
 };
 use crate::rules::{job_ids, name_glob};
+use crate::store::job_totals_sql;
 use crate::{
     AttemptRecord, CheckpointRecord, ItemPage, ItemPageQuery, ItemRecord, JobQuery, JobReads,
-    JobRecord, Ledger, StoreError,
+    JobRecord, JobTotals, Ledger, StoreError,
 };
 use mmm_core::event::EventKind;
 use mmm_core::job::{ItemStatus, JobId, Phase};
@@ -92,6 +93,29 @@ impl JobReads for SqliteStore {
                 job.counts = self.counts(tx, job.id)?;
             }
             Ok(jobs)
+        })
+    }
+
+    fn job_totals(&self, bounds_ms: &[i64]) -> Result<Vec<JobTotals>, StoreError> {
+        let sql = job_totals_sql(bounds_ms);
+        self.read(|tx| {
+            tx.prepare(&sql)
+                .and_then(|mut select| {
+                    select
+                        .query_map([], |row| {
+                            Ok(JobTotals {
+                                name: row.get(0)?,
+                                status: text(row, 1)?,
+                                jobs: unsigned(row, 2)?,
+                                duration_ms: row.get(3)?,
+                                at_most: (0..bounds_ms.len())
+                                    .map(|i| unsigned(row, 4 + i))
+                                    .collect::<Result<_, _>>()?,
+                            })
+                        })?
+                        .collect::<Result<Vec<_>, _>>()
+                })
+                .map_err(self.fail("total the jobs by name"))
         })
     }
 

@@ -15,6 +15,10 @@ pub trait JobReads {
     /// The jobs that match `query`, newest first, with counts: one page of a list that stays
     /// fast however many jobs the store holds (`mmm jobs`, `GET /api/jobs`, `/metrics`).
     fn jobs_matching(&self, query: &JobQuery) -> Result<Vec<JobRecord>, StoreError>;
+    /// Every job counted by name and status, with its running time summed and counted at
+    /// or below each of `bounds_ms` (ascending): what `/metrics` aggregates by job name, in
+    /// one read of the jobs alone, whatever the number of items.
+    fn job_totals(&self, bounds_ms: &[i64]) -> Result<Vec<JobTotals>, StoreError>;
     /// The job whose id starts with `prefix` (an error when none or several match).
     fn resolve_job(&self, prefix: &str) -> Result<JobId, StoreError>;
     /// The job's items in input order, optionally only those with one status.
@@ -75,6 +79,21 @@ pub struct JobQuery {
     pub limit: Option<usize>,
 }
 
+/// The jobs of one name and one status ([`JobReads::job_totals`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobTotals {
+    /// The jobs' name.
+    pub name: String,
+    /// Their status.
+    pub status: JobStatus,
+    /// How many.
+    pub jobs: u64,
+    /// Their running time (`duration_ms`), summed.
+    pub duration_ms: i64,
+    /// How many ran at most each bound, in the order of the bounds (cumulative).
+    pub at_most: Vec<u64>,
+}
+
 /// One page of a job's items, read in one consistent state.
 #[derive(Debug, Clone)]
 pub struct ItemPage {
@@ -101,4 +120,17 @@ pub struct Ledger {
     pub entries: Vec<EventRecord>,
     /// Items requeued per reason: `interrupted`, `rewound`, `dlq_retry`.
     pub requeued: Vec<(String, u64)>,
+}
+
+/// The SQL of [`JobReads::job_totals`], the same on both backends: the bounds are integers
+/// of ours, written into the text.
+pub(crate) fn job_totals_sql(bounds_ms: &[i64]) -> String {
+    let buckets: String = bounds_ms
+        .iter()
+        .map(|b| format!(", SUM(CASE WHEN duration_ms <= {b} THEN 1 ELSE 0 END)"))
+        .collect();
+    format!(
+        "SELECT name, status, COUNT(*), CAST(COALESCE(SUM(duration_ms), 0) AS BIGINT){buckets}
+         FROM jobs GROUP BY name, status ORDER BY name, status"
+    )
 }

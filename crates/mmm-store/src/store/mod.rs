@@ -20,7 +20,8 @@ pub use dead_letters::{DeadLetter, DeadLetters, DlqChange};
 pub use event_reads::EventReads;
 pub use integrity::{Integrity, JobContents, RepairAction};
 pub use job_log::JobLog;
-pub use job_reads::{ItemPage, ItemPageQuery, JobQuery, JobReads, Ledger, PagedItem};
+pub(crate) use job_reads::job_totals_sql;
+pub use job_reads::{ItemPage, ItemPageQuery, JobQuery, JobReads, JobTotals, Ledger, PagedItem};
 pub use recovery::{Recovery, Requeued, UnfinishedItem};
 pub use transfer::Transfer;
 

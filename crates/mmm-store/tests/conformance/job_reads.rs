@@ -291,3 +291,51 @@ pub(crate) fn jobs_are_paged_and_filtered(store: &dyn Store) {
     }
     assert_eq!(seen, newest_first);
 }
+
+/// Issue 21: jobs counted by name and status with their running time, in one read.
+pub(crate) fn jobs_are_totalled_by_name_and_status(store: &dyn Store) {
+    assert!(store.job_totals(&[1_000]).unwrap().is_empty());
+    let mut ids = Vec::new();
+    for name in ["nightly", "nightly", "nightly", "eval"] {
+        let job = new_job(name, 1_000);
+        store.create_job(&job, &new_items(1)).unwrap();
+        ids.push(job.id);
+    }
+    // Ran for 500, 2,000 and 8,000 ms (as their last heartbeats recorded).
+    for (id, ran) in ids.iter().zip([500, 2_000, 8_000]) {
+        set_status(store, *id, JobStatus::Running, 1_000);
+        store
+            .apply(&[Write::Heartbeat {
+                job: *id,
+                at: 1_000 + ran,
+                duration_ms: ran,
+            }])
+            .unwrap();
+        set_status(store, *id, JobStatus::Completed, 1_000 + ran);
+    }
+    let totals = store.job_totals(&[1_000, 5_000]).unwrap();
+    let durations: Vec<i64> = ids[..3]
+        .iter()
+        .map(|id| store.job(*id).unwrap().duration_ms)
+        .collect();
+    assert_eq!(durations, [500, 2_000, 8_000]);
+    assert_eq!(
+        totals,
+        [
+            JobTotals {
+                name: "eval".into(),
+                status: JobStatus::Pending,
+                jobs: 1,
+                duration_ms: 0,
+                at_most: vec![1, 1],
+            },
+            JobTotals {
+                name: "nightly".into(),
+                status: JobStatus::Completed,
+                jobs: 3,
+                duration_ms: 10_500,
+                at_most: vec![1, 2],
+            },
+        ]
+    );
+}
