@@ -49,6 +49,10 @@ pub(crate) struct ServeArgs {
     /// The total epochs of every trainer in the Runs tab (as `mmm runs --epochs`).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     runs_epochs: Option<u32>,
+    /// How long /metrics keeps a finished job's own series (after its record last changed);
+    /// then only the series by job name count it, so the series do not grow with history.
+    #[arg(long, value_name = "DURATION", default_value = "15m", value_parser = humantime::parse_duration)]
+    metrics_retention: std::time::Duration,
 }
 
 /// Runs `mmm serve` until Ctrl-C.
@@ -67,7 +71,7 @@ pub(crate) fn serve(store_location: &str, args: ServeArgs) -> anyhow::Result<Exi
         let shutdown = async {
             let _ = tokio::signal::ctrl_c().await;
         };
-        let mut state = AppState::new(store, token);
+        let mut state = AppState::new(store, token).with_metrics_retention(args.metrics_retention);
         if let Some(watch) = watch {
             state = state.with_runs(watch);
         }

@@ -13,6 +13,7 @@ mod failures;
 mod harness;
 mod health;
 mod job_files;
+mod job_lists;
 mod oneliner;
 mod postgres;
 mod quoting;

@@ -71,19 +71,21 @@ fn write_items(ws: &Workspace, items: usize) {
     ws.write("items.jsonl", &lines);
 }
 
-struct Reply {
-    status: u16,
-    content_type: String,
-    body: String,
+pub(crate) struct Reply {
+    pub(crate) status: u16,
+    pub(crate) content_type: String,
+    /// The `Link` header, if any.
+    pub(crate) link: Option<String>,
+    pub(crate) body: String,
 }
 
 impl Reply {
-    fn json(&self) -> Value {
+    pub(crate) fn json(&self) -> Value {
         serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
     }
 }
 
-async fn get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Reply {
+pub(crate) async fn get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Reply {
     let mut request = reqwest::Client::new().get(format!("http://{addr}{path}"));
     for (k, v) in headers {
         request = request.header(*k, *v);
@@ -95,10 +97,15 @@ async fn get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Reply {
         .get("content-type")
         .map(|v| v.to_str().unwrap().to_string())
         .unwrap_or_default();
+    let link = response
+        .headers()
+        .get("link")
+        .map(|v| v.to_str().unwrap().to_string());
     let body = response.text().await.expect("a body");
     Reply {
         status,
         content_type,
+        link,
         body,
     }
 }

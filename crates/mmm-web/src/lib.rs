@@ -26,6 +26,7 @@ mod ws;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::routing::get;
@@ -50,7 +51,12 @@ pub struct AppState {
     hubs: Arc<hub::Hubs>,
     /// The observed runs (`mmm serve --runs`), if any.
     runs: Option<Arc<Watch>>,
+    /// How long `/metrics` keeps a finished job's own series after its record last changed.
+    metrics_retention: Duration,
 }
+
+/// `/metrics` keeps a finished job's own series this long by default.
+pub const DEFAULT_METRICS_RETENTION: Duration = Duration::from_secs(15 * 60);
 
 impl AppState {
     /// A state reading `store`, requiring `token` when given.
@@ -61,7 +67,15 @@ impl AppState {
             cache: Arc::default(),
             hubs: Arc::default(),
             runs: None,
+            metrics_retention: DEFAULT_METRICS_RETENTION,
         }
+    }
+
+    /// The same state, keeping a finished job's own `/metrics` series for `retention` after
+    /// its record last changed (then only the series by name count it).
+    pub fn with_metrics_retention(mut self, retention: Duration) -> Self {
+        self.metrics_retention = retention;
+        self
     }
 
     /// The same state, also showing the runs `watch` observes (the Runs tab, `/api/runs`,

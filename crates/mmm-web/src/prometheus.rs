@@ -1,12 +1,19 @@
 //! `GET /metrics`: the store's jobs as Prometheus metrics in the OpenMetrics text format,
 //! read fresh on every scrape (the store is the source of truth; nothing is cached here).
 //!
-//! Per job (labels `job` = id, `name`): items by status, percent, items in flight, whether a
-//! live process runs it, agents by state, throughput over the snapshot's window, the item
-//! durations of the newest snapshot as a histogram, and active alerts; and jobs by status.
+//! The number of series depends on the running jobs and the job names, never on history:
+//! - per job (labels `job` = id, `name`), only while it runs and for the retention after its
+//!   record last changed (`mmm serve --metrics-retention`, default 15 minutes): items by
+//!   status, percent, items in flight, whether a live process runs it, agents by state,
+//!   throughput over the snapshot's window, the item durations of the newest snapshot as a
+//!   histogram, and active alerts;
+//! - by job name, over every job of the store: jobs by status, and the running time of the
+//!   finished ones as a histogram;
+//! - jobs by status.
 
 use std::sync::Mutex;
 use std::sync::atomic::AtomicU64;
+use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::header::CONTENT_TYPE;
@@ -19,9 +26,10 @@ use prometheus_client::metrics::{MetricType, TypedMetric};
 use prometheus_client::registry::Registry;
 
 use super::{ApiError, AppState, JobSummary, blocking};
+use mmm_core::job::now_ms;
 use mmm_core::metrics::DurationSummary;
 use mmm_core::metrics::durations::BUCKET_BOUNDS_SECONDS;
-use mmm_store::Store;
+use mmm_store::{JobQuery, JobTotals, Store};
 
 /// The content type of the OpenMetrics text format.
 pub(super) const CONTENT_TYPE_OPENMETRICS: &str =
@@ -73,6 +81,23 @@ impl SnapshotHistogram {
     }
 }
 
+impl HistogramData {
+    /// Adds the jobs of `totals` (cumulative counts at [`JOB_DURATION_BOUNDS_SECONDS`]).
+    fn add(&mut self, totals: &JobTotals) {
+        self.sum_seconds += totals.duration_ms as f64 / 1_000.0;
+        self.count += totals.jobs;
+        let mut below = 0;
+        for (bucket, at_most) in self.buckets.iter_mut().zip(&totals.at_most) {
+            let at_most = (*at_most).max(below).min(totals.jobs);
+            bucket.1 += at_most - below;
+            below = at_most;
+        }
+        if let Some(last) = self.buckets.last_mut() {
+            last.1 += totals.jobs - below;
+        }
+    }
+}
+
 impl TypedMetric for SnapshotHistogram {
     const TYPE: MetricType = MetricType::Histogram;
 }
@@ -93,9 +118,27 @@ impl EncodeMetric for SnapshotHistogram {
     }
 }
 
-/// The exposition of every job in `store`.
-pub(super) fn render(store: &dyn Store) -> Result<String, ApiError> {
-    let jobs = JobSummary::load_all(store)?;
+/// The bounds of the job running-time histogram, in seconds: a minute to a day.
+const JOB_DURATION_BOUNDS_SECONDS: [f64; 12] = [
+    1.0, 10.0, 30.0, 60.0, 300.0, 900.0, 1_800.0, 3_600.0, 7_200.0, 21_600.0, 43_200.0, 86_400.0,
+];
+
+/// The exposition of `store`: per-job series for the jobs running or changed within
+/// `retention`, the rest by name.
+pub(super) fn render(store: &dyn Store, retention: Duration) -> Result<String, ApiError> {
+    let retention_ms = i64::try_from(retention.as_millis()).unwrap_or(i64::MAX);
+    let jobs = JobSummary::load_matching(
+        store,
+        &JobQuery {
+            active_since: Some(now_ms().saturating_sub(retention_ms)),
+            ..JobQuery::default()
+        },
+    )?;
+    let bounds_ms: Vec<i64> = JOB_DURATION_BOUNDS_SECONDS
+        .iter()
+        .map(|s| (s * 1_000.0) as i64)
+        .collect();
+    let totals = store.job_totals(&bounds_ms)?;
     let mut registry = Registry::with_prefix("mmm");
     let by_status = IntGauges::default();
     let items = IntGauges::default();
@@ -106,9 +149,7 @@ pub(super) fn render(store: &dyn Store) -> Result<String, ApiError> {
     let rate = FloatGauges::default();
     let durations = Family::<Labels, SnapshotHistogram>::default();
     let alerts = IntGauges::default();
-    let mut statuses = std::collections::BTreeMap::<String, i64>::new();
     for job in &jobs {
-        *statuses.entry(job.status.to_string()).or_default() += 1;
         let base = vec![
             ("job".to_string(), job.id.to_string()),
             ("name".to_string(), job.name.clone()),
@@ -156,12 +197,48 @@ pub(super) fn render(store: &dyn Store) -> Result<String, ApiError> {
             durations.get_or_create(&base).set(histogram);
         }
     }
+    let by_name = IntGauges::default();
+    let job_durations = Family::<Labels, SnapshotHistogram>::default();
+    let mut statuses = std::collections::BTreeMap::<&str, u64>::new();
+    let mut finished = std::collections::BTreeMap::<&str, HistogramData>::new();
+    for t in &totals {
+        *statuses.entry(t.status.as_str()).or_default() += t.jobs;
+        by_name
+            .get_or_create(&vec![
+                ("name".to_string(), t.name.clone()),
+                ("status".to_string(), t.status.to_string()),
+            ])
+            .set(t.jobs as i64);
+        if t.status.is_finished() {
+            let histogram = finished.entry(&t.name).or_insert_with(|| HistogramData {
+                sum_seconds: 0.0,
+                count: 0,
+                buckets: JOB_DURATION_BOUNDS_SECONDS
+                    .iter()
+                    .chain([&f64::INFINITY])
+                    .map(|le| (*le, 0))
+                    .collect(),
+            });
+            histogram.add(t);
+        }
+    }
+    for (name, histogram) in finished {
+        job_durations
+            .get_or_create(&vec![("name".to_string(), name.to_string())])
+            .set(histogram);
+    }
     for (status, n) in statuses {
         by_status
-            .get_or_create(&vec![("status".to_string(), status)])
-            .set(n);
+            .get_or_create(&vec![("status".to_string(), status.to_string())])
+            .set(n as i64);
     }
     registry.register("jobs", "Jobs in the store by status", by_status);
+    registry.register("name_jobs", "Jobs in the store by name and status", by_name);
+    registry.register(
+        "name_job_duration_seconds",
+        "Running time of the finished jobs of a name",
+        job_durations,
+    );
     registry.register("job_items", "A job's items by status", items);
     registry.register("job_percent", "A job's items done, percent", percent);
     registry.register(
@@ -195,6 +272,7 @@ pub(super) fn render(store: &dyn Store) -> Result<String, ApiError> {
 /// `GET /metrics`.
 pub(super) async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
     let store = state.store.clone();
-    let text = blocking(move || render(store.as_ref())).await?;
+    let retention = state.metrics_retention;
+    let text = blocking(move || render(store.as_ref(), retention)).await?;
     Ok(([(CONTENT_TYPE, CONTENT_TYPE_OPENMETRICS)], text).into_response())
 }

@@ -1,0 +1,255 @@
+//! Lists that stay fast and bounded however many jobs a store holds (issue 21): `mmm jobs`
+//! filtered, `GET /api/jobs` paged by cursor, and `/metrics` whose series do not grow with
+//! finished jobs.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use mmm_core::job::{JobId, JobStatus, now_ms};
+use mmm_store::{NewItem, NewJob, Store, Write};
+use mmm_web::{self as web, AppState};
+
+use crate::harness::Workspace;
+use crate::web::get;
+
+/// Records a job named `name` with 2 items that reached `status` at `at` after running
+/// `ran_ms`, straight through the store (a history of thousands of jobs in a second).
+fn record_job(store: &dyn Store, name: &str, status: JobStatus, at: i64, ran_ms: i64) -> JobId {
+    let job = NewJob {
+        id: JobId::new(),
+        name: name.to_string(),
+        spec: "{}".into(),
+        spec_hash: "0".into(),
+        source: None,
+        max_parallel: 1,
+        created_at: at - ran_ms,
+        owner_pid: 1,
+        owner_host: "elsewhere".into(),
+        origin: None,
+    };
+    let items: Vec<NewItem> = (0..2)
+        .map(|i| NewItem {
+            key: format!("k{i}"),
+            value: format!("{i}"),
+        })
+        .collect();
+    store.create_job(&job, &items).unwrap();
+    store
+        .apply(&[
+            Write::JobStatus {
+                job: job.id,
+                status: JobStatus::Running,
+                at: at - ran_ms,
+            },
+            Write::Heartbeat {
+                job: job.id,
+                at,
+                duration_ms: ran_ms,
+            },
+            Write::JobStatus {
+                job: job.id,
+                status,
+                at,
+            },
+        ])
+        .unwrap();
+    job.id
+}
+
+fn new_store(ws: &Workspace) -> std::sync::Arc<dyn Store> {
+    mmm_store::open(ws.join(".mmm").to_str().unwrap(), true).unwrap()
+}
+
+async fn serve(ws: &Workspace, retention: Duration) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let state = AppState::new(ws.store(), None).with_metrics_retention(retention);
+    tokio::spawn(web::serve(listener, state, std::future::pending()));
+    addr
+}
+
+const HOUR_MS: i64 = 3_600_000;
+
+#[test]
+fn mmm_jobs_filters_by_status_name_and_age_in_the_store() {
+    let ws = Workspace::new();
+    let store = new_store(&ws);
+    let now = now_ms();
+    let old = record_job(
+        store.as_ref(),
+        "nightly-eval",
+        JobStatus::Completed,
+        now - 48 * HOUR_MS,
+        1_000,
+    );
+    let failed = record_job(
+        store.as_ref(),
+        "nightly-train",
+        JobStatus::Failed,
+        now - HOUR_MS,
+        1_000,
+    );
+    let other = record_job(
+        store.as_ref(),
+        "adhoc",
+        JobStatus::Completed,
+        now - HOUR_MS,
+        1_000,
+    );
+    let ids = |args: &[&str]| -> Vec<String> {
+        let mut all = vec!["jobs", "--json"];
+        all.extend_from_slice(args);
+        ws.json(&all)
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|j| j["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let id = |j: JobId| j.to_string();
+    assert_eq!(ids(&[]), [id(other), id(failed), id(old)]);
+    assert_eq!(ids(&["--name", "nightly-*"]), [id(failed), id(old)]);
+    assert_eq!(ids(&["--status", "failed"]), [id(failed)]);
+    assert_eq!(
+        ids(&["--status", "failed,completed", "--since", "24h"]),
+        [id(other), id(failed)]
+    );
+    assert_eq!(ids(&["--limit", "1"]), [id(other)]);
+    let table = ws.run(&["jobs", "--name", "nope*"]);
+    table.success();
+    assert_eq!(table.stdout(), "no job matches\n");
+    let bad = ws.run(&["jobs", "--status", "done"]);
+    bad.code_is(2);
+    assert!(
+        bad.stderr().contains("`done` is not a job status"),
+        "{}",
+        bad.stderr()
+    );
+    let conflicting = ws.run(&["jobs", "--resumable", "--name", "x"]);
+    conflicting.code_is(2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_jobs_api_pages_every_job_once_while_jobs_are_created() {
+    let ws = Workspace::new();
+    let store = new_store(&ws);
+    let now = now_ms();
+    let mut expected = Vec::new();
+    for n in 0..7 {
+        let name = if n % 2 == 0 { "nightly" } else { "eval" };
+        expected.push(
+            record_job(store.as_ref(), name, JobStatus::Completed, now - 1_000, 10).to_string(),
+        );
+        // UUIDv7 ids order by millisecond.
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    expected.reverse();
+    let addr = serve(&ws, Duration::from_secs(900)).await;
+
+    let mut seen = Vec::new();
+    let mut next = Some("/api/jobs?limit=3".to_string());
+    while let Some(path) = next.take() {
+        let reply = get(addr, &path, &[]).await;
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        for job in reply.json().as_array().unwrap() {
+            seen.push(job["id"].as_str().unwrap().to_string());
+        }
+        // A job created between pages is newer than every cursor: it never shifts a page.
+        record_job(store.as_ref(), "late", JobStatus::Completed, now, 10);
+        next = reply.link.map(|link| {
+            assert!(link.ends_with(">; rel=\"next\""), "{link}");
+            link.trim_start_matches('<')
+                .trim_end_matches(">; rel=\"next\"")
+                .to_string()
+        });
+    }
+    assert_eq!(seen, expected);
+
+    let nightly = get(
+        addr,
+        "/api/jobs?name=nightly&status=completed&limit=10",
+        &[],
+    )
+    .await;
+    assert_eq!(nightly.json().as_array().unwrap().len(), 4);
+    assert_eq!(nightly.link, None, "a page that is not full has no next");
+    for (query, message) in [
+        ("limit=0", "limit must be between 1 and 1000"),
+        ("status=done", "unknown job status `done`"),
+        ("since=yesterday", "since: `yesterday` is not a duration"),
+        ("before=xyz", "before: `xyz` is not a job id"),
+    ] {
+        let reply = get(addr, &format!("/api/jobs?{query}"), &[]).await;
+        assert_eq!(reply.status, 400, "{query}");
+        assert!(
+            reply.json()["error"].as_str().unwrap().contains(message),
+            "{query}: {}",
+            reply.body
+        );
+    }
+}
+
+/// The series a scrape returns, without comments.
+fn series(body: &str) -> Vec<&str> {
+    body.lines().filter(|l| !l.starts_with('#')).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_do_not_grow_with_finished_jobs_past_the_retention() {
+    let ws = Workspace::new();
+    let store = new_store(&ws);
+    let now = now_ms();
+    let long_ago = now - 2 * HOUR_MS;
+    for n in 0..50 {
+        let name = if n % 2 == 0 { "nightly" } else { "eval" };
+        record_job(store.as_ref(), name, JobStatus::Completed, long_ago, 90_000);
+    }
+    let recent = record_job(store.as_ref(), "nightly", JobStatus::Failed, now, 20_000);
+    let addr = serve(&ws, Duration::from_secs(15 * 60)).await;
+
+    let first = get(addr, "/metrics", &[]).await;
+    assert_eq!(first.status, 200);
+    let lines = series(&first.body).len();
+    // Only the recent job has series of its own.
+    assert!(
+        first.body.contains(&format!("job=\"{recent}\"")),
+        "{}",
+        first.body
+    );
+    assert_eq!(
+        first.body.matches("mmm_job_percent{").count(),
+        1,
+        "{}",
+        first.body
+    );
+    // By name: every job counted, the finished ones' running time as a histogram.
+    for expected in [
+        "mmm_name_jobs{name=\"nightly\",status=\"completed\"} 25",
+        "mmm_name_jobs{name=\"nightly\",status=\"failed\"} 1",
+        "mmm_name_jobs{name=\"eval\",status=\"completed\"} 25",
+        "mmm_jobs{status=\"completed\"} 50",
+        "mmm_name_job_duration_seconds_count{name=\"nightly\"} 26",
+        "mmm_name_job_duration_seconds_bucket{le=\"60.0\",name=\"nightly\"} 1",
+        "mmm_name_job_duration_seconds_bucket{le=\"300.0\",name=\"nightly\"} 26",
+        "mmm_name_job_duration_seconds_sum{name=\"eval\"} 2250.0",
+    ] {
+        assert!(
+            first.body.contains(expected),
+            "{expected} missing:\n{}",
+            first.body
+        );
+    }
+
+    // A thousand more finished jobs of the same names: not one series more.
+    for n in 0..1_000 {
+        let name = if n % 2 == 0 { "nightly" } else { "eval" };
+        record_job(store.as_ref(), name, JobStatus::Completed, long_ago, 90_000);
+    }
+    let second = get(addr, "/metrics", &[]).await;
+    assert_eq!(series(&second.body).len(), lines, "{}", second.body);
+    assert!(
+        second
+            .body
+            .contains("mmm_name_jobs{name=\"eval\",status=\"completed\"} 525")
+    );
+}
