@@ -10,7 +10,7 @@ use mmm_store::{NewItem, NewJob, Store, Write};
 use mmm_web::{self as web, AppState};
 
 use crate::harness::Workspace;
-use crate::web::get;
+use crate::web::{browser, click, get, wait_text};
 
 /// Records a job named `name` with 2 items that reached `status` at `at` after running
 /// `ran_ms`, straight through the store (a history of thousands of jobs in a second).
@@ -252,4 +252,94 @@ async fn metrics_do_not_grow_with_finished_jobs_past_the_retention() {
             .body
             .contains("mmm_name_jobs{name=\"eval\",status=\"completed\"} 525")
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_lists_a_page_of_jobs_and_filters_them_in_chromium() {
+    let ws = Workspace::new();
+    let store = new_store(&ws);
+    let now = now_ms();
+    let mut evals = Vec::new();
+    for n in 0..230 {
+        if n % 50 == 0 {
+            evals.push(record_job(
+                store.as_ref(),
+                &format!("eval-{n}"),
+                JobStatus::Failed,
+                now,
+                10,
+            ));
+        } else {
+            record_job(
+                store.as_ref(),
+                &format!("nightly-{n}"),
+                JobStatus::Completed,
+                now,
+                10,
+            );
+        }
+    }
+    let addr = serve(&ws, Duration::from_secs(900)).await;
+    let (_driver, client, _profile) = browser().await;
+    client.goto(&format!("http://{addr}/")).await.unwrap();
+    let rows = || async {
+        client
+            .execute(
+                "return document.querySelectorAll('#jobs-body tr').length",
+                vec![],
+            )
+            .await
+            .unwrap()
+            .as_u64()
+            .unwrap()
+    };
+    let within = Duration::from_secs(10);
+    wait_text(&client, "#jobs-shown", within, "a first page", |t| {
+        t.contains("the newest 200 shown")
+    })
+    .await;
+    assert_eq!(rows().await, 200);
+    click(&client, "#jobs-more-button", within).await;
+    wait_text(&client, "#jobs-body", within, "every job", |t| {
+        t.contains(&evals[0].short())
+    })
+    .await;
+    assert_eq!(rows().await, 230);
+
+    // A part of the name filters in the store; so does a status.
+    let name = client
+        .find(fantoccini::Locator::Css("#jobs-name"))
+        .await
+        .unwrap();
+    name.send_keys("eval").await.unwrap();
+    let deadline = std::time::Instant::now() + within;
+    while rows().await != 5 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the name filter did not apply"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let shown = wait_text(&client, "#jobs-body", within, "the eval jobs", |t| {
+        t.contains("eval-0")
+    })
+    .await;
+    assert!(!shown.contains("nightly"), "{shown}");
+    name.clear().await.unwrap();
+    client
+        .execute(
+            "const s = document.getElementById('jobs-status'); s.value = 'failed'; s.dispatchEvent(new Event('change'));",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let deadline = std::time::Instant::now() + within;
+    while rows().await != 5 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the status filter did not apply"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    client.close().await.unwrap();
 }

@@ -609,20 +609,20 @@ fn serve_without_a_store_says_so() {
 }
 
 /// A headless Chromium session, with its profile in a temporary folder.
-async fn browser() -> (chromium::Driver, fantoccini::Client, tempfile::TempDir) {
+pub(crate) async fn browser() -> (chromium::Driver, fantoccini::Client, tempfile::TempDir) {
     let profile = tempfile::tempdir().unwrap();
     let (driver, client) = chromium::session(1280, 1600, profile.path()).await;
     (driver, client, profile)
 }
 
 /// The text of the first element matching `css`, if there is one now.
-async fn text_of(client: &fantoccini::Client, css: &str) -> Option<String> {
+pub(crate) async fn text_of(client: &fantoccini::Client, css: &str) -> Option<String> {
     let element = client.find(fantoccini::Locator::Css(css)).await.ok()?;
     element.text().await.ok()
 }
 
 /// Polls `css`'s text until `ok` holds, failing after `within`.
-async fn wait_text(
+pub(crate) async fn wait_text(
     client: &fantoccini::Client,
     css: &str,
     within: Duration,
@@ -646,7 +646,7 @@ async fn wait_text(
 /// Clicks the first element matching `css`, retrying until `within`: the page redraws live
 /// data, so an element found a moment ago may be replaced before the click reaches it (a
 /// stale element reference).
-async fn click(client: &fantoccini::Client, css: &str, within: Duration) {
+pub(crate) async fn click(client: &fantoccini::Client, css: &str, within: Duration) {
     let deadline = Instant::now() + within;
     loop {
         let clicked = match client.find(fantoccini::Locator::Css(css)).await {
@@ -993,7 +993,7 @@ async fn runs_are_served_as_json_and_a_new_epoch_reaches_a_websocket_client() {
     let cli = ws.run(&["runs", "logs", "--json"]);
     cli.success();
     let cli: Value = serde_json::from_str(&cli.stdout()).unwrap();
-    assert_eq!(run_named(&cli, "exp_1")["progress"], r["progress"]);
+    assert_eq!(run_named(&cli["runs"], "exp_1")["progress"], r["progress"]);
 
     let mut socket = subscribed(addr, json!({"subscribe": "runs"})).await;
     let full = next_json(&mut socket).await;

@@ -32,24 +32,24 @@ pub(super) fn resolve(store: &dyn Store, id: &str) -> Result<JobId, ApiError> {
 /// Most jobs one page of `GET /api/jobs` returns.
 pub(super) const MAX_JOBS: usize = 1_000;
 
-/// The filters of `GET /api/jobs`.
-#[derive(Debug, Deserialize)]
+/// The filters of `GET /api/jobs` (and of the WebSocket's jobs feed).
+#[derive(Debug, Default, Deserialize)]
 pub(super) struct JobsQuery {
     /// At most this many jobs (1..=1000); every job without it.
-    limit: Option<usize>,
+    pub(super) limit: Option<usize>,
     /// The cursor: jobs older than this one (the id of the last job of the previous page).
-    before: Option<String>,
+    pub(super) before: Option<String>,
     /// Only these statuses, comma-separated.
-    status: Option<String>,
+    pub(super) status: Option<String>,
     /// Only names matching this glob.
-    name: Option<String>,
+    pub(super) name: Option<String>,
     /// Only jobs created in the last DURATION (`24h`).
-    since: Option<String>,
+    pub(super) since: Option<String>,
 }
 
 impl JobsQuery {
     /// The store's query; a value that does not parse is a bad request naming it.
-    fn to_store_query(&self) -> Result<JobQuery, ApiError> {
+    pub(super) fn to_store_query(&self) -> Result<JobQuery, ApiError> {
         let limit = match self.limit {
             Some(n) if n == 0 || n > MAX_JOBS => {
                 return Err(ApiError::BadRequest(format!(

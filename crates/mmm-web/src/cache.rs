@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use super::{ApiError, JobSummary};
 use mmm_core::job::JobId;
 use mmm_store::job_state::JobState;
-use mmm_store::{EventRecord, Store};
+use mmm_store::{EventRecord, JobQuery, Store};
 
 /// How long a read is reused.
 pub(super) const TTL: Duration = Duration::from_millis(100);
@@ -66,8 +66,11 @@ struct EventLog {
 pub(super) struct Cache {
     jobs: Mutex<HashMap<JobId, Arc<Slot<JobState>>>>,
     logs: Mutex<HashMap<JobId, Arc<Mutex<EventLog>>>>,
-    list: Slot<Vec<JobSummary>>,
+    lists: Mutex<HashMap<JobQuery, Arc<Slot<Vec<JobSummary>>>>>,
 }
+
+/// Different job lists (filters) the cache keeps at most; past it, it starts again.
+const LISTS: usize = 64;
 
 impl Cache {
     /// The state of `job`, at most [`TTL`] old.
@@ -86,9 +89,21 @@ impl Cache {
         slot.get(|| Ok(JobState::load(store, job)?))
     }
 
-    /// Every job's summary, at most [`TTL`] old.
-    pub(super) fn jobs(&self, store: &dyn Store) -> Result<Arc<Vec<JobSummary>>, ApiError> {
-        self.list.get(|| Ok(JobSummary::load_all(store)?))
+    /// The summaries of the jobs `query` matches, at most [`TTL`] old: every client with the
+    /// same filters shares one read.
+    pub(super) fn jobs(
+        &self,
+        store: &dyn Store,
+        query: &JobQuery,
+    ) -> Result<Arc<Vec<JobSummary>>, ApiError> {
+        let slot = {
+            let mut lists = self.lists.lock().unwrap_or_else(|e| e.into_inner());
+            if lists.len() >= LISTS && !lists.contains_key(query) {
+                lists.clear();
+            }
+            lists.entry(query.clone()).or_default().clone()
+        };
+        slot.get(|| Ok(JobSummary::load_matching(store, query)?))
     }
 
     /// At most `limit` of `job`'s events after `after`, oldest first, from a read of the store

@@ -32,14 +32,15 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::sync::{broadcast, mpsc};
 
+use super::api::JobsQuery;
 use super::cache::Cache;
 use super::hub::Delta;
 use super::runs;
 use super::{ApiError, AppState, JobSummary};
 use mmm_core::job::JobId;
 use mmm_runs::watch::Update;
-use mmm_store::Store;
 use mmm_store::job_state::JobState;
+use mmm_store::{JobQuery, Store};
 
 /// Least time between two comparisons of a job's record, snapshot and agents (and two reads
 /// of the jobs list for a client).
@@ -98,7 +99,15 @@ struct Request {
     subscribe: String,
     job: Option<String>,
     resume_from: Option<i64>,
+    /// The jobs list's filters, as `GET /api/jobs` takes them (`limit` defaults to
+    /// [`JOBS_LIMIT`]).
+    #[serde(flatten)]
+    filters: JobsQuery,
 }
+
+/// How many jobs (the newest) the jobs feed carries when the client asks for no `limit`: a
+/// store of 100,000 jobs costs each tick a page, not the whole history.
+const JOBS_LIMIT: usize = 200;
 
 /// Where a feed reads: the store, through the server's shared cache.
 #[derive(Clone)]
@@ -200,23 +209,25 @@ async fn connection(socket: WebSocket, state: AppState) {
                         sub.runs = updates;
                         Ok(vec![full.to_string().into()])
                     }
-                    ("jobs", _) => {
-                        let reads = Reads::of(&state);
-                        match tokio::task::spawn_blocking(move || {
-                            let mut feed = JobsFeed::default();
-                            let full = feed.full(&reads);
-                            full.map(|full| (feed, full))
-                        })
-                        .await
-                        {
-                            Ok(Ok((feed, full))) => {
-                                sub.jobs = Some(feed);
-                                Ok(vec![full.to_string().into()])
+                    ("jobs", _) => match JobsFeed::new(&request.filters) {
+                        Err(e) => Err(e),
+                        Ok(mut feed) => {
+                            let reads = Reads::of(&state);
+                            match tokio::task::spawn_blocking(move || {
+                                let full = feed.full(&reads);
+                                full.map(|full| (feed, full))
+                            })
+                            .await
+                            {
+                                Ok(Ok((feed, full))) => {
+                                    sub.jobs = Some(feed);
+                                    Ok(vec![full.to_string().into()])
+                                }
+                                Ok(Err(e)) => Err(e),
+                                Err(_) => break,
                             }
-                            Ok(Err(e)) => Err(e),
-                            Err(_) => break,
                         }
-                    }
+                    },
                     ("job", Some(id)) => {
                         match follow(&state, id, request.resume_from, false).await {
                             Ok((following, messages)) => {
@@ -452,19 +463,38 @@ fn mark_resync(mut message: Value) -> Value {
     message
 }
 
-/// The jobs list: every job's summary; deltas carry the summaries that changed.
-#[derive(Default)]
+/// The jobs list: the summaries of the newest jobs that match the client's filters; deltas
+/// carry the summaries that changed (a job that no longer matches, or fell off the page, is
+/// removed).
 struct JobsFeed {
+    query: JobQuery,
     sent: HashMap<JobId, JobSummary>,
     read_at: Option<Instant>,
 }
 
 impl JobsFeed {
+    /// A feed of the jobs `filters` match; a filter that does not parse is a bad request.
+    fn new(filters: &JobsQuery) -> Result<JobsFeed, ApiError> {
+        if filters.before.is_some() {
+            return Err(ApiError::BadRequest(
+                "the jobs feed follows the newest jobs: page older ones with GET /api/jobs?before="
+                    .into(),
+            ));
+        }
+        let mut query = filters.to_store_query()?;
+        query.limit = Some(query.limit.unwrap_or(JOBS_LIMIT));
+        Ok(JobsFeed {
+            query,
+            sent: HashMap::new(),
+            read_at: None,
+        })
+    }
+
     fn full(&mut self, reads: &Reads) -> Result<Value, ApiError> {
-        let jobs = reads.cache.jobs(reads.store.as_ref())?;
+        let jobs = reads.cache.jobs(reads.store.as_ref(), &self.query)?;
         self.read_at = Some(Instant::now());
         self.sent = jobs.iter().map(|j| (j.id, j.clone())).collect();
-        Ok(json!({ "type": "jobs", "jobs": *jobs, "resync": false }))
+        Ok(json!({ "type": "jobs", "jobs": *jobs, "limit": self.query.limit, "resync": false }))
     }
 
     fn delta(&mut self, reads: &Reads) -> Result<Option<Value>, ApiError> {
@@ -472,7 +502,7 @@ impl JobsFeed {
             return Ok(None);
         }
         self.read_at = Some(Instant::now());
-        let jobs = reads.cache.jobs(reads.store.as_ref())?;
+        let jobs = reads.cache.jobs(reads.store.as_ref(), &self.query)?;
         let mut changed = Vec::new();
         let mut seen = HashMap::with_capacity(jobs.len());
         for job in jobs.iter() {

@@ -62,7 +62,7 @@ pub struct ItemPageQuery {
 
 /// Which jobs [`JobReads::jobs_matching`] returns. Every condition given must hold; the
 /// default matches every job.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct JobQuery {
     /// Only jobs with one of these statuses; any status when empty.
     pub statuses: Vec<JobStatus>,

@@ -77,7 +77,7 @@ function send(resume) {
 function subscribe(sub) { live.subscription = sub; send(false); }
 
 function onMessage(msg) {
-  if (msg.type === 'jobs') { jobs.map = new Map(msg.jobs.map((j) => [j.id, j])); dirty(); }
+  if (msg.type === 'jobs') { jobs.map = new Map(msg.jobs.map((j) => [j.id, j])); jobs.limit = msg.limit; dirty(); }
   else if (msg.type === 'jobs_delta') {
     for (const j of msg.changed) jobs.map.set(j.id, j);
     for (const id of msg.removed) jobs.map.delete(id);
@@ -155,12 +155,39 @@ function renderRuns() {
 }
 setInterval(() => { if (route.view === 'runs') dirty(); }, 5000); // keeps the ages current
 
-// ---- jobs list
-const jobs = { map: new Map() };
+// ---- jobs list: the newest jobs matching the filters, a page at a time (the server caps a
+// page at 1,000; past that, the filters narrow it)
+const JOBS_PAGE = 200, JOBS_MAX = 1000;
+const jobs = { map: new Map(), limit: JOBS_PAGE, filter: { name: '', status: '', limit: JOBS_PAGE } };
+function jobsSubscription() {
+  const f = jobs.filter, sub = { subscribe: 'jobs', limit: f.limit };
+  // A name without glob characters matches as a part of the name, as a search box does.
+  if (f.name) sub.name = /[*?[]/.test(f.name) ? f.name : '*' + f.name + '*';
+  if (f.status) sub.status = f.status;
+  return sub;
+}
+function refilterJobs() {
+  jobs.filter = { name: $('jobs-name').value.trim(), status: $('jobs-status').value, limit: JOBS_PAGE };
+  subscribe(jobsSubscription());
+}
+let jobsTyping = null;
+$('jobs-name').addEventListener('input', () => { clearTimeout(jobsTyping); jobsTyping = setTimeout(refilterJobs, 250); });
+$('jobs-status').addEventListener('change', refilterJobs);
+$('jobs-filter').addEventListener('submit', (e) => { e.preventDefault(); refilterJobs(); });
+$('jobs-more-button').addEventListener('click', () => {
+  jobs.filter.limit = Math.min(jobs.filter.limit + JOBS_PAGE, JOBS_MAX);
+  subscribe(jobsSubscription());
+});
 function renderJobs() {
   const body = $('jobs-body');
   const list = [...jobs.map.values()].sort((a, b) => (a.id < b.id ? 1 : -1));
+  const filtered = !!(jobs.filter.name || jobs.filter.status);
   $('jobs-empty').hidden = list.length > 0;
+  $('jobs-empty').textContent = filtered ? 'No job matches these filters.' : 'No jobs in this store yet: run one with mmm run.';
+  const full = list.length >= jobs.limit;
+  $('jobs-more').hidden = !full;
+  $('jobs-shown').textContent = 'the newest ' + fmtInt(list.length) + ' shown' + (jobs.limit >= JOBS_MAX ? ': narrow the filters to see older ones' : '');
+  $('jobs-more-button').hidden = jobs.limit >= JOBS_MAX;
   body.replaceChildren(...list.map((j) => {
     const bar = el('span', { class: 'mini' }, el('div'));
     bar.firstChild.style.width = j.percent + '%';
@@ -484,7 +511,7 @@ function onRoute() {
   $('tab-jobs').classList.toggle('on', !onRuns); $('tab-runs').classList.toggle('on', onRuns);
   if (m) { route.view = 'job'; openJob(m[1]); }
   else if (onRuns) { route.view = 'runs'; job.id = null; subscribe({ subscribe: 'runs' }); }
-  else { route.view = 'jobs'; job.id = null; subscribe({ subscribe: 'jobs' }); }
+  else { route.view = 'jobs'; job.id = null; subscribe(jobsSubscription()); }
   dirty();
 }
 window.addEventListener('hashchange', onRoute);
