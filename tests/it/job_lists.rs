@@ -343,3 +343,109 @@ async fn the_dashboard_lists_a_page_of_jobs_and_filters_them_in_chromium() {
     }
     client.close().await.unwrap();
 }
+
+/// Kills a child process when dropped (a failing assertion leaves nothing running).
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_pass_promtool_and_a_real_prometheus_scrapes_them() {
+    let installed = |tool: &str| {
+        std::process::Command::new(tool)
+            .arg("--version")
+            .output()
+            .is_ok()
+    };
+    assert!(
+        installed("promtool") && installed("prometheus"),
+        "promtool and prometheus are not installed: apt-get install -y prometheus \
+         (./scripts/test installs it)"
+    );
+    let ws = Workspace::new();
+    let store = new_store(&ws);
+    let now = now_ms();
+    record_job(store.as_ref(), "nightly", JobStatus::Completed, now, 65_000);
+    record_job(
+        store.as_ref(),
+        "nightly",
+        JobStatus::Failed,
+        now - 2 * HOUR_MS,
+        5_000,
+    );
+    let addr = serve(&ws, Duration::from_secs(900)).await;
+
+    let body = get(addr, "/metrics", &[]).await.body;
+    let mut promtool = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool starts");
+    std::io::Write::write_all(&mut promtool.stdin.take().unwrap(), body.as_bytes()).unwrap();
+    let check = promtool.wait_with_output().unwrap();
+    assert!(
+        check.status.success() && check.stdout.is_empty() && check.stderr.is_empty(),
+        "promtool: {check:?}\n{body}"
+    );
+
+    // A real Prometheus scraping the server every second.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    ws.write(
+        "prometheus.yml",
+        &format!(
+            "global: {{scrape_interval: 1s}}\nscrape_configs:\n  - job_name: mmm\n    static_configs: [{{targets: ['{addr}']}}]\n"
+        ),
+    );
+    let _prometheus = Killed(
+        std::process::Command::new("prometheus")
+            .arg(format!(
+                "--config.file={}",
+                ws.join("prometheus.yml").display()
+            ))
+            .arg(format!("--storage.tsdb.path={}", ws.join("tsdb").display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("prometheus starts"),
+    );
+    let client = reqwest::Client::new();
+    let query = format!(
+        "http://127.0.0.1:{port}/api/v1/query?query=mmm_name_jobs%7Bname%3D%22nightly%22%2Cstatus%3D%22failed%22%7D"
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let value = loop {
+        let answer = match client.get(&query).send().await {
+            Ok(reply) => match reply.text().await {
+                Ok(text) => serde_json::from_str::<serde_json::Value>(&text).ok(),
+                Err(_) => None,
+            },
+            Err(_) => None,
+        };
+        let value = answer.as_ref().and_then(|a| {
+            a["data"]["result"][0]["value"][1]
+                .as_str()
+                .map(str::to_string)
+        });
+        if let Some(value) = value {
+            break value;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "Prometheus did not scrape mmm_name_jobs within 30 s: {answer:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(value, "1");
+}
