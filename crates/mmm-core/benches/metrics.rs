@@ -58,6 +58,7 @@ fn eta(c: &mut Criterion) {
         completed_this_run: 10_000,
         run_started_ms: 0,
         last_completion_ms: Some(999_900),
+        from_history: false,
     };
     c.bench_function("metrics/eta: 1,000,000 queued, 64 in flight", |b| {
         b.iter(|| black_box(estimate(black_box(&m), black_box(&input))))

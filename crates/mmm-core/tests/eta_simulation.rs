@@ -156,6 +156,7 @@ fn observe(s: &Schedule, completed: usize, now: u64) -> Eta {
             completed_this_run: completed as u64,
             run_started_ms: 0,
             last_completion_ms: last_completion,
+            from_history: false,
         },
     )
 }
@@ -310,6 +311,7 @@ fn stalled_when_nothing_completes_for_3x_p90() {
                 completed_this_run: completed as u64,
                 run_started_ms: 0,
                 last_completion_ms: Some(last as i64),
+                from_history: false,
             },
         )
     };

@@ -25,6 +25,7 @@ mod attempt;
 pub mod claim;
 mod feed;
 mod heartbeat;
+mod history;
 mod isolated;
 mod map;
 mod observer;

@@ -10,6 +10,7 @@ use std::time::Duration;
 use crate::claim::ClaimStats;
 use crate::feed;
 use crate::heartbeat::{Heartbeat, checkpoint};
+use crate::history;
 use crate::isolated::{self, Isolated};
 use crate::map::{ClaimedMap, Map, agent_name};
 use crate::others::Others;
@@ -71,6 +72,15 @@ pub(crate) async fn own<E: Executor>(
         },
         Write::event(job, None, started),
     ]);
+    // The ETA starts from what earlier runs measured, before this run's first items end.
+    let resuming = matches!(config.start, Start::Resume(_));
+    let store = run.store.clone();
+    let name = plan.name.clone();
+    let history =
+        tokio::task::spawn_blocking(move || history::load(store.as_ref(), job, &name, resuming))
+            .await
+            .unwrap_or_default();
+    run.metrics.start_from(&history);
     let heartbeat = Heartbeat::start(run.clone(), &config, prior);
     let owner = Owner {
         run: run.clone(),

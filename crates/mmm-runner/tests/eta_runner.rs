@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mmm_core::job::JobId;
-use mmm_core::metrics::{Estimate, Eta, LiveMetrics};
+use mmm_core::metrics::{Basis, Estimate, Eta, LiveMetrics};
 use mmm_core::tracker::Tracker;
 use mmm_runner::{
     self as runner, CommandRequest, CommandResult, Executor, Exit, OwnerConfig, Role, RunConfig,
@@ -184,23 +184,33 @@ struct Job {
     metrics: Arc<LiveMetrics>,
     stop: watch::Sender<StopLevel>,
     run: tokio::task::JoinHandle<Result<runner::RunSummary, runner::RunError>>,
-    _dir: tempfile::TempDir,
+    _dir: Option<tempfile::TempDir>,
 }
 
 impl Job {
     fn start(items: &[String], time: Time) -> Job {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("items.txt"), items.join("\n") + "\n").unwrap();
+        let path = dir.path().to_path_buf();
+        Job::start_in(&path, Some(dir), items, time)
+    }
+
+    /// A job whose files and store are in `dir` (a second job there finds the first).
+    fn start_in(
+        dir: &std::path::Path,
+        keep: Option<tempfile::TempDir>,
+        items: &[String],
+        time: Time,
+    ) -> Job {
+        std::fs::write(dir.join("items.txt"), items.join("\n") + "\n").unwrap();
         let yaml = format!(
             "map:\n  input: items.txt\n  max_parallel: {AGENTS}\n  retries: 1\n  \
              backoff: {}ms\n  steps:\n\
              \x20   - name: a\n      shell: a ${{item}}\n    - name: b\n      shell: b ${{item}}\n",
             BACKOFF_MS / time.divide()
         );
-        let plan = Arc::new(
-            mmm_spec::load_text(&dir.path().join("job.yml"), &yaml).expect("valid job file"),
-        );
-        let store = mmm_store::open(dir.path().join(".mmm").to_str().unwrap(), true).unwrap();
+        let plan =
+            Arc::new(mmm_spec::load_text(&dir.join("job.yml"), &yaml).expect("valid job file"));
+        let store = mmm_store::open(dir.join(".mmm").to_str().unwrap(), true).unwrap();
         let tracker = Arc::new(Tracker::new(0, plan.map.max_parallel));
         let metrics = Arc::new(LiveMetrics::new(vec!["a".into(), "b".into()], AGENTS));
         let (stop, stop_rx) = watch::channel(StopLevel::Run);
@@ -234,7 +244,7 @@ impl Job {
             metrics,
             stop,
             run,
-            _dir: dir,
+            _dir: keep,
         }
     }
 
@@ -442,4 +452,87 @@ fn the_runners_eta_in_real_time() {
         );
         assert!(error.abs() < 0.5, "{shape:?}: {p50} ms, true {truth} ms");
     }
+}
+
+/// One run of `items` in `dir`: the ETA after the first heartbeat (with the items done then),
+/// and at 10% done the estimate and the time that really remained (ms).
+fn first_and_at_10_percent(dir: &std::path::Path, items: &[String]) -> ((Eta, u64), Estimate, u64) {
+    Time::Virtual.runtime().block_on(async {
+        let job = Job::start_in(dir, None, items, Time::Virtual);
+        // Just past the first heartbeat (10 s).
+        tokio::time::sleep(Duration::from_millis(10_500)).await;
+        let first = (job.metrics.eta(), job.tracker.progress().done());
+        let step = Duration::from_secs(1);
+        let tenth = items.len() as u64 / 10;
+        let mut read = None;
+        wait_for(step, Duration::from_secs(300), "10% of the items", || {
+            let eta = job.metrics.eta();
+            if job.tracker.progress().done() >= tenth {
+                read = Some((eta, Instant::now()));
+                return true;
+            }
+            false
+        })
+        .await;
+        wait_for(step, Duration::from_secs(300), "the last item", || {
+            job.tracker.progress().done() >= items.len() as u64
+        })
+        .await;
+        let ended = Instant::now();
+        job.run.await.unwrap().expect("the job runs");
+        let (eta, at) = read.unwrap();
+        let Eta::Estimate(estimate) = eta else {
+            panic!("expected an estimate at 10%, got {eta:?}")
+        };
+        (first, estimate, ended.duration_since(at).as_millis() as u64)
+    })
+}
+
+/// Issue 22: a job whose name ran before shows an estimate from its first heartbeat, from the
+/// earlier run's durations (basis `history`), where the first run could only say `warming up`;
+/// and with them its estimate at 10% done is closer to the truth, over seeds, than the first
+/// run's, whose own first items (the quick ones finish first) said less about the rest.
+#[test]
+fn a_job_run_again_starts_its_eta_from_the_earlier_run() {
+    let (mut first_errors, mut again_errors) = (Vec::new(), Vec::new());
+    for seed in 1..=6 {
+        let dir = tempfile::tempdir().unwrap();
+        let items: Vec<String> = items(Shape::LongTailed, seed, false)[..400].to_vec();
+        let ((first_eta, first_done), first_at_10, first_truth) =
+            first_and_at_10_percent(dir.path(), &items);
+        if first_done < AGENTS as u64 {
+            assert!(
+                matches!(first_eta, Eta::WarmingUp { .. }),
+                "seed {seed}: the first run has nothing to go on: {first_eta:?}"
+            );
+        }
+        let ((again_eta, _), again_at_10, again_truth) =
+            first_and_at_10_percent(dir.path(), &items);
+        let Eta::Estimate(early) = again_eta else {
+            panic!("seed {seed}: the second run starts from history: {again_eta:?}")
+        };
+        assert_eq!(early.basis, Basis::History, "seed {seed}");
+        assert_eq!(
+            again_at_10.basis,
+            Basis::History,
+            "seed {seed}: 40 of its own, under 64"
+        );
+        first_errors.push(error(first_at_10.p50_ms, first_truth));
+        again_errors.push(error(again_at_10.p50_ms, again_truth));
+        eprintln!(
+            "seed {seed}: error at 10%: {:.1}% first run, {:.1}% run again",
+            first_errors.last().unwrap() * 100.0,
+            again_errors.last().unwrap() * 100.0,
+        );
+    }
+    let mean = |e: &[f64]| e.iter().sum::<f64>() / e.len() as f64;
+    eprintln!(
+        "mean error at 10%: {:.1}% first run, {:.1}% run again",
+        mean(&first_errors) * 100.0,
+        mean(&again_errors) * 100.0
+    );
+    assert!(
+        mean(&again_errors) < mean(&first_errors),
+        "again {again_errors:?} vs first {first_errors:?}"
+    );
 }

@@ -142,11 +142,16 @@ pub fn format_eta(eta: &Eta, now_ms: i64, utc_offset_minutes: i32) -> String {
             format_remaining(now_ms.saturating_sub(*since_ms).max(0) as u64)
         ),
         Eta::Estimate(e) => format!(
-            "~{} ({}–{}), done at {}",
+            "~{} ({}–{}), done at {}{}",
             format_remaining(e.p50_ms),
             format_remaining(e.p10_ms),
             format_remaining(e.p90_ms),
-            format_clock(e.finish_at_ms, now_ms, utc_offset_minutes)
+            format_clock(e.finish_at_ms, now_ms, utc_offset_minutes),
+            if e.basis == super::Basis::History {
+                ", from earlier runs"
+            } else {
+                ""
+            }
         ),
     }
 }

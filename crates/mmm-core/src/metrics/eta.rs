@@ -70,6 +70,9 @@ pub struct EtaInput<'a> {
     pub run_started_ms: i64,
     /// When the last item finished in this run, epoch ms.
     pub last_completion_ms: Option<i64>,
+    /// The model holds earlier runs' durations ([`crate::metrics::History`]): an estimate is
+    /// given before this run's own warm-up, with [`Basis::History`].
+    pub from_history: bool,
 }
 
 /// What the model's numbers came from.
@@ -86,6 +89,9 @@ pub enum Basis {
     SortedDrift,
     /// The time-based rate (completed this run / time this run): not enough durations yet.
     Rate,
+    /// The durations of earlier runs of the job's name, joined by this run's as they come
+    /// (until this run has [`crate::metrics::PRIOR_SAMPLES`] of its own).
+    History,
 }
 
 /// A remaining-time estimate.
@@ -161,7 +167,7 @@ pub fn estimate(model: &DurationModel, input: &EtaInput<'_>) -> Eta {
             return Eta::Stalled { since_ms };
         }
     }
-    if input.completed_this_run < needed {
+    if input.completed_this_run < needed && !input.from_history {
         return Eta::WarmingUp {
             completed: input.completed_this_run,
             needed,
@@ -179,6 +185,8 @@ pub fn estimate(model: &DurationModel, input: &EtaInput<'_>) -> Eta {
                 };
             }
         }
+    } else if input.from_history {
+        (duration_range(model, input, agents).0, Basis::History)
     } else {
         duration_range(model, input, agents)
     };
@@ -489,6 +497,7 @@ mod tests {
             completed_this_run: completed,
             run_started_ms: 0,
             last_completion_ms: Some(99_000),
+            from_history: false,
         }
     }
 

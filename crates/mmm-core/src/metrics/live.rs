@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     DurationModel, DurationStats, DurationSummary, Eta, EtaInput, Failure, FailureCluster,
-    FailureClusters, InFlight, Straggler, estimate, find_stragglers,
+    FailureClusters, History, InFlight, PRIOR_SAMPLES, Straggler, estimate, find_stragglers,
 };
 use crate::tracker::Tracker;
 
@@ -31,6 +31,11 @@ pub struct LiveMetrics {
 
 struct Inner {
     model: DurationModel,
+    /// Earlier runs' durations joined by this run's, for the ETA until this run has
+    /// [`PRIOR_SAMPLES`] durations of its own ([`LiveMetrics::start_from`]).
+    prior: Option<DurationModel>,
+    /// The agents the plan starts with (the model skips their first completions in its trend).
+    agents: usize,
     queue_wait: DurationStats,
     failures: FailureClusters,
     last_completion_ms: Option<i64>,
@@ -109,6 +114,15 @@ impl Inner {
         for (step, duration) in steps {
             self.model.record_step(*step, *duration);
         }
+        if self.model.item().count() >= PRIOR_SAMPLES {
+            self.prior = None;
+        }
+        if let Some(prior) = &mut self.prior {
+            prior.record_item(cycle);
+            for (step, duration) in steps {
+                prior.record_step(*step, *duration);
+            }
+        }
         self.last_completion_ms = self.last_completion_ms.max(Some(at_ms));
     }
 }
@@ -119,6 +133,8 @@ impl LiveMetrics {
         LiveMetrics {
             inner: Mutex::new(Inner {
                 model: DurationModel::new(step_names, agents),
+                prior: None,
+                agents,
                 queue_wait: DurationStats::new(),
                 failures: FailureClusters::new(),
                 last_completion_ms: None,
@@ -130,6 +146,16 @@ impl LiveMetrics {
                 held: Vec::new(),
             }),
         }
+    }
+
+    /// Starts the ETA from what earlier runs of the job's name measured: until this run has
+    /// [`PRIOR_SAMPLES`] item durations of its own, the ETA's model holds theirs too, and it
+    /// gives an estimate (basis `history`) from the first heartbeat instead of warming up.
+    /// The views' durations stay this run's alone.
+    pub fn start_from(&self, history: &History) {
+        let mut inner = self.lock();
+        let names: Vec<String> = inner.model.steps().iter().map(|s| s.name.clone()).collect();
+        inner.prior = history.model(&names, inner.agents);
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -265,6 +291,7 @@ impl LiveMetrics {
             completed_this_run,
             run_started_ms,
             last_completion_ms: inner.last_completion_ms,
+            from_history: inner.prior.is_some(),
         };
         inner.eta = if progress.total == 0 {
             // The items are not loaded yet: nothing to estimate.
@@ -275,10 +302,8 @@ impl LiveMetrics {
         } else if progress.done() >= progress.total {
             Eta::Done
         } else {
-            to_wall_clock(
-                estimate(&inner.model, &input),
-                wall_ms.saturating_sub(now_ms),
-            )
+            let model = inner.prior.as_ref().unwrap_or(&inner.model);
+            to_wall_clock(estimate(model, &input), wall_ms.saturating_sub(now_ms))
         };
         inner.stragglers = find_stragglers(&inner.model, &in_flight);
     }

@@ -12,6 +12,7 @@ pub mod drift;
 pub mod durations;
 pub mod eta;
 pub mod failures;
+pub mod history;
 pub mod live;
 pub mod stragglers;
 
@@ -20,5 +21,6 @@ pub use drift::{DriftForecast, DriftShape};
 pub use durations::{DurationModel, DurationStats, DurationSummary, StepDurations, SurvivalTable};
 pub use eta::{Basis, Estimate, Eta, EtaInput, InFlight, estimate};
 pub use failures::{Failure, FailureCluster, FailureClusters, FailureKind};
+pub use history::{History, PRIOR_SAMPLES, RunDurations};
 pub use live::{Elsewhere, LiveMetrics, MetricsView, StepSummary};
 pub use stragglers::{Straggler, find_stragglers};

@@ -49,6 +49,7 @@ impl JobReads for PostgresStore {
             .iter()
             .map(|s| s.as_str().to_string())
             .collect();
+        let name = query.name.clone();
         let name_regex = query.name_glob.as_deref().map(name_glob::to_regex);
         let (created_since, active_since) = (query.created_since, query.active_since);
         let before = query.before.map(|id| id.to_string());
@@ -60,6 +61,10 @@ impl JobReads for PostgresStore {
                 if !statuses.is_empty() {
                     params.push(&statuses);
                     conditions.push(format!("status = ANY(${}::text[])", params.len()));
+                }
+                if let Some(name) = &name {
+                    params.push(name);
+                    conditions.push(format!("name = ${}::text", params.len()));
                 }
                 if let Some(regex) = &name_regex {
                     params.push(regex);

@@ -55,6 +55,9 @@ impl JobReads for SqliteStore {
                 .collect();
             conditions.push(format!("status IN ({})", placeholders.join(", ")));
         }
+        if let Some(name) = &query.name {
+            conditions.push(format!("name = {}", bind(name.clone().into())));
+        }
         if let Some(glob) = &query.name_glob {
             conditions.push(format!(
                 "name GLOB {}",

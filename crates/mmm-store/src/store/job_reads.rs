@@ -66,6 +66,8 @@ pub struct ItemPageQuery {
 pub struct JobQuery {
     /// Only jobs with one of these statuses; any status when empty.
     pub statuses: Vec<JobStatus>,
+    /// Only jobs of exactly this name.
+    pub name: Option<String>,
     /// Only jobs whose name matches this glob (`*`, `?`, `[abc]`; case-sensitive).
     pub name_glob: Option<String>,
     /// Only jobs created at or after this time (epoch ms).

@@ -252,6 +252,14 @@ pub(crate) fn jobs_are_paged_and_filtered(store: &dyn Store) {
     assert_eq!(by_name("eval.?"), [ids[2]], "`.` is itself");
     assert_eq!(by_name("nightly-[!a]"), [ids[3], ids[1]]);
     assert!(by_name("NIGHTLY-*").is_empty(), "case-sensitive");
+    let exactly = |name: &str| {
+        listed(&JobQuery {
+            name: Some(name.into()),
+            ..JobQuery::default()
+        })
+    };
+    assert_eq!(exactly("eval.1"), [ids[2]]);
+    assert!(exactly("eval*").is_empty(), "no wildcard in an exact name");
 
     let statuses = listed(&JobQuery {
         statuses: vec![JobStatus::Running, JobStatus::Failed],
