@@ -11,10 +11,11 @@ JOBS=${1:-100000}
 RUNNING=${2:-3}
 WORK=${WORK:-/tmp/mmm-job-lists-$JOBS}
 (cd "$here" && cargo build --release --quiet && cargo build --release --quiet --example many_jobs)
-MMM=$here/target/release/mmm
+target=${CARGO_TARGET_DIR:-$here/target}
+MMM=$target/release/mmm
 if [ ! -e "$WORK/.mmm/mmm.db" ]; then
   echo "building a store of $JOBS jobs ($RUNNING running) in $WORK"
-  "$here/target/release/examples/many_jobs" "$WORK" "$JOBS" "$RUNNING" >/dev/null
+  "$target/release/examples/many_jobs" "$WORK" "$JOBS" "$RUNNING" >/dev/null
 fi
 cd "$WORK"
 
