@@ -118,21 +118,21 @@ fn a_tree_of_runs_as_json_and_as_a_table() {
         ("eval_waiting", "evaluator", "failed", 0, 0.0),
     ];
     for (name, kind, status, done, percent) in cases {
-        let r = by_name(&runs, name);
+        let r = by_name(runs, name);
         assert_eq!(r["kind"], kind, "{name}");
         assert_eq!(r["status"], status, "{name}");
         assert_eq!(r["progress"]["completed_epochs"], done, "{name}");
         assert_eq!(r["progress"]["progress_percentage"], percent, "{name}");
     }
-    let p = &by_name(&runs, "partial")["progress"];
+    let p = &by_name(runs, "partial")["progress"];
     assert_eq!(p["best_epoch"], 6);
     assert_eq!(p["best_score"]["aggregated.acc"], 0.56);
     assert_eq!(
-        by_name(&runs, "early")["progress"]["early_stopped_at_epoch"],
+        by_name(runs, "early")["progress"]["early_stopped_at_epoch"],
         3
     );
     assert_eq!(
-        by_name(&runs, "eval_done")["progress"]["latest_score"]["acc"],
+        by_name(runs, "eval_done")["progress"]["latest_score"]["acc"],
         0.91
     );
     // The cache was written with the same progress.

@@ -558,7 +558,8 @@ fn a_root_that_is_a_run_is_that_one_run_and_owns_every_file_below_it() {
     let t = Tree::new();
     t.trainer("bert", 2, false, Some(4), ago(HOUR));
     let run_root = t.root().join("bert");
-    let scanner = Scanner::new(&[run_root.clone()], RunsConfig::default(), None).unwrap();
+    let scanner =
+        Scanner::new(std::slice::from_ref(&run_root), RunsConfig::default(), None).unwrap();
     let folders = scanner.run_folders().unwrap();
     assert_eq!(
         folders,

@@ -91,6 +91,7 @@ impl JobsQuery {
         };
         Ok(JobQuery {
             statuses,
+            name: None,
             name_glob: self.name.clone().filter(|n| !n.is_empty()),
             created_since,
             active_since: None,
