@@ -146,7 +146,11 @@ impl UsageError {
 
 /// Parses the arguments, runs the command, and returns the process exit code.
 pub(crate) fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let args = match run::gnu::prepare(std::env::args_os().collect()) {
+        Ok(args) => args,
+        Err(e) => return ExitCode::from(report(&e.into()) as u8),
+    };
+    let cli = match Cli::try_parse_from(args) {
         Ok(cli) => cli,
         Err(e) => {
             let code = if e.use_stderr() {

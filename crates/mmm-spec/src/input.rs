@@ -31,6 +31,7 @@ impl MapPlan {
             }
             InputSource::Inline(_) => Some("inline".to_string()),
             InputSource::Command { .. } => None,
+            InputSource::Args(args) => args.fingerprint(base_dir),
         }
     }
 
@@ -68,6 +69,7 @@ impl MapPlan {
                 parse_items(&stdout, *format, json_path.as_deref(), &origin)?
             }
             InputSource::Inline(args) => args.iter().cloned().map(Value::String).collect(),
+            InputSource::Args(args) => args.load(base_dir)?,
         };
         self.keyed(values, env)
     }
@@ -259,6 +261,7 @@ mod tests {
             }],
             isolation: crate::Isolation::Shared,
             on_conflict: None,
+            delay: None,
         }
     }
 

@@ -41,7 +41,7 @@ pub(crate) struct ViewArgs {
     #[arg(long, default_value = "1s", value_name = "DURATION", value_parser = humantime::parse_duration)]
     snapshot_every: Duration,
     /// Print no progress and no summary: only the commands' own output and errors.
-    #[arg(short, long)]
+    #[arg(long)]
     pub(crate) quiet: bool,
     /// Worktree isolation: when the map is done, fast-forward BRANCH to the job's integration
     /// branch if it can (it says so when it cannot; nothing is merged by force).

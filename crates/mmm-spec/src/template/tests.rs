@@ -168,10 +168,10 @@ fn comments_are_left_alone() {
     let item = json!("x");
     assert_eq!(
         shell("echo ${item} # uses ${item.nope}\necho ${item}", &item),
-        "echo 'x' # uses ${item.nope}\necho 'x'"
+        "echo x # uses ${item.nope}\necho x"
     );
     // `#` inside a word is not a comment.
-    assert_eq!(shell("echo a#${item}", &item), "echo a#'x'");
+    assert_eq!(shell("echo a#${item}", &item), "echo a#x");
 }
 
 #[test]
@@ -365,7 +365,7 @@ fn oneliner_shell_quotes_replacements_and_leaves_dollar_braces() {
     let template = Template::parse_oneliner_shell("echo {} \"{/}\" ${HOME} {#}/{%}").unwrap();
     let item = json!("d/it's");
     let rendered = template.render_shell(&ctx(&item, &env)).unwrap();
-    assert_eq!(rendered, r#"echo 'd/it'\''s' "it's" ${HOME} '7'/'2'"#);
+    assert_eq!(rendered, r#"echo 'd/it'\''s' "it's" ${HOME} 7/2"#);
 }
 
 /// Payloads that create `pwned` only if the shell parses them as code (the `${IFS}`
