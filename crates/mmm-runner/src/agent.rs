@@ -52,6 +52,7 @@ impl<E: Executor, S: WorkSource> Agent<E, S> {
             let Some(Taken { work, waited }) = self.map.source.next().await else {
                 break;
             };
+            self.map.wait_to_start().await;
             // The item's duration for the ETA counts from here to its end (see `item_measured`).
             let taken = tokio::time::Instant::now();
             let metrics = &run.metrics;
@@ -60,6 +61,7 @@ impl<E: Executor, S: WorkSource> Agent<E, S> {
                 metrics.queue_wait(waited);
             }
             self.item(&work, taken).await;
+            run.shown.item_ended(work.index);
             // Skipped or interrupted items leave no duration but must leave the in-flight set.
             metrics.item_released(self.index);
         }

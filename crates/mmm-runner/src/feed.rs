@@ -48,6 +48,7 @@ async fn feed_items<E: Executor>(
     let job = run.job;
     let Some(resume) = on_record(start) else {
         let items = load_and_record(run).await?;
+        run.shown.expect(0..items.len() as u64);
         queue.push_all(items.into_iter().enumerate().map(|(i, item)| Work {
             index: i as u64,
             item,
@@ -71,6 +72,7 @@ async fn feed_items<E: Executor>(
         let full = rows.len() == page;
         run.tracker
             .add_item_keys(rows.iter().map(|u| (u.index, u.key.clone())));
+        run.shown.expect(rows.iter().map(|u| u.index));
         queue.push_all(rows.into_iter().map(|u| {
             let value =
                 serde_json::from_str(&u.value).unwrap_or(serde_json::Value::String(u.value));

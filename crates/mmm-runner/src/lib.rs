@@ -37,6 +37,7 @@ pub mod report;
 pub mod resume;
 mod run;
 mod sampler;
+mod shown;
 mod snapshot;
 mod source;
 mod worker;

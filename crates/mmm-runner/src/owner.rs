@@ -217,6 +217,7 @@ impl<E: Executor> Owner<E> {
             // request, a store failure): what the feed still had to add is moot.
             () = &mut work => Ok(()),
         };
+        run.shown.finish();
         self.map_finished(&map);
         if let Some(isolated) = &map.isolated {
             isolated.close(run).await;
