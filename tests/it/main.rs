@@ -14,6 +14,7 @@ mod harness;
 mod health;
 mod job_files;
 mod oneliner;
+mod oneliner_gnu;
 mod postgres;
 mod quoting;
 mod resume;

@@ -1,0 +1,309 @@
+//! Issue 18: a one-liner a GNU parallel user can switch to. Items from standard input,
+//! several sources and their combinations, `{1}` forms, `-k`, `--tag`, the form without `--`,
+//! unsupported options refused, and resumes of one-liners with several sources or stdin.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use mmm_core::job::ItemStatus;
+
+use crate::harness::{Workspace, kill9, wait_until};
+
+fn sorted_lines(text: &str) -> Vec<String> {
+    let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+    lines.sort();
+    lines
+}
+
+#[test]
+fn issue_18_items_come_from_standard_input() {
+    let ws = Workspace::new();
+    let run = ws.run_with_stdin(&["run", "--quiet", "-k", "--", "echo", "x"], b"1\n2\n3\n");
+    run.success();
+    assert_eq!(run.stdout(), "x 1\nx 2\nx 3\n");
+    let job = ws.only_job();
+    assert_eq!(job.counts.completed, 3);
+
+    // `--input -` and `:::: -` name standard input too; -0 splits at NUL bytes.
+    let run = ws.run_with_stdin(
+        &["run", "--quiet", "-k", "--input", "-", "--", "echo"],
+        b"a b\n",
+    );
+    run.success();
+    assert_eq!(run.stdout(), "a b\n");
+    let run = ws.run_with_stdin(
+        &[
+            "run", "--quiet", "-k", "-0", "--", "echo", "x{}x", "::::", "-",
+        ],
+        b"one\0two lines\nhere\0",
+    );
+    run.success();
+    assert_eq!(run.stdout(), "xonex\nxtwo lines\nherex\n");
+}
+
+#[test]
+fn issue_18_several_sources_give_every_combination() {
+    let ws = Workspace::new();
+    let run = ws.run(&[
+        "run", "--quiet", "--", "echo", "{1}-{2}", ":::", "a", "b", ":::", "1", "2",
+    ]);
+    run.success();
+    assert_eq!(sorted_lines(&run.stdout()), ["a-1", "a-2", "b-1", "b-2"]);
+    // Each item records the value of each of its sources.
+    let job = ws.only_job();
+    let values: Vec<String> = ws
+        .store()
+        .items(job.id, None)
+        .expect("items")
+        .into_iter()
+        .map(|item| item.value)
+        .collect();
+    assert_eq!(
+        values,
+        [
+            r#"["a","1"]"#,
+            r#"["a","2"]"#,
+            r#"["b","1"]"#,
+            r#"["b","2"]"#
+        ]
+    );
+}
+
+#[test]
+fn issue_18_sources_from_files_link_and_positional_forms() {
+    let ws = Workspace::new();
+    ws.write("dirs.txt", "d/x.tar.gz\ne/y.txt\n");
+    let run = ws.run(&[
+        "run", "--quiet", "-k", "-a", "dirs.txt", "--", "echo", "{1/}", "{1//}", "{1.}", "{1/.}",
+        "{2}", ":::", "n",
+    ]);
+    run.success();
+    assert_eq!(
+        run.stdout(),
+        "x.tar.gz d d/x.tar x.tar n\ny.txt e e/y y n\n"
+    );
+    let run = ws.run(&[
+        "run", "--quiet", "-k", "--link", "--", "echo", ":::", "a", "b", "c", ":::", "1", "2",
+    ]);
+    run.success();
+    assert_eq!(run.stdout(), "a 1\nb 2\nc 1\n");
+    let run = ws.run(&[
+        "run", "--quiet", "-k", "--", "echo", ":::", "a", "b", ":::+", "1", "2", "3",
+    ]);
+    run.success();
+    assert_eq!(run.stdout(), "a 1\nb 2\n");
+}
+
+#[test]
+fn issue_18_keep_order_prints_in_input_order_when_items_finish_in_reverse() {
+    let ws = Workspace::new();
+    // Item 1 ends last, item 3 first: each waits for the file of the item after it.
+    let run = ws.run(&[
+        "run",
+        "--quiet",
+        "-k",
+        "-j",
+        "3",
+        "--",
+        "n={}; while [ $n -lt 3 ] && [ ! -e done.$((n+1)) ]; do sleep 0.01; done; echo $n; touch done.$n",
+        ":::",
+        "1",
+        "2",
+        "3",
+    ]);
+    run.success();
+    assert_eq!(run.stdout(), "1\n2\n3\n");
+    // They did end in reverse: item 3's attempt ended before item 1's.
+    let job = ws.only_job();
+    let mut ends: Vec<(u64, i64)> = ws
+        .attempts(job.id)
+        .iter()
+        .map(|a| (a.item_index, a.ended_at.expect("ended")))
+        .collect();
+    ends.sort_by_key(|(_, at)| *at);
+    assert_eq!(ends.first().map(|e| e.0), Some(2), "{ends:?}");
+}
+
+#[test]
+fn issue_18_tag_and_tagstring_prefix_each_line() {
+    let ws = Workspace::new();
+    let run = ws.run(&[
+        "run",
+        "--quiet",
+        "-k",
+        "--tag",
+        "-q",
+        "--",
+        "printf",
+        "%s\\n%s\\n",
+        ":::",
+        "a",
+        ":::",
+        "1",
+    ]);
+    run.success();
+    assert_eq!(run.stdout(), "a 1\ta\na 1\t1\n");
+    let run = ws.run(&[
+        "run",
+        "--quiet",
+        "-k",
+        "--tagstring",
+        "<{2}>",
+        "--",
+        "echo",
+        "{1}",
+        ":::",
+        "a",
+        ":::",
+        "1",
+    ]);
+    run.success();
+    assert_eq!(run.stdout(), "<1>\ta\n");
+}
+
+#[test]
+fn issue_18_the_form_without_double_dash_and_dry_run() {
+    let ws = Workspace::new();
+    let run = ws.run(&["run", "--dry-run", "-k", "echo", "{}", ":::", "a b", "c"]);
+    run.success();
+    assert_eq!(run.stdout(), "echo 'a b'\necho c\n");
+    // A dry run records nothing.
+    assert!(!ws.has_store());
+    let run = ws.run(&["run", "--quiet", "-k", "-N2", "echo", ":::", "a", "b", "c"]);
+    run.success();
+    assert_eq!(run.stdout(), "a b\nc\n");
+    let run = ws.run(&[
+        "run", "--quiet", "-k", "--colsep", ",", "echo", "{2}", "{1}", ":::", "a,b",
+    ]);
+    run.success();
+    assert_eq!(run.stdout(), "b a\n");
+    // A ::: item is never taken for a command word, and `:::` never for an item.
+    let run = ws.run(&[
+        "run", "--quiet", "--", "echo", "{1}", "{2}", ":::", "a", ":::", "1",
+    ]);
+    run.success();
+    assert_eq!(run.stdout(), "a 1\n");
+}
+
+#[test]
+fn issue_18_unsupported_gnu_parallel_options_exit_2_naming_them() {
+    let ws = Workspace::new();
+    for (option, hint) in [
+        ("--pipe", "split"),
+        ("--sshlogin=host", "mmm worker"),
+        ("--results", "mmm export"),
+        ("-X", "-N"),
+    ] {
+        let run = ws.run(&["run", option, "echo", ":::", "a"]);
+        run.code_is(2);
+        let name = option.split('=').next().unwrap_or(option);
+        assert!(
+            run.stderr().contains(&format!("`{name}` is not supported")),
+            "{option}: {}",
+            run.stderr()
+        );
+        assert!(run.stderr().contains(hint), "{option}: {}", run.stderr());
+    }
+    assert!(!ws.has_store(), "nothing ran");
+    // A positional string beyond the sources is refused rather than run empty.
+    let run = ws.run(&["run", "--", "echo", "{3}", ":::", "a", ":::", "b"]);
+    run.code_is(2);
+    assert!(run.stderr().contains("{3}"), "{}", run.stderr());
+}
+
+#[test]
+fn issue_18_a_killed_two_source_oneliner_resumes_with_each_combination_once() {
+    let ws = Workspace::new();
+    let mut child = ws.spawn(&[
+        "run",
+        "--progress",
+        "none",
+        "-j",
+        "2",
+        "--",
+        "echo {1}-{2} >> ran.txt; sleep 0.2",
+        ":::",
+        "a",
+        "b",
+        "c",
+        ":::",
+        "1",
+        "2",
+        "3",
+    ]);
+    wait_until(Duration::from_secs(30), "two items completed", || {
+        ws.jobs_so_far()
+            .first()
+            .is_some_and(|j| j.counts.completed >= 2)
+    });
+    kill9(&mut child);
+    let job = ws.only_job();
+    let done_before: Vec<String> = ws
+        .store()
+        .items(job.id, Some(ItemStatus::Completed))
+        .expect("items")
+        .into_iter()
+        .map(|i| i.value)
+        .collect();
+    assert!(job.counts.completed < 9, "killed too late to test a resume");
+    let resumed = ws.run(&["resume", &job.id.short(), "--progress", "none"]);
+    resumed.success();
+    let items = ws.store().items(job.id, None).expect("items");
+    assert_eq!(items.len(), 9);
+    assert!(items.iter().all(|i| i.status == ItemStatus::Completed));
+    let mut ran: BTreeMap<String, usize> = BTreeMap::new();
+    for line in ws.read("ran.txt").lines() {
+        *ran.entry(line.to_string()).or_default() += 1;
+    }
+    assert_eq!(ran.len(), 9, "{ran:?}");
+    for value in done_before {
+        let list: Vec<String> = serde_json::from_str(&value).expect("a list");
+        let line = list.join("-");
+        assert_eq!(ran.get(&line), Some(&1), "{line} ran again: {ran:?}");
+    }
+}
+
+#[test]
+fn issue_18_a_stdin_oneliner_resumes_without_stdin() {
+    let ws = Workspace::new();
+    let input: String = (1..=40).map(|n| format!("{n}\n")).collect();
+    let mut child = ws
+        .mmm(&[
+            "run",
+            "--progress",
+            "none",
+            "-j",
+            "2",
+            "--",
+            "echo {} >> ran.txt; sleep 0.1",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("mmm starts");
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().expect("piped");
+        stdin.write_all(input.as_bytes()).expect("written");
+    }
+    wait_until(Duration::from_secs(30), "a few items completed", || {
+        ws.jobs_so_far()
+            .first()
+            .is_some_and(|j| j.counts.completed >= 3)
+    });
+    kill9(&mut child);
+    let job = ws.only_job();
+    assert!(
+        job.counts.completed < 40,
+        "killed too late to test a resume"
+    );
+    // The resume's standard input is empty: the items come from the record.
+    let resumed = ws.run(&["resume", &job.id.short(), "--progress", "none"]);
+    resumed.success();
+    let job = ws.only_job();
+    assert_eq!((job.counts.completed, job.counts.total()), (40, 40));
+    let ran: std::collections::BTreeSet<String> =
+        ws.read("ran.txt").lines().map(str::to_string).collect();
+    assert_eq!(ran.len(), 40);
+}
