@@ -307,3 +307,93 @@ fn issue_18_a_stdin_oneliner_resumes_without_stdin() {
         ws.read("ran.txt").lines().map(str::to_string).collect();
     assert_eq!(ran.len(), 40);
 }
+
+#[test]
+fn issue_18_halt_now_fail_1_kills_what_runs_and_jobs_says_why() {
+    let ws = Workspace::new();
+    let started = std::time::Instant::now();
+    let run = ws.run(&[
+        "run",
+        "-j",
+        "2",
+        "--halt",
+        "now,fail=1",
+        "--",
+        "case {} in slow) touch started; sleep 60;; fail) while [ ! -e started ]; do sleep 0.01; done; exit 5;; esac",
+        ":::",
+        "slow",
+        "fail",
+        "third",
+    ]);
+    // GNU parallel's exit status for fail=1: the failing command's.
+    run.code_is(5);
+    assert!(
+        started.elapsed() < Duration::from_secs(50),
+        "the sleeping command was not killed"
+    );
+    assert!(
+        run.stderr().contains("halted (--halt now,fail=1)"),
+        "{}",
+        run.stderr()
+    );
+    let job = ws.only_job();
+    assert_eq!(job.status.as_str(), "interrupted");
+    assert_eq!((job.counts.completed, job.counts.dead_lettered), (0, 1));
+    let attempts = ws.attempts(job.id);
+    assert_eq!(
+        attempts.len(),
+        2,
+        "the third item never started: {attempts:?}"
+    );
+    let listed = ws.run(&["jobs"]);
+    listed.success();
+    assert!(
+        listed
+            .stdout()
+            .contains("halted (--halt now,fail=1): 1 item failed"),
+        "{}",
+        listed.stdout()
+    );
+    assert!(
+        listed.stdout().contains("`fail` with exit code 5"),
+        "{}",
+        listed.stdout()
+    );
+    let json = ws.jobs_json();
+    assert_eq!(json[0]["halted"]["policy"], "now,fail=1");
+    // A halted job is resumable.
+    let resumable = ws.run(&["jobs", "--resumable"]);
+    assert!(
+        resumable.stdout().contains(&job.id.short()),
+        "{}",
+        resumable.stdout()
+    );
+}
+
+#[test]
+fn issue_18_halt_soon_lets_running_items_finish() {
+    let ws = Workspace::new();
+    let run = ws.run(&[
+        "run",
+        "--quiet",
+        "-j",
+        "2",
+        "--halt",
+        "soon,fail=1",
+        "--",
+        "case {} in slow) touch started; while [ ! -e failed ]; do sleep 0.01; done; echo slow done;; fail) while [ ! -e started ]; do sleep 0.01; done; touch failed; exit 3;; esac",
+        ":::",
+        "slow",
+        "fail",
+        "third",
+    ]);
+    run.code_is(3);
+    // The command running when the halt came ran to its end (`third` may have started
+    // before the failure was seen, as in GNU parallel).
+    assert!(run.stdout().starts_with("slow done\n"), "{}", run.stdout());
+    let job = ws.only_job();
+    assert_eq!(job.status.as_str(), "interrupted");
+    let items = ws.store().items(job.id, None).expect("items");
+    assert_eq!(items[0].status, ItemStatus::Completed, "{items:?}");
+    assert_eq!(items[1].status, ItemStatus::DeadLettered, "{items:?}");
+}

@@ -129,6 +129,7 @@ pub(crate) async fn own<E: Executor>(
         duration,
         error,
         claims,
+        halted: run.halt.halted().cloned(),
     })
 }
 

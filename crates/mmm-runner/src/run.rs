@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use tokio::sync::watch;
 
+use crate::halting::HaltWatch;
 use crate::shown::{Shown, tagged};
 use crate::{CommandResult, Executor, Output, Role, RunConfig, RunError, StopLevel};
 use mmm_core::job::{JobId, now_ms};
@@ -26,8 +27,10 @@ pub(crate) struct Run<E> {
     pub(crate) writer: Arc<StoreWriter>,
     pub(crate) tracker: Arc<Tracker>,
     pub(crate) metrics: Arc<LiveMetrics>,
-    /// Stop requests.
+    /// Stop requests: the caller's, raised by `--halt now` (see [`HaltWatch`]).
     pub(crate) stop: watch::Receiver<StopLevel>,
+    /// `--halt`.
+    pub(crate) halt: HaltWatch,
     /// Where output to show goes, in the order it is to be shown.
     pub(crate) shown: Shown,
     /// Show each map command's output, not only setup's and reduce's.
@@ -46,6 +49,9 @@ impl<E: Executor> Run<E> {
     pub(crate) fn new(config: RunConfig, executor: Arc<E>) -> (Self, Role) {
         let clock = RunClock::start();
         let keep_order = config.plan.output.keep_order;
+        let (stop_tx, stop) = watch::channel(*config.stop.borrow());
+        tokio::spawn(forward_stop(config.stop, stop_tx.clone()));
+        let halt = HaltWatch::new(config.plan.map.halt, stop_tx);
         let run = Run {
             job: config.job_id,
             plan: config.plan,
@@ -53,7 +59,8 @@ impl<E: Executor> Run<E> {
             writer: config.writer,
             tracker: config.tracker,
             metrics: config.metrics,
-            stop: config.stop,
+            stop,
+            halt,
             shown: Shown::new(config.output, keep_order),
             show_map_output: config.show_map_output,
             executor,
@@ -71,7 +78,7 @@ impl<E: Executor> Run<E> {
 
     /// True once a stop was requested.
     pub(crate) fn stopping(&self) -> bool {
-        *self.stop.borrow() != StopLevel::Run
+        *self.stop.borrow() != StopLevel::Run || self.halt.is_halted()
     }
 
     /// Waits until everything sent to the writer is committed.
@@ -164,6 +171,29 @@ impl<E: Executor> Run<E> {
             env.push(("MMM_ATTEMPT".into(), attempt.to_string()));
         }
         env
+    }
+}
+
+/// Passes the caller's stop requests on to the run's own stop signal (which `--halt now` may
+/// also raise), until either side is gone.
+async fn forward_stop(mut from: watch::Receiver<StopLevel>, to: watch::Sender<StopLevel>) {
+    loop {
+        tokio::select! {
+            changed = from.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                let level = *from.borrow_and_update();
+                to.send_if_modified(|current| {
+                    let raise = level > *current;
+                    if raise {
+                        *current = level;
+                    }
+                    raise
+                });
+            }
+            () = to.closed() => return,
+        }
     }
 }
 

@@ -262,6 +262,7 @@ mod tests {
             isolation: crate::Isolation::Shared,
             on_conflict: None,
             delay: None,
+            halt: None,
         }
     }
 

@@ -21,6 +21,7 @@ mod yaml;
 
 pub use error::{InputError, InputOrigin, Location, RenderError, SpecError, TemplateError};
 pub use mmm_core::alerts::{AlertRules, Deadline};
+pub use oneliner::halt::{BadHalt, HaltOn, HaltPolicy, HaltWhen, Threshold};
 pub use oneliner::options::{OneLinerOptions, Tag};
 pub use oneliner::sources::{ArgSource, ArgsInput, Delimiter, SourceKind};
 use template::Part;
@@ -104,6 +105,9 @@ pub struct MapPlan {
     /// `--delay`: the least time between two starts of a command.
     #[serde(skip_serializing_if = "Option::is_none", with = "humantime_serde_opt")]
     pub delay: Option<Duration>,
+    /// `--halt`: when the map stops before every item has run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub halt: Option<HaltPolicy>,
 }
 
 /// Where an item's steps run (`map.isolation:`, docs/worktrees.md).

@@ -385,6 +385,7 @@ impl Checker<'_> {
             isolation,
             on_conflict,
             delay: None,
+            halt: None,
         })
     }
 

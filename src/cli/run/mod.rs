@@ -21,8 +21,8 @@ use super::{Exit, UsageError};
 use mmm_core::job::JobId;
 use mmm_runner::Start;
 use mmm_spec::{
-    ArgSource, ArgsInput, Delimiter, JobOrigin, OneLinerOptions, OriginSource, Overrides,
-    SourceKind, Tag,
+    ArgSource, ArgsInput, Delimiter, HaltPolicy, JobOrigin, OneLinerOptions, OriginSource,
+    Overrides, SourceKind, Tag,
 };
 
 pub(crate) const AFTER_HELP: &str = "\
@@ -116,6 +116,11 @@ pub(crate) struct RunArgs {
     /// One-liner: wait DURATION between two command starts (seconds, or 1.5s, 2m).
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     delay: Option<Duration>,
+    /// One-liner: stop early, as GNU parallel: WHEN,WHY with WHEN `now` (kill running
+    /// commands) or `soon` (let them finish) and WHY `fail=N`, `success=N`, `done=N` (or N%),
+    /// e.g. `now,fail=1`. The job is left interrupted (resumable) with why it halted.
+    #[arg(long, value_name = "WHEN,WHY", allow_hyphen_values = true, value_parser = parse_halt)]
+    halt: Option<HaltArg>,
     /// One-liner: output is grouped per item; the default, accepted for GNU parallel's sake.
     #[arg(long)]
     group: bool,
@@ -250,6 +255,7 @@ fn build_origin(args: &RunArgs) -> anyhow::Result<JobOrigin> {
                     (None, false) => None,
                 },
                 delay_ms: args.delay.map(|d| d.as_millis() as u64),
+                halt: args.halt.as_ref().and_then(|h| h.0),
             };
             let base_dir =
                 std::env::current_dir().context("could not read the current directory")?;
@@ -286,6 +292,16 @@ fn parse_jobs(text: &str) -> Result<u32, String> {
         n
     };
     Ok(jobs.clamp(1, 100_000) as u32)
+}
+
+/// `--halt`'s value: a policy, or none for `0`/`never`.
+#[derive(Debug, Clone)]
+struct HaltArg(Option<HaltPolicy>);
+
+fn parse_halt(text: &str) -> Result<HaltArg, String> {
+    HaltPolicy::parse(text)
+        .map(HaltArg)
+        .map_err(|e| e.to_string())
 }
 
 /// A duration as GNU parallel writes it (seconds: `2`, `0.5`) or with units (`2s`, `1m`).

@@ -7,6 +7,7 @@
 //! Where the items come from and how several sources combine is in [`sources`]; the options
 //! recorded with the job in [`options`].
 
+pub(crate) mod halt;
 pub(crate) mod options;
 pub(crate) mod sources;
 
@@ -134,6 +135,7 @@ pub(super) fn from_oneliner(oneliner: OneLiner) -> Result<JobPlan, SpecError> {
             isolation: super::Isolation::Shared,
             on_conflict: None,
             delay: options.delay_ms.map(std::time::Duration::from_millis),
+            halt: options.halt,
         },
         reduce: Vec::new(),
         alerts: AlertRules::default(),

@@ -4,6 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::halt::HaltPolicy;
 use super::sources::ArgsInput;
 
 /// The GNU parallel options of a one-liner.
@@ -25,6 +26,9 @@ pub struct OneLinerOptions {
     /// `--delay`, in milliseconds.
     #[serde(default)]
     pub delay_ms: Option<u64>,
+    /// `--halt`.
+    #[serde(default)]
+    pub halt: Option<HaltPolicy>,
 }
 
 /// What is put before each line of an item's output.
