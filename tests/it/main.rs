@@ -15,6 +15,7 @@ mod health;
 mod job_files;
 mod oneliner;
 mod oneliner_gnu;
+mod parallel_compat;
 mod postgres;
 mod quoting;
 mod resume;
