@@ -85,7 +85,7 @@ const UNSUPPORTED: &[(&[&str], &str)] = &[
             "--sqlworker",
             "--csv",
         ],
-        "mmm records every item's attempts and output in its store: see `mmm jobs`, `mmm logs`, `mmm export JOB --format csv`",
+        "mmm records every item's attempts and output in its store: see `mmm jobs JOB --json`, `mmm events JOB`, `mmm export JOB --format csv`",
     ),
     (
         &["--resume", "--resume-failed", "--retry-failed"],
