@@ -95,7 +95,7 @@ pub(crate) struct Cli {
 enum Command {
     /// Run a job file, or a command over items like GNU parallel.
     #[command(after_help = run::AFTER_HELP)]
-    Run(run::RunArgs),
+    Run(Box<run::RunArgs>),
     /// List jobs, newest first, with status, progress, counts and durations.
     Jobs(jobs::JobsArgs),
     /// Check a job file and print the normalised plan, without running anything.
@@ -190,7 +190,7 @@ pub(crate) fn main() -> ExitCode {
 
 fn dispatch(cli: Cli) -> anyhow::Result<Exit> {
     match cli.command {
-        Command::Run(args) => run::run(&cli.store, args),
+        Command::Run(args) => run::run(&cli.store, *args),
         Command::Jobs(args) => jobs::jobs(&cli.store, args),
         Command::Validate(args) => validate::validate(args),
         Command::Resume(args) => resume::resume(&cli.store, args),

@@ -338,7 +338,7 @@ pub enum OriginSource {
         base_dir: PathBuf,
         /// The GNU parallel options (none in jobs recorded before they existed).
         #[serde(default)]
-        options: OneLinerOptions,
+        options: Box<OneLinerOptions>,
     },
 }
 
@@ -407,7 +407,7 @@ impl JobOrigin {
                     command: command.clone(),
                     args: args.clone(),
                     input: input.clone(),
-                    options: options.clone(),
+                    options: options.as_ref().clone(),
                     max_parallel: o.max_parallel.unwrap_or(0),
                     timeout,
                     retries: o.retries.unwrap_or(0),

@@ -233,12 +233,11 @@ pub(crate) fn prepare(args: Vec<OsString>) -> Result<Vec<OsString>, UsageError> 
             .iter()
             .any(|w| matches!(w.to_str(), Some(":::" | "::::" | ":::+" | "::::+")));
         let path = std::path::Path::new(word.as_ref());
-        let looks_like_job_file = is_job_file(&word)
-            || path.exists()
+        let names_a_file = path.exists()
             || path
                 .extension()
                 .is_some_and(|e| e == "yml" || e == "yaml" || e == "json");
-        if looks_like_job_file && !(has_sources && !is_job_file(&word)) {
+        if is_job_file(&word) || (!has_sources && names_a_file) {
             return Ok(args);
         }
         let mut out = args[..i].to_vec();

@@ -146,7 +146,8 @@ pub(crate) struct RunArgs {
         requires = "dashboard"
     )]
     port: u16,
-    /// One-liner: the command, then `:::` and the items.
+    /// One-liner: the command, then its input sources (`::: ARGS`, `:::: FILES`); without
+    /// any, the items are read from standard input.
     #[arg(last = true, value_name = "CMD")]
     command: Vec<String>,
 }
@@ -265,7 +266,7 @@ fn build_origin(args: &RunArgs) -> anyhow::Result<JobOrigin> {
                     args: Vec::new(),
                     input: None,
                     base_dir,
-                    options,
+                    options: Box::new(options),
                 },
                 overrides,
             })
