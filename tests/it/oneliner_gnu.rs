@@ -205,6 +205,11 @@ fn issue_18_unsupported_gnu_parallel_options_exit_2_naming_them() {
         assert!(run.stderr().contains(hint), "{option}: {}", run.stderr());
     }
     assert!(!ws.has_store(), "nothing ran");
+    // A one-liner option with a job file is refused, not ignored.
+    ws.write("job.yml", "map:\n  input: {command: echo a}\n  steps:\n    - shell: true\n");
+    let run = ws.run(&["run", "job.yml", "-k"]);
+    run.code_is(2);
+    assert!(run.stderr().contains("--keep-order"), "{}", run.stderr());
     // A positional string beyond the sources is refused rather than run empty.
     let run = ws.run(&["run", "--", "echo", "{3}", ":::", "a", ":::", "b"]);
     run.code_is(2);

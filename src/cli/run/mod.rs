@@ -77,49 +77,54 @@ pub(crate) struct RunArgs {
     )]
     arg_file: Vec<PathBuf>,
     /// One-liner: arguments in files and on standard input end with a NUL byte, not a newline.
-    #[arg(short = '0', long = "null")]
+    #[arg(short = '0', long = "null", conflicts_with = "file")]
     null: bool,
     /// One-liner: arguments in files and on standard input end with DELIM (\n, \t, \0 understood).
     #[arg(
         short = 'd',
         long = "delimiter",
         value_name = "DELIM",
-        conflicts_with = "null"
+        conflicts_with_all = ["null", "file"]
     )]
     delimiter: Option<String>,
     /// One-liner: split each argument into columns {1} {2} ... at the regular expression REGEX.
-    #[arg(long, value_name = "REGEX")]
+    #[arg(long, value_name = "REGEX", conflicts_with = "file")]
     colsep: Option<String>,
     /// One-liner: N arguments per command ({1}..{N}); -N0 runs the command with none.
-    #[arg(short = 'N', long = "max-replace-args", value_name = "N")]
+    #[arg(
+        short = 'N',
+        long = "max-replace-args",
+        value_name = "N",
+        conflicts_with = "file"
+    )]
     max_args: Option<usize>,
     /// One-liner: pair the input sources (a 1, b 2) instead of combining them; shorter ones
     /// wrap around.
-    #[arg(long, visible_alias = "xapply")]
+    #[arg(long, visible_alias = "xapply", conflicts_with = "file")]
     link: bool,
     /// One-liner: print each item's output in input order (items still run in parallel).
-    #[arg(short = 'k', long = "keep-order")]
+    #[arg(short = 'k', long = "keep-order", conflicts_with = "file")]
     keep_order: bool,
     /// One-liner: put the item's arguments and a tab before each line of its output.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "file")]
     tag: bool,
     /// One-liner: put STR (with replacement strings) and a tab before each output line.
-    #[arg(long, value_name = "STR", conflicts_with = "tag")]
+    #[arg(long, value_name = "STR", conflicts_with_all = ["tag", "file"])]
     tagstring: Option<String>,
     /// One-liner: print the commands that would run, and run (and record) nothing.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "file")]
     dry_run: bool,
     /// One-liner: pass the command words as they are, never through a shell (GNU parallel's
     /// quoting of the command).
-    #[arg(short = 'q', long = "quote")]
+    #[arg(short = 'q', long = "quote", conflicts_with = "file")]
     quote: bool,
     /// One-liner: wait DURATION between two command starts (seconds, or 1.5s, 2m).
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, conflicts_with = "file")]
     delay: Option<Duration>,
     /// One-liner: stop early, as GNU parallel: WHEN,WHY with WHEN `now` (kill running
     /// commands) or `soon` (let them finish) and WHY `fail=N`, `success=N`, `done=N` (or N%),
     /// e.g. `now,fail=1`. The job is left interrupted (resumable) with why it halted.
-    #[arg(long, value_name = "WHEN,WHY", allow_hyphen_values = true, value_parser = parse_halt)]
+    #[arg(long, value_name = "WHEN,WHY", allow_hyphen_values = true, value_parser = parse_halt, conflicts_with = "file")]
     halt: Option<HaltArg>,
     /// One-liner: output is grouped per item; the default, accepted for GNU parallel's sake.
     #[arg(long)]
