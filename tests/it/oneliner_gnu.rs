@@ -206,7 +206,10 @@ fn issue_18_unsupported_gnu_parallel_options_exit_2_naming_them() {
     }
     assert!(!ws.has_store(), "nothing ran");
     // A one-liner option with a job file is refused, not ignored.
-    ws.write("job.yml", "map:\n  input: {command: echo a}\n  steps:\n    - shell: true\n");
+    ws.write(
+        "job.yml",
+        "map:\n  input: {command: echo a}\n  steps:\n    - shell: true\n",
+    );
     let run = ws.run(&["run", "job.yml", "-k"]);
     run.code_is(2);
     assert!(run.stderr().contains("--keep-order"), "{}", run.stderr());
@@ -308,6 +311,10 @@ fn issue_18_a_stdin_oneliner_resumes_without_stdin() {
     resumed.success();
     let job = ws.only_job();
     assert_eq!((job.counts.completed, job.counts.total()), (40, 40));
+    // Standard input was not read again: no item vanished from the input.
+    let events = ws.run(&["events", &job.id.short(), "--type", "input_changed"]);
+    events.success();
+    assert!(events.stdout().trim().is_empty(), "{}", events.stdout());
     let ran: std::collections::BTreeSet<String> =
         ws.read("ran.txt").lines().map(str::to_string).collect();
     assert_eq!(ran.len(), 40);

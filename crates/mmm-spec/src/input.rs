@@ -35,6 +35,12 @@ impl MapPlan {
         }
     }
 
+    /// True when the items are read from standard input (a one-liner's): a resume takes them
+    /// from the record and never reads it again.
+    pub fn reads_stdin(&self) -> bool {
+        matches!(&self.input, InputSource::Args(args) if args.reads_stdin())
+    }
+
     /// Loads the items (runs the input command if there is one), computes and checks keys.
     pub fn load_items(
         &self,
