@@ -105,7 +105,7 @@ fn issue_18_keep_order_prints_in_input_order_when_items_finish_in_reverse() {
         "-j",
         "3",
         "--",
-        "n={}; while [ $n -lt 3 ] && [ ! -e done.$((n+1)) ]; do sleep 0.01; done; echo $n; touch done.$n",
+        "n={}; while [ $n -lt 3 ] && [ ! -e done.$((n+1)) ]; do sleep 0.01; done; echo $n; echo $n >> ended.txt; touch done.$n",
         ":::",
         "1",
         "2",
@@ -113,15 +113,8 @@ fn issue_18_keep_order_prints_in_input_order_when_items_finish_in_reverse() {
     ]);
     run.success();
     assert_eq!(run.stdout(), "1\n2\n3\n");
-    // They did end in reverse: item 3's attempt ended before item 1's.
-    let job = ws.only_job();
-    let mut ends: Vec<(u64, i64)> = ws
-        .attempts(job.id)
-        .iter()
-        .map(|a| (a.item_index, a.ended_at.expect("ended")))
-        .collect();
-    ends.sort_by_key(|(_, at)| *at);
-    assert_eq!(ends.first().map(|e| e.0), Some(2), "{ends:?}");
+    // They did end in reverse: each waited for the one after it.
+    assert_eq!(ws.read("ended.txt"), "3\n2\n1\n");
 }
 
 #[test]
@@ -408,4 +401,50 @@ fn issue_18_halt_soon_lets_running_items_finish() {
     let items = ws.store().items(job.id, None).expect("items");
     assert_eq!(items[0].status, ItemStatus::Completed, "{items:?}");
     assert_eq!(items[1].status, ItemStatus::DeadLettered, "{items:?}");
+}
+
+#[test]
+fn issue_18_a_stream_on_stdin_is_worked_through_as_it_arrives() {
+    use std::io::Write;
+    let ws = Workspace::new();
+    let mut child = ws
+        .mmm(&["run", "--progress", "none", "-j", "2", "--", "echo"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("mmm starts");
+    let mut stdin = child.stdin.take().expect("piped");
+    stdin.write_all(b"a\nb\nc\n").expect("written");
+    stdin.flush().expect("flushed");
+    // The pipe stays open (like `tail -f`): the items that came are run anyway.
+    wait_until(Duration::from_secs(30), "the first three items run", || {
+        ws.jobs_so_far()
+            .first()
+            .is_some_and(|j| j.counts.completed == 3)
+    });
+    stdin.write_all(b"d\ne\n").expect("written");
+    stdin.flush().expect("flushed");
+    wait_until(Duration::from_secs(30), "the next two items run", || {
+        ws.jobs_so_far()
+            .first()
+            .is_some_and(|j| j.counts.completed == 5)
+    });
+    assert!(
+        child.try_wait().expect("waits").is_none(),
+        "mmm ended before its input did"
+    );
+    drop(stdin);
+    let status = child.wait().expect("mmm ends");
+    assert!(status.success(), "{status}");
+    let job = ws.only_job();
+    assert_eq!((job.counts.completed, job.counts.total()), (5, 5));
+    let values: Vec<String> = ws
+        .store()
+        .items(job.id, None)
+        .expect("items")
+        .into_iter()
+        .map(|i| i.value)
+        .collect();
+    assert_eq!(values, [r#""a""#, r#""b""#, r#""c""#, r#""d""#, r#""e""#]);
 }

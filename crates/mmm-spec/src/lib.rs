@@ -23,7 +23,7 @@ pub use error::{InputError, InputOrigin, Location, RenderError, SpecError, Templ
 pub use mmm_core::alerts::{AlertRules, Deadline};
 pub use oneliner::halt::{BadHalt, HaltOn, HaltPolicy, HaltWhen, Threshold};
 pub use oneliner::options::{OneLinerOptions, Tag};
-pub use oneliner::sources::{ArgSource, ArgsInput, Delimiter, SourceKind};
+pub use oneliner::sources::{ArgSource, ArgsInput, Delimiter, Records, SourceKind};
 use template::Part;
 
 /// A validated, normalised job: what `mmm validate` prints and what the runner executes.
@@ -261,6 +261,17 @@ pub struct Item {
     pub key: String,
     /// The item's value.
     pub value: serde_json::Value,
+}
+
+impl Item {
+    /// The item at 1-based `position` of an input without `key:`, keyed by its position and a
+    /// hash of its value (as [`MapPlan::load_items`] keys it).
+    pub fn at_position(position: usize, value: serde_json::Value) -> Item {
+        Item {
+            key: input::default_key(position, &value),
+            value,
+        }
+    }
 }
 
 /// Options of the one-liner `mmm run -j N [--input FILE] -- CMD ... [::: ARGS]`.

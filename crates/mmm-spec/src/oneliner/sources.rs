@@ -3,7 +3,7 @@
 //! combine into items (every combination, the first source varying slowest; `--link` and
 //! `:::+` pair them instead; `-N` groups several arguments into one item).
 
-use std::io::Read;
+use std::io::{BufRead, Read};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -158,19 +158,54 @@ impl ArgsInput {
         Some(parts.join(","))
     }
 
-    /// Reads every source and combines them into the items' values.
-    pub fn load(&self, base_dir: &Path) -> Result<Vec<Value>, InputError> {
-        let colsep = match &self.colsep {
+    /// True when the items can be taken from standard input one by one as they arrive: its
+    /// only source, split at a one-byte delimiter, one argument per item.
+    pub fn streams_stdin(&self) -> bool {
+        matches!(
+            self.sources.as_slice(),
+            [ArgSource {
+                kind: SourceKind::Stdin,
+                ..
+            }]
+        ) && self.max_args.is_none_or(|n| n <= 1)
+            && self.delimiter.as_str().len() == 1
+    }
+
+    /// The items' values read from `reader` one record at a time, for an input that
+    /// [`streams_stdin`](Self::streams_stdin).
+    pub fn records<R: BufRead>(&self, reader: R) -> Result<Records<R>, InputError> {
+        Ok(Records {
+            reader,
+            delimiter: self
+                .delimiter
+                .as_str()
+                .as_bytes()
+                .first()
+                .copied()
+                .unwrap_or(b'\n'),
+            colsep: self.colsep_regex()?,
+            single: self.is_single_value(),
+            line: 1,
+        })
+    }
+
+    fn colsep_regex(&self) -> Result<Option<regex::Regex>, InputError> {
+        match &self.colsep {
             Some(pattern) => {
-                Some(
-                    regex::Regex::new(pattern).map_err(|source| InputError::BadColsep {
+                regex::Regex::new(pattern)
+                    .map(Some)
+                    .map_err(|source| InputError::BadColsep {
                         pattern: pattern.clone(),
                         source,
-                    })?,
-                )
+                    })
             }
-            None => None,
-        };
+            None => Ok(None),
+        }
+    }
+
+    /// Reads every source and combines them into the items' values.
+    pub fn load(&self, base_dir: &Path) -> Result<Vec<Value>, InputError> {
+        let colsep = self.colsep_regex()?;
         let mut columns: Vec<(Vec<Vec<String>>, bool)> = Vec::new();
         for source in &self.sources {
             let values = self.read(source, base_dir)?;
@@ -223,6 +258,52 @@ impl ArgsInput {
             }
         };
         split_records(&bytes, &self.delimiter, &origin)
+    }
+}
+
+/// Standard input's records as items' values, read one at a time as they arrive.
+pub struct Records<R> {
+    reader: R,
+    delimiter: u8,
+    colsep: Option<regex::Regex>,
+    single: bool,
+    /// The line the next record starts on, for errors.
+    line: usize,
+}
+
+impl<R: BufRead> Iterator for Records<R> {
+    type Item = Result<Value, InputError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let mut bytes = Vec::new();
+        match self.reader.read_until(self.delimiter, &mut bytes) {
+            Ok(0) => return None,
+            Ok(_) => {}
+            Err(source) => return Some(Err(InputError::Stdin { source })),
+        }
+        if bytes.last() == Some(&self.delimiter) {
+            bytes.pop();
+        }
+        let line = self.line;
+        self.line +=
+            bytes.iter().filter(|b| **b == b'\n').count() + usize::from(self.delimiter == b'\n');
+        let text = match String::from_utf8(bytes) {
+            Ok(text) => text,
+            Err(_) => {
+                return Some(Err(InputError::NotUtf8 {
+                    origin: InputOrigin::Stdin,
+                    line,
+                }));
+            }
+        };
+        let mut values: Vec<String> = match &self.colsep {
+            Some(re) => re.split(&text).map(str::to_string).collect(),
+            None => vec![text],
+        };
+        Some(Ok(match (self.single, values.len()) {
+            (true, 1) => Value::String(values.pop().unwrap_or_default()),
+            _ => Value::Array(values.into_iter().map(Value::String).collect()),
+        }))
     }
 }
 
@@ -417,6 +498,52 @@ mod tests {
         };
         let error = bad.load(Path::new(".")).unwrap_err();
         assert!(error.to_string().contains("--colsep"), "{error}");
+    }
+
+    #[test]
+    fn stdin_streams_record_by_record_as_a_whole_read_would_split() {
+        let input = ArgsInput {
+            sources: vec![ArgSource {
+                kind: SourceKind::Stdin,
+                linked: false,
+            }],
+            ..ArgsInput::default()
+        };
+        assert!(input.streams_stdin());
+        let values: Vec<Value> = input
+            .records(&b"a\n\nb c\nlast"[..])
+            .expect("valid")
+            .collect::<Result<_, _>>()
+            .expect("reads");
+        assert_eq!(
+            values,
+            vec![json!("a"), json!(""), json!("b c"), json!("last")]
+        );
+        let columns = ArgsInput {
+            colsep: Some(",".to_string()),
+            ..input.clone()
+        };
+        let values: Vec<Value> = columns
+            .records(&b"a,b\n"[..])
+            .expect("valid")
+            .collect::<Result<_, _>>()
+            .expect("reads");
+        assert_eq!(values, vec![json!(["a", "b"])]);
+        let error = input
+            .records(&b"ok\n\xff\n"[..])
+            .expect("valid")
+            .nth(1)
+            .expect("a second record");
+        assert!(
+            matches!(error, Err(InputError::NotUtf8 { line: 2, .. })),
+            "{error:?}"
+        );
+        // Several sources need every value first.
+        let combined = ArgsInput {
+            sources: vec![input.sources[0].clone(), inline(&["x"], false)],
+            ..ArgsInput::default()
+        };
+        assert!(!combined.streams_stdin());
     }
 
     #[test]
