@@ -11,6 +11,9 @@
 #
 # mmm runs as a user would run it: every item durably recorded in a fresh SQLite store, the
 # tracker and the (plain, non-TTY) progress view on. Set MMM to a binary to skip the build.
+# MMM_FORMS adds the one-liner's other forms as tools of their own (issue 18), e.g.
+# MMM_FORMS="args stdin keep": `::: 1 2 ...` (args), the items piped in (stdin), and
+# `-k ::: ...` (keep).
 # If ../shared/bench/spawn-limit is there, it is built into target/ and its plain Rust spawn
 # loop is timed too: the practical floor for process dispatch on this machine.
 set -euo pipefail
@@ -42,9 +45,16 @@ run_xargs()    { xargs -P "$J" -n 1 "${CMD[@]}" < "$WORK/items"; }
 run_parallel() { parallel -j "$J" "${CMD[@]}" < "$WORK/items"; }
 run_mmm()      { rm -rf "$WORK/store"; "$MMM" --store "$WORK/store" run -j "$J" --progress plain \
                    --input "$WORK/items" -- "${CMD[@]}" 2>/dev/null; }
+run_mmm_args()  { rm -rf "$WORK/store"; "$MMM" --store "$WORK/store" run -j "$J" --progress plain \
+                    -- "${CMD[@]}" ::: $(cat "$WORK/items") 2>/dev/null; }
+run_mmm_stdin() { rm -rf "$WORK/store"; "$MMM" --store "$WORK/store" run -j "$J" --progress plain \
+                    -- "${CMD[@]}" < "$WORK/items" 2>/dev/null; }
+run_mmm_keep()  { rm -rf "$WORK/store"; "$MMM" --store "$WORK/store" run -j "$J" --progress plain \
+                    -k -- "${CMD[@]}" ::: $(cat "$WORK/items") 2>/dev/null; }
 run_spawn()    { "$SPAWN_LIMIT" "$N" "$J" --pgroup "${CMD[@]}" item 2>/dev/null; }
 
 TOOLS=(xargs parallel mmm)
+for form in ${MMM_FORMS:-}; do TOOLS+=("mmm_$form"); done
 [ -x "$SPAWN_LIMIT" ] && TOOLS+=(spawn)
 
 declare -A TIMES

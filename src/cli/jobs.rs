@@ -68,9 +68,43 @@ struct JobView {
     owner_host: Option<String>,
     dlq: Vec<DlqEntry>,
     dlq_truncated: bool,
+    /// Why `--halt` stopped the job, when that is how its last run ended.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    halted: Option<HaltedView>,
     /// Only for `mmm jobs JOB`: its resumes and why items ran again.
     #[serde(skip_serializing_if = "Option::is_none")]
     ledger: Option<mmm_store::Ledger>,
+}
+
+/// Why `--halt` stopped a job.
+#[derive(Debug, Serialize)]
+struct HaltedView {
+    policy: String,
+    reason: String,
+}
+
+/// Why `--halt` stopped the job's last run, if it did: its newest `job_halted` event with
+/// no resume after it. Only an interrupted job can have halted.
+fn halted(store: &dyn Store, r: &JobRecord) -> anyhow::Result<Option<HaltedView>> {
+    if r.status != JobStatus::Interrupted {
+        return Ok(None);
+    }
+    let mut events = store.recent_events(r.id, 64)?;
+    events.sort_by_key(|e| e.seq);
+    let mut halted = None;
+    for record in events {
+        match record.event {
+            Event::JobHalted(h) => {
+                halted = Some(HaltedView {
+                    policy: h.policy,
+                    reason: h.reason,
+                })
+            }
+            Event::JobResumed(_) => halted = None,
+            _ => {}
+        }
+    }
+    Ok(halted)
 }
 
 /// A dead-lettered item and its attempts.
@@ -143,6 +177,17 @@ pub(crate) fn jobs(store_location: &str, args: JobsArgs) -> anyhow::Result<Exit>
         return Ok(Exit::Success);
     }
     print_table(&records, now)?;
+    for record in &records {
+        if let Some(h) = halted(store.as_ref(), record)? {
+            println!(
+                "{} halted (--halt {}): {}; `mmm resume {}` continues it",
+                record.id.short(),
+                h.policy,
+                h.reason,
+                record.id.short()
+            );
+        }
+    }
     if args.job.is_some() {
         print_ledger(store.as_ref(), &records[0], now)?;
         print_dlq(store.as_ref(), &records[0])?;
@@ -221,6 +266,7 @@ fn resumable(store: &dyn Store, json: bool) -> anyhow::Result<Exit> {
 fn view(store: &dyn Store, r: &JobRecord, now: i64) -> anyhow::Result<JobView> {
     let (dlq, dlq_truncated) = dlq_entries(store, r)?;
     Ok(JobView {
+        halted: halted(store, r)?,
         id: r.id,
         short_id: r.id.short(),
         name: r.name.clone(),

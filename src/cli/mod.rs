@@ -36,15 +36,32 @@ use clap::{Parser, Subcommand};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Exit {
     /// 0: the job completed (or the command succeeded).
-    Success = 0,
+    Success,
     /// 1: the job failed (setup, input or reduce), or an error stopped the command.
-    Failure = 1,
+    Failure,
     /// 2: bad usage: unknown option, invalid job file, unknown job id.
-    Usage = 2,
+    Usage,
     /// 3: the map finished but some items are in the dead-letter queue.
-    CompletedWithFailures = 3,
+    CompletedWithFailures,
     /// 130: the job was interrupted (Ctrl-C, SIGTERM, SIGHUP); `mmm jobs` lists it.
-    Interrupted = 130,
+    Interrupted,
+    /// A one-liner's `--halt` stopped the job: GNU parallel's exit status for it (the
+    /// failing command's with `fail=1`, else the number of failed items; 0 for `success`).
+    Halted(u8),
+}
+
+impl Exit {
+    /// The process exit code.
+    pub(crate) fn code(self) -> u8 {
+        match self {
+            Exit::Success => 0,
+            Exit::Failure => 1,
+            Exit::Usage => 2,
+            Exit::CompletedWithFailures => 3,
+            Exit::Interrupted => 130,
+            Exit::Halted(code) => code,
+        }
+    }
 }
 
 const EXIT_CODES: &str = "\
@@ -54,7 +71,9 @@ Exit codes:
        `mmm check` found problems
   2    usage error: bad option, invalid job file, unknown job id
   3    the job completed with failures: some items are in the dead-letter queue
-  130  the job was interrupted (Ctrl-C, SIGTERM or SIGHUP)";
+  130  the job was interrupted (Ctrl-C, SIGTERM or SIGHUP)
+  a one-liner stopped by --halt exits as GNU parallel does: the failing command's exit
+  status with fail=1, 0 with success=N, else the number of failed items (at most 101)";
 
 /// mmm runs long, parallel batch jobs durably and shows exactly where they stand.
 #[derive(Debug, Parser)]
@@ -78,7 +97,7 @@ pub(crate) struct Cli {
 enum Command {
     /// Run a job file, or a command over items like GNU parallel.
     #[command(after_help = run::AFTER_HELP)]
-    Run(run::RunArgs),
+    Run(Box<run::RunArgs>),
     /// List jobs, newest first, with status, progress, counts and durations.
     Jobs(jobs::JobsArgs),
     /// Check a job file and print the normalised plan, without running anything.
@@ -155,7 +174,11 @@ impl UsageError {
 /// Parses the arguments, runs the command, and returns the process exit code.
 pub(crate) fn main() -> ExitCode {
     completions::complete_if_asked();
-    let cli = match Cli::try_parse() {
+    let args = match run::gnu::prepare(std::env::args_os().collect()) {
+        Ok(args) => args,
+        Err(e) => return ExitCode::from(report(&e.into()).code()),
+    };
+    let cli = match Cli::try_parse_from(args) {
         Ok(cli) => cli,
         Err(e) => {
             let code = if e.use_stderr() {
@@ -164,19 +187,19 @@ pub(crate) fn main() -> ExitCode {
                 Exit::Success
             };
             let _ = e.print();
-            return ExitCode::from(code as u8);
+            return ExitCode::from(code.code());
         }
     };
     let code = match dispatch(cli) {
         Ok(code) => code,
         Err(e) => report(&e),
     };
-    ExitCode::from(code as u8)
+    ExitCode::from(code.code())
 }
 
 fn dispatch(cli: Cli) -> anyhow::Result<Exit> {
     match cli.command {
-        Command::Run(args) => run::run(&cli.store, args),
+        Command::Run(args) => run::run(&cli.store, *args),
         Command::Jobs(args) => jobs::jobs(&cli.store, args),
         Command::Validate(args) => validate::validate(args),
         Command::Resume(args) => resume::resume(&cli.store, args),

@@ -60,6 +60,27 @@ impl Workspace {
         Run { output }
     }
 
+    /// Runs `mmm ARGS` to its end with `input` on its standard input (a pipe).
+    pub(crate) fn run_with_stdin(&self, args: &[&str], input: &[u8]) -> Run {
+        use std::io::Write;
+        let mut child = self
+            .mmm(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("mmm starts");
+        let mut stdin = child.stdin.take().expect("stdin is piped");
+        let input = input.to_vec();
+        // Written from a thread: mmm may print before it has read everything.
+        let writer = std::thread::spawn(move || {
+            let _ = stdin.write_all(&input);
+        });
+        let output = child.wait_with_output().expect("mmm runs");
+        writer.join().expect("the writer ends");
+        Run { output }
+    }
+
     /// Starts `mmm ARGS` without waiting.
     pub(crate) fn spawn(&self, args: &[&str]) -> Child {
         self.mmm(args)

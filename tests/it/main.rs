@@ -15,6 +15,8 @@ mod health;
 mod job_files;
 mod job_lists;
 mod oneliner;
+mod oneliner_gnu;
+mod parallel_compat;
 mod postgres;
 mod quoting;
 mod resume;

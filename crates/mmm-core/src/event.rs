@@ -143,6 +143,8 @@ events! {
     JobFinished(JobFinished) => "job_finished", "job";
     /// The map's items were read from the input.
     ItemsLoaded(ItemsLoaded) => "items_loaded", "job";
+    /// A `--halt` condition was met: the map stops, the job is left resumable.
+    JobHalted(JobHalted) => "job_halted", "job";
     /// On resume, the input had new, vanished or changed items.
     InputChanged(InputChanged) => "input_changed", "job";
     /// The input could not be read.

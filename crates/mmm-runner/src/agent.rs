@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::attempt::{Attempt, AttemptEnd};
+use crate::halting::Ended;
 use crate::isolated::INFRA_LIMIT;
 use crate::map::Map;
 use crate::source::{Taken, Work, WorkSource};
@@ -52,6 +53,7 @@ impl<E: Executor, S: WorkSource> Agent<E, S> {
             let Some(Taken { work, waited }) = self.map.source.next().await else {
                 break;
             };
+            self.map.wait_to_start().await;
             // The item's duration for the ETA counts from here to its end (see `item_measured`).
             let taken = tokio::time::Instant::now();
             let metrics = &run.metrics;
@@ -60,6 +62,7 @@ impl<E: Executor, S: WorkSource> Agent<E, S> {
                 metrics.queue_wait(waited);
             }
             self.item(&work, taken).await;
+            run.shown.item_ended(work.index);
             // Skipped or interrupted items leave no duration but must leave the in-flight set.
             metrics.item_released(self.index);
         }
@@ -166,6 +169,9 @@ impl<E: Executor, S: WorkSource> Agent<E, S> {
                 tracker.item_finished(self.index, tracked, None);
                 let event = Write::event(job, Some(&item.key), event);
                 self.record_attempt(index, number, &end, status, true, Some(event));
+                if status == ItemStatus::Completed {
+                    self.halt_check(Ended::Succeeded, item, end.exit_code);
+                }
                 return;
             }
             used += 1;
@@ -211,7 +217,17 @@ impl<E: Executor, S: WorkSource> Agent<E, S> {
                 true,
                 Some(event),
             );
+            self.halt_check(Ended::Failed, item, end.exit_code);
             return;
+        }
+    }
+
+    /// Counts an item's end for `--halt`, recording the halt when this end meets it.
+    fn halt_check(&self, ended: Ended, item: &mmm_spec::Item, exit_code: Option<i32>) {
+        let run = &self.map.run;
+        let total = run.tracker.progress().total;
+        if let Some(halted) = run.halt.item_ended(ended, item, exit_code, total) {
+            run.record(vec![Write::event(run.job, None, Event::JobHalted(halted))]);
         }
     }
 

@@ -176,11 +176,9 @@ async fn on_alert<E: Executor>(run: Arc<Run<E>>, command: String, alert: Alert) 
 }
 
 fn show<E: Executor>(run: &Run<E>, message: String) {
-    if let Some(out) = &run.output {
-        let _ = out.send(Output {
-            source: "on_alert".to_string(),
-            stdout: Vec::new(),
-            stderr: message.into_bytes(),
-        });
-    }
+    run.shown.send(Output {
+        source: "on_alert".to_string(),
+        stdout: Vec::new(),
+        stderr: message.into_bytes(),
+    });
 }

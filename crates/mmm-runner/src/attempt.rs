@@ -169,7 +169,12 @@ impl<E: Executor, S: WorkSource> Attempt<'_, E, S> {
                     };
                     let result = run.executor.run(request, run.stop.clone()).await;
                     if run.show_map_output {
-                        run.show(&item.key, &result);
+                        let tag = run.plan.output.tag.as_ref().map(|tag| {
+                            // A tag that cannot be rendered shows as written rather than
+                            // failing the item over its display.
+                            tag.render_plain(&ctx).unwrap_or_else(|_| tag.to_string())
+                        });
+                        run.show_item(index as u64, &item.key, tag.as_deref(), &result);
                     }
                     end.steps.push(StepRecord {
                         name: step.name.clone(),

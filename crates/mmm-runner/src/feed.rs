@@ -12,7 +12,7 @@ use crate::source::Work;
 use crate::{Executor, JobFailure, Resume, RunError, Start};
 use mmm_core::event::{Event, InputChanged, InputUnavailable, ItemsLoaded};
 use mmm_core::job::now_ms;
-use mmm_spec::Item;
+use mmm_spec::{InputError, Item};
 use mmm_store::{ItemRecord, NewItem, Write};
 
 /// How many unfinished items a resume keeps queued in memory at most (plus one page).
@@ -47,7 +47,11 @@ async fn feed_items<E: Executor>(
 ) -> Result<(), Halt> {
     let job = run.job;
     let Some(resume) = on_record(start) else {
+        if run.plan.map.stdin_stream().is_some() {
+            return stream_stdin(run, queue).await;
+        }
         let items = load_and_record(run).await?;
+        run.shown.expect(0..items.len() as u64);
         queue.push_all(items.into_iter().enumerate().map(|(i, item)| Work {
             index: i as u64,
             item,
@@ -71,6 +75,7 @@ async fn feed_items<E: Executor>(
         let full = rows.len() == page;
         run.tracker
             .add_item_keys(rows.iter().map(|u| (u.index, u.key.clone())));
+        run.shown.expect(rows.iter().map(|u| u.index));
         queue.push_all(rows.into_iter().map(|u| {
             let value =
                 serde_json::from_str(&u.value).unwrap_or(serde_json::Value::String(u.value));
@@ -86,6 +91,90 @@ async fn feed_items<E: Executor>(
         }
         page = 2_048;
     }
+    Ok(())
+}
+
+/// A new one-liner reading its items from standard input: each is recorded and queued as it
+/// arrives, so a stream that never ends (`tail -f log | mmm run ...`) is worked through as it
+/// comes, and a resume finds on record every item read so far. The total grows as items come.
+async fn stream_stdin<E: Executor>(run: &Run<E>, queue: &WorkQueue) -> Result<(), Halt> {
+    /// Items recorded and queued together at most, when they come faster than that.
+    const BATCH: usize = 1_024;
+    let job = run.job;
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<serde_json::Value, InputError>>(BATCH);
+    let plan = run.plan.clone();
+    // A thread of its own, not a blocking task: a read that never returns (an idle pipe)
+    // must not hold up the runtime's shutdown; the thread ends with the process.
+    let reader = std::thread::Builder::new()
+        .name("mmm-stdin".into())
+        .spawn(move || {
+            let Some(input) = plan.map.stdin_stream() else {
+                return;
+            };
+            let stdin = std::io::stdin().lock();
+            match input.records(stdin) {
+                Ok(records) => {
+                    for record in records {
+                        if tx.blocking_send(record).is_err() {
+                            return;
+                        }
+                    }
+                }
+                Err(error) => {
+                    let _ = tx.blocking_send(Err(error));
+                }
+            }
+        });
+    if let Err(source) = reader {
+        let source = InputError::Stdin { source };
+        return Err(JobFailure::Input { source }.into());
+    }
+    let mut count: u64 = 0;
+    let mut batch = Vec::with_capacity(BATCH);
+    while let Some(first) = rx.recv().await {
+        batch.push(first);
+        while batch.len() < BATCH {
+            match rx.try_recv() {
+                Ok(record) => batch.push(record),
+                Err(_) => break,
+            }
+        }
+        let first_index = count;
+        let mut items = Vec::with_capacity(batch.len());
+        for record in batch.drain(..) {
+            let value = record.map_err(|source| JobFailure::Input { source })?;
+            count += 1;
+            items.push(Item::at_position(count as usize, value));
+        }
+        let rows = items
+            .iter()
+            .map(|item| NewItem {
+                key: item.key.clone(),
+                value: item.value.to_string(),
+            })
+            .collect();
+        run.writer.add_items(job, rows);
+        run.tracker.set_total(count);
+        let indices = first_index..count;
+        run.tracker.add_item_keys(
+            indices
+                .clone()
+                .zip(&items)
+                .map(|(index, item)| (index, item.key.clone())),
+        );
+        run.shown.expect(indices.clone());
+        queue.push_all(indices.zip(items).map(|(index, item)| Work {
+            index,
+            item,
+            attempts_used: 0,
+            next_number: 1,
+        }));
+        if run.stopping() {
+            break;
+        }
+    }
+    let loaded = ItemsLoaded { count };
+    run.record(vec![Write::event(job, None, Event::ItemsLoaded(loaded))]);
     Ok(())
 }
 

@@ -24,6 +24,7 @@ mod alerting;
 mod attempt;
 pub mod claim;
 mod feed;
+mod halting;
 mod heartbeat;
 mod history;
 mod isolated;
@@ -38,6 +39,7 @@ pub mod report;
 pub mod resume;
 mod run;
 mod sampler;
+mod shown;
 mod snapshot;
 mod source;
 mod worker;
@@ -49,6 +51,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 
 pub use claim::{ClaimOptions, ClaimStats};
+pub use halting::Halted;
 use mmm_core::job::{JobId, JobStatus, Phase};
 use mmm_core::metrics::LiveMetrics;
 use mmm_core::tracker::Tracker;
@@ -167,6 +170,8 @@ pub struct RunSummary {
     pub error: Option<JobFailure>,
     /// Claim figures, when the items were claimed through the store.
     pub claims: Option<ClaimStats>,
+    /// Why `--halt` stopped the map, when it did (the job is then `interrupted`).
+    pub halted: Option<Halted>,
 }
 
 /// Why a job failed: its own fault, recorded as its `failed` status and as the `error` of its

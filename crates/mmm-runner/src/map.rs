@@ -23,6 +23,8 @@ pub(crate) struct Map<E, S> {
     pub(crate) isolated: Option<Isolated>,
     /// Agents are named `PREFIX/N` (a worker); `None`: `agent-N`.
     agent_prefix: Option<String>,
+    /// With `--delay`: when the next item may start.
+    next_start: tokio::sync::Mutex<Option<tokio::time::Instant>>,
 }
 
 impl<E: Executor, S: WorkSource> Map<E, S> {
@@ -37,7 +39,21 @@ impl<E: Executor, S: WorkSource> Map<E, S> {
             source,
             isolated,
             agent_prefix,
+            next_start: tokio::sync::Mutex::new(None),
         })
+    }
+
+    /// With `--delay`: waits until the delay since the last item's start has passed. The
+    /// lock is held while waiting, so starts are spaced one by one across agents.
+    pub(crate) async fn wait_to_start(&self) {
+        let Some(delay) = self.run.plan.map.delay else {
+            return;
+        };
+        let mut next = self.next_start.lock().await;
+        if let Some(at) = *next {
+            tokio::time::sleep_until(at).await;
+        }
+        *next = Some(tokio::time::Instant::now() + delay);
     }
 
     /// True once a stop was requested, or git kept failing under worktree isolation (the run

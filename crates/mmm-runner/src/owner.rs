@@ -139,6 +139,7 @@ pub(crate) async fn own<E: Executor>(
         duration,
         error,
         claims,
+        halted: run.halt.halted().cloned(),
     })
 }
 
@@ -227,6 +228,7 @@ impl<E: Executor> Owner<E> {
             // request, a store failure): what the feed still had to add is moot.
             () = &mut work => Ok(()),
         };
+        run.shown.finish();
         self.map_finished(&map);
         if let Some(isolated) = &map.isolated {
             isolated.close(run).await;

@@ -153,11 +153,13 @@ pub fn prepare(
         phase: job.phase,
         rerun_setup: options.rerun_setup,
         prior_duration: Duration::from_millis(job.duration_ms.max(0) as u64),
-        // A file input that has not changed cannot hold new items: skip reloading it.
-        reload_input: match plan.map.input_fingerprint(&plan.base_dir) {
-            Some(now) => job.input_fingerprint.as_deref() != Some(now.as_str()),
-            None => true,
-        },
+        // A file input that has not changed cannot hold new items: skip reloading it. Items
+        // read from standard input are on record; it is not read again.
+        reload_input: !plan.map.reads_stdin()
+            && match plan.map.input_fingerprint(&plan.base_dir) {
+                Some(now) => job.input_fingerprint.as_deref() != Some(now.as_str()),
+                None => true,
+            },
         counts: job.counts,
     });
     Ok(Restored {

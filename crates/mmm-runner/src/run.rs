@@ -6,8 +6,10 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 
+use crate::halting::HaltWatch;
+use crate::shown::{Shown, tagged};
 use crate::{CommandResult, Executor, Output, Role, RunConfig, RunError, StopLevel};
 use mmm_core::job::{JobId, now_ms};
 use mmm_core::metrics::LiveMetrics;
@@ -25,10 +27,12 @@ pub(crate) struct Run<E> {
     pub(crate) writer: Arc<StoreWriter>,
     pub(crate) tracker: Arc<Tracker>,
     pub(crate) metrics: Arc<LiveMetrics>,
-    /// Stop requests.
+    /// Stop requests: the caller's, raised by `--halt now` (see [`HaltWatch`]).
     pub(crate) stop: watch::Receiver<StopLevel>,
-    /// Where output to show goes.
-    pub(crate) output: Option<mpsc::UnboundedSender<Output>>,
+    /// `--halt`.
+    pub(crate) halt: HaltWatch,
+    /// Where output to show goes, in the order it is to be shown.
+    pub(crate) shown: Shown,
     /// Show each map command's output, not only setup's and reduce's.
     pub(crate) show_map_output: bool,
     pub(crate) executor: Arc<E>,
@@ -44,6 +48,10 @@ impl<E: Executor> Run<E> {
     /// The run `config` describes, its clocks started now; and its role.
     pub(crate) fn new(config: RunConfig, executor: Arc<E>) -> (Self, Role) {
         let clock = RunClock::start();
+        let keep_order = config.plan.output.keep_order;
+        let (stop_tx, stop) = watch::channel(*config.stop.borrow());
+        tokio::spawn(forward_stop(config.stop, stop_tx.clone()));
+        let halt = HaltWatch::new(config.plan.map.halt, stop_tx);
         let run = Run {
             job: config.job_id,
             plan: config.plan,
@@ -51,8 +59,9 @@ impl<E: Executor> Run<E> {
             writer: config.writer,
             tracker: config.tracker,
             metrics: config.metrics,
-            stop: config.stop,
-            output: config.output,
+            stop,
+            halt,
+            shown: Shown::new(config.output, keep_order),
             show_map_output: config.show_map_output,
             executor,
             started: Instant::now(),
@@ -69,7 +78,7 @@ impl<E: Executor> Run<E> {
 
     /// True once a stop was requested.
     pub(crate) fn stopping(&self) -> bool {
-        *self.stop.borrow() != StopLevel::Run
+        *self.stop.borrow() != StopLevel::Run || self.halt.is_halted()
     }
 
     /// Waits until everything sent to the writer is committed.
@@ -98,15 +107,39 @@ impl<E: Executor> Run<E> {
 
     /// Sends a command's output to be shown, if it has any and output is shown.
     pub(crate) fn show(&self, source: &str, result: &CommandResult) {
-        if let Some(out) = &self.output
-            && (!result.stdout.is_empty() || !result.stderr.is_empty())
-        {
-            let _ = out.send(Output {
+        if self.shown.is_shown() && (!result.stdout.is_empty() || !result.stderr.is_empty()) {
+            self.shown.send(Output {
                 source: source.to_string(),
                 stdout: result.stdout.clone(),
                 stderr: result.stderr.clone(),
             });
         }
+    }
+
+    /// Sends a map command's output to be shown (in input order with `-k`), each line after
+    /// `tag` and a tab when there is one.
+    pub(crate) fn show_item(
+        &self,
+        index: u64,
+        key: &str,
+        tag: Option<&str>,
+        result: &CommandResult,
+    ) {
+        if !self.shown.is_shown() || (result.stdout.is_empty() && result.stderr.is_empty()) {
+            return;
+        }
+        let (stdout, stderr) = match tag {
+            Some(tag) => (tagged(tag, &result.stdout), tagged(tag, &result.stderr)),
+            None => (result.stdout.clone(), result.stderr.clone()),
+        };
+        self.shown.item_output(
+            index,
+            Output {
+                source: key.to_string(),
+                stdout,
+                stderr,
+            },
+        );
     }
 
     /// The job's `env:` plus the `MMM_*` variables every command gets.
@@ -138,6 +171,29 @@ impl<E: Executor> Run<E> {
             env.push(("MMM_ATTEMPT".into(), attempt.to_string()));
         }
         env
+    }
+}
+
+/// Passes the caller's stop requests on to the run's own stop signal (which `--halt now` may
+/// also raise), until either side is gone.
+async fn forward_stop(mut from: watch::Receiver<StopLevel>, to: watch::Sender<StopLevel>) {
+    loop {
+        tokio::select! {
+            changed = from.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                let level = *from.borrow_and_update();
+                to.send_if_modified(|current| {
+                    let raise = level > *current;
+                    if raise {
+                        *current = level;
+                    }
+                    raise
+                });
+            }
+            () = to.closed() => return,
+        }
     }
 }
 

@@ -32,6 +32,7 @@ pub(crate) async fn join<E: Executor>(
         duration: run.started.elapsed(),
         error: None,
         claims,
+        halted: None,
     })
 }
 

@@ -147,7 +147,7 @@ fn a_stopped_job_resumes_through_the_library_and_runs_only_what_was_left() {
     let ran = commands.ran.lock().unwrap();
     assert_eq!(
         ran[ran_before..],
-        ["work 'hang'".to_string()],
+        ["work hang".to_string()],
         "only the unfinished item ran again"
     );
 

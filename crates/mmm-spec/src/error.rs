@@ -310,6 +310,13 @@ pub enum SpecError {
     #[error("mmm run: items given both after `:::` and with `--input`\n  hint: use one of them")]
     OneLinerBothItems,
 
+    /// A one-liner option given a value it cannot take, or options that cannot go together.
+    #[error("mmm run: {message}")]
+    OneLinerOption {
+        /// What is wrong, naming the option.
+        message: String,
+    },
+
     /// A one-liner whose command cannot be quoted safely.
     #[error("mmm run: cannot use the command `{command}`: {source}\n  hint: {}", .source.hint())]
     OneLinerTemplate {
@@ -351,6 +358,7 @@ impl SpecError {
             | SpecError::OneLinerNoCommand
             | SpecError::OneLinerNoItems
             | SpecError::OneLinerBothItems
+            | SpecError::OneLinerOption { .. }
             | SpecError::OneLinerTemplate { .. } => None,
         }
     }
@@ -578,6 +586,8 @@ pub enum InputOrigin {
     Command(String),
     /// Items given inline.
     Inline,
+    /// Standard input.
+    Stdin,
 }
 
 impl fmt::Display for InputOrigin {
@@ -586,6 +596,7 @@ impl fmt::Display for InputOrigin {
             InputOrigin::File(path) => write!(f, "{}", path.display()),
             InputOrigin::Command(command) => write!(f, "the output of `{command}`"),
             InputOrigin::Inline => f.write_str("the inline items"),
+            InputOrigin::Stdin => f.write_str("standard input"),
         }
     }
 }
@@ -701,6 +712,24 @@ pub enum InputError {
         first: usize,
         /// 1-based position of the second item.
         second: usize,
+    },
+    /// Standard input could not be read.
+    #[error("cannot read the items from standard input: {source}")]
+    Stdin {
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A `--colsep` that is not a regular expression.
+    #[error(
+        "--colsep `{pattern}` is not a valid regular expression: {source}\n  hint: escape special characters, e.g. `--colsep '\\|'`"
+    )]
+    BadColsep {
+        /// The pattern.
+        pattern: String,
+        /// The parser's reason.
+        #[source]
+        source: regex::Error,
     },
 }
 

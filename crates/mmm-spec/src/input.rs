@@ -31,6 +31,22 @@ impl MapPlan {
             }
             InputSource::Inline(_) => Some("inline".to_string()),
             InputSource::Command { .. } => None,
+            InputSource::Args(args) => args.fingerprint(base_dir),
+        }
+    }
+
+    /// True when the items are read from standard input (a one-liner's): a resume takes them
+    /// from the record and never reads it again.
+    pub fn reads_stdin(&self) -> bool {
+        matches!(&self.input, InputSource::Args(args) if args.reads_stdin())
+    }
+
+    /// The one-liner's input when its items can be read from standard input as they arrive
+    /// (its only source; no `key:`).
+    pub fn stdin_stream(&self) -> Option<&crate::ArgsInput> {
+        match &self.input {
+            InputSource::Args(args) if args.streams_stdin() && self.key.is_none() => Some(args),
+            _ => None,
         }
     }
 
@@ -68,6 +84,7 @@ impl MapPlan {
                 parse_items(&stdout, *format, json_path.as_deref(), &origin)?
             }
             InputSource::Inline(args) => args.iter().cloned().map(Value::String).collect(),
+            InputSource::Args(args) => args.load(base_dir)?,
         };
         self.keyed(values, env)
     }
@@ -259,6 +276,8 @@ mod tests {
             }],
             isolation: crate::Isolation::Shared,
             on_conflict: None,
+            delay: None,
+            halt: None,
         }
     }
 

@@ -21,6 +21,9 @@ mod yaml;
 
 pub use error::{InputError, InputOrigin, Location, RenderError, SpecError, TemplateError};
 pub use mmm_core::alerts::{AlertRules, Deadline};
+pub use oneliner::halt::{BadHalt, HaltOn, HaltPolicy, HaltWhen, Threshold};
+pub use oneliner::options::{OneLinerOptions, Tag};
+pub use oneliner::sources::{ArgSource, ArgsInput, Delimiter, Records, SourceKind};
 use template::Part;
 
 /// A validated, normalised job: what `mmm validate` prints and what the runner executes.
@@ -44,6 +47,20 @@ pub struct JobPlan {
     pub alerts: AlertRules,
     /// `deadline:`: when the job should be done; an alert is raised when the ETA is past it.
     pub deadline: Option<Deadline>,
+    /// How the map's output is shown (the one-liner's `-k`, `--tag`); not part of what the
+    /// job does, so left out of the plan's hash.
+    #[serde(skip)]
+    pub output: OutputPlan,
+}
+
+/// How the map commands' output is shown.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct OutputPlan {
+    /// `-k`: each item's output in input order, whatever order items finish in.
+    pub keep_order: bool,
+    /// `--tag` / `--tagstring`: rendered for the item and put before each line of its
+    /// output, with a tab.
+    pub tag: Option<Template>,
 }
 
 /// One setup or reduce command.
@@ -85,6 +102,12 @@ pub struct MapPlan {
     /// conflict with the integration branch (worktree isolation only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub on_conflict: Option<CommandTemplate>,
+    /// `--delay`: the least time between two starts of a command.
+    #[serde(skip_serializing_if = "Option::is_none", with = "humantime_serde_opt")]
+    pub delay: Option<Duration>,
+    /// `--halt`: when the map stops before every item has run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub halt: Option<HaltPolicy>,
 }
 
 /// Where an item's steps run (`map.isolation:`, docs/worktrees.md).
@@ -139,6 +162,8 @@ pub enum InputSource {
     },
     /// Items given inline (the one-liner's `::: A B C`), each a JSON string.
     Inline(Vec<String>),
+    /// The one-liner's sources (`:::`, `::::`, `-a`, standard input) and how they combine.
+    Args(ArgsInput),
 }
 
 /// How an input is parsed into items.
@@ -238,6 +263,17 @@ pub struct Item {
     pub value: serde_json::Value,
 }
 
+impl Item {
+    /// The item at 1-based `position` of an input without `key:`, keyed by its position and a
+    /// hash of its value (as [`MapPlan::load_items`] keys it).
+    pub fn at_position(position: usize, value: serde_json::Value) -> Item {
+        Item {
+            key: input::default_key(position, &value),
+            value,
+        }
+    }
+}
+
 /// Options of the one-liner `mmm run -j N [--input FILE] -- CMD ... [::: ARGS]`.
 #[derive(Debug, Clone, Default)]
 pub struct OneLiner {
@@ -247,6 +283,9 @@ pub struct OneLiner {
     pub args: Vec<String>,
     /// `--input FILE`: one item per line.
     pub input: Option<PathBuf>,
+    /// The GNU parallel options: sources (used instead of `args` and `input` when any is
+    /// given), `-k`, `--tag`, ...
+    pub options: OneLinerOptions,
     /// `-j N`.
     pub max_parallel: usize,
     /// `--timeout`.
@@ -308,6 +347,9 @@ pub enum OriginSource {
         input: Option<PathBuf>,
         /// The directory it ran in.
         base_dir: PathBuf,
+        /// The GNU parallel options (none in jobs recorded before they existed).
+        #[serde(default)]
+        options: Box<OneLinerOptions>,
     },
 }
 
@@ -370,11 +412,13 @@ impl JobOrigin {
                 args,
                 input,
                 base_dir,
+                options,
             } => {
                 let oneliner = OneLiner {
                     command: command.clone(),
                     args: args.clone(),
                     input: input.clone(),
+                    options: options.as_ref().clone(),
                     max_parallel: o.max_parallel.unwrap_or(0),
                     timeout,
                     retries: o.retries.unwrap_or(0),

@@ -100,6 +100,10 @@ enum InputView {
     Inline {
         inline: Vec<String>,
     },
+    /// The one-liner's sources (`:::`, `::::`, `-a`, stdin); no job-file equivalent.
+    Sources {
+        sources: crate::ArgsInput,
+    },
 }
 
 /// A setup, step or reduce command.
@@ -174,6 +178,12 @@ pub(super) fn to_yaml(plan: &JobPlan) -> String {
         InputSource::Inline(items) => (
             InputView::Inline {
                 inline: items.clone(),
+            },
+            None,
+        ),
+        InputSource::Args(args) => (
+            InputView::Sources {
+                sources: args.clone(),
             },
             None,
         ),

@@ -164,6 +164,7 @@ impl Checker<'_> {
             reduce,
             alerts,
             deadline,
+            output: crate::OutputPlan::default(),
         })
     }
 
@@ -383,6 +384,8 @@ impl Checker<'_> {
             steps,
             isolation,
             on_conflict,
+            delay: None,
+            halt: None,
         })
     }
 
@@ -774,7 +777,9 @@ impl Checker<'_> {
                 Placeholder::Item(_) => matches!(scope, Scope::Step | Scope::Key),
                 Placeholder::ItemKey => scope == Scope::Step,
                 Placeholder::Map(_) => scope == Scope::Reduce,
-                Placeholder::Env(_) | Placeholder::Replacement(_) => true,
+                Placeholder::Env(_)
+                | Placeholder::Replacement(_)
+                | Placeholder::Positional { .. } => true,
             };
             if !allowed {
                 return Err(SpecError::OutOfScope {

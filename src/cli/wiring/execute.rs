@@ -41,7 +41,7 @@ pub(crate) struct ViewArgs {
     #[arg(long, default_value = "1s", value_name = "DURATION", value_parser = humantime::parse_duration)]
     snapshot_every: Duration,
     /// Print no progress and no summary: only the commands' own output and errors.
-    #[arg(short, long)]
+    #[arg(long)]
     pub(crate) quiet: bool,
     /// Worktree isolation: when the map is done, fast-forward BRANCH to the job's integration
     /// branch if it can (it says so when it cannot; nothing is merged by force).
@@ -126,6 +126,9 @@ pub(crate) async fn execute(
         view_args.merge_into.as_deref(),
         view_args.quiet,
     );
+    if let Some(halted) = &summary.halted {
+        return Ok(Exit::Halted(halted.exit_code));
+    }
     Ok(match summary.status {
         JobStatus::Completed => Exit::Success,
         JobStatus::CompletedWithFailures => Exit::CompletedWithFailures,
@@ -197,6 +200,12 @@ fn print_summary(summary: &runner::RunSummary, plan: &JobPlan, store_location: &
     );
     if let Some(error) = &summary.error {
         eprintln!("mmm: {error}");
+    }
+    if let Some(halted) = &summary.halted {
+        eprintln!(
+            "mmm: halted (--halt {}): {}",
+            halted.event.policy, halted.event.reason
+        );
     }
     // A URL's password is not printed; with one, these commands need it back (or MMM_STORE).
     let store = mmm_store::shown_location(store_location);

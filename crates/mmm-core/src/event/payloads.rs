@@ -371,3 +371,19 @@ pub struct AlertResolved {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
 }
+
+// --- The one-liner's `--halt` (issue 18). ---
+
+/// `job_halted`: a `--halt` condition was met; the map stops (`now`: running commands are
+/// killed; `soon`: they finish) and the job is left `interrupted`, resumable.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobHalted {
+    /// The policy as given, e.g. `now,fail=1`.
+    pub policy: String,
+    /// What met it, e.g. `1 item failed`.
+    pub reason: String,
+    /// The key of the item whose end met it.
+    pub item: Option<String>,
+    /// That item's exit code, when it exited with one.
+    pub exit_code: Option<i32>,
+}

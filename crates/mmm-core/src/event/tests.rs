@@ -28,6 +28,12 @@ fn every_kind() -> Vec<Event> {
             error: Some("setup failed".into()),
         }),
         Event::ItemsLoaded(ItemsLoaded { count: 3 }),
+        Event::JobHalted(JobHalted {
+            policy: "now,fail=1".into(),
+            reason: "1 item failed (of 3); the last: `a` with exit code 2".into(),
+            item: Some("000001-abcd".into()),
+            exit_code: Some(2),
+        }),
         Event::InputChanged(InputChanged {
             new_items: 1,
             vanished_items: 1,

@@ -171,7 +171,8 @@ impl<'e> Lexer<'e> {
                 .find(|(text, _)| self.starts_with(text))
                 .map(|(text, replacement)| {
                     Found::Ours(Placeholder::Replacement(*replacement), text.len())
-                })),
+                })
+                .or_else(|| self.positional_here())),
             Syntax::Job => {
                 if !self.starts_with("${") {
                     return Ok(None);
@@ -185,6 +186,41 @@ impl<'e> Lexer<'e> {
                 self.classify(content.trim(), offset, len)
             }
         }
+    }
+
+    /// A positional replacement string at the current position: `{N}`, `{N/}`, `{N//}`,
+    /// `{N.}`, `{N/.}` with N from 1.
+    fn positional_here(&self) -> Option<Found> {
+        if self.peek(0) != Some('{') {
+            return None;
+        }
+        let digits = self.chars[self.pos + 1..]
+            .iter()
+            .take_while(|c| c.is_ascii_digit())
+            .count();
+        if digits == 0 || digits > 6 {
+            return None;
+        }
+        let number: String = self.chars[self.pos + 1..self.pos + 1 + digits]
+            .iter()
+            .collect();
+        let index: usize = number.parse().ok().filter(|n| *n > 0)?;
+        let after = self.pos + 1 + digits;
+        let rest: String = self.chars[after..].iter().take(4).collect();
+        let (replacement, len) = [
+            ("//}", Replacement::Dirname),
+            ("/.}", Replacement::BasenameNoExtension),
+            ("/}", Replacement::Basename),
+            (".}", Replacement::NoExtension),
+            ("}", Replacement::Whole),
+        ]
+        .into_iter()
+        .find(|(suffix, _)| rest.starts_with(suffix))
+        .map(|(suffix, replacement)| (replacement, suffix.len()))?;
+        Some(Found::Ours(
+            Placeholder::Positional { index, replacement },
+            1 + digits + len,
+        ))
     }
 
     /// A `${` without a `}`: an error in a plain template or where it starts one of our

@@ -21,7 +21,7 @@ use std::collections::BTreeMap;
 use super::error::{RenderError, TemplateError};
 use super::{CommandTemplate, RenderContext, RenderedCommand, Template};
 use lexer::Lexer;
-use render::{Comparison, Target, is_truthy, render_parts, split_comparison};
+use render::{Comparison, Target, is_truthy, render_parts, split_comparison, spread_values};
 
 pub(super) use lexer::is_variable_name;
 
@@ -54,6 +54,14 @@ pub(super) enum Placeholder {
     Env(String),
     /// A GNU parallel replacement string of the one-liner.
     Replacement(Replacement),
+    /// A positional replacement string of the one-liner (`{2}`, `{1/}`, ...): the `index`th
+    /// value (1-based) of an item made of several, with `replacement` applied to it.
+    Positional {
+        /// 1-based.
+        index: usize,
+        /// `Whole`, `Basename`, `Dirname`, `NoExtension` or `BasenameNoExtension`.
+        replacement: Replacement,
+    },
 }
 
 /// One step of an item path.
@@ -191,17 +199,40 @@ impl Template {
     }
 }
 
+impl RenderedCommand {
+    /// The command as a shell line: a shell line as it is; an argument vector with each
+    /// word quoted where the shell would otherwise read it differently.
+    pub fn to_shell_line(&self) -> String {
+        match self {
+            RenderedCommand::Shell(line) => line.clone(),
+            RenderedCommand::Argv(words) => words
+                .iter()
+                .map(|word| render::quote(word, Quoting::Unquoted))
+                .collect::<Vec<_>>()
+                .join(" "),
+        }
+    }
+}
+
 impl CommandTemplate {
     /// Renders the command for one item (or for a setup/reduce command).
     pub fn render(&self, ctx: &RenderContext<'_>) -> Result<RenderedCommand, RenderError> {
         match self {
             CommandTemplate::Shell(line) => Ok(RenderedCommand::Shell(line.render_shell(ctx)?)),
             CommandTemplate::Argv(words) => {
-                let words = words
-                    .iter()
-                    .map(|word| word.render_plain(ctx))
-                    .collect::<Result<Vec<_>, _>>()?;
-                Ok(RenderedCommand::Argv(words))
+                let mut out = Vec::with_capacity(words.len());
+                for word in words {
+                    // A word that is only `{}` (or `{/}`, ...) of an item of several values
+                    // is one argument per value, as the shell would split GNU parallel's.
+                    if let [Part::Value { placeholder, .. }] = word.parts.as_slice()
+                        && let Some(values) = spread_values(placeholder, ctx)
+                    {
+                        out.extend(values);
+                        continue;
+                    }
+                    out.push(word.render_plain(ctx)?);
+                }
+                Ok(RenderedCommand::Argv(out))
             }
         }
     }

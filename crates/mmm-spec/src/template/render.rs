@@ -62,6 +62,26 @@ pub(super) fn render_parts(
             Part::Literal(text) => out.push_str(text),
             Part::Value {
                 placeholder,
+                quoting: Quoting::Unquoted,
+                text,
+            } if target == Target::Shell
+                && let Some(values) = spread_values(placeholder, ctx) =>
+            {
+                // As GNU parallel: `{}` of an item of several values is each value quoted
+                // on its own, so the shell sees one word per value.
+                let mut quoted = Vec::with_capacity(values.len());
+                for value in values {
+                    if value.contains('\0') {
+                        return Err(RenderError::NulByte {
+                            placeholder: text.clone(),
+                        });
+                    }
+                    quoted.push(quote(&value, Quoting::Unquoted));
+                }
+                out.push_str(&quoted.join(" "));
+            }
+            Part::Value {
+                placeholder,
                 quoting,
                 text,
             } => match resolve(placeholder, text, ctx, target)? {
@@ -131,13 +151,54 @@ fn resolve(
             let value = match replacement {
                 Replacement::Seq => ctx.seq.to_string(),
                 Replacement::Slot => ctx.slot.to_string(),
-                _ => {
-                    let item = value_text(ctx.item.ok_or_else(no_item)?);
-                    apply_replacement(*replacement, &item)
-                }
+                _ => match ctx.item.ok_or_else(no_item)? {
+                    Value::Array(values) => values
+                        .iter()
+                        .map(|v| apply_replacement(*replacement, &value_text(v)))
+                        .collect::<Vec<_>>()
+                        .join(" "),
+                    item => apply_replacement(*replacement, &value_text(item)),
+                },
             };
             Ok(Some(value))
         }
+        Placeholder::Positional { index, replacement } => {
+            let item = ctx.item.ok_or_else(no_item)?;
+            let value = match item {
+                Value::Array(values) => values.get(index - 1).map(value_text),
+                other => (*index == 1).then(|| value_text(other)),
+            };
+            // As GNU parallel: a value the item does not have (the last item of `-N 3`
+            // may have fewer) is empty.
+            Ok(Some(
+                value
+                    .map(|v| apply_replacement(*replacement, &v))
+                    .unwrap_or_default(),
+            ))
+        }
+    }
+}
+
+/// The values an item-wide replacement string (`{}`, `{/}`, ...) spreads over when the
+/// item is made of several values (several sources, `--colsep`, `-N`): one word each.
+pub(super) fn spread_values(
+    placeholder: &Placeholder,
+    ctx: &RenderContext<'_>,
+) -> Option<Vec<String>> {
+    let Placeholder::Replacement(replacement) = placeholder else {
+        return None;
+    };
+    if matches!(replacement, Replacement::Seq | Replacement::Slot) {
+        return None;
+    }
+    match ctx.item? {
+        Value::Array(values) => Some(
+            values
+                .iter()
+                .map(|v| apply_replacement(*replacement, &value_text(v)))
+                .collect(),
+        ),
+        _ => None,
     }
 }
 
@@ -257,6 +318,8 @@ fn strip_trailing_slashes(path: &str) -> &str {
 pub(super) fn quote(value: &str, quoting: Quoting) -> String {
     match quoting {
         Quoting::Raw => value.to_string(),
+        // Plain words stay as they are, as GNU parallel shows them (`echo a.txt`).
+        Quoting::Unquoted if is_plain_word(value) => value.to_string(),
         Quoting::Unquoted => format!("'{}'", value.replace('\'', r"'\''")),
         Quoting::SingleQuoted => value.replace('\'', r"'\''"),
         Quoting::DoubleQuoted => {
@@ -270,4 +333,13 @@ pub(super) fn quote(value: &str, quoting: Quoting) -> String {
             out
         }
     }
+}
+
+/// True for a non-empty word of characters that mean nothing to the shell anywhere in a
+/// word (the set GNU parallel leaves unquoted).
+fn is_plain_word(value: &str) -> bool {
+    !value.is_empty()
+        && value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '+' | '.' | '/'))
 }

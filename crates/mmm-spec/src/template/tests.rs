@@ -168,10 +168,10 @@ fn comments_are_left_alone() {
     let item = json!("x");
     assert_eq!(
         shell("echo ${item} # uses ${item.nope}\necho ${item}", &item),
-        "echo 'x' # uses ${item.nope}\necho 'x'"
+        "echo x # uses ${item.nope}\necho x"
     );
     // `#` inside a word is not a comment.
-    assert_eq!(shell("echo a#${item}", &item), "echo a#'x'");
+    assert_eq!(shell("echo a#${item}", &item), "echo a#x");
 }
 
 #[test]
@@ -365,7 +365,7 @@ fn oneliner_shell_quotes_replacements_and_leaves_dollar_braces() {
     let template = Template::parse_oneliner_shell("echo {} \"{/}\" ${HOME} {#}/{%}").unwrap();
     let item = json!("d/it's");
     let rendered = template.render_shell(&ctx(&item, &env)).unwrap();
-    assert_eq!(rendered, r#"echo 'd/it'\''s' "it's" ${HOME} '7'/'2'"#);
+    assert_eq!(rendered, r#"echo 'd/it'\''s' "it's" ${HOME} 7/2"#);
 }
 
 /// Payloads that create `pwned` only if the shell parses them as code (the `${IFS}`
@@ -446,4 +446,51 @@ proptest::proptest! {
             "source {:?} rendered {:?}", source, script
         );
     }
+}
+
+#[test]
+fn positional_replacement_strings_name_an_items_values() {
+    let env = BTreeMap::new();
+    let item = json!(["dir/a.tar.gz", "it's"]);
+    let template =
+        Template::parse_oneliner_shell("echo {2} {1/} {1//} {1.} {1/.} {3} {1..3}").unwrap();
+    // `{3}`, a value the item lacks, is an empty argument; `{1..3}` is the shell's.
+    assert_eq!(
+        template.render_shell(&ctx(&item, &env)).unwrap(),
+        r"echo 'it'\''s' a.tar.gz dir dir/a.tar a.tar '' {1..3}"
+    );
+    // An item of one value is `{1}`.
+    let single = json!("x.txt");
+    let word = Template::parse_oneliner_word("{1.}-{2}");
+    assert_eq!(word.render_plain(&ctx(&single, &env)).unwrap(), "x-");
+}
+
+#[test]
+fn whole_item_strings_spread_over_several_values_one_word_each() {
+    let env = BTreeMap::new();
+    let item = json!(["a b", "c"]);
+    let line = Template::parse_oneliner_shell("touch {} \"{}\"").unwrap();
+    assert_eq!(
+        line.render_shell(&ctx(&item, &env)).unwrap(),
+        r#"touch 'a b' c "a b c""#
+    );
+    let argv = CommandTemplate::Argv(vec![
+        Template::parse_oneliner_word("touch"),
+        Template::parse_oneliner_word("{}"),
+        Template::parse_oneliner_word("x{}"),
+    ]);
+    assert_eq!(
+        argv.render(&ctx(&item, &env)).unwrap(),
+        RenderedCommand::Argv(vec![
+            "touch".into(),
+            "a b".into(),
+            "c".into(),
+            "xa b c".into()
+        ])
+    );
+    assert_eq!(
+        RenderedCommand::Argv(vec!["echo".into(), "a b".into(), "c.d".into(), "".into()])
+            .to_shell_line(),
+        "echo 'a b' c.d ''"
+    );
 }

@@ -3,15 +3,24 @@
 //! Like GNU parallel, the command words are joined with spaces into a shell line and the
 //! replacement strings are substituted shell-quoted. When no word needs a shell, the
 //! command is executed directly instead (faster, and nothing to quote).
+//!
+//! Where the items come from and how several sources combine is in [`sources`]; the options
+//! recorded with the job in [`options`].
+
+pub(crate) mod halt;
+pub(crate) mod options;
+pub(crate) mod sources;
 
 use std::collections::BTreeMap;
 
 use super::error::SpecError;
 use super::parse::{DEFAULT_BACKOFF, default_parallelism};
 use super::{
-    AlertRules, CommandTemplate, InputFormat, InputSource, JobPlan, MapPlan, OneLiner, StepPlan,
-    Template,
+    AlertRules, CommandTemplate, InputFormat, InputSource, JobPlan, MapPlan, OneLiner, OutputPlan,
+    StepPlan, Template,
 };
+use options::Tag;
+use sources::ArgsInput;
 
 /// Characters that mean something to the shell. A word containing any of them (outside a
 /// replacement string) makes the command a shell line. `%`, `=` (after the first word),
@@ -41,15 +50,24 @@ pub(super) fn from_oneliner(oneliner: OneLiner) -> Result<JobPlan, SpecError> {
     if oneliner.command.is_empty() || oneliner.command.iter().all(|word| word.is_empty()) {
         return Err(SpecError::OneLinerNoCommand);
     }
-    let input = match (oneliner.args.is_empty(), oneliner.input) {
-        (false, None) => InputSource::Inline(oneliner.args),
-        (true, Some(path)) => InputSource::File {
+    let options = oneliner.options;
+    let input = match (
+        options.input.sources.is_empty(),
+        oneliner.args.is_empty(),
+        oneliner.input,
+    ) {
+        (false, true, None) => {
+            check_positions(&oneliner.command, &options.input)?;
+            InputSource::Args(options.input.clone())
+        }
+        (true, false, None) => InputSource::Inline(oneliner.args),
+        (true, true, Some(path)) => InputSource::File {
             path,
             format: InputFormat::Lines,
             json_path: None,
         },
-        (true, None) => return Err(SpecError::OneLinerNoItems),
-        (false, Some(_)) => return Err(SpecError::OneLinerBothItems),
+        (true, true, None) => return Err(SpecError::OneLinerNoItems),
+        _ => return Err(SpecError::OneLinerBothItems),
     };
 
     let mut words = oneliner.command;
@@ -59,11 +77,21 @@ pub(super) fn from_oneliner(oneliner: OneLiner) -> Result<JobPlan, SpecError> {
             .next()
             .is_some()
     });
-    if !has_replacement {
-        // As GNU parallel does: a command without replacement strings gets the item appended.
+    if !has_replacement && options.input.max_args != Some(0) {
+        // As GNU parallel does: a command without replacement strings gets the item appended
+        // (`-N0`: nothing is).
         words.push("{}".to_string());
     }
-    let command = if needs_shell(&words) {
+    let command = if options.quote {
+        // `-q`: every word reaches the program exactly as written, which is what GNU
+        // parallel's quoting of the command achieves.
+        CommandTemplate::Argv(
+            words
+                .iter()
+                .map(|word| Template::parse_oneliner_word(word))
+                .collect(),
+        )
+    } else if needs_shell(&words) {
         let line = words.join(" ");
         let template = Template::parse_oneliner_shell(&line).map_err(|source| {
             SpecError::OneLinerTemplate {
@@ -106,11 +134,45 @@ pub(super) fn from_oneliner(oneliner: OneLiner) -> Result<JobPlan, SpecError> {
             }],
             isolation: super::Isolation::Shared,
             on_conflict: None,
+            delay: options.delay_ms.map(std::time::Duration::from_millis),
+            halt: options.halt,
         },
         reduce: Vec::new(),
         alerts: AlertRules::default(),
         deadline: None,
+        output: OutputPlan {
+            keep_order: options.keep_order,
+            tag: options.tag.as_ref().map(|tag| match tag {
+                Tag::Args => Template::parse_oneliner_word("{}"),
+                Tag::Text(text) => Template::parse_oneliner_word(text),
+            }),
+        },
     })
+}
+
+/// Refuses a positional replacement string (`{3}`) beyond the values every item has, when
+/// that number is known before the input is read: it would silently be empty.
+fn check_positions(words: &[String], input: &ArgsInput) -> Result<(), SpecError> {
+    let Some(count) = input.values_per_item() else {
+        return Ok(());
+    };
+    for word in words {
+        for (placeholder, text) in Template::parse_oneliner_word(word).placeholders() {
+            if let super::template::Placeholder::Positional { index, .. } = placeholder
+                && *index > count
+            {
+                return Err(SpecError::OneLinerOption {
+                    message: format!(
+                        "`{text}` names input source {index}, but there {} only {count}\n  \
+                         hint: give one source per position (`::: a b ::: 1 2` for {{1}} and \
+                         {{2}}), or use --colsep to split lines into columns",
+                        if count == 1 { "is" } else { "are" }
+                    ),
+                });
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Whether the command words must go through `sh -c`.
@@ -148,6 +210,7 @@ mod tests {
             command: command.iter().map(|w| w.to_string()).collect(),
             args: args.iter().map(|w| w.to_string()).collect(),
             input: None,
+            options: Default::default(),
             max_parallel: 4,
             timeout: Some(Duration::from_secs(5)),
             retries: 2,
@@ -218,7 +281,7 @@ mod tests {
         let plan = from_oneliner(oneliner(&["echo {} > {.}.out"], &["x"])).expect("valid");
         assert_eq!(
             render(&plan, "a.txt"),
-            RenderedCommand::Shell("echo 'a.txt' > 'a'.out".into())
+            RenderedCommand::Shell("echo a.txt > a.out".into())
         );
         for first in ["cd", "FOO=1", "exit"] {
             let plan = from_oneliner(oneliner(&[first, "{}"], &["x"])).expect("valid");
