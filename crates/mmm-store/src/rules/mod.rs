@@ -9,11 +9,13 @@
 //! - [`job_ids`]: how a job id prefix names a job;
 //! - [`batch`]: which jobs a batch of writes touches, in which order;
 //! - [`claims`]: what a claim does to an item whose claimer's lease ran out;
+//! - [`control`]: which control requests a job takes, and their event;
 //! - [`store_events`]: the events the store records on its own, kinds and payloads;
 //! - [`interruptions`]: the error recorded on an attempt closed `interrupted`, by cause.
 
 pub(crate) mod batch;
 pub(crate) mod claims;
+pub(crate) mod control;
 pub(crate) mod dlq;
 pub(crate) mod interruptions;
 pub(crate) mod job_ids;
