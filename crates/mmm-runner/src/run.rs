@@ -8,7 +8,9 @@ use std::time::Instant;
 
 use tokio::sync::{mpsc, watch};
 
+use crate::control::Steering;
 use crate::{CommandResult, Executor, Output, Role, RunConfig, RunError, StopLevel};
+use mmm_core::control::ControlState;
 use mmm_core::job::{JobId, now_ms};
 use mmm_core::metrics::LiveMetrics;
 use mmm_core::tracker::Tracker;
@@ -25,8 +27,12 @@ pub(crate) struct Run<E> {
     pub(crate) writer: Arc<StoreWriter>,
     pub(crate) tracker: Arc<Tracker>,
     pub(crate) metrics: Arc<LiveMetrics>,
-    /// Stop requests.
+    /// Stop requests: the caller's (signals), raised by a cancel (`mmm cancel`).
     pub(crate) stop: watch::Receiver<StopLevel>,
+    /// Where the run's own stop requests go (a cancel); also keeps `stop` open.
+    pub(crate) stop_tx: watch::Sender<StopLevel>,
+    /// What the control requests so far ask of the agents (docs/control.md).
+    pub(crate) steering: watch::Sender<Steering>,
     /// Where output to show goes.
     pub(crate) output: Option<mpsc::UnboundedSender<Output>>,
     /// Show each map command's output, not only setup's and reduce's.
@@ -44,6 +50,13 @@ impl<E: Executor> Run<E> {
     /// The run `config` describes, its clocks started now; and its role.
     pub(crate) fn new(config: RunConfig, executor: Arc<E>) -> (Self, Role) {
         let clock = RunClock::start();
+        let (stop_tx, stop) = watch::channel(*config.stop.borrow());
+        forward_stops(config.stop, stop_tx.clone());
+        let steering = Steering::start(
+            ControlState::default(),
+            config.plan.map.max_parallel,
+            config.tracker.agent_capacity(),
+        );
         let run = Run {
             job: config.job_id,
             plan: config.plan,
@@ -51,7 +64,9 @@ impl<E: Executor> Run<E> {
             writer: config.writer,
             tracker: config.tracker,
             metrics: config.metrics,
-            stop: config.stop,
+            stop,
+            stop_tx,
+            steering: watch::Sender::new(steering),
             output: config.output,
             show_map_output: config.show_map_output,
             executor,
@@ -67,9 +82,9 @@ impl<E: Executor> Run<E> {
         self.writer.send_group(writes);
     }
 
-    /// True once a stop was requested.
+    /// True once a stop was requested, or a drain or a cancel.
     pub(crate) fn stopping(&self) -> bool {
-        *self.stop.borrow() != StopLevel::Run
+        *self.stop.borrow() != StopLevel::Run || self.steering.borrow().is_ending()
     }
 
     /// Waits until everything sent to the writer is committed.
@@ -139,6 +154,23 @@ impl<E: Executor> Run<E> {
         }
         env
     }
+}
+
+/// Passes the caller's stop requests on to the run's own channel, never lowering its level (a
+/// cancel may have raised it).
+fn forward_stops(mut from: watch::Receiver<StopLevel>, to: watch::Sender<StopLevel>) {
+    tokio::spawn(async move {
+        while from.changed().await.is_ok() {
+            let level = *from.borrow_and_update();
+            to.send_if_modified(|current| {
+                let raise = level > *current;
+                if raise {
+                    *current = level;
+                }
+                raise
+            });
+        }
+    });
 }
 
 /// The clock of the live metrics: the wall clock at the run's start plus tokio's monotonic time

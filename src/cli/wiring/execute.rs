@@ -129,7 +129,8 @@ pub(crate) async fn execute(
     Ok(match summary.status {
         JobStatus::Completed => Exit::Success,
         JobStatus::CompletedWithFailures => Exit::CompletedWithFailures,
-        JobStatus::Interrupted => Exit::Interrupted,
+        // Cancelled (`mmm cancel`): stopped on request, as an interrupted run.
+        JobStatus::Interrupted | JobStatus::Cancelled => Exit::Interrupted,
         _ => Exit::Failure,
     })
 }
@@ -205,5 +206,12 @@ fn print_summary(summary: &runner::RunSummary, plan: &JobPlan, store_location: &
     }
     if summary.status == JobStatus::Interrupted {
         eprintln!("mmm: the job is recorded as interrupted; `mmm --store {store} jobs` lists it");
+    }
+    if summary.status == JobStatus::Cancelled {
+        eprintln!(
+            "mmm: the job was cancelled (mmm cancel); `mmm --store {store} resume --force {}` \
+             would run the rest",
+            summary.job_id.short()
+        );
     }
 }
