@@ -40,6 +40,8 @@ struct JobView {
     short_id: String,
     name: String,
     status: JobStatus,
+    /// Paused by `mmm pause` (docs/control.md).
+    paused: bool,
     phase: Option<Phase>,
     percent: f64,
     total: u64,
@@ -190,6 +192,7 @@ fn view(store: &dyn Store, r: &JobRecord, now: i64) -> anyhow::Result<JobView> {
         short_id: r.id.short(),
         name: r.name.clone(),
         status: r.status,
+        paused: r.paused,
         phase: r.phase,
         percent: r.counts.percent(),
         total: r.counts.total(),
@@ -234,6 +237,15 @@ fn dlq_entries(store: &dyn Store, r: &JobRecord) -> anyhow::Result<(Vec<DlqEntry
     Ok((entries, truncated))
 }
 
+/// The status column: a running job that is paused says so.
+fn status_text(r: &JobRecord) -> String {
+    if r.paused && r.status == JobStatus::Running {
+        "paused".to_string()
+    } else {
+        r.status.to_string()
+    }
+}
+
 fn print_table(records: &[JobRecord], now: i64) -> anyhow::Result<()> {
     let rows: Vec<Vec<String>> = records
         .iter()
@@ -242,7 +254,7 @@ fn print_table(records: &[JobRecord], now: i64) -> anyhow::Result<()> {
             vec![
                 r.id.short(),
                 r.name.clone(),
-                r.status.to_string(),
+                status_text(r),
                 format!("{:.1}%", c.percent()),
                 format!(
                     "{}/{}",

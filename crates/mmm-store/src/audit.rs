@@ -476,6 +476,7 @@ mod tests {
                 heartbeat_at: None,
                 origin: None,
                 input_fingerprint: None,
+                paused: false,
                 counts,
             },
             items,

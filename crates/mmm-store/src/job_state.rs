@@ -156,6 +156,7 @@ pub fn fixture(agents: usize) -> JobState {
             heartbeat_at: Some(now),
             origin: None,
             input_fingerprint: None,
+            paused: false,
             counts,
         },
         percent: 50.0,

@@ -1,0 +1,305 @@
+//! Steering a running job from a second process (issue 19, docs/control.md): `mmm pause`,
+//! `unpause`, `scale`, `drain` and `cancel` through the store, while `mmm run` works.
+
+use std::collections::BTreeSet;
+use std::process::Child;
+use std::time::{Duration, Instant};
+
+use mmm_core::event::Event;
+use mmm_core::job::{AttemptOutcome, JobId, JobStatus};
+
+use crate::harness::{Workspace, kill9, wait_until};
+
+/// A workspace with `n` items, each `step` (a shell line; `${item}` is the item), run by
+/// `agents` agents; the run started in the background, and its job once it is recorded.
+fn running(n: usize, agents: usize, step: &str, extra: &[&str]) -> (Workspace, Child, JobId) {
+    let ws = Workspace::new();
+    let items: String = (1..=n).map(|i| format!("i{i}\n")).collect();
+    ws.write("items.txt", &items);
+    ws.write(
+        "job.yml",
+        &format!(
+            "map:\n  input: items.txt\n  max_parallel: {agents}\n  steps:\n    - shell: {step}\n"
+        ),
+    );
+    let mut args = vec!["run", "job.yml", "--progress", "none"];
+    args.extend_from_slice(extra);
+    let child = ws.spawn(&args);
+    wait_until(Duration::from_secs(30), "the job to run its items", || {
+        ws.jobs_so_far()
+            .first()
+            .is_some_and(|j| j.status == JobStatus::Running && j.counts.running > 0)
+    });
+    let job = ws.only_job().id;
+    (ws, child, job)
+}
+
+/// Items the store has in flight now.
+fn in_flight(ws: &Workspace, job: JobId) -> u64 {
+    ws.store().job(job).unwrap().counts.running
+}
+
+/// When the job's first event matching `what` was recorded, if it was.
+fn event_at(ws: &Workspace, job: JobId, what: impl Fn(&Event) -> bool) -> Option<i64> {
+    ws.store()
+        .events(job, 0, 100_000)
+        .unwrap()
+        .into_iter()
+        .find(|e| what(&e.event))
+        .map(|e| e.at)
+}
+
+/// Waits for the run to end; its exit code.
+fn exit_code(child: &mut Child, within: Duration) -> i32 {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status.code().unwrap_or(-1);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the run did not end in {within:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn control_pause_stops_new_items_while_those_in_flight_finish_then_unpause_goes_on() {
+    let (ws, mut child, job) = running(16, 2, "sleep 0.4; echo ${item} >> done.txt", &[]);
+    let short = job.short();
+    ws.run(&["pause", &short]).success();
+    let paused_at = event_at(&ws, job, |e| matches!(e, Event::Paused(_)))
+        .expect("the owner recorded the pause before `mmm pause` returned");
+
+    // The items in flight finish (they are not killed)...
+    wait_until(Duration::from_secs(5), "the items in flight to end", || {
+        in_flight(&ws, job) == 0
+    });
+    // ...and for 2 s nothing starts.
+    let watched = Instant::now();
+    while watched.elapsed() < Duration::from_secs(2) {
+        assert_eq!(in_flight(&ws, job), 0, "an item started while paused");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let attempts = ws.attempts(job);
+    let started_after: Vec<_> = attempts
+        .iter()
+        .filter(|a| a.started_at > paused_at)
+        .collect();
+    assert!(
+        started_after.is_empty(),
+        "attempts started after the pause: {started_after:?}"
+    );
+    assert!(
+        attempts
+            .iter()
+            .all(|a| a.outcome == Some(AttemptOutcome::Succeeded)),
+        "no attempt was cut short by the pause: {attempts:?}"
+    );
+    let done_while_paused = ws.store().job(job).unwrap().counts.completed;
+    assert!(done_while_paused < 16, "the pause came before the end");
+
+    // `mmm jobs` says so.
+    let jobs = ws.jobs_json();
+    assert_eq!(jobs[0]["paused"], serde_json::json!(true), "{jobs}");
+
+    ws.run(&["unpause", &short]).success();
+    assert_eq!(exit_code(&mut child, Duration::from_secs(30)), 0);
+    let job_after = ws.only_job();
+    assert_eq!(job_after.status, JobStatus::Completed);
+    let events = ws.run(&["events", &short, "--type", "control"]);
+    events.success();
+    for kind in ["control_requested", "paused", "unpaused"] {
+        assert!(
+            events.stdout().contains(kind),
+            "{kind} in:\n{}",
+            events.stdout()
+        );
+    }
+}
+
+#[test]
+fn control_scale_up_starts_agents_at_once_and_down_kills_nothing() {
+    let (ws, mut child, job) = running(400, 2, "sleep 1.5", &[]);
+    let short = job.short();
+    ws.run(&["scale", &short, "6"]).success();
+    let asked = Instant::now();
+    wait_until(Duration::from_secs(1), "6 items in flight", || {
+        in_flight(&ws, job) == 6
+    });
+    eprintln!(
+        "6 in flight {:?} after `mmm scale` returned",
+        asked.elapsed()
+    );
+
+    ws.run(&["scale", &short, "1"]).success();
+    wait_until(
+        Duration::from_secs(10),
+        "the extra agents to retire after their item",
+        || in_flight(&ws, job) <= 1,
+    );
+    let attempts = ws.attempts(job);
+    let cut: Vec<_> = attempts
+        .iter()
+        .filter(|a| a.outcome.is_some_and(|o| o != AttemptOutcome::Succeeded))
+        .collect();
+    assert!(cut.is_empty(), "a scale down killed commands: {cut:?}");
+    assert!(
+        event_at(
+            &ws,
+            job,
+            |e| matches!(e, Event::Scaled(s) if s.from == 6 && s.to == 1)
+        )
+        .is_some()
+    );
+    ws.run(&["cancel", &short, "--now"]).success();
+    assert_eq!(exit_code(&mut child, Duration::from_secs(20)), 130);
+}
+
+#[test]
+fn control_drain_interrupts_and_resume_finishes_with_nothing_done_twice() {
+    let (ws, mut child, job) = running(30, 3, "sleep 0.3; echo ${item} >> done.txt", &[]);
+    let short = job.short();
+    ws.run(&["drain", &short]).success();
+    assert_eq!(exit_code(&mut child, Duration::from_secs(20)), 130);
+    let drained = ws.only_job();
+    assert_eq!(drained.status, JobStatus::Interrupted);
+    assert!(
+        drained.counts.completed < 30,
+        "the drain came before the end"
+    );
+    assert!(
+        ws.attempts(job)
+            .iter()
+            .all(|a| a.outcome == Some(AttemptOutcome::Succeeded)),
+        "a drain lets the items in flight finish"
+    );
+
+    ws.run(&["resume", &short, "--progress", "none"]).success();
+    let done: Vec<String> = ws.read("done.txt").lines().map(str::to_string).collect();
+    let unique: BTreeSet<&String> = done.iter().collect();
+    assert_eq!(done.len(), 30, "every item ran once: {done:?}");
+    assert_eq!(unique.len(), 30);
+    assert_eq!(ws.only_job().status, JobStatus::Completed);
+}
+
+#[test]
+fn control_cancel_kills_commands_after_the_grace_period() {
+    let (ws, mut child, job) = running(20, 2, "sleep 30", &["--grace", "1s"]);
+    let asked = Instant::now();
+    ws.run(&["cancel", &job.short()]).success();
+    assert_eq!(exit_code(&mut child, Duration::from_secs(15)), 130);
+    let took = asked.elapsed();
+    assert!(
+        took >= Duration::from_secs(1),
+        "the commands had their grace period ({took:?})"
+    );
+    let cancelled = ws.only_job();
+    assert_eq!(cancelled.status, JobStatus::Cancelled);
+    let attempts = ws.attempts(job);
+    assert!(
+        !attempts.is_empty()
+            && attempts
+                .iter()
+                .all(|a| a.outcome == Some(AttemptOutcome::Interrupted)),
+        "the running commands were killed: {attempts:?}"
+    );
+    // Not resumable, unless forced.
+    let refused = ws.run(&["resume", &job.short(), "--progress", "none"]);
+    refused.code_is(2);
+    assert!(refused.stderr().contains("--force"), "{}", refused.stderr());
+}
+
+#[test]
+fn control_requests_a_job_cannot_take_exit_2() {
+    let ws = Workspace::new();
+    ws.run(&["run", "--progress", "none", "--", "true", ":::", "a"])
+        .success();
+    let short = ws.short_id();
+    for args in [
+        vec!["pause", short.as_str()],
+        vec!["scale", short.as_str(), "2"],
+        vec!["drain", short.as_str()],
+        vec!["cancel", short.as_str()],
+        vec!["unpause", short.as_str()],
+    ] {
+        let run = ws.run(&args);
+        run.code_is(2);
+        assert!(
+            run.stderr().contains("not running"),
+            "{args:?}: {}",
+            run.stderr()
+        );
+    }
+    for agents in ["0", "257", "-1", "many"] {
+        ws.run(&["scale", &short, agents]).code_is(2);
+    }
+    ws.run(&["pause", "ffffffff"]).code_is(2);
+    assert!(
+        ws.store()
+            .events(ws.only_job().id, 0, 1000)
+            .unwrap()
+            .iter()
+            .all(|e| !matches!(e.event, Event::ControlRequested(_))),
+        "a refused request leaves no record"
+    );
+}
+
+#[test]
+fn control_a_paused_job_killed_and_resumed_comes_back_paused() {
+    let (ws, mut child, job) = running(12, 2, "sleep 0.3; echo ${item} >> done.txt", &[]);
+    let short = job.short();
+    ws.run(&["pause", &short]).success();
+    wait_until(Duration::from_secs(5), "the items in flight to end", || {
+        in_flight(&ws, job) == 0
+    });
+    kill9(&mut child);
+    let before = ws.attempts(job).len();
+
+    let mut resumed = ws.spawn(&["resume", &short, "--progress", "none"]);
+    wait_until(
+        Duration::from_secs(10),
+        "the resume to take the job",
+        || {
+            let record = ws.store().job(job).unwrap();
+            record.status == JobStatus::Running && record.owner_pid == Some(resumed.id())
+        },
+    );
+    wait_until(
+        Duration::from_secs(5),
+        "the resume to restore the pause",
+        || {
+            event_at(
+                &ws,
+                job,
+                |e| matches!(e, Event::Paused(p) if p.request.is_none()),
+            )
+            .is_some()
+        },
+    );
+    let watched = Instant::now();
+    while watched.elapsed() < Duration::from_millis(1500) {
+        assert_eq!(
+            ws.attempts(job).len(),
+            before,
+            "an item started while paused"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    ws.run(&["unpause", &short]).success();
+    assert_eq!(exit_code(&mut resumed, Duration::from_secs(30)), 0);
+    let mut stderr = String::new();
+    use std::io::Read;
+    resumed
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert!(
+        stderr.contains("is paused") && stderr.contains(&format!("mmm unpause {short}")),
+        "the resume says it is paused and how to unpause:\n{stderr}"
+    );
+    assert_eq!(ws.only_job().status, JobStatus::Completed);
+}
