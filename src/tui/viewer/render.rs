@@ -13,6 +13,7 @@ use ratatui::widgets::{Block, Borders, Clear, Gauge, Paragraph, Row, Sparkline, 
 
 use super::state::ViewerState;
 use crate::cli::output;
+use mmm_core::job::JobStatus;
 use mmm_core::snapshot::{AgentRow, Snapshot};
 
 /// The keys, as the footer lists them.
@@ -72,14 +73,19 @@ fn status_color(status: &str) -> Color {
         "completed" => Color::Green,
         "running" => Color::Cyan,
         "failed" | "cancelled" => Color::Red,
-        "completed_with_failures" | "interrupted" => Color::Yellow,
+        "completed_with_failures" | "interrupted" | "paused" => Color::Yellow,
         _ => Color::Gray,
     }
 }
 
 fn render_header(frame: &mut Frame<'_>, area: Rect, state: &ViewerState) {
     let job = &state.job.job;
-    let status = job.status.as_str();
+    // A running job that is paused (`mmm pause`) says so.
+    let status = if job.paused && job.status == JobStatus::Running {
+        "paused"
+    } else {
+        job.status.as_str()
+    };
     let owner = if state.job.live {
         "live"
     } else if state.job.resumable {

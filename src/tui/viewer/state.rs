@@ -273,6 +273,7 @@ impl ViewerState {
                 format!("warming up ({completed}/{needed})")
             }
             Some(Eta::Stalled { .. }) => "stalled".into(),
+            Some(Eta::Paused) => "paused".into(),
             Some(Eta::Done) => "done".into(),
             None => "-".into(),
         }

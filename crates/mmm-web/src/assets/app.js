@@ -38,6 +38,7 @@ function fmtEta(eta) {
     case 'done': return 'done';
     case 'warming_up': return 'warming up (' + eta.completed + '/' + eta.needed + ')';
     case 'stalled': return 'stalled';
+    case 'paused': return 'paused';
     case 'estimate': return fmtMs(eta.p50_ms) + ' (' + fmtMs(eta.p10_ms) + '–' + fmtMs(eta.p90_ms) + ')';
     default: return eta.state || '–';
   }
@@ -167,7 +168,7 @@ function renderJobs() {
     const row = el('tr', { 'data-id': j.id },
       el('td', {}, el('code', {}, j.short)),
       el('td', {}, j.name),
-      el('td', {}, el('span', { class: 'badge ' + j.status }, j.status), ' ', j.resumable ? el('span', { class: 'badge resumable' }, 'resumable') : ''),
+      el('td', {}, el('span', { class: 'badge ' + j.status }, j.status), ' ', j.paused ? el('span', { class: 'badge paused' }, 'paused') : '', ' ', j.resumable ? el('span', { class: 'badge resumable' }, 'resumable') : ''),
       el('td', {}, bar, j.percent.toFixed(1) + '%'),
       el('td', { class: 'counts' }, fmtInt(j.counts.completed + j.counts.dead_lettered + j.counts.skipped) + ' / ' + fmtInt(j.total)),
       el('td', {}, j.status === 'running' ? fmtEta(j.eta) : '–'),
@@ -317,8 +318,9 @@ function renderJob() {
   const total = c.pending + c.running + c.completed + c.failed + c.dead_lettered + c.skipped;
   $('job-name').textContent = s.job.name;
   $('job-id').textContent = s.job.id.slice(0, 8);
-  $('job-status').textContent = s.job.status;
-  $('job-status').className = 'badge ' + s.job.status;
+  const shown = s.job.paused && s.job.status === 'running' ? 'paused' : s.job.status;
+  $('job-status').textContent = shown;
+  $('job-status').className = 'badge ' + shown;
   $('job-resumable').hidden = !s.resumable;
   const percent = replay && progress ? progress.percent : s.percent;
   $('job-bar').style.width = percent + '%';
