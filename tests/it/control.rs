@@ -100,9 +100,25 @@ fn control_pause_stops_new_items_while_those_in_flight_finish_then_unpause_goes_
     let done_while_paused = ws.store().job(job).unwrap().counts.completed;
     assert!(done_while_paused < 16, "the pause came before the end");
 
-    // `mmm jobs` says so.
+    // `mmm jobs` says so, and `mmm progress`: paused, its ETA `paused` (never `stalled`),
+    // its heartbeat going on.
     let jobs = ws.jobs_json();
     assert_eq!(jobs[0]["paused"], serde_json::json!(true), "{jobs}");
+    let beat = ws.store().job(job).unwrap().heartbeat_at.unwrap();
+    wait_until(
+        Duration::from_secs(5),
+        "a snapshot with the ETA paused",
+        || {
+            let state = ws.json(&["progress", &short, "--json"]);
+            state["job"]["paused"] == serde_json::json!(true)
+                && state["snapshot"]["payload"]["metrics"]["eta"]["state"] == "paused"
+        },
+    );
+    wait_until(Duration::from_secs(5), "the heartbeat to go on", || {
+        ws.store().job(job).unwrap().heartbeat_at.unwrap() > beat
+    });
+    let line = ws.run(&["progress", &short, "--once"]);
+    assert!(line.stdout().contains("paused"), "{}", line.stdout());
 
     ws.run(&["unpause", &short]).success();
     assert_eq!(exit_code(&mut child, Duration::from_secs(30)), 0);
