@@ -319,3 +319,88 @@ fn control_a_paused_job_killed_and_resumed_comes_back_paused() {
     );
     assert_eq!(ws.only_job().status, JobStatus::Completed);
 }
+
+/// The state letter of process `pid` in `/proc` (`S`, `R`, `T` for stopped, ...).
+fn proc_state(pid: i32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit(')').next()?.trim_start().chars().next()
+}
+
+#[test]
+fn control_pause_suspend_stops_process_groups_and_unpause_continues_them() {
+    // Each command writes its pid (its group's leader), then sleeps in a child.
+    let (ws, mut child, job) = running(4, 2, "echo $$ >> pids.txt; sleep 1.5", &["--grace", "1s"]);
+    let short = job.short();
+    wait_until(
+        Duration::from_secs(5),
+        "two commands to write their pid",
+        || std::fs::read_to_string(ws.join("pids.txt")).is_ok_and(|t| t.lines().count() >= 2),
+    );
+    ws.run(&["pause", &short, "--suspend"]).success();
+    let pids: Vec<i32> = ws
+        .read("pids.txt")
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect();
+    let running: Vec<i32> = pids
+        .iter()
+        .copied()
+        .filter(|&p| proc_state(p).is_some_and(|s| s != 'Z'))
+        .collect();
+    assert!(
+        !running.is_empty(),
+        "commands in flight when paused: {pids:?}"
+    );
+    wait_until(
+        Duration::from_secs(2),
+        "the commands to be stopped (T)",
+        || running.iter().all(|&p| proc_state(p) == Some('T')),
+    );
+    // Stopped for longer than their sleep: they do not end.
+    let watched = Instant::now();
+    while watched.elapsed() < Duration::from_secs(2) {
+        assert!(
+            running.iter().all(|&p| proc_state(p) == Some('T')),
+            "a suspended command ran on"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    ws.run(&["unpause", &short]).success();
+    wait_until(Duration::from_secs(2), "the commands to continue", || {
+        running.iter().all(|&p| proc_state(p) != Some('T'))
+    });
+    assert_eq!(exit_code(&mut child, Duration::from_secs(30)), 0);
+    assert!(
+        ws.attempts(job)
+            .iter()
+            .all(|a| a.outcome == Some(AttemptOutcome::Succeeded)),
+        "suspended commands finish normally"
+    );
+}
+
+#[test]
+fn control_a_suspended_command_does_not_time_out() {
+    let ws = Workspace::new();
+    ws.write("items.txt", "a\nb\n");
+    ws.write(
+        "job.yml",
+        "map:\n  input: items.txt\n  max_parallel: 2\n  timeout: 3s\n  steps:\n    - shell: echo started >> started.txt; sleep 2\n",
+    );
+    let mut child = ws.spawn(&["run", "job.yml", "--progress", "none"]);
+    wait_until(Duration::from_secs(20), "both items to start", || {
+        std::fs::read_to_string(ws.join("started.txt")).is_ok_and(|t| t.lines().count() == 2)
+    });
+    let job = ws.only_job().id;
+    ws.run(&["pause", &job.short(), "--suspend"]).success();
+    // Stopped past the timeout (3 s from their start), then continued.
+    std::thread::sleep(Duration::from_millis(3500));
+    ws.run(&["unpause", &job.short()]).success();
+    assert_eq!(exit_code(&mut child, Duration::from_secs(30)), 0);
+    let attempts = ws.attempts(job);
+    assert!(
+        attempts
+            .iter()
+            .all(|a| a.outcome == Some(AttemptOutcome::Succeeded)),
+        "the time suspended is not counted against the timeout: {attempts:?}"
+    );
+}

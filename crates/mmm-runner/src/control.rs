@@ -112,6 +112,8 @@ pub(crate) async fn restore<E: Executor>(run: &Arc<Run<E>>) -> Result<(), RunErr
     run.steering.send_replace(steering);
     run.tracker.set_agent_count(steering.agents);
     run.tracker.set_paused(steering.paused.is_some());
+    run.suspended
+        .send_replace(steering.paused.is_some_and(|p| p.suspend));
     let mut events = Vec::new();
     if let Some(pause) = steering.paused {
         events.push(Write::event(
@@ -149,6 +151,7 @@ fn apply<E: Executor>(run: &Run<E>, record: &ControlRecord) -> Vec<Event> {
         ControlAction::Pause { suspend } => {
             run.steering
                 .send_modify(|s| s.paused = Some(Pause { suspend }));
+            run.suspended.send_replace(suspend);
             run.tracker.set_paused(true);
             vec![Event::Paused(Paused {
                 request: Some(request),
@@ -157,6 +160,7 @@ fn apply<E: Executor>(run: &Run<E>, record: &ControlRecord) -> Vec<Event> {
         }
         ControlAction::Unpause => {
             run.steering.send_modify(|s| s.paused = None);
+            run.suspended.send_replace(false);
             run.tracker.set_paused(false);
             vec![Event::Unpaused(ControlApplied { request })]
         }
@@ -172,6 +176,8 @@ fn apply<E: Executor>(run: &Run<E>, record: &ControlRecord) -> Vec<Event> {
         }
         ControlAction::Drain => {
             run.steering.send_modify(|s| s.draining = true);
+            // The items in flight must end for the drain to: suspended ones continue.
+            run.suspended.send_replace(false);
             vec![Event::Draining(ControlApplied { request })]
         }
         ControlAction::Cancel { now } => {

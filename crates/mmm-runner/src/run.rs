@@ -33,6 +33,8 @@ pub(crate) struct Run<E> {
     pub(crate) stop_tx: watch::Sender<StopLevel>,
     /// What the control requests so far ask of the agents (docs/control.md).
     pub(crate) steering: watch::Sender<Steering>,
+    /// True while the map's running commands are to be stopped (`mmm pause --suspend`).
+    pub(crate) suspended: watch::Sender<bool>,
     /// Where output to show goes.
     pub(crate) output: Option<mpsc::UnboundedSender<Output>>,
     /// Show each map command's output, not only setup's and reduce's.
@@ -67,6 +69,7 @@ impl<E: Executor> Run<E> {
             stop,
             stop_tx,
             steering: watch::Sender::new(steering),
+            suspended: watch::Sender::new(false),
             output: config.output,
             show_map_output: config.show_map_output,
             executor,
