@@ -404,3 +404,114 @@ fn control_a_suspended_command_does_not_time_out() {
         "the time suspended is not counted against the timeout: {attempts:?}"
     );
 }
+
+/// Items in flight by process: the coordinator's agents (`agent-N`) and a worker's (`w1/N`).
+fn in_flight_by(store: &dyn mmm_store::Store, job: JobId) -> (usize, usize) {
+    let attempts = store.attempts(job, None).unwrap_or_default();
+    let open = attempts.iter().filter(|a| a.outcome.is_none());
+    let (mut own, mut worker) = (0, 0);
+    for a in open {
+        if a.agent.starts_with("w1/") {
+            worker += 1;
+        } else {
+            own += 1;
+        }
+    }
+    (own, worker)
+}
+
+#[test]
+fn control_on_postgres_a_coordinator_and_a_worker_obey_pause_scale_and_drain() {
+    use crate::postgres::{Schema, skipped};
+    use mmm_core::job::Phase;
+    if skipped("control_on_postgres_a_coordinator_and_a_worker_obey_pause_scale_and_drain") {
+        return;
+    }
+    let schema = Schema::new();
+    let url = schema.url();
+    let ws = Workspace::new();
+    let items: String = (1..=400).map(|n| format!("i{n}\n")).collect();
+    ws.write("items.txt", &items);
+    ws.write(
+        "job.yml",
+        "map:\n  input: items.txt\n  max_parallel: 2\n  steps:\n    - shell: sleep 0.4; echo ${item} >> ran.txt\n",
+    );
+    let mut coordinator = ws.spawn(&["run", "job.yml", "--progress", "none", "--store", &url]);
+    let store = schema.store();
+    let mut job = None;
+    wait_until(Duration::from_secs(60), "the job's map to start", || {
+        job = store.jobs().ok().and_then(|jobs| jobs.into_iter().next());
+        job.as_ref()
+            .is_some_and(|j| j.phase == Some(Phase::Map) && j.counts.total() == 400)
+    });
+    let job = job.unwrap().id;
+    let id = job.to_string();
+    let mut worker = ws.spawn(&[
+        "worker",
+        "--store",
+        &url,
+        "--job",
+        &id,
+        "-j",
+        "2",
+        "--name",
+        "w1",
+        "--exit-when-idle",
+    ]);
+    wait_until(
+        Duration::from_secs(30),
+        "both processes to run items",
+        || {
+            let (own, worker) = in_flight_by(store.as_ref(), job);
+            own > 0 && worker > 0
+        },
+    );
+    let mmm = |args: &[&str]| {
+        let mut all = vec!["--store", url.as_str()];
+        all.extend_from_slice(args);
+        ws.run(&all)
+    };
+
+    // Pause: both processes let their items in flight finish, then start nothing for 2 s.
+    mmm(&["pause", &id]).success();
+    wait_until(Duration::from_secs(5), "the items in flight to end", || {
+        in_flight_by(store.as_ref(), job) == (0, 0)
+    });
+    let attempts = store.attempts(job, None).unwrap().len();
+    let watched = Instant::now();
+    while watched.elapsed() < Duration::from_secs(2) {
+        assert_eq!(
+            store.attempts(job, None).unwrap().len(),
+            attempts,
+            "an item started while paused"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    // Scale to 3 while paused, then unpause: 3 agents in each process.
+    mmm(&["scale", &id, "3"]).success();
+    mmm(&["unpause", &id]).success();
+    wait_until(
+        Duration::from_secs(3),
+        "3 items in flight in each process",
+        || in_flight_by(store.as_ref(), job) == (3, 3),
+    );
+
+    // Drain: both stop taking items; the run ends interrupted with nothing cut short.
+    mmm(&["drain", &id]).success();
+    assert_eq!(exit_code(&mut coordinator, Duration::from_secs(30)), 130);
+    exit_code(&mut worker, Duration::from_secs(30));
+    let record = schema.only_job();
+    assert_eq!(record.status, JobStatus::Interrupted);
+    assert!(record.counts.completed < 400);
+    let cut: Vec<_> = store
+        .attempts(job, None)
+        .unwrap()
+        .into_iter()
+        .filter(|a| a.outcome != Some(AttemptOutcome::Succeeded))
+        .collect();
+    assert!(
+        cut.is_empty(),
+        "a drain lets every item in flight finish: {cut:?}"
+    );
+}

@@ -96,6 +96,37 @@ impl Steerer {
         Steerer { task }
     }
 
+    /// A worker sharing the job's map (`mmm worker`): starts paused if the job is, then obeys
+    /// every request made from now on, as its owner does, but records nothing: the owner
+    /// applies each request and records its effect. A scale sets this process's agents.
+    pub(crate) async fn follow<E: Executor>(run: Arc<Run<E>>) -> Result<Self, RunError> {
+        let job = run.job;
+        let (state, made) = run
+            .blocking(move |s| Ok((s.control_state(job)?, s.control_requests(job, 0)?)))
+            .await?;
+        if let Some(pause) = state.paused {
+            run.steering.send_modify(|s| s.paused = Some(pause));
+            run.suspended.send_replace(pause.suspend);
+            run.tracker.set_paused(true);
+        }
+        let mut after = made.last().map_or(0, |r| r.seq);
+        let task = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(POLL);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Ok(made) = run.blocking(move |s| s.control_requests(job, after)).await else {
+                    continue;
+                };
+                for record in made {
+                    after = record.seq;
+                    apply(&run, &record);
+                }
+            }
+        });
+        Ok(Steerer { task })
+    }
+
     /// Stops applying requests (the run is over).
     pub(crate) fn stop(self) {
         self.task.abort();

@@ -97,23 +97,11 @@ impl Control for PostgresStore {
     }
 
     fn pending_control(&self, job: JobId, after: u64) -> Result<Vec<ControlRecord>, StoreError> {
-        self.read(move |tx| {
-            Box::pin(async move {
-                let sql = format!(
-                    "SELECT {REQUEST_COLUMNS} FROM control_requests
-                     WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = $1)
-                       AND seq > $2::bigint AND applied_at IS NULL
-                     ORDER BY seq"
-                );
-                tx.rows(
-                    "read the control requests",
-                    &sql,
-                    &[&job.to_string(), &int(after)],
-                    record_from_row,
-                )
-                .await
-            })
-        })
+        self.requests(job, after, "AND applied_at IS NULL")
+    }
+
+    fn control_requests(&self, job: JobId, after: u64) -> Result<Vec<ControlRecord>, StoreError> {
+        self.requests(job, after, "")
     }
 
     fn apply_control(
@@ -168,6 +156,34 @@ impl Control for PostgresStore {
                     ..tx.control_state(job).await?
                 };
                 tx.write_control_state(job, state).await
+            })
+        })
+    }
+}
+
+impl PostgresStore {
+    /// The job's requests after `after` that also match `and` (SQL), in order.
+    fn requests(
+        &self,
+        job: JobId,
+        after: u64,
+        and: &'static str,
+    ) -> Result<Vec<ControlRecord>, StoreError> {
+        self.read(move |tx| {
+            Box::pin(async move {
+                let sql = format!(
+                    "SELECT {REQUEST_COLUMNS} FROM control_requests
+                     WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = $1)
+                       AND seq > $2::bigint {and}
+                     ORDER BY seq"
+                );
+                tx.rows(
+                    "read the control requests",
+                    &sql,
+                    &[&job.to_string(), &int(after)],
+                    record_from_row,
+                )
+                .await
             })
         })
     }

@@ -71,19 +71,11 @@ impl Control for SqliteStore {
     }
 
     fn pending_control(&self, job: JobId, after: u64) -> Result<Vec<ControlRecord>, StoreError> {
-        let lock = self.lock();
-        lock.prepare_cached(&format!(
-            "SELECT {REQUEST_COLUMNS} FROM control_requests
-             WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = ?1)
-               AND seq > ?2 AND applied_at IS NULL
-             ORDER BY seq"
-        ))
-        .and_then(|mut select| {
-            select
-                .query_map(params![job.to_string(), int(after)], record_from_row)?
-                .collect::<Result<Vec<_>, _>>()
-        })
-        .map_err(self.fail("read the control requests"))
+        self.requests(job, after, "AND applied_at IS NULL")
+    }
+
+    fn control_requests(&self, job: JobId, after: u64) -> Result<Vec<ControlRecord>, StoreError> {
+        self.requests(job, after, "")
     }
 
     fn apply_control(
@@ -133,6 +125,27 @@ impl Control for SqliteStore {
 }
 
 impl SqliteStore {
+    /// The job's requests after `after` that also match `and` (SQL), in order.
+    fn requests(
+        &self,
+        job: JobId,
+        after: u64,
+        and: &'static str,
+    ) -> Result<Vec<ControlRecord>, StoreError> {
+        let lock = self.lock();
+        lock.prepare_cached(&format!(
+            "SELECT {REQUEST_COLUMNS} FROM control_requests
+             WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = ?1) AND seq > ?2 {and}
+             ORDER BY seq"
+        ))
+        .and_then(|mut select| {
+            select
+                .query_map(params![job.to_string(), int(after)], record_from_row)?
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .map_err(self.fail("read the control requests"))
+    }
+
     /// The job's control state (the default when no request changed it).
     fn read_control_state(
         &self,

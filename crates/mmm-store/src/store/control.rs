@@ -24,6 +24,9 @@ pub trait Control {
     ) -> Result<ControlRecord, StoreError>;
     /// The job's requests numbered after `after` that are not applied yet, in order.
     fn pending_control(&self, job: JobId, after: u64) -> Result<Vec<ControlRecord>, StoreError>;
+    /// The job's requests numbered after `after`, applied or not, in order (what a worker
+    /// sharing the job's map follows: its owner applies and marks them).
+    fn control_requests(&self, job: JobId, after: u64) -> Result<Vec<ControlRecord>, StoreError>;
     /// Marks request `request` applied at `at` and records `effects` (what applying it did:
     /// `paused`, `scaled`, ...), in one transaction. A request already applied is left as it
     /// is (its effects are not recorded twice).

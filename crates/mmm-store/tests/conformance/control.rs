@@ -107,7 +107,16 @@ pub(crate) fn control_requests_are_ordered_and_applied_once(store: &dyn Store) {
         .filter(|e| e.event == effect)
         .count();
     assert_eq!(paused_events, 1);
-    assert_eq!(store.pending_control(id, 0).unwrap(), [scale]);
+    assert_eq!(store.pending_control(id, 0).unwrap(), [scale.clone()]);
+    // A worker follows every request, applied or not.
+    let all = store.control_requests(id, 0).unwrap();
+    assert_eq!(
+        all.iter()
+            .map(|r| (r.seq, r.applied_at))
+            .collect::<Vec<_>>(),
+        [(1, Some(1_060)), (2, None)]
+    );
+    assert_eq!(store.control_requests(id, 1).unwrap(), [scale]);
 
     let unpause = store
         .request_control(id, &request(ControlAction::Unpause), 1_080)
