@@ -477,6 +477,7 @@ mod tests {
                 origin: None,
                 input_fingerprint: None,
                 paused: false,
+                scaled_agents: None,
                 counts,
             },
             items,

@@ -157,6 +157,7 @@ pub fn fixture(agents: usize) -> JobState {
             origin: None,
             input_fingerprint: None,
             paused: false,
+            scaled_agents: None,
             counts,
         },
         percent: 50.0,

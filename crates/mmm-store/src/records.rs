@@ -142,6 +142,8 @@ pub struct JobRecord {
     pub input_fingerprint: Option<String>,
     /// Paused by `mmm pause` (docs/control.md): a running job starts no new item.
     pub paused: bool,
+    /// The agents `mmm scale` set last (docs/control.md); `None`: `max_parallel`.
+    pub scaled_agents: Option<u32>,
     /// Item counts by status.
     pub counts: ItemCounts,
 }
