@@ -515,3 +515,98 @@ fn control_on_postgres_a_coordinator_and_a_worker_obey_pause_scale_and_drain() {
         "a drain lets every item in flight finish: {cut:?}"
     );
 }
+
+/// The viewer's keys in a real terminal (tmux): `p` pauses and unpauses, `+` scales up, `x`
+/// then `y` cancels; each through the store, seen in the job's record and events.
+#[test]
+fn control_viewer_keys_in_tmux_steer_a_running_job() {
+    use std::process::Command;
+    if Command::new("tmux").arg("-V").output().is_err() {
+        eprintln!("SKIPPED: tmux is not installed (apt-get install -y tmux; .ci/run installs it)");
+        return;
+    }
+    let (ws, mut child, job) = running(200, 2, "sleep 0.5", &["--grace", "1s"]);
+    let short = job.short();
+    let session = format!("mmm-control-{}", std::process::id());
+    let tmux = |args: &[&str]| {
+        Command::new("tmux")
+            .args(["-L", &session])
+            .args(args)
+            .output()
+            .expect("tmux runs")
+    };
+    let command = format!(
+        "cd '{}' && exec '{}' progress {short}",
+        ws.path().display(),
+        env!("CARGO_BIN_EXE_mmm")
+    );
+    let started = tmux(&[
+        "new-session",
+        "-d",
+        "-s",
+        &session,
+        "-x",
+        "140",
+        "-y",
+        "30",
+        "env",
+        "-u",
+        "MMM_STORE",
+        "sh",
+        "-c",
+        &command,
+    ]);
+    assert!(started.status.success(), "{started:?}");
+    let capture = || {
+        String::from_utf8_lossy(&tmux(&["capture-pane", "-p", "-t", &session]).stdout).into_owned()
+    };
+    let record = || ws.store().job(job).unwrap();
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        wait_until(Duration::from_secs(20), "the viewer's control keys", || {
+            capture().contains("p pause")
+        });
+        tmux(&["send-keys", "-t", &session, "p"]);
+        wait_until(Duration::from_secs(5), "the job to be paused", || {
+            record().paused
+        });
+        wait_until(Duration::from_secs(5), "the viewer to say paused", || {
+            capture().contains("paused")
+        });
+        tmux(&["send-keys", "-t", &session, "p"]);
+        wait_until(Duration::from_secs(5), "the job to be unpaused", || {
+            !record().paused
+        });
+        tmux(&["send-keys", "-t", &session, "+"]);
+        wait_until(Duration::from_secs(5), "the job to run 3 agents", || {
+            record().scaled_agents == Some(3)
+        });
+        tmux(&["send-keys", "-t", &session, "x"]);
+        wait_until(Duration::from_secs(5), "the viewer to ask first", || {
+            capture().contains("y cancels")
+        });
+        assert_eq!(
+            record().status,
+            JobStatus::Running,
+            "x alone cancels nothing"
+        );
+        tmux(&["send-keys", "-t", &session, "y"]);
+        assert_eq!(exit_code(&mut child, Duration::from_secs(20)), 130);
+        assert_eq!(record().status, JobStatus::Cancelled);
+    }));
+    tmux(&["kill-server"]);
+    let _ = child.kill();
+    if let Err(panic) = result {
+        std::panic::resume_unwind(panic);
+    }
+    let requested: Vec<String> = ws
+        .store()
+        .events(job, 0, 100_000)
+        .unwrap()
+        .into_iter()
+        .filter_map(|e| match e.event {
+            Event::ControlRequested(r) => Some(r.action.name().to_string()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(requested, ["pause", "unpause", "scale", "cancel"]);
+}

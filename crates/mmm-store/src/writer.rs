@@ -651,6 +651,14 @@ mod tests {
             unimplemented!()
         }
 
+        fn control_requests(
+            &self,
+            _: JobId,
+            _: u64,
+        ) -> Result<Vec<crate::ControlRecord>, StoreError> {
+            unimplemented!()
+        }
+
         fn apply_control(
             &self,
             _: JobId,

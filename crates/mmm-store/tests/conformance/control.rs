@@ -71,7 +71,10 @@ pub(crate) fn control_requests_are_ordered_and_applied_once(store: &dyn Store) {
     let pending = store.pending_control(id, 0).unwrap();
     assert_eq!(pending, [pause.clone(), scale.clone()]);
     assert_eq!(pending[1].request.host, "host-b");
-    assert_eq!(store.pending_control(id, 1).unwrap(), [scale.clone()]);
+    assert_eq!(
+        store.pending_control(id, 1).unwrap(),
+        std::slice::from_ref(&scale)
+    );
     let requested: Vec<(u64, ControlAction, u32)> = store
         .events(id, 0, 100)
         .unwrap()
@@ -95,10 +98,10 @@ pub(crate) fn control_requests_are_ordered_and_applied_once(store: &dyn Store) {
         suspend: true,
     });
     store
-        .apply_control(id, 1, &[effect.clone()], 1_060)
+        .apply_control(id, 1, std::slice::from_ref(&effect), 1_060)
         .unwrap();
     store
-        .apply_control(id, 1, &[effect.clone()], 1_070)
+        .apply_control(id, 1, std::slice::from_ref(&effect), 1_070)
         .unwrap();
     let paused_events = store
         .events(id, 0, 100)
@@ -107,7 +110,10 @@ pub(crate) fn control_requests_are_ordered_and_applied_once(store: &dyn Store) {
         .filter(|e| e.event == effect)
         .count();
     assert_eq!(paused_events, 1);
-    assert_eq!(store.pending_control(id, 0).unwrap(), [scale.clone()]);
+    assert_eq!(
+        store.pending_control(id, 0).unwrap(),
+        std::slice::from_ref(&scale)
+    );
     // A worker follows every request, applied or not.
     let all = store.control_requests(id, 0).unwrap();
     assert_eq!(
