@@ -610,3 +610,153 @@ fn control_viewer_keys_in_tmux_steer_a_running_job() {
         .collect();
     assert_eq!(requested, ["pause", "unpause", "scale", "cancel"]);
 }
+
+/// The dashboard's buttons in headless Chromium: pause, unpause, one agent more, then cancel,
+/// which asks first (dismissed once, then accepted). The events feed shows the requests.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn control_dashboard_buttons_in_chromium_steer_a_running_job() {
+    use crate::web::{browser, click, start, wait_text};
+    let (ws, mut child, job) = running(300, 2, "sleep 0.5", &["--grace", "1s"]);
+    let addr = start(&ws, None).await;
+    let (_driver, client, _profile) = browser().await;
+    client
+        .goto(&format!("http://{addr}/#/job/{job}"))
+        .await
+        .unwrap();
+    let within = Duration::from_secs(10);
+    let record = || ws.store().job(job).unwrap();
+    wait_text(&client, "#ctl-pause", within, "the pause button", |t| {
+        t == "pause"
+    })
+    .await;
+    click(&client, "#ctl-pause", within).await;
+    wait_until(within, "the job to be paused", || record().paused);
+    wait_text(
+        &client,
+        "#job-status",
+        within,
+        "the page to say paused",
+        |t| t == "paused",
+    )
+    .await;
+    wait_text(&client, "#ctl-pause", within, "the unpause button", |t| {
+        t == "unpause"
+    })
+    .await;
+    click(&client, "#ctl-pause", within).await;
+    wait_until(within, "the job to be unpaused", || !record().paused);
+    click(&client, "#ctl-scale-up", within).await;
+    wait_until(within, "the job to run 3 agents", || {
+        record().scaled_agents == Some(3)
+    });
+    wait_text(&client, "#ctl-agents", within, "3 agents shown", |t| {
+        t == "3 agents"
+    })
+    .await;
+
+    // Cancel asks first: dismissed, nothing is sent.
+    click(&client, "#ctl-cancel", within).await;
+    client.dismiss_alert().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        record().status,
+        JobStatus::Running,
+        "a dismissed cancel sends nothing"
+    );
+    click(&client, "#ctl-cancel", within).await;
+    client.accept_alert().await.unwrap();
+    wait_until(Duration::from_secs(20), "the job to be cancelled", || {
+        record().status == JobStatus::Cancelled
+    });
+    assert_eq!(exit_code(&mut child, Duration::from_secs(20)), 130);
+    wait_text(
+        &client,
+        "#events",
+        within,
+        "the requests in the events feed",
+        |t| t.contains("control_requested") && t.contains("cancelling"),
+    )
+    .await;
+    let requested: Vec<String> = ws
+        .store()
+        .events(job, 0, 100_000)
+        .unwrap()
+        .into_iter()
+        .filter_map(|e| match e.event {
+            Event::ControlRequested(r) => Some(r.action.name().to_string()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(requested, ["pause", "unpause", "scale", "cancel"]);
+}
+
+/// `POST /api/jobs/{id}/control` behind a token: refused without it (nothing recorded),
+/// recorded with it; a page of another origin is refused; a job that is not running is 409.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn control_api_needs_the_token_and_the_same_origin() {
+    use crate::web::start;
+    let (ws, mut child, job) = running(100, 1, "sleep 0.3", &[]);
+    let addr = start(&ws, Some("s3cret")).await;
+    let url = format!("http://{addr}/api/jobs/{}/control", job.short());
+    let post = |body: &'static str, token: Option<&str>, origin: Option<&str>| {
+        let mut request = reqwest::Client::new()
+            .post(&url)
+            .header("content-type", "application/json")
+            .body(body);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(origin) = origin {
+            request = request.header("origin", origin);
+        }
+        request.send()
+    };
+    let pause = r#"{"action": "pause", "suspend": false}"#;
+    assert_eq!(post(pause, None, None).await.unwrap().status(), 401);
+    assert_eq!(
+        post(pause, Some("s3cret"), Some("http://evil.example"))
+            .await
+            .unwrap()
+            .status(),
+        403
+    );
+    assert_eq!(
+        post(r#"{"action": "scale", "agents": 0}"#, Some("s3cret"), None)
+            .await
+            .unwrap()
+            .status(),
+        400
+    );
+    assert_eq!(
+        post(r#"{"action": "jump"}"#, Some("s3cret"), None)
+            .await
+            .unwrap()
+            .status(),
+        400
+    );
+    assert!(
+        ws.store()
+            .events(job, 0, 100_000)
+            .unwrap()
+            .iter()
+            .all(|e| !matches!(e.event, Event::ControlRequested(_))),
+        "refused requests leave no record"
+    );
+    let ok = post(pause, Some("s3cret"), Some(&format!("http://{addr}")))
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200);
+    let record: serde_json::Value = serde_json::from_str(&ok.text().await.unwrap()).unwrap();
+    assert_eq!(record["seq"], 1);
+    wait_until(Duration::from_secs(5), "the job to be paused", || {
+        ws.store().job(job).unwrap().paused
+    });
+    let cancel = post(r#"{"action": "cancel", "now": true}"#, Some("s3cret"), None);
+    assert_eq!(cancel.await.unwrap().status(), 200);
+    assert_eq!(exit_code(&mut child, Duration::from_secs(20)), 130);
+    assert_eq!(
+        post(pause, Some("s3cret"), None).await.unwrap().status(),
+        409,
+        "a cancelled job takes no request"
+    );
+}

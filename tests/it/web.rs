@@ -602,7 +602,7 @@ fn serve_without_a_store_says_so() {
 }
 
 /// A headless Chromium session, with its profile in a temporary folder.
-async fn browser() -> (chromium::Driver, fantoccini::Client, tempfile::TempDir) {
+pub(crate) async fn browser() -> (chromium::Driver, fantoccini::Client, tempfile::TempDir) {
     let profile = tempfile::tempdir().unwrap();
     let (driver, client) = chromium::session(1280, 1600, profile.path()).await;
     (driver, client, profile)
@@ -615,7 +615,7 @@ async fn text_of(client: &fantoccini::Client, css: &str) -> Option<String> {
 }
 
 /// Polls `css`'s text until `ok` holds, failing after `within`.
-async fn wait_text(
+pub(crate) async fn wait_text(
     client: &fantoccini::Client,
     css: &str,
     within: Duration,
@@ -639,7 +639,7 @@ async fn wait_text(
 /// Clicks the first element matching `css`, retrying until `within`: the page redraws live
 /// data, so an element found a moment ago may be replaced before the click reaches it (a
 /// stale element reference).
-async fn click(client: &fantoccini::Client, css: &str, within: Duration) {
+pub(crate) async fn click(client: &fantoccini::Client, css: &str, within: Duration) {
     let deadline = Instant::now() + within;
     loop {
         let clicked = match client.find(fantoccini::Locator::Css(css)).await {
