@@ -286,7 +286,8 @@ fn print_table(records: &[JobRecord], now: i64) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The resume ledger: each resume and input or spec change, and why items ran again.
+/// The resume ledger: each resume, input or spec change and control request with its effect,
+/// and why items ran again.
 fn print_ledger(store: &dyn Store, r: &JobRecord, now: i64) -> anyhow::Result<()> {
     let ledger = store.ledger(r.id)?;
     if ledger.entries.is_empty() && ledger.requeued.is_empty() {
@@ -305,6 +306,15 @@ fn print_ledger(store: &dyn Store, r: &JobRecord, now: i64) -> anyhow::Result<()
                 changed.new_items, changed.vanished_items
             ),
             Event::SpecChanged(_) => "job file changed; accepted".to_string(),
+            Event::ControlRequested(r) => format!(
+                "{} requested from {} (pid {}), request {}",
+                r.action.name(),
+                r.host,
+                r.pid,
+                r.request
+            ),
+            Event::Scaled(s) => format!("scaled from {} to {} agents", s.from, s.to),
+            Event::Paused(p) if p.request.is_none() => "paused again by the resume".to_string(),
             other => other.kind_name().replace('_', " "),
         };
         println!("  {:>8}  {detail}", output::age(e.at, now));

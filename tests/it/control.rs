@@ -198,6 +198,14 @@ fn control_drain_interrupts_and_resume_finishes_with_nothing_done_twice() {
     assert_eq!(done.len(), 30, "every item ran once: {done:?}");
     assert_eq!(unique.len(), 30);
     assert_eq!(ws.only_job().status, JobStatus::Completed);
+    // The resume ledger lists the request beside the resume.
+    let ledger = ws.run(&["jobs", &short]);
+    ledger.success();
+    assert!(
+        ledger.stdout().contains("drain requested") && ledger.stdout().contains("resumed"),
+        "{}",
+        ledger.stdout()
+    );
 }
 
 #[test]
