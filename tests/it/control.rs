@@ -768,3 +768,27 @@ async fn control_api_needs_the_token_and_the_same_origin() {
         "a cancelled job takes no request"
     );
 }
+
+/// A drain recorded for a run that died before applying it (the job still says `running`)
+/// addressed that run: the resume settles it without effect and finishes the job.
+#[test]
+fn control_a_request_to_a_dead_run_does_not_reach_the_resume() {
+    let (ws, mut child, job) = running(8, 2, "sleep 0.2; echo ${item} >> done.txt", &[]);
+    kill9(&mut child);
+    let request = mmm_store::ControlRequest {
+        action: mmm_core::control::ControlAction::Drain,
+        host: "elsewhere".into(),
+        pid: 1,
+    };
+    ws.store()
+        .request_control(job, &request, mmm_core::job::now_ms())
+        .expect("the job is still recorded running");
+    ws.run(&["resume", &job.short(), "--progress", "none"])
+        .success();
+    assert_eq!(ws.only_job().status, JobStatus::Completed);
+    assert!(ws.store().pending_control(job, 0).unwrap().is_empty());
+    assert!(
+        event_at(&ws, job, |e| matches!(e, Event::Draining(_))).is_none(),
+        "the stale drain had no effect"
+    );
+}

@@ -61,13 +61,11 @@ pub(crate) struct Steerer {
 }
 
 impl Steerer {
-    /// Starts applying the requests of `run`'s job made from now on. Requests made before this
-    /// run started were addressed to an earlier run: their effect on the job's control state is
-    /// already what the run started from, so they are marked applied without effects.
-    pub(crate) fn start<E: Executor>(run: Arc<Run<E>>) -> Self {
+    /// Starts applying the requests of `run`'s job numbered after `after` (see [`settle`]).
+    pub(crate) fn start<E: Executor>(run: Arc<Run<E>>, after: u64) -> Self {
         let task = tokio::spawn(async move {
             let job = run.job;
-            let mut after = 0;
+            let mut after = after;
             let mut tick = tokio::time::interval(POLL);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
@@ -79,11 +77,7 @@ impl Steerer {
                 };
                 for record in pending {
                     after = record.seq;
-                    let effects = if record.requested_at < run.started_ms {
-                        Vec::new()
-                    } else {
-                        apply(&run, &record)
-                    };
+                    let effects = apply(&run, &record);
                     let (seq, at) = (record.seq, now_ms());
                     // Failing to mark it applied costs only its effect events: the next tick
                     // skips it (`after`), and the run obeys it already.
@@ -131,6 +125,24 @@ impl Steerer {
     pub(crate) fn stop(self) {
         self.task.abort();
     }
+}
+
+/// A resume, before the job is recorded running again: the requests not applied yet were
+/// addressed to a run that is over (a drain or a cancel has nothing left to stop; a pause's or
+/// a scale's effect on the job's control state is what [`restore`] starts from), so they are
+/// marked applied without effects. Numbers, not clocks, tell them apart from the requests to
+/// this run (requests from other hosts carry their own clocks). Returns the last number.
+pub(crate) async fn settle<E: Executor>(run: &Arc<Run<E>>) -> Result<u64, RunError> {
+    let job = run.job;
+    run.blocking(move |s| {
+        let made = s.control_requests(job, 0)?;
+        let at = now_ms();
+        for stale in made.iter().filter(|r| r.applied_at.is_none()) {
+            s.apply_control(job, stale.seq, &[], at)?;
+        }
+        Ok(made.last().map_or(0, |r| r.seq))
+    })
+    .await
 }
 
 /// A resume: sets the run's steering from the job's control state (a pause and a scale outlive

@@ -64,6 +64,12 @@ pub(crate) async fn own<E: Executor>(
             (r.prior_duration, Event::JobResumed(resumed))
         }
     };
+    // Control requests made before this run are settled before it can take new ones (a
+    // request is recorded only while the job is running).
+    let after = match &config.start {
+        Start::New { .. } => 0,
+        Start::Resume(_) => control::settle(&run).await?,
+    };
     run.record(vec![
         Write::JobStatus {
             job,
@@ -76,7 +82,7 @@ pub(crate) async fn own<E: Executor>(
     if let Start::Resume(_) = &config.start {
         control::restore(&run).await?;
     }
-    let steerer = Steerer::start(run.clone());
+    let steerer = Steerer::start(run.clone(), after);
     let heartbeat = Heartbeat::start(run.clone(), &config, prior);
     let owner = Owner {
         run: run.clone(),
