@@ -794,3 +794,37 @@ fn control_a_request_to_a_dead_run_does_not_reach_the_resume() {
         "the stale drain had no effect"
     );
 }
+
+/// A cancel of a job paused with `--suspend`: the stopped commands are continued for their
+/// grace period and get SIGTERM they can handle, then the job is `cancelled`.
+#[test]
+fn control_cancel_of_a_suspended_job_continues_its_commands_to_stop_them() {
+    let (ws, mut child, job) = running(
+        4,
+        2,
+        "trap 'echo term >> term.txt; exit 0' TERM; echo $$ >> pids.txt; sleep 30 & wait",
+        &["--grace", "1s"],
+    );
+    let short = job.short();
+    wait_until(Duration::from_secs(5), "two commands to start", || {
+        std::fs::read_to_string(ws.join("pids.txt")).is_ok_and(|t| t.lines().count() >= 2)
+    });
+    ws.run(&["pause", &short, "--suspend"]).success();
+    let pids: Vec<i32> = ws
+        .read("pids.txt")
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect();
+    wait_until(Duration::from_secs(2), "the commands to be stopped", || {
+        pids.iter().all(|&p| proc_state(p) == Some('T'))
+    });
+    ws.run(&["cancel", &short]).success();
+    assert_eq!(exit_code(&mut child, Duration::from_secs(15)), 130);
+    assert_eq!(ws.only_job().status, JobStatus::Cancelled);
+    let handled = std::fs::read_to_string(ws.join("term.txt")).unwrap_or_default();
+    assert_eq!(
+        handled.lines().count(),
+        pids.len(),
+        "each stopped command was continued and handled its SIGTERM"
+    );
+}

@@ -84,11 +84,18 @@ pub(crate) async fn execute(
         view_args.progress_interval,
     ));
     if !view_args.quiet {
+        // A resumed job runs with the agents `mmm scale` set last, if it set some.
+        let agents = config
+            .store
+            .control_state(job_id)
+            .ok()
+            .and_then(|state| state.agents)
+            .map_or(plan.map.max_parallel, |agents| agents as usize);
         view.message(&format!(
             "mmm: job {} ({}) with {} agents; store {}",
             job_id.short(),
             plan.name,
-            plan.map.max_parallel,
+            agents,
             mmm_store::shown_location(store_location)
         ));
     }
