@@ -52,6 +52,8 @@ struct JobView {
     short_id: String,
     name: String,
     status: JobStatus,
+    /// Paused by `mmm pause` (docs/control.md).
+    paused: bool,
     phase: Option<Phase>,
     percent: f64,
     total: u64,
@@ -271,6 +273,7 @@ fn view(store: &dyn Store, r: &JobRecord, now: i64) -> anyhow::Result<JobView> {
         short_id: r.id.short(),
         name: r.name.clone(),
         status: r.status,
+        paused: r.paused,
         phase: r.phase,
         percent: r.counts.percent(),
         total: r.counts.total(),
@@ -315,6 +318,15 @@ fn dlq_entries(store: &dyn Store, r: &JobRecord) -> anyhow::Result<(Vec<DlqEntry
     Ok((entries, truncated))
 }
 
+/// The status column: a running job that is paused says so.
+fn status_text(r: &JobRecord) -> String {
+    if r.paused && r.status == JobStatus::Running {
+        "paused".to_string()
+    } else {
+        r.status.to_string()
+    }
+}
+
 fn print_table(records: &[JobRecord], now: i64) -> anyhow::Result<()> {
     let rows: Vec<Vec<String>> = records
         .iter()
@@ -323,7 +335,7 @@ fn print_table(records: &[JobRecord], now: i64) -> anyhow::Result<()> {
             vec![
                 r.id.short(),
                 r.name.clone(),
-                r.status.to_string(),
+                status_text(r),
                 format!("{:.1}%", c.percent()),
                 format!(
                     "{}/{}",
@@ -355,7 +367,8 @@ fn print_table(records: &[JobRecord], now: i64) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The resume ledger: each resume and input or spec change, and why items ran again.
+/// The resume ledger: each resume, input or spec change and control request with its effect,
+/// and why items ran again.
 fn print_ledger(store: &dyn Store, r: &JobRecord, now: i64) -> anyhow::Result<()> {
     let ledger = store.ledger(r.id)?;
     if ledger.entries.is_empty() && ledger.requeued.is_empty() {
@@ -374,6 +387,15 @@ fn print_ledger(store: &dyn Store, r: &JobRecord, now: i64) -> anyhow::Result<()
                 changed.new_items, changed.vanished_items
             ),
             Event::SpecChanged(_) => "job file changed; accepted".to_string(),
+            Event::ControlRequested(r) => format!(
+                "{} requested from {} (pid {}), request {}",
+                r.action.name(),
+                r.host,
+                r.pid,
+                r.request
+            ),
+            Event::Scaled(s) => format!("scaled from {} to {} agents", s.from, s.to),
+            Event::Paused(p) if p.request.is_none() => "paused again by the resume".to_string(),
             other => other.kind_name().replace('_', " "),
         };
         println!("  {:>8}  {detail}", output::age(e.at, now));

@@ -9,6 +9,7 @@
 mod check;
 mod clean;
 mod completions;
+mod control;
 mod dlq;
 mod events;
 mod export;
@@ -71,7 +72,8 @@ Exit codes:
        `mmm check` found problems
   2    usage error: bad option, invalid job file, unknown job id
   3    the job completed with failures: some items are in the dead-letter queue
-  130  the job was interrupted (Ctrl-C, SIGTERM or SIGHUP)
+  130  the job was interrupted (Ctrl-C, SIGTERM, SIGHUP, `mmm drain`) or cancelled
+       (`mmm cancel`)
   a one-liner stopped by --halt exits as GNU parallel does: the failing command's exit
   status with fail=1, 0 with success=N, else the number of failed items (at most 101)";
 
@@ -148,6 +150,20 @@ enum Command {
     Worker(worker::WorkerArgs),
     /// Copy a job's record between stores (SQLite <-> PostgreSQL) to continue it elsewhere.
     Store(store_cmd::StoreArgs),
+    /// Pause a running job: no new item starts (from any terminal or host).
+    #[command(after_help = control::PAUSE_HELP)]
+    Pause(control::PauseArgs),
+    /// Unpause a paused job: items start again.
+    Unpause(control::JobArg),
+    /// Change the number of agents of a running job.
+    #[command(after_help = control::SCALE_HELP)]
+    Scale(control::ScaleArgs),
+    /// Let a running job finish its items in flight, then stop it (interrupted, resumable).
+    #[command(after_help = control::DRAIN_HELP)]
+    Drain(control::JobArg),
+    /// Cancel a running job: its commands are stopped, it ends `cancelled`.
+    #[command(after_help = control::CANCEL_HELP)]
+    Cancel(control::CancelArgs),
     /// Print the shell completion script (bash, zsh, fish, elvish, powershell).
     #[command(after_help = completions::AFTER_HELP)]
     Completions(completions::CompletionsArgs),
@@ -218,6 +234,11 @@ fn dispatch(cli: Cli) -> anyhow::Result<Exit> {
         Command::Worker(args) => worker::worker(&cli.store, args),
         Command::Store(args) => store_cmd::store(&cli.store, args),
         Command::Clean(args) => clean::clean(&cli.store, args),
+        Command::Pause(args) => control::pause(&cli.store, args),
+        Command::Unpause(args) => control::unpause(&cli.store, args),
+        Command::Scale(args) => control::scale(&cli.store, args),
+        Command::Drain(args) => control::drain(&cli.store, args),
+        Command::Cancel(args) => control::cancel(&cli.store, args),
         Command::Completions(args) => completions::completions(args),
         Command::Man(args) => man::man(args),
     }

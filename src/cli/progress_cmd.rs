@@ -174,9 +174,14 @@ pub(crate) fn summary(state: &ViewerState) -> String {
     } else {
         ""
     };
+    let paused = if job.paused && job.status == JobStatus::Running {
+        ", paused (`mmm unpause` starts items again)"
+    } else {
+        ""
+    };
     let _ = writeln!(
         s,
-        "{} ({}): {}{liveness}{}",
+        "{} ({}): {}{paused}{liveness}{}",
         job.name,
         job.id.short(),
         job.status,

@@ -222,7 +222,8 @@ impl Feed for ReplayFeed {
                 self.speed = (self.speed * factor).clamp(0.125, 10_000.0);
                 state.replay = Some(self.position());
             }
-            Action::None | Action::Redraw | Action::Quit => return false,
+            // A replay steers nothing: its job is history.
+            Action::None | Action::Redraw | Action::Quit | Action::Control(_) => return false,
         }
         true
     }

@@ -7,6 +7,7 @@ mod alerts;
 mod check;
 #[path = "../shared/chromium.rs"]
 mod chromium;
+mod control;
 mod dlq;
 mod events;
 mod failures;

@@ -529,7 +529,11 @@ fn a_job_killed_in_a_version_3_store_resumes_after_the_upgrade() {
     ws.write("go", "");
     ws.run(&["resume", &job.id.to_string(), "--progress", "none"])
         .success();
-    assert_eq!(user_version(&ws), 4, "opening the store upgraded it");
+    assert_eq!(
+        user_version(&ws),
+        mmm_store::sqlite::SCHEMA_VERSION,
+        "opening the store upgraded it"
+    );
 
     let store = ws.store();
     let job = ws.only_job();

@@ -194,6 +194,18 @@ events! {
     AlertRaised(Alert) => "alert_raised", "alert";
     /// A condition that raised an alert is over.
     AlertResolved(AlertResolved) => "alert_resolved", "alert";
+    /// Someone asked the running job to change course (docs/control.md).
+    ControlRequested(ControlRequested) => "control_requested", "control";
+    /// The job's owner paused it: no new item starts.
+    Paused(Paused) => "paused", "control";
+    /// The job's owner unpaused it: items start again.
+    Unpaused(ControlApplied) => "unpaused", "control";
+    /// The job's owner changed the number of agents.
+    Scaled(Scaled) => "scaled", "control";
+    /// The job's owner drains it: no new item starts, and it stops once the items in flight end.
+    Draining(ControlApplied) => "draining", "control";
+    /// The job's owner cancels it: running commands stop, the job ends `cancelled`.
+    Cancelling(Cancelling) => "cancelling", "control";
 }
 
 impl EventKind {
@@ -207,6 +219,7 @@ impl EventKind {
         "agent",
         "checkpoint",
         "alert",
+        "control",
     ];
 }
 

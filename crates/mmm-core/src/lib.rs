@@ -9,8 +9,10 @@
 //! - [`tracker`]: the lock-free live state of one job (counters, one slot per agent).
 //! - [`metrics`]: durations, the ETA with its range, stragglers, failure clusters.
 //! - [`alerts`]: the alert rules, judged against what the tracker sees.
+//! - [`control`]: what a request to steer a running job asks, and the state it leaves.
 
 pub mod alerts;
+pub mod control;
 pub mod event;
 pub mod job;
 pub mod metrics;

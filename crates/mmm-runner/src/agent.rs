@@ -12,7 +12,7 @@ use crate::halting::Ended;
 use crate::isolated::INFRA_LIMIT;
 use crate::map::Map;
 use crate::source::{Taken, Work, WorkSource};
-use crate::{Executor, StopLevel, process};
+use crate::{Executor, StopLevel, control, process};
 use mmm_core::event::{
     AgentEvent, AttemptFailed, AttemptStarted, Event, ItemCompleted, ItemDeadLettered, ItemSkipped,
 };
@@ -22,6 +22,17 @@ use mmm_store::Write;
 
 /// The longest wait between two attempts of an item.
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
+
+/// Why an agent ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum AgentEnd {
+    /// Its source has no more items for it.
+    Exhausted,
+    /// A scale down retired it; a scale up may start it again.
+    Retired,
+    /// The run stops (a stop, drain or cancel request, or the writer failed).
+    Stopped,
+}
 
 /// One agent working through items.
 pub(crate) struct Agent<E, S> {
@@ -38,21 +49,37 @@ impl<E: Executor, S: WorkSource> Agent<E, S> {
         Agent { map, index, name }
     }
 
-    /// Takes items until the source runs out, the job stops or the writer failed.
-    pub(crate) async fn work(self) {
+    /// Takes items until the source runs out, the job stops, the writer failed or a scale
+    /// down retires it (after its item); waits while the job is paused. Returns its number and
+    /// why it ended.
+    pub(crate) async fn work(self) -> (usize, AgentEnd) {
         let run = &self.map.run;
         let job = run.job;
         let agent = || AgentEvent {
             agent: self.name.clone(),
         };
+        let mut steering = run.steering.subscribe();
+        let mut stop = run.stop.clone();
         run.record(vec![Write::event(job, None, Event::AgentStarted(agent()))]);
-        loop {
+        let end = loop {
             if self.map.stopping() || run.writer.is_failed() {
-                break;
+                break AgentEnd::Stopped;
+            }
+            if !control::may_start(&mut steering, &mut stop, self.index).await {
+                break if self.map.stopping() {
+                    AgentEnd::Stopped
+                } else {
+                    AgentEnd::Retired
+                };
             }
             let Some(Taken { work, waited }) = self.map.source.next().await else {
-                break;
+                break AgentEnd::Exhausted;
             };
+            // Taken while waiting for an item, then paused: held until unpaused; a drain or a
+            // stop leaves it for later (nothing of it is recorded yet).
+            if !control::may_run_taken(&mut steering, &mut stop).await {
+                break AgentEnd::Stopped;
+            }
             self.map.wait_to_start().await;
             // The item's duration for the ETA counts from here to its end (see `item_measured`).
             let taken = tokio::time::Instant::now();
@@ -65,9 +92,10 @@ impl<E: Executor, S: WorkSource> Agent<E, S> {
             run.shown.item_ended(work.index);
             // Skipped or interrupted items leave no duration but must leave the in-flight set.
             metrics.item_released(self.index);
-        }
+        };
         run.tracker.agent_finished(self.index);
         run.record(vec![Write::event(job, None, Event::AgentFinished(agent()))]);
+        (self.index, end)
     }
 
     /// Takes one item through its attempts to its end here: completed, skipped, dead-lettered,

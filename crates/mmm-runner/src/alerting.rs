@@ -76,6 +76,7 @@ impl Watch {
                 _ => None,
             },
             deadline_ms: self.deadline_ms,
+            paused: tracker.is_paused(),
         };
         let changes = self.book.update(judge(rules, &seen));
         let job = run.job;

@@ -166,6 +166,7 @@ impl<E: Executor, S: WorkSource> Attempt<'_, E, S> {
                             item.key.clone(),
                             step.name.clone(),
                         )))),
+                        suspend: Some(run.suspended.subscribe()),
                     };
                     let result = run.executor.run(request, run.stop.clone()).await;
                     if run.show_map_output {

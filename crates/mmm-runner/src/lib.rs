@@ -23,6 +23,7 @@ mod agent;
 mod alerting;
 mod attempt;
 pub mod claim;
+mod control;
 mod feed;
 mod halting;
 mod heartbeat;

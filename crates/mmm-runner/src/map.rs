@@ -8,7 +8,7 @@ use std::sync::Arc;
 use tokio::task::JoinHandle;
 
 use crate::Executor;
-use crate::agent::Agent;
+use crate::agent::{Agent, AgentEnd};
 use crate::claim::{ClaimOptions, ClaimStats, Claims};
 use crate::isolated::Isolated;
 use crate::phase::Halt;
@@ -72,14 +72,40 @@ impl<E: Executor, S: WorkSource> Map<E, S> {
         agent_name(self.agent_prefix.as_deref(), agent)
     }
 
-    /// Runs the plan's agents until each runs out of items, or the job stops.
+    /// Runs the agents until each runs out of items, or the job stops: as many as the run's
+    /// steering says, started at once when a scale up asks for more (a scale down retires
+    /// agents after their item, see [`Agent::work`]).
     pub(crate) async fn work(self: &Arc<Self>) {
-        let agents = self.run.plan.map.max_parallel.max(1);
+        let mut steering = self.run.steering.subscribe();
         let mut tasks = tokio::task::JoinSet::new();
-        for agent in 0..agents {
-            tasks.spawn(Agent::new(self.clone(), agent).work());
+        let mut working = std::collections::BTreeSet::new();
+        // Once an agent found no more items, or the run stops, no agent is started again.
+        let mut over = false;
+        loop {
+            let agents = steering.borrow_and_update().agents;
+            if !over && !self.stopping() {
+                for agent in 0..agents {
+                    if working.insert(agent) {
+                        tasks.spawn(Agent::new(self.clone(), agent).work());
+                    }
+                }
+            }
+            if tasks.is_empty() {
+                break;
+            }
+            tokio::select! {
+                ended = tasks.join_next() => match ended {
+                    Some(Ok((agent, end))) => {
+                        working.remove(&agent);
+                        over |= end != AgentEnd::Retired;
+                    }
+                    // A panicked agent: the others go on (its item is left for a resume).
+                    Some(Err(_)) => {}
+                    None => break,
+                },
+                changed = steering.changed() => if changed.is_err() { over = true },
+            }
         }
-        while tasks.join_next().await.is_some() {}
     }
 }
 

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::claim::ClaimStats;
+use crate::control::{self, Steerer};
 use crate::feed;
 use crate::heartbeat::{Heartbeat, checkpoint};
 use crate::history;
@@ -64,6 +65,12 @@ pub(crate) async fn own<E: Executor>(
             (r.prior_duration, Event::JobResumed(resumed))
         }
     };
+    // Control requests made before this run are settled before it can take new ones (a
+    // request is recorded only while the job is running).
+    let after = match &config.start {
+        Start::New { .. } => 0,
+        Start::Resume(_) => control::settle(&run).await?,
+    };
     run.record(vec![
         Write::JobStatus {
             job,
@@ -81,6 +88,11 @@ pub(crate) async fn own<E: Executor>(
             .await
             .unwrap_or_default();
     run.metrics.start_from(&history);
+    // A resume restores what control requests made of the job (a pause, a scale).
+    if let Start::Resume(_) = &config.start {
+        control::restore(&run).await?;
+    }
+    let steerer = Steerer::start(run.clone(), after);
     let heartbeat = Heartbeat::start(run.clone(), &config, prior);
     let owner = Owner {
         run: run.clone(),
@@ -88,10 +100,14 @@ pub(crate) async fn own<E: Executor>(
     };
     let mut claims = None;
     let phases = owner.phases(&heartbeat, &mut claims).await;
+    steerer.stop();
     let mut pulse = heartbeat.stop().await?;
     pulse.close_alerts();
     let (status, error) = match phases {
         Ok(()) => (None, None),
+        Err(Halt::Interrupted) if run.steering.borrow().cancelled.is_some() => {
+            (Some(JobStatus::Cancelled), None)
+        }
         Err(Halt::Interrupted) => (Some(JobStatus::Interrupted), None),
         Err(Halt::Failed(failure)) => (Some(JobStatus::Failed), Some(failure)),
         Err(Halt::Broken(e)) => return Err(e),
@@ -285,7 +301,8 @@ impl<E: Executor> Owner<E> {
             .last()
             .map_or(0, |e| e.seq);
         let prefix = options.agent_prefix.as_deref();
-        let own = (0..run.plan.map.max_parallel.max(1)).map(|agent| agent_name(prefix, agent));
+        // Every agent a scale may start is this process's own.
+        let own = (0..run.tracker.agent_capacity()).map(|agent| agent_name(prefix, agent));
         heartbeat.follow(Others::new(after, own));
         run.record(vec![Write::JobPhase {
             job,

@@ -55,6 +55,9 @@ pub struct CommandRequest {
     /// Told about the command's output and reports while it runs; with one, the command
     /// gets a report pipe (`MMM_PROGRESS_FD`, see [`super::report`]).
     pub observer: Option<Observer>,
+    /// While this says `true` (`mmm pause --suspend`), the command's process group is stopped
+    /// (SIGSTOP; SIGCONT when it turns `false`) and its timeout does not run. `None`: never.
+    pub suspend: Option<watch::Receiver<bool>>,
 }
 
 /// What the runner wants to know while a command runs.
@@ -271,7 +274,15 @@ impl Executor for ProcessExecutor {
         // Waiting and reading run in this one task: no extra task and wake-up per command.
         let exited = tokio::sync::Notify::new();
         let waiting = async {
-            let ended = self.wait(&mut child, pgid, deadline, &mut stop).await;
+            let ended = self
+                .wait(
+                    &mut child,
+                    pgid,
+                    deadline,
+                    &mut stop,
+                    request.suspend.clone(),
+                )
+                .await;
             exited.notify_one();
             (ended, started.elapsed())
         };
@@ -348,19 +359,39 @@ impl ProcessExecutor {
         pgid: Option<Pid>,
         deadline: Option<tokio::time::Instant>,
         stop: &mut watch::Receiver<StopLevel>,
+        mut suspend: Option<watch::Receiver<bool>>,
     ) -> (std::io::Result<std::process::ExitStatus>, Option<Exit>) {
         let mut forced: Option<Exit> = None;
+        let mut deadline = deadline;
+        // Since when the group is stopped (`mmm pause --suspend`).
+        let mut suspended: Option<tokio::time::Instant> = None;
         let status = loop {
             let level = *stop.borrow_and_update();
             if level == StopLevel::Immediate && forced.is_none() {
                 forced = Some(Exit::Interrupted);
                 signal_group(pgid, Signal::SIGKILL);
             }
+            // A stop request continues a stopped group: it gets its grace like any other.
+            let want =
+                level == StopLevel::Run && suspend.as_mut().is_some_and(|s| *s.borrow_and_update());
+            match (want, suspended) {
+                (true, None) => {
+                    signal_group(pgid, Signal::SIGSTOP);
+                    suspended = Some(tokio::time::Instant::now());
+                }
+                (false, Some(since)) => {
+                    signal_group(pgid, Signal::SIGCONT);
+                    // The time stopped does not count against the timeout.
+                    deadline = deadline.map(|d| d + since.elapsed());
+                    suspended = None;
+                }
+                _ => {}
+            }
             let grace_end = (level == StopLevel::Graceful && forced.is_none())
                 .then(|| tokio::time::Instant::now() + self.stop_grace);
             tokio::select! {
                 status = child.wait() => break status,
-                _ = sleep_until_opt(deadline), if forced.is_none() => {
+                _ = sleep_until_opt(deadline), if forced.is_none() && suspended.is_none() => {
                     forced = Some(Exit::TimedOut);
                     break terminate(child, pgid, self.kill_grace).await;
                 }
@@ -375,9 +406,25 @@ impl ProcessExecutor {
                         break terminate(child, pgid, Duration::ZERO).await;
                     }
                 }
+                changed = suspension_changed(&mut suspend) => {
+                    if changed.is_err() {
+                        // Nobody can suspend it any more: as if never suspended.
+                        suspend = None;
+                    }
+                }
             }
         };
         (status, forced)
+    }
+}
+
+/// Waits for the suspension to change; never, without one.
+async fn suspension_changed(
+    suspend: &mut Option<watch::Receiver<bool>>,
+) -> Result<(), watch::error::RecvError> {
+    match suspend {
+        Some(suspend) => suspend.changed().await,
+        None => std::future::pending().await,
     }
 }
 
@@ -513,6 +560,7 @@ mod tests {
             timeout: None,
             keep_output: true,
             observer: None,
+            suspend: None,
         }
     }
 

@@ -28,6 +28,8 @@ pub struct ResumeOptions {
     pub accept_changed_spec: bool,
     /// Number of parallel agents; `None`: as the job had.
     pub max_parallel: Option<usize>,
+    /// Resume a `cancelled` job (`mmm cancel`), which is otherwise refused as finished.
+    pub force: bool,
 }
 
 /// Why a job cannot be resumed.
@@ -121,6 +123,7 @@ pub fn prepare(
     }
     let finished = match options.from {
         Some(_) => Finished::Reopen,
+        None if options.force && record.status == JobStatus::Cancelled => Finished::Reopen,
         None => Finished::Refuse,
     };
     let taken = take_over(store, id, finished)?;
@@ -201,10 +204,7 @@ pub enum TakeOverError {
         age_s: i64,
     },
     /// It has finished; there is nothing to continue.
-    #[error(
-        "job {job} is {status}: there is nothing to resume (retry its failed items with \
-         `mmm dlq retry {job}`)"
-    )]
+    #[error("{}", finished_message(*job, *status))]
     Finished {
         /// The job.
         job: JobId,
@@ -214,6 +214,18 @@ pub enum TakeOverError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+/// Why a finished job is not resumed, and what the user can do instead.
+fn finished_message(job: JobId, status: JobStatus) -> String {
+    if status == JobStatus::Cancelled {
+        format!("job {job} was cancelled; `mmm resume --force {job}` runs it again")
+    } else {
+        format!(
+            "job {job} is {status}: there is nothing to resume (retry its failed items with \
+             `mmm dlq retry {job}`)"
+        )
+    }
 }
 
 /// What a take-over found and did.

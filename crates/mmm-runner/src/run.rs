@@ -8,9 +8,11 @@ use std::time::Instant;
 
 use tokio::sync::watch;
 
+use crate::control::Steering;
 use crate::halting::HaltWatch;
 use crate::shown::{Shown, tagged};
 use crate::{CommandResult, Executor, Output, Role, RunConfig, RunError, StopLevel};
+use mmm_core::control::ControlState;
 use mmm_core::job::{JobId, now_ms};
 use mmm_core::metrics::LiveMetrics;
 use mmm_core::tracker::Tracker;
@@ -27,10 +29,17 @@ pub(crate) struct Run<E> {
     pub(crate) writer: Arc<StoreWriter>,
     pub(crate) tracker: Arc<Tracker>,
     pub(crate) metrics: Arc<LiveMetrics>,
-    /// Stop requests: the caller's, raised by `--halt now` (see [`HaltWatch`]).
+    /// Stop requests: the caller's (signals), raised by `--halt now` (see [`HaltWatch`]) and
+    /// by a cancel (`mmm cancel`).
     pub(crate) stop: watch::Receiver<StopLevel>,
+    /// Where the run's own stop requests go (a cancel); also keeps `stop` open.
+    pub(crate) stop_tx: watch::Sender<StopLevel>,
     /// `--halt`.
     pub(crate) halt: HaltWatch,
+    /// What the control requests so far ask of the agents (docs/control.md).
+    pub(crate) steering: watch::Sender<Steering>,
+    /// True while the map's running commands are to be stopped (`mmm pause --suspend`).
+    pub(crate) suspended: watch::Sender<bool>,
     /// Where output to show goes, in the order it is to be shown.
     pub(crate) shown: Shown,
     /// Show each map command's output, not only setup's and reduce's.
@@ -51,7 +60,12 @@ impl<E: Executor> Run<E> {
         let keep_order = config.plan.output.keep_order;
         let (stop_tx, stop) = watch::channel(*config.stop.borrow());
         tokio::spawn(forward_stop(config.stop, stop_tx.clone()));
-        let halt = HaltWatch::new(config.plan.map.halt, stop_tx);
+        let halt = HaltWatch::new(config.plan.map.halt, stop_tx.clone());
+        let steering = Steering::start(
+            ControlState::default(),
+            config.plan.map.max_parallel,
+            config.tracker.agent_capacity(),
+        );
         let run = Run {
             job: config.job_id,
             plan: config.plan,
@@ -61,6 +75,9 @@ impl<E: Executor> Run<E> {
             metrics: config.metrics,
             stop,
             halt,
+            stop_tx,
+            steering: watch::Sender::new(steering),
+            suspended: watch::Sender::new(false),
             shown: Shown::new(config.output, keep_order),
             show_map_output: config.show_map_output,
             executor,
@@ -76,9 +93,11 @@ impl<E: Executor> Run<E> {
         self.writer.send_group(writes);
     }
 
-    /// True once a stop was requested.
+    /// True once a stop was requested, `--halt` halted the run, or a drain or a cancel.
     pub(crate) fn stopping(&self) -> bool {
-        *self.stop.borrow() != StopLevel::Run || self.halt.is_halted()
+        *self.stop.borrow() != StopLevel::Run
+            || self.halt.is_halted()
+            || self.steering.borrow().is_ending()
     }
 
     /// Waits until everything sent to the writer is committed.
@@ -174,8 +193,8 @@ impl<E: Executor> Run<E> {
     }
 }
 
-/// Passes the caller's stop requests on to the run's own stop signal (which `--halt now` may
-/// also raise), until either side is gone.
+/// Passes the caller's stop requests on to the run's own stop signal (which `--halt now` and a
+/// cancel may also raise), never lowering its level, until either side is gone.
 async fn forward_stop(mut from: watch::Receiver<StopLevel>, to: watch::Sender<StopLevel>) {
     loop {
         tokio::select! {

@@ -5,6 +5,7 @@
 
 use std::sync::Arc;
 
+use crate::control::Steerer;
 use crate::isolated;
 use crate::map::ClaimedMap;
 use crate::phase::Halt;
@@ -49,8 +50,11 @@ async fn work<E: Executor>(
     }
     let counts = run.blocking(move |s| s.job(job)).await?.counts;
     run.tracker.set_total(counts.total());
+    // Pause, scale, drain and cancel requests to the job reach this process too.
+    let follower = Steerer::follow(run.clone()).await?;
     let claimed = ClaimedMap::start(run, options);
     claimed.map().work().await;
+    follower.stop();
     let (stats, ended) = claimed.end().await;
     *claims = Some(stats);
     ended

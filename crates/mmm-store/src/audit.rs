@@ -476,6 +476,8 @@ mod tests {
                 heartbeat_at: None,
                 origin: None,
                 input_fingerprint: None,
+                paused: false,
+                scaled_agents: None,
                 counts,
             },
             items,

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use mmm_core::job::{ItemStatus, JobId};
+use mmm_core::job::{ItemStatus, JobId, JobStatus};
 
 /// Everything the store can fail with. Each variant says what to do next.
 #[derive(Debug, thiserror::Error)]
@@ -258,6 +258,32 @@ pub enum StoreError {
         job: JobId,
         /// The change that no longer applied.
         what: String,
+    },
+    /// A control request to a job that is not running (`mmm pause`, `scale`, ...).
+    #[error(
+        "job {} is {status}, not running: only a running job can be {verb}{}",
+        job.short(),
+        match status {
+            JobStatus::Interrupted => format!("; `mmm resume {}` runs it again", job.short()),
+            _ => String::new(),
+        }
+    )]
+    JobNotRunning {
+        /// The job.
+        job: JobId,
+        /// Its status.
+        status: JobStatus,
+        /// What the request would have done, e.g. `paused`.
+        verb: &'static str,
+    },
+    /// A control request no job can follow (a scale out of range).
+    #[error("job {}: {source}", job.short())]
+    ControlRefused {
+        /// The job.
+        job: JobId,
+        /// Why.
+        #[source]
+        source: mmm_core::control::ControlRefusal,
     },
     /// A `postgres://` URL that cannot be used as given.
     #[error(

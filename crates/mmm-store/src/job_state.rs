@@ -156,6 +156,8 @@ pub fn fixture(agents: usize) -> JobState {
             heartbeat_at: Some(now),
             origin: None,
             input_fingerprint: None,
+            paused: false,
+            scaled_agents: None,
             counts,
         },
         percent: 50.0,

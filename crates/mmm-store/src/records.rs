@@ -140,6 +140,10 @@ pub struct JobRecord {
     pub origin: Option<String>,
     /// The map input's fingerprint when its items were recorded (`MapPlan::input_fingerprint`).
     pub input_fingerprint: Option<String>,
+    /// Paused by `mmm pause` (docs/control.md): a running job starts no new item.
+    pub paused: bool,
+    /// The agents `mmm scale` set last (docs/control.md); `None`: `max_parallel`.
+    pub scaled_agents: Option<u32>,
     /// Item counts by status.
     pub counts: ItemCounts,
 }

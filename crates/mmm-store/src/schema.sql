@@ -1,4 +1,4 @@
--- The mmm store schema as it is now (version 4), for a new store: one script instead of
+-- The mmm store schema as it is now (version 5), for a new store: one script instead of
 -- replaying every migration (a new store is made by every `mmm run` in a new folder, and the
 -- migrations' table rebuilds were a third of a short run's CPU). An existing store is brought
 -- here by `migrations/` instead; `sqlite.rs`'s test `fresh_schema_matches_migrations`
@@ -89,6 +89,25 @@ CREATE TABLE checkpoints (
     completed       INTEGER NOT NULL,
     dead_lettered   INTEGER NOT NULL,
     skipped         INTEGER NOT NULL
+);
+
+-- Control of running jobs (docs/control.md; see migrations/0005_control.sql).
+CREATE TABLE control_requests (
+    job_ref      INTEGER NOT NULL REFERENCES jobs (job_ref) ON DELETE CASCADE,
+    seq          INTEGER NOT NULL,
+    action       TEXT NOT NULL,       -- the action and its argument, JSON
+    host         TEXT NOT NULL,
+    pid          INTEGER NOT NULL,
+    requested_at INTEGER NOT NULL,
+    applied_at   INTEGER,             -- NULL until the owner applied it
+    PRIMARY KEY (job_ref, seq)
+) WITHOUT ROWID;
+
+CREATE TABLE job_controls (
+    job_ref INTEGER PRIMARY KEY REFERENCES jobs (job_ref) ON DELETE CASCADE,
+    paused  INTEGER NOT NULL DEFAULT 0,
+    suspend INTEGER NOT NULL DEFAULT 0,
+    agents  INTEGER
 );
 
 -- Counts by status (`mmm jobs`, every view).

@@ -651,6 +651,51 @@ mod tests {
         }
     }
 
+    impl crate::Control for CountingStore {
+        fn request_control(
+            &self,
+            _: JobId,
+            _: &crate::ControlRequest,
+            _: i64,
+        ) -> Result<crate::ControlRecord, StoreError> {
+            unimplemented!()
+        }
+
+        fn pending_control(
+            &self,
+            _: JobId,
+            _: u64,
+        ) -> Result<Vec<crate::ControlRecord>, StoreError> {
+            unimplemented!()
+        }
+
+        fn control_requests(
+            &self,
+            _: JobId,
+            _: u64,
+        ) -> Result<Vec<crate::ControlRecord>, StoreError> {
+            unimplemented!()
+        }
+
+        fn apply_control(
+            &self,
+            _: JobId,
+            _: u64,
+            _: &[mmm_core::event::Event],
+            _: i64,
+        ) -> Result<(), StoreError> {
+            unimplemented!()
+        }
+
+        fn control_state(&self, _: JobId) -> Result<mmm_core::control::ControlState, StoreError> {
+            unimplemented!()
+        }
+
+        fn set_control_agents(&self, _: JobId, _: Option<u32>) -> Result<(), StoreError> {
+            unimplemented!()
+        }
+    }
+
     impl Recovery for CountingStore {
         fn take_job(&self, _: JobId, _: &Owner, _: &Owner) -> Result<bool, StoreError> {
             unimplemented!()

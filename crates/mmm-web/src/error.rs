@@ -17,6 +17,9 @@ pub enum ApiError {
     /// A bad parameter or id.
     #[error("{0}")]
     BadRequest(String),
+    /// The job cannot do that now (a control request to a job that is not running).
+    #[error("{0}")]
+    Conflict(String),
     /// No token, or the wrong one.
     #[error("a valid token is required: send `Authorization: Bearer TOKEN` or `?token=TOKEN`")]
     Unauthorized,
@@ -49,6 +52,7 @@ impl ApiError {
         match self {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::ForbiddenOrigin(_) => StatusCode::FORBIDDEN,
             ApiError::Store(_) | ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,

@@ -15,6 +15,7 @@ mod api;
 mod assets;
 mod auth;
 mod cache;
+mod control;
 mod error;
 mod hub;
 mod prometheus;
@@ -29,7 +30,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::serve::{ListenerExt, TapIo};
 
 pub use error::ApiError;
@@ -151,6 +152,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/jobs/{id}/ledger", get(api::ledger))
         .route("/api/jobs/{id}/export", get(api::export))
         .route("/api/jobs/{id}/events", get(sse::events))
+        .route("/api/jobs/{id}/control", post(control::control))
         .route("/api/runs", get(runs::runs))
         .route("/ws", get(ws::upgrade))
         .route("/metrics", get(prometheus::metrics))

@@ -20,6 +20,8 @@ pub struct JobSummary {
     pub name: String,
     /// Current status.
     pub status: JobStatus,
+    /// Paused by `mmm pause` (docs/control.md).
+    pub paused: bool,
     /// The phase running or last run.
     pub phase: Option<Phase>,
     /// Item counts by status.
@@ -28,8 +30,8 @@ pub struct JobSummary {
     pub total: u64,
     /// Done (completed, dead-lettered, skipped) over total, 0..=100.
     pub percent: f64,
-    /// The snapshot's ETA (`metrics.eta`: `state` is `done`, `warming_up`, `stalled` or
-    /// `estimate`), when the job has a snapshot.
+    /// The snapshot's ETA (`metrics.eta`: `state` is `done`, `warming_up`, `stalled`,
+    /// `paused` or `estimate`), when the job has a snapshot.
     pub eta: Option<Eta>,
     /// Items finished per second over the snapshot's window, when known.
     pub throughput: Option<f64>,
@@ -73,6 +75,7 @@ impl JobSummary {
             short: record.id.short(),
             name: record.name,
             status: record.status,
+            paused: record.paused,
             phase: record.phase,
             counts: record.counts,
             total: record.counts.total(),

@@ -83,7 +83,7 @@ pub(super) async fn upgrade(
 }
 
 /// Whether a browser's `Origin` names the host the request was sent to.
-fn same_origin(origin: &str, host: &str) -> bool {
+pub(super) fn same_origin(origin: &str, host: &str) -> bool {
     let authority = origin
         .strip_prefix("http://")
         .or_else(|| origin.strip_prefix("https://"));

@@ -84,11 +84,18 @@ pub(crate) async fn execute(
         view_args.progress_interval,
     ));
     if !view_args.quiet {
+        // A resumed job runs with the agents `mmm scale` set last, if it set some.
+        let agents = config
+            .store
+            .control_state(job_id)
+            .ok()
+            .and_then(|state| state.agents)
+            .map_or(plan.map.max_parallel, |agents| agents as usize);
         view.message(&format!(
             "mmm: job {} ({}) with {} agents; store {}",
             job_id.short(),
             plan.name,
-            plan.map.max_parallel,
+            agents,
             mmm_store::shown_location(store_location)
         ));
     }
@@ -132,7 +139,8 @@ pub(crate) async fn execute(
     Ok(match summary.status {
         JobStatus::Completed => Exit::Success,
         JobStatus::CompletedWithFailures => Exit::CompletedWithFailures,
-        JobStatus::Interrupted => Exit::Interrupted,
+        // Cancelled (`mmm cancel`): stopped on request, as an interrupted run.
+        JobStatus::Interrupted | JobStatus::Cancelled => Exit::Interrupted,
         _ => Exit::Failure,
     })
 }
@@ -214,5 +222,12 @@ fn print_summary(summary: &runner::RunSummary, plan: &JobPlan, store_location: &
     }
     if summary.status == JobStatus::Interrupted {
         eprintln!("mmm: the job is recorded as interrupted; `mmm --store {store} jobs` lists it");
+    }
+    if summary.status == JobStatus::Cancelled {
+        eprintln!(
+            "mmm: the job was cancelled (mmm cancel); `mmm --store {store} resume --force {}` \
+             would run the rest",
+            summary.job_id.short()
+        );
     }
 }

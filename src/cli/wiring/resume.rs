@@ -27,6 +27,9 @@ pub(crate) struct ResumeOptions {
     /// Number of parallel agents [default: as the job had].
     #[arg(short = 'j', long = "jobs", value_name = "N", value_parser = clap::value_parser!(u32).range(1..=100_000))]
     jobs: Option<u32>,
+    /// Resume a cancelled job (`mmm cancel`), which is otherwise finished.
+    #[arg(long)]
+    force: bool,
     #[command(flatten)]
     view: ViewArgs,
 }
@@ -39,6 +42,7 @@ impl ResumeOptions {
             rerun_setup: false,
             accept_changed_spec: false,
             jobs: None,
+            force: false,
             view,
         }
     }
@@ -56,8 +60,14 @@ pub(crate) fn continue_job(
         rerun_setup: args.rerun_setup,
         accept_changed_spec: args.accept_changed_spec,
         max_parallel: args.jobs.map(|j| j as usize),
+        force: args.force,
     };
     let restored = resume::prepare(store.as_ref(), id, &options).map_err(resume_error)?;
+    if args.jobs.is_some() {
+        // `-j N` overrides what `mmm scale` set.
+        store.set_control_agents(id, None)?;
+    }
+    let control = store.control_state(id)?;
     if !args.view.quiet {
         let c = restored.job.counts;
         let prior = Duration::from_millis(restored.job.duration_ms.max(0) as u64);
@@ -84,6 +94,19 @@ pub(crate) fn continue_job(
             eprintln!(
                 "mmm: stopped {} commands the dead run left running (their items run again)",
                 restored.taken.killed_groups
+            );
+        }
+        if let Some(pause) = control.paused {
+            eprintln!(
+                "mmm: job {short} is paused{} (mmm pause): no item starts until `mmm unpause {short}`",
+                if pause.suspend { " with --suspend" } else { "" },
+                short = id.short()
+            );
+        }
+        if let Some(agents) = control.agents {
+            eprintln!(
+                "mmm: job {} runs with {agents} agent(s), as `mmm scale` set (-j N sets another number)",
+                id.short()
             );
         }
         if restored.from_stored_text {

@@ -13,7 +13,9 @@ pub(crate) fn usage_or_store_error(e: StoreError) -> anyhow::Error {
         | StoreError::AmbiguousJob { .. }
         | StoreError::InvalidJobId { .. }
         | StoreError::UnknownItems { .. }
-        | StoreError::NotDeadLettered { .. } => anyhow::Error::new(UsageError::new(e.to_string())),
+        | StoreError::NotDeadLettered { .. }
+        | StoreError::JobNotRunning { .. }
+        | StoreError::ControlRefused { .. } => anyhow::Error::new(UsageError::new(e.to_string())),
         other => anyhow::Error::new(other),
     }
 }

@@ -4,6 +4,8 @@
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 
 use super::state::ViewerState;
+use mmm_core::control::{ControlAction, MAX_AGENTS};
+use mmm_core::job::JobStatus;
 
 /// What a key asks the loop to do beyond changing the interface state.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -20,6 +22,34 @@ pub(crate) enum Action {
     Seek(i64),
     /// Replay: multiply the speed.
     Speed(f64),
+    /// Live: ask the job to change course (docs/control.md), through the store.
+    Control(ControlAction),
+}
+
+/// The keys that steer a live, running job: `p` pauses or unpauses, `+`/`-` scale by one
+/// agent, `d` drains, `x` cancels (after `y`). `None` for other keys, or a job not running.
+fn control_key(state: &mut ViewerState, code: KeyCode) -> Option<Action> {
+    let job = &state.job.job;
+    if job.status != JobStatus::Running {
+        return None;
+    }
+    let agents = job
+        .scaled_agents
+        .unwrap_or(job.max_parallel)
+        .clamp(1, MAX_AGENTS);
+    let action = match code {
+        KeyCode::Char('p') if job.paused => ControlAction::Unpause,
+        KeyCode::Char('p') => ControlAction::Pause { suspend: false },
+        KeyCode::Char('+') if agents < MAX_AGENTS => ControlAction::Scale { agents: agents + 1 },
+        KeyCode::Char('-') if agents > 1 => ControlAction::Scale { agents: agents - 1 },
+        KeyCode::Char('d') => ControlAction::Drain,
+        KeyCode::Char('x') => {
+            state.ui.confirm = Some(ControlAction::Cancel { now: false });
+            return Some(Action::Redraw);
+        }
+        _ => return None,
+    };
+    Some(Action::Control(action))
 }
 
 /// Applies one key to the viewer.
@@ -55,6 +85,20 @@ pub(crate) fn handle_key(state: &mut ViewerState, key: KeyEvent) -> Action {
         }
         return Action::Redraw;
     }
+    if let Some(action) = ui.confirm.take() {
+        // Only `y` confirms; any other key keeps the job running.
+        if key.code == KeyCode::Char('y') {
+            return Action::Control(action);
+        }
+        ui.notice = Some(format!("{} not sent", action.name()));
+        return Action::Redraw;
+    }
+    if state.replay.is_none()
+        && let Some(action) = control_key(state, key.code)
+    {
+        return action;
+    }
+    let ui = &mut state.ui;
     let page = ui.page.max(1);
     match key.code {
         KeyCode::Char('q') | KeyCode::Esc => return Action::Quit,
@@ -85,4 +129,76 @@ pub(crate) fn handle_key(state: &mut ViewerState, key: KeyEvent) -> Action {
     }
     state.clamp_scroll();
     Action::Redraw
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tui::viewer::state::fixture;
+
+    fn key(code: KeyCode) -> KeyEvent {
+        KeyEvent::new(code, KeyModifiers::NONE)
+    }
+
+    fn running(agents: usize) -> ViewerState {
+        let mut state = fixture(agents);
+        state.job.job.status = JobStatus::Running;
+        state.job.job.max_parallel = 4;
+        state
+    }
+
+    #[test]
+    fn control_keys_ask_for_pause_scale_and_drain() {
+        let mut state = running(4);
+        assert_eq!(
+            handle_key(&mut state, key(KeyCode::Char('p'))),
+            Action::Control(ControlAction::Pause { suspend: false })
+        );
+        state.job.job.paused = true;
+        assert_eq!(
+            handle_key(&mut state, key(KeyCode::Char('p'))),
+            Action::Control(ControlAction::Unpause)
+        );
+        assert_eq!(
+            handle_key(&mut state, key(KeyCode::Char('+'))),
+            Action::Control(ControlAction::Scale { agents: 5 })
+        );
+        state.job.job.scaled_agents = Some(1);
+        // Not below one agent.
+        assert_eq!(
+            handle_key(&mut state, key(KeyCode::Char('-'))),
+            Action::None
+        );
+        assert_eq!(
+            handle_key(&mut state, key(KeyCode::Char('d'))),
+            Action::Control(ControlAction::Drain)
+        );
+        // A finished job takes no request: the keys do nothing.
+        state.job.job.status = JobStatus::Completed;
+        assert_eq!(
+            handle_key(&mut state, key(KeyCode::Char('d'))),
+            Action::None
+        );
+    }
+
+    #[test]
+    fn cancel_asks_first() {
+        let mut state = running(2);
+        assert_eq!(
+            handle_key(&mut state, key(KeyCode::Char('x'))),
+            Action::Redraw
+        );
+        assert!(state.ui.confirm.is_some());
+        // Any other key keeps the job running.
+        assert_eq!(
+            handle_key(&mut state, key(KeyCode::Char('n'))),
+            Action::Redraw
+        );
+        assert!(state.ui.confirm.is_none());
+        handle_key(&mut state, key(KeyCode::Char('x')));
+        assert_eq!(
+            handle_key(&mut state, key(KeyCode::Char('y'))),
+            Action::Control(ControlAction::Cancel { now: false })
+        );
+    }
 }

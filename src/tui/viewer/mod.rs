@@ -172,8 +172,29 @@ impl Feed for LiveFeed {
         Ok(changed)
     }
 
-    fn control(&mut self, _action: Action, _state: &mut ViewerState) -> bool {
-        false
+    fn control(&mut self, action: Action, state: &mut ViewerState) -> bool {
+        let Action::Control(action) = action else {
+            return false;
+        };
+        // The same request `mmm pause`, `scale`, ... make, recorded in the store.
+        let request = mmm_store::ControlRequest {
+            action,
+            host: mmm_store::owner::host_name(),
+            pid: std::process::id(),
+        };
+        state.ui.notice = Some(
+            match self
+                .store
+                .request_control(self.job, &request, mmm_core::job::now_ms())
+            {
+                Ok(record) => format!("{} sent (request {})", action.name(), record.seq),
+                Err(e) => format!("{} refused: {e}", action.name()),
+            },
+        );
+        // Read again at once: the job's record shows the effect.
+        self.next = Instant::now();
+        self.seen = None;
+        true
     }
 }
 

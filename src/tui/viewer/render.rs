@@ -13,10 +13,13 @@ use ratatui::widgets::{Block, Borders, Clear, Gauge, Paragraph, Row, Sparkline, 
 
 use super::state::ViewerState;
 use crate::cli::output;
+use mmm_core::job::JobStatus;
 use mmm_core::snapshot::{AgentRow, Snapshot};
 
 /// The keys, as the footer lists them.
 pub(crate) const FOOTER: &str = "q quit  ↑↓ PgUp/PgDn scroll  s sort  / filter  f failed  ? help";
+/// The keys that steer a running job, added to the footer while one is viewed live.
+pub(crate) const CONTROL_FOOTER: &str = "p pause  +/- agents  d drain  x cancel";
 /// The replay keys, added to the footer in a replay.
 pub(crate) const REPLAY_FOOTER: &str = "space pause  ←→ seek  +/- speed";
 
@@ -72,14 +75,19 @@ fn status_color(status: &str) -> Color {
         "completed" => Color::Green,
         "running" => Color::Cyan,
         "failed" | "cancelled" => Color::Red,
-        "completed_with_failures" | "interrupted" => Color::Yellow,
+        "completed_with_failures" | "interrupted" | "paused" => Color::Yellow,
         _ => Color::Gray,
     }
 }
 
 fn render_header(frame: &mut Frame<'_>, area: Rect, state: &ViewerState) {
     let job = &state.job.job;
-    let status = job.status.as_str();
+    // A running job that is paused (`mmm pause`) says so.
+    let status = if job.paused && job.status == JobStatus::Running {
+        "paused"
+    } else {
+        job.status.as_str()
+    };
     let owner = if state.job.live {
         "live"
     } else if state.job.resumable {
@@ -405,6 +413,17 @@ fn render_footer(frame: &mut Frame<'_>, area: Rect, state: &ViewerState) {
     if state.replay.is_some() {
         text.push_str("  ");
         text.push_str(REPLAY_FOOTER);
+    } else if state.job.job.status == JobStatus::Running {
+        text.push_str("  ");
+        text.push_str(CONTROL_FOOTER);
+    }
+    if state.ui.confirm.is_some() {
+        text = format!(
+            "cancel job {}? running commands get their grace period, then are killed; y cancels, any other key keeps it running",
+            state.job.job.id.short()
+        );
+    } else if let Some(notice) = &state.ui.notice {
+        text = format!("{notice}  |  {text}");
     }
     frame.render_widget(
         Paragraph::new(text).style(Style::default().add_modifier(Modifier::REVERSED)),
@@ -423,6 +442,14 @@ fn render_help(frame: &mut Frame<'_>, area: Rect, state: &ViewerState) {
         "f             only agents whose last attempt failed",
         "?             this help (any key closes it)",
     ];
+    if state.replay.is_none() {
+        lines.extend([
+            "p             pause / unpause the job (mmm pause)",
+            "+ -           one agent more / fewer (mmm scale)",
+            "d             drain: finish the items in flight, then stop",
+            "x             cancel the job (asks first)",
+        ]);
+    }
     if state.replay.is_some() {
         lines.extend([
             "space         pause / play the replay",

@@ -91,6 +91,10 @@ pub(crate) struct Ui {
     pub(crate) editing_filter: bool,
     /// Only agents whose last attempt failed.
     pub(crate) failed_only: bool,
+    /// A control request waiting for `y` (cancel asks first).
+    pub(crate) confirm: Option<mmm_core::control::ControlAction>,
+    /// What the last control key did, for the footer.
+    pub(crate) notice: Option<String>,
     /// The help overlay is shown.
     pub(crate) help: bool,
 }
@@ -273,6 +277,7 @@ impl ViewerState {
                 format!("warming up ({completed}/{needed})")
             }
             Some(Eta::Stalled { .. }) => "stalled".into(),
+            Some(Eta::Paused) => "paused".into(),
             Some(Eta::Done) => "done".into(),
             None => "-".into(),
         }

@@ -87,12 +87,15 @@ pub struct Observation<'a> {
     pub eta_finish_ms: Option<i64>,
     /// The deadline (epoch ms), when the job has one.
     pub deadline_ms: Option<i64>,
+    /// The job is paused (`mmm pause`): quiet agents and a slow throughput are what was asked
+    /// for, so the stuck-agent and throughput rules are not judged.
+    pub paused: bool,
 }
 
 /// The alerts whose conditions hold now.
 pub fn judge(rules: &AlertRules, seen: &Observation<'_>) -> Vec<Alert> {
     let mut alerts = Vec::new();
-    if let Some(limit) = rules.stuck_after {
+    if let Some(limit) = rules.stuck_after.filter(|_| !seen.paused) {
         for agent in seen.agents {
             if agent.state == AgentState::Running && agent.quiet >= limit {
                 let name = format!("agent-{}", agent.index + 1);
@@ -153,7 +156,7 @@ pub fn judge(rules: &AlertRules, seen: &Observation<'_>) -> Vec<Alert> {
             }
         }
     }
-    if let Some(share) = rules.throughput_drop {
+    if let Some(share) = rules.throughput_drop.filter(|_| !seen.paused) {
         // Judged only with a full window behind an average of at least two windows, and
         // while every agent has work: the tail of a job slows down by nature.
         let window_s = rules.window.as_secs_f64().max(1.0);
@@ -306,6 +309,7 @@ mod tests {
             queued: 500,
             eta_finish_ms: Some(2_000_000),
             deadline_ms: None,
+            paused: false,
         }
     }
 
@@ -350,6 +354,15 @@ mod tests {
             ..rules()
         };
         assert_eq!(fired(&off, &seen), []);
+        let paused = Observation {
+            paused: true,
+            ..seen
+        };
+        assert_eq!(
+            fired(&rules(), &paused),
+            [],
+            "a paused job has no stuck agent"
+        );
     }
 
     #[test]

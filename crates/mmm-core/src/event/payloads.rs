@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::{Alert, AttemptOutcome, ItemStatus, JobStatus, Phase};
+use crate::control::ControlAction;
 use crate::repair::{Problem, RepairAction};
 
 /// `job_started`.
@@ -386,4 +387,59 @@ pub struct JobHalted {
     pub item: Option<String>,
     /// That item's exit code, when it exited with one.
     pub exit_code: Option<i32>,
+}
+
+// Control of a running job (`mmm pause`, `unpause`, `scale`, `drain`, `cancel`;
+// docs/control.md): the request, then its effect once the job's owner applied it.
+
+/// `control_requested`: someone asked a running job to change course.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ControlRequested {
+    /// The request's number within the job (requests apply in this order).
+    pub request: u64,
+    /// What was asked (`action` and its argument).
+    #[serde(flatten)]
+    pub action: ControlAction,
+    /// The host the request came from.
+    pub host: String,
+    /// The process that made it.
+    pub pid: u32,
+}
+
+/// `paused`: no new item starts (`suspend`: the running commands are stopped too).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Paused {
+    /// The request applied; `None` when a resume restored the pause.
+    #[serde(default)]
+    pub request: Option<u64>,
+    /// The running commands' process groups got SIGSTOP.
+    pub suspend: bool,
+}
+
+/// `unpaused`, `draining`: the request applied.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ControlApplied {
+    /// The request applied.
+    pub request: u64,
+}
+
+/// `scaled`: the number of agents changed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Scaled {
+    /// The request applied; `None` when a resume restored the scale.
+    #[serde(default)]
+    pub request: Option<u64>,
+    /// Agents before.
+    pub from: u32,
+    /// Agents from now on.
+    pub to: u32,
+}
+
+/// `cancelling`: the run stops and the job will end `cancelled`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Cancelling {
+    /// The request applied.
+    pub request: u64,
+    /// Running commands are killed at once rather than after the grace period.
+    pub now: bool,
 }

@@ -159,6 +159,27 @@ fn every_kind() -> Vec<Event> {
             alert,
             reason: Some("the run ended".into()),
         }),
+        Event::ControlRequested(ControlRequested {
+            request: 1,
+            action: crate::control::ControlAction::Scale { agents: 6 },
+            host: "ci".into(),
+            pid: 42,
+        }),
+        Event::Paused(Paused {
+            request: Some(2),
+            suspend: true,
+        }),
+        Event::Unpaused(ControlApplied { request: 3 }),
+        Event::Scaled(Scaled {
+            request: Some(1),
+            from: 2,
+            to: 6,
+        }),
+        Event::Draining(ControlApplied { request: 4 }),
+        Event::Cancelling(Cancelling {
+            request: 5,
+            now: false,
+        }),
     ]
 }
 

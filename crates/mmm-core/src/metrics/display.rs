@@ -137,6 +137,7 @@ pub fn format_eta(eta: &Eta, now_ms: i64, utc_offset_minutes: i32) -> String {
     match eta {
         Eta::Done => "done".to_string(),
         Eta::WarmingUp { .. } => "warming up".to_string(),
+        Eta::Paused => "paused".to_string(),
         Eta::Stalled { since_ms } => format!(
             "stalled: nothing completed for {}",
             format_remaining(now_ms.saturating_sub(*since_ms).max(0) as u64)

@@ -135,6 +135,9 @@ pub enum Eta {
         /// The last completion (or the run's start), epoch ms.
         since_ms: i64,
     },
+    /// The job is paused (`mmm pause`): nothing starts, so there is no estimate, and the time
+    /// paused counts neither toward a stall nor in the rates.
+    Paused,
     /// An estimate.
     Estimate(Estimate),
 }

@@ -43,6 +43,10 @@ struct Inner {
     stragglers: Vec<Straggler>,
     /// What each agent (by slot) holds now.
     held: Vec<Option<Held>>,
+    /// Since when the job is paused, on the metrics' clock (`mmm pause`).
+    paused_since_ms: Option<i64>,
+    /// Time paused before, which the ETA's clock leaves out.
+    paused_ms: i64,
 }
 
 /// An item an agent holds, from taking it to its end (times: epoch ms of the runner's clock).
@@ -144,6 +148,8 @@ impl LiveMetrics {
                 },
                 stragglers: Vec::new(),
                 held: Vec::new(),
+                paused_since_ms: None,
+                paused_ms: 0,
             }),
         }
     }
@@ -293,6 +299,23 @@ impl LiveMetrics {
             last_completion_ms: inner.last_completion_ms,
             from_history: inner.prior.is_some(),
         };
+        // The ETA's clock stops while the job is paused: the time paused is taken out of the
+        // run's start and the last completion, so it counts neither in a rate nor toward a stall.
+        match (tracker.is_paused(), inner.paused_since_ms) {
+            (true, None) => inner.paused_since_ms = Some(now_ms),
+            (false, Some(since)) => {
+                let paused = now_ms.saturating_sub(since).max(0);
+                inner.paused_ms += paused;
+                inner.last_completion_ms = inner.last_completion_ms.map(|t| t + paused);
+                inner.paused_since_ms = None;
+            }
+            _ => {}
+        }
+        let input = EtaInput {
+            run_started_ms: run_started_ms.saturating_add(inner.paused_ms),
+            last_completion_ms: inner.last_completion_ms,
+            ..input
+        };
         inner.eta = if progress.total == 0 {
             // The items are not loaded yet: nothing to estimate.
             Eta::WarmingUp {
@@ -301,6 +324,8 @@ impl LiveMetrics {
             }
         } else if progress.done() >= progress.total {
             Eta::Done
+        } else if inner.paused_since_ms.is_some() {
+            Eta::Paused
         } else {
             let model = inner.prior.as_ref().unwrap_or(&inner.model);
             to_wall_clock(estimate(model, &input), wall_ms.saturating_sub(now_ms))
@@ -385,6 +410,29 @@ mod tests {
             Eta::Estimate(e) => e.p50_ms,
             other => panic!("expected an estimate, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn a_paused_job_says_paused_and_its_pause_never_counts_toward_a_stall() {
+        let now = 1_000_000 * S;
+        let (metrics, tracker) = after_items(20, 40, now);
+        metrics.refresh(&tracker, &Elsewhere::default(), now, now, 0);
+        assert!(matches!(metrics.eta(), Eta::Estimate(_)));
+        tracker.set_paused(true);
+        metrics.refresh(&tracker, &Elsewhere::default(), now, now, 0);
+        assert_eq!(metrics.eta(), Eta::Paused);
+        // An hour paused: far past 3x the p90 of 10 s items, still `paused`...
+        let later = now + 3_600 * S;
+        metrics.refresh(&tracker, &Elsewhere::default(), later, later, 0);
+        assert_eq!(metrics.eta(), Eta::Paused);
+        // ...and once unpaused, an estimate again, not `stalled`.
+        tracker.set_paused(false);
+        metrics.refresh(&tracker, &Elsewhere::default(), later + S, later + S, 0);
+        assert!(
+            matches!(metrics.eta(), Eta::Estimate(_)),
+            "{:?}",
+            metrics.eta()
+        );
     }
 
     #[test]

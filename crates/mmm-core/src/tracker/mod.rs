@@ -8,7 +8,7 @@
 //! the percent reached so far becomes a floor, so it never decreases. It is capped at 100, and
 //! skipped items count as done (seed 002). Reads take no lock and read no clock.
 
-use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering, fence};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering, fence};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -51,7 +51,15 @@ pub struct Tracker {
     retries: AtomicU64,
     /// Percent (ppm) reached before the total last grew: the floor that keeps it monotonic.
     percent_floor_ppm: AtomicU64,
+    /// One slot per agent the run may have: the plan's, or up to [`crate::control::MAX_AGENTS`]
+    /// when `mmm scale` adds some (slots are made up front: agents write them lock-free).
     agents: Box<[AgentSlot]>,
+    /// The agents the run works with now (the plan's, or a scale's).
+    active: AtomicUsize,
+    /// One more than the highest agent that ever took an item: the slots views show.
+    used: AtomicUsize,
+    /// Set while the job is paused (`mmm pause`): no new item starts.
+    paused: AtomicBool,
     /// Item keys by input position, filled as items are queued, so views can name items.
     /// Only views read it, a few times a second: the agents' hot path never takes this lock.
     item_keys: std::sync::RwLock<std::collections::HashMap<u64, String>>,
@@ -360,7 +368,12 @@ impl Tracker {
             failed_attempts: AtomicU64::new(0),
             retries: AtomicU64::new(0),
             percent_floor_ppm: AtomicU64::new(0),
-            agents: (0..agents).map(|_| AgentSlot::new()).collect(),
+            agents: (0..agents.max(crate::control::MAX_AGENTS as usize))
+                .map(|_| AgentSlot::new())
+                .collect(),
+            active: AtomicUsize::new(agents),
+            used: AtomicUsize::new(agents),
+            paused: AtomicBool::new(false),
             item_keys: std::sync::RwLock::default(),
             counters: std::sync::Mutex::default(),
             window: window::Window::default(),
@@ -399,9 +412,31 @@ impl Tracker {
         self.skipped.fetch_add(skipped, Ordering::Relaxed);
     }
 
-    /// Number of agent slots.
+    /// The agents the run works with now.
     pub fn agent_count(&self) -> usize {
+        self.active.load(Ordering::Relaxed)
+    }
+
+    /// The run works with `agents` agents from now on (`mmm scale`); at most the slots made.
+    pub fn set_agent_count(&self, agents: usize) {
+        let agents = agents.min(self.agents.len());
+        self.active.store(agents, Ordering::Relaxed);
+        self.used.fetch_max(agents, Ordering::Relaxed);
+    }
+
+    /// The most agents this tracker has slots for.
+    pub fn agent_capacity(&self) -> usize {
         self.agents.len()
+    }
+
+    /// Whether the job is paused (`mmm pause`).
+    pub fn is_paused(&self) -> bool {
+        self.paused.load(Ordering::Relaxed)
+    }
+
+    /// Records that the job is paused or not.
+    pub fn set_paused(&self, paused: bool) {
+        self.paused.store(paused, Ordering::Relaxed);
     }
 
     /// Microseconds since the tracker started, from the coarse monotonic clock: a few ms of
@@ -413,6 +448,15 @@ impl Tracker {
     /// Time since the tracker started.
     pub fn elapsed(&self) -> Duration {
         self.started.elapsed()
+    }
+
+    /// The slots views show: every agent the run has or had (one retired by a scale down
+    /// shows as finished).
+    fn shown(&self) -> usize {
+        self.used
+            .load(Ordering::Relaxed)
+            .max(self.agent_count())
+            .min(self.agents.len())
     }
 
     fn slot(&self, agent: usize) -> &AgentSlot {
@@ -492,7 +536,7 @@ impl Tracker {
 
     /// The process groups of the agents' running commands, by agent (0 for none).
     pub fn command_processes(&self) -> Vec<u32> {
-        self.agents
+        self.agents[..self.shown()]
             .iter()
             .map(|s| s.pid.load(Ordering::Relaxed))
             .collect()
@@ -726,7 +770,7 @@ impl Tracker {
     /// Every agent's slot.
     pub fn agents(&self) -> Vec<AgentSnapshot> {
         let now = self.now_us();
-        self.agents
+        self.agents[..self.shown()]
             .iter()
             .enumerate()
             .map(|(i, s)| s.read(i, now))

@@ -343,7 +343,9 @@ impl JobReads for PostgresStore {
                     operation,
                     "SELECT seq, at, kind, item_key, payload FROM events
                      WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = $1)
-                       AND kind IN ('job_resumed', 'input_changed', 'spec_changed', 'spec_from_store')
+                       AND kind IN ('job_resumed', 'input_changed', 'spec_changed', 'spec_from_store',
+                                    'control_requested', 'paused', 'unpaused', 'scaled',
+                                    'draining', 'cancelling')
                      ORDER BY seq",
                     &[&id],
                 )

@@ -43,6 +43,7 @@
 
 mod batch;
 mod claims;
+mod control;
 mod dead_letters;
 mod event_reads;
 mod integrity;

@@ -19,7 +19,9 @@ use mmm_core::snapshot::Snapshot;
 /// The columns of `jobs`, in the order [`job_from_row`] reads them.
 pub(super) const JOB_COLUMNS: &str = "id, name, status, phase, spec, spec_hash, source, max_parallel, \
      created_at, started_at, updated_at, finished_at, duration_ms, owner_pid, owner_host, \
-     heartbeat_at, origin, input_fingerprint";
+     heartbeat_at, origin, input_fingerprint, \
+     COALESCE((SELECT c.paused FROM job_controls c WHERE c.job_ref = jobs.job_ref), FALSE), \
+     (SELECT c.agents FROM job_controls c WHERE c.job_ref = jobs.job_ref)";
 
 /// The columns of `items`, in the order [`item_from_row`] reads them.
 pub(super) const ITEM_COLUMNS: &str = "idx, key, value, status, attempts";
@@ -114,6 +116,11 @@ pub(super) fn job_from_row(row: &Row) -> Result<JobRecord, Decode> {
         heartbeat_at: row.try_get(15)?,
         origin: row.try_get(16)?,
         input_fingerprint: row.try_get(17)?,
+        paused: row.try_get(18)?,
+        scaled_agents: match row.try_get::<_, Option<i64>>(19)? {
+            None => None,
+            Some(agents) => Some(u32::try_from(agents)?),
+        },
         counts: ItemCounts::default(),
     })
 }

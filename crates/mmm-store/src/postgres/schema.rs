@@ -16,6 +16,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/postgres/0002_resume.sql"),
     include_str!("../migrations/postgres/0003_claims.sql"),
     include_str!("../migrations/postgres/0004_job_ref.sql"),
+    include_str!("../migrations/postgres/0005_control.sql"),
 ];
 
 /// The newest schema version this binary knows; it reads and writes only this version.
@@ -34,6 +35,8 @@ pub(super) const TABLES: &[&str] = &[
     "events",
     "snapshots",
     "checkpoints",
+    "control_requests",
+    "job_controls",
 ];
 
 /// What a schema holds.

@@ -10,11 +10,13 @@
 //! - [`name_glob`]: a job name glob as a regular expression, for a backend without `GLOB`;
 //! - [`batch`]: which jobs a batch of writes touches, in which order;
 //! - [`claims`]: what a claim does to an item whose claimer's lease ran out;
+//! - [`control`]: which control requests a job takes, and their event;
 //! - [`store_events`]: the events the store records on its own, kinds and payloads;
 //! - [`interruptions`]: the error recorded on an attempt closed `interrupted`, by cause.
 
 pub(crate) mod batch;
 pub(crate) mod claims;
+pub(crate) mod control;
 pub(crate) mod dlq;
 pub(crate) mod interruptions;
 pub(crate) mod job_ids;

@@ -16,6 +16,7 @@
 
 mod claims;
 mod connection;
+mod control;
 mod dead_letters;
 mod event_reads;
 mod failure;

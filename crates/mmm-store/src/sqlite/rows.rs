@@ -17,7 +17,9 @@ use mmm_core::job::{AttemptOutcome, JobId, Phase};
 /// The columns of `jobs`, in the order [`job_from_row`] reads them.
 pub(super) const JOB_COLUMNS: &str = "id, name, status, phase, spec, spec_hash, source, \
      max_parallel, created_at, started_at, updated_at, finished_at, duration_ms, owner_pid, \
-     owner_host, heartbeat_at, origin, input_fingerprint";
+     owner_host, heartbeat_at, origin, input_fingerprint, \
+     COALESCE((SELECT c.paused FROM job_controls c WHERE c.job_ref = jobs.job_ref), 0), \
+     (SELECT c.agents FROM job_controls c WHERE c.job_ref = jobs.job_ref)";
 
 /// The columns of `items`, in the order [`item_from_row`] reads them.
 pub(super) const ITEM_COLUMNS: &str = "idx, key, value, status, attempts";
@@ -56,6 +58,8 @@ pub(super) fn job_from_row(row: &Row<'_>) -> rusqlite::Result<JobRecord> {
         heartbeat_at: row.get(15)?,
         origin: row.get(16)?,
         input_fingerprint: row.get(17)?,
+        paused: row.get(18)?,
+        scaled_agents: row.get(19)?,
         counts: ItemCounts::default(),
     })
 }

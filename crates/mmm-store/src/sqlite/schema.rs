@@ -15,6 +15,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0002_resume.sql"),
     include_str!("../migrations/0003_claims.sql"),
     include_str!("../migrations/0004_job_ref.sql"),
+    include_str!("../migrations/0005_control.sql"),
 ];
 
 /// The schema at [`SCHEMA_VERSION`], made in one go for a new store (see the file's header).

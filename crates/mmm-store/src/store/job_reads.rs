@@ -44,8 +44,8 @@ pub trait JobReads {
 
     /// The job's checkpoints, oldest first.
     fn checkpoints(&self, job: JobId) -> Result<Vec<CheckpointRecord>, StoreError>;
-    /// The job's resume ledger: its resumes and input or spec changes, and how many items
-    /// ran again for each reason.
+    /// The job's resume ledger: its resumes, input or spec changes and control requests with
+    /// their effects (docs/control.md), and how many items ran again for each reason.
     fn ledger(&self, job: JobId) -> Result<Ledger, StoreError>;
 }
 

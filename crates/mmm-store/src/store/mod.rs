@@ -1,12 +1,13 @@
 //! The store's interface, split by concern: [`JobLog`] (what the runner records),
 //! [`JobReads`] and [`EventReads`] (what readers see), [`DeadLetters`] (the DLQ), [`Claims`]
-//! (items shared out to workers), [`Recovery`] (taking a job over and running it again),
+//! (items shared out to workers), [`Control`] (requests that steer a running job), [`Recovery`] (taking a job over and running it again),
 //! [`Integrity`] (`mmm check`, `mmm repair`, the health probe) and [`Transfer`] (copying a job
 //! to another store, deleting it). [`Store`] is all of them: what a backend implements and what
 //! the rest of mmm holds (`Arc<dyn Store>`), calling any of their methods without importing
 //! them.
 
 mod claims;
+mod control;
 mod dead_letters;
 mod event_reads;
 mod integrity;
@@ -16,6 +17,7 @@ mod recovery;
 mod transfer;
 
 pub use claims::{ClaimedItem, Claims};
+pub use control::{Control, ControlRecord, ControlRequest};
 pub use dead_letters::{DeadLetter, DeadLetters, DlqChange};
 pub use event_reads::EventReads;
 pub use integrity::{Integrity, JobContents, RepairAction};
@@ -36,6 +38,7 @@ pub trait Store:
     + EventReads
     + DeadLetters
     + Claims
+    + Control
     + Recovery
     + Integrity
     + Transfer
@@ -50,6 +53,8 @@ impl<T> Store for T where
         + EventReads
         + DeadLetters
         + Claims
+        + Control
+        + Control
         + Recovery
         + Integrity
         + Transfer

@@ -1,7 +1,7 @@
 //! The store conformance suite: what every `Store` implementation must do.
 //!
 //! The checks take `&dyn Store` (and nothing of a backend), one file per part of the store:
-//! `job_log`, `job_reads`, `event_reads`, `claims`, `recovery`, `dead_letters`, `integrity`,
+//! `job_log`, `job_reads`, `event_reads`, `claims`, `control`, `recovery`, `dead_letters`, `integrity`,
 //! `transfer`, and `upgrade` (an old record read after its schema was upgraded).
 //! `every_check!` runs each of them on both backends: the `sqlite` module gives each check a
 //! new store in a temp directory, the `postgres` module a new schema (random name, dropped
@@ -54,12 +54,14 @@ macro_rules! every_check {
             claims::claims_hand_out_items_once_under_a_lease,
             claims::a_stale_claim_is_confirmed_only_while_still_held,
             transfer::delete_job_removes_everything_of_that_job_only,
+            control::control_requests_are_ordered_and_applied_once,
         );
     };
 }
 
 // After `every_check!`, which the backend modules use.
 mod claims;
+mod control;
 mod dead_letters;
 mod event_reads;
 mod integrity;

@@ -38,6 +38,7 @@ function fmtEta(eta) {
     case 'done': return 'done';
     case 'warming_up': return 'warming up (' + eta.completed + '/' + eta.needed + ')';
     case 'stalled': return 'stalled';
+    case 'paused': return 'paused';
     case 'estimate': return fmtMs(eta.p50_ms) + ' (' + fmtMs(eta.p10_ms) + '–' + fmtMs(eta.p90_ms) + ')';
     default: return eta.state || '–';
   }
@@ -194,7 +195,7 @@ function renderJobs() {
     const row = el('tr', { 'data-id': j.id },
       el('td', {}, el('code', {}, j.short)),
       el('td', {}, j.name),
-      el('td', {}, el('span', { class: 'badge ' + j.status }, j.status), ' ', j.resumable ? el('span', { class: 'badge resumable' }, 'resumable') : ''),
+      el('td', {}, el('span', { class: 'badge ' + j.status }, j.status), ' ', j.paused ? el('span', { class: 'badge paused' }, 'paused') : '', ' ', j.resumable ? el('span', { class: 'badge resumable' }, 'resumable') : ''),
       el('td', {}, bar, j.percent.toFixed(1) + '%'),
       el('td', { class: 'counts' }, fmtInt(j.counts.completed + j.counts.dead_lettered + j.counts.skipped) + ' / ' + fmtInt(j.total)),
       el('td', {}, j.status === 'running' ? fmtEta(j.eta) : '–'),
@@ -328,6 +329,26 @@ $('scrub').oninput = (e) => {
 };
 $('scrub-live').onclick = () => { job.scrub = null; dirty(); };
 
+// ---- steering a running job (docs/control.md): the same store requests as `mmm pause`, ...
+function agentsNow() {
+  const j = job.state && job.state.job;
+  return j ? (j.scaled_agents || j.max_parallel || 1) : 1;
+}
+async function control(body) {
+  const res = await fetch(withToken('/api/jobs/' + job.id + '/control'), {
+    method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(body),
+  }).catch((e) => ({ ok: false, statusText: String(e), json: async () => ({}) }));
+  const out = await res.json().catch(() => ({}));
+  $('ctl-notice').textContent = res.ok ? body.action + ' sent (request ' + out.seq + ')' : (out.error || res.statusText);
+}
+$('ctl-pause').onclick = () => control(job.state && job.state.job.paused ? { action: 'unpause' } : { action: 'pause', suspend: false });
+$('ctl-scale-up').onclick = () => control({ action: 'scale', agents: agentsNow() + 1 });
+$('ctl-scale-down').onclick = () => { if (agentsNow() > 1) control({ action: 'scale', agents: agentsNow() - 1 }); };
+$('ctl-drain').onclick = () => control({ action: 'drain' });
+$('ctl-cancel').onclick = () => {
+  if (confirm('Cancel job ' + job.id.slice(0, 8) + '? Its running commands get their grace period, then are killed.')) control({ action: 'cancel', now: false });
+};
+
 function shownSnapshot() {
   if (job.scrub != null && job.history[job.scrub]) return job.history[job.scrub];
   return job.state && job.state.snapshot;
@@ -344,9 +365,13 @@ function renderJob() {
   const total = c.pending + c.running + c.completed + c.failed + c.dead_lettered + c.skipped;
   $('job-name').textContent = s.job.name;
   $('job-id').textContent = s.job.id.slice(0, 8);
-  $('job-status').textContent = s.job.status;
-  $('job-status').className = 'badge ' + s.job.status;
+  const shown = s.job.paused && s.job.status === 'running' ? 'paused' : s.job.status;
+  $('job-status').textContent = shown;
+  $('job-status').className = 'badge ' + shown;
   $('job-resumable').hidden = !s.resumable;
+  $('job-controls').hidden = s.job.status !== 'running' || replay;
+  $('ctl-pause').textContent = s.job.paused ? 'unpause' : 'pause';
+  $('ctl-agents').textContent = agentsNow() + (agentsNow() === 1 ? ' agent' : ' agents');
   const percent = replay && progress ? progress.percent : s.percent;
   $('job-bar').style.width = percent + '%';
   $('job-percent').textContent = percent.toFixed(1) + '%';
