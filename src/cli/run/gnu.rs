@@ -200,7 +200,9 @@ const UNSUPPORTED: &[(&[&str], &str)] = &[
 /// Prepares `mmm`'s arguments for clap: refuses unsupported GNU parallel options given to
 /// `mmm run`, and inserts `--` before a one-liner's command when it was left out.
 pub(crate) fn prepare(args: Vec<OsString>) -> Result<Vec<OsString>, UsageError> {
-    let cli = Cli::command();
+    let mut cli = Cli::command();
+    // Built, so that `run` has the global options too (`mmm run --store URL ...`).
+    cli.build();
     let Some(run_at) = subcommand_at(&args, &cli) else {
         return Ok(args);
     };
@@ -334,6 +336,31 @@ mod tests {
         assert_eq!(
             prepared(&["--store", "s", "run", "-k", "echo", "::::", "f"]).expect("ok"),
             ["--store", "s", "run", "-k", "--", "echo", "::::", "f"]
+        );
+        // A global option after `run` takes its value too.
+        assert_eq!(
+            prepared(&[
+                "run",
+                "--store",
+                "postgres://h/db?a=1&b=2",
+                "echo",
+                ":::",
+                "a"
+            ])
+            .expect("ok"),
+            [
+                "run",
+                "--store",
+                "postgres://h/db?a=1&b=2",
+                "--",
+                "echo",
+                ":::",
+                "a"
+            ]
+        );
+        assert_eq!(
+            prepared(&["run", "--store", "x", "--", "test", ":::", "a"]).expect("ok"),
+            ["run", "--store", "x", "--", "test", ":::", "a"]
         );
         // Nothing to do: already there, or no source follows (a job file).
         for words in [
