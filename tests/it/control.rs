@@ -621,16 +621,17 @@ fn control_viewer_keys_in_tmux_steer_a_running_job() {
     assert_eq!(requested, ["pause", "unpause", "scale", "cancel"]);
 }
 
-/// The dashboard's buttons in headless Chromium: pause, unpause, one agent more, then cancel,
-/// which asks first (dismissed once, then accepted). The events feed shows the requests.
+/// The dashboard's buttons in headless Chromium, on a server with a token: pause, unpause, one
+/// agent more, then cancel, which asks first (dismissed once, then accepted). The events feed
+/// shows the requests.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn control_dashboard_buttons_in_chromium_steer_a_running_job() {
     use crate::web::{browser, click, start, wait_text};
     let (ws, mut child, job) = running(300, 2, "sleep 0.5", &["--grace", "1s"]);
-    let addr = start(&ws, None).await;
+    let addr = start(&ws, Some("s3cret")).await;
     let (_driver, client, _profile) = browser().await;
     client
-        .goto(&format!("http://{addr}/#/job/{job}"))
+        .goto(&format!("http://{addr}/?token=s3cret#/job/{job}"))
         .await
         .unwrap();
     let within = Duration::from_secs(10);

@@ -254,6 +254,8 @@ async fn a_token_is_checked_on_http_and_websocket() {
     let addr = start(&ws, Some("s3cret")).await;
     assert_eq!(get(addr, "/api/jobs", &[]).await.status, 401);
     assert_eq!(get(addr, "/", &[]).await.status, 401);
+    // The page's static assets hold no data, and the page cannot pass the token to them.
+    assert_eq!(get(addr, "/assets/app.js", &[]).await.status, 200);
     let wrong = get(addr, "/api/jobs", &[("authorization", "Bearer nope")]).await;
     assert_eq!(wrong.status, 401);
     assert!(wrong.json()["error"].is_string());

@@ -24,6 +24,8 @@ const ON_ALERT_TIMEOUT: Duration = Duration::from_secs(60);
 pub(crate) struct Watch {
     book: AlertBook,
     deadline_ms: Option<i64>,
+    /// When the job was last seen paused (`mmm pause`).
+    last_paused: Option<std::time::Instant>,
 }
 
 impl Watch {
@@ -47,6 +49,7 @@ impl Watch {
         Watch {
             book: AlertBook::default(),
             deadline_ms,
+            last_paused: None,
         }
     }
 
@@ -63,6 +66,14 @@ impl Watch {
             .iter()
             .map(|a| a.item.and_then(|item| tracker.item_key(item)))
             .collect();
+        // While paused, and for one window after (its counts and the agents' quiet time still
+        // hold the pause), quiet agents and a low throughput are what was asked for.
+        if tracker.is_paused() {
+            self.last_paused = Some(std::time::Instant::now());
+        }
+        let paused = self
+            .last_paused
+            .is_some_and(|at| at.elapsed() < rules.window.max(Duration::from_secs(1)));
         let seen = Observation {
             now_ms: now_ms(),
             run_elapsed: run.started.elapsed(),
@@ -76,7 +87,7 @@ impl Watch {
                 _ => None,
             },
             deadline_ms: self.deadline_ms,
-            paused: tracker.is_paused(),
+            paused,
         };
         let changes = self.book.update(judge(rules, &seen));
         let job = run.job;

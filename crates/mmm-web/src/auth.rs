@@ -8,7 +8,8 @@ use axum::response::{IntoResponse, Response};
 use super::{ApiError, AppState};
 
 /// Lets a request through when no token is configured or it carries the right one, as
-/// `Authorization: Bearer TOKEN` or a `token` query parameter; 401 otherwise.
+/// `Authorization: Bearer TOKEN` or a `token` query parameter (or it is for one of the page's
+/// static assets); 401 otherwise.
 pub(super) async fn require_token(
     State(state): State<AppState>,
     request: Request,
@@ -17,6 +18,12 @@ pub(super) async fn require_token(
     let Some(expected) = state.token.as_deref() else {
         return next.run(request).await;
     };
+    // The page's script and style sheet are the same for everyone and hold no data; the page
+    // loads them by plain URLs, which carry no token (the page itself and everything it asks
+    // for afterwards do).
+    if request.method() == axum::http::Method::GET && request.uri().path().starts_with("/assets/") {
+        return next.run(request).await;
+    }
     let from_header = request
         .headers()
         .get(AUTHORIZATION)
