@@ -267,12 +267,29 @@ pub fn take_over(
     if owner_is_alive(&job, now, &host) {
         return Err(owned(&job, now));
     }
+    // A run that died recorded its duration at its last heartbeat, but its last write came
+    // later: count the time up to that write too. Recorded before the take-over, as a
+    // heartbeat at that last write: a take-over that dies right after it loses nothing, and
+    // two take-overs write the same values (the second finds nothing left to count).
+    // The take-over is a compare-and-swap on the owner as read above (with that heartbeat):
+    // never on a record read again, which another take-over may already have changed.
+    let mut expected = Owner::of(&job);
+    if let (JobStatus::Running, Some(beat)) = (job.status, job.heartbeat_at)
+        && job.updated_at > beat
+    {
+        store.apply(&[Write::Heartbeat {
+            job: id,
+            at: job.updated_at,
+            duration_ms: job.duration_ms + (job.updated_at - beat),
+        }])?;
+        expected.heartbeat_at = Some(job.updated_at);
+    }
     let claim = Owner {
         pid: Some(std::process::id()),
         host: Some(host),
         heartbeat_at: Some(now),
     };
-    if !store.take_job(id, &Owner::of(&job), &claim)? {
+    if !store.take_job(id, &expected, &claim)? {
         // Another process took it between our read and our write: report who.
         let now_job = store.job(id)?;
         return Err(owned(&now_job, now_ms()));
@@ -284,19 +301,6 @@ pub fn take_over(
         _ => 0,
     };
     let requeued = store.requeue_in_flight(id, now)?;
-    // A run that died recorded its duration at its last heartbeat, but its last write came
-    // later: count the time up to that write too.
-    let unrecorded = match (job.status, job.heartbeat_at) {
-        (JobStatus::Running, Some(beat)) => (job.updated_at - beat).max(0),
-        _ => 0,
-    };
-    if unrecorded > 0 {
-        store.apply(&[Write::Heartbeat {
-            job: id,
-            at: now,
-            duration_ms: job.duration_ms + unrecorded,
-        }])?;
-    }
     Ok(TakenOver {
         job,
         requeued,
