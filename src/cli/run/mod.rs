@@ -203,80 +203,82 @@ fn build_origin(args: &RunArgs) -> anyhow::Result<JobOrigin> {
             }
             Ok(JobOrigin::file(file, overrides)?)
         }
-        None => {
-            if args.command.is_empty() {
-                return Err(UsageError::new(
-                    "nothing to run: give a job file (mmm run job.yml) or a command \
-                     (mmm run -j 4 -- echo {} ::: a b c); see mmm run --help",
-                )
-                .into());
-            }
-            let (command, mut listed) = sources::split(&args.command)?;
-            let mut given: Vec<ArgSource> = args
-                .input
-                .iter()
-                .chain(&args.arg_file)
-                .map(|path| sources::file_source(path, false))
-                .collect();
-            given.append(&mut listed);
-            if given.is_empty() {
-                if std::io::stdin().is_terminal() {
-                    return Err(UsageError::new(
-                        "mmm run: no items given\n  hint: list them after `:::` (`mmm run -- echo \
-                         {} ::: a b c`), name a file with `:::: FILE` or `-a FILE`, or pipe them \
-                         in (`ls | mmm run -- gzip`)",
-                    )
-                    .into());
-                }
-                given.push(ArgSource {
-                    kind: SourceKind::Stdin,
-                    linked: false,
-                });
-            }
-            if given.iter().filter(|s| s.kind == SourceKind::Stdin).count() > 1 {
-                return Err(UsageError::new(
-                    "mmm run: standard input is named as more than one input source\n  hint: \
-                     read it once (`:::: -` or `-a -`)",
-                )
-                .into());
-            }
-            let delimiter = match (&args.delimiter, args.null) {
-                (Some(text), _) => Delimiter::from_escaped(text),
-                (None, true) => Delimiter::Nul,
-                (None, false) => Delimiter::Newline,
-            };
-            let options = OneLinerOptions {
-                input: ArgsInput {
-                    sources: given,
-                    link: args.link,
-                    delimiter,
-                    colsep: args.colsep.clone(),
-                    max_args: args.max_args,
-                },
-                quote: args.quote,
-                keep_order: args.keep_order,
-                tag: match (&args.tagstring, args.tag) {
-                    (Some(text), _) => Some(Tag::Text(text.clone())),
-                    (None, true) => Some(Tag::Args),
-                    (None, false) => None,
-                },
-                delay_ms: args.delay.map(|d| d.as_millis() as u64),
-                halt: args.halt.as_ref().and_then(|h| h.0),
-            };
-            let base_dir =
-                std::env::current_dir().context("could not read the current directory")?;
-            Ok(JobOrigin {
-                source: OriginSource::OneLiner {
-                    command,
-                    args: Vec::new(),
-                    input: None,
-                    base_dir,
-                    options: Box::new(options),
-                },
-                overrides,
-            })
-        }
+        None => oneliner_origin(args, overrides),
     }
+}
+
+/// A one-liner's origin: its command, its input sources and GNU parallel options.
+fn oneliner_origin(args: &RunArgs, overrides: Overrides) -> anyhow::Result<JobOrigin> {
+    if args.command.is_empty() {
+        return Err(UsageError::new(
+            "nothing to run: give a job file (mmm run job.yml) or a command \
+             (mmm run -j 4 -- echo {} ::: a b c); see mmm run --help",
+        )
+        .into());
+    }
+    let (command, mut listed) = sources::split(&args.command)?;
+    let mut given: Vec<ArgSource> = args
+        .input
+        .iter()
+        .chain(&args.arg_file)
+        .map(|path| sources::file_source(path, false))
+        .collect();
+    given.append(&mut listed);
+    if given.is_empty() {
+        if std::io::stdin().is_terminal() {
+            return Err(UsageError::new(
+                "mmm run: no items given\n  hint: list them after `:::` (`mmm run -- echo \
+                 {} ::: a b c`), name a file with `:::: FILE` or `-a FILE`, or pipe them \
+                 in (`ls | mmm run -- gzip`)",
+            )
+            .into());
+        }
+        given.push(ArgSource {
+            kind: SourceKind::Stdin,
+            linked: false,
+        });
+    }
+    if given.iter().filter(|s| s.kind == SourceKind::Stdin).count() > 1 {
+        return Err(UsageError::new(
+            "mmm run: standard input is named as more than one input source\n  hint: \
+             read it once (`:::: -` or `-a -`)",
+        )
+        .into());
+    }
+    let delimiter = match (&args.delimiter, args.null) {
+        (Some(text), _) => Delimiter::from_escaped(text),
+        (None, true) => Delimiter::Nul,
+        (None, false) => Delimiter::Newline,
+    };
+    let options = OneLinerOptions {
+        input: ArgsInput {
+            sources: given,
+            link: args.link,
+            delimiter,
+            colsep: args.colsep.clone(),
+            max_args: args.max_args,
+        },
+        quote: args.quote,
+        keep_order: args.keep_order,
+        tag: match (&args.tagstring, args.tag) {
+            (Some(text), _) => Some(Tag::Text(text.clone())),
+            (None, true) => Some(Tag::Args),
+            (None, false) => None,
+        },
+        delay_ms: args.delay.map(|d| d.as_millis() as u64),
+        halt: args.halt.as_ref().and_then(|h| h.0),
+    };
+    let base_dir = std::env::current_dir().context("could not read the current directory")?;
+    Ok(JobOrigin {
+        source: OriginSource::OneLiner {
+            command,
+            args: Vec::new(),
+            input: None,
+            base_dir,
+            options: Box::new(options),
+        },
+        overrides,
+    })
 }
 
 /// `-j`: N, or relative to the number of CPUs as GNU parallel has it: `+N`, `-N`, `N%`.
