@@ -69,6 +69,7 @@ const UNSUPPORTED: &[(&[&str], &str)] = &[
             "-s",
             "--max-chars",
             "-n",
+            "--max-args",
         ],
         "use -N N for N arguments per command",
     ),
@@ -220,7 +221,8 @@ pub(crate) fn prepare(args: Vec<OsString>) -> Result<Vec<OsString>, UsageError> 
                     "mmm run: GNU parallel's option `{name}` is not supported\n  hint: {hint}"
                 )));
             }
-            if takes_value(run, &word) {
+            // `run`'s own options, and the global ones (`--store`) given after `run`.
+            if takes_value(run, &word) || takes_value(&cli, &word) {
                 i += 1;
             }
             i += 1;
@@ -334,6 +336,10 @@ mod tests {
         assert_eq!(
             prepared(&["--store", "s", "run", "-k", "echo", "::::", "f"]).expect("ok"),
             ["--store", "s", "run", "-k", "--", "echo", "::::", "f"]
+        );
+        assert_eq!(
+            prepared(&["run", "--store", "s", "echo", ":::", "a"]).expect("ok"),
+            ["run", "--store", "s", "--", "echo", ":::", "a"]
         );
         // Nothing to do: already there, or no source follows (a job file).
         for words in [

@@ -62,7 +62,7 @@ pub(crate) struct RunArgs {
     file: Option<PathBuf>,
     /// Number of parallel agents: N, or relative to the CPUs as +N, -N, N% [default:
     /// map.max_parallel, or the number of CPUs].
-    #[arg(short = 'j', long = "jobs", short_alias = 'P', value_name = "N", allow_hyphen_values = true, value_parser = parse_jobs)]
+    #[arg(short = 'j', long = "jobs", short_alias = 'P', alias = "max-procs", value_name = "N", allow_hyphen_values = true, value_parser = parse_jobs)]
     jobs: Option<u32>,
     /// One-liner: read the items from FILE, one per line (- for standard input).
     #[arg(long, value_name = "FILE", conflicts_with = "file")]
@@ -124,7 +124,7 @@ pub(crate) struct RunArgs {
     /// One-liner: stop early, as GNU parallel: WHEN,WHY with WHEN `now` (kill running
     /// commands) or `soon` (let them finish) and WHY `fail=N`, `success=N`, `done=N` (or N%),
     /// e.g. `now,fail=1`. The job is left interrupted (resumable) with why it halted.
-    #[arg(long, value_name = "WHEN,WHY", allow_hyphen_values = true, value_parser = parse_halt, conflicts_with = "file")]
+    #[arg(long, alias = "halt-on-error", value_name = "WHEN,WHY", allow_hyphen_values = true, value_parser = parse_halt, conflicts_with = "file")]
     halt: Option<HaltArg>,
     /// One-liner: output is grouped per item; the default, accepted for GNU parallel's sake.
     #[arg(long)]
