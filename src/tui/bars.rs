@@ -167,6 +167,9 @@ impl EtaLine {
 
     pub(crate) fn text(&self, progress: &Progress) -> String {
         // The model is recomputed once a second; the counts are live.
+        if progress.input_open {
+            return "ETA unknown: items still coming, the total is not known".to_string();
+        }
         if progress.total > 0 && progress.done() >= progress.total {
             return "done".to_string();
         }

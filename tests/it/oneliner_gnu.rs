@@ -408,12 +408,36 @@ fn issue_18_a_stream_on_stdin_is_worked_through_as_it_arrives() {
     use std::io::Write;
     let ws = Workspace::new();
     let mut child = ws
-        .mmm(&["run", "--progress", "none", "-j", "2", "--", "echo"])
+        .mmm(&[
+            "run",
+            "--progress",
+            "plain",
+            "--progress-interval",
+            "50ms",
+            "-j",
+            "2",
+            "--",
+            "echo",
+        ])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("mmm starts");
+    let progress = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let reader = {
+        use std::io::BufRead;
+        let stderr = child.stderr.take().expect("piped");
+        let progress = progress.clone();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                progress.lock().expect("lock").push(line);
+            }
+        })
+    };
     let mut stdin = child.stdin.take().expect("piped");
     stdin.write_all(b"a\nb\nc\n").expect("written");
     stdin.flush().expect("flushed");
@@ -423,6 +447,18 @@ fn issue_18_a_stream_on_stdin_is_worked_through_as_it_arrives() {
             .first()
             .is_some_and(|j| j.counts.completed == 3)
     });
+    // While the input is open the total is not known, and the progress says so.
+    wait_until(
+        Duration::from_secs(30),
+        "a progress line without an ETA",
+        || {
+            progress
+                .lock()
+                .expect("lock")
+                .iter()
+                .any(|l| l.contains("ETA unknown: items still coming"))
+        },
+    );
     stdin.write_all(b"d\ne\n").expect("written");
     stdin.flush().expect("flushed");
     wait_until(Duration::from_secs(30), "the next two items run", || {
@@ -436,6 +472,7 @@ fn issue_18_a_stream_on_stdin_is_worked_through_as_it_arrives() {
     );
     drop(stdin);
     let status = child.wait().expect("mmm ends");
+    reader.join().expect("stderr read");
     assert!(status.success(), "{status}");
     let job = ws.only_job();
     assert_eq!((job.counts.completed, job.counts.total()), (5, 5));

@@ -129,6 +129,23 @@ async fn stream_stdin<E: Executor>(run: &Run<E>, queue: &WorkQueue) -> Result<()
         let source = InputError::Stdin { source };
         return Err(JobFailure::Input { source }.into());
     }
+    run.tracker.set_input_open(true);
+    let streamed = stream_records(run, queue, &mut rx).await;
+    run.tracker.set_input_open(false);
+    let count = streamed?;
+    let loaded = ItemsLoaded { count };
+    run.record(vec![Write::event(job, None, Event::ItemsLoaded(loaded))]);
+    Ok(())
+}
+
+/// Records and queues the records as they come; returns how many came.
+async fn stream_records<E: Executor>(
+    run: &Run<E>,
+    queue: &WorkQueue,
+    rx: &mut tokio::sync::mpsc::Receiver<Result<serde_json::Value, InputError>>,
+) -> Result<u64, Halt> {
+    const BATCH: usize = 1_024;
+    let job = run.job;
     let mut count: u64 = 0;
     let mut batch = Vec::with_capacity(BATCH);
     while let Some(first) = rx.recv().await {
@@ -173,9 +190,7 @@ async fn stream_stdin<E: Executor>(run: &Run<E>, queue: &WorkQueue) -> Result<()
             break;
         }
     }
-    let loaded = ItemsLoaded { count };
-    run.record(vec![Write::event(job, None, Event::ItemsLoaded(loaded))]);
-    Ok(())
+    Ok(count)
 }
 
 /// Loads the input (after setup, which may write it) in a blocking task.

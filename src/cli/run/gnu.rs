@@ -69,6 +69,7 @@ const UNSUPPORTED: &[(&[&str], &str)] = &[
             "-s",
             "--max-chars",
             "-n",
+            "--max-args",
         ],
         "use -N N for N arguments per command",
     ),
@@ -222,6 +223,8 @@ pub(crate) fn prepare(args: Vec<OsString>) -> Result<Vec<OsString>, UsageError> 
                     "mmm run: GNU parallel's option `{name}` is not supported\n  hint: {hint}"
                 )));
             }
+            // `run`'s own options, and the global ones (`--store`) given after `run`: the
+            // command was built, so `run` has those too.
             if takes_value(run, &word) {
                 i += 1;
             }

@@ -62,7 +62,7 @@ pub(crate) struct RunArgs {
     file: Option<PathBuf>,
     /// Number of parallel agents: N, or relative to the CPUs as +N, -N, N% [default:
     /// map.max_parallel, or the number of CPUs].
-    #[arg(short = 'j', long = "jobs", short_alias = 'P', value_name = "N", allow_hyphen_values = true, value_parser = parse_jobs)]
+    #[arg(short = 'j', long = "jobs", short_alias = 'P', alias = "max-procs", value_name = "N", allow_hyphen_values = true, value_parser = parse_jobs)]
     jobs: Option<u32>,
     /// One-liner: read the items from FILE, one per line (- for standard input).
     #[arg(long, value_name = "FILE", conflicts_with = "file")]
@@ -124,7 +124,7 @@ pub(crate) struct RunArgs {
     /// One-liner: stop early, as GNU parallel: WHEN,WHY with WHEN `now` (kill running
     /// commands) or `soon` (let them finish) and WHY `fail=N`, `success=N`, `done=N` (or N%),
     /// e.g. `now,fail=1`. The job is left interrupted (resumable) with why it halted.
-    #[arg(long, value_name = "WHEN,WHY", allow_hyphen_values = true, value_parser = parse_halt, conflicts_with = "file")]
+    #[arg(long, alias = "halt-on-error", value_name = "WHEN,WHY", allow_hyphen_values = true, value_parser = parse_halt, conflicts_with = "file")]
     halt: Option<HaltArg>,
     /// One-liner: output is grouped per item; the default, accepted for GNU parallel's sake.
     #[arg(long)]
@@ -203,80 +203,82 @@ fn build_origin(args: &RunArgs) -> anyhow::Result<JobOrigin> {
             }
             Ok(JobOrigin::file(file, overrides)?)
         }
-        None => {
-            if args.command.is_empty() {
-                return Err(UsageError::new(
-                    "nothing to run: give a job file (mmm run job.yml) or a command \
-                     (mmm run -j 4 -- echo {} ::: a b c); see mmm run --help",
-                )
-                .into());
-            }
-            let (command, mut listed) = sources::split(&args.command)?;
-            let mut given: Vec<ArgSource> = args
-                .input
-                .iter()
-                .chain(&args.arg_file)
-                .map(|path| sources::file_source(path, false))
-                .collect();
-            given.append(&mut listed);
-            if given.is_empty() {
-                if std::io::stdin().is_terminal() {
-                    return Err(UsageError::new(
-                        "mmm run: no items given\n  hint: list them after `:::` (`mmm run -- echo \
-                         {} ::: a b c`), name a file with `:::: FILE` or `-a FILE`, or pipe them \
-                         in (`ls | mmm run -- gzip`)",
-                    )
-                    .into());
-                }
-                given.push(ArgSource {
-                    kind: SourceKind::Stdin,
-                    linked: false,
-                });
-            }
-            if given.iter().filter(|s| s.kind == SourceKind::Stdin).count() > 1 {
-                return Err(UsageError::new(
-                    "mmm run: standard input is named as more than one input source\n  hint: \
-                     read it once (`:::: -` or `-a -`)",
-                )
-                .into());
-            }
-            let delimiter = match (&args.delimiter, args.null) {
-                (Some(text), _) => Delimiter::from_escaped(text),
-                (None, true) => Delimiter::Nul,
-                (None, false) => Delimiter::Newline,
-            };
-            let options = OneLinerOptions {
-                input: ArgsInput {
-                    sources: given,
-                    link: args.link,
-                    delimiter,
-                    colsep: args.colsep.clone(),
-                    max_args: args.max_args,
-                },
-                quote: args.quote,
-                keep_order: args.keep_order,
-                tag: match (&args.tagstring, args.tag) {
-                    (Some(text), _) => Some(Tag::Text(text.clone())),
-                    (None, true) => Some(Tag::Args),
-                    (None, false) => None,
-                },
-                delay_ms: args.delay.map(|d| d.as_millis() as u64),
-                halt: args.halt.as_ref().and_then(|h| h.0),
-            };
-            let base_dir =
-                std::env::current_dir().context("could not read the current directory")?;
-            Ok(JobOrigin {
-                source: OriginSource::OneLiner {
-                    command,
-                    args: Vec::new(),
-                    input: None,
-                    base_dir,
-                    options: Box::new(options),
-                },
-                overrides,
-            })
-        }
+        None => oneliner_origin(args, overrides),
     }
+}
+
+/// A one-liner's origin: its command, its input sources and GNU parallel options.
+fn oneliner_origin(args: &RunArgs, overrides: Overrides) -> anyhow::Result<JobOrigin> {
+    if args.command.is_empty() {
+        return Err(UsageError::new(
+            "nothing to run: give a job file (mmm run job.yml) or a command \
+             (mmm run -j 4 -- echo {} ::: a b c); see mmm run --help",
+        )
+        .into());
+    }
+    let (command, mut listed) = sources::split(&args.command)?;
+    let mut given: Vec<ArgSource> = args
+        .input
+        .iter()
+        .chain(&args.arg_file)
+        .map(|path| sources::file_source(path, false))
+        .collect();
+    given.append(&mut listed);
+    if given.is_empty() {
+        if std::io::stdin().is_terminal() {
+            return Err(UsageError::new(
+                "mmm run: no items given\n  hint: list them after `:::` (`mmm run -- echo \
+                 {} ::: a b c`), name a file with `:::: FILE` or `-a FILE`, or pipe them \
+                 in (`ls | mmm run -- gzip`)",
+            )
+            .into());
+        }
+        given.push(ArgSource {
+            kind: SourceKind::Stdin,
+            linked: false,
+        });
+    }
+    if given.iter().filter(|s| s.kind == SourceKind::Stdin).count() > 1 {
+        return Err(UsageError::new(
+            "mmm run: standard input is named as more than one input source\n  hint: \
+             read it once (`:::: -` or `-a -`)",
+        )
+        .into());
+    }
+    let delimiter = match (&args.delimiter, args.null) {
+        (Some(text), _) => Delimiter::from_escaped(text),
+        (None, true) => Delimiter::Nul,
+        (None, false) => Delimiter::Newline,
+    };
+    let options = OneLinerOptions {
+        input: ArgsInput {
+            sources: given,
+            link: args.link,
+            delimiter,
+            colsep: args.colsep.clone(),
+            max_args: args.max_args,
+        },
+        quote: args.quote,
+        keep_order: args.keep_order,
+        tag: match (&args.tagstring, args.tag) {
+            (Some(text), _) => Some(Tag::Text(text.clone())),
+            (None, true) => Some(Tag::Args),
+            (None, false) => None,
+        },
+        delay_ms: args.delay.map(|d| d.as_millis() as u64),
+        halt: args.halt.as_ref().and_then(|h| h.0),
+    };
+    let base_dir = std::env::current_dir().context("could not read the current directory")?;
+    Ok(JobOrigin {
+        source: OriginSource::OneLiner {
+            command,
+            args: Vec::new(),
+            input: None,
+            base_dir,
+            options: Box::new(options),
+        },
+        overrides,
+    })
 }
 
 /// `-j`: N, or relative to the number of CPUs as GNU parallel has it: `+N`, `-N`, `N%`.

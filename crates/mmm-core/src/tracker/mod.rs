@@ -43,6 +43,8 @@ pub struct Tracker {
     in_flight: AtomicU64,
     /// Items other processes' agents have in flight (scale-out), as the owner last read them.
     in_flight_elsewhere: AtomicU64,
+    /// Items are still being read: the total is not final.
+    input_open: AtomicBool,
     /// Other processes' agents that have not finished (scale-out), as the owner last read them.
     agents_elsewhere: AtomicU64,
     /// Items done before this run started (a resume): counted as done, never in a rate.
@@ -251,6 +253,10 @@ pub struct Progress {
     pub retries: u64,
     /// Percent done (completed + dead-lettered + skipped), monotonic, 0..=100.
     pub percent: f64,
+    /// True while items are still being read (a one-liner's standard input): the total is
+    /// what has come so far, not the job's, so no ETA can be told.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub input_open: bool,
 }
 
 impl Progress {
@@ -363,6 +369,7 @@ impl Tracker {
             skipped: AtomicU64::new(0),
             in_flight: AtomicU64::new(0),
             in_flight_elsewhere: AtomicU64::new(0),
+            input_open: AtomicBool::new(false),
             agents_elsewhere: AtomicU64::new(0),
             restored: AtomicU64::new(0),
             failed_attempts: AtomicU64::new(0),
@@ -379,6 +386,11 @@ impl Tracker {
             window: window::Window::default(),
             alerts: std::sync::Mutex::default(),
         }
+    }
+
+    /// Says whether items are still being read (the total is not final yet).
+    pub fn set_input_open(&self, open: bool) {
+        self.input_open.store(open, Ordering::Relaxed);
     }
 
     /// Sets the number of items (known once the input is loaded).
@@ -759,6 +771,7 @@ impl Tracker {
             failed_attempts: self.failed_attempts.load(Ordering::Relaxed),
             retries: self.retries.load(Ordering::Relaxed),
             percent: percent_ppm as f64 / 10_000.0,
+            input_open: self.input_open.load(Ordering::Relaxed),
         }
     }
 
