@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use mmm_core::job::ItemStatus;
 
-use crate::harness::{Workspace, kill9, wait_until};
+use crate::harness::{Workspace, collect_lines, kill9, wait_until};
 
 fn sorted_lines(text: &str) -> Vec<String> {
     let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
@@ -484,4 +484,56 @@ fn issue_18_a_stream_on_stdin_is_worked_through_as_it_arrives() {
         .map(|i| i.value)
         .collect();
     assert_eq!(values, [r#""a""#, r#""b""#, r#""c""#, r#""d""#, r#""e""#]);
+}
+
+/// `--line-buffer`: each line is shown as soon as it is whole, while the command still runs
+/// (it waits for a file the test writes only after seeing the first lines), tagged, never cut.
+#[test]
+fn issue_18_line_buffer_shows_each_line_while_the_command_runs() {
+    let ws = Workspace::new();
+    ws.write(
+        "step.sh",
+        "echo first-$1\nwhile [ ! -e go ]; do sleep 0.02; done\necho second-$1\nprintf last-$1\n",
+    );
+    let mut child = ws.spawn(&[
+        "run",
+        "--progress",
+        "none",
+        "--line-buffer",
+        "--tag",
+        "-j",
+        "2",
+        "--",
+        "sh",
+        "step.sh",
+        ":::",
+        "a",
+        "b",
+    ]);
+    let (lines, reader) = collect_lines(&mut child);
+    wait_until(
+        Duration::from_secs(20),
+        "the first lines while both commands still run",
+        || {
+            let lines = lines.lock().unwrap();
+            lines.iter().any(|l| l == "a\tfirst-a") && lines.iter().any(|l| l == "b\tfirst-b")
+        },
+    );
+    ws.write("go", "");
+    assert!(child.wait().unwrap().success());
+    reader.join().unwrap();
+    let lines = lines.lock().unwrap().clone();
+    for line in ["a\tsecond-a", "b\tsecond-b"] {
+        assert!(lines.iter().any(|l| l == line), "{line} in {lines:?}");
+    }
+    // The last, unterminated line of each is shown as it is (as GNU parallel does).
+    let text = lines.join("\n");
+    assert!(
+        text.contains("a\tlast-a") && text.contains("b\tlast-b"),
+        "{text}"
+    );
+
+    // Not with -k (which holds whole items), and not with a job file.
+    let refused = ws.run(&["run", "--line-buffer", "-k", "--", "echo", ":::", "x"]);
+    refused.code_is(2);
 }

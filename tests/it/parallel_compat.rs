@@ -298,6 +298,26 @@ fn cases() -> Vec<(String, Case)> {
             case(TUTORIAL, &["--tag", "echo", ":::", "A", "B", ":::", "1"]),
         ),
         named(
+            "--line-buffer: full lines, lines of jobs mixed",
+            case(
+                MAN,
+                &[
+                    "--line-buffer",
+                    "--tag",
+                    "echo",
+                    "line-{}",
+                    ":::",
+                    "A",
+                    "B",
+                    "C",
+                ],
+            ),
+        ),
+        named(
+            "--lb (the short form of --line-buffer)",
+            case(MAN, &["--lb", "echo", ":::", "1", "2", "3"]),
+        ),
+        named(
             "--dry-run",
             ordered(
                 TUTORIAL,

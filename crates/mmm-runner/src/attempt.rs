@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use crate::agent::Agent;
 use crate::isolated::Prepared;
+use crate::lines::Lines;
 use crate::observer::AgentObserver;
 use crate::source::WorkSource;
 use crate::{CommandRequest, Executor, Exit, process};
@@ -152,30 +153,45 @@ impl<E: Executor, S: WorkSource> Attempt<'_, E, S> {
                         env.push(("MMM_WORKTREE".into(), cwd.display().to_string()));
                         env.push(("MMM_BRANCH".into(), isolated.branch().to_string()));
                     }
+                    // A tag that cannot be rendered shows as written rather than failing the
+                    // item over its display.
+                    let tag =
+                        || {
+                            run.plan.output.tag.as_ref().map(|tag| {
+                                tag.render_plain(&ctx).unwrap_or_else(|_| tag.to_string())
+                            })
+                        };
+                    // `--line-buffer`: the output is shown as it comes, not kept to show whole.
+                    let lines = match run.shown.sender() {
+                        Some(sender) if run.show_map_output && run.plan.output.line_buffer => {
+                            Some(Arc::new(Lines::new(sender, item.key.clone(), tag())))
+                        }
+                        _ => None,
+                    };
                     let request = CommandRequest {
                         command,
                         env,
                         cwd: cwd.clone(),
                         timeout,
-                        keep_output: run.show_map_output,
-                        observer: Some(process::Observer(Arc::new(AgentObserver::new(
-                            run.tracker.clone(),
-                            run.writer.clone(),
-                            run.job,
-                            agent.index,
-                            item.key.clone(),
-                            step.name.clone(),
-                        )))),
+                        keep_output: run.show_map_output && lines.is_none(),
+                        observer: Some(process::Observer(Arc::new(
+                            AgentObserver::new(
+                                run.tracker.clone(),
+                                run.writer.clone(),
+                                run.job,
+                                agent.index,
+                                item.key.clone(),
+                                step.name.clone(),
+                            )
+                            .with_lines(lines.clone()),
+                        ))),
                         suspend: Some(run.suspended.subscribe()),
                     };
                     let result = run.executor.run(request, run.stop.clone()).await;
-                    if run.show_map_output {
-                        let tag = run.plan.output.tag.as_ref().map(|tag| {
-                            // A tag that cannot be rendered shows as written rather than
-                            // failing the item over its display.
-                            tag.render_plain(&ctx).unwrap_or_else(|_| tag.to_string())
-                        });
-                        run.show_item(index as u64, &item.key, tag.as_deref(), &result);
+                    if let Some(lines) = &lines {
+                        lines.finish();
+                    } else if run.show_map_output {
+                        run.show_item(index as u64, &item.key, tag().as_deref(), &result);
                     }
                     end.steps.push(StepRecord {
                         name: step.name.clone(),

@@ -29,6 +29,7 @@ mod halting;
 mod heartbeat;
 mod history;
 mod isolated;
+mod lines;
 mod map;
 mod observer;
 mod others;

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicU32;
 use std::time::{Duration, Instant};
 
+use crate::lines::Lines;
 use crate::{process, report};
 use mmm_core::event::{Event, StepReported};
 use mmm_core::job::JobId;
@@ -25,6 +26,8 @@ pub(crate) struct AgentObserver {
     /// a chatty step cannot flood the store (the tracker always has the latest).
     last_message_event: std::sync::Mutex<Option<Instant>>,
     bad_reports: AtomicU32,
+    /// `--line-buffer`: where the command's output goes as it comes.
+    lines: Option<Arc<Lines>>,
 }
 
 /// The least time between two `step_reported` events of one command for messages.
@@ -49,7 +52,14 @@ impl AgentObserver {
             step,
             last_message_event: std::sync::Mutex::new(None),
             bad_reports: AtomicU32::new(0),
+            lines: None,
         }
+    }
+
+    /// The same observer, also showing the command's output line by line (`--line-buffer`).
+    pub(crate) fn with_lines(mut self, lines: Option<Arc<Lines>>) -> Self {
+        self.lines = lines;
+        self
     }
 
     fn record(&self, report: StepReported) {
@@ -80,6 +90,12 @@ impl process::CommandObserver for AgentObserver {
 
     fn output(&self) {
         self.tracker.command_active(self.agent);
+    }
+
+    fn wrote(&self, stderr: bool, bytes: &[u8]) {
+        if let Some(lines) = &self.lines {
+            lines.wrote(stderr, bytes);
+        }
     }
 
     fn report(&self, report: report::Report) {

@@ -66,6 +66,9 @@ pub trait CommandObserver: Send + Sync {
     fn process(&self, pid: Option<u32>);
     /// The command wrote output (it is alive and talking).
     fn output(&self);
+    /// The bytes the command just wrote to its standard output (`stderr`: error), as they
+    /// were read (`--line-buffer` shows them line by line). Nothing by default.
+    fn wrote(&self, _stderr: bool, _bytes: &[u8]) {}
     /// The command reported on its report pipe.
     fn report(&self, report: super::report::Report);
     /// A line on the report pipe was not understood.
@@ -289,8 +292,8 @@ impl Executor for ProcessExecutor {
         let reading = async {
             let reads = async {
                 tokio::join!(
-                    read_tail(out_pipe, limit, observer),
-                    read_tail(err_pipe, limit, observer)
+                    read_tail(out_pipe, false, limit, observer),
+                    read_tail(err_pipe, true, limit, observer)
                 )
             };
             // Reports are read while the output is; once the output is closed, what is left
@@ -501,9 +504,10 @@ async fn read_reports(fd: Option<std::os::fd::OwnedFd>, observer: Option<&dyn Co
     }
 }
 
-/// Reads a pipe to its end, keeping at most the last `limit` bytes.
+/// Reads a pipe to its end (`stderr`: the error pipe), keeping at most the last `limit` bytes.
 async fn read_tail(
     pipe: Option<impl AsyncRead + Unpin>,
+    stderr: bool,
     limit: usize,
     observer: Option<&dyn CommandObserver>,
 ) -> Vec<u8> {
@@ -518,6 +522,7 @@ async fn read_tail(
             Ok(n) => {
                 if let Some(observer) = observer {
                     observer.output();
+                    observer.wrote(stderr, &buf[..n]);
                 }
                 kept.extend_from_slice(&buf[..n]);
                 if kept.len() > limit.saturating_mul(2) {

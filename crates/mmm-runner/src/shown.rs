@@ -47,6 +47,11 @@ impl Shown {
         self.sender.is_some()
     }
 
+    /// Where output shown at once goes (`--line-buffer`), when output is shown at all.
+    pub(crate) fn sender(&self) -> Option<mpsc::UnboundedSender<Output>> {
+        self.sender.clone()
+    }
+
     /// Sends output at once, whatever the order (setup, reduce).
     pub(crate) fn send(&self, output: Output) {
         if let Some(sender) = &self.sender {

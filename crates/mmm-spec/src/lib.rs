@@ -58,6 +58,9 @@ pub struct JobPlan {
 pub struct OutputPlan {
     /// `-k`: each item's output in input order, whatever order items finish in.
     pub keep_order: bool,
+    /// `--line-buffer`: each line of output shown as soon as it is whole, lines of items
+    /// running together mixed (never half lines), instead of each item's output whole.
+    pub line_buffer: bool,
     /// `--tag` / `--tagstring`: rendered for the item and put before each line of its
     /// output, with a tab.
     pub tag: Option<Template>,

@@ -55,8 +55,8 @@ const UNSUPPORTED: &[(&[&str], &str)] = &[
         "mmm does not log in to other hosts; to spread a job over several, use a PostgreSQL store and start `mmm worker` on each host (docs/scale-out.md)",
     ),
     (
-        &["--line-buffer", "--lb", "-u", "--ungroup"],
-        "mmm prints each item's output whole when the item ends (GNU parallel's default, --group)",
+        &["-u", "--ungroup"],
+        "mmm never cuts a line: use --line-buffer for output as it comes, line by line",
     ),
     (
         &[

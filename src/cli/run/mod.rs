@@ -105,6 +105,10 @@ pub(crate) struct RunArgs {
     /// One-liner: print each item's output in input order (items still run in parallel).
     #[arg(short = 'k', long = "keep-order", conflicts_with = "file")]
     keep_order: bool,
+    /// One-liner: print each line of output as soon as it is whole (lines of items running
+    /// together are mixed, never cut), instead of each item's output whole when it ends.
+    #[arg(long, visible_alias = "lb", conflicts_with_all = ["file", "keep_order"])]
+    line_buffer: bool,
     /// One-liner: put the item's arguments and a tab before each line of its output.
     #[arg(long, conflicts_with = "file")]
     tag: bool,
@@ -260,6 +264,7 @@ fn oneliner_origin(args: &RunArgs, overrides: Overrides) -> anyhow::Result<JobOr
         },
         quote: args.quote,
         keep_order: args.keep_order,
+        line_buffer: args.line_buffer,
         tag: match (&args.tagstring, args.tag) {
             (Some(text), _) => Some(Tag::Text(text.clone())),
             (None, true) => Some(Tag::Args),

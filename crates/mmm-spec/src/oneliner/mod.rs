@@ -142,6 +142,7 @@ pub(super) fn from_oneliner(oneliner: OneLiner) -> Result<JobPlan, SpecError> {
         deadline: None,
         output: OutputPlan {
             keep_order: options.keep_order,
+            line_buffer: options.line_buffer,
             tag: options.tag.as_ref().map(|tag| match tag {
                 Tag::Args => Template::parse_oneliner_word("{}"),
                 Tag::Text(text) => Template::parse_oneliner_word(text),

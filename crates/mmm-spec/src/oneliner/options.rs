@@ -20,6 +20,9 @@ pub struct OneLinerOptions {
     /// `-k`: output in input order.
     #[serde(default)]
     pub keep_order: bool,
+    /// `--line-buffer`: output line by line as it comes.
+    #[serde(default)]
+    pub line_buffer: bool,
     /// `--tag` / `--tagstring`.
     #[serde(default)]
     pub tag: Option<Tag>,
