@@ -17,8 +17,8 @@ const COMPLETE_VAR: &str = "MMM_COMPLETE";
 
 /// Shown after `mmm completions --help`.
 pub(crate) const AFTER_HELP: &str = "\
-The script calls mmm at each Tab, so it stays right after an upgrade; job ids complete
-from the store named by --store or MMM_STORE (default .mmm).
+The script calls mmm at each Tab, so it stays right after an upgrade; the ids of the
+newest 200 jobs complete from the store named by --store or MMM_STORE (default .mmm).
 
 Install:
   bash        echo 'source <(mmm completions bash)' >> ~/.bashrc

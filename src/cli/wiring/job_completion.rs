@@ -6,14 +6,18 @@ use std::ffi::OsStr;
 use clap_complete::engine::{ArgValueCompleter, CompletionCandidate};
 
 use super::open_store;
+use mmm_store::JobQuery;
 
 /// What an argument naming a job adds, so that Tab offers the store's job ids.
 pub(crate) fn job_id_completer() -> ArgValueCompleter {
     ArgValueCompleter::new(job_ids)
 }
 
-/// The job ids of the store that start with what was typed, newest first, each with its
-/// name and status as the shell's description. Nothing when the store cannot be opened:
+/// How many of the newest jobs a Tab offers: a store of 100,000 jobs answers at once.
+const OFFERED: usize = 200;
+
+/// The ids of the store's newest jobs that start with what was typed, newest first, each with
+/// its name and status as the shell's description. Nothing when the store cannot be opened:
 /// a Tab must never create a store or print an error.
 fn job_ids(current: &OsStr) -> Vec<CompletionCandidate> {
     let Some(typed) = current.to_str() else {
@@ -22,10 +26,13 @@ fn job_ids(current: &OsStr) -> Vec<CompletionCandidate> {
     let Ok(store) = open_store(&store_location(), false) else {
         return Vec::new();
     };
-    let Ok(mut jobs) = store.jobs() else {
+    let newest = JobQuery {
+        limit: Some(OFFERED),
+        ..JobQuery::default()
+    };
+    let Ok(jobs) = store.jobs_matching(&newest) else {
         return Vec::new();
     };
-    jobs.sort_by_key(|job| std::cmp::Reverse(job.created_at));
     jobs.into_iter()
         .map(|job| (job.id.to_string(), job))
         .filter(|(id, _)| id.starts_with(typed))
@@ -39,7 +46,10 @@ fn job_ids(current: &OsStr) -> Vec<CompletionCandidate> {
 /// the default. The completer sees only the word being typed, so the line is read from the
 /// arguments the shell passed (`mmm -- mmm WORDS...`).
 fn store_location() -> String {
-    let words: Vec<String> = std::env::args().collect();
+    // Lossy: a word that is not UTF-8 (a file name) must not stop the completion.
+    let words: Vec<String> = std::env::args_os()
+        .map(|word| word.to_string_lossy().into_owned())
+        .collect();
     let from_line = words.iter().enumerate().find_map(|(i, word)| {
         if word == "--store" {
             words.get(i + 1).cloned()
@@ -49,5 +59,5 @@ fn store_location() -> String {
     });
     from_line
         .or_else(|| std::env::var("MMM_STORE").ok())
-        .unwrap_or_else(|| ".mmm".to_string())
+        .unwrap_or_else(|| mmm_store::DEFAULT_LOCATION.to_string())
 }
