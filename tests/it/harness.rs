@@ -161,6 +161,17 @@ impl Run {
     }
 }
 
+/// A child process killed and reaped when dropped, so a failing assertion leaves no process
+/// (a server, a watcher, a Prometheus) behind.
+pub(crate) struct Killed(pub(crate) Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// SIGKILLs a child (`mmm` crashing as hard as it can) and reaps it.
 pub(crate) fn kill9(child: &mut Child) {
     nix::sys::signal::kill(

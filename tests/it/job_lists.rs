@@ -9,7 +9,7 @@ use mmm_core::job::{JobId, JobStatus, now_ms};
 use mmm_store::{NewItem, NewJob, Store, Write};
 use mmm_web::{self as web, AppState};
 
-use crate::harness::Workspace;
+use crate::harness::{Killed, Workspace};
 use crate::web::{browser, click, get, wait_text};
 
 /// Records a job named `name` with 2 items that reached `status` at `at` after running
@@ -342,16 +342,6 @@ async fn the_dashboard_lists_a_page_of_jobs_and_filters_them_in_chromium() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     client.close().await.unwrap();
-}
-
-/// Kills a child process when dropped (a failing assertion leaves nothing running).
-struct Killed(std::process::Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

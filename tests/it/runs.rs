@@ -2,7 +2,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -11,7 +11,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde_json::Value;
 
-use crate::harness::{Workspace, wait_until};
+use crate::harness::{Killed, Workspace, wait_until};
 
 pub(crate) const MIN: Duration = Duration::from_secs(60);
 const HOUR: Duration = Duration::from_secs(3600);
@@ -309,16 +309,6 @@ fn no_runs_says_where_it_looked() {
     );
 }
 
-/// Kills the child when dropped, so a failing assertion leaves no process behind.
-struct Reaped(Child);
-
-impl Drop for Reaped {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[test]
 fn a_live_process_naming_the_config_makes_a_quiet_run_stuck() {
     let ws = Workspace::new();
@@ -341,7 +331,7 @@ fn a_live_process_naming_the_config_makes_a_quiet_run_stuck() {
         .spawn()
         .expect("tail starts");
     let pid = child.id();
-    let mut child = Reaped(child);
+    let mut child = Killed(child);
     let (s, pids) = status(&ws);
     assert_eq!(s, "stuck");
     assert_eq!(pids, serde_json::json!([pid]));
@@ -354,7 +344,7 @@ fn a_live_process_naming_the_config_makes_a_quiet_run_stuck() {
 }
 
 /// `mmm runs ROOT --watch --json` with its stdout lines arriving on a channel.
-fn watch_json(ws: &Workspace, root: &str) -> (Reaped, mpsc::Receiver<Value>) {
+fn watch_json(ws: &Workspace, root: &str) -> (Killed, mpsc::Receiver<Value>) {
     let mut child = ws.spawn(&["runs", root, "--watch", "--json"]);
     let stdout = child.stdout.take().unwrap();
     let (tx, rx) = mpsc::channel();
@@ -368,7 +358,7 @@ fn watch_json(ws: &Workspace, root: &str) -> (Reaped, mpsc::Receiver<Value>) {
             }
         }
     });
-    (Reaped(child), rx)
+    (Killed(child), rx)
 }
 
 #[test]
@@ -438,7 +428,7 @@ fn watch_without_a_terminal_prints_a_line_per_change() {
     let ws = Workspace::new();
     let run_dir = ws.join("logs/live");
     trainer(&run_dir, 1, 4, SystemTime::now(), SystemTime::now());
-    let mut child = Reaped(ws.spawn(&["runs", "logs", "--watch"]));
+    let mut child = Killed(ws.spawn(&["runs", "logs", "--watch"]));
     let stdout = child.0.stdout.take().unwrap();
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {

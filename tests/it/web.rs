@@ -11,7 +11,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 use crate::chromium;
-use crate::harness::{Workspace, wait_until};
+use crate::harness::{Killed, Workspace, wait_until};
 
 /// A server on 127.0.0.1 and a free port, reading the workspace's store.
 pub(crate) async fn start(ws: &Workspace, token: Option<&str>) -> SocketAddr {
@@ -1059,16 +1059,6 @@ async fn runs_need_the_token_and_say_when_nothing_is_watched() {
         (&full["type"], &full["watching"]),
         (&json!("runs"), &json!(false))
     );
-}
-
-/// A child process killed when dropped, so a failing test leaves no server behind.
-pub(crate) struct Killed(pub(crate) std::process::Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 /// `mmm serve ARGS` in the workspace; returns the child and the address it prints.
