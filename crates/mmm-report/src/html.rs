@@ -51,21 +51,7 @@ fn ms(v: i64) -> String {
 }
 
 /// A duration as the terminal views write it (`850ms`, `4.2s`, `3m07s`, `2h05m`, `1d03h`).
-fn duration(d: Duration) -> String {
-    let ms = d.as_millis();
-    let s = d.as_secs();
-    if ms < 1000 {
-        format!("{ms}ms")
-    } else if s < 60 {
-        format!("{:.1}s", d.as_secs_f64())
-    } else if s < 3600 {
-        format!("{}m{:02}s", s / 60, s % 60)
-    } else if s < 86_400 {
-        format!("{}h{:02}m", s / 3600, (s % 3600) / 60)
-    } else {
-        format!("{}d{:02}h", s / 86_400, (s % 86_400) / 3600)
-    }
-}
+use mmm_core::metrics::format_duration as duration;
 
 const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:2em;color:#222;max-width:1000px}\
 h1{font-size:1.5em}h2{font-size:1.15em;margin-top:2em}\

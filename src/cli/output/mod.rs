@@ -13,7 +13,6 @@ pub(crate) use owner::owner_description;
 pub(crate) use progress_line::progress_line;
 
 use std::io::Write;
-use std::time::Duration;
 
 use serde::Serialize;
 
@@ -44,21 +43,7 @@ pub(crate) fn print_json(value: &impl Serialize) -> anyhow::Result<()> {
 }
 
 /// A duration as people say it: `850ms`, `12.3s`, `4m05s`, `2h03m`, `3d04h`.
-pub(crate) fn duration(d: Duration) -> String {
-    let ms = d.as_millis();
-    let s = d.as_secs();
-    if ms < 1000 {
-        format!("{ms}ms")
-    } else if s < 60 {
-        format!("{:.1}s", d.as_secs_f64())
-    } else if s < 3600 {
-        format!("{}m{:02}s", s / 60, s % 60)
-    } else if s < 86_400 {
-        format!("{}h{:02}m", s / 3600, (s % 3600) / 60)
-    } else {
-        format!("{}d{:02}h", s / 86_400, (s % 86_400) / 3600)
-    }
-}
+pub(crate) use mmm_core::metrics::format_duration as duration;
 
 /// How long ago an epoch-ms timestamp was: `12s ago`, `3m ago`, `2h ago`, `5d ago`.
 pub(crate) fn age(at_ms: i64, now_ms: i64) -> String {
@@ -126,6 +111,7 @@ pub(crate) fn table(header: &[&str], rows: &[Vec<String>], right: &[usize]) -> S
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn durations_read_like_people_say_them() {

@@ -89,6 +89,24 @@ impl EtaDamper {
     }
 }
 
+/// A duration as people say it, as every view writes one: `850ms`, `12.3s`, `4m05s`,
+/// `2h03m`, `3d04h`.
+pub fn format_duration(d: std::time::Duration) -> String {
+    let ms = d.as_millis();
+    let s = d.as_secs();
+    if ms < 1000 {
+        format!("{ms}ms")
+    } else if s < 60 {
+        format!("{:.1}s", d.as_secs_f64())
+    } else if s < 3600 {
+        format!("{}m{:02}s", s / 60, s % 60)
+    } else if s < 86_400 {
+        format!("{}h{:02}m", s / 3600, (s % 3600) / 60)
+    } else {
+        format!("{}d{:02}h", s / 86_400, (s % 86_400) / 3600)
+    }
+}
+
 /// A remaining time in the compact form progress lines use: `45s`, `4m10s`, `2h05m`, `3d04h`.
 pub fn format_remaining(ms: u64) -> String {
     let s = (ms + 500) / 1000;

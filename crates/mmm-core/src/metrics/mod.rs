@@ -16,7 +16,7 @@ pub mod history;
 pub mod live;
 pub mod stragglers;
 
-pub use display::{EtaDamper, format_clock, format_eta, format_remaining};
+pub use display::{EtaDamper, format_clock, format_duration, format_eta, format_remaining};
 pub use drift::{DriftForecast, DriftShape};
 pub use durations::{DurationModel, DurationStats, DurationSummary, StepDurations, SurvivalTable};
 pub use eta::{Basis, Estimate, Eta, EtaInput, InFlight, estimate};
