@@ -33,17 +33,22 @@ pub(super) fn resolve(store: &dyn Store, id: &str) -> Result<JobId, ApiError> {
 pub(super) const MAX_JOBS: usize = 1_000;
 
 /// The filters of `GET /api/jobs` (and of the WebSocket's jobs feed).
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, Serialize)]
 pub(super) struct JobsQuery {
     /// At most this many jobs (1..=1000); every job without it.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub(super) limit: Option<usize>,
     /// The cursor: jobs older than this one (the id of the last job of the previous page).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub(super) before: Option<String>,
     /// Only these statuses, comma-separated.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub(super) status: Option<String>,
     /// Only names matching this glob.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub(super) name: Option<String>,
     /// Only jobs created in the last DURATION (`24h`).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub(super) since: Option<String>,
 }
 
@@ -102,35 +107,17 @@ impl JobsQuery {
 
     /// This query's next page: the same filters, before `last`.
     fn next_page(&self, last: JobId) -> String {
-        let mut pairs = vec![("before", last.to_string())];
-        for (key, value) in [
-            ("limit", self.limit.map(|l| l.to_string())),
-            ("status", self.status.clone()),
-            ("name", self.name.clone()),
-            ("since", self.since.clone()),
-        ] {
-            if let Some(value) = value {
-                pairs.push((key, value));
-            }
-        }
-        let query: Vec<String> = pairs
-            .iter()
-            .map(|(k, v)| format!("{k}={}", percent_encode(v)))
-            .collect();
-        format!("/api/jobs?{}", query.join("&"))
+        let next = JobsQuery {
+            before: Some(last.to_string()),
+            limit: self.limit,
+            status: self.status.clone(),
+            name: self.name.clone(),
+            since: self.since.clone(),
+        };
+        // The codec axum's `Query` reads it back with.
+        let query = serde_urlencoded::to_string(&next).unwrap_or_default();
+        format!("/api/jobs?{query}")
     }
-}
-
-/// `v` with every byte outside the unreserved set of RFC 3986 percent-encoded.
-fn percent_encode(v: &str) -> String {
-    v.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 /// `GET /api/jobs?limit=&before=&status=&name=&since=`: jobs newest first, filtered. A full
