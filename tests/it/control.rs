@@ -9,6 +9,7 @@ use mmm_core::event::Event;
 use mmm_core::job::{AttemptOutcome, JobId, JobStatus};
 
 use crate::harness::{Workspace, kill9, wait_until};
+use crate::tmux::Tmux;
 
 /// A workspace with `n` items, each `step` (a shell line; `${item}` is the item), run by
 /// `agents` agents; the run started in the background, and its job once it is recorded.
@@ -530,80 +531,42 @@ fn control_on_postgres_a_coordinator_and_a_worker_obey_pause_scale_and_drain() {
 /// then `y` cancels; each through the store, seen in the job's record and events.
 #[test]
 fn control_viewer_keys_in_tmux_steer_a_running_job() {
-    use std::process::Command;
-    if Command::new("tmux").arg("-V").output().is_err() {
-        eprintln!("SKIPPED: tmux is not installed (apt-get install -y tmux; .ci/run installs it)");
-        return;
-    }
     let (ws, mut child, job) = running(200, 2, "sleep 0.5", &["--grace", "1s"]);
-    let short = job.short();
-    let session = format!("mmm-control-{}", std::process::id());
-    let tmux = |args: &[&str]| {
-        Command::new("tmux")
-            .args(["-L", &session])
-            .args(args)
-            .output()
-            .expect("tmux runs")
-    };
     let command = format!(
-        "cd '{}' && exec '{}' progress {short}",
-        ws.path().display(),
-        env!("CARGO_BIN_EXE_mmm")
+        "exec '{}' progress {}",
+        env!("CARGO_BIN_EXE_mmm"),
+        job.short()
     );
-    let started = tmux(&[
-        "new-session",
-        "-d",
-        "-s",
-        &session,
-        "-x",
-        "140",
-        "-y",
-        "30",
-        "env",
-        "-u",
-        "MMM_STORE",
-        "sh",
-        "-c",
-        &command,
-    ]);
-    assert!(started.status.success(), "{started:?}");
-    let capture = || {
-        String::from_utf8_lossy(&tmux(&["capture-pane", "-p", "-t", &session]).stdout).into_owned()
-    };
+    let tmux = Tmux::start_sized("control", ws.path(), &command, 140, 30);
     let record = || ws.store().job(job).unwrap();
+    let within = Duration::from_secs(5);
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        wait_until(Duration::from_secs(20), "the viewer's control keys", || {
-            capture().contains("p pause")
+        tmux.wait_for_screen(Duration::from_secs(20), "the viewer's control keys", |s| {
+            s.contains("p pause")
         });
-        tmux(&["send-keys", "-t", &session, "p"]);
-        wait_until(Duration::from_secs(5), "the job to be paused", || {
-            record().paused
-        });
-        wait_until(Duration::from_secs(5), "the viewer to say paused", || {
-            capture().contains("paused")
-        });
-        tmux(&["send-keys", "-t", &session, "p"]);
-        wait_until(Duration::from_secs(5), "the job to be unpaused", || {
-            !record().paused
-        });
-        tmux(&["send-keys", "-t", &session, "+"]);
-        wait_until(Duration::from_secs(5), "the job to run 3 agents", || {
+        tmux.send(&["p"]);
+        wait_until(within, "the job to be paused", || record().paused);
+        tmux.wait_for_screen(within, "the viewer to say paused", |s| s.contains("paused"));
+        tmux.send(&["p"]);
+        wait_until(within, "the job to be unpaused", || !record().paused);
+        tmux.send(&["+"]);
+        wait_until(within, "the job to run 3 agents", || {
             record().scaled_agents == Some(3)
         });
-        tmux(&["send-keys", "-t", &session, "x"]);
-        wait_until(Duration::from_secs(5), "the viewer to ask first", || {
-            capture().contains("y cancels")
+        tmux.send(&["x"]);
+        tmux.wait_for_screen(within, "the viewer to ask first", |s| {
+            s.contains("y cancels")
         });
         assert_eq!(
             record().status,
             JobStatus::Running,
             "x alone cancels nothing"
         );
-        tmux(&["send-keys", "-t", &session, "y"]);
+        tmux.send(&["y"]);
         assert_eq!(exit_code(&mut child, Duration::from_secs(20)), 130);
         assert_eq!(record().status, JobStatus::Cancelled);
     }));
-    tmux(&["kill-server"]);
+    drop(tmux);
     let _ = child.kill();
     if let Err(panic) = result {
         std::panic::resume_unwind(panic);

@@ -13,6 +13,7 @@ use mmm_store::LEASE_EXPIRED_ERROR;
 
 use crate::harness::{Workspace, kill9, wait_until};
 use crate::postgres::{Schema, listening, skipped};
+use crate::tmux::Tmux;
 
 const LEASE: &str = "2s";
 
@@ -541,14 +542,6 @@ fn the_viewer_on_postgres_wakes_on_notify_and_lists_every_hosts_agents() {
     if skipped("the_viewer_on_postgres_wakes_on_notify_and_lists_every_hosts_agents") {
         return;
     }
-    if std::process::Command::new("tmux")
-        .arg("-V")
-        .output()
-        .is_err()
-    {
-        eprintln!("SKIPPED: tmux is not installed (apt-get install -y tmux; .ci/run installs it)");
-        return;
-    }
     const ITEMS: usize = 400;
     let schema = Schema::new();
     let url = schema.url();
@@ -583,36 +576,11 @@ fn the_viewer_on_postgres_wakes_on_notify_and_lists_every_hosts_agents() {
 
     let name = format!("mmm_viewer_{}", uuid::Uuid::now_v7().simple());
     let viewer_url = format!("{url}&application_name={name}");
-    let session = format!("mmm-pg-viewer-{}", std::process::id());
-    let tmux = |args: &[&str]| {
-        std::process::Command::new("tmux")
-            .args(["-L", &session])
-            .args(args)
-            .output()
-            .expect("tmux runs")
-    };
     let command = format!(
-        "cd '{}' && exec '{}' progress {id} --store '{viewer_url}'",
-        ws.path().display(),
+        "exec '{}' progress {id} --store '{viewer_url}'",
         env!("CARGO_BIN_EXE_mmm")
     );
-    let started = tmux(&[
-        "new-session",
-        "-d",
-        "-s",
-        &session,
-        "-x",
-        "120",
-        "-y",
-        "30",
-        "sh",
-        "-c",
-        &command,
-    ]);
-    assert!(started.status.success(), "{started:?}");
-    let capture = || {
-        String::from_utf8_lossy(&tmux(&["capture-pane", "-p", "-t", &session]).stdout).into_owned()
-    };
+    let tmux = Tmux::start_sized("pg-viewer", ws.path(), &command, 120, 30);
     let suffix = format!("/{ITEMS}");
     let done_count = |screen: &str| -> Option<u64> {
         let word = screen.split_whitespace().find(|w| w.ends_with(&suffix))?;
@@ -624,7 +592,7 @@ fn the_viewer_on_postgres_wakes_on_notify_and_lists_every_hosts_agents() {
     let mut listened = false;
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     while std::time::Instant::now() < deadline && !(seen && listened) {
-        screen = capture();
+        screen = tmux.screen();
         listened = listened || listening(&name);
         if let Some(done) = done_count(&screen) {
             let first = *first.get_or_insert(done);
@@ -635,14 +603,14 @@ fn the_viewer_on_postgres_wakes_on_notify_and_lists_every_hosts_agents() {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    tmux(&["send-keys", "-t", &session, "q"]);
+    tmux.send(&["q"]);
     let mut quit = false;
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while std::time::Instant::now() < deadline && !quit {
-        quit = !tmux(&["has-session", "-t", &session]).status.success();
+        quit = !tmux.is_running();
         std::thread::sleep(Duration::from_millis(20));
     }
-    tmux(&["kill-server"]);
+    drop(tmux);
     kill9(&mut coordinator);
     kill9(&mut worker);
     assert!(listened, "the viewer never listened for NOTIFY:\n{screen}");

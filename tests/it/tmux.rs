@@ -13,6 +13,17 @@ impl Tmux {
     /// Starts `command` (run by `sh -c`) in a detached 100x30 session named `name`, in `dir`,
     /// with `MMM_STORE` unset. tmux must be installed (`./scripts/test` installs it).
     pub(crate) fn start(name: &str, dir: &std::path::Path, command: &str) -> Tmux {
+        Tmux::start_sized(name, dir, command, 100, 30)
+    }
+
+    /// [`Tmux::start`] in a terminal of `width` x `height`.
+    pub(crate) fn start_sized(
+        name: &str,
+        dir: &std::path::Path,
+        command: &str,
+        width: u16,
+        height: u16,
+    ) -> Tmux {
         assert!(
             Command::new("tmux").arg("-V").output().is_ok(),
             "tmux is not installed: apt-get install -y tmux (./scripts/test installs it)"
@@ -20,15 +31,16 @@ impl Tmux {
         let tmux = Tmux {
             server: format!("mmm-{name}-{}", std::process::id()),
         };
+        let (width, height) = (width.to_string(), height.to_string());
         let started = tmux.run(&[
             "new-session",
             "-d",
             "-s",
             "test",
             "-x",
-            "100",
+            &width,
             "-y",
-            "30",
+            &height,
             "-c",
             &dir.to_string_lossy(),
             "env",

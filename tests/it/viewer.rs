@@ -347,12 +347,11 @@ impl Drop for ChromeDriver {
 #[test]
 fn html_report_opens_in_chromium_without_errors_or_requests() {
     let (chromium, driver) = ("/usr/bin/chromium", "/usr/bin/chromedriver");
-    if !std::path::Path::new(chromium).exists() || !std::path::Path::new(driver).exists() {
-        eprintln!(
-            "SKIPPED: chromium or chromedriver missing (apt-get install -y chromium chromium-driver; .ci/run installs them)"
-        );
-        return;
-    }
+    assert!(
+        std::path::Path::new(chromium).exists() && std::path::Path::new(driver).exists(),
+        "chromium or chromedriver is missing: apt-get install -y chromium chromium-driver \
+         (./scripts/test installs them)"
+    );
     let ws = Workspace::new();
     job_file(&ws, 20, "0.2", 3);
     ws.run(&["run", "job.yml", "--progress", "none"]).code_is(3);
