@@ -26,6 +26,7 @@ mod scale_out;
 mod shell;
 mod signals;
 mod store_copy;
+mod streaming;
 mod tmux;
 mod viewer;
 mod web;

@@ -84,11 +84,15 @@ impl<E: Executor, S: WorkSource> Agent<E, S> {
             // The item's duration for the ETA counts from here to its end (see `item_measured`).
             let taken = tokio::time::Instant::now();
             let metrics = &run.metrics;
+            // Only the keys of items in flight are kept: the views show an agent's item by it.
+            run.tracker
+                .add_item_keys([(work.index, work.item.key.clone())]);
             metrics.item_taken(self.index, work.index, run.clock.now_ms());
             if let Some(waited) = waited {
                 metrics.queue_wait(waited);
             }
             self.item(&work, taken).await;
+            run.tracker.forget_item_key(work.index);
             run.shown.item_ended(work.index);
             // Skipped or interrupted items leave no duration but must leave the in-flight set.
             metrics.item_released(self.index);

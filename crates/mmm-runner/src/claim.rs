@@ -25,7 +25,6 @@ use tokio::sync::watch;
 use crate::source::{Taken, Work, WorkSource};
 use crate::{RunError, StopLevel};
 use mmm_core::job::{JobId, JobStatus, Phase, now_ms};
-use mmm_core::tracker::Tracker;
 use mmm_spec::Item;
 use mmm_store::Store;
 
@@ -80,8 +79,6 @@ pub struct ClaimStats {
 pub(crate) struct Claims {
     store: Arc<dyn Store>,
     job: JobId,
-    /// Learns each claimed item's key (no feeder told it, as for a queued map).
-    tracker: Arc<Tracker>,
     options: ClaimOptions,
     /// Claimed, not yet started, with when they were claimed.
     buffer: Mutex<VecDeque<(Work, Instant)>>,
@@ -103,14 +100,12 @@ impl Claims {
     pub(crate) fn new(
         store: Arc<dyn Store>,
         job: JobId,
-        tracker: Arc<Tracker>,
         options: ClaimOptions,
         stop: watch::Receiver<StopLevel>,
     ) -> Self {
         Claims {
             store,
             job,
-            tracker,
             options,
             buffer: Mutex::default(),
             stale: Mutex::default(),
@@ -369,8 +364,6 @@ impl Claims {
 impl WorkSource for Claims {
     async fn next(&self) -> Option<Taken> {
         let work = self.take().await?;
-        self.tracker
-            .add_item_keys([(work.index, work.item.key.clone())]);
         Some(Taken { work, waited: None })
     }
 
@@ -444,13 +437,7 @@ mod tests {
             agent_prefix: None,
         };
         let (_stop_tx, stop) = watch::channel(StopLevel::Run);
-        let claims = Claims::new(
-            store.clone(),
-            job,
-            Arc::new(Tracker::new(3, 1)),
-            options,
-            stop,
-        );
+        let claims = Claims::new(store.clone(), job, options, stop);
         let first = claims.take().await.expect("an item");
         assert_eq!(first.index, 0);
         // The two others are buffered; let their claim age past two thirds of the lease.

@@ -47,8 +47,8 @@ async fn feed_items<E: Executor>(
 ) -> Result<(), Halt> {
     let job = run.job;
     let Some(resume) = on_record(start) else {
-        if run.plan.map.stdin_stream().is_some() {
-            return stream_stdin(run, queue).await;
+        if run.plan.map.streamed_input().is_some() {
+            return stream_input(run, queue).await;
         }
         let items = load_and_record(run).await?;
         run.shown.expect(0..items.len() as u64);
@@ -73,8 +73,6 @@ async fn feed_items<E: Executor>(
         let Some(last) = rows.last() else { break };
         after = Some(last.index);
         let full = rows.len() == page;
-        run.tracker
-            .add_item_keys(rows.iter().map(|u| (u.index, u.key.clone())));
         run.shown.expect(rows.iter().map(|u| u.index));
         queue.push_all(rows.into_iter().map(|u| {
             let value =
@@ -94,28 +92,81 @@ async fn feed_items<E: Executor>(
     Ok(())
 }
 
-/// A new one-liner reading its items from standard input: each is recorded and queued as it
-/// arrives, so a stream that never ends (`tail -f log | mmm run ...`) is worked through as it
-/// comes, and a resume finds on record every item read so far. The total grows as items come.
-async fn stream_stdin<E: Executor>(run: &Run<E>, queue: &WorkQueue) -> Result<(), Halt> {
-    /// Items recorded and queued together at most, when they come faster than that.
-    const BATCH: usize = 1_024;
+/// Items recorded and queued together at most, when they come faster than that.
+const PAGE: usize = 1_024;
+
+/// A new job whose input streams (`MapPlan::streamed_input`): each page of items is recorded
+/// and queued as it is read, the agents starting on the first, and reading waits while the
+/// queue is full, so memory does not grow with the input. A stream that never ends
+/// (`tail -f log | mmm run ...`) is worked through as it comes; a resume finds on record every
+/// item read so far. The total grows as items come and is known once the input is read.
+async fn stream_input<E: Executor>(run: &Run<E>, queue: &WorkQueue) -> Result<(), Halt> {
+    let mut records = read_records(run).map_err(|source| JobFailure::Input { source })?;
+    run.tracker.set_input_open(true);
+    let streamed = stream_records(run, queue, &mut records).await;
+    run.tracker.set_input_open(false);
+    let (count, whole) = streamed?;
+    if whole {
+        input_read(run, count);
+    }
+    Ok(())
+}
+
+/// Records and queues the records as they come, a page at a time; returns how many came and
+/// whether the input was read to its end (not when the run stopped first).
+async fn stream_records<E: Executor>(
+    run: &Run<E>,
+    queue: &WorkQueue,
+    records: &mut Records,
+) -> Result<(u64, bool), Halt> {
     let job = run.job;
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<serde_json::Value, InputError>>(BATCH);
+    let mut count: u64 = 0;
+    while let Some(page) = next_page(records).await {
+        let first_index = count;
+        let mut items = Vec::with_capacity(page.len());
+        for record in page {
+            let value = record.map_err(|source| JobFailure::Input { source })?;
+            count += 1;
+            items.push(Item::at_position(count as usize, value));
+        }
+        run.writer.add_items(job, new_rows(&items));
+        run.tracker.set_total(count);
+        let indices = first_index..count;
+        run.shown.expect(indices.clone());
+        queue.push_all(indices.zip(items).map(|(index, item)| Work {
+            index,
+            item,
+            attempts_used: 0,
+            next_number: 1,
+        }));
+        if run.stopping() {
+            return Ok((count, false));
+        }
+        queue.wait_below(QUEUED_ITEMS).await;
+    }
+    Ok((count, true))
+}
+
+/// The input's values as a reader thread sends them.
+type Records = tokio::sync::mpsc::Receiver<Result<serde_json::Value, InputError>>;
+
+/// Starts reading a streamed input on a thread of its own, not a blocking task: a read that
+/// never returns (an idle pipe) must not hold up the runtime's shutdown; the thread ends with
+/// the process. The channel's bound is what reading runs ahead of recording.
+fn read_records<E: Executor>(run: &Run<E>) -> Result<Records, InputError> {
+    let (tx, rx) = tokio::sync::mpsc::channel(PAGE);
     let plan = run.plan.clone();
-    // A thread of its own, not a blocking task: a read that never returns (an idle pipe)
-    // must not hold up the runtime's shutdown; the thread ends with the process.
     let reader = std::thread::Builder::new()
-        .name("mmm-stdin".into())
+        .name("mmm-input".into())
         .spawn(move || {
-            let Some(input) = plan.map.stdin_stream() else {
+            let Some(input) = plan.map.streamed_input() else {
                 return;
             };
-            let stdin = std::io::stdin().lock();
-            match input.records(stdin) {
+            match input.open(&plan.base_dir) {
                 Ok(records) => {
                     for record in records {
-                        if tx.blocking_send(record).is_err() {
+                        let failed = record.is_err();
+                        if tx.blocking_send(record).is_err() || failed {
                             return;
                         }
                     }
@@ -125,72 +176,52 @@ async fn stream_stdin<E: Executor>(run: &Run<E>, queue: &WorkQueue) -> Result<()
                 }
             }
         });
-    if let Err(source) = reader {
-        let source = InputError::Stdin { source };
-        return Err(JobFailure::Input { source }.into());
+    match reader {
+        Ok(_) => Ok(rx),
+        Err(source) => Err(InputError::Stdin { source }),
     }
-    run.tracker.set_input_open(true);
-    let streamed = stream_records(run, queue, &mut rx).await;
-    run.tracker.set_input_open(false);
-    let count = streamed?;
-    let loaded = ItemsLoaded { count };
-    run.record(vec![Write::event(job, None, Event::ItemsLoaded(loaded))]);
-    Ok(())
 }
 
-/// Records and queues the records as they come; returns how many came.
-async fn stream_records<E: Executor>(
-    run: &Run<E>,
-    queue: &WorkQueue,
-    rx: &mut tokio::sync::mpsc::Receiver<Result<serde_json::Value, InputError>>,
-) -> Result<u64, Halt> {
-    const BATCH: usize = 1_024;
-    let job = run.job;
-    let mut count: u64 = 0;
-    let mut batch = Vec::with_capacity(BATCH);
-    while let Some(first) = rx.recv().await {
-        batch.push(first);
-        while batch.len() < BATCH {
-            match rx.try_recv() {
-                Ok(record) => batch.push(record),
-                Err(_) => break,
-            }
-        }
-        let first_index = count;
-        let mut items = Vec::with_capacity(batch.len());
-        for record in batch.drain(..) {
-            let value = record.map_err(|source| JobFailure::Input { source })?;
-            count += 1;
-            items.push(Item::at_position(count as usize, value));
-        }
-        let rows = items
-            .iter()
-            .map(|item| NewItem {
-                key: item.key.clone(),
-                value: item.value.to_string(),
-            })
-            .collect();
-        run.writer.add_items(job, rows);
-        run.tracker.set_total(count);
-        let indices = first_index..count;
-        run.tracker.add_item_keys(
-            indices
-                .clone()
-                .zip(&items)
-                .map(|(index, item)| (index, item.key.clone())),
-        );
-        run.shown.expect(indices.clone());
-        queue.push_all(indices.zip(items).map(|(index, item)| Work {
-            index,
-            item,
-            attempts_used: 0,
-            next_number: 1,
-        }));
-        if run.stopping() {
-            break;
+/// The next records, as many as are there up to a page (waiting for the first); `None` once
+/// the input ended.
+async fn next_page(records: &mut Records) -> Option<Vec<Result<serde_json::Value, InputError>>> {
+    let first = records.recv().await?;
+    let mut page = Vec::with_capacity(PAGE);
+    page.push(first);
+    while page.len() < PAGE {
+        match records.try_recv() {
+            Ok(record) => page.push(record),
+            Err(_) => break,
         }
     }
-    Ok(count)
+    Some(page)
+}
+
+fn new_rows(items: &[Item]) -> Vec<NewItem> {
+    items
+        .iter()
+        .map(|item| NewItem {
+            key: item.key.clone(),
+            value: item.value.to_string(),
+        })
+        .collect()
+}
+
+/// The whole input is on record: its count, and its fingerprint (a resume whose input file
+/// has not changed since need not read it again).
+fn input_read<E: Executor>(run: &Run<E>, count: u64) {
+    let job = run.job;
+    let plan = &run.plan;
+    let loaded = ItemsLoaded { count };
+    let mut writes = vec![Write::event(job, None, Event::ItemsLoaded(loaded))];
+    if !plan.map.reads_stdin() {
+        writes.push(Write::InputFingerprint {
+            job,
+            at: now_ms(),
+            fingerprint: plan.map.input_fingerprint(&plan.base_dir),
+        });
+    }
+    run.record(writes);
 }
 
 /// Loads the input (after setup, which may write it) in a blocking task.
@@ -204,32 +235,51 @@ async fn load_input<E: Executor>(run: &Run<E>) -> Result<Vec<Item>, Halt> {
     Ok(loaded.map_err(|source| JobFailure::Input { source })?)
 }
 
-/// A new job (or one stopped before its items were recorded): loads its items, has the store
-/// writer record them, and tells the tracker. The agents need not wait for the record: their
-/// writes come after it.
+/// A new job (or one stopped before its items were recorded) whose items the agents claim
+/// through the store: records every item before the claims start. A streamed input is
+/// recorded page by page without holding it (waiting for the writer every few pages, so its
+/// backlog stays bounded too); any other is loaded whole.
+pub(crate) async fn record_all<E: Executor>(run: &Run<E>) -> Result<(), Halt> {
+    if run.plan.map.streamed_input().is_none() {
+        load_and_record(run).await?;
+        return Ok(());
+    }
+    /// Pages sent to the writer before waiting for it.
+    const PAGES_IN_FLIGHT: usize = 16;
+    let job = run.job;
+    let mut records = read_records(run).map_err(|source| JobFailure::Input { source })?;
+    let mut count: u64 = 0;
+    let mut pages = 0;
+    while let Some(page) = next_page(&mut records).await {
+        let mut items = Vec::with_capacity(page.len());
+        for record in page {
+            let value = record.map_err(|source| JobFailure::Input { source })?;
+            count += 1;
+            items.push(Item::at_position(count as usize, value));
+        }
+        run.writer.add_items(job, new_rows(&items));
+        run.tracker.set_total(count);
+        pages += 1;
+        if pages % PAGES_IN_FLIGHT == 0 {
+            run.flush().await?;
+        }
+        if run.stopping() {
+            return Err(Halt::Interrupted);
+        }
+    }
+    input_read(run, count);
+    Ok(())
+}
+
+/// A new job (or one stopped before its items were recorded) whose input is loaded whole:
+/// loads its items, has the store writer record them, and tells the tracker. The agents need
+/// not wait for the record: their writes come after it.
 pub(crate) async fn load_and_record<E: Executor>(run: &Run<E>) -> Result<Vec<Item>, Halt> {
     let job = run.job;
-    let tracker = &run.tracker;
     let items = load_input(run).await?;
-    let rows: Vec<NewItem> = items
-        .iter()
-        .map(|item| NewItem {
-            key: item.key.clone(),
-            value: item.value.to_string(),
-        })
-        .collect();
-    run.writer.add_items(job, rows);
-    tracker.set_total(items.len() as u64);
-    tracker.add_item_keys(
-        items
-            .iter()
-            .enumerate()
-            .map(|(i, it)| (i as u64, it.key.clone())),
-    );
-    let loaded = ItemsLoaded {
-        count: items.len() as u64,
-    };
-    run.record(vec![Write::event(job, None, Event::ItemsLoaded(loaded))]);
+    run.writer.add_items(job, new_rows(&items));
+    run.tracker.set_total(items.len() as u64);
+    input_read(run, items.len() as u64);
     Ok(items)
 }
 

@@ -130,7 +130,6 @@ impl<E: Executor> ClaimedMap<E> {
         let claims = Arc::new(Claims::new(
             run.store.clone(),
             run.job,
-            run.tracker.clone(),
             options,
             run.stop.clone(),
         ));

@@ -289,9 +289,7 @@ impl<E: Executor> Owner<E> {
         let job = run.job;
         match feed::on_record(&self.config.start) {
             Some(resume) => feed::restore_counts(run, resume).await?,
-            None => {
-                feed::load_and_record(run).await?;
-            }
+            None => feed::record_all(run).await?,
         }
         // The counts are read (restored, or none yet): other processes' items count from
         // here on, from the event log.

@@ -601,6 +601,19 @@ impl fmt::Display for InputOrigin {
     }
 }
 
+impl InputOrigin {
+    /// The error for a failed read of this origin's text.
+    pub(crate) fn read_error(&self, source: std::io::Error) -> InputError {
+        match self {
+            InputOrigin::File(path) => InputError::Read {
+                path: path.clone(),
+                source,
+            },
+            _ => InputError::Stdin { source },
+        }
+    }
+}
+
 /// Why the map's items could not be loaded.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

@@ -41,15 +41,6 @@ impl MapPlan {
         matches!(&self.input, InputSource::Args(args) if args.reads_stdin())
     }
 
-    /// The one-liner's input when its items can be read from standard input as they arrive
-    /// (its only source; no `key:`).
-    pub fn stdin_stream(&self) -> Option<&crate::ArgsInput> {
-        match &self.input {
-            InputSource::Args(args) if args.streams_stdin() && self.key.is_none() => Some(args),
-            _ => None,
-        }
-    }
-
     /// Loads the items (runs the input command if there is one), computes and checks keys.
     pub fn load_items(
         &self,

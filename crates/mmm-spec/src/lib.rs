@@ -16,6 +16,7 @@ mod input;
 mod normalised;
 mod oneliner;
 mod parse;
+mod streamed;
 mod template;
 mod yaml;
 
@@ -24,6 +25,7 @@ pub use mmm_core::alerts::{AlertRules, Deadline};
 pub use oneliner::halt::{BadHalt, HaltOn, HaltPolicy, HaltWhen, Threshold};
 pub use oneliner::options::{OneLinerOptions, Tag};
 pub use oneliner::sources::{ArgSource, ArgsInput, Delimiter, Records, SourceKind};
+pub use streamed::{RecordStream, StreamedInput};
 use template::Part;
 
 /// A validated, normalised job: what `mmm validate` prints and what the runner executes.

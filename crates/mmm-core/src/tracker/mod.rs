@@ -62,8 +62,9 @@ pub struct Tracker {
     used: AtomicUsize,
     /// Set while the job is paused (`mmm pause`): no new item starts.
     paused: AtomicBool,
-    /// Item keys by input position, filled as items are queued, so views can name items.
-    /// Only views read it, a few times a second: the agents' hot path never takes this lock.
+    /// The keys of the items agents hold, by input position, so views can name them: set when
+    /// an agent takes an item and removed when it lets go, so it holds at most one key per
+    /// agent whatever the number of items. Only views read it, a few times a second.
     item_keys: std::sync::RwLock<std::collections::HashMap<u64, String>>,
     /// Custom counters reported by steps (`mmm report --counter`); rare, so a lock is fine.
     counters: std::sync::Mutex<std::collections::BTreeMap<String, i64>>,
@@ -401,10 +402,16 @@ impl Tracker {
         self.total.store(total, Ordering::Relaxed);
     }
 
-    /// Records item keys by input position.
+    /// Records the keys of items agents took, by input position.
     pub fn add_item_keys(&self, keys: impl IntoIterator<Item = (u64, String)>) {
         let mut map = self.item_keys.write().unwrap_or_else(|e| e.into_inner());
         map.extend(keys);
+    }
+
+    /// Forgets the key of an item that left its agent.
+    pub fn forget_item_key(&self, item: u64) {
+        let mut map = self.item_keys.write().unwrap_or_else(|e| e.into_inner());
+        map.remove(&item);
     }
 
     /// The key of the item at input position `item`, when it is known.

@@ -158,24 +158,37 @@ impl ArgsInput {
         Some(parts.join(","))
     }
 
-    /// True when the items can be taken from standard input one by one as they arrive: its
-    /// only source, split at a one-byte delimiter, one argument per item.
-    pub fn streams_stdin(&self) -> bool {
-        matches!(
-            self.sources.as_slice(),
-            [ArgSource {
-                kind: SourceKind::Stdin,
-                ..
-            }]
-        ) && self.max_args.is_none_or(|n| n <= 1)
-            && self.delimiter.as_str().len() == 1
+    /// The only source, when the items can be read from it one by one as they come: standard
+    /// input or one file, split at a one-byte delimiter, one argument per item. Several
+    /// sources need every value first (they combine).
+    pub fn streamed_source(&self) -> Option<&SourceKind> {
+        match self.sources.as_slice() {
+            [ArgSource { kind, .. }]
+                if !matches!(kind, SourceKind::Inline { .. })
+                    && self.max_args.is_none_or(|n| n <= 1)
+                    && self.delimiter.as_str().len() == 1 =>
+            {
+                Some(kind)
+            }
+            _ => None,
+        }
     }
 
-    /// The items' values read from `reader` one record at a time, for an input that
-    /// [`streams_stdin`](Self::streams_stdin).
-    pub fn records<R: BufRead>(&self, reader: R) -> Result<Records<R>, InputError> {
+    /// True when the items can be taken from standard input one by one as they arrive.
+    pub fn streams_stdin(&self) -> bool {
+        self.streamed_source() == Some(&SourceKind::Stdin)
+    }
+
+    /// The items' values read from `reader` (which holds `origin`'s text) one record at a
+    /// time, for an input with a [`streamed_source`](Self::streamed_source).
+    pub fn records<R: BufRead>(
+        &self,
+        reader: R,
+        origin: InputOrigin,
+    ) -> Result<Records<R>, InputError> {
         Ok(Records {
             reader,
+            origin,
             delimiter: self
                 .delimiter
                 .as_str()
@@ -264,6 +277,7 @@ impl ArgsInput {
 /// Standard input's records as items' values, read one at a time as they arrive.
 pub struct Records<R> {
     reader: R,
+    origin: InputOrigin,
     delimiter: u8,
     colsep: Option<regex::Regex>,
     single: bool,
@@ -279,7 +293,7 @@ impl<R: BufRead> Iterator for Records<R> {
         match self.reader.read_until(self.delimiter, &mut bytes) {
             Ok(0) => return None,
             Ok(_) => {}
-            Err(source) => return Some(Err(InputError::Stdin { source })),
+            Err(source) => return Some(Err(self.origin.read_error(source))),
         }
         if bytes.last() == Some(&self.delimiter) {
             bytes.pop();
@@ -291,7 +305,7 @@ impl<R: BufRead> Iterator for Records<R> {
             Ok(text) => text,
             Err(_) => {
                 return Some(Err(InputError::NotUtf8 {
-                    origin: InputOrigin::Stdin,
+                    origin: self.origin.clone(),
                     line,
                 }));
             }
@@ -511,7 +525,7 @@ mod tests {
         };
         assert!(input.streams_stdin());
         let values: Vec<Value> = input
-            .records(&b"a\n\nb c\nlast"[..])
+            .records(&b"a\n\nb c\nlast"[..], InputOrigin::Stdin)
             .expect("valid")
             .collect::<Result<_, _>>()
             .expect("reads");
@@ -524,13 +538,13 @@ mod tests {
             ..input.clone()
         };
         let values: Vec<Value> = columns
-            .records(&b"a,b\n"[..])
+            .records(&b"a,b\n"[..], InputOrigin::Stdin)
             .expect("valid")
             .collect::<Result<_, _>>()
             .expect("reads");
         assert_eq!(values, vec![json!(["a", "b"])]);
         let error = input
-            .records(&b"ok\n\xff\n"[..])
+            .records(&b"ok\n\xff\n"[..], InputOrigin::Stdin)
             .expect("valid")
             .nth(1)
             .expect("a second record");
