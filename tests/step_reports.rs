@@ -91,6 +91,7 @@ fn reports_through_mmm_report_and_the_fd_protocol_reach_the_tracker_promptly() {
         plan,
         store: store.clone(),
         writer: Arc::new(StoreWriter::spawn(store, Duration::from_millis(5))),
+        outages: Arc::new(mmm_store::Outages::new(mmm_store::DEFAULT_OUTAGE_LIMIT)),
         tracker: tracker.clone(),
         metrics: Arc::new(mmm_core::metrics::LiveMetrics::new(vec!["train".into()], 1)),
         stop: stop_rx,

@@ -60,6 +60,11 @@ pub(crate) struct WorkerArgs {
     /// should use the same).
     #[arg(long, value_name = "DURATION", env = "MMM_LEASE", hide = true, value_parser = humantime::parse_duration)]
     lease: Option<Duration>,
+    /// How long the worker waits for a store it cannot reach (a PostgreSQL server restarting
+    /// or cut off) before it stops: running commands go on meanwhile and their results wait to
+    /// be recorded.
+    #[arg(long, default_value = "5m", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    store_outage_limit: Duration,
     /// Print nothing but errors.
     #[arg(short, long)]
     quiet: bool,
@@ -193,7 +198,15 @@ async fn join(
         lease,
         Some(name.to_string()),
     ));
-    let config = run_config(job.id, plan.clone(), store.clone(), role, stop);
+    let outage_limit = args.store_outage_limit;
+    let config = run_config(
+        job.id,
+        plan.clone(),
+        store.clone(),
+        role,
+        stop,
+        outage_limit,
+    )?;
     let tracker = config.tracker.clone();
     let executor = Arc::new(ProcessExecutor {
         stop_grace: args.grace,

@@ -17,6 +17,7 @@ mod job_files;
 mod job_lists;
 mod oneliner;
 mod oneliner_gnu;
+mod outage;
 mod parallel_compat;
 mod postgres;
 mod quoting;

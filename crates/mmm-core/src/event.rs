@@ -149,6 +149,8 @@ events! {
     InputChanged(InputChanged) => "input_changed", "job";
     /// The input could not be read.
     InputUnavailable(InputUnavailable) => "input_unavailable", "job";
+    /// The store was unavailable for a while and the run waited for it.
+    StoreUnavailable(StoreUnavailable) => "store_unavailable", "job";
     /// A resume accepted a changed job file.
     SpecChanged(SpecChanged) => "spec_changed", "job";
     /// A resume ran the job as recorded because its file is gone.

@@ -72,6 +72,11 @@ impl<E: Executor, S: WorkSource> Agent<E, S> {
                     AgentEnd::Retired
                 };
             }
+            // While the store is unavailable and many writes wait for it, take nothing more:
+            // nothing is lost and memory stays bounded; the agents go on once it is back.
+            while run.writer.is_backlogged() && !self.map.stopping() {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
             let Some(Taken { work, waited }) = self.map.source.next().await else {
                 break AgentEnd::Exhausted;
             };

@@ -11,7 +11,7 @@ use tokio::io::AsyncWriteExt;
 
 use crate::run::Run;
 use crate::{Executor, Output};
-use mmm_core::alerts::{Alert, AlertBook, Observation, judge};
+use mmm_core::alerts::{Alert, AlertBook, Observation, Rule, judge};
 use mmm_core::event::{AlertResolved, Event};
 use mmm_core::job::now_ms;
 use mmm_core::tracker::AgentSnapshot;
@@ -89,7 +89,17 @@ impl Watch {
             deadline_ms: self.deadline_ms,
             paused,
         };
-        let changes = self.book.update(judge(rules, &seen));
+        let mut now = judge(rules, &seen);
+        if let Some((lasted, error)) = run.outages.current() {
+            now.push(Alert {
+                rule: Rule::StoreUnavailable,
+                subject: None,
+                message: format!("the store is unavailable; the run waits for it: {error}"),
+                value: lasted.as_secs_f64(),
+                threshold: 0.0,
+            });
+        }
+        let changes = self.book.update(now);
         let job = run.job;
         let mut writes = Vec::new();
         for alert in &changes.raised {

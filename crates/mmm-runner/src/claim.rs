@@ -26,7 +26,7 @@ use crate::source::{Taken, Work, WorkSource};
 use crate::{RunError, StopLevel};
 use mmm_core::job::{JobId, JobStatus, Phase, now_ms};
 use mmm_spec::Item;
-use mmm_store::Store;
+use mmm_store::{Outages, Store};
 
 /// How a process claims items (see the module docs).
 #[derive(Debug, Clone)]
@@ -78,6 +78,8 @@ pub struct ClaimStats {
 /// The claimed items of one process in one job, and the lease renewal.
 pub(crate) struct Claims {
     store: Arc<dyn Store>,
+    /// Every claim, renewal and release rides out an unavailable store.
+    outages: Arc<Outages>,
     job: JobId,
     options: ClaimOptions,
     /// Claimed, not yet started, with when they were claimed.
@@ -99,12 +101,14 @@ pub(crate) struct Claims {
 impl Claims {
     pub(crate) fn new(
         store: Arc<dyn Store>,
+        outages: Arc<Outages>,
         job: JobId,
         options: ClaimOptions,
         stop: watch::Receiver<StopLevel>,
     ) -> Self {
         Claims {
             store,
+            outages,
             job,
             options,
             buffer: Mutex::default(),
@@ -140,11 +144,12 @@ impl Claims {
     /// Runs a blocking store call off the async workers.
     async fn blocking<T: Send + 'static>(
         &self,
-        call: impl FnOnce(&dyn Store) -> Result<T, mmm_store::StoreError> + Send + 'static,
+        call: impl Fn(&dyn Store) -> Result<T, mmm_store::StoreError> + Send + 'static,
     ) -> Result<T, RunError> {
         let store = self.store.clone();
+        let outages = self.outages.clone();
         let job = self.job;
-        tokio::task::spawn_blocking(move || call(store.as_ref()))
+        tokio::task::spawn_blocking(move || outages.retry(|| call(store.as_ref())))
             .await
             .map_err(|source| RunError::Panicked { job, source })?
             .map_err(|source| RunError::Store { job, source })
@@ -309,13 +314,16 @@ impl Claims {
                 tick.tick().await;
                 let started = Instant::now();
                 let store = claims.store.clone();
+                let outages = claims.outages.clone();
                 let (job, claimer, lease) = (
                     claims.job,
                     claims.options.claimer.clone(),
                     claims.options.lease,
                 );
                 let renewed = tokio::task::spawn_blocking(move || {
-                    store.renew_claims(job, &claimer, now_ms() + lease.as_millis() as i64)
+                    outages.retry(|| {
+                        store.renew_claims(job, &claimer, now_ms() + lease.as_millis() as i64)
+                    })
                 })
                 .await;
                 match renewed {
@@ -437,7 +445,8 @@ mod tests {
             agent_prefix: None,
         };
         let (_stop_tx, stop) = watch::channel(StopLevel::Run);
-        let claims = Claims::new(store.clone(), job, options, stop);
+        let outages = Arc::new(Outages::new(mmm_store::DEFAULT_OUTAGE_LIMIT));
+        let claims = Claims::new(store.clone(), outages, job, options, stop);
         let first = claims.take().await.expect("an item");
         assert_eq!(first.index, 0);
         // The two others are buffered; let their claim age past two thirds of the lease.

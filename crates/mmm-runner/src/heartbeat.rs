@@ -16,7 +16,7 @@ use crate::run::Run;
 use crate::sampler::Sampler;
 use crate::snapshot::{SNAPSHOT_SPAN, snapshot};
 use crate::{Executor, OwnerConfig, RunError};
-use mmm_core::event::{Checkpoint, Event};
+use mmm_core::event::{Checkpoint, Event, StoreUnavailable};
 use mmm_core::job::{JobId, Phase, now_ms};
 use mmm_core::metrics::Elsewhere;
 use mmm_core::snapshot::Snapshot;
@@ -154,6 +154,7 @@ impl<E: Executor> Pulse<E> {
             at,
             duration_ms: self.total_duration().as_millis() as i64,
         }];
+        writes.extend(outages_ridden_out(&run));
         let spacing = self
             .snapshot_every
             .max(run.started.elapsed() / SNAPSHOT_SPAN);
@@ -219,12 +220,14 @@ impl<E: Executor> Pulse<E> {
         };
         let job = run.job;
         let mut after = others.after();
-        let Ok(record) = run.blocking(move |s| s.job(job)).await else {
+        // Not waiting for an unavailable store: the beat goes on (its alerts say so), and the
+        // next one folds in what this one missed.
+        let Ok(record) = run.blocking_once(move |s| s.job(job)).await else {
             return;
         };
         loop {
             let Ok(events) = run
-                .blocking(move |s| s.events(job, after, EVENTS_PAGE))
+                .blocking_once(move |s| s.events(job, after, EVENTS_PAGE))
                 .await
             else {
                 return;
@@ -255,6 +258,21 @@ impl<E: Executor> Pulse<E> {
             .map(|o| o.elsewhere(self.run.tracker.agent_count(), now_ms()))
             .unwrap_or_default()
     }
+}
+
+/// An event for each outage of the store the run rode out since the last beat.
+fn outages_ridden_out<E>(run: &Run<E>) -> Vec<Write> {
+    run.outages
+        .take_ended()
+        .into_iter()
+        .map(|outage| {
+            let event = StoreUnavailable {
+                duration_ms: outage.duration.as_millis() as u64,
+                error: outage.error,
+            };
+            Write::event(run.job, None, Event::StoreUnavailable(event))
+        })
+        .collect()
 }
 
 /// A checkpoint and its event.

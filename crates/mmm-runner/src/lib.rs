@@ -59,7 +59,7 @@ use mmm_core::metrics::LiveMetrics;
 use mmm_core::tracker::Tracker;
 use mmm_spec::JobPlan;
 use mmm_store::writer::StoreWriter;
-use mmm_store::{Store, StoreError};
+use mmm_store::{Outages, Store, StoreError};
 pub use process::{CommandRequest, CommandResult, Executor, Exit, ProcessExecutor, StopLevel};
 pub use snapshot::SNAPSHOT_SPAN;
 
@@ -82,8 +82,11 @@ pub struct RunConfig {
     pub plan: Arc<JobPlan>,
     /// The store, for the record of the job and its items.
     pub store: Arc<dyn Store>,
-    /// The batching writer in front of `store`.
+    /// The batching writer in front of `store` (started with the same `outages`).
     pub writer: Arc<StoreWriter>,
+    /// How long the run waits out an unavailable store (`--store-outage-limit`), and the
+    /// outages it rode out; shared by every part of the run that calls the store.
+    pub outages: Arc<Outages>,
     /// Live state, shared with the views.
     pub tracker: Arc<Tracker>,
     /// Durations, ETA, stragglers and failure clusters, shared with the views.

@@ -129,6 +129,7 @@ impl<E: Executor> ClaimedMap<E> {
         let prefix = options.agent_prefix.clone();
         let claims = Arc::new(Claims::new(
             run.store.clone(),
+            run.outages.clone(),
             run.job,
             options,
             run.stop.clone(),

@@ -18,7 +18,7 @@ use mmm_core::metrics::LiveMetrics;
 use mmm_core::tracker::Tracker;
 use mmm_spec::{Item, JobPlan};
 use mmm_store::writer::StoreWriter;
-use mmm_store::{Store, StoreError, Write};
+use mmm_store::{Outages, Store, StoreError, Write};
 
 /// What every part of one run shares, whatever its role.
 pub(crate) struct Run<E> {
@@ -27,6 +27,8 @@ pub(crate) struct Run<E> {
     pub(crate) store: Arc<dyn Store>,
     /// The batching writer in front of `store`: every record of the run goes through it.
     pub(crate) writer: Arc<StoreWriter>,
+    /// Outages of the store, ridden out by every store call of the run.
+    pub(crate) outages: Arc<Outages>,
     pub(crate) tracker: Arc<Tracker>,
     pub(crate) metrics: Arc<LiveMetrics>,
     /// Stop requests: the caller's (signals), raised by `--halt now` (see [`HaltWatch`]) and
@@ -71,6 +73,7 @@ impl<E: Executor> Run<E> {
             plan: config.plan,
             store: config.store,
             writer: config.writer,
+            outages: config.outages,
             tracker: config.tracker,
             metrics: config.metrics,
             stop,
@@ -111,8 +114,24 @@ impl<E: Executor> Run<E> {
             })
     }
 
-    /// Runs a blocking store call off the async workers.
+    /// Runs a blocking store call off the async workers, riding out an unavailable store
+    /// (the call is made again until the store answers, up to the outage limit).
     pub(crate) async fn blocking<T: Send + 'static>(
+        &self,
+        call: impl Fn(&dyn Store) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, RunError> {
+        let store = self.store.clone();
+        let outages = self.outages.clone();
+        let job = self.job;
+        tokio::task::spawn_blocking(move || outages.retry(|| call(store.as_ref())))
+            .await
+            .map_err(|source| RunError::Panicked { job, source })?
+            .map_err(|source| RunError::Store { job, source })
+    }
+
+    /// Runs a blocking store call off the async workers once, for a caller that would rather
+    /// go on without the answer than wait for an unavailable store.
+    pub(crate) async fn blocking_once<T: Send + 'static>(
         &self,
         call: impl FnOnce(&dyn Store) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, RunError> {

@@ -219,6 +219,7 @@ impl Job {
             plan,
             store: store.clone(),
             writer: Arc::new(StoreWriter::spawn(store, Duration::from_millis(5))),
+            outages: Arc::new(mmm_store::Outages::new(mmm_store::DEFAULT_OUTAGE_LIMIT)),
             tracker: tracker.clone(),
             metrics: metrics.clone(),
             stop: stop_rx,

@@ -67,6 +67,7 @@ fn config(
         metrics: Arc::new(LiveMetrics::new(vec!["work".into()], plan.map.max_parallel)),
         plan,
         writer: Arc::new(StoreWriter::spawn(store.clone(), Duration::from_millis(5))),
+        outages: Arc::new(mmm_store::Outages::new(mmm_store::DEFAULT_OUTAGE_LIMIT)),
         store,
         tracker: tracker.clone(),
         stop,

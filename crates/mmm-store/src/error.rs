@@ -311,7 +311,36 @@ pub enum StoreError {
         #[source]
         source: BackendError,
     },
-    /// A statement failed on a store's server (or the connection broke while it ran).
+    /// The connection to a store's server broke, or the server is shutting down or starting
+    /// up: the store is unavailable for now, and the same call may succeed once it is back
+    /// (`StoreError::is_unavailable`).
+    #[error(
+        "lost the connection to the PostgreSQL store {location} while trying to {operation}; \
+         check that the server runs and is reachable"
+    )]
+    Unavailable {
+        /// The URL, password hidden.
+        location: String,
+        /// What was being done.
+        operation: &'static str,
+        /// What the client reported.
+        #[source]
+        source: BackendError,
+    },
+    /// The store stayed unavailable for longer than a run waits (`--store-outage-limit`).
+    #[error(
+        "the store was unavailable for longer than {} (--store-outage-limit), so the job \
+         stopped; nothing recorded was lost: `mmm resume` it once the store is back",
+        humantime::format_duration(*limit)
+    )]
+    OutageTooLong {
+        /// How long a run waits.
+        limit: std::time::Duration,
+        /// The last call's error.
+        #[source]
+        source: Box<StoreError>,
+    },
+    /// A statement failed on a store's server.
     #[error(
         "could not {operation} in the PostgreSQL store {location}; check that the server is \
          reachable, then run `mmm check`"
@@ -392,6 +421,19 @@ pub enum BackendError {
 }
 
 impl StoreError {
+    /// True when the store could not be reached or used for now and the same call may succeed
+    /// later: a PostgreSQL server that is down, restarting or cut off, or a SQLite store locked
+    /// by another process past the busy timeout. A caller that can wait rides it out
+    /// ([`crate::Outages`]); nothing of a failed call was kept, except that a write whose
+    /// commit was under way may have been committed (the store's `apply` and `add_items` find
+    /// out when they are called again with the same writes).
+    pub fn is_unavailable(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Unavailable { .. } | StoreError::Connect { .. } | StoreError::Busy { .. }
+        )
+    }
+
     /// [`StoreError::JobNotFound`] for a job looked up by its whole id.
     pub(crate) fn job_not_found(job: JobId) -> StoreError {
         StoreError::JobNotFound {

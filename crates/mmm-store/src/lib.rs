@@ -46,6 +46,7 @@ pub mod events;
 pub mod health;
 pub mod job_state;
 mod location;
+mod outages;
 pub mod owner;
 #[cfg(feature = "postgres")]
 pub mod postgres;
@@ -63,6 +64,7 @@ pub use error::{BackendError, StoreError};
 pub use location::{
     DATABASE_FILE, DEFAULT_LOCATION, database_path, is_postgres_url, open, shown_location,
 };
+pub use outages::{DEFAULT_OUTAGE_LIMIT, Outage, Outages};
 pub use owner::Owner;
 pub use records::{
     AttemptRecord, CheckpointRecord, EventRecord, ItemCounts, ItemRecord, JobRecord, NewItem,

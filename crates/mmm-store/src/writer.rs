@@ -10,7 +10,12 @@
 //! A job's items ([`StoreWriter::add_items`]) take their place in the same order, in a
 //! transaction of their own after the commit of what came before them.
 //!
-//! After a failed commit the writer keeps the first error, raises a flag
+//! A writer given [`Outages`] ([`StoreWriter::spawn_riding_outages`]) rides out a store that is
+//! unavailable for a while: the commit is tried again until the store answers (a PostgreSQL
+//! store applies a batch whose commit the connection lost only once), while later writes wait
+//! in the channel; past [`BACKLOG`] of them, [`StoreWriter::is_backlogged`] tells the agents
+//! to stop taking items rather than let memory grow. After a failed commit (or an outage
+//! longer than the limit) the writer keeps the first error, raises a flag
 //! ([`StoreWriter::is_failed`]) and drops every later write: the runner stops the job, and
 //! what was committed stays a consistent, resumable record.
 
@@ -20,7 +25,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use super::{NewItem, Store, StoreError, Write};
+use super::{NewItem, Outages, Store, StoreError, Write};
 use mmm_core::job::JobId;
 
 /// A window that keeps commits to about 200 a second under load while adding at most a few
@@ -29,6 +34,10 @@ pub const DEFAULT_WINDOW: Duration = Duration::from_millis(5);
 
 /// Commit as soon as this many writes wait, whatever the window: bounds a transaction's size.
 pub const MAX_BATCH: usize = 5_000;
+
+/// Writes waiting in the channel past which, while the store is unavailable, agents stop
+/// taking items ([`StoreWriter::is_backlogged`]).
+pub const BACKLOG: usize = 100_000;
 
 /// What the store writer can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -123,6 +132,10 @@ impl Reply {
 #[derive(Default)]
 struct Shared {
     failed: AtomicBool,
+    /// Writes sent and not yet taken by the thread.
+    waiting: std::sync::atomic::AtomicUsize,
+    /// Set while a commit waits for an unavailable store.
+    stalled: AtomicBool,
     /// Set (before an unpark) when a flush or a close wants the window cut short.
     hurry: AtomicBool,
     first_error: Mutex<Option<(usize, Arc<StoreError>)>>,
@@ -171,12 +184,35 @@ impl StoreWriter {
 
     /// Starts the writer thread, or says why the system would not.
     pub fn try_spawn(store: Arc<dyn Store>, window: Duration) -> Result<StoreWriter, WriterError> {
+        StoreWriter::start(store, window, None)
+    }
+
+    /// Starts the writer thread, riding out outages of the store as `outages` says (see the
+    /// module docs).
+    pub fn spawn_riding_outages(
+        store: Arc<dyn Store>,
+        window: Duration,
+        outages: Arc<Outages>,
+    ) -> Result<StoreWriter, WriterError> {
+        StoreWriter::start(store, window, Some(outages))
+    }
+
+    fn start(
+        store: Arc<dyn Store>,
+        window: Duration,
+        outages: Option<Arc<Outages>>,
+    ) -> Result<StoreWriter, WriterError> {
         let (sender, receiver) = mpsc::channel();
         let shared = Arc::new(Shared::default());
         let thread_shared = Arc::clone(&shared);
+        let committer = Committer {
+            store,
+            outages,
+            shared: thread_shared,
+        };
         let thread = std::thread::Builder::new()
             .name("mmm-store-writer".to_string())
-            .spawn(move || run(store.as_ref(), window, &receiver, &thread_shared))
+            .spawn(move || run(&committer, window, &receiver))
             .map_err(|source| WriterError::Spawn { source })?;
         Ok(StoreWriter {
             sender: Some(sender),
@@ -236,6 +272,13 @@ impl StoreWriter {
         self.shared.failed.load(Ordering::Acquire)
     }
 
+    /// True while a commit waits for an unavailable store and more than [`BACKLOG`] writes
+    /// wait behind it: agents stop taking items until the store is back.
+    pub fn is_backlogged(&self) -> bool {
+        self.shared.stalled.load(Ordering::Acquire)
+            && self.shared.waiting.load(Ordering::Relaxed) > BACKLOG
+    }
+
     /// What the writer has committed and dropped so far.
     pub fn stats(&self) -> WriterStats {
         WriterStats {
@@ -250,6 +293,7 @@ impl StoreWriter {
             self.shared.drop_writes(writes);
             return;
         }
+        self.shared.waiting.fetch_add(writes, Ordering::Relaxed);
         let sent = match &self.sender {
             Some(sender) => sender.send(message).is_ok(),
             None => false,
@@ -310,7 +354,8 @@ const AWAKE_WINDOWS: u32 = 20;
 
 /// The writer thread: one batch per window while writes keep coming, until every sender is
 /// gone.
-fn run(store: &dyn Store, window: Duration, receiver: &Receiver<Message>, shared: &Shared) {
+fn run(committer: &Committer, window: Duration, receiver: &Receiver<Message>) {
+    let shared = committer.shared.as_ref();
     let _panic_guard = PanicGuard(shared);
     let mut batch: Vec<Write> = Vec::new();
     let mut replies: Vec<Reply> = Vec::new();
@@ -354,12 +399,12 @@ fn run(store: &dyn Store, window: Duration, receiver: &Receiver<Message>, shared
             if batch.is_empty() {
                 idle_windows += 1;
             } else {
-                commit(store, &mut batch, shared);
+                committer.commit(&mut batch);
                 last_commit = Some(Instant::now());
                 idle_windows = 0;
             }
             if let Some((job, items)) = items.take() {
-                add_items(store, job, items, shared);
+                committer.add_items(job, items);
             }
             for reply in replies.drain(..) {
                 reply.send(shared.failure());
@@ -388,6 +433,13 @@ fn collect(
     shared: &Shared,
 ) -> bool {
     let failed = shared.failed.load(Ordering::Acquire);
+    let writes = match &message {
+        Message::One(_) => 1,
+        Message::Group(writes) => writes.len(),
+        Message::AddItems(_, items) => items.len(),
+        Message::Flush(_) => 0,
+    };
+    shared.waiting.fetch_sub(writes, Ordering::Relaxed);
     match message {
         Message::One(_) if failed => shared.drop_writes(1),
         Message::Group(writes) if failed => shared.drop_writes(writes.len()),
@@ -405,20 +457,53 @@ fn collect(
     true
 }
 
-/// Records items once the batch before them is committed (dropped after a failed commit, like
-/// any write).
-fn add_items(store: &dyn Store, job: JobId, items: Vec<NewItem>, shared: &Shared) {
-    if shared.failed.load(Ordering::Acquire) {
-        shared.drop_writes(items.len());
-    } else {
-        record(shared, items.len(), store.add_items(job, &items));
-    }
+/// What the thread commits with.
+struct Committer {
+    store: Arc<dyn Store>,
+    outages: Option<Arc<Outages>>,
+    shared: Arc<Shared>,
 }
 
-/// Applies the batch in one transaction and records the outcome.
-fn commit(store: &dyn Store, batch: &mut Vec<Write>, shared: &Shared) {
-    record(shared, batch.len(), store.apply(batch));
-    batch.clear();
+impl Committer {
+    /// Records items once the batch before them is committed (dropped after a failed
+    /// commit, like any write).
+    fn add_items(&self, job: JobId, items: Vec<NewItem>) {
+        if self.shared.failed.load(Ordering::Acquire) {
+            self.shared.drop_writes(items.len());
+        } else {
+            let added = self.patiently(|store| store.add_items(job, &items));
+            record(&self.shared, items.len(), added);
+        }
+    }
+
+    /// Applies the batch in one transaction and records the outcome.
+    fn commit(&self, batch: &mut Vec<Write>) {
+        let applied = self.patiently(|store| store.apply(batch));
+        record(&self.shared, batch.len(), applied);
+        batch.clear();
+    }
+
+    /// Runs `call`, riding out an unavailable store when the writer was given outages.
+    fn patiently(
+        &self,
+        call: impl Fn(&dyn Store) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        let store = self.store.as_ref();
+        let Some(outages) = &self.outages else {
+            return call(store);
+        };
+        let stalled = &self.shared.stalled;
+        let result = outages.retry(|| {
+            let result = call(store);
+            stalled.store(
+                result.as_ref().is_err_and(StoreError::is_unavailable),
+                Ordering::Release,
+            );
+            result
+        });
+        stalled.store(false, Ordering::Release);
+        result
+    }
 }
 
 /// Counts a transaction of `n` writes, or keeps its error and marks the writer failed.

@@ -40,6 +40,11 @@ pub(crate) struct ViewArgs {
     /// charts, replay and `mmm progress`); runs longer than 30 minutes space them out more.
     #[arg(long, default_value = "1s", value_name = "DURATION", value_parser = humantime::parse_duration)]
     snapshot_every: Duration,
+    /// How long the run waits for a store it cannot reach (a PostgreSQL server restarting or
+    /// cut off, a SQLite store locked by another process) before it stops, resumable: running
+    /// commands go on meanwhile and their results wait to be recorded.
+    #[arg(long, default_value = "5m", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub(crate) store_outage_limit: Duration,
     /// Print no progress and no summary: only the commands' own output and errors.
     #[arg(long)]
     pub(crate) quiet: bool,
@@ -67,7 +72,8 @@ pub(crate) async fn execute(
         checkpoint_every: view_args.checkpoint_every,
         snapshot_every: view_args.snapshot_every,
     });
-    let mut config = run_config(job_id, plan.clone(), store, role, stop_rx);
+    let outage_limit = view_args.store_outage_limit;
+    let mut config = run_config(job_id, plan.clone(), store, role, stop_rx, outage_limit)?;
     let (out_tx, mut out_rx) = mpsc::unbounded_channel();
     config.output = Some(out_tx);
     config.show_map_output = plan.source.is_none() || view_args.show_output;

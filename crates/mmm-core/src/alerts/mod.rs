@@ -30,6 +30,9 @@ pub enum Rule {
     ThroughputDrop,
     /// The estimated finish is past the job's deadline.
     Deadline,
+    /// The store cannot be reached (or stays locked); the run waits for it
+    /// (`--store-outage-limit`).
+    StoreUnavailable,
 }
 
 impl Rule {
@@ -41,6 +44,7 @@ impl Rule {
             Rule::TimeoutRate => "timeout_rate",
             Rule::ThroughputDrop => "throughput_drop",
             Rule::Deadline => "deadline",
+            Rule::StoreUnavailable => "store_unavailable",
         }
     }
 }

@@ -61,6 +61,16 @@ pub struct InputUnavailable {
     pub error: String,
 }
 
+/// `store_unavailable`: an outage of the store the run rode out (recorded once the store is
+/// back).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoreUnavailable {
+    /// How long the store was unavailable, in milliseconds.
+    pub duration_ms: u64,
+    /// What the first call that found it unavailable reported.
+    pub error: String,
+}
+
 /// `spec_changed`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SpecChanged {

@@ -56,24 +56,27 @@ impl JobLog for PostgresStore {
     }
 
     fn add_items(&self, job: JobId, items: &[NewItem]) -> Result<(), StoreError> {
-        let items = items.to_vec();
-        self.write("commit the job's items", move |tx| {
-            Box::pin(async move {
-                tx.ensure_job(job, RowLock::ForUpdate).await?;
-                let operation = "find the job's last item";
-                let next = tx
-                    .rows(
-                        operation,
-                        "SELECT COALESCE(MAX(idx) + 1, 0) FROM items
+        self.write_once(&(job, items), |id| {
+            let items = items.to_vec();
+            self.write("commit the job's items", move |tx| {
+                Box::pin(async move {
+                    tx.note_transaction_id(&id).await?;
+                    tx.ensure_job(job, RowLock::ForUpdate).await?;
+                    let operation = "find the job's last item";
+                    let next = tx
+                        .rows(
+                            operation,
+                            "SELECT COALESCE(MAX(idx) + 1, 0) FROM items
                            WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = $1)",
-                        &[&job.to_string()],
-                        |row| unsigned(row, 0),
-                    )
-                    .await?
-                    .into_iter()
-                    .next()
-                    .unwrap_or(0);
-                tx.insert_items(job, next, &items).await
+                            &[&job.to_string()],
+                            |row| unsigned(row, 0),
+                        )
+                        .await?
+                        .into_iter()
+                        .next()
+                        .unwrap_or(0);
+                    tx.insert_items(job, next, &items).await
+                })
             })
         })
     }
@@ -82,9 +85,14 @@ impl JobLog for PostgresStore {
         if writes.is_empty() {
             return Ok(());
         }
-        let planned = plan(writes);
-        self.write("commit a batch of writes", move |tx| {
-            Box::pin(async move { tx.run_batch(&planned).await })
+        self.write_once(&writes, |id| {
+            let planned = plan(writes);
+            self.write("commit a batch of writes", move |tx| {
+                Box::pin(async move {
+                    tx.note_transaction_id(&id).await?;
+                    tx.run_batch(&planned).await
+                })
+            })
         })
     }
 }

@@ -32,13 +32,20 @@
 //! `COMMIT`), in order, then checks each statement's result in order, so a batch fails exactly
 //! where SQLite's would, and all or nothing.
 //!
+//! # Lost connections
+//! A call that finds the connection broken (the server restarted, the network failed) opens a
+//! new one first; when that fails too the call's error is unavailable
+//! ([`StoreError::is_unavailable`]) and its caller may wait and call again ([`crate::Outages`]).
+//! `apply` and `add_items` note their transaction's id, so that a retry of writes whose commit
+//! the connection lost learns from the server whether they were committed (`uncertain`).
+//!
 //! # Files
 //! The connection's thread (`worker`), the URL taken apart (`url`), the connection and its
 //! prepared statements (`session`), the transaction helper (`transaction`), the schema and its
 //! migrations (`schema`), rows read into records (`rows`), the statements several concerns
 //! share (`statements`), a batch of writes planned as one pipeline (`batch`), then one file per
 //! part of [`crate::Store`]: `job_log`, `job_reads`, `event_reads`, `dead_letters`, `claims`,
-//! `recovery`, `integrity`, `transfer`. The rules they follow are `rules`'s; these
+//! `recovery`, `integrity`, `transfer`; writes whose commit is in doubt (`uncertain`). The rules they follow are `rules`'s; these
 //! files hold the SQL.
 
 mod batch;
@@ -56,6 +63,7 @@ mod session;
 mod statements;
 mod transaction;
 mod transfer;
+mod uncertain;
 mod url;
 mod worker;
 
@@ -81,6 +89,10 @@ pub struct PostgresStore {
     config: Config,
     // Dropped before `worker`: the connection closes, then the runtime stops.
     session: Arc<Mutex<Session>>,
+    /// How to open the connection again when it broke.
+    reconnect: Arc<session::Reconnect>,
+    /// A write whose commit the connection lost, until it is known.
+    in_doubt: uncertain::InDoubt,
     /// `LISTEN mmm_events` on a connection of its own, opened by the first
     /// [`crate::EventReads::wait_for_events`]; `None` until then.
     listener: StdMutex<Option<Listener>>,
@@ -118,11 +130,19 @@ impl PostgresStore {
             let config = config.clone();
             async move { session::connect(config, location, schema, create, slot).await }
         })?;
+        let reconnect = Arc::new(session::Reconnect {
+            config: config.clone(),
+            location: Arc::clone(&location),
+            schema: schema.clone(),
+            slot: worker.connection_slot(),
+        });
         Ok(PostgresStore {
             location,
             schema,
             config,
             session: Arc::new(Mutex::new(session)),
+            reconnect,
+            in_doubt: uncertain::InDoubt::default(),
             listener: StdMutex::new(None),
             worker,
         })

@@ -44,6 +44,29 @@ impl Statements {
     }
 }
 
+/// What opening a store's connection again takes, when it broke.
+pub(super) struct Reconnect {
+    pub(super) config: Config,
+    pub(super) location: Arc<str>,
+    pub(super) schema: String,
+    pub(super) slot: ConnectionSlot,
+}
+
+impl Reconnect {
+    /// A new session on a new connection (its statements prepared again as they are used).
+    pub(super) async fn connect(&self) -> Result<Session, StoreError> {
+        let (config, location) = (self.config.clone(), Arc::clone(&self.location));
+        connect(
+            config,
+            location,
+            self.schema.clone(),
+            false,
+            Arc::clone(&self.slot),
+        )
+        .await
+    }
+}
+
 /// Connects, points `search_path` at the schema and brings the schema up to date.
 pub(super) async fn connect(
     config: Config,
@@ -82,11 +105,37 @@ pub(super) fn fail<'a>(
     location: &'a str,
     operation: &'static str,
 ) -> impl FnOnce(tokio_postgres::Error) -> StoreError + 'a {
-    move |source| StoreError::ServerStatement {
-        location: location.to_string(),
-        operation,
-        source: source.into(),
+    move |source| {
+        if is_lost_connection(&source) {
+            return StoreError::Unavailable {
+                location: location.to_string(),
+                operation,
+                source: source.into(),
+            };
+        }
+        StoreError::ServerStatement {
+            location: location.to_string(),
+            operation,
+            source: source.into(),
+        }
     }
+}
+
+/// True when `error` says the connection is gone or the server cannot serve it now, rather
+/// than that the statement was wrong: the connection closed or failed (an I/O error), or the
+/// server reported a connection exception (class 08), a shutdown (57P01, 57P02), or that it is
+/// starting up (57P03).
+pub(super) fn is_lost_connection(error: &tokio_postgres::Error) -> bool {
+    if error.is_closed() {
+        return true;
+    }
+    if let Some(code) = error.code() {
+        let code = code.code();
+        return code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03");
+    }
+    // No SQLSTATE: the client's own failure, an I/O error or an unexpected end of the
+    // connection.
+    std::error::Error::source(error).is_some_and(|cause| cause.is::<std::io::Error>())
 }
 
 /// Maps a value that could not be read while trying to do `operation`.

@@ -127,7 +127,10 @@ impl PostgresStore {
         })
     }
 
-    /// Runs `work` with the connection to itself, on the connection's thread.
+    /// Runs `work` with the connection to itself, on the connection's thread. A connection
+    /// that broke (the server restarted, the network failed) is opened again first; when that
+    /// fails the store is unavailable ([`StoreError::is_unavailable`]) and the next call tries
+    /// again.
     fn call<T, F, Fut>(&self, work: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
@@ -135,8 +138,12 @@ impl PostgresStore {
         Fut: Future<Output = Result<T, StoreError>> + Send + 'static,
     {
         let session = Arc::clone(&self.session);
+        let reconnect = Arc::clone(&self.reconnect);
         self.worker.run(async move {
-            let guard = session.lock_owned().await;
+            let mut guard = session.lock_owned().await;
+            if guard.client.is_closed() {
+                *guard = reconnect.connect().await?;
+            }
             work(guard).await
         })
     }
