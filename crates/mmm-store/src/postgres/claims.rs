@@ -1,5 +1,11 @@
 //! [`Claims`] on PostgreSQL: items claimed under a lease with `FOR UPDATE SKIP LOCKED`, so that
 //! concurrent claimers pass over each other's rows; leases renewed and released.
+//!
+//! Leases are kept and judged on the database's clock, not the claimers': each call turns the
+//! times it is given (its host's clock) into the server's by the difference between the two
+//! clocks at the call, so hosts whose clocks disagree judge one another's leases alike. And
+//! for one lease length after the server (re)started, no lease counts as run out: processes
+//! cut off by a restart get to reconnect and renew before anyone takes their items.
 
 use super::PostgresStore;
 use super::rows::{int, small, text, unsigned};
@@ -7,7 +13,7 @@ use super::transaction::{Access, Tx};
 use crate::rules::claims::Claimable;
 use crate::rules::interruptions::LEASE_EXPIRED_ERROR;
 use crate::{ClaimedItem, Claims, StoreError};
-use mmm_core::job::{AttemptOutcome, ItemStatus, JobId};
+use mmm_core::job::{AttemptOutcome, ItemStatus, JobId, now_ms};
 
 impl Claims for PostgresStore {
     fn claim_items(
@@ -19,8 +25,17 @@ impl Claims for PostgresStore {
         at: i64,
     ) -> Result<Vec<ClaimedItem>, StoreError> {
         let claimer = claimer.to_string();
+        let sent = now_ms();
         self.write("commit a claim", move |tx| {
             Box::pin(async move {
+                let clock = tx.database_clock(sent).await?;
+                let lease = lease_until - at;
+                let lease_until = lease_until + clock.offset;
+                // Nothing runs out just after a restart: see the module docs.
+                let expired_before = match clock.uptime < lease {
+                    true => i64::MIN,
+                    false => at + clock.offset,
+                };
                 let open = tx
                     .rows(
                         "read a job's status",
@@ -39,7 +54,7 @@ impl Claims for PostgresStore {
                     tx.commit_as("end a claim");
                     return Ok(Vec::new());
                 }
-                let items = tx.claimable(job, limit, at).await?;
+                let items = tx.claimable(job, limit, expired_before).await?;
                 let mut indices = Vec::with_capacity(items.len());
                 for item in &items {
                     if item.has_attempt_in_flight() {
@@ -63,8 +78,10 @@ impl Claims for PostgresStore {
 
     fn renew_claims(&self, job: JobId, claimer: &str, lease_until: i64) -> Result<u64, StoreError> {
         let claimer = claimer.to_string();
+        let sent = now_ms();
         self.transaction(Access::Autocommit, move |tx| {
             Box::pin(async move {
+                let lease_until = lease_until + tx.database_clock(sent).await?.offset;
                 tx.execute(
                     "renew a lease",
                     "UPDATE items SET lease_until = $3::bigint
@@ -86,8 +103,10 @@ impl Claims for PostgresStore {
     ) -> Result<Vec<u64>, StoreError> {
         let claimer = claimer.to_string();
         let indices: Vec<i64> = indices.iter().map(|&i| int(i)).collect();
+        let sent = now_ms();
         self.transaction(Access::Autocommit, move |tx| {
             Box::pin(async move {
+                let lease_until = lease_until + tx.database_clock(sent).await?.offset;
                 tx.rows(
                     "confirm claims",
                     "UPDATE items SET lease_until = $3::bigint
@@ -118,7 +137,32 @@ impl Claims for PostgresStore {
     }
 }
 
+/// The server's clock as a claim sees it.
+struct DatabaseClock {
+    /// The server's time minus this host's, in ms, at the call.
+    offset: i64,
+    /// How long the server has been up, in ms.
+    uptime: i64,
+}
+
 impl Tx<'_> {
+    /// The server's clock against this host's time `sent` (epoch ms).
+    async fn database_clock(&mut self, sent: i64) -> Result<DatabaseClock, StoreError> {
+        let rows = self
+            .query(
+                "read the server's clock",
+                "SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint - $1::bigint,
+                        (extract(epoch FROM clock_timestamp() - pg_postmaster_start_time()) * 1000)::bigint",
+                &[&sent],
+            )
+            .await?;
+        let row = rows.first();
+        Ok(DatabaseClock {
+            offset: row.map_or(0, |row| row.get(0)),
+            uptime: row.map_or(i64::MAX, |row| row.get(1)),
+        })
+    }
+
     /// At most `limit` items a claim may take at `at`, in input order, their rows locked.
     async fn claimable(
         &mut self,
