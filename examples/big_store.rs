@@ -94,8 +94,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 event: Event::ItemCompleted(ItemCompleted {
                     attempt: 1,
                     agent: "agent-1".into(),
-                    duration_us: 0,
-                    steps_us: Vec::new(),
+                    duration_us: None,
+                    steps_us: None,
                 }),
             });
         }

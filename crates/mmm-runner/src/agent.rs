@@ -189,11 +189,13 @@ impl<E: Executor, S: WorkSource> Agent<E, S> {
                     )
                 } else {
                     let (duration_us, steps_us) = self.item_measured(taken, &end);
+                    // Only the owner of a shared map reads them back (see `ItemCompleted`).
+                    let shared = self.map.source.is_shared();
                     let completed = ItemCompleted {
                         attempt: number,
                         agent,
-                        duration_us,
-                        steps_us,
+                        duration_us: shared.then_some(duration_us),
+                        steps_us: shared.then_some(steps_us),
                     };
                     (
                         ItemStatus::Completed,

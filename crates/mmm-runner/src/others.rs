@@ -245,7 +245,10 @@ impl Others {
             }) => {
                 tracker.attempt_ended(AttemptOutcome::Succeeded);
                 tracker.item_finished_elsewhere(ItemEnd::Completed);
-                self.learn(metrics, *duration_us, steps_us, at + clock_offset_ms);
+                if let Some(duration_us) = duration_us {
+                    let steps_us = steps_us.as_deref().unwrap_or_default();
+                    self.learn(metrics, *duration_us, steps_us, at + clock_offset_ms);
+                }
                 let agent = self.agent(&name, at);
                 agent.items_done += 1;
                 agent.item_ended(AgentState::Queued, at);

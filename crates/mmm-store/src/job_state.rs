@@ -176,8 +176,8 @@ pub fn fixture(agents: usize) -> JobState {
                 event: Event::ItemCompleted(ItemCompleted {
                     attempt: 1,
                     agent: "agent-1".into(),
-                    duration_us: 1_100_000,
-                    steps_us: vec![Some(1_100_000)],
+                    duration_us: Some(1_100_000),
+                    steps_us: Some(vec![Some(1_100_000)]),
                 }),
             })
             .collect(),

@@ -241,10 +241,16 @@ pub struct ItemCompleted {
     pub attempt: u32,
     /// The agent that ran it.
     pub agent: String,
-    /// The item's cycle, from its agent taking it to its end, µs (docs/eta.md).
-    pub duration_us: u64,
-    /// Each step of the last attempt, µs; `null` for a skipped step.
-    pub steps_us: Vec<Option<u64>>,
+    /// The item's cycle, from its agent taking it to its end, µs (docs/eta.md). Recorded
+    /// only when the map is shared (scale-out): the job's owner learns other processes' item
+    /// durations from it; otherwise the attempt's row holds the steps' durations and the owner
+    /// measured the cycle itself, so the event stays small (one is recorded per item).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_us: Option<u64>,
+    /// Each step of the last attempt, µs; `null` for a skipped step. Recorded when
+    /// `duration_us` is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub steps_us: Option<Vec<Option<u64>>>,
 }
 
 /// `item_skipped`.

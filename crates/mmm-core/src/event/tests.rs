@@ -44,6 +44,10 @@ fn every_kind() -> Vec<Event> {
         Event::InputUnavailable(InputUnavailable {
             error: "no such file".into(),
         }),
+        Event::StoreUnavailable(StoreUnavailable {
+            duration_ms: 3_200,
+            error: "lost the connection to the PostgreSQL store".into(),
+        }),
         Event::SpecChanged(SpecChanged { accepted: true }),
         Event::SpecFromStore(SpecFromStore {
             reason: "the job file is gone".into(),
@@ -111,8 +115,8 @@ fn every_kind() -> Vec<Event> {
         Event::ItemCompleted(ItemCompleted {
             attempt: 1,
             agent: "agent-1".into(),
-            duration_us: 1500,
-            steps_us: vec![Some(1000), None],
+            duration_us: Some(1500),
+            steps_us: Some(vec![Some(1000), None]),
         }),
         Event::ItemSkipped(ItemSkipped {
             attempt: 1,
@@ -223,8 +227,8 @@ fn payloads_are_the_documented_json() {
     let item = Event::ItemCompleted(ItemCompleted {
         attempt: 1,
         agent: "agent-1".into(),
-        duration_us: 1500,
-        steps_us: vec![Some(1000), None],
+        duration_us: Some(1500),
+        steps_us: Some(vec![Some(1000), None]),
     });
     assert_eq!(
         item.payload(),
