@@ -1,0 +1,374 @@
+//! Issue 20, item logs: every attempt's output kept whole in the store and read back with
+//! `mmm logs` (all of it, by stream, by attempt, live with `--follow`), the cap that elides
+//! the middle, `logs: none`, `mmm logs prune`, `mmm dlq show`'s pointer to the full log, and a
+//! worker's log read from another process on PostgreSQL.
+
+use std::time::Duration;
+
+use mmm_store::logs::{LogQuery, human_bytes};
+
+use crate::harness::{Workspace, collect_lines, wait_until};
+use crate::postgres::{Schema, skipped};
+
+/// The id of the only job.
+fn job_id(ws: &Workspace) -> String {
+    ws.only_job().id.to_string()
+}
+
+#[test]
+fn an_item_of_200000_lines_has_all_of_them_with_stderr_in_order() {
+    let ws = Workspace::new();
+    ws.write(
+        "job.yml",
+        r#"
+map:
+  input: {command: "echo big; echo small"}
+  key: "${item}"
+  steps:
+    - name: talk
+      shell: |
+        if [ ${item} = big ]; then
+          awk 'BEGIN { for (i = 1; i <= 200000; i++) { print "line " i;
+                       if (i % 1000 == 0) { fflush(); print "err " i > "/dev/stderr"; fflush("/dev/stderr") } } }'
+        else
+          echo one; sleep 0.2; echo two >&2; sleep 0.2; echo three
+        fi
+"#,
+    );
+    ws.run(&["run", "job.yml", "--progress", "none"]).success();
+    let id = job_id(&ws);
+
+    let out = ws.run(&["logs", &id, "big", "--stream", "stdout"]);
+    out.success();
+    let expected: String = (1..=200_000).map(|i| format!("line {i}\n")).collect();
+    assert!(
+        out.stdout() == expected,
+        "stdout differs from the 200,000 lines written"
+    );
+
+    let err = ws.run(&["logs", &id, "big", "--stream", "stderr"]);
+    let expected: String = (1..=200).map(|i| format!("err {}\n", i * 1000)).collect();
+    assert_eq!(err.success().stdout(), expected);
+
+    // Both streams together: every line, and each stream's lines in order.
+    let both = ws.run(&["logs", &id, "big"]);
+    let text = both.success().stdout();
+    assert_eq!(text.lines().count(), 200_200);
+    let outs: Vec<&str> = text.lines().filter(|l| l.starts_with("line ")).collect();
+    assert_eq!(outs.len(), 200_000);
+    assert_eq!((outs[0], outs[199_999]), ("line 1", "line 200000"));
+
+    // Lines written apart in time come back in the order they were written, by key or number.
+    let small = ws.run(&["logs", &id, "2"]);
+    assert_eq!(small.success().stdout(), "one\ntwo\nthree\n");
+    // With times: each line led by its UTC time.
+    let timed = ws.run(&["logs", &id, "small", "--timestamps"]);
+    let lines: Vec<String> = timed.success().stdout().lines().map(String::from).collect();
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    for (line, text) in lines.iter().zip(["one", "two", "three"]) {
+        let (time, rest) = line.split_once(' ').unwrap();
+        assert_eq!(rest, text);
+        assert!(
+            time.len() == 24 && time.ends_with('Z') && time.contains('T'),
+            "{line}"
+        );
+    }
+    // Every item, each line with its key.
+    let all = ws.run(&["logs", &id]);
+    let all = all.success().stdout();
+    let small: Vec<&str> = all.lines().filter(|l| l.starts_with("[small] ")).collect();
+    assert_eq!(small, ["[small] one", "[small] two", "[small] three"]);
+    assert!(all.contains("[big] line 200000\n"));
+    assert_eq!(all.lines().count(), 200_203);
+
+    // Stored compressed: far smaller than the output.
+    let store = ws.store();
+    let job = ws.only_job().id;
+    let query = LogQuery {
+        limit: 10_000,
+        ..LogQuery::default()
+    };
+    let chunks = store.log_chunks(job, &query).unwrap();
+    let output: u64 = chunks.iter().map(|c| c.bytes).sum();
+    let stored: usize = chunks.iter().map(|c| c.data.len()).sum();
+    assert!(
+        output > 2_000_000 && (stored as u64) < output / 3,
+        "{stored} of {output}"
+    );
+
+    // An unknown item, or attempt, is a usage error naming it.
+    let missing = ws.run(&["logs", &id, "nope"]);
+    missing.code_is(2);
+    assert!(
+        missing.stderr().contains("no item `nope`"),
+        "{}",
+        missing.stderr()
+    );
+    let missing = ws.run(&["logs", &id, "big", "--attempt", "4"]);
+    missing.code_is(2);
+    assert!(
+        missing.stderr().contains("no attempt 4"),
+        "{}",
+        missing.stderr()
+    );
+
+    // Pruning a finished job's logs says what it freed, and they are gone.
+    let prune = ws.run(&["logs", "prune", &id]);
+    let said = prune.success().stdout();
+    assert!(
+        said.starts_with(&format!("freed {} ", human_bytes(stored as u64))),
+        "{said}"
+    );
+    assert!(said.contains("from 1 job"), "{said}");
+    assert!(store.log_chunks(job, &query).unwrap().is_empty());
+}
+
+#[test]
+fn a_dead_lettered_item_keeps_every_attempt_and_the_dlq_points_to_it() {
+    let ws = Workspace::new();
+    ws.write(
+        "job.yml",
+        r#"
+map:
+  input: {command: "echo bad"}
+  key: "${item}"
+  retries: 2
+  backoff: 1ms
+  steps:
+    - name: try
+      shell: echo "trying $MMM_ATTEMPT"; echo "failed $MMM_ATTEMPT" >&2; exit 4
+"#,
+    );
+    ws.run(&["run", "job.yml", "--progress", "none"]).code_is(3);
+    let id = job_id(&ws);
+    // Each attempt under its header, with both its streams (the two pipes are read side by
+    // side, so lines written at the same moment may come in either order).
+    let logs = ws.run(&["logs", &id, "bad"]);
+    let text = logs.success().stdout();
+    let blocks: Vec<&str> = text.split("--- attempt ").skip(1).collect();
+    assert_eq!(blocks.len(), 3, "{text}");
+    for (n, block) in (1..=3).zip(blocks) {
+        let mut lines: Vec<&str> = block.lines().collect();
+        lines.sort_unstable();
+        let (failed, trying) = (format!("failed {n}"), format!("trying {n}"));
+        assert_eq!(lines, [format!("{n} ---"), failed, trying], "{text}");
+    }
+    let second = ws.run(&["logs", &id, "bad", "--attempt", "2", "--stream", "stdout"]);
+    assert_eq!(second.success().stdout(), "trying 2\n");
+
+    let show = ws.run(&["dlq", "show", &id, "bad"]);
+    let text = show.success().stdout();
+    let short = &id[..12];
+    for n in 1..=3 {
+        assert!(
+            text.contains(&format!("full log: mmm logs {short} bad --attempt {n}")),
+            "{text}"
+        );
+    }
+}
+
+#[test]
+fn follow_shows_a_running_items_lines_while_it_runs() {
+    let ws = Workspace::new();
+    ws.write(
+        "job.yml",
+        r#"
+map:
+  input: {command: "echo slow"}
+  key: "${item}"
+  steps:
+    - name: wait
+      shell: |
+        echo first
+        while [ ! -e go ]; do sleep 0.05; done
+        echo second >&2
+"#,
+    );
+    let mut run = ws.spawn(&["run", "job.yml", "--progress", "none"]);
+    wait_until(Duration::from_secs(60), "the item to start", || {
+        ws.jobs_so_far()
+            .first()
+            .is_some_and(|job| job.counts.running == 1)
+    });
+    let id = job_id(&ws);
+    let mut follow = ws.spawn(&["logs", &id, "slow", "--follow"]);
+    let (lines, reader) = collect_lines(&mut follow);
+    wait_until(Duration::from_secs(30), "`first` to be followed", || {
+        lines.lock().unwrap().iter().any(|l| l == "first")
+    });
+    // Still running: the item waits for `go`.
+    assert!(!ws.join("go").exists());
+    assert_eq!(ws.jobs_so_far()[0].counts.running, 1);
+    ws.write("go", "");
+    let mut ended = None;
+    wait_until(
+        Duration::from_secs(30),
+        "the follow to end with the item",
+        || {
+            ended = follow.try_wait().unwrap();
+            ended.is_some()
+        },
+    );
+    reader.join().unwrap();
+    assert!(ended.unwrap().success());
+    assert_eq!(
+        *lines.lock().unwrap(),
+        vec!["--- attempt 1 ---", "first", "second"]
+    );
+    assert!(run.wait().unwrap().success());
+}
+
+#[test]
+fn the_cap_elides_the_middle_and_says_how_much() {
+    let ws = Workspace::new();
+    ws.write(
+        "job.yml",
+        r#"
+log_cap: 1MiB
+map:
+  input: {command: "echo flood"}
+  key: "${item}"
+  steps:
+    - name: flood
+      shell: seq 1 2000000
+"#,
+    );
+    ws.run(&["run", "job.yml", "--progress", "none"]).success();
+    let id = job_id(&ws);
+    let job = ws.only_job().id;
+    let chunks = ws
+        .store()
+        .log_chunks(
+            job,
+            &LogQuery {
+                limit: 1_000,
+                ..LogQuery::default()
+            },
+        )
+        .unwrap();
+    let kept: u64 = chunks.iter().map(|c| c.bytes).sum();
+    let written: u64 = (1..=2_000_000u64)
+        .map(|n| n.to_string().len() as u64 + 1)
+        .sum();
+    assert!(kept <= 1024 * 1024 && kept > 900 * 1024, "kept {kept}");
+    let out = ws.run(&["logs", &id, "flood"]);
+    let text = out.success().stdout();
+    assert!(text.starts_with("1\n2\n3\n"), "{}", &text[..20]);
+    assert!(text.ends_with("1999999\n2000000\n"));
+    let marker = format!("[... {} elided ...]\n", human_bytes(written - kept));
+    assert_eq!(text.matches(&marker).count(), 1, "no `{marker}` in the log");
+    assert!(text.len() < 1024 * 1024 + 100, "{}", text.len());
+}
+
+#[test]
+fn logs_none_keeps_only_what_the_dlq_needs() {
+    let ws = Workspace::new();
+    ws.write(
+        "job.yml",
+        r#"
+map:
+  input: {command: "echo quiet"}
+  key: "${item}"
+  steps:
+    - name: fail
+      shell: echo "the reason" >&2; exit 1
+"#,
+    );
+    ws.run(&["run", "job.yml", "--progress", "none", "--logs", "none"])
+        .code_is(3);
+    let id = job_id(&ws);
+    let job = ws.only_job().id;
+    let query = LogQuery {
+        limit: 10,
+        ..LogQuery::default()
+    };
+    assert!(ws.store().log_chunks(job, &query).unwrap().is_empty());
+    let logs = ws.run(&["logs", &id, "quiet"]);
+    assert_eq!(logs.success().stdout(), "");
+    assert!(logs.stderr().contains("logs: none"), "{}", logs.stderr());
+    // The DLQ still has the tail, and points to no log.
+    let show = ws.run(&["dlq", "show", &id, "quiet"]);
+    let text = show.success().stdout();
+    assert!(text.contains("| the reason"), "{text}");
+    assert!(!text.contains("full log:"), "{text}");
+
+    // A bad policy is an error that names it.
+    let bad = ws.run(&["run", "job.yml", "--logs", "some"]);
+    bad.code_is(2);
+    assert!(
+        bad.stderr().contains("full, tail or none"),
+        "{}",
+        bad.stderr()
+    );
+}
+
+#[test]
+fn a_workers_item_log_is_readable_from_another_process_on_postgres() {
+    if skipped("a_workers_item_log_is_readable_from_another_process_on_postgres") {
+        return;
+    }
+    let schema = Schema::new();
+    let url = schema.url();
+    let ws = Workspace::new();
+    let items: String = (1..=40).map(|n| format!("i{n}\n")).collect();
+    ws.write("items.txt", &items);
+    ws.write(
+        "job.yml",
+        r#"
+map:
+  input: items.txt
+  key: "${item}"
+  max_parallel: 1
+  steps:
+    - name: work
+      shell: |
+        case "$MMM_AGENT" in
+          w/*) echo "worker output for ${item}"; echo "worker error for ${item}" >&2 ;;
+          *) sleep 0.3 ;;
+        esac
+"#,
+    );
+    let mut coordinator = ws.spawn(&["run", "job.yml", "--progress", "none", "--store", &url]);
+    let store = || mmm_store::open(&url, false);
+    let mut job = None;
+    wait_until(Duration::from_secs(60), "the job's map to start", || {
+        job = store()
+            .ok()
+            .and_then(|s| s.jobs().ok())
+            .and_then(|jobs| jobs.into_iter().next());
+        job.as_ref()
+            .is_some_and(|j| j.phase == Some(mmm_core::job::Phase::Map))
+    });
+    let id = job.unwrap().id.to_string();
+    let worker = ws.run(&[
+        "worker",
+        "--store",
+        &url,
+        "--job",
+        &id,
+        "-j",
+        "2",
+        "--name",
+        "w",
+        "--exit-when-idle",
+    ]);
+    worker.success();
+    assert!(coordinator.wait().unwrap().success());
+    let attempts = schema.store().attempts(schema.only_job().id, None).unwrap();
+    let by_worker = attempts
+        .iter()
+        .find(|a| a.agent.starts_with("w/"))
+        .expect("the worker ran items");
+    let logs = ws.run(&["logs", &id, &by_worker.item_key, "--store", &url]);
+    let key = &by_worker.item_key;
+    let text = logs.success().stdout();
+    let mut lines: Vec<&str> = text.lines().collect();
+    lines.sort_unstable();
+    assert_eq!(
+        lines,
+        [
+            format!("worker error for {key}"),
+            format!("worker output for {key}")
+        ]
+    );
+}
