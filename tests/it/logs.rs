@@ -372,3 +372,137 @@ map:
         ]
     );
 }
+
+/// A GET through the web API: status, content type and disposition, body bytes.
+async fn get_log(addr: std::net::SocketAddr, path: &str) -> (u16, String, String, Vec<u8>) {
+    let response = reqwest::get(format!("http://{addr}{path}"))
+        .await
+        .expect("the server answers");
+    let header = |name: &str| {
+        response
+            .headers()
+            .get(name)
+            .map(|v| v.to_str().unwrap().to_string())
+            .unwrap_or_default()
+    };
+    let (content_type, disposition) = (header("content-type"), header("content-disposition"));
+    let status = response.status().as_u16();
+    let body = response.bytes().await.expect("a body").to_vec();
+    (status, content_type, disposition, body)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_log_endpoint_serves_the_bytes_of_mmm_logs() {
+    let ws = Workspace::new();
+    ws.write(
+        "job.yml",
+        r#"
+map:
+  input: {command: "echo 'bad one'; echo fine"}
+  key: "${item}"
+  retries: 1
+  backoff: 1ms
+  steps:
+    - name: try
+      shell: |
+        seq 1 3000 | sed "s/^/${item} $MMM_ATTEMPT /"; echo "oops $MMM_ATTEMPT" >&2
+        test ${item} = fine
+"#,
+    );
+    ws.run(&["run", "job.yml", "--progress", "none"]).code_is(3);
+    let id = job_id(&ws);
+    let addr = crate::web::start(&ws, None).await;
+    for (query, args) in [
+        ("", vec![]),
+        ("?attempt=2", vec!["--attempt", "2"]),
+        (
+            "?stream=stderr&timestamps=1",
+            vec!["--stream", "stderr", "--timestamps"],
+        ),
+    ] {
+        let mut cli = vec!["logs", id.as_str(), "bad one"];
+        cli.extend(args);
+        let expected = ws.run(&cli).success().stdout();
+        let (status, content_type, _, body) =
+            get_log(addr, &format!("/api/jobs/{id}/items/bad%20one/log{query}")).await;
+        assert_eq!(status, 200, "{query}");
+        assert_eq!(content_type, "text/plain; charset=utf-8");
+        assert!(!expected.is_empty());
+        assert!(
+            body == expected.as_bytes(),
+            "{query}: the bytes differ from mmm logs"
+        );
+    }
+    // By number, as a download.
+    let (_, _, disposition, body) =
+        get_log(addr, &format!("/api/jobs/{id}/items/2/log?download=1")).await;
+    assert_eq!(disposition, "attachment; filename=\"fine.log\"");
+    assert_eq!(body.iter().filter(|b| **b == b'\n').count(), 3001);
+    // Bad requests say what is wrong.
+    let (status, _, _, body) = get_log(addr, &format!("/api/jobs/{id}/items/nope/log")).await;
+    assert_eq!(status, 404, "{}", String::from_utf8_lossy(&body));
+    let (status, _, _, body) =
+        get_log(addr, &format!("/api/jobs/{id}/items/fine/log?stream=both2")).await;
+    assert_eq!(status, 400);
+    assert!(String::from_utf8_lossy(&body).contains("stdout or stderr"));
+    let (status, _, _, _) =
+        get_log(addr, &format!("/api/jobs/{id}/items/fine/log?attempt=9")).await;
+    assert_eq!(status, 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_log_endpoint_follows_a_running_item() {
+    let ws = Workspace::new();
+    ws.write(
+        "job.yml",
+        r#"
+map:
+  input: {command: "echo slow"}
+  key: "${item}"
+  steps:
+    - name: wait
+      shell: |
+        echo first
+        while [ ! -e go ]; do sleep 0.05; done
+        echo second
+"#,
+    );
+    let mut run = crate::harness::Killed(ws.spawn(&["run", "job.yml", "--progress", "none"]));
+    wait_until(Duration::from_secs(60), "the item to start", || {
+        ws.jobs_so_far()
+            .first()
+            .is_some_and(|job| job.counts.running == 1)
+    });
+    let id = job_id(&ws);
+    let addr = crate::web::start(&ws, None).await;
+    let mut response = reqwest::get(format!(
+        "http://{addr}/api/jobs/{id}/items/slow/log?follow=1"
+    ))
+    .await
+    .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    let mut seen = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !String::from_utf8_lossy(&seen).contains("first\n") {
+        let piece = tokio::time::timeout_at(deadline, response.chunk())
+            .await
+            .expect("`first` arrives while the item runs")
+            .unwrap()
+            .expect("the stream goes on");
+        seen.extend_from_slice(&piece);
+    }
+    assert!(!ws.join("go").exists(), "the item is still waiting");
+    ws.write("go", "");
+    while let Some(piece) = tokio::time::timeout_at(deadline, response.chunk())
+        .await
+        .expect("the stream ends with the item")
+        .unwrap()
+    {
+        seen.extend_from_slice(&piece);
+    }
+    assert_eq!(
+        String::from_utf8_lossy(&seen),
+        "--- attempt 1 ---\nfirst\nsecond\n"
+    );
+    assert!(run.0.wait().unwrap().success());
+}
