@@ -506,3 +506,67 @@ map:
     );
     assert!(run.0.wait().unwrap().success());
 }
+
+#[test]
+fn export_results_writes_gnu_parallels_layout() {
+    let ws = Workspace::new();
+    // The same items through GNU parallel, for the layout to match.
+    let parallel = std::process::Command::new("parallel")
+        .args([
+            "--results",
+            "pout",
+            "echo out {}; echo err {} >&2",
+            ":::",
+            "plain",
+            "a/b",
+        ])
+        .current_dir(ws.path())
+        .output()
+        .expect("GNU parallel is installed (apt-get install parallel)");
+    assert!(parallel.status.success());
+    ws.run(&[
+        "run",
+        "--progress",
+        "none",
+        "--",
+        "echo out {}; echo err {} >&2",
+        ":::",
+        "plain",
+        "a/b",
+    ])
+    .success();
+    let id = job_id(&ws);
+    let export = ws.run(&["export", &id, "--format", "results", "-o", "out"]);
+    assert!(
+        export
+            .success()
+            .stderr()
+            .contains("wrote the output of 2 items")
+    );
+    for (n, value) in ["plain", "a/b"].iter().enumerate() {
+        let folder = format!("out/1/{}", value.replace('/', "\\_"));
+        assert_eq!(
+            ws.read(&format!("{folder}/stdout")),
+            format!("out {value}\n")
+        );
+        assert_eq!(
+            ws.read(&format!("{folder}/stderr")),
+            format!("err {value}\n")
+        );
+        assert_eq!(ws.read(&format!("{folder}/seq")), format!("{}", n + 1));
+        assert_eq!(ws.read(&format!("{folder}/item")), *value);
+        // Every file parallel writes is there, with the same content.
+        let theirs = format!("pout/1/{}", value.replace('/', "\\_"));
+        for name in ["stdout", "stderr", "seq"] {
+            assert_eq!(
+                ws.read(&format!("{theirs}/{name}")),
+                ws.read(&format!("{folder}/{name}")),
+                "{name} of {value}"
+            );
+        }
+    }
+    // A folder is required.
+    let bad = ws.run(&["export", &id, "--format", "results"]);
+    bad.code_is(2);
+    assert!(bad.stderr().contains("-o DIR"), "{}", bad.stderr());
+}
