@@ -570,3 +570,115 @@ fn export_results_writes_gnu_parallels_layout() {
     bad.code_is(2);
     assert!(bad.stderr().contains("-o DIR"), "{}", bad.stderr());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_item_page_shows_the_live_tail_of_a_running_item_in_chromium() {
+    use crate::web::{browser, click, wait_text};
+    let ws = Workspace::new();
+    ws.write(
+        "job.yml",
+        r#"
+map:
+  input: {command: "echo busy"}
+  key: "${item}"
+  steps:
+    - name: tick
+      shell: |
+        n=0
+        while [ ! -e go ]; do n=$((n + 1)); echo "tick $n"; sleep 0.1; done
+        echo "done ticking" >&2
+"#,
+    );
+    let mut run = crate::harness::Killed(ws.spawn(&["run", "job.yml", "--progress", "none"]));
+    wait_until(Duration::from_secs(60), "the item to start", || {
+        ws.jobs_so_far()
+            .first()
+            .is_some_and(|job| job.counts.running == 1)
+    });
+    let id = job_id(&ws);
+    let addr = crate::web::start(&ws, None).await;
+    let (_driver, client, _profile) = browser().await;
+    client
+        .goto(&format!("http://{addr}/#/job/{id}"))
+        .await
+        .unwrap();
+    click(&client, "#items-body tr.item", Duration::from_secs(15)).await;
+    // The page: the value, the attempt on its agent, and the log growing while it runs.
+    wait_text(
+        &client,
+        "#item-value",
+        Duration::from_secs(10),
+        "the value",
+        |t| t.contains("busy"),
+    )
+    .await;
+    wait_text(
+        &client,
+        "#item-attempts",
+        Duration::from_secs(10),
+        "the attempt",
+        |t| t.contains("agent-1") && t.contains("running"),
+    )
+    .await;
+    let tick = |text: &str| {
+        text.lines()
+            .filter_map(|l| l.strip_prefix("tick ")?.parse::<u32>().ok())
+            .max()
+            .unwrap_or(0)
+    };
+    let first = wait_text(
+        &client,
+        "#item-log",
+        Duration::from_secs(10),
+        "ticks",
+        |t| tick(t) >= 2,
+    )
+    .await;
+    let later = wait_text(
+        &client,
+        "#item-log",
+        Duration::from_secs(10),
+        "more ticks",
+        |t| tick(t) >= tick(&first) + 5,
+    )
+    .await;
+    assert!(later.starts_with("--- attempt 1 ---\ntick 1\n"), "{later}");
+    assert!(!ws.join("go").exists(), "the item still runs");
+    wait_text(
+        &client,
+        "#item-log-state",
+        Duration::from_secs(5),
+        "live",
+        |t| t == "live",
+    )
+    .await;
+    let href = client
+        .find(fantoccini::Locator::Css("#item-download"))
+        .await
+        .unwrap()
+        .attr("href")
+        .await
+        .unwrap()
+        .unwrap_or_default();
+    assert!(href.ends_with("/items/busy/log?download=1"), "{href}");
+    // The item ends: its last line arrives and the page says the log ended.
+    ws.write("go", "");
+    wait_text(
+        &client,
+        "#item-log",
+        Duration::from_secs(15),
+        "the last line",
+        |t| t.contains("done ticking"),
+    )
+    .await;
+    wait_text(
+        &client,
+        "#item-log-state",
+        Duration::from_secs(5),
+        "ended",
+        |t| t == "ended",
+    )
+    .await;
+    assert!(run.0.wait().unwrap().success());
+    client.close().await.unwrap();
+}
