@@ -682,3 +682,74 @@ map:
     assert!(run.0.wait().unwrap().success());
     client.close().await.unwrap();
 }
+
+#[test]
+fn enter_in_the_viewer_follows_the_agents_item_log_in_a_pane() {
+    let ws = Workspace::new();
+    ws.write(
+        "job.yml",
+        r#"
+map:
+  input: {command: "echo busy"}
+  key: "${item}"
+  steps:
+    - name: tick
+      shell: |
+        n=0
+        while [ ! -e go ]; do n=$((n + 1)); echo "tick $n"; sleep 0.1; done
+        echo "done ticking" >&2
+"#,
+    );
+    let mut run = crate::harness::Killed(ws.spawn(&["run", "job.yml", "--progress", "none"]));
+    wait_until(Duration::from_secs(60), "the item to start", || {
+        ws.jobs_so_far()
+            .first()
+            .is_some_and(|job| job.counts.running == 1)
+    });
+    let id = job_id(&ws);
+    let command = format!("exec '{}' progress {id}", env!("CARGO_BIN_EXE_mmm"));
+    let tmux = crate::tmux::Tmux::start_sized("logs-pane", ws.path(), &command, 120, 40);
+    // The agent shows its item once a snapshot has it; Enter then opens its log.
+    tmux.wait_for_screen(Duration::from_secs(30), "agent-1 at work", |screen| {
+        screen
+            .lines()
+            .any(|l| l.contains("agent-1") && l.contains("running"))
+    });
+    let tick = |screen: &str| {
+        screen
+            .lines()
+            .filter_map(|l| {
+                let rest = l.split("tick ").nth(1)?;
+                rest.split_whitespace()
+                    .next()?
+                    .trim_end_matches('│')
+                    .parse::<u32>()
+                    .ok()
+            })
+            .max()
+            .unwrap_or(0)
+    };
+    tmux.send(&["Enter"]);
+    let first = tmux.wait_for_screen(Duration::from_secs(10), "the log pane", |screen| {
+        screen.contains("log of busy (agent-1), following") && tick(screen) >= 1
+    });
+    let seen = tick(&first);
+    tmux.wait_for_screen(Duration::from_secs(10), "the pane to follow", |screen| {
+        tick(screen) >= seen + 5
+    });
+    assert!(!ws.join("go").exists(), "the item still runs");
+    ws.write("go", "");
+    tmux.wait_for_screen(Duration::from_secs(15), "the log's end", |screen| {
+        screen.contains("done ticking") && screen.contains("log of busy (agent-1), ended")
+    });
+    // Esc closes the pane (not the viewer); q quits.
+    tmux.send(&["Escape"]);
+    tmux.wait_for_screen(Duration::from_secs(10), "the pane closed", |screen| {
+        !screen.contains("log of busy") && screen.contains("q quit")
+    });
+    tmux.send(&["q"]);
+    wait_until(Duration::from_secs(10), "the viewer to quit on q", || {
+        !tmux.is_running()
+    });
+    assert!(run.0.wait().unwrap().success());
+}
