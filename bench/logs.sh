@@ -28,6 +28,11 @@ trap 'rm -rf "$WORK"' EXIT
 cd "$WORK"
 BYTES=$((SIZE_MB * 1024 * 1024))
 CMD="yes 'a log line of a typical length, with a number 1234567890 and some words' | head -c $BYTES"
+# A job file, not a one-liner: a one-liner also shows each item's output when it ends, which
+# holds it in memory; a job file's run only records it.
+job() { printf 'map:\n  input: {command: "echo one"}\n  steps:\n    - shell: |\n        %s\n' "$1" > "$2"; }
+job "$CMD" "$WORK/flood.yml"
+job "i=0; while [ \$i -lt $LINES ]; do date +%s%N; sleep 0.02; i=\$((i + 1)); done" "$WORK/clock.yml"
 now_ns() { date +%s%N; }
 median() { tr ' ' '\n' | grep -v '^$' | sort -n | awk '{a[NR]=$1} END { if (NR % 2) print a[(NR+1)/2]; else print (a[NR/2] + a[NR/2+1]) / 2 }'; }
 
@@ -39,15 +44,15 @@ for ((r = 1; r <= REPS; r++)); do
   T[file]+="$(( (t1 - t0) / 1000 )) "
   rm -f "$WORK/out.txt"
   rm -rf "$WORK/s1"; t0=$(now_ns)
-  "$MMM" --store "$WORK/s1" run --progress none --log-cap "$((SIZE_MB + 1))MiB" -- sh -c "$CMD" ::: one >/dev/null
+  "$MMM" --store "$WORK/s1" run "$WORK/flood.yml" --progress none --log-cap "$((SIZE_MB + 1))MiB" >/dev/null
   t1=$(now_ns); T[mmm_full]+="$(( (t1 - t0) / 1000 )) "
   kept_full=$(du -sk "$WORK/s1" | cut -f1)
   rm -rf "$WORK/s2"; t0=$(now_ns)
-  "$MMM" --store "$WORK/s2" run --progress none -- sh -c "$CMD" ::: one >/dev/null
+  "$MMM" --store "$WORK/s2" run "$WORK/flood.yml" --progress none >/dev/null
   t1=$(now_ns); T[mmm_cap64]+="$(( (t1 - t0) / 1000 )) "
   kept_cap=$(du -sk "$WORK/s2" | cut -f1)
   rm -rf "$WORK/s3"; t0=$(now_ns)
-  "$MMM" --store "$WORK/s3" run --progress none --logs none -- sh -c "$CMD" ::: one >/dev/null
+  "$MMM" --store "$WORK/s3" run "$WORK/flood.yml" --progress none --logs none >/dev/null
   t1=$(now_ns); T[mmm_none]+="$(( (t1 - t0) / 1000 )) "
 done
 printf '%-34s %10s %10s\n' "single item, ${SIZE_MB} MiB of output" median_s MB/s
@@ -59,8 +64,7 @@ echo "store size: kept whole ${kept_full} KiB, default cap ${kept_cap} KiB (du -
 
 # Follow latency.
 rm -rf "$WORK/s4"
-"$MMM" --store "$WORK/s4" run --progress none -- sh -c \
-  "i=0; while [ \$i -lt $LINES ]; do date +%s%N; sleep 0.02; i=\$((i + 1)); done" ::: clock >/dev/null 2>&1 &
+"$MMM" --store "$WORK/s4" run "$WORK/clock.yml" --progress none >/dev/null 2>&1 &
 runner=$!
 id=""
 for _ in $(seq 1 200); do

@@ -107,6 +107,11 @@ const PAGE: usize = 256;
 /// seen is not yet a floor. Chunks seen twice are recognised by their place in their attempt.
 const LOOK_BACK: usize = 2;
 
+/// The most ids a read looks back over, whatever [`LOOK_BACK`] says: the first reads of a
+/// long log (and reads of a flood) would otherwise fetch again what they have. Transactions
+/// that commit out of id order are a writer batch apart, far fewer chunks than this.
+const LOOK_BACK_IDS: i64 = 256;
+
 /// Reads a job's logs as text, as far as they are written, and again for what came since
 /// (`--follow`).
 #[derive(Debug)]
@@ -180,9 +185,12 @@ impl LogReader {
             }
         }
         self.recent.push_back(self.newest);
-        if self.recent.len() > LOOK_BACK {
-            self.query.after_id = self.recent.pop_front().unwrap_or(0);
-        }
+        let back = if self.recent.len() > LOOK_BACK {
+            self.recent.pop_front().unwrap_or(0)
+        } else {
+            0
+        };
+        self.query.after_id = back.max(self.newest - LOOK_BACK_IDS);
         Ok(rendered)
     }
 
