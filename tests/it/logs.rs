@@ -753,3 +753,50 @@ map:
     });
     assert!(run.0.wait().unwrap().success());
 }
+
+#[test]
+fn logs_tail_keeps_only_the_end() {
+    let ws = Workspace::new();
+    ws.write(
+        "job.yml",
+        r#"
+logs: tail
+log_cap: 100KiB
+map:
+  input: {command: "echo counted"}
+  key: "${item}"
+  steps:
+    - name: count
+      shell: seq 1 100000
+"#,
+    );
+    ws.run(&["run", "job.yml", "--progress", "none"]).success();
+    let id = job_id(&ws);
+    let text = ws.run(&["logs", &id, "counted"]).success().stdout();
+    let written: u64 = (1..=100_000u64)
+        .map(|n| n.to_string().len() as u64 + 1)
+        .sum();
+    let (first, rest) = text.split_once('\n').unwrap();
+    assert!(
+        first.starts_with("[... ") && first.ends_with(" elided ...]"),
+        "{first}"
+    );
+    assert!(rest.ends_with("99999\n100000\n"));
+    // What is kept is the cap's worth at most, and what is said elided is the rest.
+    let kept = rest.len() as u64;
+    assert!(kept <= 100 * 1024 && kept > 30 * 1024, "{kept}");
+    let elided = human_bytes(written - kept);
+    assert_eq!(first, format!("[... {elided} elided ...]"));
+    // A bad size in the job file is an error with its place.
+    ws.write(
+        "bad.yml",
+        "log_cap: lots\nmap: {input: {command: 'echo x'}, steps: [{shell: 'true'}]}\n",
+    );
+    let bad = ws.run(&["run", "bad.yml"]);
+    bad.code_is(2);
+    assert!(
+        bad.stderr().contains("bad.yml:1:") && bad.stderr().contains("log_cap"),
+        "{}",
+        bad.stderr()
+    );
+}
