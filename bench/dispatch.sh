@@ -13,7 +13,9 @@
 # tracker and the (plain, non-TTY) progress view on. Set MMM to a binary to skip the build.
 # MMM_FORMS adds the one-liner's other forms as tools of their own (issue 18), e.g.
 # MMM_FORMS="args stdin keep": `::: 1 2 ...` (args), the items piped in (stdin), and
-# `-k ::: ...` (keep).
+# `-k ::: ...` (keep); `nologs` (issue 20): the same run as `mmm` with `--logs none`, so that
+# the cost of keeping every item's output (logs on, the default) is read beside it, e.g.
+# MMM_FORMS=nologs bench/dispatch.sh 2000 2 7 echo.
 # If ../shared/bench/spawn-limit is there, it is built into target/ and its plain Rust spawn
 # loop is timed too: the practical floor for process dispatch on this machine.
 set -euo pipefail
@@ -51,6 +53,8 @@ run_mmm_stdin() { rm -rf "$WORK/store"; "$MMM" --store "$WORK/store" run -j "$J"
                     -- "${CMD[@]}" < "$WORK/items" 2>/dev/null; }
 run_mmm_keep()  { rm -rf "$WORK/store"; "$MMM" --store "$WORK/store" run -j "$J" --progress plain \
                     -k -- "${CMD[@]}" ::: $(cat "$WORK/items") 2>/dev/null; }
+run_mmm_nologs() { rm -rf "$WORK/store"; "$MMM" --store "$WORK/store" run -j "$J" --progress plain \
+                    --logs none --input "$WORK/items" -- "${CMD[@]}" 2>/dev/null; }
 run_spawn()    { "$SPAWN_LIMIT" "$N" "$J" --pgroup "${CMD[@]}" item 2>/dev/null; }
 
 TOOLS=(xargs parallel mmm)
@@ -84,3 +88,8 @@ done
 p=$(echo "${TIMES[parallel]}" | median)
 awk -v m="$m" -v x="$x" -v p="$p" 'BEGIN {
   printf "mmm time / xargs time: %.2f (target <= 0.60); GNU parallel time / mmm time: %.1fx (target >= 4)\n", m / x, p / m }'
+if [ -n "${TIMES[mmm_nologs]:-}" ]; then
+  nl=$(echo "${TIMES[mmm_nologs]}" | median)
+  awk -v m="$m" -v nl="$nl" 'BEGIN {
+    printf "logs on (mmm) / logs: none (mmm_nologs): %+.1f%% (target within 3%%)\n", (m / nl - 1) * 100 }'
+fi

@@ -346,11 +346,37 @@ fn show(store_location: &str, prefix: &str, key: &str, json: bool) -> anyhow::Re
         output::print_json(&view)?;
         return Ok(Exit::Success);
     }
-    print_item(&view)?;
+    // The attempts whose whole output the store keeps (none under `logs: none`).
+    let mut logged = Vec::new();
+    for attempt in &view.attempts {
+        let query = mmm_store::logs::LogQuery {
+            item: Some(item.index),
+            attempt: Some(attempt.number),
+            after_id: 0,
+            limit: 1,
+        };
+        if !store.log_chunks(id, &query)?.is_empty() {
+            logged.push(attempt.number);
+        }
+    }
+    print_item(&view, &logged)?;
     Ok(Exit::Success)
 }
 
-fn print_item(view: &ItemView) -> anyhow::Result<()> {
+/// A word as the shell reads it back: as it is when it is plain, else single-quoted.
+fn shell_word(word: &str) -> String {
+    let plain = !word.is_empty()
+        && word
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._/-+:@%=,".contains(c));
+    if plain {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', "'\\''"))
+    }
+}
+
+fn print_item(view: &ItemView, logged: &[u32]) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     writeln!(
         out,
@@ -407,6 +433,15 @@ fn print_item(view: &ItemView) -> anyhow::Result<()> {
             for line in tail.lines() {
                 writeln!(out, "    | {line}")?;
             }
+        }
+        if logged.contains(&a.number) {
+            writeln!(
+                out,
+                "  full log: mmm logs {} {} --attempt {}",
+                view.job.short(),
+                shell_word(&view.key),
+                a.number
+            )?;
         }
     }
     Ok(())

@@ -1,5 +1,6 @@
 //! `mmm export JOB --format json|csv|html [--what items|snapshots] [-o FILE]`: a job's record
-//! as a report, made by [`mmm_report`] (which the dashboard's export endpoint serves too).
+//! as a report, made by [`mmm_report`] (which the dashboard's export endpoint serves too);
+//! `--format results -o DIR`: the items' output in GNU parallel's `--results` layout.
 
 use std::path::PathBuf;
 
@@ -19,7 +20,13 @@ Examples:
   mmm export 0193a2 --format json -o report.json
   mmm export 0193a2 --format csv > items.csv
   mmm export 0193a2 --format csv --what snapshots -o series.csv
-  mmm export 0193a2 --format html -o report.html";
+  mmm export 0193a2 --format html -o report.html
+  mmm export 0193a2 --format results -o out    out/1/NAME/{stdout,stderr,seq,item}
+
+--format results writes GNU parallel's `--results` layout into a folder: for each item that
+ran, DIR/1/NAME/ (NAME: its value when it is text, as parallel names it, else its key; `/`
+escaped as `\\_`) with its last attempt's `stdout` and `stderr` from the item's log
+(docs/logs.md), `seq` (its number in the input) and `item` (its value).";
 
 /// The export formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -30,6 +37,8 @@ pub(crate) enum Format {
     Csv,
     /// One self-contained HTML file: summary, charts, agent timeline, slowest items, DLQ.
     Html,
+    /// GNU parallel's `--results` layout in the folder given with -o: DIR/1/KEY/stdout, ...
+    Results,
 }
 
 /// What a CSV export holds.
@@ -64,6 +73,7 @@ pub(crate) struct ExportArgs {
 pub(crate) fn export(store_location: &str, args: ExportArgs) -> anyhow::Result<Exit> {
     let (store, id) = open_job(store_location, &args.job)?;
     let format = match args.format {
+        Format::Results => return results(store.as_ref(), id, &args),
         Format::Json => report::Format::Json,
         Format::Csv => report::Format::Csv,
         Format::Html => report::Format::Html,
@@ -83,5 +93,40 @@ pub(crate) fn export(store_location: &str, args: ExportArgs) -> anyhow::Result<E
         Err(e) => return Err(e.into()),
     };
     output::write_output(args.output.as_deref(), &bytes)?;
+    Ok(Exit::Success)
+}
+
+/// `--format results -o DIR`.
+fn results(
+    store: &dyn mmm_store::Store,
+    id: mmm_core::job::JobId,
+    args: &ExportArgs,
+) -> anyhow::Result<Exit> {
+    let dir = match args.output.as_deref() {
+        Some(dir) if dir != std::path::Path::new("-") => dir,
+        _ => {
+            return Err(
+                UsageError::new("--format results writes a folder: give it with -o DIR").into(),
+            );
+        }
+    };
+    if args.what != What::Items {
+        return Err(UsageError::new("--what snapshots is for JSON and CSV, not results").into());
+    }
+    let written = report::results::write_results(store, id, dir)?;
+    eprintln!(
+        "wrote the output of {} item{} to {}",
+        written.items,
+        if written.items == 1 { "" } else { "s" },
+        dir.join("1").display()
+    );
+    if written.from_tails > 0 {
+        eprintln!(
+            "{} item{} had no log in the store (`logs: none`, or pruned): their stdout and \
+             stderr hold the last 4 KiB the attempt kept",
+            written.from_tails,
+            if written.from_tails == 1 { "" } else { "s" }
+        );
+    }
     Ok(Exit::Success)
 }

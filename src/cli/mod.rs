@@ -15,6 +15,7 @@ mod events;
 mod export;
 mod health;
 mod jobs;
+mod logs;
 mod man;
 pub(crate) mod output;
 mod progress_cmd;
@@ -118,6 +119,9 @@ enum Command {
     /// A job's event log; with --follow, live until the run ends.
     #[command(after_help = events::AFTER_HELP)]
     Events(events::EventsArgs),
+    /// Print items' whole output (stdout and stderr, every attempt), or follow it live.
+    #[command(after_help = logs::AFTER_HELP)]
+    Logs(logs::LogsArgs),
     /// Is the store writable, is every running job's runner alive and unstuck? (exit 1 if not)
     #[command(after_help = health::AFTER_HELP)]
     Health(health::HealthArgs),
@@ -224,6 +228,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<Exit> {
         Command::Check(args) => check::check(&cli.store, args),
         Command::Repair(args) => check::repair(&cli.store, args),
         Command::Events(args) => events::events(&cli.store, args),
+        Command::Logs(args) => logs::logs(&cli.store, args),
         Command::Report(args) => report::report(args),
         Command::Health(args) => health::health(&cli.store, args),
         Command::Runs(args) => runs::runs(args),

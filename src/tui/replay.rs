@@ -223,7 +223,11 @@ impl Feed for ReplayFeed {
                 state.replay = Some(self.position());
             }
             // A replay steers nothing: its job is history.
-            Action::None | Action::Redraw | Action::Quit | Action::Control(_) => return false,
+            Action::None
+            | Action::Redraw
+            | Action::Quit
+            | Action::Control(_)
+            | Action::OpenLog(_) => return false,
         }
         true
     }

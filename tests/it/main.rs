@@ -15,6 +15,7 @@ mod harness;
 mod health;
 mod job_files;
 mod job_lists;
+mod logs;
 mod oneliner;
 mod oneliner_gnu;
 mod outage;

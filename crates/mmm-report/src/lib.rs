@@ -5,6 +5,7 @@
 //! Versioned: [`EXPORT_VERSION`].
 
 pub mod html;
+pub mod results;
 
 use std::collections::HashMap;
 

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::agent::Agent;
+use crate::capture::Capture;
 use crate::isolated::Prepared;
 use crate::lines::Lines;
 use crate::observer::AgentObserver;
@@ -110,6 +111,9 @@ impl<E: Executor, S: WorkSource> Attempt<'_, E, S> {
                 }
             }
         }
+        // The attempt's whole output, for its log in the store (docs/logs.md).
+        let capture = Capture::new(run.writer.clone(), run.job, index as u64, number, plan.logs)
+            .map(Arc::new);
         for (step_index, step) in plan.map.steps.iter().enumerate() {
             if map.stopping() {
                 end.outcome = AttemptOutcome::Interrupted;
@@ -185,9 +189,13 @@ impl<E: Executor, S: WorkSource> Attempt<'_, E, S> {
                             )
                             .with_lines(lines.clone()),
                         ))),
+                        log: capture.clone().map(|c| c as Arc<dyn process::OutputLog>),
                         suspend: Some(run.suspended.subscribe()),
                     };
                     let result = run.executor.run(request, run.stop.clone()).await;
+                    if let Some(capture) = &capture {
+                        capture.flush();
+                    }
                     if let Some(lines) = &lines {
                         lines.finish();
                     } else if run.show_map_output {

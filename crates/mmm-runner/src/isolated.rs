@@ -320,6 +320,7 @@ impl Isolated {
             timeout: plan.map.timeout,
             keep_output: run.show_map_output,
             observer: None,
+            log: None,
             suspend: None,
         };
         let result = run.executor.run(request, run.stop.clone()).await;

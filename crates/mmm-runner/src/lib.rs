@@ -22,6 +22,7 @@
 mod agent;
 mod alerting;
 mod attempt;
+mod capture;
 pub mod claim;
 mod control;
 mod feed;

@@ -85,6 +85,7 @@ pub(crate) async fn run_commands<E: Executor>(
             timeout: command.timeout,
             keep_output: true,
             observer: None,
+            log: None,
             suspend: None,
         };
         let result = run.executor.run(request, run.stop.clone()).await;

@@ -8,6 +8,7 @@
 use std::future::Future;
 use std::path::PathBuf;
 use std::process::Stdio;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{Signal, killpg};
@@ -17,6 +18,8 @@ use tokio::process::Command;
 use tokio::sync::watch;
 
 use mmm_spec::RenderedCommand;
+
+pub use crate::capture::OutputLog;
 
 /// How much of each output stream an attempt keeps for the record.
 pub const TAIL_BYTES: usize = 4096;
@@ -55,6 +58,8 @@ pub struct CommandRequest {
     /// Told about the command's output and reports while it runs; with one, the command
     /// gets a report pipe (`MMM_PROGRESS_FD`, see [`super::report`]).
     pub observer: Option<Observer>,
+    /// Where the output goes as it is read, to be kept whole (the item's log, docs/logs.md).
+    pub log: Option<Arc<dyn OutputLog>>,
     /// While this says `true` (`mmm pause --suspend`), the command's process group is stopped
     /// (SIGSTOP; SIGCONT when it turns `false`) and its timeout does not run. `None`: never.
     pub suspend: Option<watch::Receiver<bool>>,
@@ -271,6 +276,7 @@ impl Executor for ProcessExecutor {
         };
         let (out_pipe, err_pipe) = (child.stdout.take(), child.stderr.take());
         let observer = request.observer.as_ref().map(|o| o.0.as_ref());
+        let log = request.log.as_deref();
         let deadline = request
             .timeout
             .map(|t| tokio::time::Instant::from_std(started + t));
@@ -292,8 +298,8 @@ impl Executor for ProcessExecutor {
         let reading = async {
             let reads = async {
                 tokio::join!(
-                    read_tail(out_pipe, false, limit, observer),
-                    read_tail(err_pipe, true, limit, observer)
+                    read_tail(out_pipe, false, limit, observer, log),
+                    read_tail(err_pipe, true, limit, observer, log)
                 )
             };
             // Reports are read while the output is; once the output is closed, what is left
@@ -504,12 +510,15 @@ async fn read_reports(fd: Option<std::os::fd::OwnedFd>, observer: Option<&dyn Co
     }
 }
 
-/// Reads a pipe to its end (`stderr`: the error pipe), keeping at most the last `limit` bytes.
+/// Reads a pipe to its end (`stderr`: the error pipe), keeping at most the last `limit` bytes,
+/// and passing every read to the observer and the log. While the log holds output it has not
+/// sent, a read waits no longer than the log's due time (then the log sends it).
 async fn read_tail(
     pipe: Option<impl AsyncRead + Unpin>,
     stderr: bool,
     limit: usize,
     observer: Option<&dyn CommandObserver>,
+    log: Option<&dyn OutputLog>,
 ) -> Vec<u8> {
     let Some(mut pipe) = pipe else {
         return Vec::new();
@@ -517,12 +526,30 @@ async fn read_tail(
     let mut kept = Vec::new();
     let mut buf = [0u8; 8192];
     loop {
-        match pipe.read(&mut buf).await {
+        let due = log.and_then(OutputLog::due);
+        let read = match (due, log) {
+            (Some(due), Some(log)) => {
+                match tokio::time::timeout_at(due.into(), pipe.read(&mut buf)).await {
+                    Ok(read) => read,
+                    Err(_) => {
+                        log.seal();
+                        continue;
+                    }
+                }
+            }
+            _ => pipe.read(&mut buf).await,
+        };
+        match read {
             Ok(0) | Err(_) => break,
             Ok(n) => {
                 if let Some(observer) = observer {
                     observer.output();
                     observer.wrote(stderr, &buf[..n]);
+                }
+                if let Some(log) = log
+                    && log.wrote(stderr, &buf[..n])
+                {
+                    log.caught_up().await;
                 }
                 kept.extend_from_slice(&buf[..n]);
                 if kept.len() > limit.saturating_mul(2) {
@@ -565,6 +592,7 @@ mod tests {
             timeout: None,
             keep_output: true,
             observer: None,
+            log: None,
             suspend: None,
         }
     }

@@ -13,6 +13,7 @@ use sha2::{Digest, Sha256};
 
 mod error;
 mod input;
+mod logs;
 mod normalised;
 mod oneliner;
 mod parse;
@@ -21,6 +22,7 @@ mod template;
 mod yaml;
 
 pub use error::{InputError, InputOrigin, Location, RenderError, SpecError, TemplateError};
+pub use logs::{DEFAULT_LOG_CAP, LOG_KEEPS, LogKeep, LogPolicy, parse_size};
 pub use mmm_core::alerts::{AlertRules, Deadline};
 pub use oneliner::halt::{BadHalt, HaltOn, HaltPolicy, HaltWhen, Threshold};
 pub use oneliner::options::{OneLinerOptions, Tag};
@@ -53,6 +55,10 @@ pub struct JobPlan {
     /// job does, so left out of the plan's hash.
     #[serde(skip)]
     pub output: OutputPlan,
+    /// `logs:` and `log_cap:`: what the store keeps of each attempt's output; how it is
+    /// recorded, not what the job does, so left out of the plan's hash.
+    #[serde(skip)]
+    pub logs: LogPolicy,
 }
 
 /// How the map commands' output is shown.
@@ -367,6 +373,12 @@ pub struct Overrides {
     pub timeout_ms: Option<u64>,
     /// `--retries`.
     pub retries: Option<u32>,
+    /// `--logs`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logs: Option<LogKeep>,
+    /// `--log-cap`, in bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_cap: Option<u64>,
 }
 
 /// A plan rebuilt from its origin.
@@ -440,6 +452,12 @@ impl JobOrigin {
         }
         if let Some(r) = o.retries {
             plan.map.retries = r;
+        }
+        if let Some(keep) = o.logs {
+            plan.logs.keep = keep;
+        }
+        if let Some(cap) = o.log_cap {
+            plan.logs.cap = cap;
         }
         Ok(RebuiltPlan {
             plan,

@@ -17,7 +17,7 @@ use super::{
 };
 
 const TOP_KEYS: &[&str] = &[
-    "name", "env", "setup", "map", "reduce", "alerts", "deadline",
+    "name", "env", "setup", "map", "reduce", "alerts", "deadline", "logs", "log_cap",
 ];
 const ALERT_KEYS: &[&str] = &[
     "stuck_after",
@@ -154,7 +154,28 @@ impl Checker<'_> {
             Some(node) => Some(self.deadline(node)?),
             None => None,
         };
+        let mut logs = crate::LogPolicy::default();
+        if let Some(node) = get(entries, "logs") {
+            let text = self.text(node, "logs", "`logs: full`")?;
+            logs.keep = crate::LogKeep::parse(&text).ok_or_else(|| SpecError::UnknownValue {
+                at: self.at(node.mark),
+                field: "logs".to_string(),
+                value: text.clone(),
+                accepted: crate::logs::LOG_KEEPS,
+            })?;
+        }
+        if let Some(node) = get(entries, "log_cap") {
+            let text = self.text(node, "log_cap", "`log_cap: 64MiB`")?;
+            logs.cap = crate::parse_size(&text).ok_or_else(|| SpecError::BadNumber {
+                at: self.at(node.mark),
+                field: "log_cap".to_string(),
+                value: text.clone(),
+                expected: "a size of at least 1 byte, with a unit (B, KiB, MiB, GiB, KB, MB, GB)",
+                example: "64MiB",
+            })?;
+        }
         Ok(JobPlan {
+            logs,
             name,
             source: None,
             base_dir: base_dir.to_path_buf(),
@@ -1023,7 +1044,7 @@ reduce:
         );
         assert_eq!(
             hint(&error),
-            "  hint: did you mean `name`? accepted here: `name`, `env`, `setup`, `map`, `reduce`, `alerts`, `deadline`"
+            "  hint: did you mean `name`? accepted here: `name`, `env`, `setup`, `map`, `reduce`, `alerts`, `deadline`, `logs`, `log_cap`"
         );
         let error = error_of("map:\n  input: items.txt\n  retry: 3\n  steps: [{shell: echo}]\n");
         assert_eq!(line(&error), "job.yaml:3:3: unknown key `retry` in `map`");

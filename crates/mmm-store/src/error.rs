@@ -147,6 +147,12 @@ pub enum StoreError {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// A stored log chunk could not be decoded.
+    #[error("a log chunk in the store cannot be read ({why}); it may be damaged")]
+    DamagedLog {
+        /// What is wrong with it.
+        why: String,
+    },
     /// No job has this id (or id prefix).
     #[error("no job matches `{job}`; run `mmm jobs` to list the jobs in the store")]
     JobNotFound {

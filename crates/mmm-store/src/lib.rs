@@ -46,6 +46,7 @@ pub mod events;
 pub mod health;
 pub mod job_state;
 mod location;
+pub mod logs;
 mod outages;
 pub mod owner;
 #[cfg(feature = "postgres")]
@@ -76,7 +77,7 @@ pub(crate) use steps::StoredSteps;
 pub use store::{
     ClaimedItem, Claims, Control, ControlRecord, ControlRequest, DeadLetter, DeadLetters,
     DlqChange, EventReads, Integrity, ItemPage, ItemPageQuery, JobContents, JobLog, JobQuery,
-    JobReads, JobTotals, Ledger, PagedItem, Recovery, RepairAction, Requeued, Store, Transfer,
-    UnfinishedItem,
+    JobReads, JobTotals, Ledger, Logs, PagedItem, Recovery, RepairAction, Requeued, Store,
+    Transfer, UnfinishedItem,
 };
 pub use write::Write;

@@ -1,4 +1,4 @@
--- The mmm store schema as it is now (version 5), for a new store: one script instead of
+-- The mmm store schema as it is now (version 6), for a new store: one script instead of
 -- replaying every migration (a new store is made by every `mmm run` in a new folder, and the
 -- migrations' table rebuilds were a third of a short run's CPU). An existing store is brought
 -- here by `migrations/` instead; `sqlite.rs`'s test `fresh_schema_matches_migrations`
@@ -110,6 +110,20 @@ CREATE TABLE job_controls (
     agents  INTEGER
 );
 
+-- Item logs (docs/logs.md; see migrations/0006_logs.sql).
+CREATE TABLE log_chunks (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    job_ref     INTEGER NOT NULL,
+    item_idx    INTEGER NOT NULL,
+    attempt     INTEGER NOT NULL,
+    seq         INTEGER NOT NULL,
+    byte_offset INTEGER NOT NULL,
+    bytes       INTEGER NOT NULL,
+    at          INTEGER NOT NULL,
+    data        BLOB NOT NULL,
+    FOREIGN KEY (job_ref, item_idx) REFERENCES items (job_ref, idx) ON DELETE CASCADE
+);
+
 -- Counts by status (`mmm jobs`, every view).
 CREATE INDEX items_job_status ON items (job_ref, status);
 -- What claims and resumes scan: the unfinished items of a job, in input order.
@@ -118,3 +132,5 @@ CREATE INDEX items_unfinished ON items (job_ref, idx)
 CREATE INDEX events_job_seq ON events (job_ref, seq);
 CREATE INDEX snapshots_job_at ON snapshots (job_ref, at);
 CREATE INDEX checkpoints_job ON checkpoints (job_ref, id);
+CREATE UNIQUE INDEX log_chunks_attempt ON log_chunks (job_ref, item_idx, attempt, seq);
+CREATE INDEX log_chunks_job ON log_chunks (job_ref, id);

@@ -1,6 +1,7 @@
 //! [`Write`]: a change the runner records. The store writer batches them and
 //! [`JobLog::apply`](crate::JobLog::apply) applies a batch in one transaction.
 
+use crate::logs::NewLogChunk;
 use crate::steps::StepRecord;
 use mmm_core::event::Event;
 use mmm_core::job::{AttemptOutcome, ItemStatus, JobId, JobStatus, Phase};
@@ -69,6 +70,21 @@ pub enum Write {
         /// Why: `phase:map`, `interval`, ...
         reason: String,
     },
+    /// A chunk of an attempt's output (docs/logs.md).
+    LogChunk {
+        job: JobId,
+        /// Boxed: a chunk is large, the other writes are small.
+        chunk: Box<NewLogChunk>,
+    },
+    /// Chunks `from_seq..to_seq` of an attempt's log were dropped by the job's cap: they go.
+    LogDropped {
+        job: JobId,
+        item_index: u64,
+        attempt: u32,
+        from_seq: u32,
+        to_seq: u32,
+        at: i64,
+    },
     /// Append a snapshot of the job's metrics and agent states.
     Snapshot {
         job: JobId,
@@ -90,7 +106,9 @@ impl Write {
             | Write::Event { job, .. }
             | Write::Snapshot { job, .. }
             | Write::Checkpoint { job, .. }
-            | Write::InputFingerprint { job, .. } => *job,
+            | Write::InputFingerprint { job, .. }
+            | Write::LogChunk { job, .. }
+            | Write::LogDropped { job, .. } => *job,
         }
     }
 
@@ -114,7 +132,9 @@ impl Write {
             | Write::Event { at, .. }
             | Write::Snapshot { at, .. }
             | Write::Checkpoint { at, .. }
-            | Write::InputFingerprint { at, .. } => *at,
+            | Write::InputFingerprint { at, .. }
+            | Write::LogDropped { at, .. } => *at,
+            Write::LogChunk { chunk, .. } => chunk.at,
             Write::AttemptFinished { ended_at, .. } => *ended_at,
         }
     }

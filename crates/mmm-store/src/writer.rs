@@ -601,6 +601,24 @@ mod tests {
         }
     }
 
+    impl crate::Logs for CountingStore {
+        fn log_chunks(
+            &self,
+            _: JobId,
+            _: &crate::logs::LogQuery,
+        ) -> Result<Vec<crate::logs::LogChunk>, StoreError> {
+            unimplemented!()
+        }
+
+        fn prune_logs(
+            &self,
+            _: Option<JobId>,
+            _: Option<i64>,
+        ) -> Result<crate::logs::LogPruned, StoreError> {
+            unimplemented!()
+        }
+    }
+
     impl JobReads for CountingStore {
         fn job(&self, _: JobId) -> Result<JobRecord, StoreError> {
             unimplemented!()

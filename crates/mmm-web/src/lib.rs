@@ -18,6 +18,8 @@ mod cache;
 mod control;
 mod error;
 mod hub;
+mod item;
+mod logs;
 mod prometheus;
 mod runs;
 mod sse;
@@ -150,6 +152,8 @@ pub fn router(state: AppState) -> Router {
         .route("/api/jobs/{id}/snapshots", get(api::snapshots))
         .route("/api/jobs/{id}/history", get(api::snapshots))
         .route("/api/jobs/{id}/ledger", get(api::ledger))
+        .route("/api/jobs/{id}/items/{item}", get(item::item))
+        .route("/api/jobs/{id}/items/{item}/log", get(logs::item_log))
         .route("/api/jobs/{id}/export", get(api::export))
         .route("/api/jobs/{id}/events", get(sse::events))
         .route("/api/jobs/{id}/control", post(control::control))

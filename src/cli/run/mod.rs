@@ -142,6 +142,16 @@ pub(crate) struct RunArgs {
     /// Retries after a failed attempt before an item goes to the DLQ (overrides map.retries).
     #[arg(long, value_name = "N")]
     retries: Option<u32>,
+    /// What the store keeps of each attempt's output, read back with `mmm logs`: `full` (all
+    /// of it up to --log-cap, past it the first and last halves), `tail` (the last --log-cap),
+    /// `none` (only the last 4 KiB of each stream, for the DLQ). Overrides the job file's
+    /// `logs:` [default: full].
+    #[arg(long, value_name = "full|tail|none", value_parser = parse_log_keep)]
+    logs: Option<mmm_spec::LogKeep>,
+    /// The most output the store keeps per attempt, e.g. 1GiB, 500MB (overrides the job
+    /// file's `log_cap:`) [default: 64MiB].
+    #[arg(long, value_name = "SIZE", value_parser = parse_log_cap)]
+    log_cap: Option<u64>,
     #[command(flatten)]
     view: ViewArgs,
     /// Serve the web dashboard while the job runs (on 127.0.0.1; the URL is printed).
@@ -195,6 +205,8 @@ fn build_origin(args: &RunArgs) -> anyhow::Result<JobOrigin> {
         max_parallel: args.jobs.map(|j| j as usize),
         timeout_ms: args.timeout.map(|t| t.as_millis() as u64),
         retries: args.retries,
+        logs: args.logs,
+        log_cap: args.log_cap,
     };
     match &args.file {
         Some(file) => {
@@ -318,6 +330,15 @@ fn parse_halt(text: &str) -> Result<HaltArg, String> {
 }
 
 /// A duration as GNU parallel writes it (seconds: `2`, `0.5`) or with units (`2s`, `1m`).
+fn parse_log_keep(text: &str) -> Result<mmm_spec::LogKeep, String> {
+    mmm_spec::LogKeep::parse(text).ok_or_else(|| format!("`{text}`: expected full, tail or none"))
+}
+
+fn parse_log_cap(text: &str) -> Result<u64, String> {
+    mmm_spec::parse_size(text)
+        .ok_or_else(|| format!("`{text}`: expected a size such as 64MiB, 1GiB or 500MB"))
+}
+
 fn parse_duration(text: &str) -> Result<Duration, String> {
     if let Ok(seconds) = text.parse::<f64>() {
         return Duration::try_from_secs_f64(seconds).map_err(|e| format!("`{text}`: {e}"));

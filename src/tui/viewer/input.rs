@@ -24,6 +24,8 @@ pub(crate) enum Action {
     Speed(f64),
     /// Live: ask the job to change course (docs/control.md), through the store.
     Control(ControlAction),
+    /// Live: show the log of the item at this input position in the pane, following it.
+    OpenLog(u64),
 }
 
 /// The keys that steer a live, running job: `p` pauses or unpauses, `+`/`-` scale by one
@@ -98,9 +100,21 @@ pub(crate) fn handle_key(state: &mut ViewerState, key: KeyEvent) -> Action {
     {
         return action;
     }
+    if state.replay.is_none() && key.code == KeyCode::Enter {
+        let top = state.agent_at_top().map(|a| (a.agent.item, a.name()));
+        return match top {
+            Some((Some(item), _)) => Action::OpenLog(item),
+            Some((None, name)) => {
+                state.ui.notice = Some(format!("{name} has no item now"));
+                Action::Redraw
+            }
+            None => Action::None,
+        };
+    }
     let ui = &mut state.ui;
     let page = ui.page.max(1);
     match key.code {
+        KeyCode::Esc if ui.log.is_some() => ui.log = None,
         KeyCode::Char('q') | KeyCode::Esc => return Action::Quit,
         KeyCode::Down | KeyCode::Char('j') => ui.scroll = ui.scroll.saturating_add(1),
         KeyCode::Up | KeyCode::Char('k') => ui.scroll = ui.scroll.saturating_sub(1),

@@ -62,6 +62,8 @@ pub(crate) struct LiveFeed {
     loaded: Instant,
     /// Set by the waiter thread when the store woke it (PostgreSQL); `None`: poll.
     woken: Option<Arc<AtomicBool>>,
+    /// The log shown in the pane, being followed: its reader and item.
+    log: Option<(mmm_store::logs::LogReader, mmm_store::ItemRecord)>,
 }
 
 /// The parts of a job's record that change whenever anything else does: the runner records
@@ -100,6 +102,7 @@ impl LiveFeed {
             seen: Some(Probe::of(&state.job.job)),
             loaded: Instant::now(),
             woken: None,
+            log: None,
         };
         feed.schedule(state);
         if !feed.done && feed.store.wakes_on_events() {
@@ -138,6 +141,10 @@ fn spawn_waiter(store: Arc<dyn Store>, job: JobId) -> Option<Arc<AtomicBool>> {
 
 impl Feed for LiveFeed {
     fn next_due(&self) -> Option<Instant> {
+        if self.log.is_some() {
+            // A followed log is read every poll, whatever else changed.
+            return Some(self.next.min(Instant::now() + LIVE_POLL));
+        }
         if self.done {
             return None;
         }
@@ -150,6 +157,11 @@ impl Feed for LiveFeed {
     }
 
     fn advance(&mut self, state: &mut ViewerState) -> anyhow::Result<bool> {
+        let logged = self.read_log(state)?;
+        if self.done {
+            self.next = Instant::now() + LIVE_POLL;
+            return Ok(logged);
+        }
         if let Some(woken) = &self.woken {
             // Cleared before the read: a wake-up during it leads to another read.
             woken.store(false, Ordering::Release);
@@ -159,7 +171,7 @@ impl Feed for LiveFeed {
         // least every idle interval.
         if self.seen.as_ref() == Some(&probe) && self.loaded.elapsed() < IDLE_POLL {
             self.schedule(state);
-            return Ok(false);
+            return Ok(logged);
         }
         self.seen = Some(probe);
         self.loaded = Instant::now();
@@ -169,10 +181,14 @@ impl Feed for LiveFeed {
             state.update(next);
         }
         self.schedule(state);
-        Ok(changed)
+        Ok(changed || logged)
     }
 
     fn control(&mut self, action: Action, state: &mut ViewerState) -> bool {
+        if let Action::OpenLog(index) = action {
+            self.open_log(index, state);
+            return true;
+        }
         let Action::Control(action) = action else {
             return false;
         };
@@ -195,6 +211,71 @@ impl Feed for LiveFeed {
         self.next = Instant::now();
         self.seen = None;
         true
+    }
+}
+
+impl LiveFeed {
+    /// Opens the pane on the log of the item at input position `index` (the agent at the top
+    /// of the table works on it), following it from its first line.
+    fn open_log(&mut self, index: u64, state: &mut ViewerState) {
+        let agent = state.agent_at_top().map(|a| a.name()).unwrap_or_default();
+        let opened = (|| -> Result<_, mmm_store::StoreError> {
+            let page = self.store.items_page(
+                self.job,
+                &mmm_store::ItemPageQuery {
+                    status: None,
+                    offset: index,
+                    limit: 1,
+                },
+            )?;
+            let Some(item) = page.items.into_iter().next().map(|p| p.item) else {
+                return Ok(None);
+            };
+            let selection = mmm_store::logs::LogSelection {
+                item: Some(item.clone()),
+                ..Default::default()
+            };
+            let reader =
+                mmm_store::logs::LogReader::new(self.store.as_ref(), self.job, &selection, true)?;
+            Ok(Some((reader, item)))
+        })();
+        match opened {
+            Ok(Some((reader, item))) => {
+                state.ui.log = Some(state::LogPane {
+                    key: item.key.clone(),
+                    agent,
+                    ..Default::default()
+                });
+                self.log = Some((reader, item));
+                self.next = Instant::now();
+            }
+            Ok(None) => state.ui.notice = Some(format!("no item at position {}", index + 1)),
+            Err(e) => state.ui.notice = Some(format!("the log could not be read: {e}")),
+        }
+    }
+
+    /// Reads what the followed log gained into the pane; true when it changed. A pane closed
+    /// (Esc) stops the reading.
+    fn read_log(&mut self, state: &mut ViewerState) -> Result<bool, mmm_store::StoreError> {
+        let Some(pane) = state.ui.log.as_mut() else {
+            self.log = None;
+            return Ok(false);
+        };
+        let Some((reader, item)) = self.log.as_mut() else {
+            return Ok(false);
+        };
+        if pane.ended {
+            return Ok(false);
+        }
+        let ended = mmm_store::logs::follow_done(self.store.as_ref(), self.job, Some(item))?;
+        let mut out = Vec::new();
+        reader.read(self.store.as_ref(), &mut out)?;
+        if ended {
+            reader.finish(&mut out);
+            pane.ended = true;
+        }
+        pane.push(&out);
+        Ok(!out.is_empty() || ended)
     }
 }
 

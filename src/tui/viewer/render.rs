@@ -17,7 +17,8 @@ use mmm_core::job::JobStatus;
 use mmm_core::snapshot::{AgentRow, Snapshot};
 
 /// The keys, as the footer lists them.
-pub(crate) const FOOTER: &str = "q quit  ↑↓ PgUp/PgDn scroll  s sort  / filter  f failed  ? help";
+pub(crate) const FOOTER: &str =
+    "q quit  ↑↓ PgUp/PgDn scroll  Enter log  s sort  / filter  f failed  ? help";
 /// The keys that steer a running job, added to the footer while one is viewed live.
 pub(crate) const CONTROL_FOOTER: &str = "p pause  +/- agents  d drain  x cancel";
 /// The replay keys, added to the footer in a replay.
@@ -26,7 +27,10 @@ pub(crate) const REPLAY_FOOTER: &str = "space pause  ←→ seek  +/- speed";
 /// Draws the whole viewer. Also records how many agent rows fit (for PgUp/PgDn).
 pub(crate) fn render(frame: &mut Frame<'_>, state: &mut ViewerState) {
     let area = frame.area();
-    let bottom_height = if area.height >= 40 {
+    let bottom_height = if state.ui.log.is_some() && area.height >= 16 {
+        // The log pane takes half of what is below the metrics.
+        area.height.saturating_sub(9) / 2
+    } else if area.height >= 40 {
         10
     } else if area.height >= 24 {
         6
@@ -49,7 +53,9 @@ pub(crate) fn render(frame: &mut Frame<'_>, state: &mut ViewerState) {
     render_throughput(frame, spark, state);
     render_metrics(frame, metrics, state);
     render_agents(frame, agents, state);
-    if bottom_height > 0 {
+    if let Some(pane) = state.ui.log.as_ref().filter(|_| bottom_height > 0) {
+        render_log(frame, bottom, pane);
+    } else if bottom_height > 0 {
         let [stragglers, failures, events] = Layout::horizontal([
             Constraint::Ratio(1, 3),
             Constraint::Ratio(1, 3),
@@ -408,6 +414,30 @@ fn render_events(frame: &mut Frame<'_>, area: Rect, state: &ViewerState) {
     list_panel(frame, area, "events".into(), lines);
 }
 
+/// The log pane: the last lines of the item's output that fit, following it.
+fn render_log(frame: &mut Frame<'_>, area: Rect, pane: &super::state::LogPane) {
+    let fit = area.height.saturating_sub(2) as usize;
+    let mut lines: Vec<Line<'_>> = pane
+        .lines
+        .iter()
+        .chain((!pane.partial.is_empty()).then_some(&pane.partial))
+        .map(|l| Line::from(l.as_str()))
+        .collect();
+    let skip = lines.len().saturating_sub(fit);
+    lines.drain(..skip);
+    let title = format!(
+        "log of {} ({}){}  Esc closes",
+        pane.key,
+        pane.agent,
+        if pane.ended { ", ended" } else { ", following" }
+    );
+    frame.render_widget(Clear, area);
+    frame.render_widget(
+        Paragraph::new(lines).block(Block::default().borders(Borders::ALL).title(title)),
+        area,
+    );
+}
+
 fn render_footer(frame: &mut Frame<'_>, area: Rect, state: &ViewerState) {
     let mut text = FOOTER.to_string();
     if state.replay.is_some() {
@@ -440,6 +470,7 @@ fn render_help(frame: &mut Frame<'_>, area: Rect, state: &ViewerState) {
         "s             sort by agent, state, elapsed",
         "/             filter agents (Enter keeps, Esc clears)",
         "f             only agents whose last attempt failed",
+        "Enter         the log of the top agent's item, following (Esc closes)",
         "?             this help (any key closes it)",
     ];
     if state.replay.is_none() {

@@ -97,6 +97,44 @@ pub(crate) struct Ui {
     pub(crate) notice: Option<String>,
     /// The help overlay is shown.
     pub(crate) help: bool,
+    /// The log pane (Enter on an agent at work): its item's output, following.
+    pub(crate) log: Option<LogPane>,
+}
+
+/// The log of one item shown in a pane of the viewer, as the store has it (docs/logs.md).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct LogPane {
+    /// The item's key.
+    pub(crate) key: String,
+    /// The agent it was opened on.
+    pub(crate) agent: String,
+    /// The last lines read, at most [`LogPane::KEPT`].
+    pub(crate) lines: std::collections::VecDeque<String>,
+    /// A line begun and not yet ended.
+    pub(crate) partial: String,
+    /// The item has ended: nothing more will come.
+    pub(crate) ended: bool,
+}
+
+impl LogPane {
+    /// Lines kept for the pane: more than any terminal shows.
+    pub(crate) const KEPT: usize = 500;
+
+    /// Appends text as it was read.
+    pub(crate) fn push(&mut self, bytes: &[u8]) {
+        let text = String::from_utf8_lossy(bytes);
+        let mut rest: &str = &text;
+        while let Some(nl) = rest.find('\n') {
+            let mut line = std::mem::take(&mut self.partial);
+            line.push_str(&rest[..nl]);
+            self.lines.push_back(line);
+            rest = &rest[nl + 1..];
+        }
+        self.partial.push_str(rest);
+        while self.lines.len() > Self::KEPT {
+            self.lines.pop_front();
+        }
+    }
 }
 
 /// Everything one frame shows.
@@ -217,6 +255,13 @@ impl ViewerState {
     }
 
     /// The agent rows shown: filtered, then sorted.
+    /// The agent whose item Enter opens: the top row of the table as shown.
+    pub(crate) fn agent_at_top(&self) -> Option<&AgentRow> {
+        let rows = self.visible_agents();
+        let start = self.ui.scroll.min(rows.len().saturating_sub(1));
+        rows.get(start).copied()
+    }
+
     pub(crate) fn visible_agents(&self) -> Vec<&AgentRow> {
         let filter = self.ui.filter.to_lowercase();
         let mut rows: Vec<&AgentRow> = self

@@ -140,6 +140,7 @@ pub(super) fn from_oneliner(oneliner: OneLiner) -> Result<JobPlan, SpecError> {
         reduce: Vec::new(),
         alerts: AlertRules::default(),
         deadline: None,
+        logs: crate::LogPolicy::default(),
         output: OutputPlan {
             keep_order: options.keep_order,
             line_buffer: options.line_buffer,

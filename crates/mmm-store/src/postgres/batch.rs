@@ -281,6 +281,44 @@ fn plan_one(write: &Write, planned: &mut Vec<Planned>) {
             Missing::Nothing,
             "record a checkpoint",
         ),
+        Write::LogChunk { job, chunk } => push(
+            "INSERT INTO log_chunks (job_ref, item_idx, attempt, seq, byte_offset, bytes, at, data)
+             VALUES ((SELECT job_ref FROM jobs WHERE id = $1), $2::bigint, $3::bigint, $4::bigint,
+                     $5::bigint, $6::bigint, $7::bigint, $8::bytea)",
+            vec![
+                Box::new(job.to_string()),
+                Box::new(int(chunk.item_index)),
+                Box::new(i64::from(chunk.attempt)),
+                Box::new(i64::from(chunk.seq)),
+                Box::new(int(chunk.offset)),
+                Box::new(int(chunk.bytes)),
+                Box::new(chunk.at),
+                Box::new(chunk.data.clone()),
+            ],
+            Missing::Nothing,
+            "record a log chunk",
+        ),
+        Write::LogDropped {
+            job,
+            item_index,
+            attempt,
+            from_seq,
+            to_seq,
+            at: _,
+        } => push(
+            "DELETE FROM log_chunks
+             WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = $1) AND item_idx = $2::bigint
+               AND attempt = $3::bigint AND seq >= $4::bigint AND seq < $5::bigint",
+            vec![
+                Box::new(job.to_string()),
+                Box::new(int(*item_index)),
+                Box::new(i64::from(*attempt)),
+                Box::new(i64::from(*from_seq)),
+                Box::new(i64::from(*to_seq)),
+            ],
+            Missing::Nothing,
+            "drop log chunks past the cap",
+        ),
     }
 }
 

@@ -217,6 +217,51 @@ impl SqliteStore {
                     .map_err(self.fail("record a checkpoint"))?;
                 Ok(())
             }
+            Write::LogChunk { job, chunk } => {
+                let sql = "INSERT INTO log_chunks (job_ref, item_idx, attempt, seq, byte_offset,
+                                                   bytes, at, data)
+                           VALUES ((SELECT job_ref FROM jobs WHERE id = ?1),
+                                   ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
+                tx.prepare_cached(sql)
+                    .and_then(|mut insert| {
+                        insert.execute(params![
+                            job.to_string(),
+                            int(chunk.item_index),
+                            chunk.attempt,
+                            chunk.seq,
+                            int(chunk.offset),
+                            int(chunk.bytes),
+                            chunk.at,
+                            chunk.data,
+                        ])
+                    })
+                    .map_err(self.fail("record a log chunk"))?;
+                Ok(())
+            }
+            Write::LogDropped {
+                job,
+                item_index,
+                attempt,
+                from_seq,
+                to_seq,
+                at: _,
+            } => {
+                let sql = "DELETE FROM log_chunks
+                           WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = ?1)
+                             AND item_idx = ?2 AND attempt = ?3 AND seq >= ?4 AND seq < ?5";
+                tx.prepare_cached(sql)
+                    .and_then(|mut delete| {
+                        delete.execute(params![
+                            job.to_string(),
+                            int(*item_index),
+                            attempt,
+                            from_seq,
+                            to_seq
+                        ])
+                    })
+                    .map_err(self.fail("drop log chunks past the cap"))?;
+                Ok(())
+            }
         }
     }
 }

@@ -1,5 +1,5 @@
 //! The store's interface, split by concern: [`JobLog`] (what the runner records),
-//! [`JobReads`] and [`EventReads`] (what readers see), [`DeadLetters`] (the DLQ), [`Claims`]
+//! [`JobReads`] and [`EventReads`] (what readers see), [`Logs`] (item logs), [`DeadLetters`] (the DLQ), [`Claims`]
 //! (items shared out to workers), [`Control`] (requests that steer a running job), [`Recovery`] (taking a job over and running it again),
 //! [`Integrity`] (`mmm check`, `mmm repair`, the health probe) and [`Transfer`] (copying a job
 //! to another store, deleting it). [`Store`] is all of them: what a backend implements and what
@@ -13,6 +13,7 @@ mod event_reads;
 mod integrity;
 mod job_log;
 mod job_reads;
+mod logs;
 mod recovery;
 mod transfer;
 
@@ -24,6 +25,7 @@ pub use integrity::{Integrity, JobContents, RepairAction};
 pub use job_log::JobLog;
 pub(crate) use job_reads::job_totals_sql;
 pub use job_reads::{ItemPage, ItemPageQuery, JobQuery, JobReads, JobTotals, Ledger, PagedItem};
+pub use logs::Logs;
 pub use recovery::{Recovery, Requeued, UnfinishedItem};
 pub use transfer::Transfer;
 
@@ -35,6 +37,7 @@ pub use transfer::Transfer;
 pub trait Store:
     JobLog
     + JobReads
+    + Logs
     + EventReads
     + DeadLetters
     + Claims
@@ -50,6 +53,7 @@ pub trait Store:
 impl<T> Store for T where
     T: JobLog
         + JobReads
+        + Logs
         + EventReads
         + DeadLetters
         + Claims

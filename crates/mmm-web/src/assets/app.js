@@ -257,7 +257,7 @@ async function openJob(id) {
   job.id = id; job.state = null; job.events = []; job.history = []; job.scrub = null; job.filter = null;
   drawn = {}; $('events').replaceChildren();
   job.items = { status: '', offset: 0, limit: 25, total: 0 };
-  $('item-detail').hidden = true;
+  closeItem();
   live.seq = 0;
   subscribe({ subscribe: 'job', job: id });
   for (const [node, path] of [['export-json', '/export?format=json'], ['export-html', '/export?format=html'], ['export-csv', '/export?format=csv'], ['export-snapshots', '/export?format=csv&what=snapshots'], ['export-dlq', '/items?status=dead_lettered&limit=500']]) {
@@ -295,23 +295,86 @@ async function loadItems() {
       el('td', {}, it.index), el('td', {}, el('code', {}, it.key)),
       el('td', {}, el('span', { class: 'badge ' + it.status }, it.status)), el('td', {}, it.attempts),
       el('td', { class: 'err' }, a && a.error ? a.error : ''));
-    row.onclick = () => showItem(it);
+    row.onclick = () => showItem(it.key);
     return row;
   }));
   $('page').textContent = page.total ? (q.offset + 1) + '–' + Math.min(q.offset + q.limit, page.total) + ' of ' + fmtInt(page.total) : 'no items';
   for (const b of $('item-filters').children) b.classList.toggle('on', b.dataset.status === q.status);
 }
-function showItem(it) {
-  const a = it.last_attempt;
+// ---- the item page (docs/logs.md): the item's value, every attempt, its log live-tailed
+// while it runs, a download link. Opened from an items row (the DLQ filter included), an agent
+// of the grid, a straggler.
+const LOG_SHOWN = 1 << 20;  // the page keeps the last 1 MiB of a log; the download has it all
+let itemLog = null;          // the AbortController of the log being read
+const itemPath = (key) => '/api/jobs/' + job.id + '/items/' + encodeURIComponent(key);
+async function showItem(key) {
+  const id = job.id;
+  const data = await api(itemPath(key)).catch((e) => { console.warn(e); return null; });
+  if (!data || job.id !== id) return;
+  const it = data.item, attempts = data.attempts, a = attempts[attempts.length - 1];
   const d = $('item-detail');
-  const parts = [el('h3', {}, 'Item ' + it.key + ' ', el('span', { class: 'badge ' + it.status }, it.status)), el('pre', {}, it.value)];
-  if (a) {
-    parts.push(el('p', { class: 'err', id: 'item-error' }, 'attempt ' + a.number + ' on ' + a.agent + ': ' + (a.error || a.outcome || '') + (a.exit_code != null ? ' (exit ' + a.exit_code + ')' : '')));
-    if (a.stderr_tail) parts.push(el('h4', {}, 'stderr'), el('pre', {}, a.stderr_tail));
-    if (a.stdout_tail) parts.push(el('h4', {}, 'stdout'), el('pre', {}, a.stdout_tail));
+  const parts = [
+    el('h3', {}, 'Item ' + it.key + ' ', el('span', { class: 'badge ' + it.status }, it.status), ' ', el('button', { type: 'button', id: 'item-close', onclick: closeItem }, 'close')),
+    el('p', { class: 'muted' }, '#' + (it.index + 1) + ' in the input · ' + attempts.length + (attempts.length === 1 ? ' attempt' : ' attempts')),
+    el('pre', { id: 'item-value' }, it.value),
+  ];
+  if (a) parts.push(el('p', { class: 'err', id: 'item-error' }, 'attempt ' + a.number + ' on ' + a.agent + ': ' + (a.error || a.outcome || 'running') + (a.exit_code != null ? ' (exit ' + a.exit_code + ')' : '')));
+  if (attempts.length) {
+    parts.push(el('table', { class: 'list', id: 'item-attempts' },
+      el('thead', {}, el('tr', {}, ...['#', 'agent', 'started', 'ended', 'duration', 'outcome', 'exit', 'error', 'steps'].map((h) => el('th', {}, h)))),
+      el('tbody', {}, ...attempts.map((t) => el('tr', {},
+        el('td', {}, t.number), el('td', {}, t.agent), el('td', {}, fmtTime(t.started_at)), el('td', {}, t.ended_at ? fmtTime(t.ended_at) : 'running'),
+        el('td', {}, t.duration_us != null ? fmtMs(t.duration_us / 1000) : '–'), el('td', {}, t.outcome || 'running'),
+        el('td', {}, t.exit_code != null ? t.exit_code : ''), el('td', { class: 'err' }, t.error || ''),
+        el('td', {}, t.steps.map((st) => st.name + (st.skipped ? ' skipped' : ' ' + fmtMs(st.duration_us / 1000))).join(', ')))))));
+  }
+  const logUrl = itemPath(it.key) + '/log';
+  parts.push(el('h4', {}, 'Log ', el('a', { id: 'item-download', href: withToken(logUrl + '?download=1'), download: '' }, 'download'), ' ', el('span', { class: 'muted', id: 'item-log-state' }, '')));
+  const pre = el('pre', { id: 'item-log', class: 'log' });
+  parts.push(pre);
+  if (!data.logged && a && (a.stdout_tail || a.stderr_tail) && it.status !== 'running') {
+    pre.textContent = (a.stdout_tail || '') + (a.stderr_tail ? '\n' + a.stderr_tail : '');
+    parts.push(el('p', { class: 'muted' }, 'no log kept (logs: none, or pruned): the last 4 KiB of each stream'));
   }
   d.replaceChildren(...parts);
   d.hidden = false;
+  if (data.logged || it.status === 'running' || it.status === 'pending') readLog(logUrl, it.status === 'running' || it.status === 'pending', pre);
+}
+function closeItem() {
+  if (itemLog) { itemLog.abort(); itemLog = null; }
+  $('item-detail').hidden = true;
+}
+// Reads the log (following it while the item runs), keeping the last LOG_SHOWN characters,
+// scrolled to the end unless the reader scrolled up.
+async function readLog(url, follow, pre) {
+  if (itemLog) itemLog.abort();
+  const ctl = new AbortController();
+  itemLog = ctl;
+  const state = $('item-log-state');
+  state.textContent = follow ? 'live' : '';
+  try {
+    const res = await fetch(withToken(url + (follow ? '?follow=1' : '')), { signal: ctl.signal });
+    if (!res.ok) { state.textContent = 'could not read the log'; return; }
+    const reader = res.body.getReader(), dec = new TextDecoder();
+    let text = '';
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      text += dec.decode(value, { stream: true });
+      if (text.length > LOG_SHOWN) text = text.slice(text.length - LOG_SHOWN);
+      const stick = pre.scrollTop + pre.clientHeight >= pre.scrollHeight - 4;
+      pre.textContent = text;
+      if (stick) pre.scrollTop = pre.scrollHeight;
+    }
+    if (itemLog === ctl) state.textContent = follow ? 'ended' : '';
+  } catch (e) {
+    if (e.name !== 'AbortError') { console.warn(e); state.textContent = 'could not read the log'; }
+  }
+}
+// An item by its position in the input (agents and stragglers know it by that): its key first.
+async function showItemAt(index) {
+  const page = await api('/api/jobs/' + job.id + '/items?offset=' + index + '&limit=1').catch(() => null);
+  if (page && page.items.length) showItem(page.items[0].key);
 }
 $('item-filters').onclick = (e) => {
   const s = e.target.dataset && e.target.dataset.status;
@@ -397,7 +460,7 @@ function renderJob() {
   }
   const strag = (m && m.stragglers) || [];
   if (changed('stragglers', JSON.stringify(strag))) {
-    $('stragglers').replaceChildren(...(strag.length ? strag.map((x) => el('li', {}, 'item ' + x.item + ' on agent-' + (x.agent + 1) + ', ' + x.step_name + ': ' + fmtMs(x.elapsed_ms) + ' (p95 ' + fmtMs(x.p95_ms) + ')')) : [el('li', { class: 'muted' }, 'none')]));
+    $('stragglers').replaceChildren(...(strag.length ? strag.map((x) => el('li', { class: 'link', onclick: () => showItemAt(x.item) }, 'item ' + x.item + ' on agent-' + (x.agent + 1) + ', ' + x.step_name + ': ' + fmtMs(x.elapsed_ms) + ' (p95 ' + fmtMs(x.p95_ms) + ')')) : [el('li', { class: 'muted' }, 'none')]));
   }
   const alerts = (p && p.alerts) || [];
   if (changed('alerts', JSON.stringify(alerts))) {
@@ -516,7 +579,12 @@ $('agents').onmousemove = (ev) => {
   tip.style.left = (ev.offsetX + 14) + 'px'; tip.style.top = (ev.offsetY + 40) + 'px'; tip.hidden = false;
 };
 $('agents').onmouseleave = () => { $('agent-tip').hidden = true; };
-$('agents').onclick = (ev) => { const a = agentAt(ev); job.filter = a && job.filter !== a.phase ? a.phase : null; dirty(); };
+// A click on an agent at work opens its item; on an idle one, shows only agents like it.
+$('agents').onclick = (ev) => {
+  const a = agentAt(ev);
+  if (a && a.item != null) { showItemAt(a.item); return; }
+  job.filter = a && job.filter !== a.phase ? a.phase : null; dirty();
+};
 
 // ---- rendering, at most once a frame
 let pending = false;
