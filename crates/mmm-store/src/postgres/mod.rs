@@ -54,6 +54,7 @@ mod rows;
 mod schema;
 mod session;
 mod statements;
+mod summaries;
 mod transaction;
 mod transfer;
 mod url;

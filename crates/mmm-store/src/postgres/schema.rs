@@ -17,6 +17,8 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/postgres/0003_claims.sql"),
     include_str!("../migrations/postgres/0004_job_ref.sql"),
     include_str!("../migrations/postgres/0005_control.sql"),
+    // 0006 and 0007 are other branches' (merged in number order).
+    include_str!("../migrations/postgres/0008_job_summaries.sql"),
 ];
 
 /// The newest schema version this binary knows; it reads and writes only this version.

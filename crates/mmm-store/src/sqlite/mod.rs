@@ -27,6 +27,7 @@ mod recovery;
 mod rows;
 mod schema;
 mod statements;
+mod summaries;
 mod transfer;
 mod writes;
 

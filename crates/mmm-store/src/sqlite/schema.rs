@@ -16,6 +16,8 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0003_claims.sql"),
     include_str!("../migrations/0004_job_ref.sql"),
     include_str!("../migrations/0005_control.sql"),
+    // 0006 and 0007 are other branches' (merged in number order).
+    include_str!("../migrations/0008_job_summaries.sql"),
 ];
 
 /// The schema at [`SCHEMA_VERSION`], made in one go for a new store (see the file's header).

@@ -2,7 +2,7 @@
 //!
 //! The checks take `&dyn Store` (and nothing of a backend), one file per part of the store:
 //! `job_log`, `job_reads`, `event_reads`, `claims`, `control`, `recovery`, `dead_letters`, `integrity`,
-//! `transfer`, and `upgrade` (an old record read after its schema was upgraded).
+//! `transfer`, `summaries`, and `upgrade` (an old record read after its schema was upgraded).
 //! `every_check!` runs each of them on both backends: the `sqlite` module gives each check a
 //! new store in a temp directory, the `postgres` module a new schema (random name, dropped
 //! afterwards) in the database of `MMM_TEST_POSTGRES_URL` (default
@@ -55,6 +55,8 @@ macro_rules! every_check {
             claims::a_stale_claim_is_confirmed_only_while_still_held,
             transfer::delete_job_removes_everything_of_that_job_only,
             control::control_requests_are_ordered_and_applied_once,
+            summaries::period_jobs_and_kept_summaries,
+            summaries::stats_add_up_the_jobs_of_a_period,
         );
     };
 }
@@ -72,6 +74,7 @@ mod postgres;
 mod recovery;
 #[cfg(feature = "sqlite")]
 mod sqlite;
+mod summaries;
 mod transfer;
 mod upgrade;
 
