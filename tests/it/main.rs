@@ -25,6 +25,7 @@ mod runs;
 mod scale_out;
 mod shell;
 mod signals;
+mod stats;
 mod store_copy;
 mod tmux;
 mod viewer;
