@@ -452,3 +452,127 @@ fn stats_refuse_an_empty_or_doubly_given_period() {
             .contains("no job was created in the period")
     );
 }
+
+/// nightly: three completed runs and a failed one in the last hour (running 1, 2, 1.5 and
+/// 0.5 minutes), and one completed the hour before.
+fn nightly_history(store: &dyn Store, now: i64) {
+    let mut seed = 7;
+    for (ago, status, ran) in [
+        (50, JobStatus::Completed, 60_000),
+        (40, JobStatus::Completed, 120_000),
+        (30, JobStatus::Completed, 90_000),
+        (20, JobStatus::Failed, 30_000),
+        (90, JobStatus::Completed, 45_000),
+    ] {
+        record(
+            store,
+            &Recorded {
+                name: "nightly",
+                created_at: now - ago * MINUTE,
+                end: Some((status, ran)),
+                deadline: None,
+                items: nightly_items(&mut seed, 3, status == JobStatus::Failed),
+            },
+        );
+    }
+}
+
+async fn serve(ws: &Workspace) -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let state = mmm_web::AppState::new(ws.store(), None);
+    tokio::spawn(mmm_web::serve(listener, state, std::future::pending()));
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_stats_api_serves_what_mmm_stats_prints() {
+    let ws = Workspace::new();
+    let store = mmm_store::open(ws.join(".mmm").to_str().unwrap(), true).unwrap();
+    nightly_history(store.as_ref(), now_ms());
+    let addr = serve(&ws).await;
+    let reply = crate::web::get(addr, "/api/stats?since=1h", &[]).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let served = reply.json();
+    assert!(validator().is_valid(&served), "{served:#}");
+    let printed = stats_json(&ws, &["--since", "1h"]);
+    for stats in [&served, &printed] {
+        let nightly = name(stats, "nightly");
+        assert_eq!(nightly["runs"], 4);
+        close(&nightly["success_rate"], 0.75, 0.0, "success rate");
+        close(
+            &nightly["job_duration"]["p95_ms"],
+            120_000.0,
+            0.0,
+            "job p95",
+        );
+        close(&nightly["previous"]["success_rate"], 1.0, 0.0, "previous");
+    }
+    assert_eq!(
+        name(&served, "nightly")["item_duration"],
+        name(&printed, "nightly")["item_duration"]
+    );
+    for (query, message) in [
+        ("since=soon", "since: `soon` is not a duration"),
+        ("from=10&to=5", "the period is empty"),
+        ("since=1h&from=5", "not both"),
+        ("to=5", "to needs from"),
+    ] {
+        let reply = crate::web::get(addr, &format!("/api/stats?{query}"), &[]).await;
+        assert_eq!(reply.status, 400, "{query}: {}", reply.body);
+        assert!(reply.body.contains(message), "{query}: {}", reply.body);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_overview_page_shows_success_rate_and_p95_per_name() {
+    let ws = Workspace::new();
+    let store = mmm_store::open(ws.join(".mmm").to_str().unwrap(), true).unwrap();
+    nightly_history(store.as_ref(), now_ms());
+    let addr = serve(&ws).await;
+    let (_driver, client, _profile) = crate::web::browser().await;
+    client
+        .goto(&format!("http://{addr}/#/overview"))
+        .await
+        .unwrap();
+    let within = std::time::Duration::from_secs(10);
+    let row = "#overview-body tr[data-name='nightly']";
+    // The last 7 days by default: all five runs, four of them completed.
+    let success = crate::web::wait_text(
+        &client,
+        &format!("{row} .ov-success"),
+        within,
+        "the success rate",
+        |t| !t.is_empty(),
+    )
+    .await;
+    assert_eq!(success, "80.0%");
+    let p95 = crate::web::text_of(&client, &format!("{row} .ov-job-p95")).await;
+    assert_eq!(p95.as_deref(), Some("2m 0s"));
+    assert_eq!(
+        crate::web::text_of(&client, &format!("{row} .ov-runs"))
+            .await
+            .as_deref(),
+        Some("5")
+    );
+    // The last 24 hours hold the same runs; a name glob that matches none empties the table.
+    let name = client
+        .find(fantoccini::Locator::Css("#overview-name"))
+        .await
+        .unwrap();
+    name.send_keys("weekly*").await.unwrap();
+    crate::web::wait_text(&client, "#overview-empty", within, "no name", |t| {
+        t.contains("No job was created")
+    })
+    .await;
+    let shown: bool = client
+        .execute(
+            "return !document.getElementById('overview-empty').hidden",
+            vec![],
+        )
+        .await
+        .unwrap()
+        .as_bool()
+        .unwrap();
+    assert!(shown);
+}

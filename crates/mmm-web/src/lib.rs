@@ -21,6 +21,7 @@ mod hub;
 mod prometheus;
 mod runs;
 mod sse;
+mod stats;
 mod summary;
 mod ws;
 
@@ -153,6 +154,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/jobs/{id}/export", get(api::export))
         .route("/api/jobs/{id}/events", get(sse::events))
         .route("/api/jobs/{id}/control", post(control::control))
+        .route("/api/stats", get(stats::stats))
         .route("/api/runs", get(runs::runs))
         .route("/ws", get(ws::upgrade))
         .route("/metrics", get(prometheus::metrics))

@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 pub use histogram::Histogram;
-pub use summary::{JobSummary, StepSummary, summarize};
+pub use summary::{JobSummary, StepSummary, eta_accuracy, summarize};
 
 use crate::{PeriodJob, PeriodQuery, Store, StoreError};
 use mmm_core::job::JobStatus;

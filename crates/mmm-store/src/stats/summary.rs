@@ -163,11 +163,30 @@ pub fn summarize(store: &dyn Store, job: &JobRecord) -> Result<JobSummary, Store
         }
     }
     summary.steps = steps;
-    let end = map_end.or(job.finished_at);
-    if let Some(end) = end {
-        summary.eta = accuracy::judge(&shown(store, job.id)?, end);
-    }
+    summary.eta = judge_eta(store, job, map_end)?;
     Ok(summary)
+}
+
+/// How right `job`'s ETA was: its snapshots' estimates judged against the end of its map
+/// (its last `phase_finished` of the map, else its finish); `None` while the map runs, or when
+/// it showed no estimate, or until the job has finished. What the reports show (`mmm export`, the dashboard).
+pub fn eta_accuracy(store: &dyn Store, job: &JobRecord) -> Result<Option<EtaAccuracy>, StoreError> {
+    let (_, map_end) = map_times(store, job.id)?;
+    judge_eta(store, job, map_end)
+}
+
+fn judge_eta(
+    store: &dyn Store,
+    job: &JobRecord,
+    map_end: Option<i64>,
+) -> Result<Option<EtaAccuracy>, StoreError> {
+    // Judged once the job has finished: a map that ended in an earlier run of a job running
+    // again is not over.
+    let end = match map_end.or(job.finished_at) {
+        Some(end) if job.status.is_finished() => end,
+        _ => return Ok(None),
+    };
+    Ok(accuracy::judge(&shown(store, job.id)?, end))
 }
 
 /// The deadline in a recorded plan (`JobPlan`'s JSON: `{"after": "2h"}` or `{"at": ms}`).
