@@ -9,6 +9,7 @@ mod check;
 mod chromium;
 mod control;
 mod dlq;
+mod embed;
 mod events;
 mod failures;
 mod harness;

@@ -24,6 +24,7 @@ mod alerting;
 mod attempt;
 pub mod claim;
 mod control;
+pub mod embed;
 mod feed;
 mod halting;
 mod heartbeat;
