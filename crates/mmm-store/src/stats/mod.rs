@@ -5,7 +5,8 @@
 //!
 //! Each job's figures come from its own records ([`summary::summarize`]); a finished job's
 //! summary is kept in the store ([`crate::Summaries`]) so a period of thousands of jobs is read
-//! without their attempts, and made again when the job changes (a resume, a DLQ retry). The
+//! without their attempts, and made again when the job changes (a resume, a DLQ retry); an
+//! unfinished job counts from its record alone ([`summary::unfinished`]). The
 //! percentiles of a period come from every job's durations merged ([`Histogram`]), never from
 //! averaging the jobs' own percentiles.
 
@@ -258,13 +259,15 @@ fn read_period(
                     Err(StoreError::JobNotFound { .. }) => continue,
                     Err(e) => return Err(e),
                 };
-                let summary = summarize(store, &record)?;
                 if record.status.is_finished() {
+                    let summary = summarize(store, &record)?;
                     let text = serde_json::to_string(&summary)
                         .expect("a summary is plain data that always serialises");
                     store.keep_summary(record.id, record.updated_at, &text)?;
+                    summary
+                } else {
+                    summary::unfinished(&record)
                 }
-                summary
             }
         };
         read.push((job, summary));

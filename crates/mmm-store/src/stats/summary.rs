@@ -73,6 +73,21 @@ pub struct StepSummary {
     pub durations_us: Histogram,
 }
 
+/// What an unfinished job counts for from its record alone: its items by status and its
+/// deadline, without reading its attempts (a running job changes every second, so nothing of it
+/// could be kept; its durations join the stats when it finishes).
+pub fn unfinished(job: &JobRecord) -> JobSummary {
+    JobSummary {
+        version: SUMMARY_VERSION,
+        items: job.counts.total(),
+        completed: job.counts.completed,
+        dead_lettered: job.counts.dead_lettered,
+        skipped: job.counts.skipped,
+        deadline_at: deadline(&job.spec).map(|d| d.at_ms(job.created_at)),
+        ..JobSummary::default()
+    }
+}
+
 /// Reads `job`'s records and summarises them.
 pub fn summarize(store: &dyn Store, job: &JobRecord) -> Result<JobSummary, StoreError> {
     let attempts = store.attempts(job.id, None)?;
