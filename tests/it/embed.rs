@@ -86,4 +86,12 @@ async fn the_embed_example_records_a_job_every_view_shows() {
     let served = reply.json();
     assert_eq!(served["job"]["counts"]["completed"], 299);
     assert_eq!(served["job"]["counts"]["dead_lettered"], 1);
+    // How right the ETA was: a 3-second job shows an estimate at each second's snapshot.
+    let reply = crate::web::get(addr, &format!("/api/jobs/{id}/eta-accuracy"), &[]).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let accuracy = &reply.json()["eta_accuracy"];
+    let estimates = accuracy["estimates"]
+        .as_u64()
+        .expect("estimates were shown");
+    assert!(estimates >= 1 && accuracy["covered"].as_u64().unwrap() <= estimates);
 }

@@ -151,6 +151,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/jobs/{id}/snapshots", get(api::snapshots))
         .route("/api/jobs/{id}/history", get(api::snapshots))
         .route("/api/jobs/{id}/ledger", get(api::ledger))
+        .route("/api/jobs/{id}/eta-accuracy", get(api::eta_accuracy))
         .route("/api/jobs/{id}/export", get(api::export))
         .route("/api/jobs/{id}/events", get(sse::events))
         .route("/api/jobs/{id}/control", post(control::control))

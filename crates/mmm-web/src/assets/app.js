@@ -330,7 +330,7 @@ function pushHistory(snapshot) {
   if (h.length > 3600) h.shift();
 }
 async function openJob(id) {
-  job.id = id; job.state = null; job.events = []; job.history = []; job.scrub = null; job.filter = null;
+  job.id = id; job.state = null; job.events = []; job.history = []; job.scrub = null; job.filter = null; job.accuracy = null; job.accuracyFor = null;
   drawn = {}; $('events').replaceChildren();
   job.items = { status: '', offset: 0, limit: 25, total: 0 };
   $('item-detail').hidden = true;
@@ -461,6 +461,19 @@ function renderJob() {
     ['p50 item', m && m.items ? fmtMs(m.items.p50_ms) : '–'], ['p95 item', m && m.items ? fmtMs(m.items.p95_ms) : '–'],
     ['failed attempts', fmtInt(m ? m.failed_attempts : null)],
   ];
+  // Once the job has finished: how right its ETA was (read once per change of the record).
+  const finished = ['completed', 'completed_with_failures', 'failed', 'cancelled'].includes(s.job.status);
+  if (finished && !replay && job.accuracyFor !== s.job.id + '@' + s.job.updated_at) {
+    job.accuracyFor = s.job.id + '@' + s.job.updated_at;
+    const id = s.job.id;
+    api('/api/jobs/' + id + '/eta-accuracy').then((r) => { if (job.id && id.startsWith(job.id.replace(/-/g, '').slice(0, 8))) { job.accuracy = r.eta_accuracy; dirty(); } }).catch((e) => console.warn(e));
+  }
+  if (finished && !replay && job.accuracy) {
+    const a = job.accuracy;
+    const first = a.at_percent[0];
+    tiles.push(['ETA range held', a.covered + '/' + a.estimates]);
+    if (first) tiles.push(['ETA error at ' + first.percent + '%', (first.relative * 100).toFixed(1) + '% ' + (first.error_ms > 0 ? 'late' : 'early')]);
+  }
   // Each part is redrawn only when what it shows changed: a busy job sends up to 100 messages
   // a second, and rebuilding every list and canvas for each cost frames (benches/page.rs).
   const width = $('agents').clientWidth;
