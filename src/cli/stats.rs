@@ -17,7 +17,8 @@ A job belongs to the period it was created in. Percentiles are nearest-rank over
 recorded duration of the period's jobs (items: all attempts of a completed or dead-lettered
 item; steps: each time the step ran), never averages of per-job figures. Success rate:
 completed jobs over finished ones (completed with failures is not a success). Each name is
-compared with the period of the same length just before (`was ...`).
+compared with the period of the same length just before (`was ...`). A job not finished yet
+counts in the runs and items; its durations, steps and retries join once it finishes.
 
 Examples:
   mmm stats                          the last 24 hours
