@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-pub use histogram::Histogram;
+pub use histogram::{Histogram, HistogramSum};
 pub use summary::{JobSummary, StepSummary, eta_accuracy, summarize};
 
 use crate::{PeriodJob, PeriodQuery, Store, StoreError};
@@ -289,7 +289,7 @@ fn name_stats(name: String, jobs: &[(PeriodJob, JobSummary)], now: i64) -> NameS
     let mut by_status: BTreeMap<String, u64> = BTreeMap::new();
     let (mut finished, mut completed_jobs, mut running_ms) = (0u64, 0u64, 0i64);
     let mut job_ms: Vec<f64> = Vec::new();
-    let (mut items, mut queue_wait) = (Histogram::default(), Histogram::default());
+    let (mut items, mut queue_wait) = (HistogramSum::default(), HistogramSum::default());
     let mut item_stats = ItemStats {
         total: 0,
         processed: 0,
@@ -302,7 +302,7 @@ fn name_stats(name: String, jobs: &[(PeriodJob, JobSummary)], now: i64) -> NameS
         dlq_rate: None,
         throughput_per_s: None,
     };
-    let mut steps: Vec<(StepSummary, u64)> = Vec::new();
+    let mut steps: Vec<StepTally> = Vec::new();
     let (mut deadline_jobs, mut met, mut missed, mut open) = (0u64, 0u64, 0u64, 0u64);
     let (mut late, mut margin) = (Vec::new(), Vec::new());
     let mut judged: Vec<&mmm_core::metrics::EtaAccuracy> = Vec::new();
@@ -319,8 +319,8 @@ fn name_stats(name: String, jobs: &[(PeriodJob, JobSummary)], now: i64) -> NameS
             completed_jobs += 1;
         }
         running_ms += job.duration_ms.max(0);
-        items.merge(&summary.item_us);
-        queue_wait.merge(&summary.queue_wait_us);
+        items.add(&summary.item_us);
+        queue_wait.add(&summary.queue_wait_us);
         item_stats.total += summary.items;
         item_stats.completed += summary.completed;
         item_stats.dead_lettered += summary.dead_lettered;
@@ -329,18 +329,17 @@ fn name_stats(name: String, jobs: &[(PeriodJob, JobSummary)], now: i64) -> NameS
         item_stats.failed_attempts += summary.failed_attempts;
         item_stats.retries += summary.retries;
         for step in &summary.steps {
-            match steps.iter_mut().find(|(s, _)| s.name == step.name) {
-                Some((tally, _)) => {
-                    tally.ran += step.ran;
-                    tally.skipped += step.skipped;
-                    tally.failed += step.failed;
-                    tally.retries += step.retries;
-                    tally.dead_lettered += step.dead_lettered;
-                    tally.items += step.items;
-                    tally.durations_us.merge(&step.durations_us);
+            let at = match steps.iter().position(|s| s.name == step.name) {
+                Some(at) => at,
+                None => {
+                    steps.push(StepTally {
+                        name: step.name.clone(),
+                        ..StepTally::default()
+                    });
+                    steps.len() - 1
                 }
-                None => steps.push((step.clone(), 0)),
-            }
+            };
+            steps[at].add(step);
         }
         if let Some(deadline) = summary.deadline_at {
             deadline_jobs += 1;
@@ -383,10 +382,10 @@ fn name_stats(name: String, jobs: &[(PeriodJob, JobSummary)], now: i64) -> NameS
         queue_wait: percentiles(&queue_wait),
         steps: steps
             .into_iter()
-            .map(|(s, _)| StepStats {
+            .map(|s| StepStats {
                 skip_rate: ratio(s.skipped, s.ran + s.skipped),
                 dlq_rate: ratio(s.dead_lettered, s.items),
-                duration: percentiles(&s.durations_us),
+                duration: percentiles(&s.durations),
                 name: s.name,
                 ran: s.ran,
                 skipped: s.skipped,
@@ -468,8 +467,33 @@ fn ratio(part: u64, whole: u64) -> Option<f64> {
     (whole > 0).then(|| part as f64 / whole as f64)
 }
 
-/// Percentiles of a histogram of µs, in ms.
-fn percentiles(histogram: &Histogram) -> Option<Percentiles> {
+/// One step name's figures, added up across jobs.
+#[derive(Default)]
+struct StepTally {
+    name: String,
+    ran: u64,
+    skipped: u64,
+    failed: u64,
+    retries: u64,
+    dead_lettered: u64,
+    items: u64,
+    durations: HistogramSum,
+}
+
+impl StepTally {
+    fn add(&mut self, step: &StepSummary) {
+        self.ran += step.ran;
+        self.skipped += step.skipped;
+        self.failed += step.failed;
+        self.retries += step.retries;
+        self.dead_lettered += step.dead_lettered;
+        self.items += step.items;
+        self.durations.add(&step.durations_us);
+    }
+}
+
+/// Percentiles of summed histograms of µs, in ms.
+fn percentiles(histogram: &HistogramSum) -> Option<Percentiles> {
     let at = |q| histogram.quantile_us(q).map(|us| us / 1_000.0);
     Some(Percentiles {
         count: histogram.count(),
