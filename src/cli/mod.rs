@@ -25,6 +25,7 @@ mod resume;
 mod run;
 mod runs;
 mod serve;
+mod stats;
 mod store_cmd;
 mod validate;
 mod wiring;
@@ -103,6 +104,10 @@ enum Command {
     Run(Box<run::RunArgs>),
     /// List jobs, newest first, with status, progress, counts and durations.
     Jobs(jobs::JobsArgs),
+    /// Per job name over a period: runs, success rate, items, duration percentiles, steps,
+    /// deadlines, the ETA's error, against the period before.
+    #[command(after_help = stats::AFTER_HELP)]
+    Stats(stats::StatsArgs),
     /// Check a job file and print the normalised plan, without running anything.
     Validate(validate::ValidateArgs),
     /// Continue an interrupted job where it stood.
@@ -221,6 +226,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<Exit> {
     match cli.command {
         Command::Run(args) => run::run(&cli.store, *args),
         Command::Jobs(args) => jobs::jobs(&cli.store, args),
+        Command::Stats(args) => stats::stats(&cli.store, args),
         Command::Validate(args) => validate::validate(args),
         Command::Resume(args) => resume::resume(&cli.store, args),
         Command::Checkpoints(args) => resume::checkpoints(&cli.store, args),

@@ -220,6 +220,16 @@ fn export_csv_has_one_row_per_item_and_json_the_full_report() {
         snapshots.len()
     );
     assert_valid(&validator(), &report["state"]);
+    // How right the ETA was: judged once the job ended, or null when it showed no estimate.
+    let eta = report
+        .get("eta_accuracy")
+        .expect("the report says how right the ETA was");
+    if !eta.is_null() {
+        assert!(eta["covered"].as_u64().unwrap() <= eta["estimates"].as_u64().unwrap());
+        for point in eta["at_percent"].as_array().unwrap() {
+            assert!([10, 25, 50, 75].contains(&point["percent"].as_u64().unwrap()));
+        }
+    }
 }
 
 #[test]

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use super::TimelinePoint;
 use mmm_core::job::AttemptOutcome;
+use mmm_core::metrics::EtaAccuracy;
 use mmm_store::job_state::JobState;
 use mmm_store::{AttemptRecord, DeadLetter};
 
@@ -28,6 +29,8 @@ pub struct ReportData<'a> {
     pub timeline: &'a [TimelinePoint],
     pub attempts: &'a [AttemptRecord],
     pub dlq: &'a [DeadLetter],
+    /// How right the ETA was, once the job has finished.
+    pub eta_accuracy: Option<&'a EtaAccuracy>,
 }
 
 /// Escapes text for HTML content and attribute values.
@@ -158,6 +161,29 @@ fn summary(h: &mut String, data: &ReportData<'_>) {
             "succeeded attempts",
             format!("p50 {}, p95 {}, p99 {}", q(0.5), q(0.95), q(0.99)),
         );
+    }
+    if let Some(eta) = data.eta_accuracy {
+        let errors: Vec<String> = eta
+            .at_percent
+            .iter()
+            .map(|e| {
+                format!(
+                    "at {}% done {} {} ({:.0}%)",
+                    e.percent,
+                    ms(e.error_ms.abs()),
+                    if e.error_ms > 0 { "late" } else { "early" },
+                    e.relative * 100.0
+                )
+            })
+            .collect();
+        let mut text = format!(
+            "P10-P90 held the end in {} of {} estimates",
+            eta.covered, eta.estimates
+        );
+        if !errors.is_empty() {
+            text.push_str(&format!("; the median estimate was {}", errors.join(", ")));
+        }
+        row("ETA accuracy", text);
     }
     h.push_str("</table>\n");
 }
@@ -457,7 +483,25 @@ mod tests {
             timeline: &timeline,
             attempts: &[],
             dlq: &[],
+            eta_accuracy: Some(&EtaAccuracy {
+                estimates: 4,
+                covered: 3,
+                coverage: 0.75,
+                at_percent: vec![mmm_core::metrics::EtaError {
+                    percent: 10,
+                    at_ms: 100,
+                    estimated_ms: 12_000,
+                    actual_ms: 10_000,
+                    error_ms: 2_000,
+                    relative: 0.2,
+                    basis: mmm_core::metrics::Basis::History,
+                }],
+            }),
         });
+        assert!(
+            html.contains("P10-P90 held the end in 3 of 4 estimates; the median estimate was at 10% done 2.0s late (20%)"),
+            "{html}"
+        );
         assert!(!html.contains("<script"), "{html}");
         assert!(
             !html.contains("http://")

@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use serde::Serialize;
 
 use mmm_core::job::JobId;
-use mmm_core::metrics::{MetricsView, StepSummary};
+use mmm_core::metrics::{EtaAccuracy, MetricsView, StepSummary};
 use mmm_store::job_state::JobState;
 use mmm_store::{AttemptRecord, DeadLetter, EventRecord, Store, StoreError};
 
@@ -145,11 +145,13 @@ pub fn export(
             let timeline = timeline(store, id)?;
             let attempts = store.attempts(id, None)?;
             let dlq = store.dead_letters(id)?;
+            let eta_accuracy = mmm_store::stats::eta_accuracy(store, &state.job)?;
             let page = html::render(&html::ReportData {
                 state: &state,
                 timeline: &timeline,
                 attempts: &attempts,
                 dlq: &dlq,
+                eta_accuracy: eta_accuracy.as_ref(),
             });
             bytes.extend_from_slice(page.as_bytes());
         }
@@ -195,6 +197,8 @@ struct Report {
     alerts: Vec<EventRecord>,
     /// The counts at each snapshot.
     timeline: Vec<TimelinePoint>,
+    /// How right the ETA was, once the job has finished (docs/eta.md, "How right it was").
+    eta_accuracy: Option<EtaAccuracy>,
 }
 
 /// The counts at one snapshot: a row of `--what snapshots`, a point of the report's timeline.
@@ -257,6 +261,7 @@ fn report(store: &dyn Store, id: JobId) -> Result<Report, ReportError> {
         dlq: store.dead_letters(id)?,
         alerts,
         timeline: timeline(store, id)?,
+        eta_accuracy: mmm_store::stats::eta_accuracy(store, &state.job)?,
         state,
     })
 }

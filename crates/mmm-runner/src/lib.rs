@@ -18,6 +18,10 @@
 //! own (its input cannot be read, a setup command failed): the job is recorded `failed` and
 //! the run returns its [`RunSummary`]; a [`RunError`] is the runner's (the store or its writer
 //! failed, a task panicked): the run stops and the job is left resumable.
+//!
+//! A program that runs its own work rather than commands records it with [`embed`]: a
+//! [`embed::Job`] it feeds items, outcomes, steps and counters, shown by every view like a job
+//! `mmm run` ran (docs/library.md).
 
 mod agent;
 mod alerting;
@@ -25,6 +29,7 @@ mod attempt;
 mod capture;
 pub mod claim;
 mod control;
+pub mod embed;
 mod feed;
 mod halting;
 mod heartbeat;

@@ -5,8 +5,9 @@
 //! - The interface, [`Store`], is the sum of one trait per concern (`store/`): [`JobLog`] (what
 //!   the runner records), [`JobReads`] and [`EventReads`] (what readers see), [`DeadLetters`]
 //!   (the DLQ), [`Claims`] (items shared out to workers), [`Recovery`] (taking a job over,
-//!   requeueing, rewinding), [`Integrity`] (`mmm check`, `mmm repair`, the health probe) and
-//!   [`Transfer`] (copying and deleting a job). Code holds an `Arc<dyn Store>` and calls any of
+//!   requeueing, rewinding), [`Integrity`] (`mmm check`, `mmm repair`, the health probe),
+//!   [`Transfer`] (copying and deleting a job) and [`Summaries`] (the jobs of a period with
+//!   their kept summaries). Code holds an `Arc<dyn Store>` and calls any of
 //!   their methods.
 //! - What they take and return: the records ([`JobRecord`], [`ItemRecord`],
 //!   [`AttemptRecord`], [`EventRecord`], [`SnapshotRecord`], [`CheckpointRecord`], ...), the
@@ -28,7 +29,8 @@
 //!   is wrong with a job's record and plans its repair; [`copy`] moves a job between stores.
 //! - The read models the read side shares: [`job_state`] (a job as a viewer shows it),
 //!   [`events`] (following a job's events), [`health`] (the store's health), [`resumable`]
-//!   (jobs that can resume) and [`owner`] (whether a job's owner is alive).
+//!   (jobs that can resume), [`owner`] (whether a job's owner is alive) and [`stats`] (jobs
+//!   across a period, per name: `mmm stats`, `GET /api/stats`).
 
 // A build with no backend (the traits, records and read models only) leaves the rules and the
 // helpers the backends share unused.
@@ -56,6 +58,7 @@ pub mod resumable;
 mod rules;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
+pub mod stats;
 mod steps;
 mod store;
 mod write;
@@ -77,7 +80,7 @@ pub(crate) use steps::StoredSteps;
 pub use store::{
     ClaimedItem, Claims, Control, ControlRecord, ControlRequest, DeadLetter, DeadLetters,
     DlqChange, EventReads, Integrity, ItemPage, ItemPageQuery, JobContents, JobLog, JobQuery,
-    JobReads, JobTotals, Ledger, Logs, PagedItem, Recovery, RepairAction, Requeued, Store,
-    Transfer, UnfinishedItem,
+    JobReads, JobTotals, Ledger, Logs, PagedItem, PeriodJob, PeriodQuery, Recovery, RepairAction,
+    Requeued, Store, Summaries, Transfer, UnfinishedItem,
 };
 pub use write::Write;

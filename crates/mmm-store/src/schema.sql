@@ -1,4 +1,4 @@
--- The mmm store schema as it is now (version 6), for a new store: one script instead of
+-- The mmm store schema as it is now (version 7), for a new store: one script instead of
 -- replaying every migration (a new store is made by every `mmm run` in a new folder, and the
 -- migrations' table rebuilds were a third of a short run's CPU). An existing store is brought
 -- here by `migrations/` instead; `sqlite.rs`'s test `fresh_schema_matches_migrations`
@@ -124,11 +124,20 @@ CREATE TABLE log_chunks (
     FOREIGN KEY (job_ref, item_idx) REFERENCES items (job_ref, idx) ON DELETE CASCADE
 );
 
+-- Job summaries (`mmm stats`; see migrations/0008_job_summaries.sql).
+CREATE TABLE job_summaries (
+    job_ref    INTEGER PRIMARY KEY REFERENCES jobs (job_ref) ON DELETE CASCADE,
+    updated_at INTEGER NOT NULL,
+    payload    TEXT NOT NULL
+);
+
 -- Counts by status (`mmm jobs`, every view).
 CREATE INDEX items_job_status ON items (job_ref, status);
 -- What claims and resumes scan: the unfinished items of a job, in input order.
 CREATE INDEX items_unfinished ON items (job_ref, idx)
     WHERE status IN ('pending', 'failed', 'running');
+-- The jobs of a period, by creation time.
+CREATE INDEX jobs_created ON jobs (created_at);
 CREATE INDEX events_job_seq ON events (job_ref, seq);
 CREATE INDEX snapshots_job_at ON snapshots (job_ref, at);
 CREATE INDEX checkpoints_job ON checkpoints (job_ref, id);

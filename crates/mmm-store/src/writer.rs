@@ -868,6 +868,16 @@ mod tests {
         }
     }
 
+    impl crate::Summaries for CountingStore {
+        fn period_jobs(&self, _: &crate::PeriodQuery) -> Result<Vec<crate::PeriodJob>, StoreError> {
+            unimplemented!()
+        }
+
+        fn keep_summary(&self, _: JobId, _: i64, _: &str) -> Result<(), StoreError> {
+            unimplemented!()
+        }
+    }
+
     fn event(job: JobId, n: i64) -> Write {
         Write::Event {
             job,

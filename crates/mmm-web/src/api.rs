@@ -1,6 +1,6 @@
 //! The JSON endpoints: the jobs list, one job's state, its agents, items (paged, with the
-//! last attempt of failed and dead-lettered items), snapshots and resume ledger; and the
-//! job's report as a download (the bytes of `mmm export`).
+//! last attempt of failed and dead-lettered items), snapshots, resume ledger and how right its
+//! ETA was; and the job's report as a download (the bytes of `mmm export`).
 
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
@@ -158,6 +158,22 @@ pub(super) async fn job(
     })
     .await?;
     Ok(Json(job))
+}
+
+/// `GET /api/jobs/{id}/eta-accuracy`: how right the job's ETA was (`{"job", "eta_accuracy"}`,
+/// null while it runs or when it showed no estimate; docs/eta.md, "How right it was").
+pub(super) async fn eta_accuracy(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let store = state.store.clone();
+    let (job, accuracy) = blocking(move || {
+        let job = store.job(resolve(store.as_ref(), &id)?)?;
+        let accuracy = mmm_store::stats::eta_accuracy(store.as_ref(), &job)?;
+        Ok((job.id, accuracy))
+    })
+    .await?;
+    Ok(Json(json!({ "job": job, "eta_accuracy": accuracy })))
 }
 
 /// `GET /api/jobs/{id}/agents`: the agents of the newest snapshot.

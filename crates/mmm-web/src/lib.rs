@@ -23,6 +23,7 @@ mod logs;
 mod prometheus;
 mod runs;
 mod sse;
+mod stats;
 mod summary;
 mod ws;
 
@@ -154,9 +155,11 @@ pub fn router(state: AppState) -> Router {
         .route("/api/jobs/{id}/ledger", get(api::ledger))
         .route("/api/jobs/{id}/items/{item}", get(item::item))
         .route("/api/jobs/{id}/items/{item}/log", get(logs::item_log))
+        .route("/api/jobs/{id}/eta-accuracy", get(api::eta_accuracy))
         .route("/api/jobs/{id}/export", get(api::export))
         .route("/api/jobs/{id}/events", get(sse::events))
         .route("/api/jobs/{id}/control", post(control::control))
+        .route("/api/stats", get(stats::stats))
         .route("/api/runs", get(runs::runs))
         .route("/ws", get(ws::upgrade))
         .route("/metrics", get(prometheus::metrics))

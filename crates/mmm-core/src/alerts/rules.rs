@@ -60,6 +60,19 @@ impl Deadline {
             Deadline::At(at) => at,
         }
     }
+
+    /// Reads the deadline as the normalised plan writes it: a duration (`2h`, `1h 30m`) or an
+    /// RFC 3339 time (`2026-11-30T18:00:00Z`); `None` for anything else. The store reads the
+    /// deadline of a recorded job with it (`mmm stats`).
+    pub fn from_text(text: &str) -> Option<Deadline> {
+        let text = text.trim();
+        if let Ok(after) = humantime::parse_duration(text) {
+            return Some(Deadline::After(after));
+        }
+        let at = humantime::parse_rfc3339_weak(text).ok()?;
+        let ms = at.duration_since(std::time::UNIX_EPOCH).ok()?.as_millis();
+        Some(Deadline::At(i64::try_from(ms).ok()?))
+    }
 }
 
 /// Durations as the job file writes them (`5m`, `1h 30m`), for the plan's JSON.
@@ -79,5 +92,23 @@ mod duration_text {
             Some(d) => s.serialize_str(&humantime::format_duration(*d).to_string()),
             None => s.serialize_none(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deadlines_read_back_as_the_plan_writes_them() {
+        assert_eq!(
+            Deadline::from_text("1h 30m"),
+            Some(Deadline::After(Duration::from_secs(5400)))
+        );
+        assert_eq!(
+            Deadline::from_text("2026-11-30T18:00:00.000Z"),
+            Some(Deadline::At(1_796_061_600_000))
+        );
+        assert_eq!(Deadline::from_text("tomorrow-ish"), None);
     }
 }

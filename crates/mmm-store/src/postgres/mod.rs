@@ -62,6 +62,7 @@ mod rows;
 mod schema;
 mod session;
 mod statements;
+mod summaries;
 mod transaction;
 mod transfer;
 mod uncertain;

@@ -18,6 +18,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/postgres/0004_job_ref.sql"),
     include_str!("../migrations/postgres/0005_control.sql"),
     include_str!("../migrations/postgres/0006_logs.sql"),
+    include_str!("../migrations/postgres/0008_job_summaries.sql"),
 ];
 
 /// The newest schema version this binary knows; it reads and writes only this version.

@@ -28,6 +28,7 @@ mod recovery;
 mod rows;
 mod schema;
 mod statements;
+mod summaries;
 mod transfer;
 mod writes;
 

@@ -1,8 +1,8 @@
 //! The store's interface, split by concern: [`JobLog`] (what the runner records),
 //! [`JobReads`] and [`EventReads`] (what readers see), [`Logs`] (item logs), [`DeadLetters`] (the DLQ), [`Claims`]
 //! (items shared out to workers), [`Control`] (requests that steer a running job), [`Recovery`] (taking a job over and running it again),
-//! [`Integrity`] (`mmm check`, `mmm repair`, the health probe) and [`Transfer`] (copying a job
-//! to another store, deleting it). [`Store`] is all of them: what a backend implements and what
+//! [`Integrity`] (`mmm check`, `mmm repair`, the health probe), [`Transfer`] (copying a job
+//! to another store, deleting it) and [`Summaries`] (the jobs of a period, `mmm stats`). [`Store`] is all of them: what a backend implements and what
 //! the rest of mmm holds (`Arc<dyn Store>`), calling any of their methods without importing
 //! them.
 
@@ -15,6 +15,7 @@ mod job_log;
 mod job_reads;
 mod logs;
 mod recovery;
+mod summaries;
 mod transfer;
 
 pub use claims::{ClaimedItem, Claims};
@@ -27,6 +28,7 @@ pub(crate) use job_reads::job_totals_sql;
 pub use job_reads::{ItemPage, ItemPageQuery, JobQuery, JobReads, JobTotals, Ledger, PagedItem};
 pub use logs::Logs;
 pub use recovery::{Recovery, Requeued, UnfinishedItem};
+pub use summaries::{PeriodJob, PeriodQuery, Summaries};
 pub use transfer::Transfer;
 
 /// A whole store: every concern of it, from one backend. Implementations must pass the
@@ -45,6 +47,7 @@ pub trait Store:
     + Recovery
     + Integrity
     + Transfer
+    + Summaries
     + Send
     + Sync
 {
@@ -58,10 +61,10 @@ impl<T> Store for T where
         + DeadLetters
         + Claims
         + Control
-        + Control
         + Recovery
         + Integrity
         + Transfer
+        + Summaries
         + Send
         + Sync
         + ?Sized

@@ -2,7 +2,7 @@
 //!
 //! The checks take `&dyn Store` (and nothing of a backend), one file per part of the store:
 //! `job_log`, `job_reads`, `event_reads`, `claims`, `control`, `recovery`, `dead_letters`, `integrity`,
-//! `transfer`, `logs`, and `upgrade` (an old record read after its schema was upgraded).
+//! `transfer`, `logs`, `summaries`, and `upgrade` (an old record read after its schema was upgraded).
 //! `every_check!` runs each of them on both backends: the `sqlite` module gives each check a
 //! new store in a temp directory, the `postgres` module a new schema (random name, dropped
 //! afterwards) in the database of `MMM_TEST_POSTGRES_URL` (default
@@ -56,6 +56,8 @@ macro_rules! every_check {
             transfer::delete_job_removes_everything_of_that_job_only,
             control::control_requests_are_ordered_and_applied_once,
             logs::log_chunks_are_read_in_order_dropped_and_pruned,
+            summaries::period_jobs_and_kept_summaries,
+            summaries::stats_add_up_the_jobs_of_a_period,
         );
     };
 }
@@ -74,6 +76,7 @@ mod postgres;
 mod recovery;
 #[cfg(feature = "sqlite")]
 mod sqlite;
+mod summaries;
 mod transfer;
 mod upgrade;
 

@@ -1,4 +1,4 @@
-// mmm dashboard: one page, three views (#/ jobs, #/job/ID, #/runs), fed by /ws (docs/api.md).
+// mmm dashboard: one page, four views (#/ jobs, #/job/ID, #/overview, #/runs), fed by /ws (docs/api.md).
 // No framework and no CDN: the page works offline from the binary.
 'use strict';
 
@@ -156,6 +156,82 @@ function renderRuns() {
 }
 setInterval(() => { if (route.view === 'runs') dirty(); }, 5000); // keeps the ages current
 
+// ---- overview: per job name over a period (GET /api/stats), and the same for equal parts of
+// it, for the trend charts
+const overview = { data: null, parts: [], loading: false, error: null, at: 0 };
+const OVERVIEW_PARTS = 8;
+async function loadOverview() {
+  if (overview.loading) return;
+  overview.loading = true;
+  const span = Number($('overview-period').value);
+  const to = Date.now(), from = to - span;
+  const name = $('overview-name').value.trim();
+  const q = (a, b) => '/api/stats?from=' + a + '&to=' + b + (name ? '&name=' + encodeURIComponent(name) : '');
+  try {
+    const edges = [...Array(OVERVIEW_PARTS + 1).keys()].map((i) => from + Math.round((i * span) / OVERVIEW_PARTS));
+    const [whole, ...parts] = await Promise.all([api(q(from, to)), ...edges.slice(1).map((b, i) => api(q(edges[i], b)))]);
+    overview.data = whole; overview.parts = parts; overview.error = null; overview.at = to;
+  } catch (e) {
+    overview.error = String(e.message || e);
+  } finally {
+    overview.loading = false;
+    dirty();
+  }
+}
+const fmtShare = (v) => (v == null ? '–' : (v * 100).toFixed(1) + '%');
+function renderOverview() {
+  const err = $('overview-error');
+  err.hidden = !overview.error; err.textContent = overview.error ? 'Could not read the stats: ' + overview.error : '';
+  const d = overview.data;
+  if (!d) return;
+  $('overview-period-text').textContent = new Date(d.from).toLocaleString() + ' – ' + new Date(d.to).toLocaleString();
+  $('overview-empty').hidden = d.names.length > 0;
+  const was = (now, then, fmt) => fmt(now) + (then === undefined ? '' : ' (was ' + fmt(then) + ')');
+  $('overview-body').replaceChildren(...d.names.map((n) => {
+    const p = n.previous || undefined;
+    const chart = el('canvas', { class: 'trend', height: 36 });
+    const deadline = n.deadline ? n.deadline.met + '/' + (n.deadline.met + n.deadline.missed) + (n.deadline.open ? ' (' + n.deadline.open + ' open)' : '') : '–';
+    const row = el('tr', { 'data-name': n.name },
+      el('td', {}, el('code', {}, n.name)),
+      el('td', { class: 'ov-runs' }, fmtInt(n.runs)),
+      el('td', { class: 'ov-success' }, was(n.success_rate, p && p.success_rate, fmtShare)),
+      el('td', { class: 'ov-job-p95' }, was(n.job_duration && n.job_duration.p95_ms, p && p.job_p95_ms, fmtMs)),
+      el('td', { class: 'ov-item-p95' }, was(n.item_duration && n.item_duration.p95_ms, p && p.item_p95_ms, fmtMs)),
+      el('td', {}, n.items.throughput_per_s == null ? '–' : n.items.throughput_per_s.toFixed(2) + '/s'),
+      el('td', { class: 'ov-deadline' }, deadline),
+      el('td', {}, n.eta ? fmtShare(n.eta.coverage) : '–'),
+      el('td', { class: 'ov-trend' }, chart));
+    requestAnimationFrame(() => drawTrend(chart, n.name));
+    return row;
+  }));
+}
+function drawTrend(canvas, name) {
+  if (!canvas.isConnected) return;
+  const { ctx, w, h } = fitCanvas(canvas, 36);
+  ctx.clearRect(0, 0, w, h);
+  const points = overview.parts.map((part) => part.names.find((x) => x.name === name) || null);
+  const x = (i) => (points.length < 2 ? w / 2 : 3 + (i * (w - 6)) / (points.length - 1));
+  const line = (values, colour, max) => {
+    ctx.strokeStyle = css(colour); ctx.fillStyle = css(colour); ctx.lineWidth = 1.5; ctx.beginPath();
+    let open = false;
+    values.forEach((v, i) => {
+      if (v == null) { open = false; return; }
+      const y = h - 3 - (v / max) * (h - 6);
+      open ? ctx.lineTo(x(i), y) : ctx.moveTo(x(i), y);
+      ctx.fillRect(x(i) - 1.5, y - 1.5, 3, 3);
+      open = true;
+    });
+    ctx.stroke();
+  };
+  line(points.map((p) => (p ? p.success_rate : null)), '--ok', 1);
+  const p95 = points.map((p) => (p && p.item_duration ? p.item_duration.p95_ms : null));
+  line(p95, '--accent', Math.max(1e-9, ...p95.filter((v) => v != null)));
+}
+$('overview-period').onchange = () => loadOverview();
+$('overview-name').oninput = () => { clearTimeout(overview.typing); overview.typing = setTimeout(loadOverview, 300); };
+$('overview-filter').onsubmit = (ev) => { ev.preventDefault(); loadOverview(); };
+setInterval(() => { if (route.view === 'overview' && !document.hidden) loadOverview(); }, 30000);
+
 // ---- jobs list: the newest jobs matching the filters, a page at a time (the server caps a
 // page at 1,000; past that, the filters narrow it)
 const JOBS_PAGE = 200, JOBS_MAX = 1000;
@@ -254,7 +330,7 @@ function pushHistory(snapshot) {
   if (h.length > 3600) h.shift();
 }
 async function openJob(id) {
-  job.id = id; job.state = null; job.events = []; job.history = []; job.scrub = null; job.filter = null;
+  job.id = id; job.state = null; job.events = []; job.history = []; job.scrub = null; job.filter = null; job.accuracy = null; job.accuracyFor = null;
   drawn = {}; $('events').replaceChildren();
   job.items = { status: '', offset: 0, limit: 25, total: 0 };
   closeItem();
@@ -448,6 +524,19 @@ function renderJob() {
     ['p50 item', m && m.items ? fmtMs(m.items.p50_ms) : '–'], ['p95 item', m && m.items ? fmtMs(m.items.p95_ms) : '–'],
     ['failed attempts', fmtInt(m ? m.failed_attempts : null)],
   ];
+  // Once the job has finished: how right its ETA was (read once per change of the record).
+  const finished = ['completed', 'completed_with_failures', 'failed', 'cancelled'].includes(s.job.status);
+  if (finished && !replay && job.accuracyFor !== s.job.id + '@' + s.job.updated_at) {
+    job.accuracyFor = s.job.id + '@' + s.job.updated_at;
+    const id = s.job.id;
+    api('/api/jobs/' + id + '/eta-accuracy').then((r) => { if (job.id && id.startsWith(job.id.replace(/-/g, '').slice(0, 8))) { job.accuracy = r.eta_accuracy; dirty(); } }).catch((e) => console.warn(e));
+  }
+  if (finished && !replay && job.accuracy) {
+    const a = job.accuracy;
+    const first = a.at_percent[0];
+    tiles.push(['ETA range held', a.covered + '/' + a.estimates]);
+    if (first) tiles.push(['ETA error at ' + first.percent + '%', (first.relative * 100).toFixed(1) + '% ' + (first.error_ms > 0 ? 'late' : 'early')]);
+  }
   // Each part is redrawn only when what it shows changed: a busy job sends up to 100 messages
   // a second, and rebuilding every list and canvas for each cost frames (benches/page.rs).
   const width = $('agents').clientWidth;
@@ -591,7 +680,7 @@ let pending = false;
 function dirty() {
   if (pending) return;
   pending = true;
-  requestAnimationFrame(() => { pending = false; route.view === 'job' ? renderJob() : route.view === 'runs' ? renderRuns() : renderJobs(); });
+  requestAnimationFrame(() => { pending = false; route.view === 'job' ? renderJob() : route.view === 'runs' ? renderRuns() : route.view === 'overview' ? renderOverview() : renderJobs(); });
 }
 window.addEventListener('resize', dirty);
 
@@ -600,9 +689,11 @@ const route = { view: 'jobs' };
 function onRoute() {
   const m = location.hash.match(/^#\/job\/([0-9a-fA-F-]+)/);
   const onRuns = !m && /^#\/runs/.test(location.hash);
-  $('jobs-view').hidden = !!m || onRuns; $('job-view').hidden = !m; $('runs-view').hidden = !onRuns;
-  $('tab-jobs').classList.toggle('on', !onRuns); $('tab-runs').classList.toggle('on', onRuns);
+  const onOverview = !m && /^#\/overview/.test(location.hash);
+  $('jobs-view').hidden = !!m || onRuns || onOverview; $('job-view').hidden = !m; $('runs-view').hidden = !onRuns; $('overview-view').hidden = !onOverview;
+  $('tab-jobs').classList.toggle('on', !onRuns && !onOverview); $('tab-runs').classList.toggle('on', onRuns); $('tab-overview').classList.toggle('on', onOverview);
   if (m) { route.view = 'job'; openJob(m[1]); }
+  else if (onOverview) { route.view = 'overview'; job.id = null; loadOverview(); }
   else if (onRuns) { route.view = 'runs'; job.id = null; subscribe({ subscribe: 'runs' }); }
   else { route.view = 'jobs'; job.id = null; subscribe(jobsSubscription()); }
   dirty();
