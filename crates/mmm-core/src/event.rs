@@ -206,6 +206,10 @@ events! {
     Draining(ControlApplied) => "draining", "control";
     /// The job's owner cancels it: running commands stop, the job ends `cancelled`.
     Cancelling(Cancelling) => "cancelling", "control";
+    /// A budget on a counter was set or changed (`map.budget`, `mmm budget`; docs/api-work.md).
+    BudgetSet(BudgetSet) => "budget_set", "control";
+    /// A counter reached its budget: the job is paused until the budget is raised.
+    BudgetReached(BudgetReached) => "budget_reached", "control";
 }
 
 impl EventKind {

@@ -80,7 +80,9 @@ impl<E: Executor, S: WorkSource> Agent<E, S> {
             if !control::may_run_taken(&mut steering, &mut stop).await {
                 break AgentEnd::Stopped;
             }
-            self.map.wait_to_start().await;
+            if !self.map.wait_to_start().await {
+                break AgentEnd::Stopped;
+            }
             // The item's duration for the ETA counts from here to its end (see `item_measured`).
             let taken = tokio::time::Instant::now();
             let metrics = &run.metrics;
@@ -302,10 +304,12 @@ impl<E: Executor, S: WorkSource> Agent<E, S> {
             .unwrap_or(MAX_BACKOFF)
             .min(MAX_BACKOFF);
         let mut stop = self.map.run.stop.clone();
-        tokio::select! {
+        let waited = tokio::select! {
             _ = tokio::time::sleep(wait) => !self.map.stopping(),
             _ = stop.wait_for(|level| *level != StopLevel::Run) => false,
-        }
+        };
+        // The next attempt is a start like any other under a start rate.
+        waited && self.map.wait_to_start().await
     }
 
     /// Records the end of an attempt and the item's new status, with `event` (the item's

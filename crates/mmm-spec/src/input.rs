@@ -278,6 +278,8 @@ mod tests {
             on_conflict: None,
             delay: None,
             halt: None,
+            rate: None,
+            budgets: Vec::new(),
         }
     }
 

@@ -21,6 +21,7 @@ mod yaml;
 
 pub use error::{InputError, InputOrigin, Location, RenderError, SpecError, TemplateError};
 pub use mmm_core::alerts::{AlertRules, Deadline};
+pub use mmm_core::limits::{Budget, Rate};
 pub use oneliner::halt::{BadHalt, HaltOn, HaltPolicy, HaltWhen, Threshold};
 pub use oneliner::options::{OneLinerOptions, Tag};
 pub use oneliner::sources::{ArgSource, ArgsInput, Delimiter, Records, SourceKind};
@@ -111,6 +112,25 @@ pub struct MapPlan {
     /// `--halt`: when the map stops before every item has run.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub halt: Option<HaltPolicy>,
+    /// `rate:` / `--rate`: how often attempts may start, across every agent on every host.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rate: Option<Rate>,
+    /// `budget:` / `--budget`: counters whose reaching their maximum pauses the job.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub budgets: Vec<Budget>,
+}
+
+impl MapPlan {
+    /// The start rate the runner keeps: `rate:`, else `--delay` as one start per delay, else
+    /// none. With both, the slower.
+    pub fn start_rate(&self) -> Option<Rate> {
+        let delay = self.delay.filter(|d| !d.is_zero()).map(Rate::every);
+        match (self.rate, delay) {
+            (Some(rate), Some(delay)) if delay.interval() > rate.interval() => Some(delay),
+            (Some(rate), _) => Some(rate),
+            (None, delay) => delay,
+        }
+    }
 }
 
 /// Where an item's steps run (`map.isolation:`, docs/worktrees.md).
@@ -365,6 +385,12 @@ pub struct Overrides {
     pub timeout_ms: Option<u64>,
     /// `--retries`.
     pub retries: Option<u32>,
+    /// `--rate`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate: Option<Rate>,
+    /// `--budget COUNTER=MAX`, each replacing the job file's budget of that counter.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub budgets: Vec<Budget>,
 }
 
 /// A plan rebuilt from its origin.
@@ -438,6 +464,13 @@ impl JobOrigin {
         }
         if let Some(r) = o.retries {
             plan.map.retries = r;
+        }
+        if o.rate.is_some() {
+            plan.map.rate = o.rate;
+        }
+        for budget in &o.budgets {
+            plan.map.budgets.retain(|b| b.counter != budget.counter);
+            plan.map.budgets.push(budget.clone());
         }
         Ok(RebuiltPlan {
             plan,

@@ -72,9 +72,9 @@ pub use rules::interruptions::LEASE_EXPIRED_ERROR;
 pub use steps::StepRecord;
 pub(crate) use steps::StoredSteps;
 pub use store::{
-    ClaimedItem, Claims, Control, ControlRecord, ControlRequest, DeadLetter, DeadLetters,
-    DlqChange, EventReads, Integrity, ItemPage, ItemPageQuery, JobContents, JobLog, JobQuery,
-    JobReads, JobTotals, Ledger, PagedItem, Recovery, RepairAction, Requeued, Store, Transfer,
-    UnfinishedItem,
+    BudgetRecord, ClaimedItem, Claims, Control, ControlRecord, ControlRequest, DeadLetter,
+    DeadLetters, DlqChange, EventReads, Integrity, ItemPage, ItemPageQuery, JobContents, JobLog,
+    JobQuery, JobReads, JobTotals, Ledger, Limits, PagedItem, Recovery, RepairAction, Requeued,
+    Store, Transfer, UnfinishedItem,
 };
 pub use write::Write;

@@ -110,6 +110,22 @@ CREATE TABLE job_controls (
     agents  INTEGER
 );
 
+-- Limits of work that calls paid, rate-limited APIs (docs/api-work.md; see
+-- migrations/0007_limits.sql).
+CREATE TABLE start_rates (
+    job_ref INTEGER PRIMARY KEY REFERENCES jobs (job_ref) ON DELETE CASCADE,
+    next_at INTEGER NOT NULL
+);
+
+CREATE TABLE job_budgets (
+    job_ref    INTEGER NOT NULL REFERENCES jobs (job_ref) ON DELETE CASCADE,
+    counter    TEXT NOT NULL,
+    max        INTEGER NOT NULL,
+    reached    INTEGER,             -- NULL while not reached
+    reached_at INTEGER,
+    PRIMARY KEY (job_ref, counter)
+) WITHOUT ROWID;
+
 -- Counts by status (`mmm jobs`, every view).
 CREATE INDEX items_job_status ON items (job_ref, status);
 -- What claims and resumes scan: the unfinished items of a job, in input order.

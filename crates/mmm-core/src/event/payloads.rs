@@ -443,3 +443,28 @@ pub struct Cancelling {
     /// Running commands are killed at once rather than after the grace period.
     pub now: bool,
 }
+
+/// `budget_set`: the budget of a counter is now `max` (`from`: what it was, `None` when it had
+/// none); docs/api-work.md.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BudgetSet {
+    /// The counter.
+    pub counter: String,
+    /// Its budget from now on.
+    pub max: i64,
+    /// Its budget before.
+    #[serde(default)]
+    pub from: Option<i64>,
+}
+
+/// `budget_reached`: a counter reached its budget (`value` when it was seen) and the job is
+/// paused until the budget is raised (`mmm budget JOB COUNTER=MAX`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BudgetReached {
+    /// The counter.
+    pub counter: String,
+    /// Its budget.
+    pub max: i64,
+    /// The counter's total when the budget was found reached.
+    pub value: i64,
+}

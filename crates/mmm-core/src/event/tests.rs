@@ -180,6 +180,16 @@ fn every_kind() -> Vec<Event> {
             request: 5,
             now: false,
         }),
+        Event::BudgetSet(BudgetSet {
+            counter: "cost_cents".into(),
+            max: 8000,
+            from: Some(5000),
+        }),
+        Event::BudgetReached(BudgetReached {
+            counter: "cost_cents".into(),
+            max: 5000,
+            value: 5012,
+        }),
     ]
 }
 

@@ -136,6 +136,8 @@ pub(super) fn from_oneliner(oneliner: OneLiner) -> Result<JobPlan, SpecError> {
             on_conflict: None,
             delay: options.delay_ms.map(std::time::Duration::from_millis),
             halt: options.halt,
+            rate: None,
+            budgets: Vec::new(),
         },
         reduce: Vec::new(),
         alerts: AlertRules::default(),

@@ -49,6 +49,7 @@ mod event_reads;
 mod integrity;
 mod job_log;
 mod job_reads;
+mod limits;
 mod recovery;
 mod rows;
 mod schema;

@@ -17,6 +17,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/postgres/0003_claims.sql"),
     include_str!("../migrations/postgres/0004_job_ref.sql"),
     include_str!("../migrations/postgres/0005_control.sql"),
+    include_str!("../migrations/postgres/0007_limits.sql"),
 ];
 
 /// The newest schema version this binary knows; it reads and writes only this version.
@@ -37,6 +38,8 @@ pub(super) const TABLES: &[&str] = &[
     "checkpoints",
     "control_requests",
     "job_controls",
+    "start_rates",
+    "job_budgets",
 ];
 
 /// What a schema holds.

@@ -16,6 +16,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0003_claims.sql"),
     include_str!("../migrations/0004_job_ref.sql"),
     include_str!("../migrations/0005_control.sql"),
+    include_str!("../migrations/0007_limits.sql"),
 ];
 
 /// The schema at [`SCHEMA_VERSION`], made in one go for a new store (see the file's header).

@@ -1,6 +1,7 @@
 //! The store's interface, split by concern: [`JobLog`] (what the runner records),
 //! [`JobReads`] and [`EventReads`] (what readers see), [`DeadLetters`] (the DLQ), [`Claims`]
-//! (items shared out to workers), [`Control`] (requests that steer a running job), [`Recovery`] (taking a job over and running it again),
+//! (items shared out to workers), [`Control`] (requests that steer a running job), [`Limits`]
+//! (the start rate's schedule and the budgets), [`Recovery`] (taking a job over and running it again),
 //! [`Integrity`] (`mmm check`, `mmm repair`, the health probe) and [`Transfer`] (copying a job
 //! to another store, deleting it). [`Store`] is all of them: what a backend implements and what
 //! the rest of mmm holds (`Arc<dyn Store>`), calling any of their methods without importing
@@ -13,6 +14,7 @@ mod event_reads;
 mod integrity;
 mod job_log;
 mod job_reads;
+mod limits;
 mod recovery;
 mod transfer;
 
@@ -24,6 +26,8 @@ pub use integrity::{Integrity, JobContents, RepairAction};
 pub use job_log::JobLog;
 pub(crate) use job_reads::job_totals_sql;
 pub use job_reads::{ItemPage, ItemPageQuery, JobQuery, JobReads, JobTotals, Ledger, PagedItem};
+pub(crate) use limits::wait_of;
+pub use limits::{BudgetRecord, Limits};
 pub use recovery::{Recovery, Requeued, UnfinishedItem};
 pub use transfer::Transfer;
 
@@ -39,6 +43,7 @@ pub trait Store:
     + DeadLetters
     + Claims
     + Control
+    + Limits
     + Recovery
     + Integrity
     + Transfer
@@ -54,7 +59,7 @@ impl<T> Store for T where
         + DeadLetters
         + Claims
         + Control
-        + Control
+        + Limits
         + Recovery
         + Integrity
         + Transfer

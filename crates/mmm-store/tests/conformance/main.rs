@@ -1,7 +1,7 @@
 //! The store conformance suite: what every `Store` implementation must do.
 //!
 //! The checks take `&dyn Store` (and nothing of a backend), one file per part of the store:
-//! `job_log`, `job_reads`, `event_reads`, `claims`, `control`, `recovery`, `dead_letters`, `integrity`,
+//! `job_log`, `job_reads`, `event_reads`, `claims`, `control`, `limits`, `recovery`, `dead_letters`, `integrity`,
 //! `transfer`, and `upgrade` (an old record read after its schema was upgraded).
 //! `every_check!` runs each of them on both backends: the `sqlite` module gives each check a
 //! new store in a temp directory, the `postgres` module a new schema (random name, dropped
@@ -55,6 +55,8 @@ macro_rules! every_check {
             claims::a_stale_claim_is_confirmed_only_while_still_held,
             transfer::delete_job_removes_everything_of_that_job_only,
             control::control_requests_are_ordered_and_applied_once,
+            limits::start_reservations_are_spaced_by_the_interval,
+            limits::budgets_are_recorded_raised_and_reached_once,
         );
     };
 }
@@ -67,6 +69,7 @@ mod event_reads;
 mod integrity;
 mod job_log;
 mod job_reads;
+mod limits;
 #[cfg(feature = "postgres")]
 mod postgres;
 mod recovery;

@@ -1,0 +1,232 @@
+//! Issue 23, work that calls paid, rate-limited APIs (docs/api-work.md): a start rate held
+//! across agents and, on PostgreSQL, across a coordinator and a worker; budgets on counters
+//! that pause a job resumably until `mmm budget` raises them.
+
+use std::process::{Child, Stdio};
+use std::time::Duration;
+
+use mmm_core::job::{JobId, JobStatus, Phase};
+use mmm_store::AttemptRecord;
+
+use crate::harness::{Workspace, wait_until};
+use crate::postgres::{Schema, skipped};
+
+/// Starts per second over the attempts' start times (first to last).
+fn start_rate(starts: &[i64]) -> f64 {
+    let mut starts = starts.to_vec();
+    starts.sort_unstable();
+    let span = (starts[starts.len() - 1] - starts[0]) as f64 / 1000.0;
+    (starts.len() - 1) as f64 / span
+}
+
+fn starts(attempts: &[AttemptRecord]) -> Vec<i64> {
+    attempts.iter().map(|a| a.started_at).collect()
+}
+
+#[test]
+fn a_start_rate_of_10_per_second_holds_across_8_agents() {
+    let ws = Workspace::new();
+    let items: String = (1..=50).map(|n| format!("{n}\n")).collect();
+    ws.write("items.txt", &items);
+    ws.write(
+        "job.yml",
+        "map:\n  input: items.txt\n  max_parallel: 8\n  rate: 10/s\n  steps:\n    - shell: \"true\"\n",
+    );
+    ws.run(&["run", "job.yml", "--progress", "none"]).success();
+    let job = ws.only_job();
+    assert_eq!(job.counts.completed, 50);
+    let attempts = ws.attempts(job.id);
+    assert_eq!(attempts.len(), 50);
+    let rate = start_rate(&starts(&attempts));
+    assert!(
+        (9.0..=11.0).contains(&rate),
+        "50 starts at 10/s +-10%, measured {rate:.2}/s"
+    );
+    // The plan records the rate (`mmm validate` shows it).
+    let shown = ws.run(&["validate", "job.yml"]);
+    assert!(shown.stdout().contains("10/s"), "{}", shown.stdout());
+}
+
+#[test]
+fn the_rate_flag_and_delay_are_start_rates_too() {
+    let ws = Workspace::new();
+    ws.run(&[
+        "run",
+        "-j",
+        "4",
+        "--rate",
+        "20/s",
+        "--progress",
+        "none",
+        "--",
+        "true",
+        ":::",
+        "1",
+        "2",
+        "3",
+        "4",
+        "5",
+        "6",
+        "7",
+        "8",
+        "9",
+        "10",
+        "11",
+    ])
+    .success();
+    let job = ws.only_job();
+    let rate = start_rate(&starts(&ws.attempts(job.id)));
+    assert!((18.0..=22.0).contains(&rate), "--rate 20/s: {rate:.2}/s");
+
+    let ws = Workspace::new();
+    ws.run(&[
+        "run",
+        "-j",
+        "4",
+        "--delay",
+        "0.1",
+        "--progress",
+        "none",
+        "--",
+        "true",
+        ":::",
+        "1",
+        "2",
+        "3",
+        "4",
+        "5",
+        "6",
+        "7",
+        "8",
+        "9",
+        "10",
+        "11",
+    ])
+    .success();
+    let job = ws.only_job();
+    let rate = start_rate(&starts(&ws.attempts(job.id)));
+    assert!((9.0..=11.0).contains(&rate), "--delay 0.1: {rate:.2}/s");
+}
+
+#[test]
+fn a_bad_rate_is_refused_with_its_place() {
+    let ws = Workspace::new();
+    ws.write("items.txt", "a\n");
+    ws.write(
+        "job.yml",
+        "map:\n  input: items.txt\n  rate: 10/day\n  steps:\n    - shell: \"true\"\n",
+    );
+    let run = ws.run(&["run", "job.yml"]);
+    run.code_is(2);
+    assert!(
+        run.stderr().contains("job.yml:3:9: `map.rate` must be"),
+        "{}",
+        run.stderr()
+    );
+    let run = ws.run(&["run", "--rate", "fast", "--", "true", ":::", "a"]);
+    run.code_is(2);
+    assert!(
+        run.stderr().contains("`fast` is not a start rate"),
+        "{}",
+        run.stderr()
+    );
+    assert!(!ws.has_store() || ws.jobs_so_far().is_empty());
+}
+
+/// `mmm ARGS`, its output to `log` in the workspace.
+fn spawn(ws: &Workspace, args: &[&str], log: &str) -> Child {
+    let file = std::fs::File::create(ws.join(log)).unwrap();
+    ws.mmm(args)
+        .stdout(Stdio::null())
+        .stderr(file)
+        .spawn()
+        .expect("mmm starts")
+}
+
+#[test]
+fn a_coordinator_and_a_worker_share_one_start_rate() {
+    if skipped("a_coordinator_and_a_worker_share_one_start_rate") {
+        return;
+    }
+    let schema = Schema::new();
+    let url = schema.url();
+    let ws = Workspace::new();
+    let items: String = (1..=60).map(|n| format!("{n}\n")).collect();
+    ws.write("items.txt", &items);
+    ws.write(
+        "job.yml",
+        "map:\n  input: items.txt\n  max_parallel: 4\n  rate: 8/s\n  steps:\n    - shell: sleep 0.3\n",
+    );
+    let mut coordinator = spawn(
+        &ws,
+        &["run", "job.yml", "--progress", "none", "--store", &url],
+        "coordinator.log",
+    );
+    let store = || mmm_store::open(&url, false);
+    let mut job: Option<JobId> = None;
+    wait_until(Duration::from_secs(60), "the job's map to start", || {
+        let Ok(store) = store() else { return false };
+        let found = store.jobs().ok().and_then(|jobs| jobs.into_iter().next());
+        job = found
+            .as_ref()
+            .filter(|j| j.phase == Some(Phase::Map))
+            .map(|j| j.id);
+        job.is_some()
+    });
+    let job = job.unwrap();
+    let id = job.to_string();
+    let mut worker = spawn(
+        &ws,
+        &[
+            "worker",
+            "--store",
+            &url,
+            "--job",
+            &id,
+            "-j",
+            "4",
+            "--name",
+            "w",
+            "--exit-when-idle",
+        ],
+        "worker.log",
+    );
+    for (child, what) in [(&mut coordinator, "coordinator"), (&mut worker, "worker")] {
+        let mut status = None;
+        wait_until(Duration::from_secs(60), what, || {
+            status = child.try_wait().unwrap();
+            status.is_some()
+        });
+        assert_eq!(
+            status.unwrap().code(),
+            Some(0),
+            "{what}: {}",
+            ws.read(&format!("{what}.log"))
+        );
+    }
+    let record = schema.only_job();
+    assert_eq!(record.status, JobStatus::Completed);
+    let attempts = schema.store().attempts(job, None).unwrap();
+    let by_worker: Vec<i64> = attempts
+        .iter()
+        .filter(|a| a.agent.starts_with("w/"))
+        .map(|a| a.started_at)
+        .collect();
+    assert!(
+        by_worker.len() >= 5,
+        "the worker ran items: {}",
+        by_worker.len()
+    );
+    // While both ran, starts kept to the one rate: 8/s, not 8/s each.
+    let joined = *by_worker.iter().min().unwrap();
+    let both: Vec<i64> = starts(&attempts)
+        .into_iter()
+        .filter(|at| *at >= joined)
+        .collect();
+    let rate = start_rate(&both);
+    assert!(
+        (7.2..=8.8).contains(&rate),
+        "{} starts while both ran at {rate:.2}/s, not 8/s +-10%",
+        both.len()
+    );
+}
