@@ -8,7 +8,7 @@ use std::time::Duration;
 use mmm_core::job::{JobId, JobStatus, Phase};
 use mmm_store::AttemptRecord;
 
-use crate::harness::{Workspace, wait_until};
+use crate::harness::{Killed, Workspace, wait_until};
 use crate::postgres::{Schema, skipped};
 
 /// Starts per second over the attempts' start times (first to last).
@@ -229,4 +229,106 @@ fn a_coordinator_and_a_worker_share_one_start_rate() {
         "{} starts while both ran at {rate:.2}/s, not 8/s +-10%",
         both.len()
     );
+}
+
+#[test]
+fn a_budget_pauses_the_job_within_one_item_per_agent_and_mmm_budget_continues_it() {
+    let ws = Workspace::new();
+    let items: String = (1..=20).map(|n| format!("{n}\n")).collect();
+    ws.write("items.txt", &items);
+    ws.write(
+        "job.yml",
+        &format!(
+            "map:\n  input: items.txt\n  max_parallel: 2\n  budget: {{counter: cost_cents, max: 50}}\n  steps:\n    - shell: \"'{}' report --counter cost_cents=+10 && sleep 0.2\"\n",
+            env!("CARGO_BIN_EXE_mmm")
+        ),
+    );
+    let mut run = Killed(spawn(
+        &ws,
+        &["run", "job.yml", "--progress", "none"],
+        "run.log",
+    ));
+    let mut job = None;
+    wait_until(
+        Duration::from_secs(30),
+        "the budget to pause the job",
+        || {
+            let Ok(store) = mmm_store::open(&ws.database().to_string_lossy(), false) else {
+                return false;
+            };
+            job = store
+                .jobs()
+                .ok()
+                .and_then(|j| j.into_iter().next())
+                .map(|j| j.id);
+            job.is_some_and(|id| {
+                store.control_state(id).is_ok_and(|c| c.paused.is_some())
+                    && store
+                        .budgets(id)
+                        .is_ok_and(|b| b.iter().any(|b| b.reached.is_some()))
+            })
+        },
+    );
+    let job = job.unwrap();
+    let store = ws.store();
+    // The items in flight end; then nothing runs.
+    wait_until(
+        Duration::from_secs(10),
+        "the items in flight to end",
+        || {
+            store
+                .attempts(job, None)
+                .is_ok_and(|a| a.iter().all(|a| a.outcome.is_some()))
+        },
+    );
+    let started = store.attempts(job, None).unwrap().len();
+    assert!(
+        (5..=7).contains(&started),
+        "the budget of 50 at 10 per item stops the job after 5 items, plus at most one per \
+         agent in flight: {started} started"
+    );
+    let record = store.job(job).unwrap();
+    assert_eq!(record.status, JobStatus::Running);
+    let budgets = store.budgets(job).unwrap();
+    let reached = budgets[0].reached.unwrap();
+    assert!((50..=70).contains(&reached), "reached at {reached}");
+    let shown = ws.run(&["budget", &job.to_string()]);
+    shown.success();
+    assert!(
+        shown.stdout().contains("cost_cents:") && shown.stdout().contains("it paused the job"),
+        "{}",
+        shown.stdout()
+    );
+    assert_eq!(
+        store.attempts(job, None).unwrap().len(),
+        started,
+        "still paused"
+    );
+
+    // Raising it continues the job to its end.
+    let raised = ws.run(&["budget", &job.to_string(), "cost_cents=1000"]);
+    raised.success();
+    assert!(
+        raised.stderr().contains("is unpaused"),
+        "{}",
+        raised.stderr()
+    );
+    let mut status = None;
+    wait_until(Duration::from_secs(30), "the run to end", || {
+        status = run.0.try_wait().unwrap();
+        status.is_some()
+    });
+    assert_eq!(status.unwrap().code(), Some(0), "{}", ws.read("run.log"));
+    let record = store.job(job).unwrap();
+    assert_eq!(record.status, JobStatus::Completed);
+    assert_eq!(record.counts.completed, 20);
+    let kinds: Vec<String> = store
+        .events(job, 0, 10_000)
+        .unwrap()
+        .iter()
+        .map(|e| e.event.kind_name().to_string())
+        .collect();
+    for kind in ["budget_set", "budget_reached", "paused", "unpaused"] {
+        assert!(kinds.iter().any(|k| k == kind), "{kind} in {kinds:?}");
+    }
 }

@@ -12,7 +12,7 @@ use crate::halting::Ended;
 use crate::isolated::INFRA_LIMIT;
 use crate::map::Map;
 use crate::source::{Taken, Work, WorkSource};
-use crate::{Executor, StopLevel, control, process};
+use crate::{Executor, StopLevel, budget, control, process};
 use mmm_core::event::{
     AgentEvent, AttemptFailed, AttemptStarted, Event, ItemCompleted, ItemDeadLettered, ItemSkipped,
 };
@@ -81,6 +81,18 @@ impl<E: Executor, S: WorkSource> Agent<E, S> {
                 break AgentEnd::Stopped;
             }
             if !self.map.wait_to_start().await {
+                break AgentEnd::Stopped;
+            }
+            // A counter at its budget pauses the job: the item waits, unstarted, until the
+            // budget is raised (or the run ends, and then it is left for later).
+            let mut held = false;
+            while budget::over_budget(run) {
+                if !control::may_run_taken(&mut steering, &mut stop).await {
+                    held = true;
+                    break;
+                }
+            }
+            if held {
                 break AgentEnd::Stopped;
             }
             // The item's duration for the ETA counts from here to its end (see `item_measured`).

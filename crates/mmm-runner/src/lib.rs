@@ -22,6 +22,7 @@
 mod agent;
 mod alerting;
 mod attempt;
+mod budget;
 pub mod claim;
 mod control;
 mod feed;

@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use tokio::sync::watch;
 
+use crate::budget::Budgets;
 use crate::control::Steering;
 use crate::halting::HaltWatch;
 use crate::shown::{Shown, tagged};
@@ -40,6 +41,8 @@ pub(crate) struct Run<E> {
     pub(crate) steering: watch::Sender<Steering>,
     /// True while the map's running commands are to be stopped (`mmm pause --suspend`).
     pub(crate) suspended: watch::Sender<bool>,
+    /// The job's budgets on counters (the owner's; a worker follows the owner's pause).
+    pub(crate) budgets: Budgets,
     /// Where output to show goes, in the order it is to be shown.
     pub(crate) shown: Shown,
     /// Show each map command's output, not only setup's and reduce's.
@@ -78,6 +81,7 @@ impl<E: Executor> Run<E> {
             stop_tx,
             steering: watch::Sender::new(steering),
             suspended: watch::Sender::new(false),
+            budgets: Budgets::default(),
             shown: Shown::new(config.output, keep_order),
             show_map_output: config.show_map_output,
             executor,
