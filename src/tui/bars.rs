@@ -420,6 +420,11 @@ impl Bars {
                     .unwrap_or_default();
                 format!("{name:<9} retrying {item}{why}: attempt {} next", a.attempt)
             }
+            AgentState::Throttled if a.attempt > 0 => format!(
+                "{name:<9} waiting (throttled): {item} attempt {} next",
+                a.attempt
+            ),
+            AgentState::Throttled => format!("{name:<9} waiting (throttled)"),
             AgentState::Initializing => format!("{name:<9} starting {item}"),
             AgentState::DeadLettered => format!("{name:<9} last item went to the DLQ"),
             other => format!("{name:<9} {}", other.as_str()),

@@ -332,3 +332,136 @@ fn a_budget_pauses_the_job_within_one_item_per_agent_and_mmm_budget_continues_it
         assert!(kinds.iter().any(|k| k == kind), "{kind} in {kinds:?}");
     }
 }
+
+/// A fake API on 127.0.0.1: each request takes 150 ms, and one that arrives while `limit`
+/// others are in flight gets `429 Too Many Requests` at once. It notes, for each request, how
+/// many were in flight when it arrived and whether it was refused.
+struct FakeApi {
+    port: u16,
+    seen: std::sync::Arc<std::sync::Mutex<Vec<(usize, bool)>>>,
+}
+
+impl FakeApi {
+    fn start(limit: usize) -> FakeApi {
+        use std::io::{BufRead, BufReader, Write};
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let active = std::sync::Arc::new(AtomicUsize::new(0));
+        let noted = seen.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let (active, noted) = (active.clone(), noted.clone());
+                std::thread::spawn(move || {
+                    let mut reader = BufReader::new(stream.try_clone().unwrap());
+                    let mut line = String::new();
+                    // The request's head, to its empty line.
+                    while reader.read_line(&mut line).is_ok_and(|n| n > 0) {
+                        if line == "\r\n" {
+                            break;
+                        }
+                        line.clear();
+                    }
+                    let before = active.fetch_add(1, Ordering::SeqCst);
+                    let refused = before >= limit;
+                    noted.lock().unwrap().push((before, refused));
+                    if refused {
+                        let _ = stream.write_all(
+                            b"HTTP/1.1 429 Too Many Requests\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                        );
+                    } else {
+                        std::thread::sleep(Duration::from_millis(150));
+                        let _ = stream.write_all(
+                            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok",
+                        );
+                    }
+                    active.fetch_sub(1, Ordering::SeqCst);
+                });
+            }
+        });
+        FakeApi { port, seen }
+    }
+}
+
+#[test]
+fn throttled_curl_steps_settle_the_concurrency_near_the_apis_limit_without_dead_letters() {
+    if std::process::Command::new("curl")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        panic!("this test needs curl on the PATH (apt-get install curl)");
+    }
+    const LIMIT: usize = 3;
+    let api = FakeApi::start(LIMIT);
+    let ws = Workspace::new();
+    let items: String = (1..=80).map(|n| format!("{n}\n")).collect();
+    ws.write("items.txt", &items);
+    // Odd items say "throttled" by exit code 75, even ones by `mmm report --throttled` with the
+    // wait the API would give in Retry-After (and another exit code).
+    ws.write(
+        "job.yml",
+        &format!(
+            r#"map:
+  input: items.txt
+  max_parallel: 12
+  retries: 0
+  backoff: 200ms
+  steps:
+    - name: call
+      shell: |
+        code=$(curl -s -o /dev/null -w '%{{http_code}}' "http://127.0.0.1:{port}/${{item}}")
+        case "$code" in
+          200) ;;
+          429) n=${{item}}; if [ $((n % 2)) -eq 0 ]; then '{mmm}' report --throttled --retry-after 0.2; exit 1; fi; exit 75 ;;
+          *) echo "unexpected $code" >&2; exit 1 ;;
+        esac
+"#,
+            port = api.port,
+            mmm = env!("CARGO_BIN_EXE_mmm")
+        ),
+    );
+    ws.run(&["run", "job.yml", "--progress", "none"]).success();
+    let job = ws.only_job();
+    assert_eq!(job.counts.completed, 80);
+    assert_eq!(
+        job.counts.dead_lettered, 0,
+        "throttling sends nothing to the DLQ"
+    );
+    let store = ws.store();
+    let events = store.events(job.id, 0, 100_000).unwrap();
+    let changes: Vec<(u32, u32, bool)> = events
+        .iter()
+        .filter_map(|e| match &e.event {
+            mmm_core::event::Event::ConcurrencyChanged(c) => Some((c.from, c.to, c.throttled)),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        changes.iter().any(|c| c.2) && changes.iter().any(|c| !c.2),
+        "the concurrency went down on throttling and up after success: {changes:?}"
+    );
+    let throttled = events
+        .iter()
+        .filter(|e| matches!(&e.event, mmm_core::event::Event::AttemptFailed(f) if f.throttled))
+        .count();
+    assert!(throttled > 0);
+    // Settled: over the second half of the requests, few are refused and the requests in
+    // flight stay near the API's limit (12 agents unthrottled would keep ~12 in flight).
+    let seen = api.seen.lock().unwrap().clone();
+    let late = &seen[seen.len() / 2..];
+    let refused = late.iter().filter(|(_, r)| *r).count() as f64 / late.len() as f64;
+    let in_flight = late.iter().map(|(n, _)| *n as f64).sum::<f64>() / late.len() as f64;
+    eprintln!(
+        "{} requests, {throttled} throttled attempts; second half: {:.0}% refused, {in_flight:.2} in flight on average; changes {changes:?}",
+        seen.len(),
+        refused * 100.0
+    );
+    assert!(refused < 0.4, "{:.0}% refused late", refused * 100.0);
+    assert!(
+        (1.0..=LIMIT as f64 + 1.0).contains(&in_flight),
+        "{in_flight:.2} in flight on average late, the API allows {LIMIT}"
+    );
+}

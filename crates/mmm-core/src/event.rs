@@ -210,6 +210,9 @@ events! {
     BudgetSet(BudgetSet) => "budget_set", "control";
     /// A counter reached its budget: the job is paused until the budget is raised.
     BudgetReached(BudgetReached) => "budget_reached", "control";
+    /// The API the job calls throttled it, or stopped throttling: its effective concurrency
+    /// changed (halved on throttling, one more agent per window of success).
+    ConcurrencyChanged(ConcurrencyChanged) => "concurrency_changed", "control";
 }
 
 impl EventKind {

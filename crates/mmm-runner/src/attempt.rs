@@ -11,6 +11,7 @@ use crate::isolated::Prepared;
 use crate::lines::Lines;
 use crate::observer::AgentObserver;
 use crate::source::WorkSource;
+use crate::throttle::ThrottleReport;
 use crate::{CommandRequest, Executor, Exit, process};
 use mmm_core::job::AttemptOutcome;
 use mmm_spec::{Item, RenderContext, StepPlan};
@@ -30,6 +31,9 @@ pub(crate) struct AttemptEnd {
     pub(crate) stdout: Vec<u8>,
     pub(crate) stderr: Vec<u8>,
     pub(crate) duration: Duration,
+    /// `Some(wait)`: the API the step called throttled it (a throttle exit code, or `mmm
+    /// report --throttled` with the wait it asked for).
+    pub(crate) throttled: Option<Option<Duration>>,
 }
 
 impl AttemptEnd {
@@ -48,6 +52,7 @@ impl AttemptEnd {
                 .to_vec(),
             stderr: Vec::new(),
             duration: Duration::ZERO,
+            throttled: None,
         }
     }
 }
@@ -90,7 +95,9 @@ impl<E: Executor, S: WorkSource> Attempt<'_, E, S> {
             stdout: Vec::new(),
             stderr: Vec::new(),
             duration: Duration::ZERO,
+            throttled: None,
         };
+        let throttle = Arc::new(ThrottleReport::default());
         // Worktree isolation: the steps run in the agent's worktree, reset to the branch tip.
         let mut cwd = plan.base_dir.clone();
         let mut worktree_base = None;
@@ -183,7 +190,8 @@ impl<E: Executor, S: WorkSource> Attempt<'_, E, S> {
                                 item.key.clone(),
                                 step.name.clone(),
                             )
-                            .with_lines(lines.clone()),
+                            .with_lines(lines.clone())
+                            .with_throttle(throttle.clone()),
                         ))),
                         suspend: Some(run.suspended.subscribe()),
                     };
@@ -222,6 +230,18 @@ impl<E: Executor, S: WorkSource> Attempt<'_, E, S> {
             isolated.merge(&self, base, &mut end).await;
         }
         end.duration = started.elapsed();
+        // Throttled: reported by a step (whatever its exit), or a step exited with one of
+        // the throttle codes. A timeout or a stop is not throttling.
+        let coded = end.outcome == AttemptOutcome::Failed
+            && end
+                .exit_code
+                .is_some_and(|code| plan.map.throttle_exit_codes.contains(&code));
+        if matches!(
+            end.outcome,
+            AttemptOutcome::Failed | AttemptOutcome::Succeeded
+        ) {
+            end.throttled = throttle.get().or(coded.then_some(None));
+        }
         end
     }
 }

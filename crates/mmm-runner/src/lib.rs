@@ -45,6 +45,7 @@ mod sampler;
 mod shown;
 mod snapshot;
 mod source;
+mod throttle;
 mod worker;
 pub mod worktree;
 

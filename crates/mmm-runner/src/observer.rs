@@ -7,6 +7,7 @@ use std::sync::atomic::AtomicU32;
 use std::time::{Duration, Instant};
 
 use crate::lines::Lines;
+use crate::throttle::ThrottleReport;
 use crate::{process, report};
 use mmm_core::event::{Event, StepReported};
 use mmm_core::job::JobId;
@@ -28,6 +29,8 @@ pub(crate) struct AgentObserver {
     bad_reports: AtomicU32,
     /// `--line-buffer`: where the command's output goes as it comes.
     lines: Option<Arc<Lines>>,
+    /// Where a `throttled` report of the attempt goes.
+    throttle: Option<Arc<ThrottleReport>>,
 }
 
 /// The least time between two `step_reported` events of one command for messages.
@@ -53,12 +56,19 @@ impl AgentObserver {
             last_message_event: std::sync::Mutex::new(None),
             bad_reports: AtomicU32::new(0),
             lines: None,
+            throttle: None,
         }
     }
 
     /// The same observer, also showing the command's output line by line (`--line-buffer`).
     pub(crate) fn with_lines(mut self, lines: Option<Arc<Lines>>) -> Self {
         self.lines = lines;
+        self
+    }
+
+    /// The same observer, passing `throttled` reports to the attempt's `report`.
+    pub(crate) fn with_throttle(mut self, report: Arc<ThrottleReport>) -> Self {
+        self.throttle = Some(report);
         self
     }
 
@@ -121,6 +131,13 @@ impl process::CommandObserver for AgentObserver {
                         progress: None,
                         message,
                     });
+                }
+            }
+            report::Report::Throttled { retry_after } => {
+                self.tracker
+                    .step_message(self.agent, "throttled".to_string());
+                if let Some(slot) = &self.throttle {
+                    slot.set(retry_after);
                 }
             }
             // Counters are always recorded: their events are the durable record of the sums.

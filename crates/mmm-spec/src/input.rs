@@ -280,6 +280,7 @@ mod tests {
             halt: None,
             rate: None,
             budgets: Vec::new(),
+            throttle_exit_codes: crate::DEFAULT_THROTTLE_EXIT_CODES.to_vec(),
         }
     }
 

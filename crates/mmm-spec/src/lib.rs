@@ -118,6 +118,18 @@ pub struct MapPlan {
     /// `budget:` / `--budget`: counters whose reaching their maximum pauses the job.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub budgets: Vec<Budget>,
+    /// `throttle_exit_codes:`: a step exiting with one of these was throttled by the API it
+    /// calls (retried later, not counted against retries); [`DEFAULT_THROTTLE_EXIT_CODES`]
+    /// unless the job file says otherwise (left out of the plan hash then).
+    #[serde(skip_serializing_if = "is_default_throttle")]
+    pub throttle_exit_codes: Vec<i32>,
+}
+
+/// The default of `throttle_exit_codes:`: 75, `EX_TEMPFAIL` of sysexits.h.
+pub const DEFAULT_THROTTLE_EXIT_CODES: &[i32] = &[75];
+
+fn is_default_throttle(codes: &[i32]) -> bool {
+    codes == DEFAULT_THROTTLE_EXIT_CODES
 }
 
 impl MapPlan {

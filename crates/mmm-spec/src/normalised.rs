@@ -90,6 +90,8 @@ struct MapView<'a> {
     rate: Option<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     budget: Vec<&'a crate::Budget>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    throttle_exit_codes: Option<&'a [i32]>,
 }
 
 #[derive(Serialize)]
@@ -225,6 +227,9 @@ pub(super) fn to_yaml(plan: &JobPlan) -> String {
             }),
             rate: plan.map.rate.map(|r| r.to_string()),
             budget: plan.map.budgets.iter().collect(),
+            throttle_exit_codes: (plan.map.throttle_exit_codes
+                != crate::DEFAULT_THROTTLE_EXIT_CODES)
+                .then_some(&plan.map.throttle_exit_codes[..]),
         },
         reduce: plan.reduce.iter().map(CommandView::phase).collect(),
         alerts: AlertsView::new(&plan.alerts),

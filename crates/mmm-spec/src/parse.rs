@@ -42,6 +42,7 @@ const MAP_KEYS: &[&str] = &[
     "on_conflict",
     "rate",
     "budget",
+    "throttle_exit_codes",
 ];
 const BUDGET_KEYS: &[&str] = &["counter", "max"];
 const ISOLATIONS: &[&str] = &["none", "worktree"];
@@ -386,6 +387,10 @@ impl Checker<'_> {
             Some(value) => self.budgets(value)?,
             None => Vec::new(),
         };
+        let throttle_exit_codes = match get(entries, "throttle_exit_codes") {
+            Some(value) => self.throttle_exit_codes(value)?,
+            None => super::DEFAULT_THROTTLE_EXIT_CODES.to_vec(),
+        };
         Ok(MapPlan {
             input,
             key,
@@ -400,7 +405,30 @@ impl Checker<'_> {
             halt: None,
             rate,
             budgets,
+            throttle_exit_codes,
         })
+    }
+
+    /// `throttle_exit_codes: [75, 69]`: exit codes from 1 to 255 (an empty list: none).
+    fn throttle_exit_codes(&self, node: &Node) -> Result<Vec<i32>, SpecError> {
+        let field = "map.throttle_exit_codes";
+        let items = self.list(node, field, "`throttle_exit_codes: [75]`")?;
+        items
+            .iter()
+            .map(|item| {
+                self.number::<i32>(item, field, "a list of exit codes from 1 to 255", "[75]", 1)
+                    .and_then(|code| match code {
+                        1..=255 => Ok(code),
+                        _ => Err(SpecError::BadNumber {
+                            at: self.at(item.mark),
+                            field: field.to_string(),
+                            value: code.to_string(),
+                            expected: "a list of exit codes from 1 to 255",
+                            example: "[75]",
+                        }),
+                    })
+            })
+            .collect()
     }
 
     /// `rate: 20/s` (also `/min`, `/h`).

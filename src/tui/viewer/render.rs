@@ -245,7 +245,7 @@ fn agent_cells(state: &ViewerState, row: &AgentRow) -> Vec<String> {
     let a = &row.agent;
     vec![
         row.name(),
-        a.state.to_string(),
+        a.state.label().to_string(),
         a.item.map(|i| format!("#{i}")).unwrap_or_default(),
         state.step_name(a.step).unwrap_or_default(),
         if a.attempt > 0 {

@@ -106,6 +106,7 @@ fn every_kind() -> Vec<Event> {
             error: Some("exit 1".into()),
             exit_code: Some(1),
             infrastructure: false,
+            throttled: false,
             stopping: None,
         }),
         Event::ItemCompleted(ItemCompleted {
@@ -190,6 +191,11 @@ fn every_kind() -> Vec<Event> {
             max: 5000,
             value: 5012,
         }),
+        Event::ConcurrencyChanged(ConcurrencyChanged {
+            from: 8,
+            to: 4,
+            throttled: true,
+        }),
     ]
 }
 
@@ -247,6 +253,7 @@ fn payloads_are_the_documented_json() {
         error: None,
         exit_code: None,
         infrastructure: false,
+        throttled: false,
         stopping: None,
     });
     assert_eq!(

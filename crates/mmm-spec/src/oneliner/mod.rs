@@ -138,6 +138,7 @@ pub(super) fn from_oneliner(oneliner: OneLiner) -> Result<JobPlan, SpecError> {
             halt: options.halt,
             rate: None,
             budgets: Vec::new(),
+            throttle_exit_codes: crate::DEFAULT_THROTTLE_EXIT_CODES.to_vec(),
         },
         reduce: Vec::new(),
         alerts: AlertRules::default(),

@@ -475,7 +475,7 @@ function drawChart() {
   ctx.fillStyle = css('--muted');
   ctx.fillText('progress %   ' + maxRate.toFixed(2) + ' items/s max (green)', 8, 12);
 }
-const STATE_COLOUR = { queued: '--idle', initializing: '--run', running: '--run', merging: '--run', completed: '--ok', failed: '--bad', retrying: '--warn', dead_lettered: '--bad' };
+const STATE_COLOUR = { queued: '--idle', initializing: '--run', running: '--run', merging: '--run', completed: '--ok', failed: '--bad', retrying: '--warn', dead_lettered: '--bad', throttled: '--warn' };
 let agentLayout = { cell: 10, cols: 1, agents: [] };
 function drawAgents(agents) {
   const canvas = $('agents');
@@ -512,7 +512,7 @@ $('agents').onmousemove = (ev) => {
   const a = agentAt(ev);
   const tip = $('agent-tip');
   if (!a) { tip.hidden = true; return; }
-  tip.textContent = (a.name || 'agent-' + (a.index + 1)) + ': ' + a.phase + (a.item != null ? '\nitem ' + a.item : '') + (a.progress != null ? '\nprogress ' + Math.round(a.progress * 100) + '%' : '') + '\nitems done ' + a.items_done + (a.message ? '\n' + a.message : '') + (a.last_exit_code != null ? '\nlast exit ' + a.last_exit_code : '');
+  tip.textContent = (a.name || 'agent-' + (a.index + 1)) + ': ' + (a.phase === 'throttled' ? 'waiting (throttled)' : a.phase) + (a.item != null ? '\nitem ' + a.item : '') + (a.progress != null ? '\nprogress ' + Math.round(a.progress * 100) + '%' : '') + '\nitems done ' + a.items_done + (a.message ? '\n' + a.message : '') + (a.last_exit_code != null ? '\nlast exit ' + a.last_exit_code : '');
   tip.style.left = (ev.offsetX + 14) + 'px'; tip.style.top = (ev.offsetY + 40) + 'px'; tip.hidden = false;
 };
 $('agents').onmouseleave = () => { $('agent-tip').hidden = true; };
