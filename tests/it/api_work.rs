@@ -465,3 +465,85 @@ fn throttled_curl_steps_settle_the_concurrency_near_the_apis_limit_without_dead_
         "{in_flight:.2} in flight on average late, the API allows {LIMIT}"
     );
 }
+
+#[test]
+fn the_forecast_of_a_uniform_cost_is_within_10_percent_and_over_budget_raises_an_alert() {
+    let ws = Workspace::new();
+    let items: String = (1..=40).map(|n| format!("{n}\n")).collect();
+    ws.write("items.txt", &items);
+    ws.write(
+        "job.yml",
+        &format!(
+            "map:\n  input: items.txt\n  max_parallel: 2\n  budget: {{counter: cost_cents, max: 300}}\n  steps:\n    - shell: \"'{}' report --counter cost_cents=+10 && sleep 0.1\"\n",
+            env!("CARGO_BIN_EXE_mmm")
+        ),
+    );
+    let mut run = Killed(spawn(
+        &ws,
+        &["run", "job.yml", "--progress", "none"],
+        "run.log",
+    ));
+    let open = || mmm_store::open(&ws.database().to_string_lossy(), false);
+    let mut job = None;
+    // Paused at the budget, with a forecast in the newest snapshot.
+    let mut forecast = None;
+    wait_until(Duration::from_secs(30), "a paused job's forecast", || {
+        let Ok(store) = open() else { return false };
+        job = store
+            .jobs()
+            .ok()
+            .and_then(|j| j.into_iter().next())
+            .map(|j| j.id);
+        let Some(id) = job else { return false };
+        if !store.control_state(id).is_ok_and(|c| c.paused.is_some()) {
+            return false;
+        }
+        forecast = store.latest_snapshot(id).ok().flatten().and_then(|s| {
+            s.payload
+                .metrics
+                .and_then(|m| m.counters.get("cost_cents").copied())
+        });
+        forecast.is_some()
+    });
+    let (job, forecast) = (job.unwrap(), forecast.unwrap());
+    assert!(
+        (360.0..=440.0).contains(&forecast.expected),
+        "40 items at 10 each: forecast {forecast:?}"
+    );
+    assert!((forecast.per_item - 10.0).abs() < 1e-9, "{forecast:?}");
+    let store = ws.store();
+    let alert = store
+        .events(job, 0, 10_000)
+        .unwrap()
+        .into_iter()
+        .find_map(|e| match e.event {
+            mmm_core::event::Event::AlertRaised(a) if a.rule == mmm_core::alerts::Rule::Budget => {
+                Some(a)
+            }
+            _ => None,
+        });
+    let alert = alert.expect("an alert that the forecast is over the budget");
+    assert!(
+        alert
+            .message
+            .starts_with("cost_cents is forecast to reach ~"),
+        "{}",
+        alert.message
+    );
+    // The JSON of `mmm progress` carries the forecast too.
+    let shown = ws.json(&["progress", &job.to_string(), "--json"]);
+    assert!(
+        shown["snapshot"]["payload"]["metrics"]["counters"]["cost_cents"]["expected"].is_number(),
+        "{shown}"
+    );
+    ws.run(&["budget", &job.to_string(), "cost_cents=1000"])
+        .success();
+    let mut status = None;
+    wait_until(Duration::from_secs(30), "the run to end", || {
+        status = run.0.try_wait().unwrap();
+        status.is_some()
+    });
+    assert_eq!(status.unwrap().code(), Some(0), "{}", ws.read("run.log"));
+    let last = store.latest_snapshot(job).unwrap().unwrap().payload;
+    assert_eq!(last.counters["cost_cents"], 400);
+}

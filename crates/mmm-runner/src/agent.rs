@@ -137,6 +137,8 @@ impl<E: Executor, S: WorkSource> Agent<E, S> {
         // Throttled attempts of this item: retried after a growing wait, never counted.
         let mut throttles = 0;
         let mut first = Some(permit);
+        // The counters its attempts reported, for the counters' per-item figures.
+        let mut spent = std::collections::BTreeMap::new();
         loop {
             // A retry waits for its place under the effective concurrency and for a start
             // under the start rate, as a first attempt did before it was taken.
@@ -186,6 +188,9 @@ impl<E: Executor, S: WorkSource> Agent<E, S> {
             .run()
             .await;
             drop(held);
+            for (name, delta) in &end.counters {
+                *spent.entry(name.clone()).or_insert(0) += delta;
+            }
             if end.infrastructure && !self.map.stopping() {
                 infrastructure += 1;
                 self.record_attempt(index, number, &end, ItemStatus::Pending, false, None);
@@ -243,6 +248,7 @@ impl<E: Executor, S: WorkSource> Agent<E, S> {
             }
             if end.outcome == AttemptOutcome::Succeeded {
                 self.succeeded();
+                run.metrics.item_counters(&spent);
                 let agent = self.name.clone();
                 let (status, tracked, event) = if end.all_skipped {
                     let skipped = ItemSkipped {
@@ -312,6 +318,7 @@ impl<E: Executor, S: WorkSource> Agent<E, S> {
                 duration_us,
                 steps_us,
             };
+            run.metrics.item_counters(&spent);
             tracker.item_finished(self.index, ItemEnd::DeadLettered, end.exit_code);
             let event = Write::event(job, Some(&item.key), Event::ItemDeadLettered(dead));
             self.record_attempt(

@@ -9,9 +9,8 @@ use std::time::{Duration, Instant};
 use crate::agent::Agent;
 use crate::isolated::Prepared;
 use crate::lines::Lines;
-use crate::observer::AgentObserver;
+use crate::observer::{AgentObserver, AttemptReports};
 use crate::source::WorkSource;
-use crate::throttle::ThrottleReport;
 use crate::{CommandRequest, Executor, Exit, process};
 use mmm_core::job::AttemptOutcome;
 use mmm_spec::{Item, RenderContext, StepPlan};
@@ -34,6 +33,8 @@ pub(crate) struct AttemptEnd {
     /// `Some(wait)`: the API the step called throttled it (a throttle exit code, or `mmm
     /// report --throttled` with the wait it asked for).
     pub(crate) throttled: Option<Option<Duration>>,
+    /// The attempt's sums of the counters its steps reported.
+    pub(crate) counters: std::collections::BTreeMap<String, i64>,
 }
 
 impl AttemptEnd {
@@ -53,6 +54,7 @@ impl AttemptEnd {
             stderr: Vec::new(),
             duration: Duration::ZERO,
             throttled: None,
+            counters: Default::default(),
         }
     }
 }
@@ -96,8 +98,9 @@ impl<E: Executor, S: WorkSource> Attempt<'_, E, S> {
             stderr: Vec::new(),
             duration: Duration::ZERO,
             throttled: None,
+            counters: Default::default(),
         };
-        let throttle = Arc::new(ThrottleReport::default());
+        let reports = Arc::new(AttemptReports::default());
         // Worktree isolation: the steps run in the agent's worktree, reset to the branch tip.
         let mut cwd = plan.base_dir.clone();
         let mut worktree_base = None;
@@ -191,7 +194,7 @@ impl<E: Executor, S: WorkSource> Attempt<'_, E, S> {
                                 step.name.clone(),
                             )
                             .with_lines(lines.clone())
-                            .with_throttle(throttle.clone()),
+                            .with_reports(reports.clone()),
                         ))),
                         suspend: Some(run.suspended.subscribe()),
                     };
@@ -230,6 +233,7 @@ impl<E: Executor, S: WorkSource> Attempt<'_, E, S> {
             isolated.merge(&self, base, &mut end).await;
         }
         end.duration = started.elapsed();
+        end.counters = reports.counters();
         // Throttled: reported by a step (whatever its exit), or a step exited with one of
         // the throttle codes. A timeout or a stop is not throttling.
         let coded = end.outcome == AttemptOutcome::Failed
@@ -240,7 +244,7 @@ impl<E: Executor, S: WorkSource> Attempt<'_, E, S> {
             end.outcome,
             AttemptOutcome::Failed | AttemptOutcome::Succeeded
         ) {
-            end.throttled = throttle.get().or(coded.then_some(None));
+            end.throttled = reports.throttled_with().or(coded.then_some(None));
         }
         end
     }

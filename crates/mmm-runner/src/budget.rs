@@ -33,6 +33,16 @@ impl Budgets {
         *self.records.lock().unwrap_or_else(|e| e.into_inner()) = records;
     }
 
+    /// The budgets now.
+    pub(crate) fn budgets(&self) -> Vec<Budget> {
+        self.records
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|r| r.budget.clone())
+            .collect()
+    }
+
     /// The first budget `counters` reached, with the counter's value; and whether it is newly
     /// reached (then it is marked, so that it pauses the job once).
     fn reached(&self, counters: &BTreeMap<String, i64>) -> Option<(Budget, i64, bool)> {

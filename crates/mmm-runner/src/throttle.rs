@@ -1,38 +1,16 @@
-//! Throttling by the API a job calls (docs/api-work.md): what the steps of one attempt
-//! reported ([`ThrottleReport`], `mmm report --throttled`), and the job's effective concurrency
+//! Throttling by the API a job calls (docs/api-work.md): the job's effective concurrency
 //! ([`Aimd`]): halved when an attempt is throttled, one agent more per window of successful
 //! attempts (as many as the level then), never above the agents of the run. An attempt holds
 //! a permit while it runs; an agent waits, `throttled`, for one.
 
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use tokio::sync::watch;
 
 use crate::StopLevel;
 use crate::control::Steering;
 use mmm_core::tracker::Tracker;
-
-/// What the steps of one attempt reported of throttling (`mmm report --throttled`).
-#[derive(Debug, Default)]
-pub(crate) struct ThrottleReport(Mutex<Option<Option<Duration>>>);
-
-impl ThrottleReport {
-    /// A step reported the attempt throttled, with the wait the API asked for.
-    pub(crate) fn set(&self, retry_after: Option<Duration>) {
-        let mut slot = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        // The longest wait asked for wins; a wait beats none.
-        *slot = Some(match (*slot).flatten() {
-            Some(before) => Some(retry_after.map_or(before, |r| r.max(before))),
-            None => retry_after,
-        });
-    }
-
-    /// `Some(wait)` when a step reported the attempt throttled.
-    pub(crate) fn get(&self) -> Option<Option<Duration>> {
-        *self.0.lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
 
 /// The job's effective concurrency under throttling: additive increase, multiplicative
 /// decrease. Attempts hold a [`Permit`] while they run; while throttled, no more than the
@@ -199,17 +177,6 @@ mod tests {
         assert_eq!(aimd.succeeded(2), Some((1, 2)));
         assert_eq!(aimd.gate.borrow().level, None, "back to every agent");
     }
-
-    #[test]
-    fn the_longest_wait_asked_for_wins() {
-        let report = ThrottleReport::default();
-        assert_eq!(report.get(), None);
-        report.set(None);
-        assert_eq!(report.get(), Some(None));
-        report.set(Some(Duration::from_secs(3)));
-        report.set(Some(Duration::from_secs(1)));
-        assert_eq!(report.get(), Some(Some(Duration::from_secs(3))));
-    }
 }
 
 #[cfg(test)]
@@ -230,7 +197,7 @@ mod gate_tests {
         let first = aimd.permit(0, &tracker, &mut steering, &mut stop).await;
         assert!(first.is_some());
         let waiting = tokio::time::timeout(
-            Duration::from_millis(50),
+            std::time::Duration::from_millis(50),
             aimd.permit(1, &tracker, &mut steering, &mut stop),
         )
         .await;

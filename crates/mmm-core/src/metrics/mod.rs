@@ -7,6 +7,7 @@
 //! [`estimate`] (then [`EtaDamper`] and [`format_eta`]) and [`find_stragglers`] a few times a
 //! second. docs/eta.md explains the ETA's method and its known pitfalls.
 
+pub mod counters;
 pub mod display;
 pub mod drift;
 pub mod durations;
@@ -16,6 +17,7 @@ pub mod history;
 pub mod live;
 pub mod stragglers;
 
+pub use counters::{CounterForecast, CounterStats};
 pub use display::{EtaDamper, format_clock, format_duration, format_eta, format_remaining};
 pub use drift::{DriftForecast, DriftShape};
 pub use durations::{DurationModel, DurationStats, DurationSummary, StepDurations, SurvivalTable};
