@@ -536,6 +536,24 @@ fn the_forecast_of_a_uniform_cost_is_within_10_percent_and_over_budget_raises_an
         shown["snapshot"]["payload"]["metrics"]["counters"]["cost_cents"]["expected"].is_number(),
         "{shown}"
     );
+    // /metrics serves the running job's counter: total, per item, per second, forecast.
+    let (server, addr) = crate::web::serve_binary(&ws, &["serve", "--port", "0"]);
+    let metrics = std::process::Command::new("curl")
+        .args(["-s", &format!("http://{addr}/metrics")])
+        .output()
+        .expect("curl runs");
+    drop(server);
+    let metrics = String::from_utf8_lossy(&metrics.stdout);
+    let labels = format!("job=\"{job}\",name=\"job\",counter=\"cost_cents\"");
+    for series in [
+        format!("mmm_job_counter{{{labels}}} "),
+        format!("mmm_job_counter_per_item{{{labels}}} 10.0"),
+        format!("mmm_job_counter_per_second{{{labels}}} "),
+        format!("mmm_job_counter_forecast{{{labels},estimate=\"expected\"}} "),
+        format!("mmm_job_counter_forecast{{{labels},estimate=\"p90\"}} "),
+    ] {
+        assert!(metrics.contains(&series), "{series} in\n{metrics}");
+    }
     ws.run(&["budget", &job.to_string(), "cost_cents=1000"])
         .success();
     let mut status = None;
