@@ -385,6 +385,14 @@ function renderJob() {
     ['p50 item', m && m.items ? fmtMs(m.items.p50_ms) : '–'], ['p95 item', m && m.items ? fmtMs(m.items.p95_ms) : '–'],
     ['failed attempts', fmtInt(m ? m.failed_attempts : null)],
   ];
+  // Each counter steps report, beside the ETA: its total and where it is expected to end.
+  const totals = (p && p.counters) || {};
+  const forecasts = (m && m.counters) || {};
+  for (const name of Object.keys(totals)) {
+    const f = forecasts[name];
+    const end = f ? ' → ~' + fmtInt(Math.round(f.expected)) + (f.p10 === f.p90 ? '' : ' (' + fmtInt(Math.round(f.p10)) + '–' + fmtInt(Math.round(f.p90)) + ')') : '';
+    tiles.push([name, fmtInt(totals[name]) + end]);
+  }
   // Each part is redrawn only when what it shows changed: a busy job sends up to 100 messages
   // a second, and rebuilding every list and canvas for each cost frames (benches/page.rs).
   const width = $('agents').clientWidth;
