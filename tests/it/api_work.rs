@@ -565,3 +565,100 @@ fn the_forecast_of_a_uniform_cost_is_within_10_percent_and_over_budget_raises_an
     let last = store.latest_snapshot(job).unwrap().unwrap().payload;
     assert_eq!(last.counters["cost_cents"], 400);
 }
+
+#[test]
+fn a_job_paused_by_its_budget_survives_sigkill_and_resumes_paused_with_its_counters() {
+    let ws = Workspace::new();
+    let items: String = (1..=12).map(|n| format!("{n}\n")).collect();
+    ws.write("items.txt", &items);
+    ws.write(
+        "job.yml",
+        &format!(
+            "map:\n  input: items.txt\n  max_parallel: 1\n  budget: {{counter: cost_cents, max: 30}}\n  steps:\n    - shell: \"'{}' report --counter cost_cents=+10 && sleep 0.3\"\n",
+            env!("CARGO_BIN_EXE_mmm")
+        ),
+    );
+    let mut run = spawn(&ws, &["run", "job.yml", "--progress", "none"], "run.log");
+    let open = || mmm_store::open(&ws.database().to_string_lossy(), false);
+    let mut job = None;
+    // Paused by the budget, with a snapshot that holds the counter's total.
+    wait_until(
+        Duration::from_secs(30),
+        "the budget to pause the job",
+        || {
+            let Ok(store) = open() else { return false };
+            job = store
+                .jobs()
+                .ok()
+                .and_then(|j| j.into_iter().next())
+                .map(|j| j.id);
+            job.is_some_and(|id| {
+                store.control_state(id).is_ok_and(|c| c.paused.is_some())
+                && store
+                    .attempts(id, None)
+                    .is_ok_and(|a| a.iter().all(|a| a.outcome.is_some()))
+                // A snapshot since the last item ended: it holds every item's cost.
+                && store.job(id).is_ok_and(|j| {
+                    let spent = 10 * j.counts.completed as i64;
+                    store
+                        .latest_snapshot(id)
+                        .ok()
+                        .flatten()
+                        .is_some_and(|s| s.payload.counters.get("cost_cents") == Some(&spent))
+                })
+            })
+        },
+    );
+    let job = job.unwrap();
+    crate::harness::kill9(&mut run);
+    let store = ws.store();
+    let done_before = store.job(job).unwrap().counts.completed;
+    assert!(
+        (3..=4).contains(&done_before),
+        "{done_before} done at a budget of 3 items"
+    );
+
+    // The resume comes back paused (the budget still holds) and starts nothing.
+    let mut resumed = Killed(spawn(
+        &ws,
+        &["resume", &job.to_string(), "--progress", "none"],
+        "resume.log",
+    ));
+    wait_until(Duration::from_secs(30), "the resume to run", || {
+        store
+            .job(job)
+            .is_ok_and(|j| j.status == JobStatus::Running && j.owner_pid == Some(resumed.0.id()))
+    });
+    wait_until(
+        Duration::from_secs(10),
+        "the resume's first snapshot",
+        || {
+            store.latest_snapshot(job).ok().flatten().is_some_and(|s| {
+                s.payload.counters.get("cost_cents") >= Some(&30) && s.payload.progress.is_some()
+            })
+        },
+    );
+    assert!(
+        ws.read("resume.log").contains("is paused"),
+        "{}",
+        ws.read("resume.log")
+    );
+    assert_eq!(store.job(job).unwrap().counts.completed, done_before);
+
+    // Raising the budget goes on to the end, counting the whole job's cost.
+    ws.run(&["budget", &job.to_string(), "cost_cents=1000"])
+        .success();
+    let mut status = None;
+    wait_until(Duration::from_secs(30), "the resumed run to end", || {
+        status = resumed.0.try_wait().unwrap();
+        status.is_some()
+    });
+    assert_eq!(status.unwrap().code(), Some(0), "{}", ws.read("resume.log"));
+    let record = store.job(job).unwrap();
+    assert_eq!(record.status, JobStatus::Completed);
+    let last = store.latest_snapshot(job).unwrap().unwrap().payload;
+    assert_eq!(
+        last.counters["cost_cents"], 120,
+        "the counter counts the whole job"
+    );
+}
