@@ -4,9 +4,9 @@
 
 use anyhow::Context;
 
+use super::Exit;
 use super::control::request_and_wait;
 use super::wiring::{open_job, usage_or_store_error};
-use super::{Exit, UsageError};
 use mmm_core::control::ControlAction;
 use mmm_core::job::{JobStatus, now_ms};
 use mmm_core::limits::Budget;
@@ -98,11 +98,13 @@ pub(crate) fn run(location: &str, args: BudgetArgs) -> anyhow::Result<Exit> {
             request_and_wait(store.as_ref(), job, ControlAction::Unpause)
         }
         JobStatus::Running => Ok(Exit::Success),
-        status => Err(UsageError::new(format!(
-            "job {short} is {status}: the budget is recorded; `mmm resume {short}` runs it again \
-             (it comes back paused: then `mmm unpause {short}`)"
-        ))
-        .into()),
+        status => {
+            eprintln!(
+                "mmm: job {short} is {status}: the budget is recorded; `mmm resume {short}` runs \
+                 it again (it comes back paused: then `mmm unpause {short}`)"
+            );
+            Ok(Exit::Success)
+        }
     }
 }
 
