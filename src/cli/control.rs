@@ -121,6 +121,16 @@ fn steer(location: &str, prefix: &str, action: ControlAction) -> anyhow::Result<
         .validate()
         .map_err(|e| UsageError::new(e.to_string()))?;
     let (store, job) = open_job(location, prefix)?;
+    request_and_wait(store.as_ref(), job, action)
+}
+
+/// Records `action` for `job` (refused when its runner is gone), then waits a little for the
+/// job's owner to apply it, and says what happened.
+pub(crate) fn request_and_wait(
+    store: &dyn Store,
+    job: JobId,
+    action: ControlAction,
+) -> anyhow::Result<Exit> {
     let record = store
         .job(job)
         .with_context(|| format!("could not read job {}", job.short()))?;
@@ -144,7 +154,7 @@ fn steer(location: &str, prefix: &str, action: ControlAction) -> anyhow::Result<
     let recorded = store
         .request_control(job, &request, now_ms())
         .map_err(usage_or_store_error)?;
-    if wait_applied(store.as_ref(), job, recorded.seq)? {
+    if wait_applied(store, job, recorded.seq)? {
         eprintln!("mmm: job {} {}", job.short(), done(action));
     } else {
         eprintln!(

@@ -6,6 +6,7 @@
 //! Only this module prints, reads arguments and the environment, and names concrete store
 //! backends; everything below it returns values and errors.
 
+mod budget;
 mod check;
 mod clean;
 mod completions;
@@ -173,6 +174,9 @@ enum Command {
     /// Cancel a running job: its commands are stopped, it ends `cancelled`.
     #[command(after_help = control::CANCEL_HELP)]
     Cancel(control::CancelArgs),
+    /// Show a job's budgets on counters, or set them (a raised budget continues a job it paused).
+    #[command(after_help = budget::AFTER_HELP)]
+    Budget(budget::BudgetArgs),
     /// Print the shell completion script (bash, zsh, fish, elvish, powershell).
     #[command(after_help = completions::AFTER_HELP)]
     Completions(completions::CompletionsArgs),
@@ -250,6 +254,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<Exit> {
         Command::Scale(args) => control::scale(&cli.store, args),
         Command::Drain(args) => control::drain(&cli.store, args),
         Command::Cancel(args) => control::cancel(&cli.store, args),
+        Command::Budget(args) => budget::run(&cli.store, args),
         Command::Completions(args) => completions::completions(args),
         Command::Man(args) => man::man(args),
     }

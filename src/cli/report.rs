@@ -5,7 +5,7 @@
 use std::io::Write;
 
 use super::{Exit, UsageError};
-use mmm_runner::report::{FD_VARIABLE, Report, parse_counter, parse_fraction};
+use mmm_runner::report::{FD_VARIABLE, Report, parse_counter, parse_fraction, parse_retry_after};
 
 pub(crate) const AFTER_HELP: &str = "\
 Run inside a step of an mmm job: the agent's line in every view shows the progress and the
@@ -17,13 +17,19 @@ to the file descriptor in MMM_PROGRESS_FD themselves:
   progress 40% epoch 4/10
   message loading weights
   counter commits=+1
+  throttled 30s
 From sh: printf 'progress 40%%\\n' > \"/dev/fd/$MMM_PROGRESS_FD\"
 
 Examples:
   mmm report 40% \"epoch 4/10\"
   mmm report 4/10
   mmm report --message \"downloading shard 3\"
-  mmm report --counter commits=+1 --counter files=+12";
+  mmm report --counter commits=+1 --counter files=+12
+  mmm report --throttled --retry-after 30      the API said 429: retry in 30 s (then exit)
+
+A step that reports --throttled (or exits with one of map.throttle_exit_codes, 75 by
+default) was throttled: its attempt is retried after the wait, not counted against the
+item's retries, and the job lowers its concurrency (docs/api-work.md).";
 
 /// Arguments of `mmm report`.
 #[derive(Debug, clap::Args)]
@@ -38,6 +44,14 @@ pub(crate) struct ReportArgs {
     /// Add to a job-wide counter: NAME=+N or NAME=-N. Can be repeated.
     #[arg(long = "counter", value_name = "NAME=N")]
     counters: Vec<String>,
+    /// The API this step calls throttled it (e.g. HTTP 429): the attempt is retried later,
+    /// not counted against the item's retries, whatever the step's exit code.
+    #[arg(long)]
+    throttled: bool,
+    /// With --throttled: how long the API asked to wait, in seconds (as HTTP's Retry-After
+    /// gives it) or as a duration (30s, 2m).
+    #[arg(long, value_name = "WAIT", requires = "throttled", value_parser = parse_retry_after)]
+    retry_after: Option<std::time::Duration>,
 }
 
 pub(crate) fn report(args: ReportArgs) -> anyhow::Result<Exit> {
@@ -55,9 +69,14 @@ pub(crate) fn report(args: ReportArgs) -> anyhow::Result<Exit> {
     for counter in &args.counters {
         reports.push(parse_counter(counter).map_err(UsageError::new)?);
     }
+    if args.throttled {
+        reports.push(Report::Throttled {
+            retry_after: args.retry_after,
+        });
+    }
     if reports.is_empty() {
         return Err(UsageError::new(
-            "nothing to report: give a progress (40%), --message or --counter",
+            "nothing to report: give a progress (40%), --message, --counter or --throttled",
         )
         .into());
     }

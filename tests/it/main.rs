@@ -4,6 +4,7 @@
 //! `harness.rs`. Tests wait on conditions with deadlines, never on fixed sleeps.
 
 mod alerts;
+mod api_work;
 mod check;
 #[path = "../shared/chromium.rs"]
 mod chromium;

@@ -208,6 +208,13 @@ events! {
     Draining(ControlApplied) => "draining", "control";
     /// The job's owner cancels it: running commands stop, the job ends `cancelled`.
     Cancelling(Cancelling) => "cancelling", "control";
+    /// A budget on a counter was set or changed (`map.budget`, `mmm budget`; docs/api-work.md).
+    BudgetSet(BudgetSet) => "budget_set", "control";
+    /// A counter reached its budget: the job is paused until the budget is raised.
+    BudgetReached(BudgetReached) => "budget_reached", "control";
+    /// The API the job calls throttled it, or stopped throttling: its effective concurrency
+    /// changed (halved on throttling, one more agent per window of success).
+    ConcurrencyChanged(ConcurrencyChanged) => "concurrency_changed", "control";
 }
 
 impl EventKind {

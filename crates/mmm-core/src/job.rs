@@ -207,10 +207,23 @@ status_enum! {
         Retrying => "retrying",
         /// The agent's last item went to the DLQ.
         DeadLettered => "dead_lettered",
+        /// Waiting because the API it calls throttles: its item's attempt was throttled and
+        /// waits to be retried, or the job's effective concurrency was lowered below it
+        /// (docs/api-work.md). Views say `waiting (throttled)`.
+        Throttled => "throttled",
     }
 }
 
 impl AgentState {
+    /// How views name the state: its spelling, but `waiting (throttled)` for
+    /// [`AgentState::Throttled`].
+    pub fn label(self) -> &'static str {
+        match self {
+            AgentState::Throttled => "waiting (throttled)",
+            other => other.as_str(),
+        }
+    }
+
     /// Whether its last attempt failed (failed, retrying or dead-lettered).
     pub fn is_failed(self) -> bool {
         matches!(

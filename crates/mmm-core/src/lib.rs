@@ -10,11 +10,13 @@
 //! - [`metrics`]: durations, the ETA with its range, stragglers, failure clusters.
 //! - [`alerts`]: the alert rules, judged against what the tracker sees.
 //! - [`control`]: what a request to steer a running job asks, and the state it leaves.
+//! - [`limits`]: the start rate and the budgets of work that calls paid, rate-limited APIs.
 
 pub mod alerts;
 pub mod control;
 pub mod event;
 pub mod job;
+pub mod limits;
 pub mod metrics;
 pub mod repair;
 pub mod snapshot;

@@ -144,6 +144,17 @@ fn summary(h: &mut String, data: &ReportData<'_>) {
     );
     row("duration", ms(job.duration_ms));
     row("agents", job.max_parallel.to_string());
+    // The counters steps reported, per item and where they were expected to end.
+    if let Some(snapshot) = &data.state.snapshot {
+        let forecasts = snapshot.payload.metrics.as_ref().map(|m| &m.counters);
+        for (name, total) in &snapshot.payload.counters {
+            let value = match forecasts.and_then(|f| f.get(name)) {
+                Some(f) => format!("{total} ({:.2} per item; {})", f.per_item, f.text()),
+                None => total.to_string(),
+            };
+            row(&format!("counter {name}"), value);
+        }
+    }
     row("attempts", data.attempts.len().to_string());
     let mut durations: Vec<u64> = data
         .attempts

@@ -12,9 +12,11 @@ use crate::halting::Ended;
 use crate::isolated::INFRA_LIMIT;
 use crate::map::Map;
 use crate::source::{Taken, Work, WorkSource};
-use crate::{Executor, StopLevel, control, process};
+use crate::throttle::Permit;
+use crate::{Executor, StopLevel, budget, control, process};
 use mmm_core::event::{
-    AgentEvent, AttemptFailed, AttemptStarted, Event, ItemCompleted, ItemDeadLettered, ItemSkipped,
+    AgentEvent, AttemptFailed, AttemptStarted, ConcurrencyChanged, Event, ItemCompleted,
+    ItemDeadLettered, ItemSkipped,
 };
 use mmm_core::job::{AttemptOutcome, ItemStatus, now_ms};
 use mmm_core::tracker::ItemEnd;
@@ -85,7 +87,29 @@ impl<E: Executor, S: WorkSource> Agent<E, S> {
             if !control::may_run_taken(&mut steering, &mut stop).await {
                 break AgentEnd::Stopped;
             }
-            self.map.wait_to_start().await;
+            // Under throttling, no more attempts run at once than the effective concurrency.
+            let Some(permit) = run
+                .aimd
+                .permit(self.index, &run.tracker, &mut steering, &mut stop)
+                .await
+            else {
+                break AgentEnd::Stopped;
+            };
+            if !self.map.wait_to_start().await {
+                break AgentEnd::Stopped;
+            }
+            // A counter at its budget pauses the job: the item waits, unstarted, until the
+            // budget is raised (or the run ends, and then it is left for later).
+            let mut held = false;
+            while budget::over_budget(run) {
+                if !control::may_run_taken(&mut steering, &mut stop).await {
+                    held = true;
+                    break;
+                }
+            }
+            if held {
+                break AgentEnd::Stopped;
+            }
             // The item's duration for the ETA counts from here to its end (see `item_measured`).
             let taken = tokio::time::Instant::now();
             let metrics = &run.metrics;
@@ -96,7 +120,7 @@ impl<E: Executor, S: WorkSource> Agent<E, S> {
             if let Some(waited) = waited {
                 metrics.queue_wait(waited);
             }
-            self.item(&work, taken).await;
+            self.item(&work, taken, permit).await;
             run.tracker.forget_item_key(work.index);
             run.shown.item_ended(work.index);
             // Skipped or interrupted items leave no duration but must leave the in-flight set.
@@ -109,7 +133,7 @@ impl<E: Executor, S: WorkSource> Agent<E, S> {
 
     /// Takes one item through its attempts to its end here: completed, skipped, dead-lettered,
     /// or left for later (a stop).
-    async fn item(&self, work: &Work, taken: tokio::time::Instant) {
+    async fn item(&self, work: &Work, taken: tokio::time::Instant, permit: Permit<'_>) {
         let run = &self.map.run;
         let job = run.job;
         let (index, item) = (work.index as usize, &work.item);
@@ -119,7 +143,25 @@ impl<E: Executor, S: WorkSource> Agent<E, S> {
         let mut used = work.attempts_used;
         // Infrastructure failures in a row (worktree isolation): retried, never counted.
         let mut infrastructure = 0;
+        // Throttled attempts of this item: retried after a growing wait, never counted.
+        let mut throttles = 0;
+        let mut first = Some(permit);
+        // The counters its attempts reported, for the counters' per-item figures.
+        let mut spent = std::collections::BTreeMap::new();
         loop {
+            // A retry waits for its place under the effective concurrency and for a start
+            // under the start rate, as a first attempt did before it was taken.
+            let held = match first.take() {
+                Some(permit) => permit,
+                None => match self.next_start().await {
+                    Some(permit) => permit,
+                    None => {
+                        tracker.item_finished(self.index, ItemEnd::Interrupted, None);
+                        return;
+                    }
+                },
+            };
+            let attempt_started = std::time::Instant::now();
             tracker.attempt_started(self.index, index as u64, number);
             let mut writes = vec![Write::AttemptStarted {
                 job,
@@ -154,6 +196,10 @@ impl<E: Executor, S: WorkSource> Agent<E, S> {
             }
             .run()
             .await;
+            drop(held);
+            for (name, delta) in &end.counters {
+                *spent.entry(name.clone()).or_insert(0) += delta;
+            }
             if end.infrastructure && !self.map.stopping() {
                 infrastructure += 1;
                 self.record_attempt(index, number, &end, ItemStatus::Pending, false, None);
@@ -170,12 +216,48 @@ impl<E: Executor, S: WorkSource> Agent<E, S> {
                 number += 1;
                 continue;
             }
+            if let Some(retry_after) = end.throttled
+                && !self.map.stopping()
+            {
+                throttles += 1;
+                let failed = AttemptFailed {
+                    attempt: Some(number),
+                    agent: Some(self.name.clone()),
+                    outcome: Some(AttemptOutcome::Failed),
+                    error: Some(match &end.error {
+                        Some(error) => format!("throttled: {error}"),
+                        None => "throttled (reported by the step)".to_string(),
+                    }),
+                    exit_code: end.exit_code,
+                    infrastructure: false,
+                    throttled: true,
+                    stopping: None,
+                };
+                let event = Write::event(job, Some(&item.key), Event::AttemptFailed(failed));
+                let end = AttemptEnd {
+                    outcome: AttemptOutcome::Failed,
+                    ..end
+                };
+                self.record_attempt(index, number, &end, ItemStatus::Failed, false, Some(event));
+                self.throttled(attempt_started);
+                tracker.throttled(self.index, number + 1);
+                run.metrics.between_attempts(self.index);
+                let wait = retry_after.unwrap_or_else(|| self.backoff_after(throttles));
+                if !self.wait_throttled(wait).await {
+                    tracker.item_finished(self.index, ItemEnd::Interrupted, end.exit_code);
+                    return;
+                }
+                number += 1;
+                continue;
+            }
             if end.outcome == AttemptOutcome::Interrupted {
                 self.record_attempt(index, number, &end, ItemStatus::Pending, false, None);
                 tracker.item_finished(self.index, ItemEnd::Interrupted, None);
                 return;
             }
             if end.outcome == AttemptOutcome::Succeeded {
+                self.succeeded();
+                run.metrics.item_counters(&spent);
                 let agent = self.name.clone();
                 let (status, tracked, event) = if end.all_skipped {
                     let skipped = ItemSkipped {
@@ -222,6 +304,7 @@ impl<E: Executor, S: WorkSource> Agent<E, S> {
                     error: end.error.clone(),
                     exit_code: end.exit_code,
                     infrastructure: false,
+                    throttled: false,
                     stopping: None,
                 };
                 let event = Write::event(job, Some(&item.key), Event::AttemptFailed(failed));
@@ -246,6 +329,7 @@ impl<E: Executor, S: WorkSource> Agent<E, S> {
                 duration_us,
                 steps_us,
             };
+            run.metrics.item_counters(&spent);
             tracker.item_finished(self.index, ItemEnd::DeadLettered, end.exit_code);
             let event = Write::event(job, Some(&item.key), Event::ItemDeadLettered(dead));
             self.record_attempt(
@@ -305,6 +389,73 @@ impl<E: Executor, S: WorkSource> Agent<E, S> {
         (cycle.as_micros() as u64, steps_us)
     }
 
+    /// A throttled attempt (started at `started`) lowers the job's effective concurrency.
+    fn throttled(&self, started: std::time::Instant) {
+        let run = &self.map.run;
+        let agents = run.steering.borrow().agents;
+        if let Some((from, to)) = run.aimd.throttled(started, agents) {
+            self.concurrency_changed(from, to, true);
+        }
+    }
+
+    /// A successful attempt raises it again, one agent per window of them.
+    fn succeeded(&self) {
+        let run = &self.map.run;
+        let agents = run.steering.borrow().agents;
+        if let Some((from, to)) = run.aimd.succeeded(agents) {
+            self.concurrency_changed(from, to, false);
+        }
+    }
+
+    fn concurrency_changed(&self, from: usize, to: usize, throttled: bool) {
+        let changed = ConcurrencyChanged {
+            from: from as u32,
+            to: to as u32,
+            throttled,
+        };
+        let run = &self.map.run;
+        run.record(vec![Write::event(
+            run.job,
+            None,
+            Event::ConcurrencyChanged(changed),
+        )]);
+    }
+
+    /// The wait after the `throttles`-th throttled attempt of an item that said not how long:
+    /// the map's backoff, doubled each time, at most a minute.
+    fn backoff_after(&self, throttles: u32) -> Duration {
+        self.map
+            .run
+            .plan
+            .map
+            .backoff
+            .checked_mul(1u32 << (throttles.max(1) - 1).min(16))
+            .unwrap_or(MAX_BACKOFF)
+            .min(MAX_BACKOFF)
+    }
+
+    /// Waits `wait` before retrying a throttled attempt. False when a stop request came first.
+    async fn wait_throttled(&self, wait: Duration) -> bool {
+        let mut stop = self.map.run.stop.clone();
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => !self.map.stopping(),
+            _ = stop.wait_for(|level| *level != StopLevel::Run) => false,
+        }
+    }
+
+    /// A retry's start: its place under the effective concurrency, then its start under
+    /// the start rate. `None` when the run ends first.
+    async fn next_start(&self) -> Option<Permit<'_>> {
+        let run = &self.map.run;
+        let mut steering = run.steering.subscribe();
+        let mut stop = run.stop.clone();
+        let permit = run
+            .aimd
+            .permit(self.index, &run.tracker, &mut steering, &mut stop)
+            .await?;
+        self.map.wait_to_start().await.then_some(permit)
+    }
+
     /// Waits before attempt `number + 1`. False when a stop request came first.
     async fn backoff(&self, number: u32) -> bool {
         let base = self.map.run.plan.map.backoff;
@@ -334,10 +485,13 @@ impl<E: Executor, S: WorkSource> Agent<E, S> {
     ) {
         let run = &self.map.run;
         run.tracker.attempt_ended(end.outcome);
-        if matches!(
-            end.outcome,
-            AttemptOutcome::Failed | AttemptOutcome::TimedOut
-        ) {
+        // A throttled attempt is the API's load, not the item's failure: no failure cluster.
+        if end.throttled.is_none()
+            && matches!(
+                end.outcome,
+                AttemptOutcome::Failed | AttemptOutcome::TimedOut
+            )
+        {
             let stderr = process::tail_text(&end.stderr);
             let output = if stderr.trim().is_empty() {
                 end.error.clone().unwrap_or_default()

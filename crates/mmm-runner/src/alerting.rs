@@ -11,7 +11,7 @@ use tokio::io::AsyncWriteExt;
 
 use crate::run::Run;
 use crate::{Executor, Output};
-use mmm_core::alerts::{Alert, AlertBook, Observation, Rule, judge};
+use mmm_core::alerts::{Alert, AlertBook, BudgetForecast, Observation, Rule, judge};
 use mmm_core::event::{AlertResolved, Event};
 use mmm_core::job::now_ms;
 use mmm_core::tracker::AgentSnapshot;
@@ -74,6 +74,20 @@ impl Watch {
         let paused = self
             .last_paused
             .is_some_and(|at| at.elapsed() < rules.window.max(Duration::from_secs(1)));
+        let forecasts = run.metrics.counter_forecasts();
+        let budgets: Vec<BudgetForecast> = run
+            .budgets
+            .budgets()
+            .into_iter()
+            .filter_map(|b| {
+                let forecast = *forecasts.get(&b.counter)?;
+                Some(BudgetForecast {
+                    counter: b.counter,
+                    max: b.max,
+                    forecast,
+                })
+            })
+            .collect();
         let seen = Observation {
             now_ms: now_ms(),
             run_elapsed: run.started.elapsed(),
@@ -88,6 +102,7 @@ impl Watch {
             },
             deadline_ms: self.deadline_ms,
             paused,
+            budgets: &budgets,
         };
         let mut now = judge(rules, &seen);
         if let Some((lasted, error)) = run.outages.current() {

@@ -10,7 +10,7 @@ use crate::agent::Agent;
 use crate::capture::Capture;
 use crate::isolated::Prepared;
 use crate::lines::Lines;
-use crate::observer::AgentObserver;
+use crate::observer::{AgentObserver, AttemptReports};
 use crate::source::WorkSource;
 use crate::{CommandRequest, Executor, Exit, process};
 use mmm_core::job::AttemptOutcome;
@@ -31,6 +31,11 @@ pub(crate) struct AttemptEnd {
     pub(crate) stdout: Vec<u8>,
     pub(crate) stderr: Vec<u8>,
     pub(crate) duration: Duration,
+    /// `Some(wait)`: the API the step called throttled it (a throttle exit code, or `mmm
+    /// report --throttled` with the wait it asked for).
+    pub(crate) throttled: Option<Option<Duration>>,
+    /// The attempt's sums of the counters its steps reported.
+    pub(crate) counters: std::collections::BTreeMap<String, i64>,
 }
 
 impl AttemptEnd {
@@ -49,6 +54,8 @@ impl AttemptEnd {
                 .to_vec(),
             stderr: Vec::new(),
             duration: Duration::ZERO,
+            throttled: None,
+            counters: Default::default(),
         }
     }
 }
@@ -91,7 +98,10 @@ impl<E: Executor, S: WorkSource> Attempt<'_, E, S> {
             stdout: Vec::new(),
             stderr: Vec::new(),
             duration: Duration::ZERO,
+            throttled: None,
+            counters: Default::default(),
         };
+        let reports = Arc::new(AttemptReports::default());
         // Worktree isolation: the steps run in the agent's worktree, reset to the branch tip.
         let mut cwd = plan.base_dir.clone();
         let mut worktree_base = None;
@@ -187,7 +197,8 @@ impl<E: Executor, S: WorkSource> Attempt<'_, E, S> {
                                 item.key.clone(),
                                 step.name.clone(),
                             )
-                            .with_lines(lines.clone()),
+                            .with_lines(lines.clone())
+                            .with_reports(reports.clone()),
                         ))),
                         log: capture.clone().map(|c| c as Arc<dyn process::OutputLog>),
                         suspend: Some(run.suspended.subscribe()),
@@ -230,6 +241,19 @@ impl<E: Executor, S: WorkSource> Attempt<'_, E, S> {
             isolated.merge(&self, base, &mut end).await;
         }
         end.duration = started.elapsed();
+        end.counters = reports.counters();
+        // Throttled: reported by a step (whatever its exit), or a step exited with one of
+        // the throttle codes. A timeout or a stop is not throttling.
+        let coded = end.outcome == AttemptOutcome::Failed
+            && end
+                .exit_code
+                .is_some_and(|code| plan.map.throttle_exit_codes.contains(&code));
+        if matches!(
+            end.outcome,
+            AttemptOutcome::Failed | AttemptOutcome::Succeeded
+        ) {
+            end.throttled = reports.throttled_with().or(coded.then_some(None));
+        }
         end
     }
 }

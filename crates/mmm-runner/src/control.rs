@@ -70,11 +70,17 @@ impl Steerer {
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tick.tick().await;
-                let Ok(pending) = run.blocking(move |s| s.pending_control(job, after)).await else {
+                // The budgets with the requests: `mmm budget` raises a budget before it asks
+                // for the unpause, so the agents never see the unpause with the old budget.
+                let read = run
+                    .blocking(move |s| Ok((s.budgets(job)?, s.pending_control(job, after)?)))
+                    .await;
+                let Ok((budgets, pending)) = read else {
                     // A store that cannot be read now may be read at the next tick; the
                     // writer's failure, if it is one, stops the run by itself.
                     continue;
                 };
+                run.budgets.set(budgets);
                 for record in pending {
                     after = record.seq;
                     let effects = apply(&run, &record);

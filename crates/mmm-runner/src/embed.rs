@@ -550,6 +550,7 @@ impl Job {
                     exit_code: None,
                     infrastructure: false,
                     stopping: None,
+                    throttled: false,
                 }),
             ),
             ItemOutcome::Failed {

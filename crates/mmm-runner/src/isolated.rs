@@ -171,6 +171,7 @@ impl Isolated {
             error: end.error.clone(),
             exit_code: None,
             infrastructure: true,
+            throttled: false,
             stopping: Some(format!(
                 "git failed {INFRA_LIMIT} times in a row; the job stops and can be resumed"
             )),

@@ -26,6 +26,7 @@
 mod agent;
 mod alerting;
 mod attempt;
+mod budget;
 mod capture;
 pub mod claim;
 mod control;
@@ -50,6 +51,7 @@ mod sampler;
 mod shown;
 mod snapshot;
 mod source;
+mod throttle;
 mod worker;
 pub mod worktree;
 

@@ -23,8 +23,6 @@ pub(crate) struct Map<E, S> {
     pub(crate) isolated: Option<Isolated>,
     /// Agents are named `PREFIX/N` (a worker); `None`: `agent-N`.
     agent_prefix: Option<String>,
-    /// With `--delay`: when the next item may start.
-    next_start: tokio::sync::Mutex<Option<tokio::time::Instant>>,
 }
 
 impl<E: Executor, S: WorkSource> Map<E, S> {
@@ -39,21 +37,40 @@ impl<E: Executor, S: WorkSource> Map<E, S> {
             source,
             isolated,
             agent_prefix,
-            next_start: tokio::sync::Mutex::new(None),
         })
     }
 
-    /// With `--delay`: waits until the delay since the last item's start has passed. The
-    /// lock is held while waiting, so starts are spaced one by one across agents.
-    pub(crate) async fn wait_to_start(&self) {
-        let Some(delay) = self.run.plan.map.delay else {
-            return;
+    /// Under a start rate (`map.rate`, `--rate`; `--delay` is one start per delay): reserves
+    /// the next start from the job's schedule in the store, which every process of the job
+    /// shares, and waits for it. Returns false when the run stops meanwhile (the item is then
+    /// left for later, unstarted). A store that cannot be reached now costs this start one
+    /// interval's wait, so the rate still holds for this process.
+    pub(crate) async fn wait_to_start(&self) -> bool {
+        let Some(rate) = self.run.plan.map.start_rate() else {
+            return true;
         };
-        let mut next = self.next_start.lock().await;
-        if let Some(at) = *next {
-            tokio::time::sleep_until(at).await;
+        let (job, interval) = (self.run.job, rate.interval());
+        let wait = self
+            .run
+            .blocking(move |s| s.reserve_start(job, interval))
+            .await
+            .unwrap_or(interval);
+        if wait.is_zero() {
+            return !self.stopping();
         }
-        *next = Some(tokio::time::Instant::now() + delay);
+        let mut stop = self.run.stop.clone();
+        let mut steering = self.run.steering.subscribe();
+        let until = tokio::time::Instant::now() + wait;
+        loop {
+            if self.stopping() {
+                return false;
+            }
+            tokio::select! {
+                () = tokio::time::sleep_until(until) => return !self.stopping(),
+                changed = stop.changed() => if changed.is_err() { return false },
+                changed = steering.changed() => if changed.is_err() { return false },
+            }
+        }
     }
 
     /// True once a stop was requested, or git kept failing under worktree isolation (the run

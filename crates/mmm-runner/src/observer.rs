@@ -2,8 +2,9 @@
 //! messages and counters through `mmm report` or `MMM_PROGRESS_FD`), passed to the tracker and
 //! the event log.
 
-use std::sync::Arc;
+use std::collections::BTreeMap;
 use std::sync::atomic::AtomicU32;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::lines::Lines;
@@ -28,6 +29,46 @@ pub(crate) struct AgentObserver {
     bad_reports: AtomicU32,
     /// `--line-buffer`: where the command's output goes as it comes.
     lines: Option<Arc<Lines>>,
+    /// What the attempt's steps reported that the attempt's end needs (throttled, counters).
+    reports: Option<Arc<AttemptReports>>,
+}
+
+/// What the steps of one attempt reported that its end needs: throttled (with the wait asked
+/// for), and its sums of the counters (for the counters' per-item figures).
+#[derive(Debug, Default)]
+pub(crate) struct AttemptReports {
+    throttled: Mutex<Option<Option<Duration>>>,
+    counters: Mutex<BTreeMap<String, i64>>,
+}
+
+impl AttemptReports {
+    /// A step reported the attempt throttled, with the wait the API asked for.
+    fn throttled(&self, retry_after: Option<Duration>) {
+        let mut slot = self.throttled.lock().unwrap_or_else(|e| e.into_inner());
+        // The longest wait asked for wins; a wait beats none.
+        *slot = Some(match (*slot).flatten() {
+            Some(before) => Some(retry_after.map_or(before, |r| r.max(before))),
+            None => retry_after,
+        });
+    }
+
+    fn counted(&self, name: &str, delta: i64) {
+        let mut counters = self.counters.lock().unwrap_or_else(|e| e.into_inner());
+        *counters.entry(name.to_string()).or_insert(0) += delta;
+    }
+
+    /// `Some(wait)` when a step reported the attempt throttled.
+    pub(crate) fn throttled_with(&self) -> Option<Option<Duration>> {
+        *self.throttled.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The attempt's sums of the counters its steps reported.
+    pub(crate) fn counters(&self) -> BTreeMap<String, i64> {
+        self.counters
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
 }
 
 /// The least time between two `step_reported` events of one command for messages.
@@ -53,12 +94,19 @@ impl AgentObserver {
             last_message_event: std::sync::Mutex::new(None),
             bad_reports: AtomicU32::new(0),
             lines: None,
+            reports: None,
         }
     }
 
     /// The same observer, also showing the command's output line by line (`--line-buffer`).
     pub(crate) fn with_lines(mut self, lines: Option<Arc<Lines>>) -> Self {
         self.lines = lines;
+        self
+    }
+
+    /// The same observer, also keeping what the attempt's end needs in `reports`.
+    pub(crate) fn with_reports(mut self, reports: Arc<AttemptReports>) -> Self {
+        self.reports = Some(reports);
         self
     }
 
@@ -123,9 +171,19 @@ impl process::CommandObserver for AgentObserver {
                     });
                 }
             }
+            report::Report::Throttled { retry_after } => {
+                self.tracker
+                    .step_message(self.agent, "throttled".to_string());
+                if let Some(reports) = &self.reports {
+                    reports.throttled(retry_after);
+                }
+            }
             // Counters are always recorded: their events are the durable record of the sums.
             report::Report::Counter { name, delta } => {
                 self.tracker.add_to_counter(&name, delta);
+                if let Some(reports) = &self.reports {
+                    reports.counted(&name, delta);
+                }
                 self.tracker.command_active(self.agent);
                 self.record(StepReported::Counter {
                     step: self.step.clone(),
@@ -146,5 +204,24 @@ impl process::CommandObserver for AgentObserver {
                 error: error.to_string(),
             });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_longest_wait_asked_for_wins_and_counters_sum() {
+        let reports = AttemptReports::default();
+        assert_eq!(reports.throttled_with(), None);
+        reports.throttled(None);
+        assert_eq!(reports.throttled_with(), Some(None));
+        reports.throttled(Some(Duration::from_secs(3)));
+        reports.throttled(Some(Duration::from_secs(1)));
+        assert_eq!(reports.throttled_with(), Some(Some(Duration::from_secs(3))));
+        reports.counted("cost", 5);
+        reports.counted("cost", 7);
+        assert_eq!(reports.counters()["cost"], 12);
     }
 }

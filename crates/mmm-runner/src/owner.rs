@@ -7,6 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::budget;
 use crate::claim::ClaimStats;
 use crate::control::{self, Steerer};
 use crate::feed;
@@ -92,6 +93,7 @@ pub(crate) async fn own<E: Executor>(
     if let Start::Resume(_) = &config.start {
         control::restore(&run).await?;
     }
+    budget::start(&run, resuming).await?;
     let steerer = Steerer::start(run.clone(), after);
     let heartbeat = Heartbeat::start(run.clone(), &config, prior);
     let owner = Owner {

@@ -12,6 +12,8 @@
 //! message loading weights      a message, progress unchanged
 //! counter commits=+1           add 1 to the job-wide counter `commits` (or -N)
 //! counter rows=5000            add 5000 too: a counter is a sum over items
+//! throttled                    the API this step calls throttled it: retry later
+//! throttled 30s                ... after 30 s (as its `Retry-After` said)
 //! ```
 //!
 //! From `sh`, write to `/dev/fd/$MMM_PROGRESS_FD` (dash cannot name descriptors above 9 in
@@ -47,6 +49,13 @@ pub enum Report {
         /// May be negative.
         delta: i64,
     },
+    /// The API the step calls throttled it (HTTP 429, "slow down"): the attempt is retried
+    /// after `retry_after` (or a backoff), not counted against the item's retries, and the
+    /// job lowers its concurrency.
+    Throttled {
+        /// How long the API asked to wait.
+        retry_after: Option<std::time::Duration>,
+    },
 }
 
 impl Report {
@@ -62,6 +71,10 @@ impl Report {
             }
             Report::Message(m) => format!("message {}", one_line(m)),
             Report::Counter { name, delta } => format!("counter {name}={delta:+}"),
+            Report::Throttled { retry_after: None } => "throttled".to_string(),
+            Report::Throttled {
+                retry_after: Some(wait),
+            } => format!("throttled {}ms", wait.as_millis()),
         }
     }
 }
@@ -88,10 +101,29 @@ pub fn parse_line(line: &str) -> Result<Report, String> {
         "message" if !rest.is_empty() => Ok(Report::Message(rest.to_string())),
         "message" => Err("`message` needs a text".to_string()),
         "counter" => parse_counter(rest),
+        "throttled" if rest.is_empty() => Ok(Report::Throttled { retry_after: None }),
+        "throttled" => Ok(Report::Throttled {
+            retry_after: Some(parse_retry_after(rest)?),
+        }),
         other => Err(format!(
-            "unknown report `{other}`: expected progress, message or counter"
+            "unknown report `{other}`: expected progress, message, counter or throttled"
         )),
     }
+}
+
+/// How long to wait before a retry: seconds as `Retry-After` gives them (`30`, `1.5`), or a
+/// duration (`30s`, `2m`, `500ms`); at most an hour.
+pub fn parse_retry_after(text: &str) -> Result<std::time::Duration, String> {
+    let text = text.trim();
+    let wait = match text.parse::<f64>() {
+        Ok(seconds) => std::time::Duration::try_from_secs_f64(seconds).map_err(|e| e.to_string()),
+        Err(_) => humantime::parse_duration(text).map_err(|e| e.to_string()),
+    }
+    .map_err(|e| format!("`{text}` is not a wait: give seconds (30) or a duration (30s): {e}"))?;
+    if wait > std::time::Duration::from_secs(3600) {
+        return Err(format!("`{text}` is longer than the longest wait, an hour"));
+    }
+    Ok(wait)
 }
 
 /// `40%`, `4/10` or `0.4` as a fraction in 0..=1.

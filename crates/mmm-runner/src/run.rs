@@ -8,9 +8,11 @@ use std::time::Instant;
 
 use tokio::sync::watch;
 
+use crate::budget::Budgets;
 use crate::control::Steering;
 use crate::halting::HaltWatch;
 use crate::shown::{Shown, tagged};
+use crate::throttle::Aimd;
 use crate::{CommandResult, Executor, Output, Role, RunConfig, RunError, StopLevel};
 use mmm_core::control::ControlState;
 use mmm_core::job::{JobId, now_ms};
@@ -42,6 +44,10 @@ pub(crate) struct Run<E> {
     pub(crate) steering: watch::Sender<Steering>,
     /// True while the map's running commands are to be stopped (`mmm pause --suspend`).
     pub(crate) suspended: watch::Sender<bool>,
+    /// The job's budgets on counters (the owner's; a worker follows the owner's pause).
+    pub(crate) budgets: Budgets,
+    /// The effective concurrency under throttling by the API the job calls.
+    pub(crate) aimd: Aimd,
     /// Where output to show goes, in the order it is to be shown.
     pub(crate) shown: Shown,
     /// Show each map command's output, not only setup's and reduce's.
@@ -81,6 +87,8 @@ impl<E: Executor> Run<E> {
             stop_tx,
             steering: watch::Sender::new(steering),
             suspended: watch::Sender::new(false),
+            budgets: Budgets::default(),
+            aimd: Aimd::default(),
             shown: Shown::new(config.output, keep_order),
             show_map_output: config.show_map_output,
             executor,

@@ -24,6 +24,7 @@ mod yaml;
 pub use error::{InputError, InputOrigin, Location, RenderError, SpecError, TemplateError};
 pub use logs::{DEFAULT_LOG_CAP, LOG_KEEPS, LogKeep, LogPolicy, parse_size};
 pub use mmm_core::alerts::{AlertRules, Deadline};
+pub use mmm_core::limits::{Budget, Rate};
 pub use oneliner::halt::{BadHalt, HaltOn, HaltPolicy, HaltWhen, Threshold};
 pub use oneliner::options::{OneLinerOptions, Tag};
 pub use oneliner::sources::{ArgSource, ArgsInput, Delimiter, Records, SourceKind};
@@ -119,6 +120,37 @@ pub struct MapPlan {
     /// `--halt`: when the map stops before every item has run.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub halt: Option<HaltPolicy>,
+    /// `rate:` / `--rate`: how often attempts may start, across every agent on every host.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rate: Option<Rate>,
+    /// `budget:` / `--budget`: counters whose reaching their maximum pauses the job.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub budgets: Vec<Budget>,
+    /// `throttle_exit_codes:`: a step exiting with one of these was throttled by the API it
+    /// calls (retried later, not counted against retries); [`DEFAULT_THROTTLE_EXIT_CODES`]
+    /// unless the job file says otherwise (left out of the plan hash then).
+    #[serde(skip_serializing_if = "is_default_throttle")]
+    pub throttle_exit_codes: Vec<i32>,
+}
+
+/// The default of `throttle_exit_codes:`: 75, `EX_TEMPFAIL` of sysexits.h.
+pub const DEFAULT_THROTTLE_EXIT_CODES: &[i32] = &[75];
+
+fn is_default_throttle(codes: &[i32]) -> bool {
+    codes == DEFAULT_THROTTLE_EXIT_CODES
+}
+
+impl MapPlan {
+    /// The start rate the runner keeps: `rate:`, else `--delay` as one start per delay, else
+    /// none. With both, the slower.
+    pub fn start_rate(&self) -> Option<Rate> {
+        let delay = self.delay.filter(|d| !d.is_zero()).map(Rate::every);
+        match (self.rate, delay) {
+            (Some(rate), Some(delay)) if delay.interval() > rate.interval() => Some(delay),
+            (Some(rate), _) => Some(rate),
+            (None, delay) => delay,
+        }
+    }
 }
 
 /// Where an item's steps run (`map.isolation:`, docs/worktrees.md).
@@ -379,6 +411,12 @@ pub struct Overrides {
     /// `--log-cap`, in bytes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub log_cap: Option<u64>,
+    /// `--rate`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate: Option<Rate>,
+    /// `--budget COUNTER=MAX`, each replacing the job file's budget of that counter.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub budgets: Vec<Budget>,
 }
 
 /// A plan rebuilt from its origin.
@@ -458,6 +496,13 @@ impl JobOrigin {
         }
         if let Some(cap) = o.log_cap {
             plan.logs.cap = cap;
+        }
+        if o.rate.is_some() {
+            plan.map.rate = o.rate;
+        }
+        for budget in &o.budgets {
+            plan.map.budgets.retain(|b| b.counter != budget.counter);
+            plan.map.budgets.push(budget.clone());
         }
         Ok(RebuiltPlan {
             plan,

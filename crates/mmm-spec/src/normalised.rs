@@ -18,7 +18,7 @@ struct JobView<'p> {
     env: &'p BTreeMap<String, String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     setup: Vec<CommandView>,
-    map: MapView,
+    map: MapView<'p>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     reduce: Vec<CommandView>,
     alerts: AlertsView,
@@ -70,7 +70,7 @@ fn deadline_text(deadline: Deadline) -> String {
 }
 
 #[derive(Serialize)]
-struct MapView {
+struct MapView<'a> {
     input: InputView,
     #[serde(skip_serializing_if = "Option::is_none")]
     json_path: Option<String>,
@@ -86,6 +86,12 @@ struct MapView {
     isolation: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     on_conflict: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rate: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    budget: Vec<&'a crate::Budget>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    throttle_exit_codes: Option<&'a [i32]>,
 }
 
 #[derive(Serialize)]
@@ -219,6 +225,11 @@ pub(super) fn to_yaml(plan: &JobPlan) -> String {
                     .collect::<Vec<_>>()
                     .join(" "),
             }),
+            rate: plan.map.rate.map(|r| r.to_string()),
+            budget: plan.map.budgets.iter().collect(),
+            throttle_exit_codes: (plan.map.throttle_exit_codes
+                != crate::DEFAULT_THROTTLE_EXIT_CODES)
+                .then_some(&plan.map.throttle_exit_codes[..]),
         },
         reduce: plan.reduce.iter().map(CommandView::phase).collect(),
         alerts: AlertsView::new(&plan.alerts),

@@ -15,6 +15,7 @@ use super::{
     AlertRules, CommandTemplate, Deadline, InputFormat, InputSource, Isolation, JobPlan, MapPlan,
     PhaseCommand, StepPlan, Template,
 };
+use mmm_core::limits::{Budget, Rate, is_counter_name};
 
 const TOP_KEYS: &[&str] = &[
     "name", "env", "setup", "map", "reduce", "alerts", "deadline", "logs", "log_cap",
@@ -39,7 +40,11 @@ const MAP_KEYS: &[&str] = &[
     "steps",
     "isolation",
     "on_conflict",
+    "rate",
+    "budget",
+    "throttle_exit_codes",
 ];
+const BUDGET_KEYS: &[&str] = &["counter", "max"];
 const ISOLATIONS: &[&str] = &["none", "worktree"];
 const STEP_KEYS: &[&str] = &["name", "shell", "when", "timeout"];
 const PHASE_KEYS: &[&str] = &["name", "shell", "timeout"];
@@ -395,6 +400,18 @@ impl Checker<'_> {
         )?;
         let steps = self.steps(steps_node, env)?;
         let (isolation, on_conflict) = self.isolation(entries, env, base_dir)?;
+        let rate = match get(entries, "rate") {
+            Some(value) => Some(self.rate(value)?),
+            None => None,
+        };
+        let budgets = match get(entries, "budget") {
+            Some(value) => self.budgets(value)?,
+            None => Vec::new(),
+        };
+        let throttle_exit_codes = match get(entries, "throttle_exit_codes") {
+            Some(value) => self.throttle_exit_codes(value)?,
+            None => super::DEFAULT_THROTTLE_EXIT_CODES.to_vec(),
+        };
         Ok(MapPlan {
             input,
             key,
@@ -407,7 +424,99 @@ impl Checker<'_> {
             on_conflict,
             delay: None,
             halt: None,
+            rate,
+            budgets,
+            throttle_exit_codes,
         })
+    }
+
+    /// `throttle_exit_codes: [75, 69]`: exit codes from 1 to 255 (an empty list: none).
+    fn throttle_exit_codes(&self, node: &Node) -> Result<Vec<i32>, SpecError> {
+        let field = "map.throttle_exit_codes";
+        let items = self.list(node, field, "`throttle_exit_codes: [75]`")?;
+        items
+            .iter()
+            .map(|item| {
+                self.number::<i32>(item, field, "a list of exit codes from 1 to 255", "[75]", 1)
+                    .and_then(|code| match code {
+                        1..=255 => Ok(code),
+                        _ => Err(SpecError::BadNumber {
+                            at: self.at(item.mark),
+                            field: field.to_string(),
+                            value: code.to_string(),
+                            expected: "a list of exit codes from 1 to 255",
+                            example: "[75]",
+                        }),
+                    })
+            })
+            .collect()
+    }
+
+    /// `rate: 20/s` (also `/min`, `/h`).
+    fn rate(&self, node: &Node) -> Result<Rate, SpecError> {
+        let text = self.text(node, "map.rate", "`rate: 20/s`")?;
+        Rate::parse(&text).map_err(|_| SpecError::BadNumber {
+            at: self.at(node.mark),
+            field: "map.rate".to_string(),
+            value: text,
+            expected: "a number of starts per second, minute or hour (`/s`, `/min`, `/h`)",
+            example: "20/min",
+        })
+    }
+
+    /// `budget: {counter: cost_cents, max: 5000}`, or a list of them (one per counter).
+    fn budgets(&self, node: &Node) -> Result<Vec<Budget>, SpecError> {
+        let example = "`budget: {counter: cost_cents, max: 5000}`";
+        let listed = matches!(node.kind, Kind::Seq(_));
+        let nodes = match &node.kind {
+            Kind::Seq(items) => items.iter().collect::<Vec<_>>(),
+            _ => vec![node],
+        };
+        let mut budgets: Vec<Budget> = Vec::new();
+        for (i, node) in nodes.into_iter().enumerate() {
+            let field = match listed {
+                true => format!("map.budget[{}]", i + 1),
+                false => "map.budget".to_string(),
+            };
+            let entries = self.mapping(node, &field, example)?;
+            self.known_keys(entries, &field, BUDGET_KEYS)?;
+            let counter_node =
+                self.required(node, entries, &field, "counter", "`counter: cost_cents`")?;
+            let counter = self.text(
+                counter_node,
+                &format!("{field}.counter"),
+                "`counter: cost_cents`",
+            )?;
+            if !is_counter_name(counter.trim()) {
+                return Err(SpecError::BadNumber {
+                    at: self.at(counter_node.mark),
+                    field: format!("{field}.counter"),
+                    value: counter,
+                    expected: "a counter name (letters, digits, `_`, `-` and `.`)",
+                    example: "cost_cents",
+                });
+            }
+            let counter = counter.trim().to_string();
+            if budgets.iter().any(|b| b.counter == counter) {
+                return Err(SpecError::BadNumber {
+                    at: self.at(counter_node.mark),
+                    field: format!("{field}.counter"),
+                    value: counter,
+                    expected: "a counter without a budget yet (one budget per counter)",
+                    example: "tokens",
+                });
+            }
+            let max_node = self.required(node, entries, &field, "max", "`max: 5000`")?;
+            let max = self.number::<i64>(
+                max_node,
+                &format!("{field}.max"),
+                "a whole number above 0 (counters are whole numbers)",
+                "5000",
+                1,
+            )?;
+            budgets.push(Budget { counter, max });
+        }
+        Ok(budgets)
     }
 
     /// `isolation:` and `on_conflict:` (which needs worktree isolation). Worktree isolation
@@ -1020,6 +1129,42 @@ reduce:
         let error =
             error_of("map:\n  input: {command: ls, format: jsnl}\n  steps: [{shell: echo}]\n");
         assert!(hint(&error).contains("did you mean `jsonl`?"), "{error}");
+    }
+
+    #[test]
+    fn rates_and_budgets_parse_and_bad_ones_say_where() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::write(dir.path().join("items.txt"), "a\n").expect("write items");
+        let text = "map:\n  input: items.txt\n  rate: 100/min\n  budget:\n    - {counter: cost_cents, max: 5000}\n    - {counter: tokens, max: 200000}\n  steps: [{shell: echo}]\n";
+        let plan = parse_job(Path::new("job.yaml"), text, dir.path()).unwrap();
+        assert_eq!(plan.map.rate.unwrap().to_string(), "100/min");
+        let budgets: Vec<String> = plan.map.budgets.iter().map(|b| b.to_string()).collect();
+        assert_eq!(budgets, ["cost_cents=5000", "tokens=200000"]);
+        let one = "map:\n  input: items.txt\n  budget: {counter: cost_cents, max: 50}\n  steps: [{shell: echo}]\n";
+        let plan = parse_job(Path::new("job.yaml"), one, dir.path()).unwrap();
+        assert_eq!(plan.map.budgets.len(), 1);
+
+        let error = error_of("map:\n  input: items.txt\n  rate: 20/d\n  steps: [{shell: echo}]\n");
+        assert_eq!(
+            line(&error),
+            "job.yaml:3:9: `map.rate` must be a number of starts per second, minute or hour (`/s`, `/min`, `/h`), found `20/d`"
+        );
+        let error = error_of(
+            "map:\n  input: items.txt\n  budget: {counter: cost, max: 1.5}\n  steps: [{shell: echo}]\n",
+        );
+        assert!(
+            line(&error)
+                .starts_with("job.yaml:3:32: `map.budget.max` must be a whole number above 0"),
+            "{error}"
+        );
+        let error = error_of(
+            "map:\n  input: items.txt\n  budget: {counter: cost}\n  steps: [{shell: echo}]\n",
+        );
+        assert!(line(&error).contains("is missing the key `max`"), "{error}");
+        let error = error_of(
+            "map:\n  input: items.txt\n  budget: [{counter: a, max: 1}, {counter: a, max: 2}]\n  steps: [{shell: echo}]\n",
+        );
+        assert!(line(&error).contains("`map.budget[2].counter`"), "{error}");
     }
 
     #[test]

@@ -191,6 +191,9 @@ mod tests {
             on_conflict: None,
             delay: None,
             halt: None,
+            rate: None,
+            budgets: Vec::new(),
+            throttle_exit_codes: crate::DEFAULT_THROTTLE_EXIT_CODES.to_vec(),
         }
     }
 

@@ -78,9 +78,9 @@ pub use rules::interruptions::LEASE_EXPIRED_ERROR;
 pub use steps::StepRecord;
 pub(crate) use steps::StoredSteps;
 pub use store::{
-    ClaimedItem, Claims, Control, ControlRecord, ControlRequest, DeadLetter, DeadLetters,
-    DlqChange, EventReads, Integrity, ItemPage, ItemPageQuery, JobContents, JobLog, JobQuery,
-    JobReads, JobTotals, Ledger, Logs, PagedItem, PeriodJob, PeriodQuery, Recovery, RepairAction,
-    Requeued, Store, Summaries, Transfer, UnfinishedItem,
+    BudgetRecord, ClaimedItem, Claims, Control, ControlRecord, ControlRequest, DeadLetter,
+    DeadLetters, DlqChange, EventReads, Integrity, ItemPage, ItemPageQuery, JobContents, JobLog,
+    JobQuery, JobReads, JobTotals, Ledger, Limits, Logs, PagedItem, PeriodJob, PeriodQuery,
+    Recovery, RepairAction, Requeued, Store, Summaries, Transfer, UnfinishedItem,
 };
 pub use write::Write;

@@ -1,4 +1,4 @@
--- The mmm store schema as it is now (version 7), for a new store: one script instead of
+-- The mmm store schema as it is now (version 8), for a new store: one script instead of
 -- replaying every migration (a new store is made by every `mmm run` in a new folder, and the
 -- migrations' table rebuilds were a third of a short run's CPU). An existing store is brought
 -- here by `migrations/` instead; `sqlite.rs`'s test `fresh_schema_matches_migrations`
@@ -130,6 +130,21 @@ CREATE TABLE job_summaries (
     updated_at INTEGER NOT NULL,
     payload    TEXT NOT NULL
 );
+-- Limits of work that calls paid, rate-limited APIs (docs/api-work.md; see
+-- migrations/0007_limits.sql).
+CREATE TABLE start_rates (
+    job_ref INTEGER PRIMARY KEY REFERENCES jobs (job_ref) ON DELETE CASCADE,
+    next_at INTEGER NOT NULL
+);
+
+CREATE TABLE job_budgets (
+    job_ref    INTEGER NOT NULL REFERENCES jobs (job_ref) ON DELETE CASCADE,
+    counter    TEXT NOT NULL,
+    max        INTEGER NOT NULL,
+    reached    INTEGER,             -- NULL while not reached
+    reached_at INTEGER,
+    PRIMARY KEY (job_ref, counter)
+) WITHOUT ROWID;
 
 -- Counts by status (`mmm jobs`, every view).
 CREATE INDEX items_job_status ON items (job_ref, status);

@@ -799,6 +799,48 @@ mod tests {
         }
     }
 
+    impl crate::Limits for CountingStore {
+        fn reserve_start(
+            &self,
+            _: JobId,
+            _: std::time::Duration,
+        ) -> Result<std::time::Duration, StoreError> {
+            unimplemented!()
+        }
+
+        fn budgets(&self, _: JobId) -> Result<Vec<crate::BudgetRecord>, StoreError> {
+            unimplemented!()
+        }
+
+        fn record_budgets(
+            &self,
+            _: JobId,
+            _: &[mmm_core::limits::Budget],
+            _: i64,
+        ) -> Result<(), StoreError> {
+            unimplemented!()
+        }
+
+        fn set_budget(
+            &self,
+            _: JobId,
+            _: &mmm_core::limits::Budget,
+            _: i64,
+        ) -> Result<Vec<crate::BudgetRecord>, StoreError> {
+            unimplemented!()
+        }
+
+        fn reach_budget(
+            &self,
+            _: JobId,
+            _: &mmm_core::limits::Budget,
+            _: i64,
+            _: i64,
+        ) -> Result<bool, StoreError> {
+            unimplemented!()
+        }
+    }
+
     impl Recovery for CountingStore {
         fn take_job(&self, _: JobId, _: &Owner, _: &Owner) -> Result<bool, StoreError> {
             unimplemented!()

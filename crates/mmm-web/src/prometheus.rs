@@ -149,6 +149,10 @@ pub(super) fn render(store: &dyn Store, retention: Duration) -> Result<String, A
     let rate = FloatGauges::default();
     let durations = Family::<Labels, SnapshotHistogram>::default();
     let alerts = IntGauges::default();
+    let counter_totals = IntGauges::default();
+    let counter_per_item = FloatGauges::default();
+    let counter_per_second = FloatGauges::default();
+    let counter_forecast = FloatGauges::default();
     for job in &jobs {
         let base = vec![
             ("job".to_string(), job.id.to_string()),
@@ -187,6 +191,29 @@ pub(super) fn render(store: &dyn Store, retention: Duration) -> Result<String, A
         }
         if let Some(r) = job.throughput {
             rate.get_or_create(&base).set(r);
+        }
+        // Counters are named by the job's steps: served for running jobs only, so the series
+        // end with the job (docs/api-work.md).
+        if job.status == mmm_core::job::JobStatus::Running {
+            let per_second = snapshot.rates.as_ref().map(|r| &r.counters_per_second);
+            let forecasts = snapshot.metrics.as_ref().map(|m| &m.counters);
+            for (counter, total) in &snapshot.counters {
+                let labels = with("counter", counter);
+                counter_totals.get_or_create(&labels).set(*total);
+                if let Some(r) = per_second.and_then(|r| r.get(counter)) {
+                    counter_per_second.get_or_create(&labels).set(*r);
+                }
+                if let Some(f) = forecasts.and_then(|f| f.get(counter)) {
+                    counter_per_item.get_or_create(&labels).set(f.per_item);
+                    for (estimate, value) in
+                        [("expected", f.expected), ("p10", f.p10), ("p90", f.p90)]
+                    {
+                        let mut labels = labels.clone();
+                        labels.push(("estimate".to_string(), estimate.to_string()));
+                        counter_forecast.get_or_create(&labels).set(value);
+                    }
+                }
+            }
         }
         if let Some(histogram) = snapshot
             .metrics
@@ -263,6 +290,26 @@ pub(super) fn render(store: &dyn Store, retention: Duration) -> Result<String, A
         durations,
     );
     registry.register("job_alerts", "A job's active alerts", alerts);
+    registry.register(
+        "job_counter",
+        "A running job's counter reported by its steps (newest snapshot)",
+        counter_totals,
+    );
+    registry.register(
+        "job_counter_per_item",
+        "A running job's counter, mean per item that ended",
+        counter_per_item,
+    );
+    registry.register(
+        "job_counter_per_second",
+        "A running job's counter per second over its run",
+        counter_per_second,
+    );
+    registry.register(
+        "job_counter_forecast",
+        "A running job's counter expected at the end of the job (estimate: expected, p10, p90)",
+        counter_forecast,
+    );
     let mut text = String::new();
     encode(&mut text, &registry)
         .map_err(|_| ApiError::Internal("could not encode the metrics".into()))?;

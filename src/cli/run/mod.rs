@@ -152,6 +152,15 @@ pub(crate) struct RunArgs {
     /// file's `log_cap:`) [default: 64MiB].
     #[arg(long, value_name = "SIZE", value_parser = parse_log_cap)]
     log_cap: Option<u64>,
+    /// Start at most RATE attempts across all agents (and, on a PostgreSQL store, all hosts):
+    /// N/s, N/min or N/h, e.g. 20/s or 500/min (overrides map.rate; docs/api-work.md).
+    #[arg(long, value_name = "RATE", value_parser = parse_rate)]
+    rate: Option<mmm_spec::Rate>,
+    /// Pause the job (resumably) once the counter NAME, reported by steps with `mmm report
+    /// --counter NAME=+N`, reaches MAX; may be repeated; `mmm budget JOB NAME=MAX` raises it and
+    /// the job continues (overrides map.budget of that counter).
+    #[arg(long, value_name = "NAME=MAX", value_parser = parse_budget)]
+    budget: Vec<mmm_spec::Budget>,
     #[command(flatten)]
     view: ViewArgs,
     /// Serve the web dashboard while the job runs (on 127.0.0.1; the URL is printed).
@@ -207,6 +216,8 @@ fn build_origin(args: &RunArgs) -> anyhow::Result<JobOrigin> {
         retries: args.retries,
         logs: args.logs,
         log_cap: args.log_cap,
+        rate: args.rate,
+        budgets: args.budget.clone(),
     };
     match &args.file {
         Some(file) => {
@@ -317,6 +328,16 @@ fn parse_jobs(text: &str) -> Result<u32, String> {
         n
     };
     Ok(jobs.clamp(1, 100_000) as u32)
+}
+
+/// `--rate`'s value.
+fn parse_rate(text: &str) -> Result<mmm_spec::Rate, String> {
+    mmm_spec::Rate::parse(text).map_err(|e| e.to_string())
+}
+
+/// `--budget`'s value.
+fn parse_budget(text: &str) -> Result<mmm_spec::Budget, String> {
+    mmm_spec::Budget::parse(text).map_err(|e| e.to_string())
 }
 
 /// `--halt`'s value: a policy, or none for `0`/`never`.

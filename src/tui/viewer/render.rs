@@ -201,15 +201,20 @@ fn render_throughput(frame: &mut Frame<'_>, area: Rect, state: &ViewerState) {
 /// The job's counters and their rates, for the throughput panel's title.
 fn counters_title(snapshot: &Snapshot) -> String {
     let rates = snapshot.rates.as_ref();
+    let forecasts = snapshot.metrics.as_ref().map(|m| &m.counters);
     snapshot
         .counters
         .iter()
-        .map(
-            |(name, value)| match rates.and_then(|r| r.counters_per_second.get(name)) {
-                Some(rate) => format!(" · {name} {value} ({rate:.1}/s)"),
-                None => format!(" · {name} {value}"),
-            },
-        )
+        .map(|(name, value)| {
+            let rate = rates.and_then(|r| r.counters_per_second.get(name));
+            let forecast = forecasts.and_then(|f| f.get(name)).map(|f| f.text());
+            match (rate, forecast) {
+                (Some(rate), Some(f)) => format!(" · {name} {value} ({rate:.1}/s; {f})"),
+                (Some(rate), None) => format!(" · {name} {value} ({rate:.1}/s)"),
+                (None, Some(f)) => format!(" · {name} {value} ({f})"),
+                (None, None) => format!(" · {name} {value}"),
+            }
+        })
         .collect()
 }
 
@@ -251,7 +256,7 @@ fn agent_cells(state: &ViewerState, row: &AgentRow) -> Vec<String> {
     let a = &row.agent;
     vec![
         row.name(),
-        a.state.to_string(),
+        a.state.label().to_string(),
         a.item.map(|i| format!("#{i}")).unwrap_or_default(),
         state.step_name(a.step).unwrap_or_default(),
         if a.attempt > 0 {

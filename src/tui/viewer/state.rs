@@ -19,7 +19,7 @@ pub(crate) const HISTORY: usize = 240;
 fn state_rank(state: AgentState) -> u8 {
     match state {
         AgentState::Failed | AgentState::DeadLettered => 0,
-        AgentState::Retrying => 1,
+        AgentState::Retrying | AgentState::Throttled => 1,
         AgentState::Running | AgentState::Initializing | AgentState::Merging => 2,
         AgentState::Queued => 3,
         AgentState::Completed => 4,

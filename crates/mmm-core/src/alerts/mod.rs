@@ -33,6 +33,8 @@ pub enum Rule {
     /// The store cannot be reached (or stays locked); the run waits for it
     /// (`--store-outage-limit`).
     StoreUnavailable,
+    /// A counter's forecast at the end of the job is over its budget (docs/api-work.md).
+    Budget,
 }
 
 impl Rule {
@@ -45,6 +47,7 @@ impl Rule {
             Rule::ThroughputDrop => "throughput_drop",
             Rule::Deadline => "deadline",
             Rule::StoreUnavailable => "store_unavailable",
+            Rule::Budget => "budget",
         }
     }
 }
@@ -94,6 +97,20 @@ pub struct Observation<'a> {
     /// The job is paused (`mmm pause`): quiet agents and a slow throughput are what was asked
     /// for, so the stuck-agent and throughput rules are not judged.
     pub paused: bool,
+    /// The budgets on counters, each with its counter's forecast at the end of the job, when
+    /// there is one.
+    pub budgets: &'a [BudgetForecast],
+}
+
+/// A budget on a counter and the counter's forecast.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BudgetForecast {
+    /// The counter.
+    pub counter: String,
+    /// Its budget.
+    pub max: i64,
+    /// Where it is expected to end.
+    pub forecast: crate::metrics::CounterForecast,
 }
 
 /// The alerts whose conditions hold now.
@@ -206,6 +223,23 @@ pub fn judge(rules: &AlertRules, seen: &Observation<'_>) -> Vec<Alert> {
             });
         }
     }
+    for budget in seen.budgets {
+        let f = &budget.forecast;
+        if f.expected > budget.max as f64 {
+            alerts.push(Alert {
+                rule: Rule::Budget,
+                subject: Some(budget.counter.clone()),
+                message: format!(
+                    "{} is forecast to reach {} over its budget of {}",
+                    budget.counter,
+                    f.text(),
+                    budget.max
+                ),
+                value: f.expected,
+                threshold: budget.max as f64,
+            });
+        }
+    }
     alerts
 }
 
@@ -314,6 +348,7 @@ mod tests {
             eta_finish_ms: Some(2_000_000),
             deadline_ms: None,
             paused: false,
+            budgets: &[],
         }
     }
 
@@ -323,6 +358,38 @@ mod tests {
 
     fn fired(rules: &AlertRules, seen: &Observation<'_>) -> Vec<Rule> {
         judge(rules, seen).iter().map(|a| a.rule).collect()
+    }
+
+    #[test]
+    fn a_forecast_over_its_budget_raises_an_alert() {
+        let forecast = |expected: f64| BudgetForecast {
+            counter: "cost_cents".into(),
+            max: 5000,
+            forecast: crate::metrics::CounterForecast {
+                per_item: 10.0,
+                expected,
+                p10: expected - 100.0,
+                p90: expected + 100.0,
+            },
+        };
+        let under = [forecast(4900.0)];
+        let seen = Observation {
+            budgets: &under,
+            ..healthy(&[])
+        };
+        assert_eq!(fired(&rules(), &seen), []);
+        let over = [forecast(6100.0)];
+        let seen = Observation {
+            budgets: &over,
+            ..healthy(&[])
+        };
+        let alerts = judge(&rules(), &seen);
+        assert_eq!(alerts.len(), 1);
+        assert_eq!(alerts[0].rule, Rule::Budget);
+        assert_eq!(
+            alerts[0].message,
+            "cost_cents is forecast to reach ~6100 at the end (6000-6200) over its budget of 5000"
+        );
     }
 
     #[test]

@@ -229,6 +229,10 @@ pub struct AttemptFailed {
     /// True when git failed, not the item's command.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub infrastructure: bool,
+    /// True when the API the step called throttled it (a throttle exit code, or `mmm report
+    /// --throttled`): retried after a delay, not counted against the item's retries.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub throttled: bool,
     /// What happens now, when the run stops because of it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stopping: Option<String>,
@@ -458,4 +462,42 @@ pub struct Cancelling {
     pub request: u64,
     /// Running commands are killed at once rather than after the grace period.
     pub now: bool,
+}
+
+/// `budget_set`: the budget of a counter is now `max` (`from`: what it was, `None` when it had
+/// none); docs/api-work.md.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BudgetSet {
+    /// The counter.
+    pub counter: String,
+    /// Its budget from now on.
+    pub max: i64,
+    /// Its budget before.
+    #[serde(default)]
+    pub from: Option<i64>,
+}
+
+/// `budget_reached`: a counter reached its budget (`value` when it was seen) and the job is
+/// paused until the budget is raised (`mmm budget JOB COUNTER=MAX`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BudgetReached {
+    /// The counter.
+    pub counter: String,
+    /// Its budget.
+    pub max: i64,
+    /// The counter's total when the budget was found reached.
+    pub value: i64,
+}
+
+/// `concurrency_changed`: the job's effective concurrency (the agents that may take items)
+/// changed because the API it calls throttled it (`throttled: true`, halved) or because a
+/// window of attempts succeeded (one more, never above the agents).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConcurrencyChanged {
+    /// Agents that could take items before.
+    pub from: u32,
+    /// Agents that may take items from now on.
+    pub to: u32,
+    /// Lowered because of throttling (else raised after success).
+    pub throttled: bool,
 }

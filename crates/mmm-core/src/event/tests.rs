@@ -110,6 +110,7 @@ fn every_kind() -> Vec<Event> {
             error: Some("exit 1".into()),
             exit_code: Some(1),
             infrastructure: false,
+            throttled: false,
             stopping: None,
         }),
         Event::ItemCompleted(ItemCompleted {
@@ -184,6 +185,21 @@ fn every_kind() -> Vec<Event> {
             request: 5,
             now: false,
         }),
+        Event::BudgetSet(BudgetSet {
+            counter: "cost_cents".into(),
+            max: 8000,
+            from: Some(5000),
+        }),
+        Event::BudgetReached(BudgetReached {
+            counter: "cost_cents".into(),
+            max: 5000,
+            value: 5012,
+        }),
+        Event::ConcurrencyChanged(ConcurrencyChanged {
+            from: 8,
+            to: 4,
+            throttled: true,
+        }),
     ]
 }
 
@@ -241,6 +257,7 @@ fn payloads_are_the_documented_json() {
         error: None,
         exit_code: None,
         infrastructure: false,
+        throttled: false,
         stopping: None,
     });
     assert_eq!(

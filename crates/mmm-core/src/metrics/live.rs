@@ -10,14 +10,16 @@
 //! as the durations the model learns from, so a runner on a paused tokio clock gives exact,
 //! load-independent estimates in tests, and the live view the same numbers as a replay.
 
+use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
 use super::{
-    DurationModel, DurationStats, DurationSummary, Eta, EtaInput, Failure, FailureCluster,
-    FailureClusters, History, InFlight, PRIOR_SAMPLES, Straggler, estimate, find_stragglers,
+    CounterForecast, CounterStats, DurationModel, DurationStats, DurationSummary, Eta, EtaInput,
+    Failure, FailureCluster, FailureClusters, History, InFlight, PRIOR_SAMPLES, Straggler,
+    estimate, find_stragglers,
 };
 use crate::tracker::Tracker;
 
@@ -47,6 +49,10 @@ struct Inner {
     paused_since_ms: Option<i64>,
     /// Time paused before, which the ETA's clock leaves out.
     paused_ms: i64,
+    /// The counters steps report, per item that ended.
+    counters: CounterStats,
+    /// Their forecasts, as of the last refresh.
+    counter_forecasts: BTreeMap<String, CounterForecast>,
 }
 
 /// An item an agent holds, from taking it to its end (times: epoch ms of the runner's clock).
@@ -108,6 +114,10 @@ pub struct MetricsView {
     /// Failed attempts in all.
     #[serde(default)]
     pub failed_attempts: u64,
+    /// Each counter steps report: per item, and its expected total at the end of the job with
+    /// a P10-P90 range (from the third item that ended in this run).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub counters: BTreeMap<String, CounterForecast>,
 }
 
 impl Inner {
@@ -150,6 +160,8 @@ impl LiveMetrics {
                 held: Vec::new(),
                 paused_since_ms: None,
                 paused_ms: 0,
+                counters: CounterStats::default(),
+                counter_forecasts: BTreeMap::new(),
             }),
         }
     }
@@ -235,6 +247,17 @@ impl LiveMetrics {
         }
     }
 
+    /// An item ended (completed, skipped, dead-lettered) having reported these counters (its
+    /// sums over its attempts).
+    pub fn item_counters(&self, values: &BTreeMap<String, i64>) {
+        self.lock().counters.item_ended(values);
+    }
+
+    /// The counters' forecasts as of the last refresh.
+    pub fn counter_forecasts(&self) -> BTreeMap<String, CounterForecast> {
+        self.lock().counter_forecasts.clone()
+    }
+
     /// An agent took an item that had waited `waited` in the queue.
     pub fn queue_wait(&self, waited: Duration) {
         self.lock().queue_wait.record(waited);
@@ -265,6 +288,10 @@ impl LiveMetrics {
         let finished = progress.completed + progress.dead_lettered;
         let completed_this_run = finished.saturating_sub(progress.restored.min(finished));
         let mut inner = self.lock();
+        let unstarted = progress.total.saturating_sub(
+            progress.done() + progress.in_flight + elsewhere.in_flight.len() as u64,
+        );
+        inner.counter_forecasts = inner.counters.forecasts(&tracker.counters(), unstarted);
         let since = |at_ms: i64| Duration::from_millis(now_ms.saturating_sub(at_ms).max(0) as u64);
         // An item in no step gets a step index past the plan's: the item-level model.
         let no_step = inner.model.steps().len();
@@ -364,6 +391,7 @@ impl LiveMetrics {
                 .cloned()
                 .collect(),
             failed_attempts: inner.failures.total(),
+            counters: inner.counter_forecasts.clone(),
         }
     }
 }

@@ -8,6 +8,7 @@
 //! second. docs/eta.md explains the ETA's method and its known pitfalls.
 
 pub mod accuracy;
+pub mod counters;
 pub mod display;
 pub mod drift;
 pub mod durations;
@@ -18,6 +19,7 @@ pub mod live;
 pub mod stragglers;
 
 pub use accuracy::{EtaAccuracy, EtaError, Shown};
+pub use counters::{CounterForecast, CounterStats};
 pub use display::{EtaDamper, format_clock, format_duration, format_eta, format_remaining};
 pub use drift::{DriftForecast, DriftShape};
 pub use durations::{DurationModel, DurationStats, DurationSummary, StepDurations, SurvivalTable};

@@ -98,7 +98,7 @@ fn a_part_of_another_shape_is_lost_alone() {
 #[test]
 fn an_agent_row_this_version_cannot_read_is_left_out_alone() {
     let mut payload = unversioned();
-    payload["agents"][0]["phase"] = json!("throttled");
+    payload["agents"][0]["phase"] = json!("hibernating");
     let snapshot = Snapshot::from_json(payload);
     assert_eq!(snapshot.agents.len(), 1);
     assert_eq!(snapshot.agents[0].name(), "agent-2");

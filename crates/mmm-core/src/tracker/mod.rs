@@ -635,6 +635,19 @@ impl Tracker {
         self.window.counts(self.second(), seconds)
     }
 
+    /// The agent waits because the API it calls throttles: its item's attempt was throttled
+    /// (then another, `next_attempt`, follows after the delay), or the job's effective
+    /// concurrency holds it (`next_attempt` 0: no item).
+    pub fn throttled(&self, agent: usize, next_attempt: u32) {
+        let now = self.now_us();
+        self.slot(agent).write(|s| {
+            s.phase
+                .store(AgentState::Throttled as u8, Ordering::Relaxed);
+            s.attempt.store(next_attempt, Ordering::Relaxed);
+            s.since_us.store(now, Ordering::Relaxed);
+        });
+    }
+
     /// An attempt failed and another will follow (`next_attempt`) after the backoff.
     pub fn retrying(&self, agent: usize, next_attempt: u32, exit_code: Option<i32>) {
         self.failed_attempts.fetch_add(1, Ordering::Relaxed);

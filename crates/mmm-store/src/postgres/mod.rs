@@ -56,6 +56,7 @@ mod event_reads;
 mod integrity;
 mod job_log;
 mod job_reads;
+mod limits;
 mod logs;
 mod recovery;
 mod rows;

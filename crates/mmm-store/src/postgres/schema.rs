@@ -18,6 +18,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/postgres/0004_job_ref.sql"),
     include_str!("../migrations/postgres/0005_control.sql"),
     include_str!("../migrations/postgres/0006_logs.sql"),
+    include_str!("../migrations/postgres/0007_limits.sql"),
     include_str!("../migrations/postgres/0008_job_summaries.sql"),
 ];
 
@@ -40,6 +41,8 @@ pub(super) const TABLES: &[&str] = &[
     "control_requests",
     "job_controls",
     "log_chunks",
+    "start_rates",
+    "job_budgets",
 ];
 
 /// What a schema holds.

@@ -23,6 +23,7 @@ mod failure;
 mod integrity;
 mod job_log;
 mod job_reads;
+mod limits;
 mod logs;
 mod recovery;
 mod rows;

@@ -17,6 +17,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0004_job_ref.sql"),
     include_str!("../migrations/0005_control.sql"),
     include_str!("../migrations/0006_logs.sql"),
+    include_str!("../migrations/0007_limits.sql"),
     include_str!("../migrations/0008_job_summaries.sql"),
 ];
 

@@ -1,6 +1,7 @@
 //! The store's interface, split by concern: [`JobLog`] (what the runner records),
 //! [`JobReads`] and [`EventReads`] (what readers see), [`Logs`] (item logs), [`DeadLetters`] (the DLQ), [`Claims`]
-//! (items shared out to workers), [`Control`] (requests that steer a running job), [`Recovery`] (taking a job over and running it again),
+//! (items shared out to workers), [`Control`] (requests that steer a running job), [`Limits`]
+//! (the start rate's schedule and the budgets), [`Recovery`] (taking a job over and running it again),
 //! [`Integrity`] (`mmm check`, `mmm repair`, the health probe), [`Transfer`] (copying a job
 //! to another store, deleting it) and [`Summaries`] (the jobs of a period, `mmm stats`). [`Store`] is all of them: what a backend implements and what
 //! the rest of mmm holds (`Arc<dyn Store>`), calling any of their methods without importing
@@ -13,6 +14,7 @@ mod event_reads;
 mod integrity;
 mod job_log;
 mod job_reads;
+mod limits;
 mod logs;
 mod recovery;
 mod summaries;
@@ -26,6 +28,8 @@ pub use integrity::{Integrity, JobContents, RepairAction};
 pub use job_log::JobLog;
 pub(crate) use job_reads::job_totals_sql;
 pub use job_reads::{ItemPage, ItemPageQuery, JobQuery, JobReads, JobTotals, Ledger, PagedItem};
+pub(crate) use limits::wait_of;
+pub use limits::{BudgetRecord, Limits};
 pub use logs::Logs;
 pub use recovery::{Recovery, Requeued, UnfinishedItem};
 pub use summaries::{PeriodJob, PeriodQuery, Summaries};
@@ -44,6 +48,7 @@ pub trait Store:
     + DeadLetters
     + Claims
     + Control
+    + Limits
     + Recovery
     + Integrity
     + Transfer
@@ -61,6 +66,7 @@ impl<T> Store for T where
         + DeadLetters
         + Claims
         + Control
+        + Limits
         + Recovery
         + Integrity
         + Transfer

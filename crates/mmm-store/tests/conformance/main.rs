@@ -1,7 +1,7 @@
 //! The store conformance suite: what every `Store` implementation must do.
 //!
 //! The checks take `&dyn Store` (and nothing of a backend), one file per part of the store:
-//! `job_log`, `job_reads`, `event_reads`, `claims`, `control`, `recovery`, `dead_letters`, `integrity`,
+//! `job_log`, `job_reads`, `event_reads`, `claims`, `control`, `limits`, `recovery`, `dead_letters`, `integrity`,
 //! `transfer`, `logs`, `summaries`, and `upgrade` (an old record read after its schema was upgraded).
 //! `every_check!` runs each of them on both backends: the `sqlite` module gives each check a
 //! new store in a temp directory, the `postgres` module a new schema (random name, dropped
@@ -58,6 +58,8 @@ macro_rules! every_check {
             logs::log_chunks_are_read_in_order_dropped_and_pruned,
             summaries::period_jobs_and_kept_summaries,
             summaries::stats_add_up_the_jobs_of_a_period,
+            limits::start_reservations_are_spaced_by_the_interval,
+            limits::budgets_are_recorded_raised_and_reached_once,
         );
     };
 }
@@ -70,6 +72,7 @@ mod event_reads;
 mod integrity;
 mod job_log;
 mod job_reads;
+mod limits;
 mod logs;
 #[cfg(feature = "postgres")]
 mod postgres;

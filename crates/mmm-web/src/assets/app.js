@@ -537,6 +537,14 @@ function renderJob() {
     tiles.push(['ETA range held', a.covered + '/' + a.estimates]);
     if (first) tiles.push(['ETA error at ' + first.percent + '%', (first.relative * 100).toFixed(1) + '% ' + (first.error_ms > 0 ? 'late' : 'early')]);
   }
+  // Each counter steps report, beside the ETA: its total and where it is expected to end.
+  const totals = (p && p.counters) || {};
+  const forecasts = (m && m.counters) || {};
+  for (const name of Object.keys(totals)) {
+    const f = forecasts[name];
+    const end = f ? ' → ~' + fmtInt(Math.round(f.expected)) + (f.p10 === f.p90 ? '' : ' (' + fmtInt(Math.round(f.p10)) + '–' + fmtInt(Math.round(f.p90)) + ')') : '';
+    tiles.push([name, fmtInt(totals[name]) + end]);
+  }
   // Each part is redrawn only when what it shows changed: a busy job sends up to 100 messages
   // a second, and rebuilding every list and canvas for each cost frames (benches/page.rs).
   const width = $('agents').clientWidth;
@@ -627,7 +635,7 @@ function drawChart() {
   ctx.fillStyle = css('--muted');
   ctx.fillText('progress %   ' + maxRate.toFixed(2) + ' items/s max (green)', 8, 12);
 }
-const STATE_COLOUR = { queued: '--idle', initializing: '--run', running: '--run', merging: '--run', completed: '--ok', failed: '--bad', retrying: '--warn', dead_lettered: '--bad' };
+const STATE_COLOUR = { queued: '--idle', initializing: '--run', running: '--run', merging: '--run', completed: '--ok', failed: '--bad', retrying: '--warn', dead_lettered: '--bad', throttled: '--warn' };
 let agentLayout = { cell: 10, cols: 1, agents: [] };
 function drawAgents(agents) {
   const canvas = $('agents');
@@ -664,7 +672,7 @@ $('agents').onmousemove = (ev) => {
   const a = agentAt(ev);
   const tip = $('agent-tip');
   if (!a) { tip.hidden = true; return; }
-  tip.textContent = (a.name || 'agent-' + (a.index + 1)) + ': ' + a.phase + (a.item != null ? '\nitem ' + a.item : '') + (a.progress != null ? '\nprogress ' + Math.round(a.progress * 100) + '%' : '') + '\nitems done ' + a.items_done + (a.message ? '\n' + a.message : '') + (a.last_exit_code != null ? '\nlast exit ' + a.last_exit_code : '');
+  tip.textContent = (a.name || 'agent-' + (a.index + 1)) + ': ' + (a.phase === 'throttled' ? 'waiting (throttled)' : a.phase) + (a.item != null ? '\nitem ' + a.item : '') + (a.progress != null ? '\nprogress ' + Math.round(a.progress * 100) + '%' : '') + '\nitems done ' + a.items_done + (a.message ? '\n' + a.message : '') + (a.last_exit_code != null ? '\nlast exit ' + a.last_exit_code : '');
   tip.style.left = (ev.offsetX + 14) + 'px'; tip.style.top = (ev.offsetY + 40) + 'px'; tip.hidden = false;
 };
 $('agents').onmouseleave = () => { $('agent-tip').hidden = true; };
