@@ -101,7 +101,7 @@ pub(crate) fn handle_key(state: &mut ViewerState, key: KeyEvent) -> Action {
         return action;
     }
     if state.replay.is_none() && key.code == KeyCode::Enter {
-        let top = state.agent_at_top().map(|a| (a.agent.item, a.name()));
+        let top = state.selected_agent().map(|a| (a.agent.item, a.name()));
         return match top {
             Some((Some(item), _)) => Action::OpenLog(item),
             Some((None, name)) => {

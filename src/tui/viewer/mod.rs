@@ -218,7 +218,7 @@ impl LiveFeed {
     /// Opens the pane on the log of the item at input position `index` (the agent at the top
     /// of the table works on it), following it from its first line.
     fn open_log(&mut self, index: u64, state: &mut ViewerState) {
-        let agent = state.agent_at_top().map(|a| a.name()).unwrap_or_default();
+        let agent = state.selected_agent().map(|a| a.name()).unwrap_or_default();
         let opened = (|| -> Result<_, mmm_store::StoreError> {
             let page = self.store.items_page(
                 self.job,

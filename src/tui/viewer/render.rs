@@ -18,7 +18,7 @@ use mmm_core::snapshot::{AgentRow, Snapshot};
 
 /// The keys, as the footer lists them.
 pub(crate) const FOOTER: &str =
-    "q quit  ↑↓ PgUp/PgDn scroll  Enter log  s sort  / filter  f failed  ? help";
+    "q quit  ↑↓ PgUp/PgDn move  Enter log  s sort  / filter  f failed  ? help";
 /// The keys that steer a running job, added to the footer while one is viewed live.
 pub(crate) const CONTROL_FOOTER: &str = "p pause  +/- agents  d drain  x cancel";
 /// The replay keys, added to the footer in a replay.
@@ -281,17 +281,24 @@ fn render_agents(frame: &mut Frame<'_>, area: Rect, state: &mut ViewerState) {
     let rows = state.visible_agents();
     let total = state.snapshot.agents.len();
     let shown = rows.len();
+    // The cursor's row is always among those shown: at the top while the table can scroll,
+    // further down once its end is in view.
     let start = state.ui.scroll.min(shown.saturating_sub(fit));
+    let selected = (state.replay.is_none() && shown > 0).then(|| state.selected_row(shown));
     let body: Vec<Row<'_>> = rows
         .iter()
+        .enumerate()
         .skip(start)
         .take(fit)
-        .map(|a| {
-            let style = if a.agent.state.is_failed() {
+        .map(|(at, a)| {
+            let mut style = if a.agent.state.is_failed() {
                 Style::default().fg(Color::Red)
             } else {
                 Style::default()
             };
+            if selected == Some(at) {
+                style = style.add_modifier(Modifier::REVERSED);
+            }
             Row::new(agent_cells(state, a)).style(style)
         })
         .collect();
@@ -341,7 +348,6 @@ fn render_agents(frame: &mut Frame<'_>, area: Rect, state: &mut ViewerState) {
         .header(header)
         .block(Block::default().borders(Borders::ALL).title(title));
     frame.render_widget(table, area);
-    state.ui.scroll = start;
 }
 
 fn list_panel(frame: &mut Frame<'_>, area: Rect, title: String, lines: Vec<Line<'_>>) {
@@ -469,13 +475,13 @@ fn render_footer(frame: &mut Frame<'_>, area: Rect, state: &ViewerState) {
 fn render_help(frame: &mut Frame<'_>, area: Rect, state: &ViewerState) {
     let mut lines = vec![
         "q, Esc        quit",
-        "↑ ↓ j k       scroll the agents one row",
-        "PgUp PgDn     scroll a page",
+        "↑ ↓ j k       move the highlighted agent one row",
+        "PgUp PgDn     move it a page",
         "Home End      first / last agent",
         "s             sort by agent, state, elapsed",
         "/             filter agents (Enter keeps, Esc clears)",
         "f             only agents whose last attempt failed",
-        "Enter         the log of the top agent's item, following (Esc closes)",
+        "Enter         the log of the highlighted agent's item, following (Esc closes)",
         "?             this help (any key closes it)",
     ];
     if state.replay.is_none() {
@@ -620,6 +626,50 @@ mod tests {
             // Only what fits: never more agent rows than the terminal has lines.
             assert!(lines_with(&screen, "agent-") < height as usize, "{at}");
         }
+    }
+
+    /// The row Enter opens is the highlighted one, also when the whole table fits (nothing
+    /// scrolls) and when the cursor is moved past the last row.
+    #[test]
+    fn the_cursor_row_is_highlighted_and_is_the_one_enter_opens() {
+        let mut state = fixture(4);
+        let highlighted = |state: &mut ViewerState| {
+            let mut terminal = Terminal::new(TestBackend::new(100, 30)).expect("test backend");
+            terminal.draw(|frame| render(frame, state)).expect("draws");
+            let buffer = terminal.backend().buffer();
+            (0..buffer.area.height)
+                .filter(|&y| {
+                    (0..buffer.area.width).any(|x| {
+                        buffer[(x, y)].modifier.contains(Modifier::REVERSED)
+                            && buffer[(x, y)].symbol() == "a"
+                    })
+                })
+                .map(|y| {
+                    (0..buffer.area.width)
+                        .map(|x| buffer[(x, y)].symbol())
+                        .collect::<String>()
+                })
+                .filter(|row| row.contains("agent-"))
+                .collect::<Vec<_>>()
+        };
+        let rows = highlighted(&mut state);
+        assert!(rows.len() == 1 && rows[0].contains("agent-1 "), "{rows:?}");
+        handle_key(&mut state, key(KeyCode::Down));
+        let rows = highlighted(&mut state);
+        assert!(rows.len() == 1 && rows[0].contains("agent-2 "), "{rows:?}");
+        assert_eq!(
+            state.selected_agent().map(|a| a.name()).as_deref(),
+            Some("agent-2")
+        );
+        for _ in 0..10 {
+            handle_key(&mut state, key(KeyCode::Down));
+        }
+        let rows = highlighted(&mut state);
+        assert!(rows.len() == 1 && rows[0].contains("agent-4 "), "{rows:?}");
+        assert_eq!(
+            state.selected_agent().map(|a| a.name()).as_deref(),
+            Some("agent-4")
+        );
     }
 
     #[test]

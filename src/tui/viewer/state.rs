@@ -79,7 +79,8 @@ pub(crate) struct ReplayPosition {
 /// The interface state the keys change.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Ui {
-    /// The first agent row shown (after sorting and filtering).
+    /// The cursor's agent row (after sorting and filtering): the first row shown while the
+    /// table can scroll that far, else a row of its last page.
     pub(crate) scroll: usize,
     /// Agent rows that fit, as of the last frame (for PgUp/PgDn).
     pub(crate) page: usize,
@@ -254,14 +255,19 @@ impl ViewerState {
         self.job.job.status.is_finished() || self.job.job.status == JobStatus::Interrupted
     }
 
-    /// The agent rows shown: filtered, then sorted.
-    /// The agent whose item Enter opens: the top row of the table as shown.
-    pub(crate) fn agent_at_top(&self) -> Option<&AgentRow> {
+    /// The agent row the cursor is on (↑/↓ move it; it is highlighted), whose item Enter
+    /// opens: the row at `scroll`, or the last one when the table ends before it.
+    pub(crate) fn selected_agent(&self) -> Option<&AgentRow> {
         let rows = self.visible_agents();
-        let start = self.ui.scroll.min(rows.len().saturating_sub(1));
-        rows.get(start).copied()
+        rows.get(self.selected_row(rows.len())).copied()
     }
 
+    /// The position of the cursor's row among `shown` rows.
+    pub(crate) fn selected_row(&self, shown: usize) -> usize {
+        self.ui.scroll.min(shown.saturating_sub(1))
+    }
+
+    /// The agent rows shown: filtered, then sorted.
     pub(crate) fn visible_agents(&self) -> Vec<&AgentRow> {
         let filter = self.ui.filter.to_lowercase();
         let mut rows: Vec<&AgentRow> = self
@@ -328,11 +334,11 @@ impl ViewerState {
         }
     }
 
-    /// Keeps the scroll position within the rows shown.
+    /// Keeps the cursor on a row shown.
     pub(crate) fn clamp_scroll(&mut self) {
+        // The cursor may reach the last row; the table shows the last page from there on.
         let rows = self.visible_agents().len();
-        let max = rows.saturating_sub(self.ui.page.max(1));
-        self.ui.scroll = self.ui.scroll.min(max);
+        self.ui.scroll = self.ui.scroll.min(rows.saturating_sub(1));
     }
 }
 
