@@ -571,6 +571,100 @@ fn export_results_writes_gnu_parallels_layout() {
     assert!(bad.stderr().contains("-o DIR"), "{}", bad.stderr());
 }
 
+/// Issue 20: how long a line takes from the item's `echo` to the item page in Chromium. The
+/// item prints its own clock (ms) every 20 ms; an observer in the page notes, for each line, the
+/// page's clock when it first shows (one host, one clock). The figure is printed; the test
+/// fails past 2 s at the 99th percentile (a busy CI machine), docs/PERFORMANCE.md has it
+/// measured on a quiet one against the 500 ms target.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_line_reaches_the_item_page_in_chromium_soon_after_it_is_written() {
+    use crate::web::{browser, click, wait_text};
+    const LINES: usize = 200;
+    let ws = Workspace::new();
+    ws.write(
+        "job.yml",
+        &format!(
+            r#"
+map:
+  input: {{command: "echo clock"}}
+  key: "${{item}}"
+  steps:
+    - name: clock
+      shell: |
+        while [ ! -e go ]; do sleep 0.05; done
+        for i in $(seq {LINES}); do echo "t $(date +%s%3N)"; sleep 0.02; done
+"#
+        ),
+    );
+    let mut run = crate::harness::Killed(ws.spawn(&["run", "job.yml", "--progress", "none"]));
+    wait_until(Duration::from_secs(60), "the item to start", || {
+        ws.jobs_so_far()
+            .first()
+            .is_some_and(|job| job.counts.running == 1)
+    });
+    let id = job_id(&ws);
+    let addr = crate::web::start(&ws, None).await;
+    let (_driver, client, _profile) = browser().await;
+    client
+        .goto(&format!("http://{addr}/#/job/{id}"))
+        .await
+        .unwrap();
+    click(&client, "#items-body tr.item", Duration::from_secs(15)).await;
+    wait_text(
+        &client,
+        "#item-log-state",
+        Duration::from_secs(10),
+        "live",
+        |t| t == "live",
+    )
+    .await;
+    // Each `t MS` line seen for the first time: the page's clock minus the item's.
+    client
+        .execute(
+            "window.latencies = []; const seen = new Set(); const log = document.querySelector('#item-log');
+             new MutationObserver(() => {
+               const now = Date.now();
+               for (const line of log.textContent.split('\\n')) {
+                 const m = /^t (\\d+)$/.exec(line);
+                 if (m && !seen.has(m[1])) { seen.add(m[1]); window.latencies.push(now - Number(m[1])); }
+               }
+             }).observe(log, { childList: true, subtree: true, characterData: true });",
+            vec![],
+        )
+        .await
+        .unwrap();
+    ws.write("go", "");
+    let mut latencies: Vec<u64> = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while latencies.len() < LINES * 9 / 10 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let value = client
+            .execute("return window.latencies", vec![])
+            .await
+            .unwrap();
+        latencies = serde_json::from_value::<Vec<i64>>(value)
+            .unwrap()
+            .into_iter()
+            .map(|ms| ms.max(0) as u64)
+            .collect();
+    }
+    assert!(
+        latencies.len() >= LINES * 9 / 10,
+        "only {} of {LINES} lines reached the page",
+        latencies.len()
+    );
+    latencies.sort_unstable();
+    let at = |q: f64| latencies[((latencies.len() - 1) as f64 * q).round() as usize];
+    let (p50, p99, max) = (at(0.5), at(0.99), latencies[latencies.len() - 1]);
+    eprintln!(
+        "item page follow latency over {} lines: p50 {p50} ms, p99 {p99} ms, max {max} ms",
+        latencies.len()
+    );
+    assert!(p99 <= 2_000, "p50 {p50} ms, p99 {p99} ms, max {max} ms");
+    assert!(run.0.wait().unwrap().success());
+    client.close().await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_item_page_shows_the_live_tail_of_a_running_item_in_chromium() {
     use crate::web::{browser, click, wait_text};
