@@ -554,6 +554,8 @@ mod tests {
     /// commit until the test says go (`gate`: it says it entered, then waits).
     #[derive(Default)]
     struct CountingStore {
+        /// Commits that find the store unavailable (a lost connection) before one succeeds.
+        unavailable: std::sync::atomic::AtomicUsize,
         batches: Mutex<Vec<usize>>,
         added: Mutex<Vec<(usize, usize)>>,
         fail_from_batch: Option<usize>,
@@ -590,6 +592,17 @@ mod tests {
                 go.recv().unwrap();
             }
             std::thread::sleep(self.delay);
+            if self
+                .unavailable
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
+                .is_ok()
+            {
+                return Err(StoreError::Busy {
+                    path: "test".into(),
+                    operation: "commit",
+                    source: crate::BackendError::Sqlite(rusqlite::Error::InvalidQuery),
+                });
+            }
             let mut batches = self.batches.lock().unwrap();
             if self.fail_from_batch.is_some_and(|n| batches.len() >= n) {
                 return Err(StoreError::JobNotFound {
@@ -1024,6 +1037,53 @@ mod tests {
         assert_eq!(stats.dropped, 4);
         assert_eq!(store.batch_sizes(), vec![1]);
         assert!(matches!(writer.close(), Err(WriterError::Commit { .. })));
+    }
+
+    /// Given outages, a commit that finds the store unavailable is made again until the store
+    /// answers: nothing is lost or recorded twice, and the outage is kept; past the limit the
+    /// writer fails as after any failed commit.
+    #[test]
+    fn a_commit_rides_out_an_unavailable_store_up_to_the_limit() {
+        let store = Arc::new(CountingStore {
+            unavailable: 3.into(),
+            ..CountingStore::default()
+        });
+        let outages = Arc::new(Outages::new(Duration::from_secs(60)));
+        let writer = StoreWriter::spawn_riding_outages(
+            store.clone(),
+            Duration::from_millis(1),
+            outages.clone(),
+        )
+        .unwrap();
+        let job = JobId::new();
+        writer.send_group(vec![event(job, 1), event(job, 2)]);
+        writer.flush_blocking().unwrap();
+        assert_eq!(store.batch_sizes(), vec![2]);
+        assert!(!writer.is_failed() && !writer.is_backlogged());
+        let ended = outages.take_ended();
+        assert_eq!(ended.len(), 1, "{ended:?}");
+        assert!(ended[0].duration >= Duration::from_millis(150), "{ended:?}");
+        writer.close().unwrap();
+
+        let store = Arc::new(CountingStore {
+            unavailable: usize::MAX.into(),
+            ..CountingStore::default()
+        });
+        let outages = Arc::new(Outages::new(Duration::from_millis(300)));
+        let writer =
+            StoreWriter::spawn_riding_outages(store.clone(), Duration::from_millis(1), outages)
+                .unwrap();
+        writer.send(event(job, 3));
+        let error = writer.flush_blocking().unwrap_err();
+        let WriterError::Commit { source, .. } = &error else {
+            panic!("{error:?}");
+        };
+        assert!(
+            matches!(source.as_ref(), StoreError::OutageTooLong { .. }),
+            "{source:?}"
+        );
+        assert!(writer.is_failed());
+        assert!(store.batch_sizes().is_empty());
     }
 
     #[test]
