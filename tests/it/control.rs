@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use mmm_core::event::Event;
 use mmm_core::job::{AttemptOutcome, JobId, JobStatus};
 
-use crate::harness::{Workspace, kill9, wait_until};
+use crate::harness::{Workspace, exit_code, kill9, wait_until};
 use crate::tmux::Tmux;
 
 /// A workspace with `n` items, each `step` (a shell line; `${item}` is the item), run by
@@ -48,21 +48,6 @@ fn event_at(ws: &Workspace, job: JobId, what: impl Fn(&Event) -> bool) -> Option
         .into_iter()
         .find(|e| what(&e.event))
         .map(|e| e.at)
-}
-
-/// Waits for the run to end; its exit code.
-fn exit_code(child: &mut Child, within: Duration) -> i32 {
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status.code().unwrap_or(-1);
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the run did not end in {within:?}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 #[test]
@@ -122,7 +107,10 @@ fn control_pause_stops_new_items_while_those_in_flight_finish_then_unpause_goes_
     assert!(line.stdout().contains("paused"), "{}", line.stdout());
 
     ws.run(&["unpause", &short]).success();
-    assert_eq!(exit_code(&mut child, Duration::from_secs(30)), 0);
+    assert_eq!(
+        exit_code(&mut child, Duration::from_secs(30), "the run to end"),
+        0
+    );
     let job_after = ws.only_job();
     assert_eq!(job_after.status, JobStatus::Completed);
     let events = ws.run(&["events", &short, "--type", "control"]);
@@ -173,7 +161,10 @@ fn control_scale_up_starts_agents_at_once_and_down_kills_nothing() {
         .is_some()
     );
     ws.run(&["cancel", &short, "--now"]).success();
-    assert_eq!(exit_code(&mut child, Duration::from_secs(20)), 130);
+    assert_eq!(
+        exit_code(&mut child, Duration::from_secs(20), "the run to end"),
+        130
+    );
 }
 
 #[test]
@@ -181,7 +172,10 @@ fn control_drain_interrupts_and_resume_finishes_with_nothing_done_twice() {
     let (ws, mut child, job) = running(30, 3, "sleep 0.3; echo ${item} >> done.txt", &[]);
     let short = job.short();
     ws.run(&["drain", &short]).success();
-    assert_eq!(exit_code(&mut child, Duration::from_secs(20)), 130);
+    assert_eq!(
+        exit_code(&mut child, Duration::from_secs(20), "the run to end"),
+        130
+    );
     let drained = ws.only_job();
     assert_eq!(drained.status, JobStatus::Interrupted);
     assert!(
@@ -216,7 +210,10 @@ fn control_cancel_kills_commands_after_the_grace_period() {
     let (ws, mut child, job) = running(20, 2, "sleep 30", &["--grace", "1s"]);
     let asked = Instant::now();
     ws.run(&["cancel", &job.short()]).success();
-    assert_eq!(exit_code(&mut child, Duration::from_secs(15)), 130);
+    assert_eq!(
+        exit_code(&mut child, Duration::from_secs(15), "the run to end"),
+        130
+    );
     let took = asked.elapsed();
     assert!(
         took >= Duration::from_secs(1),
@@ -315,7 +312,10 @@ fn control_a_paused_job_killed_and_resumed_comes_back_paused() {
         std::thread::sleep(Duration::from_millis(50));
     }
     ws.run(&["unpause", &short]).success();
-    assert_eq!(exit_code(&mut resumed, Duration::from_secs(30)), 0);
+    assert_eq!(
+        exit_code(&mut resumed, Duration::from_secs(30), "the run to end"),
+        0
+    );
     let mut stderr = String::new();
     use std::io::Read;
     resumed
@@ -380,7 +380,10 @@ fn control_pause_suspend_stops_process_groups_and_unpause_continues_them() {
     wait_until(Duration::from_secs(2), "the commands to continue", || {
         running.iter().all(|&p| proc_state(p) != Some('T'))
     });
-    assert_eq!(exit_code(&mut child, Duration::from_secs(30)), 0);
+    assert_eq!(
+        exit_code(&mut child, Duration::from_secs(30), "the run to end"),
+        0
+    );
     assert!(
         ws.attempts(job)
             .iter()
@@ -406,7 +409,10 @@ fn control_a_suspended_command_does_not_time_out() {
     // Stopped past the timeout (3 s from their start), then continued.
     std::thread::sleep(Duration::from_millis(3500));
     ws.run(&["unpause", &job.short()]).success();
-    assert_eq!(exit_code(&mut child, Duration::from_secs(30)), 0);
+    assert_eq!(
+        exit_code(&mut child, Duration::from_secs(30), "the run to end"),
+        0
+    );
     let attempts = ws.attempts(job);
     assert!(
         attempts
@@ -510,8 +516,11 @@ fn control_on_postgres_a_coordinator_and_a_worker_obey_pause_scale_and_drain() {
 
     // Drain: both stop taking items; the run ends interrupted with nothing cut short.
     mmm(&["drain", &id]).success();
-    assert_eq!(exit_code(&mut coordinator, Duration::from_secs(30)), 130);
-    exit_code(&mut worker, Duration::from_secs(30));
+    assert_eq!(
+        exit_code(&mut coordinator, Duration::from_secs(30), "the run to end"),
+        130
+    );
+    exit_code(&mut worker, Duration::from_secs(30), "the run to end");
     let record = schema.only_job();
     assert_eq!(record.status, JobStatus::Interrupted);
     assert!(record.counts.completed < 400);
@@ -563,7 +572,10 @@ fn control_viewer_keys_in_tmux_steer_a_running_job() {
             "x alone cancels nothing"
         );
         tmux.send(&["y"]);
-        assert_eq!(exit_code(&mut child, Duration::from_secs(20)), 130);
+        assert_eq!(
+            exit_code(&mut child, Duration::from_secs(20), "the run to end"),
+            130
+        );
         assert_eq!(record().status, JobStatus::Cancelled);
     }));
     drop(tmux);
@@ -643,7 +655,10 @@ async fn control_dashboard_buttons_in_chromium_steer_a_running_job() {
     wait_until(Duration::from_secs(20), "the job to be cancelled", || {
         record().status == JobStatus::Cancelled
     });
-    assert_eq!(exit_code(&mut child, Duration::from_secs(20)), 130);
+    assert_eq!(
+        exit_code(&mut child, Duration::from_secs(20), "the run to end"),
+        130
+    );
     wait_text(
         &client,
         "#events",
@@ -728,7 +743,10 @@ async fn control_api_needs_the_token_and_the_same_origin() {
     });
     let cancel = post(r#"{"action": "cancel", "now": true}"#, Some("s3cret"), None);
     assert_eq!(cancel.await.unwrap().status(), 200);
-    assert_eq!(exit_code(&mut child, Duration::from_secs(20)), 130);
+    assert_eq!(
+        exit_code(&mut child, Duration::from_secs(20), "the run to end"),
+        130
+    );
     assert_eq!(
         post(pause, Some("s3cret"), None).await.unwrap().status(),
         409,
@@ -784,7 +802,10 @@ fn control_cancel_of_a_suspended_job_continues_its_commands_to_stop_them() {
         pids.iter().all(|&p| proc_state(p) == Some('T'))
     });
     ws.run(&["cancel", &short]).success();
-    assert_eq!(exit_code(&mut child, Duration::from_secs(15)), 130);
+    assert_eq!(
+        exit_code(&mut child, Duration::from_secs(15), "the run to end"),
+        130
+    );
     assert_eq!(ws.only_job().status, JobStatus::Cancelled);
     let handled = std::fs::read_to_string(ws.join("term.txt")).unwrap_or_default();
     assert_eq!(

@@ -194,6 +194,16 @@ pub(crate) fn wait_until(within: Duration, what: &str, mut condition: impl FnMut
     }
 }
 
+/// Waits (with a deadline) for `child` to exit; its exit code (-1 for a signal).
+pub(crate) fn exit_code(child: &mut Child, within: Duration, what: &str) -> i32 {
+    let mut status = None;
+    wait_until(within, what, || {
+        status = child.try_wait().expect("waits for the child");
+        status.is_some()
+    });
+    status.and_then(|s| s.code()).unwrap_or(-1)
+}
+
 /// True while a process with this pid exists (and is not a zombie).
 pub(crate) fn is_alive(pid: i32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {

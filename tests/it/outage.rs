@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::io::ErrorKind;
 use std::net::{Shutdown, TcpListener, TcpStream};
-use std::process::{Child, Stdio};
+use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -18,7 +18,7 @@ use mmm_core::event::Event;
 use mmm_core::job::{AttemptOutcome, JobId, JobStatus};
 use mmm_store::Store;
 
-use crate::harness::{Killed, Workspace, wait_until};
+use crate::harness::{Killed, Workspace, exit_code, wait_until};
 use crate::postgres::{Schema, base_url, skipped};
 
 /// A TCP proxy to the PostgreSQL server that the test can cut: every connection through it is
@@ -125,15 +125,6 @@ fn spawn(ws: &Workspace, args: &[&str], log: &str) -> Killed {
             .spawn()
             .expect("mmm starts"),
     )
-}
-
-fn exit_code(child: &mut Child, within: Duration, what: &str) -> i32 {
-    let mut status = None;
-    wait_until(within, what, || {
-        status = child.try_wait().expect("waits");
-        status.is_some()
-    });
-    status.and_then(|s| s.code()).unwrap_or(-1)
 }
 
 /// The job's items that succeeded more than once.

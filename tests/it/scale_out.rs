@@ -11,7 +11,7 @@ use std::time::Duration;
 use mmm_core::job::{AttemptOutcome, JobStatus, Phase};
 use mmm_store::LEASE_EXPIRED_ERROR;
 
-use crate::harness::{Workspace, kill9, wait_until};
+use crate::harness::{Workspace, exit_code, kill9, wait_until};
 use crate::postgres::{Schema, listening, skipped};
 use crate::tmux::Tmux;
 
@@ -26,16 +26,6 @@ fn spawn(ws: &Workspace, args: &[&str], log: &str) -> Child {
         .stderr(file)
         .spawn()
         .expect("mmm starts")
-}
-
-/// Waits (with a deadline) for `child` to exit; its exit code.
-fn exit_code(child: &mut Child, within: Duration, what: &str) -> i32 {
-    let mut status = None;
-    wait_until(within, what, || {
-        status = child.try_wait().unwrap();
-        status.is_some()
-    });
-    status.unwrap().code().unwrap_or(-1)
 }
 
 #[test]
