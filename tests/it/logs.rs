@@ -675,6 +675,8 @@ async fn the_item_page_shows_the_live_tail_of_a_running_item_in_chromium() {
 map:
   input: {command: "echo busy"}
   key: "${item}"
+  # One agent: the views name it (agent-1) whichever agent would take the item first.
+  max_parallel: 1
   steps:
     - name: tick
       shell: |
@@ -786,6 +788,8 @@ fn enter_in_the_viewer_follows_the_agents_item_log_in_a_pane() {
 map:
   input: {command: "echo busy"}
   key: "${item}"
+  # One agent: the views name it (agent-1) whichever agent would take the item first.
+  max_parallel: 1
   steps:
     - name: tick
       shell: |
