@@ -638,10 +638,11 @@ fn a_job_paused_by_its_budget_survives_sigkill_and_resumes_paused_with_its_count
             })
         },
     );
-    assert!(
-        ws.read("resume.log").contains("is paused"),
-        "{}",
-        ws.read("resume.log")
+    // The resume says so on stderr (it may come a moment after the snapshot).
+    wait_until(
+        Duration::from_secs(10),
+        "the resume to say it is paused",
+        || ws.read("resume.log").contains("is paused"),
     );
     assert_eq!(store.job(job).unwrap().counts.completed, done_before);
 
