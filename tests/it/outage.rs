@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::io::ErrorKind;
 use std::net::{Shutdown, TcpListener, TcpStream};
-use std::process::Stdio;
+use std::process::{Child, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -127,6 +127,26 @@ fn spawn(ws: &Workspace, args: &[&str], log: &str) -> Killed {
     )
 }
 
+/// The coordinator's exit code; past `within`, fails with both processes' logs and the job's
+/// record, so that a hang says where it is.
+fn exit_with_logs(ws: &Workspace, schema: &Schema, child: &mut Child, within: Duration) -> i32 {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        if let Some(status) = child.try_wait().expect("waits") {
+            return status.code().unwrap_or(-1);
+        }
+        if std::time::Instant::now() > deadline {
+            let record = schema.store().jobs().map(|jobs| format!("{jobs:?}"));
+            panic!(
+                "the coordinator did not end in {within:?}\n--- coordinator.log\n{}\n--- worker.log\n{}\n--- the job\n{record:?}",
+                ws.read("coordinator.log"),
+                ws.read("worker.log"),
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// The job's items that succeeded more than once.
 fn succeeded_twice(store: &dyn Store, job: JobId) -> Vec<u64> {
     let mut succeeded: HashMap<u64, u32> = HashMap::new();
@@ -204,11 +224,7 @@ fn issue_21_two_store_outages_mid_job_are_ridden_out_by_the_coordinator_and_a_wo
         std::thread::sleep(outage);
         proxy.restore();
     }
-    let code = exit_code(
-        &mut coordinator.0,
-        Duration::from_secs(300),
-        "the coordinator",
-    );
+    let code = exit_with_logs(&ws, &schema, &mut coordinator.0, Duration::from_secs(300));
     assert_eq!(code, 0, "coordinator: {}", ws.read("coordinator.log"));
     let code = exit_code(&mut worker.0, Duration::from_secs(60), "the worker");
     assert_eq!(code, 0, "worker: {}", ws.read("worker.log"));

@@ -121,6 +121,7 @@ impl<E: Executor, S: WorkSource> Agent<E, S> {
                 metrics.queue_wait(waited);
             }
             self.item(&work, taken, permit).await;
+            self.map.source.ended(work.index);
             run.tracker.forget_item_key(work.index);
             run.shown.item_ended(work.index);
             // Skipped or interrupted items leave no duration but must leave the in-flight set.

@@ -86,6 +86,11 @@ pub(crate) struct Claims {
     buffer: Mutex<VecDeque<(Work, Instant)>>,
     /// Claimed so long ago that the lease may have run out: to confirm before starting.
     stale: Mutex<Vec<Work>>,
+    /// Every item this process holds: claimed and not yet ended here (buffered, stale or in
+    /// an agent's hands). Renewals extend only these: a claim whose commit the connection
+    /// lost may have given this process items it never heard of, and their lease must run
+    /// out for anyone to claim them again.
+    held: Mutex<std::collections::BTreeSet<u64>>,
     /// One agent claims (or polls) at a time.
     turn: tokio::sync::Mutex<()>,
     /// When the last renewal that succeeded started.
@@ -113,6 +118,7 @@ impl Claims {
             options,
             buffer: Mutex::default(),
             stale: Mutex::default(),
+            held: Mutex::default(),
             turn: tokio::sync::Mutex::new(()),
             renewed: Mutex::new(None),
             done: AtomicBool::new(false),
@@ -192,10 +198,14 @@ impl Claims {
             })
             .await?;
         let mut buffer = lock(&self.buffer);
-        let confirmed: Vec<Work> = stale
+        let (confirmed, lost): (Vec<Work>, Vec<Work>) = stale
             .into_iter()
-            .filter(|work| held.contains(&work.index))
-            .collect();
+            .partition(|work| held.contains(&work.index));
+        let mut holding = lock(&self.held);
+        for work in &lost {
+            holding.remove(&work.index);
+        }
+        drop(holding);
         let count = confirmed.len();
         for work in confirmed.into_iter().rev() {
             buffer.push_front((work, started));
@@ -277,6 +287,7 @@ impl Claims {
         let taken = claimed.iter().filter(|c| c.lease_expired).count() as u64;
         self.taken_over
             .fetch_add(taken, std::sync::atomic::Ordering::Relaxed);
+        lock(&self.held).extend(claimed.iter().map(|c| c.index));
         let mut buffer = lock(&self.buffer);
         buffer.extend(claimed.into_iter().map(|c| {
             let value =
@@ -320,9 +331,11 @@ impl Claims {
                     claims.options.claimer.clone(),
                     claims.options.lease,
                 );
+                let held: Vec<u64> = lock(&claims.held).iter().copied().collect();
                 let renewed = tokio::task::spawn_blocking(move || {
                     outages.retry(|| {
-                        store.renew_claims(job, &claimer, now_ms() + lease.as_millis() as i64)
+                        let until = now_ms() + lease.as_millis() as i64;
+                        store.renew_claims(job, &claimer, &held, until)
                     })
                 })
                 .await;
@@ -342,6 +355,7 @@ impl Claims {
     pub(crate) async fn release(&self) -> Result<(), RunError> {
         lock(&self.buffer).clear();
         lock(&self.stale).clear();
+        lock(&self.held).clear();
         let (job, claimer) = (self.job, self.options.claimer.clone());
         self.blocking(move |store| store.release_claims(job, &claimer))
             .await?;
@@ -373,6 +387,10 @@ impl WorkSource for Claims {
     async fn next(&self) -> Option<Taken> {
         let work = self.take().await?;
         Some(Taken { work, waited: None })
+    }
+
+    fn ended(&self, index: u64) {
+        lock(&self.held).remove(&index);
     }
 
     fn is_shared(&self) -> bool {
@@ -453,7 +471,7 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(250)).await;
         // A renewal lands only now, extending every lease this process holds.
         store
-            .renew_claims(job, "here:1", now_ms() + 60_000)
+            .renew_claims(job, "here:1", &[0, 1, 2], now_ms() + 60_000)
             .unwrap();
         // The renewal was not seen by `claims` (its own task did not run it): the buffered
         // items look stale, and must be confirmed, not lost.

@@ -39,4 +39,8 @@ pub(crate) trait WorkSource: Send + Sync + 'static {
     /// start is then logged, as it is how the job's owner sees their items in flight
     /// (`others.rs`).
     fn is_shared(&self) -> bool;
+
+    /// The agent that took item `index` is done with it (ended, or left for later): the source
+    /// no longer holds it for this process.
+    fn ended(&self, _index: u64) {}
 }

@@ -748,7 +748,7 @@ mod tests {
             unimplemented!()
         }
 
-        fn renew_claims(&self, _: JobId, _: &str, _: i64) -> Result<u64, StoreError> {
+        fn renew_claims(&self, _: JobId, _: &str, _: &[u64], _: i64) -> Result<u64, StoreError> {
             unimplemented!()
         }
 

@@ -76,8 +76,15 @@ impl Claims for PostgresStore {
         })
     }
 
-    fn renew_claims(&self, job: JobId, claimer: &str, lease_until: i64) -> Result<u64, StoreError> {
+    fn renew_claims(
+        &self,
+        job: JobId,
+        claimer: &str,
+        indices: &[u64],
+        lease_until: i64,
+    ) -> Result<u64, StoreError> {
         let claimer = claimer.to_string();
+        let indices: Vec<i64> = indices.iter().map(|&i| int(i)).collect();
         let sent = now_ms();
         self.transaction(Access::Autocommit, move |tx| {
             Box::pin(async move {
@@ -86,8 +93,8 @@ impl Claims for PostgresStore {
                     "renew a lease",
                     "UPDATE items SET lease_until = $3::bigint
                      WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = $1) AND claimed_by = $2::text
-                       AND status IN ('pending', 'failed', 'running')",
-                    &[&job.to_string(), &claimer, &lease_until],
+                       AND status IN ('pending', 'failed', 'running') AND idx = ANY($4::bigint[])",
+                    &[&job.to_string(), &claimer, &lease_until, &indices],
                 )
                 .await
             })

@@ -42,17 +42,28 @@ impl Claims for SqliteStore {
         Ok(claimed)
     }
 
-    fn renew_claims(&self, job: JobId, claimer: &str, lease_until: i64) -> Result<u64, StoreError> {
+    fn renew_claims(
+        &self,
+        job: JobId,
+        claimer: &str,
+        indices: &[u64],
+        lease_until: i64,
+    ) -> Result<u64, StoreError> {
         self.write("commit a lease", |tx| {
-            let changed = tx
-                .execute(
+            let mut renew = tx
+                .prepare_cached(
                     "UPDATE items SET lease_until = ?3
                      WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = ?1) AND claimed_by = ?2
-                       AND status IN ('pending', 'failed', 'running')",
-                    params![job.to_string(), claimer, lease_until],
+                       AND idx = ?4 AND status IN ('pending', 'failed', 'running')",
                 )
                 .map_err(self.fail("renew a lease"))?;
-            Ok(changed as u64)
+            let mut changed = 0;
+            for &index in indices {
+                changed += renew
+                    .execute(params![job.to_string(), claimer, lease_until, int(index)])
+                    .map_err(self.fail("renew a lease"))? as u64;
+            }
+            Ok(changed)
         })
     }
 

@@ -22,9 +22,17 @@ pub trait Claims {
         lease_until: i64,
         at: i64,
     ) -> Result<Vec<ClaimedItem>, StoreError>;
-    /// Extends the lease of every unfinished item `claimer` holds in the job to `lease_until`;
-    /// returns how many.
-    fn renew_claims(&self, job: JobId, claimer: &str, lease_until: i64) -> Result<u64, StoreError>;
+    /// Extends the lease of the unfinished items of `indices` that `claimer` holds in the job
+    /// to `lease_until`; returns how many. Only the items the claimer knows it holds: a claim
+    /// whose commit the connection lost may have given it items it never heard of, whose
+    /// lease must run out so that they are claimed again.
+    fn renew_claims(
+        &self,
+        job: JobId,
+        claimer: &str,
+        indices: &[u64],
+        lease_until: i64,
+    ) -> Result<u64, StoreError>;
     /// Of `indices` (items `claimer` claimed and has not started), the ones it still holds,
     /// their lease extended to `lease_until`; the others are left to whoever holds them now.
     /// A claimer asks before starting an item claimed so long ago that its lease may have run
