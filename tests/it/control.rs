@@ -632,7 +632,27 @@ async fn control_dashboard_buttons_in_chromium_steer_a_running_job() {
     .await;
     click(&client, "#ctl-pause", within).await;
     wait_until(within, "the job to be unpaused", || !record().paused);
-    click(&client, "#ctl-scale-up", within).await;
+    // The page redraws its buttons as the job's record changes (the unpause just now): a
+    // click on a button being replaced is lost, so click until the request is on record.
+    let scale_requests = || {
+        ws.store()
+            .control_requests(job, 0)
+            .unwrap()
+            .into_iter()
+            .filter(|r| r.request.action.name() == "scale")
+            .count()
+    };
+    for _ in 0..5 {
+        click(&client, "#ctl-scale-up", within).await;
+        let asked = std::time::Instant::now();
+        while scale_requests() == 0 && asked.elapsed() < Duration::from_secs(10) {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        if scale_requests() > 0 {
+            break;
+        }
+    }
+    assert_eq!(scale_requests(), 1, "one scale request on record");
     wait_until(within, "the job to run 3 agents", || {
         record().scaled_agents == Some(3)
     });
