@@ -665,10 +665,9 @@ map:
     client.close().await.unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_item_page_shows_the_live_tail_of_a_running_item_in_chromium() {
-    use crate::web::{browser, click, wait_text};
-    let ws = Workspace::new();
+/// A job of one item, `busy`, that prints `tick N` every 100 ms until the file `go` exists,
+/// then `done ticking` on stderr; returned once the item runs.
+fn ticking_item(ws: &Workspace) -> crate::harness::Killed {
     ws.write(
         "job.yml",
         r#"
@@ -685,12 +684,20 @@ map:
         echo "done ticking" >&2
 "#,
     );
-    let mut run = crate::harness::Killed(ws.spawn(&["run", "job.yml", "--progress", "none"]));
+    let run = crate::harness::Killed(ws.spawn(&["run", "job.yml", "--progress", "none"]));
     wait_until(Duration::from_secs(60), "the item to start", || {
         ws.jobs_so_far()
             .first()
             .is_some_and(|job| job.counts.running == 1)
     });
+    run
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_item_page_shows_the_live_tail_of_a_running_item_in_chromium() {
+    use crate::web::{browser, click, wait_text};
+    let ws = Workspace::new();
+    let mut run = ticking_item(&ws);
     let id = job_id(&ws);
     let addr = crate::web::start(&ws, None).await;
     let (_driver, client, _profile) = browser().await;
@@ -782,28 +789,7 @@ map:
 #[test]
 fn enter_in_the_viewer_follows_the_agents_item_log_in_a_pane() {
     let ws = Workspace::new();
-    ws.write(
-        "job.yml",
-        r#"
-map:
-  input: {command: "echo busy"}
-  key: "${item}"
-  # One agent: the views name it (agent-1) whichever agent would take the item first.
-  max_parallel: 1
-  steps:
-    - name: tick
-      shell: |
-        n=0
-        while [ ! -e go ]; do n=$((n + 1)); echo "tick $n"; sleep 0.1; done
-        echo "done ticking" >&2
-"#,
-    );
-    let mut run = crate::harness::Killed(ws.spawn(&["run", "job.yml", "--progress", "none"]));
-    wait_until(Duration::from_secs(60), "the item to start", || {
-        ws.jobs_so_far()
-            .first()
-            .is_some_and(|job| job.counts.running == 1)
-    });
+    let mut run = ticking_item(&ws);
     let id = job_id(&ws);
     let command = format!("exec '{}' progress {id}", env!("CARGO_BIN_EXE_mmm"));
     let tmux = crate::tmux::Tmux::start_sized("logs-pane", ws.path(), &command, 120, 40);
