@@ -21,7 +21,6 @@ fn first_snapshot_eta(ws: &Workspace) -> Eta {
         .as_ref()
         .expect("the snapshot has metrics")
         .eta
-        .clone()
 }
 
 fn assert_history(eta: &Eta, what: &str) {
