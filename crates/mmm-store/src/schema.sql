@@ -212,6 +212,8 @@ CREATE INDEX items_unfinished ON items (job_ref, idx)
     WHERE status IN ('pending', 'failed', 'running');
 -- The jobs of a period, by creation time.
 CREATE INDEX jobs_created ON jobs (created_at);
+-- What `/metrics` totals by job name (see migrations/0009_item_totals.sql).
+CREATE INDEX jobs_name_status ON jobs (name, status, duration_ms);
 CREATE INDEX events_job_seq ON events (job_ref, seq);
 CREATE INDEX snapshots_job_at ON snapshots (job_ref, at);
 CREATE INDEX checkpoints_job ON checkpoints (job_ref, id);

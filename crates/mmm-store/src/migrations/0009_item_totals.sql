@@ -63,6 +63,10 @@ CREATE TABLE name_item_totals (
     le_3600000000 INTEGER NOT NULL
 );
 
+-- What `/metrics` totals by job name on every scrape (`job_totals`: jobs by name and status
+-- with their running time), read from this index alone, in its order: no sort, no table read.
+CREATE INDEX jobs_name_status ON jobs (name, status, duration_ms);
+
 -- The jobs that ended before this version, counted once here: one pass over the items and
 -- attempts of the store.
 INSERT INTO job_item_totals (job_ref, name, pending, running, completed, failed, dead_lettered, skipped, timed, duration_us, le_5000, le_10000, le_25000, le_50000, le_100000, le_250000, le_500000, le_1000000, le_2500000, le_5000000, le_10000000, le_30000000, le_60000000, le_300000000, le_900000000, le_3600000000)
