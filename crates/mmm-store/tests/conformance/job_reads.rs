@@ -470,4 +470,34 @@ pub(crate) fn items_are_totalled_by_name_as_runs_end(store: &dyn Store) {
         .map(|t| t.name)
         .collect();
     assert_eq!(names, ["eval"]);
+
+    // Items moved out of the DLQ of an ended job move in its totals, whether or not its status
+    // changes.
+    let d = new_job("dlq", 1_000);
+    store.create_job(&d, &new_items(2)).unwrap();
+    set_status(store, d.id, JobStatus::Running, 1_000);
+    attempt(store, d.id, (0, 1, 1_000), O::Failed, S::DeadLettered);
+    attempt(store, d.id, (1, 1, 1_000), O::Failed, S::DeadLettered);
+    set_status(store, d.id, JobStatus::CompletedWithFailures, 2_000);
+    let figures = |store: &dyn Store| {
+        let t = totals_of(store, "dlq").unwrap();
+        (
+            t.items.dead_lettered,
+            t.items.skipped,
+            t.items.pending,
+            t.timed,
+        )
+    };
+    assert_eq!(figures(store), (2, 0, 0, 2));
+    store
+        .purge_dead_lettered(d.id, Some(&["item-0".to_string()]), 3_000)
+        .unwrap();
+    assert_eq!(
+        store.job(d.id).unwrap().status,
+        JobStatus::CompletedWithFailures
+    );
+    assert_eq!(figures(store), (1, 1, 0, 1));
+    store.retry_dead_lettered(d.id, None, 4_000).unwrap();
+    assert_eq!(store.job(d.id).unwrap().status, JobStatus::Interrupted);
+    assert_eq!(figures(store), (0, 1, 1, 0));
 }
