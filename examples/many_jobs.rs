@@ -2,11 +2,13 @@
 //! `cargo run --release --example many_jobs -- DIR JOBS RUNNING`.
 //!
 //! Jobs get one of 20 names, 5 items each, and a running time; a tenth of them failed. The
-//! running ones are owned by this (then dead) process, as jobs of a crashed runner would be.
+//! items of the finished ones ran once (from 10 ms to 3 s); in a failed job the last one was
+//! dead-lettered. The running ones are owned by this (then dead) process, as jobs of a
+//! crashed runner would be.
 
 use std::path::PathBuf;
 
-use mmm_core::job::{JobId, JobStatus, now_ms};
+use mmm_core::job::{AttemptOutcome, ItemStatus, JobId, JobStatus, now_ms};
 use mmm_store::{NewItem, NewJob, Write};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -54,11 +56,46 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             },
         ];
         if n < jobs {
-            let status = if n % 10 == 0 {
+            let failed = n % 10 == 0;
+            let status = if failed {
                 JobStatus::Failed
             } else {
                 JobStatus::Completed
             };
+            for i in 0..5u64 {
+                let dead = failed && i == 4;
+                let duration_us = 10_000 + (n * 5 + i) % 300 * 10_000;
+                writes.push(Write::AttemptStarted {
+                    job: id,
+                    item_index: i,
+                    number: 1,
+                    agent: "agent-1".into(),
+                    at: created,
+                });
+                writes.push(Write::AttemptFinished {
+                    job: id,
+                    item_index: i,
+                    number: 1,
+                    ended_at: created + (duration_us / 1_000) as i64,
+                    duration_us,
+                    outcome: if dead {
+                        AttemptOutcome::Failed
+                    } else {
+                        AttemptOutcome::Succeeded
+                    },
+                    exit_code: Some(i32::from(dead)),
+                    error: None,
+                    steps: Vec::new(),
+                    stdout_tail: String::new(),
+                    stderr_tail: String::new(),
+                    item_status: if dead {
+                        ItemStatus::DeadLettered
+                    } else {
+                        ItemStatus::Completed
+                    },
+                    counts_against_retries: true,
+                });
+            }
             writes.push(Write::JobStatus {
                 job: id,
                 status,

@@ -439,3 +439,106 @@ async fn metrics_pass_promtool_and_a_real_prometheus_scrapes_them() {
     };
     assert_eq!(value, "1");
 }
+
+/// Runs a job file named `name` through the binary over `items` (one per line): the items
+/// other than `bad` complete, `bad` ones are dead-lettered.
+fn run_named_job(ws: &Workspace, name: &str, items: &[&str]) {
+    ws.write(&format!("{name}.txt"), &format!("{}\n", items.join("\n")));
+    ws.write(
+        &format!("{name}.yml"),
+        &format!(
+            "name: {name}\nmap:\n  input: {name}.txt\n  max_parallel: 2\n  retries: 0\n  steps:\n    - name: work\n      shell: 'sleep 0.02; test ${{item}} != bad'\n"
+        ),
+    );
+    let run = ws.run(&["run", &format!("{name}.yml")]);
+    let expected = if items.contains(&"bad") { 3 } else { 0 };
+    run.code_is(expected);
+}
+
+/// `/metrics` from a server, once no job has series of its own any more (the retention
+/// passed for every job), within 30 s.
+fn scrape_without_job_series(addr: SocketAddr, expect: &str) -> String {
+    let mut body = String::new();
+    crate::harness::wait_until(
+        Duration::from_secs(30),
+        "the jobs' own series to go and the totals to show",
+        || {
+            let scraped = std::process::Command::new("curl")
+                .args(["-fs", &format!("http://{addr}/metrics")])
+                .output()
+                .expect("curl runs");
+            body = String::from_utf8_lossy(&scraped.stdout).into_owned();
+            !body.contains("job=\"") && body.contains(expect)
+        },
+    );
+    body
+}
+
+/// `promtool check metrics` finds nothing to say about `body`.
+fn promtool_accepts(body: &str) {
+    let mut promtool = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool starts (apt-get install -y prometheus; ./scripts/test installs it)");
+    std::io::Write::write_all(&mut promtool.stdin.take().unwrap(), body.as_bytes()).unwrap();
+    let check = promtool.wait_with_output().unwrap();
+    assert!(
+        check.status.success() && check.stdout.is_empty() && check.stderr.is_empty(),
+        "promtool: {check:?}\n{body}"
+    );
+}
+
+/// Issue 21: past the retention, the items of jobs run by the binary are totalled by name
+/// (by status, and their durations as a histogram), and more jobs of the same names add no
+/// series.
+#[test]
+fn metrics_total_the_items_of_jobs_past_the_retention_by_name() {
+    let ws = Workspace::new();
+    run_named_job(&ws, "alpha", &["1", "2", "bad"]);
+    run_named_job(&ws, "beta", &["1", "2"]);
+    let (_server, addr) =
+        crate::web::serve_binary(&ws, &["serve", "--port", "0", "--metrics-retention", "1s"]);
+    let first = scrape_without_job_series(
+        addr,
+        "mmm_name_item_duration_seconds_count{name=\"beta\"} 2",
+    );
+    for expected in [
+        "mmm_name_items{name=\"alpha\",status=\"completed\"} 2",
+        "mmm_name_items{name=\"alpha\",status=\"dead_lettered\"} 1",
+        "mmm_name_items{name=\"alpha\",status=\"pending\"} 0",
+        "mmm_name_items{name=\"beta\",status=\"completed\"} 2",
+        "mmm_name_items{name=\"beta\",status=\"dead_lettered\"} 0",
+        // Every item that ended is counted: completed and dead-lettered.
+        "mmm_name_item_duration_seconds_count{name=\"alpha\"} 3",
+        "mmm_name_item_duration_seconds_bucket{le=\"+Inf\",name=\"alpha\"} 3",
+        "mmm_name_item_duration_seconds_bucket{le=\"3600.0\",name=\"beta\"} 2",
+        // Each took at least the 20 ms it slept.
+        "mmm_name_item_duration_seconds_bucket{le=\"0.01\",name=\"beta\"} 0",
+    ] {
+        assert!(first.contains(expected), "{expected} missing:\n{first}");
+    }
+    promtool_accepts(&first);
+    let lines = series(&first).len();
+
+    // Two more jobs of the same names: their figures add up, and not one series more.
+    run_named_job(&ws, "alpha", &["3", "bad", "bad"]);
+    run_named_job(&ws, "beta", &["3"]);
+    let second = scrape_without_job_series(
+        addr,
+        "mmm_name_item_duration_seconds_count{name=\"beta\"} 3",
+    );
+    for expected in [
+        "mmm_name_items{name=\"alpha\",status=\"completed\"} 3",
+        "mmm_name_items{name=\"alpha\",status=\"dead_lettered\"} 3",
+        "mmm_name_items{name=\"beta\",status=\"completed\"} 3",
+        "mmm_name_item_duration_seconds_count{name=\"alpha\"} 6",
+        "mmm_name_jobs{name=\"alpha\",status=\"completed_with_failures\"} 2",
+    ] {
+        assert!(second.contains(expected), "{expected} missing:\n{second}");
+    }
+    assert_eq!(series(&second).len(), lines, "{second}");
+    promtool_accepts(&second);
+}

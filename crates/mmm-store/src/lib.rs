@@ -46,6 +46,7 @@ pub mod copy;
 mod error;
 pub mod events;
 pub mod health;
+mod item_totals;
 pub mod job_state;
 mod location;
 pub mod logs;
@@ -80,7 +81,7 @@ pub(crate) use steps::StoredSteps;
 pub use store::{
     BudgetRecord, ClaimedItem, Claims, Control, ControlRecord, ControlRequest, DeadLetter,
     DeadLetters, DlqChange, EventReads, Integrity, ItemPage, ItemPageQuery, JobContents, JobLog,
-    JobQuery, JobReads, JobTotals, Ledger, Limits, Logs, PagedItem, PeriodJob, PeriodQuery,
-    Recovery, RepairAction, Requeued, Store, Summaries, Transfer, UnfinishedItem,
+    JobQuery, JobReads, JobTotals, Ledger, Limits, Logs, NameItemTotals, PagedItem, PeriodJob,
+    PeriodQuery, Recovery, RepairAction, Requeued, Store, Summaries, Transfer, UnfinishedItem,
 };
 pub use write::Write;

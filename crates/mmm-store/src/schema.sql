@@ -1,4 +1,4 @@
--- The mmm store schema as it is now (version 8), for a new store: one script instead of
+-- The mmm store schema as it is now (version 9), for a new store: one script instead of
 -- replaying every migration (a new store is made by every `mmm run` in a new folder, and the
 -- migrations' table rebuilds were a third of a short run's CPU). An existing store is brought
 -- here by `migrations/` instead; `sqlite.rs`'s test `fresh_schema_matches_migrations`
@@ -130,6 +130,65 @@ CREATE TABLE job_summaries (
     updated_at INTEGER NOT NULL,
     payload    TEXT NOT NULL
 );
+-- Items of ended jobs totalled by name (`/metrics`; see migrations/0009_item_totals.sql).
+CREATE TABLE job_item_totals (
+    job_ref INTEGER PRIMARY KEY REFERENCES jobs (job_ref) ON DELETE CASCADE,
+    name    TEXT NOT NULL,
+    pending INTEGER NOT NULL,
+    running INTEGER NOT NULL,
+    completed INTEGER NOT NULL,
+    failed INTEGER NOT NULL,
+    dead_lettered INTEGER NOT NULL,
+    skipped INTEGER NOT NULL,
+    timed INTEGER NOT NULL,
+    duration_us INTEGER NOT NULL,
+    le_5000 INTEGER NOT NULL,
+    le_10000 INTEGER NOT NULL,
+    le_25000 INTEGER NOT NULL,
+    le_50000 INTEGER NOT NULL,
+    le_100000 INTEGER NOT NULL,
+    le_250000 INTEGER NOT NULL,
+    le_500000 INTEGER NOT NULL,
+    le_1000000 INTEGER NOT NULL,
+    le_2500000 INTEGER NOT NULL,
+    le_5000000 INTEGER NOT NULL,
+    le_10000000 INTEGER NOT NULL,
+    le_30000000 INTEGER NOT NULL,
+    le_60000000 INTEGER NOT NULL,
+    le_300000000 INTEGER NOT NULL,
+    le_900000000 INTEGER NOT NULL,
+    le_3600000000 INTEGER NOT NULL
+);
+
+CREATE TABLE name_item_totals (
+    name TEXT PRIMARY KEY,
+    jobs INTEGER NOT NULL,
+    pending INTEGER NOT NULL,
+    running INTEGER NOT NULL,
+    completed INTEGER NOT NULL,
+    failed INTEGER NOT NULL,
+    dead_lettered INTEGER NOT NULL,
+    skipped INTEGER NOT NULL,
+    timed INTEGER NOT NULL,
+    duration_us INTEGER NOT NULL,
+    le_5000 INTEGER NOT NULL,
+    le_10000 INTEGER NOT NULL,
+    le_25000 INTEGER NOT NULL,
+    le_50000 INTEGER NOT NULL,
+    le_100000 INTEGER NOT NULL,
+    le_250000 INTEGER NOT NULL,
+    le_500000 INTEGER NOT NULL,
+    le_1000000 INTEGER NOT NULL,
+    le_2500000 INTEGER NOT NULL,
+    le_5000000 INTEGER NOT NULL,
+    le_10000000 INTEGER NOT NULL,
+    le_30000000 INTEGER NOT NULL,
+    le_60000000 INTEGER NOT NULL,
+    le_300000000 INTEGER NOT NULL,
+    le_900000000 INTEGER NOT NULL,
+    le_3600000000 INTEGER NOT NULL
+);
+
 -- Limits of work that calls paid, rate-limited APIs (docs/api-work.md; see
 -- migrations/0007_limits.sql).
 CREATE TABLE start_rates (
@@ -153,6 +212,8 @@ CREATE INDEX items_unfinished ON items (job_ref, idx)
     WHERE status IN ('pending', 'failed', 'running');
 -- The jobs of a period, by creation time.
 CREATE INDEX jobs_created ON jobs (created_at);
+-- What `/metrics` totals by job name (see migrations/0009_item_totals.sql).
+CREATE INDEX jobs_name_status ON jobs (name, status, duration_ms);
 CREATE INDEX events_job_seq ON events (job_ref, seq);
 CREATE INDEX snapshots_job_at ON snapshots (job_ref, at);
 CREATE INDEX checkpoints_job ON checkpoints (job_ref, id);

@@ -649,6 +649,10 @@ mod tests {
             unimplemented!()
         }
 
+        fn name_item_totals(&self) -> Result<Vec<crate::NameItemTotals>, StoreError> {
+            unimplemented!()
+        }
+
         fn resolve_job(&self, _: &str) -> Result<JobId, StoreError> {
             unimplemented!()
         }

@@ -8,8 +8,18 @@
 //!   throughput over the snapshot's window, the item durations of the newest snapshot as a
 //!   histogram, and active alerts;
 //! - by job name, over every job of the store: jobs by status, and the running time of the
-//!   finished ones as a histogram;
+//!   finished ones as a histogram; over the jobs whose run finished (not interrupted),
+//!   their items by status and the durations of the items that ended (completed or
+//!   dead-lettered) as a histogram, as each job's run last ended (kept by the store then,
+//!   `mmm_store::JobReads::name_item_totals`, so a scrape reads one row per name);
 //! - jobs by status.
+//!
+//! The by-name series are gauges, not OpenMetrics counters (`_total`), though they mostly grow
+//! as jobs end: a counter must never go down between scrapes, and these do. `mmm store move`
+//! deletes a job from the store it leaves, taking its figures off its name's; a resume or a
+//! DLQ retry turns an ended job's dead-lettered items into completed ones; jobs leave `pending`
+//! and `running`. A gauge reports what the store holds now; `delta()` or `deriv()` over it
+//! reads as a rate.
 
 use std::sync::Mutex;
 use std::sync::atomic::AtomicU64;
@@ -61,19 +71,12 @@ impl SnapshotHistogram {
     fn of(summary: &DurationSummary) -> Option<HistogramData> {
         let count = summary.count;
         let cumulative = summary.buckets?;
-        let mut buckets = Vec::with_capacity(cumulative.len() + 1);
-        let mut below = 0;
-        for (le, at_most) in BUCKET_BOUNDS_SECONDS.iter().zip(cumulative) {
-            let at_most = at_most.max(below).min(count);
-            buckets.push((*le, at_most - below));
-            below = at_most;
-        }
-        buckets.push((f64::INFINITY, count - below));
-        Some(HistogramData {
-            sum_seconds: summary.mean_ms * count as f64 / 1_000.0,
+        Some(HistogramData::cumulative(
+            summary.mean_ms * count as f64 / 1_000.0,
             count,
-            buckets,
-        })
+            &BUCKET_BOUNDS_SECONDS,
+            &cumulative,
+        ))
     }
 
     fn set(&self, data: HistogramData) {
@@ -82,6 +85,24 @@ impl SnapshotHistogram {
 }
 
 impl HistogramData {
+    /// The histogram of `count` samples summing `sum_seconds`, with `cumulative` counts at
+    /// `bounds` (ascending), and the rest in `+Inf`.
+    fn cumulative(sum_seconds: f64, count: u64, bounds: &[f64], cumulative: &[u64]) -> Self {
+        let mut buckets = Vec::with_capacity(bounds.len() + 1);
+        let mut below = 0;
+        for (le, at_most) in bounds.iter().zip(cumulative) {
+            let at_most = (*at_most).max(below).min(count);
+            buckets.push((*le, at_most - below));
+            below = at_most;
+        }
+        buckets.push((f64::INFINITY, count - below));
+        HistogramData {
+            sum_seconds,
+            count,
+            buckets,
+        }
+    }
+
     /// Adds the jobs of `totals` (cumulative counts at [`JOB_DURATION_BOUNDS_SECONDS`]).
     fn add(&mut self, totals: &JobTotals) {
         self.sum_seconds += totals.duration_ms as f64 / 1_000.0;
@@ -139,6 +160,7 @@ pub(super) fn render(store: &dyn Store, retention: Duration) -> Result<String, A
         .map(|s| (s * 1_000.0) as i64)
         .collect();
     let totals = store.job_totals(&bounds_ms)?;
+    let item_totals = store.name_item_totals()?;
     let mut registry = Registry::with_prefix("mmm");
     let by_status = IntGauges::default();
     let items = IntGauges::default();
@@ -254,6 +276,35 @@ pub(super) fn render(store: &dyn Store, retention: Duration) -> Result<String, A
             .get_or_create(&vec![("name".to_string(), name.to_string())])
             .set(histogram);
     }
+    let name_items = IntGauges::default();
+    let item_durations = Family::<Labels, SnapshotHistogram>::default();
+    for t in &item_totals {
+        let name = ("name".to_string(), t.name.clone());
+        let c = &t.items;
+        for (status, n) in [
+            ("pending", c.pending),
+            ("running", c.running),
+            ("completed", c.completed),
+            ("failed", c.failed),
+            ("dead_lettered", c.dead_lettered),
+            ("skipped", c.skipped),
+        ] {
+            name_items
+                .get_or_create(&vec![
+                    name.clone(),
+                    ("status".to_string(), status.to_string()),
+                ])
+                .set(n as i64);
+        }
+        item_durations
+            .get_or_create(&vec![name])
+            .set(HistogramData::cumulative(
+                t.duration_us as f64 / 1_000_000.0,
+                t.timed,
+                &BUCKET_BOUNDS_SECONDS,
+                &t.at_most,
+            ));
+    }
     for (status, n) in statuses {
         by_status
             .get_or_create(&vec![("status".to_string(), status.to_string())])
@@ -265,6 +316,16 @@ pub(super) fn render(store: &dyn Store, retention: Duration) -> Result<String, A
         "name_job_duration_seconds",
         "Running time of the finished jobs of a name",
         job_durations,
+    );
+    registry.register(
+        "name_items",
+        "Items of the ended jobs of a name by status, as each run last ended",
+        name_items,
+    );
+    registry.register(
+        "name_item_duration_seconds",
+        "Durations of the items that ended in the ended jobs of a name",
+        item_durations,
     );
     registry.register("job_items", "A job's items by status", items);
     registry.register("job_percent", "A job's items done, percent", percent);

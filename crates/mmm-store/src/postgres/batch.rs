@@ -4,6 +4,7 @@
 use std::collections::HashSet;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::LazyLock;
 use std::task::Poll;
 
 use futures_util::future::{MaybeDone, maybe_done, poll_fn};
@@ -11,6 +12,7 @@ use tokio_postgres::types::ToSql;
 
 use super::rows::int;
 use super::transaction::Tx;
+use crate::item_totals;
 use crate::rules::{batch, transitions};
 use crate::{StoreError, StoredSteps, Write};
 use mmm_core::job::{ItemStatus, JobId};
@@ -85,6 +87,20 @@ pub(super) fn plan(writes: &[Write]) -> Vec<Planned> {
     planned
 }
 
+/// The statements that keep a job's item totals once its run ended (`item_totals.rs`), the
+/// job's id their one parameter.
+pub(super) fn keep_item_totals() -> impl Iterator<Item = &'static str> {
+    static KEEP: LazyLock<[String; 5]> = LazyLock::new(|| item_totals::keep_statements("$1"));
+    KEEP.iter().map(String::as_str)
+}
+
+/// The statements that take a job's item totals off its name's before it is deleted, the
+/// job's id their one parameter.
+pub(super) fn retire_item_totals() -> impl Iterator<Item = &'static str> {
+    static RETIRE: LazyLock<[String; 3]> = LazyLock::new(|| item_totals::retire_statements("$1"));
+    RETIRE.iter().map(String::as_str)
+}
+
 /// The statements of one write.
 fn plan_one(write: &Write, planned: &mut Vec<Planned>) {
     let mut push = |sql, params: Vec<Param>, missing, operation| {
@@ -96,7 +112,8 @@ fn plan_one(write: &Write, planned: &mut Vec<Planned>) {
         });
     };
     match write {
-        Write::JobStatus { job, status, at } => push(
+        Write::JobStatus { job, status, at } => {
+            push(
             "UPDATE jobs
              SET status = $2::text,
                  started_at = CASE WHEN $3::boolean THEN COALESCE(started_at, $5::bigint)
@@ -112,7 +129,18 @@ fn plan_one(write: &Write, planned: &mut Vec<Planned>) {
             ],
             Missing::Job(*job),
             "record a job status",
-        ),
+        );
+            if transitions::ends_run(*status) {
+                for sql in keep_item_totals() {
+                    push(
+                        sql,
+                        vec![Box::new(job.to_string())],
+                        Missing::Nothing,
+                        "total a job's items",
+                    );
+                }
+            }
+        }
         Write::JobPhase { job, phase, at: _ } => push(
             "UPDATE jobs SET phase = $2::text WHERE id = $1",
             vec![Box::new(job.to_string()), Box::new(phase.as_str())],

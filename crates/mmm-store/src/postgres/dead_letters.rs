@@ -5,6 +5,7 @@ use super::PostgresStore;
 use super::rows::{ATTEMPT_COLUMNS, ITEM_COLUMNS, attempt_from_row, int, item_from_row, text};
 use super::transaction::Tx;
 use crate::rules::dlq::{self, DlqMove, DlqPlan};
+use crate::rules::transitions;
 use crate::{DeadLetter, DeadLetters, DlqChange, ItemRecord, StoreError};
 use mmm_core::job::{ItemStatus, JobId, JobStatus};
 
@@ -86,6 +87,17 @@ impl PostgresStore {
                 let counts = tx.job_counts(job).await?;
                 let plan = DlqPlan::new(how, status_before, counts, selected);
                 tx.write_dlq_plan(job, at, &plan).await?;
+                // Items moved in a job whose run ended: its totals follow them, also when it is
+                // `interrupted` now (a DLQ retry); a new finished status counted them already.
+                if plan.moves_items()
+                    && !plan
+                        .job_status
+                        .as_ref()
+                        .is_some_and(|c| transitions::ends_run(c.to))
+                    && transitions::ends_run(status_before)
+                {
+                    tx.keep_item_totals(job).await?;
+                }
                 Ok(plan.change)
             })
         })

@@ -1,6 +1,8 @@
 //! [`JobReads`] on PostgreSQL: jobs, items, attempts, a page of items, checkpoints and the
 //! resume ledger, each read in one REPEATABLE READ transaction.
 
+use std::sync::LazyLock;
+
 use tokio_postgres::types::ToSql;
 
 use super::PostgresStore;
@@ -15,8 +17,10 @@ use crate::{
     AttemptRecord, CheckpointRecord, ItemPage, ItemPageQuery, ItemRecord, JobQuery, JobReads,
     JobRecord, JobTotals, Ledger, StoreError,
 };
+use crate::{ItemCounts, NameItemTotals, item_totals};
 use mmm_core::event::EventKind;
 use mmm_core::job::{ItemStatus, JobId};
+use mmm_core::metrics::durations::BUCKET_BOUNDS_SECONDS;
 
 impl JobReads for PostgresStore {
     fn job(&self, id: JobId) -> Result<JobRecord, StoreError> {
@@ -135,6 +139,35 @@ impl JobReads for PostgresStore {
                         duration_ms: row.try_get(3)?,
                         at_most: (0..buckets)
                             .map(|i| unsigned(row, 4 + i))
+                            .collect::<Result<_, _>>()?,
+                    })
+                })
+                .await
+            })
+        })
+    }
+
+    fn name_item_totals(&self) -> Result<Vec<NameItemTotals>, StoreError> {
+        static SQL: LazyLock<String> = LazyLock::new(item_totals::read_sql);
+        self.read(move |tx| {
+            Box::pin(async move {
+                tx.rows("total the items by job name", &SQL, &[], |row| {
+                    let figure = |i: usize| unsigned(row, 2 + i);
+                    Ok(NameItemTotals {
+                        name: row.try_get(0)?,
+                        jobs: unsigned(row, 1)?,
+                        items: ItemCounts {
+                            pending: figure(0)?,
+                            running: figure(1)?,
+                            completed: figure(2)?,
+                            failed: figure(3)?,
+                            dead_lettered: figure(4)?,
+                            skipped: figure(5)?,
+                        },
+                        timed: figure(6)?,
+                        duration_us: figure(7)?,
+                        at_most: (0..BUCKET_BOUNDS_SECONDS.len())
+                            .map(|i| figure(8 + i))
                             .collect::<Result<_, _>>()?,
                     })
                 })

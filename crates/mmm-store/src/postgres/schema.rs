@@ -20,6 +20,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/postgres/0006_logs.sql"),
     include_str!("../migrations/postgres/0007_limits.sql"),
     include_str!("../migrations/postgres/0008_job_summaries.sql"),
+    include_str!("../migrations/postgres/0009_item_totals.sql"),
 ];
 
 /// The newest schema version this binary knows; it reads and writes only this version.
@@ -43,6 +44,8 @@ pub(super) const TABLES: &[&str] = &[
     "log_chunks",
     "start_rates",
     "job_budgets",
+    "job_item_totals",
+    "name_item_totals",
 ];
 
 /// What a schema holds.

@@ -170,6 +170,29 @@ impl Tx<'_> {
                 ],
             )
             .await?;
+        if changed > 0 && transitions::ends_run(to) {
+            self.keep_item_totals(job).await?;
+        }
         Ok(changed > 0)
+    }
+
+    /// Keeps the totals of the job's items for `/metrics` (`item_totals.rs`), replacing those of
+    /// an earlier end of its run: called when it enters a status that ends a run.
+    pub(super) async fn keep_item_totals(&mut self, job: JobId) -> Result<(), StoreError> {
+        let id = job.to_string();
+        for sql in super::batch::keep_item_totals() {
+            self.execute("total a job's items", sql, &[&id]).await?;
+        }
+        Ok(())
+    }
+
+    /// Takes the totals of the job's items off its name's, before it is deleted.
+    pub(super) async fn retire_item_totals(&mut self, job: JobId) -> Result<(), StoreError> {
+        let id = job.to_string();
+        for sql in super::batch::retire_item_totals() {
+            self.execute("take a job's items off its name's totals", sql, &[&id])
+                .await?;
+        }
+        Ok(())
     }
 }

@@ -9,6 +9,7 @@ use super::job_log::ITEM_CHUNK;
 use super::rows::{int, small, unsigned};
 use super::statements::RowLock;
 use crate::copy::{CopyDetails, JobDump};
+use crate::rules::transitions;
 use crate::{StoreError, StoredSteps, Transfer};
 use mmm_core::control::ControlState;
 use mmm_core::job::JobId;
@@ -227,6 +228,9 @@ impl Transfer for PostgresStore {
                     )
                     .await?;
                 }
+                if transitions::ends_run(job.status) {
+                    tx.keep_item_totals(job.id).await?;
+                }
                 Ok(())
             })
         })
@@ -238,6 +242,7 @@ impl Transfer for PostgresStore {
                 let id = job.to_string();
                 // Everything under the job (items, attempts, events, snapshots, checkpoints) goes
                 // with it: ON DELETE CASCADE.
+                tx.retire_item_totals(job).await?;
                 let deleted = tx
                     .execute("delete a job", "DELETE FROM jobs WHERE id = $1", &[&id])
                     .await?;

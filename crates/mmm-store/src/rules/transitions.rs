@@ -14,6 +14,14 @@ pub(crate) fn finishes(status: JobStatus) -> bool {
     status.is_finished()
 }
 
+/// True when a job entering `status` ends a run whose items are totalled for `/metrics`
+/// (`item_totals.rs`): a finished status. Not `interrupted`: counting takes a look at every
+/// item (seconds for a million), which a Ctrl-C must not wait for; an interrupted job keeps the
+/// figures of its last finished run until it finishes again.
+pub(crate) fn ends_run(status: JobStatus) -> bool {
+    status.is_finished()
+}
+
 /// True when an item in `status` is done with, so that a new value of its input runs it again
 /// ([`crate::Recovery::update_item_values`]): back to `pending` with a fresh retry budget, its
 /// succeeded attempts superseded. An unfinished item just takes the new value.
@@ -57,5 +65,9 @@ mod tests {
         assert!(!starts_run(JobStatus::Interrupted));
         assert!(finishes(JobStatus::Completed));
         assert!(!finishes(JobStatus::Running));
+        assert!(!ends_run(JobStatus::Interrupted));
+        assert!(ends_run(JobStatus::Cancelled));
+        assert!(!ends_run(JobStatus::Running));
+        assert!(!ends_run(JobStatus::Pending));
     }
 }

@@ -6,6 +6,7 @@ use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use super::SqliteStore;
 use super::rows::{ATTEMPT_COLUMNS, ITEM_COLUMNS, attempt_from_row, int, item_from_row, text};
 use crate::rules::dlq::{self, DlqMove, DlqPlan};
+use crate::rules::transitions;
 use crate::{DeadLetter, DeadLetters, DlqChange, ItemRecord, StoreError};
 use mmm_core::job::{ItemStatus, JobId, JobStatus};
 
@@ -77,6 +78,17 @@ impl SqliteStore {
             };
             let plan = DlqPlan::new(how, status_before, self.counts(tx, job)?, selected);
             self.write_dlq_plan(tx, job, at, &plan)?;
+            // Items moved in a job whose run ended: its totals follow them, also when it is
+            // `interrupted` now (a DLQ retry); a new finished status counted them already.
+            if plan.moves_items()
+                && !plan
+                    .job_status
+                    .as_ref()
+                    .is_some_and(|c| transitions::ends_run(c.to))
+                && transitions::ends_run(status_before)
+            {
+                self.keep_item_totals(tx, job)?;
+            }
             Ok(plan.change)
         })
     }

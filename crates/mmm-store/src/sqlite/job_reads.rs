@@ -1,6 +1,8 @@
 //! [`JobReads`] on SQLite: jobs, items, attempts, a page of items, checkpoints and the
 //! resume ledger, each read in one read transaction.
 
+use std::sync::LazyLock;
+
 use rusqlite::{OptionalExtension, params};
 
 use super::SqliteStore;
@@ -14,8 +16,10 @@ use crate::{
     AttemptRecord, CheckpointRecord, ItemPage, ItemPageQuery, ItemRecord, JobQuery, JobReads,
     JobRecord, JobTotals, Ledger, StoreError,
 };
+use crate::{ItemCounts, NameItemTotals, item_totals};
 use mmm_core::event::EventKind;
 use mmm_core::job::{ItemStatus, JobId, Phase};
+use mmm_core::metrics::durations::BUCKET_BOUNDS_SECONDS;
 
 impl JobReads for SqliteStore {
     fn job(&self, id: JobId) -> Result<JobRecord, StoreError> {
@@ -119,6 +123,38 @@ impl JobReads for SqliteStore {
                         .collect::<Result<Vec<_>, _>>()
                 })
                 .map_err(self.fail("total the jobs by name"))
+        })
+    }
+
+    fn name_item_totals(&self) -> Result<Vec<NameItemTotals>, StoreError> {
+        static SQL: LazyLock<String> = LazyLock::new(item_totals::read_sql);
+        self.read(|tx| {
+            tx.prepare_cached(&SQL)
+                .and_then(|mut select| {
+                    select
+                        .query_map([], |row| {
+                            let figure = |i: usize| unsigned(row, 2 + i);
+                            Ok(NameItemTotals {
+                                name: row.get(0)?,
+                                jobs: unsigned(row, 1)?,
+                                items: ItemCounts {
+                                    pending: figure(0)?,
+                                    running: figure(1)?,
+                                    completed: figure(2)?,
+                                    failed: figure(3)?,
+                                    dead_lettered: figure(4)?,
+                                    skipped: figure(5)?,
+                                },
+                                timed: figure(6)?,
+                                duration_us: figure(7)?,
+                                at_most: (0..BUCKET_BOUNDS_SECONDS.len())
+                                    .map(|i| figure(8 + i))
+                                    .collect::<Result<_, _>>()?,
+                            })
+                        })?
+                        .collect::<Result<Vec<_>, _>>()
+                })
+                .map_err(self.fail("total the items by job name"))
         })
     }
 

@@ -1,10 +1,13 @@
 //! The statements several parts of the store share: look a job up, read it with its counts,
 //! append an event, change the job's status or its `updated_at`.
 
+use std::sync::LazyLock;
+
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
 use super::SqliteStore;
 use super::rows::{JOB_COLUMNS, job_from_row, text, unsigned};
+use crate::item_totals;
 use crate::rules::store_events::StoreEvent;
 use crate::rules::transitions;
 use crate::{ItemCounts, JobRecord, StoreError};
@@ -98,7 +101,42 @@ impl SqliteStore {
                 ],
             )
             .map_err(self.fail("record a job status"))?;
+        if changed > 0 && transitions::ends_run(to) {
+            self.keep_item_totals(tx, job)?;
+        }
         Ok(changed > 0)
+    }
+
+    /// Keeps the totals of the job's items for `/metrics` (`item_totals.rs`), replacing those of
+    /// an earlier end of its run: called when it enters a status that ends a run.
+    pub(super) fn keep_item_totals(
+        &self,
+        tx: &Transaction<'_>,
+        job: JobId,
+    ) -> Result<(), StoreError> {
+        static KEEP: LazyLock<[String; 5]> = LazyLock::new(|| item_totals::keep_statements("?1"));
+        for sql in KEEP.iter() {
+            tx.prepare_cached(sql)
+                .and_then(|mut statement| statement.execute(params![job.to_string()]))
+                .map_err(self.fail("total a job's items"))?;
+        }
+        Ok(())
+    }
+
+    /// Takes the totals of the job's items off its name's, before it is deleted.
+    pub(super) fn retire_item_totals(
+        &self,
+        tx: &Transaction<'_>,
+        job: JobId,
+    ) -> Result<(), StoreError> {
+        static RETIRE: LazyLock<[String; 3]> =
+            LazyLock::new(|| item_totals::retire_statements("?1"));
+        for sql in RETIRE.iter() {
+            tx.prepare_cached(sql)
+                .and_then(|mut statement| statement.execute(params![job.to_string()]))
+                .map_err(self.fail("take a job's items off its name's totals"))?;
+        }
+        Ok(())
     }
 
     /// Raises the job's `updated_at` to `at` (`operation` names it in an error).

@@ -9,6 +9,7 @@ use super::SqliteStore;
 use super::rows::{int, unsigned};
 use super::statements::insert_event;
 use crate::copy::{CopyDetails, JobDump};
+use crate::rules::transitions;
 use crate::{StoreError, StoredSteps, Transfer};
 use mmm_core::control::ControlState;
 use mmm_core::job::JobId;
@@ -214,6 +215,9 @@ impl Transfer for SqliteStore {
                 )
                 .map_err(fail("copy budgets"))?;
             }
+            if transitions::ends_run(job.status) {
+                self.keep_item_totals(tx, job.id)?;
+            }
             Ok(())
         })
     }
@@ -223,6 +227,7 @@ impl Transfer for SqliteStore {
             let id = job.to_string();
             // Everything under the job (items, attempts, events, snapshots, checkpoints) goes
             // with it: ON DELETE CASCADE.
+            self.retire_item_totals(tx, job)?;
             let deleted = tx
                 .execute("DELETE FROM jobs WHERE id = ?1", params![id])
                 .map_err(self.fail("delete a job"))?;

@@ -34,7 +34,11 @@ impl SqliteStore {
                         ])
                     })
                     .map_err(self.fail("record a job status"))?;
-                expect_change(changed, || StoreError::job_not_found(*job))
+                expect_change(changed, || StoreError::job_not_found(*job))?;
+                if transitions::ends_run(*status) {
+                    self.keep_item_totals(tx, *job)?;
+                }
+                Ok(())
             }
             Write::JobPhase { job, phase, at: _ } => {
                 let changed = tx

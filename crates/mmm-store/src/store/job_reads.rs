@@ -3,7 +3,9 @@
 
 use serde::Serialize;
 
-use crate::{AttemptRecord, CheckpointRecord, EventRecord, ItemRecord, JobRecord, StoreError};
+use crate::{
+    AttemptRecord, CheckpointRecord, EventRecord, ItemCounts, ItemRecord, JobRecord, StoreError,
+};
 use mmm_core::job::{ItemStatus, JobId, JobStatus};
 
 /// Reads of a job's record. A read of several queries sees one consistent state.
@@ -19,6 +21,10 @@ pub trait JobReads {
     /// or below each of `bounds_ms` (ascending): what `/metrics` aggregates by job name, in
     /// one read of the jobs alone, whatever the number of items.
     fn job_totals(&self, bounds_ms: &[i64]) -> Result<Vec<JobTotals>, StoreError>;
+    /// The items of the jobs whose run ended, totalled by job name: by status, and their
+    /// durations as a histogram. Kept as each job's run ends (and taken off when a job is
+    /// deleted), so this reads one row per name however many jobs and items the store holds.
+    fn name_item_totals(&self) -> Result<Vec<NameItemTotals>, StoreError>;
     /// The job whose id starts with `prefix` (an error when none or several match).
     fn resolve_job(&self, prefix: &str) -> Result<JobId, StoreError>;
     /// The job's items in input order, optionally only those with one status.
@@ -93,6 +99,25 @@ pub struct JobTotals {
     /// Their running time (`duration_ms`), summed.
     pub duration_ms: i64,
     /// How many ran at most each bound, in the order of the bounds (cumulative).
+    pub at_most: Vec<u64>,
+}
+
+/// The items of one name's jobs, as each job's run last ended ([`JobReads::name_item_totals`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NameItemTotals {
+    /// The jobs' name.
+    pub name: String,
+    /// The jobs counted: those of the name whose run ended (finished or interrupted) at least
+    /// once.
+    pub jobs: u64,
+    /// Their items by status, as each job's run last ended.
+    pub items: ItemCounts,
+    /// The items the durations count: those that ended (completed or dead-lettered).
+    pub timed: u64,
+    /// Their durations summed, µs (an item's duration: its ended attempts' durations summed).
+    pub duration_us: u64,
+    /// How many took at most each bound of
+    /// [`mmm_core::metrics::durations::BUCKET_BOUNDS_SECONDS`] (cumulative, in that order).
     pub at_most: Vec<u64>,
 }
 

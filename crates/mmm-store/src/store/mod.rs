@@ -27,7 +27,9 @@ pub use event_reads::EventReads;
 pub use integrity::{Integrity, JobContents, RepairAction};
 pub use job_log::JobLog;
 pub(crate) use job_reads::job_totals_sql;
-pub use job_reads::{ItemPage, ItemPageQuery, JobQuery, JobReads, JobTotals, Ledger, PagedItem};
+pub use job_reads::{
+    ItemPage, ItemPageQuery, JobQuery, JobReads, JobTotals, Ledger, NameItemTotals, PagedItem,
+};
 pub(crate) use limits::wait_of;
 pub use limits::{BudgetRecord, Limits};
 pub use logs::Logs;

@@ -347,3 +347,160 @@ pub(crate) fn jobs_are_totalled_by_name_and_status(store: &dyn Store) {
         ]
     );
 }
+
+/// An attempt of `duration_us` on item `index`, ended with `outcome`, the item left `status`.
+fn attempt(
+    store: &dyn Store,
+    job: JobId,
+    (index, number, duration_us): (u64, u32, u64),
+    outcome: AttemptOutcome,
+    status: ItemStatus,
+) {
+    let mut end = finished(job, index, number, 2_000, outcome, status);
+    if let Write::AttemptFinished { duration_us: d, .. } = &mut end {
+        *d = duration_us;
+    }
+    store
+        .apply(&[started(job, index, number, 1_000), end])
+        .unwrap();
+}
+
+/// The totals of `name`, if it has any.
+fn totals_of(store: &dyn Store, name: &str) -> Option<NameItemTotals> {
+    store
+        .name_item_totals()
+        .unwrap()
+        .into_iter()
+        .find(|t| t.name == name)
+}
+
+/// Issue 21: the items of jobs whose run ended, totalled by name as each run ends (a job
+/// that ends again replaces its figures), and taken off when a job is deleted.
+pub(crate) fn items_are_totalled_by_name_as_runs_end(store: &dyn Store) {
+    use AttemptOutcome as O;
+    use ItemStatus as S;
+    assert!(store.name_item_totals().unwrap().is_empty());
+    let a = new_job("nightly", 1_000);
+    let b = new_job("nightly", 1_000);
+    let c = new_job("eval", 1_000);
+    store.create_job(&a, &new_items(3)).unwrap();
+    store.create_job(&b, &new_items(1)).unwrap();
+    store.create_job(&c, &new_items(1)).unwrap();
+    for job in [a.id, b.id, c.id] {
+        set_status(store, job, JobStatus::Running, 1_000);
+    }
+    // a: item 0 failed once (2 ms) then succeeded (3 ms): 5 ms; item 1 dead-lettered after
+    // 20 ms; item 2 never ran. b: its item completed in 100 ms. c runs on: not counted.
+    attempt(store, a.id, (0, 1, 2_000), O::Failed, S::Failed);
+    attempt(store, a.id, (0, 2, 3_000), O::Succeeded, S::Completed);
+    attempt(store, a.id, (1, 1, 20_000), O::Failed, S::DeadLettered);
+    attempt(store, b.id, (0, 1, 100_000), O::Succeeded, S::Completed);
+    attempt(store, c.id, (0, 1, 1_000), O::Succeeded, S::Completed);
+    assert!(
+        store.name_item_totals().unwrap().is_empty(),
+        "nothing ended yet"
+    );
+    set_status(store, a.id, JobStatus::CompletedWithFailures, 3_000);
+    // An interrupted run is not counted (a Ctrl-C does not wait for a look at every item).
+    set_status(store, b.id, JobStatus::Interrupted, 2_500);
+    assert_eq!(totals_of(store, "nightly").map(|t| t.jobs), Some(1));
+    set_status(store, b.id, JobStatus::Failed, 3_000);
+    let expected = NameItemTotals {
+        name: "nightly".into(),
+        jobs: 2,
+        items: ItemCounts {
+            pending: 1,
+            completed: 2,
+            dead_lettered: 1,
+            ..ItemCounts::default()
+        },
+        timed: 3,
+        duration_us: 125_000,
+        // At 5, 10, 25, 50, 100, 250 ms, ... 3600 s.
+        at_most: [1, 1, 2, 2, 3].into_iter().chain([3; 11]).collect(),
+    };
+    assert_eq!(
+        store.name_item_totals().unwrap(),
+        std::slice::from_ref(&expected)
+    );
+
+    // Ending again counts the job once.
+    set_status(store, a.id, JobStatus::CompletedWithFailures, 3_100);
+    assert_eq!(totals_of(store, "nightly"), Some(expected.clone()));
+
+    // b resumed: its second run's end replaces its figures.
+    set_status(store, b.id, JobStatus::Running, 4_000);
+    store
+        .add_items(
+            b.id,
+            &[NewItem {
+                key: "late".into(),
+                value: "1".into(),
+            }],
+        )
+        .unwrap();
+    attempt(store, b.id, (1, 1, 40_000_000), O::Succeeded, S::Completed);
+    set_status(store, b.id, JobStatus::Completed, 5_000);
+    let mut resumed = expected.clone();
+    resumed.items.completed += 1;
+    resumed.timed += 1;
+    resumed.duration_us += 40_000_000;
+    for (at_most, le) in resumed.at_most.iter_mut().zip(BUCKET_BOUNDS_SECONDS) {
+        *at_most += u64::from(le >= 40.0);
+    }
+    assert_eq!(totals_of(store, "nightly"), Some(resumed.clone()));
+
+    // A copy of a (dumped, deleted, imported again) counts as a did.
+    let dump = mmm_store::copy::dump_job(store, a.id).unwrap();
+    store.delete_job(a.id).unwrap();
+    let only_b = totals_of(store, "nightly").unwrap();
+    assert_eq!(
+        (only_b.jobs, only_b.items.completed, only_b.duration_us),
+        (1, 2, 40_100_000)
+    );
+    store.import_job(&dump).unwrap();
+    assert_eq!(totals_of(store, "nightly"), Some(resumed));
+
+    // c ends; deleting every job of a name drops its row.
+    set_status(store, c.id, JobStatus::Cancelled, 6_000);
+    assert_eq!(totals_of(store, "eval").map(|t| t.timed), Some(1));
+    store.delete_job(a.id).unwrap();
+    store.delete_job(b.id).unwrap();
+    let names: Vec<String> = store
+        .name_item_totals()
+        .unwrap()
+        .into_iter()
+        .map(|t| t.name)
+        .collect();
+    assert_eq!(names, ["eval"]);
+
+    // Items moved out of the DLQ of an ended job move in its totals, whether or not its status
+    // changes.
+    let d = new_job("dlq", 1_000);
+    store.create_job(&d, &new_items(2)).unwrap();
+    set_status(store, d.id, JobStatus::Running, 1_000);
+    attempt(store, d.id, (0, 1, 1_000), O::Failed, S::DeadLettered);
+    attempt(store, d.id, (1, 1, 1_000), O::Failed, S::DeadLettered);
+    set_status(store, d.id, JobStatus::CompletedWithFailures, 2_000);
+    let figures = |store: &dyn Store| {
+        let t = totals_of(store, "dlq").unwrap();
+        (
+            t.items.dead_lettered,
+            t.items.skipped,
+            t.items.pending,
+            t.timed,
+        )
+    };
+    assert_eq!(figures(store), (2, 0, 0, 2));
+    store
+        .purge_dead_lettered(d.id, Some(&["item-0".to_string()]), 3_000)
+        .unwrap();
+    assert_eq!(
+        store.job(d.id).unwrap().status,
+        JobStatus::CompletedWithFailures
+    );
+    assert_eq!(figures(store), (1, 1, 0, 1));
+    store.retry_dead_lettered(d.id, None, 4_000).unwrap();
+    assert_eq!(store.job(d.id).unwrap().status, JobStatus::Interrupted);
+    assert_eq!(figures(store), (0, 1, 1, 0));
+}

@@ -16,10 +16,11 @@ use std::path::PathBuf;
 
 use mmm_core::event::{Event, Repaired};
 use mmm_core::job::{AttemptOutcome, ItemStatus, JobId, JobStatus, Phase};
+use mmm_core::metrics::durations::BUCKET_BOUNDS_SECONDS;
 use mmm_core::snapshot::Snapshot;
 use mmm_store::{
-    ItemPage, ItemPageQuery, JobQuery, JobTotals, NewItem, NewJob, Owner, RepairAction, StepRecord,
-    Store, StoreError, Write,
+    ItemCounts, ItemPage, ItemPageQuery, JobQuery, JobTotals, NameItemTotals, NewItem, NewJob,
+    Owner, RepairAction, StepRecord, Store, StoreError, Write,
 };
 
 /// Calls `$on_a_fresh_store!` with `topic::check` for every check that takes one store; the
@@ -41,6 +42,7 @@ macro_rules! every_check {
             job_reads::jobs_are_listed_newest_first,
             job_reads::jobs_are_paged_and_filtered,
             job_reads::jobs_are_totalled_by_name_and_status,
+            job_reads::items_are_totalled_by_name_as_runs_end,
             job_log::status_transitions_set_times,
             job_log::large_create_job,
             job_log::add_items_follow_and_refuse_duplicates,

@@ -81,6 +81,22 @@ pub(crate) fn an_old_record_reads_the_same_after_the_upgrade(store: &dyn Store) 
     let a: JobId = "01a20c00000000000000000000000a0a".parse().unwrap();
     let b: JobId = "01a20c00000000000000000000000b0b".parse().unwrap();
     assert_eq!(store.storage_problems().unwrap(), Vec::<String>::new());
+    // The migration to version 9 totalled the items of the jobs that had ended (b).
+    let totals = store.name_item_totals().unwrap();
+    assert_eq!(
+        totals,
+        [NameItemTotals {
+            name: "old-b".into(),
+            jobs: 1,
+            items: ItemCounts {
+                completed: 1,
+                ..ItemCounts::default()
+            },
+            timed: 1,
+            duration_us: 10_000,
+            at_most: [0].into_iter().chain([1; 15]).collect(),
+        }]
+    );
 
     let jobs = store.jobs().unwrap();
     let ids: Vec<JobId> = jobs.iter().map(|j| j.id).collect();
