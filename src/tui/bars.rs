@@ -218,7 +218,7 @@ fn counts_line(p: &Progress, elapsed: Duration, eta: &str) -> String {
 /// The job's counters with their rates and, once items ended, their forecast at the end of the
 /// job (` · cost 200 (3.1/s; ~900 at the end (850-950))`), empty when there are none.
 pub(super) fn counters_text(
-    counters: &std::collections::BTreeMap<String, i64>,
+    counters: &std::collections::BTreeMap<String, mmm_core::counter::CounterValue>,
     forecasts: &std::collections::BTreeMap<String, mmm_core::metrics::CounterForecast>,
     elapsed: Duration,
 ) -> String {
@@ -227,14 +227,14 @@ pub(super) fn counters_text(
         .iter()
         .map(|(name, value)| {
             let rate = if seconds > 0.0 {
-                *value as f64 / seconds
+                value.get() / seconds
             } else {
                 0.0
             };
-            let value = output::count((*value).max(0) as u64);
+            let rate = mmm_core::counter::estimate(rate);
             match forecasts.get(name) {
-                Some(f) => format!(" · {name} {value} ({rate:.1}/s; {})", f.text()),
-                None => format!(" · {name} {value} ({rate:.1}/s)"),
+                Some(f) => format!(" · {name} {value} ({rate}/s; {})", f.text()),
+                None => format!(" · {name} {value} ({rate}/s)"),
             }
         })
         .collect()

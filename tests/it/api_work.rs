@@ -5,6 +5,7 @@
 use std::process::{Child, Stdio};
 use std::time::Duration;
 
+use mmm_core::counter::CounterValue;
 use mmm_core::job::{JobId, JobStatus, Phase};
 use mmm_store::AttemptRecord;
 
@@ -290,8 +291,8 @@ fn a_budget_pauses_the_job_within_one_item_per_agent_and_mmm_budget_continues_it
     let record = store.job(job).unwrap();
     assert_eq!(record.status, JobStatus::Running);
     let budgets = store.budgets(job).unwrap();
-    let reached = budgets[0].reached.unwrap();
-    assert!((50..=70).contains(&reached), "reached at {reached}");
+    let reached = budgets[0].reached.unwrap().get();
+    assert!((50.0..=70.0).contains(&reached), "reached at {reached}");
     let shown = ws.run(&["budget", &job.to_string()]);
     shown.success();
     assert!(
@@ -563,7 +564,7 @@ fn the_forecast_of_a_uniform_cost_is_within_10_percent_and_over_budget_raises_an
     });
     assert_eq!(status.unwrap().code(), Some(0), "{}", ws.read("run.log"));
     let last = store.latest_snapshot(job).unwrap().unwrap().payload;
-    assert_eq!(last.counters["cost_cents"], 400);
+    assert_eq!(last.counters["cost_cents"], 400.into());
 }
 
 #[test]
@@ -599,7 +600,7 @@ fn a_job_paused_by_its_budget_survives_sigkill_and_resumes_paused_with_its_count
                     .is_ok_and(|a| a.iter().all(|a| a.outcome.is_some()))
                 // A snapshot since the last item ended: it holds every item's cost.
                 && store.job(id).is_ok_and(|j| {
-                    let spent = 10 * j.counts.completed as i64;
+                    let spent = CounterValue::from(10 * j.counts.completed as i64);
                     store
                         .latest_snapshot(id)
                         .ok()
@@ -634,7 +635,8 @@ fn a_job_paused_by_its_budget_survives_sigkill_and_resumes_paused_with_its_count
         "the resume's first snapshot",
         || {
             store.latest_snapshot(job).ok().flatten().is_some_and(|s| {
-                s.payload.counters.get("cost_cents") >= Some(&30) && s.payload.progress.is_some()
+                s.payload.counters.get("cost_cents") >= Some(&30.into())
+                    && s.payload.progress.is_some()
             })
         },
     );
@@ -659,7 +661,8 @@ fn a_job_paused_by_its_budget_survives_sigkill_and_resumes_paused_with_its_count
     assert_eq!(record.status, JobStatus::Completed);
     let last = store.latest_snapshot(job).unwrap().unwrap().payload;
     assert_eq!(
-        last.counters["cost_cents"], 120,
+        last.counters["cost_cents"],
+        120.into(),
         "the counter counts the whole job"
     );
 }

@@ -206,11 +206,13 @@ fn counters_title(snapshot: &Snapshot) -> String {
         .counters
         .iter()
         .map(|(name, value)| {
-            let rate = rates.and_then(|r| r.counters_per_second.get(name));
+            let rate = rates
+                .and_then(|r| r.counters_per_second.get(name))
+                .map(|rate| mmm_core::counter::estimate(*rate));
             let forecast = forecasts.and_then(|f| f.get(name)).map(|f| f.text());
             match (rate, forecast) {
-                (Some(rate), Some(f)) => format!(" · {name} {value} ({rate:.1}/s; {f})"),
-                (Some(rate), None) => format!(" · {name} {value} ({rate:.1}/s)"),
+                (Some(rate), Some(f)) => format!(" · {name} {value} ({rate}/s; {f})"),
+                (Some(rate), None) => format!(" · {name} {value} ({rate}/s)"),
                 (None, Some(f)) => format!(" · {name} {value} ({f})"),
                 (None, None) => format!(" · {name} {value}"),
             }

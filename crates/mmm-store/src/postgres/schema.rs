@@ -20,6 +20,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/postgres/0006_logs.sql"),
     include_str!("../migrations/postgres/0007_limits.sql"),
     include_str!("../migrations/postgres/0008_job_summaries.sql"),
+    include_str!("../migrations/postgres/0009_decimal_budgets.sql"),
 ];
 
 /// The newest schema version this binary knows; it reads and writes only this version.
