@@ -467,3 +467,32 @@ fn terminal_rows() -> usize {
     let (rows, _cols) = console::Term::stderr().size();
     usize::from(rows)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mmm_core::counter::CounterValue;
+    use mmm_core::metrics::CounterForecast;
+    use std::collections::BTreeMap;
+
+    #[test]
+    fn counters_show_with_their_decimals_rate_and_forecast() {
+        let counters = BTreeMap::from([
+            ("cost_usd".to_string(), CounterValue::parse("0.5").unwrap()),
+            ("tokens".to_string(), CounterValue::from(1234)),
+        ]);
+        let forecasts = BTreeMap::from([(
+            "cost_usd".to_string(),
+            CounterForecast {
+                per_item: 0.0125,
+                expected: 1.0,
+                p10: 0.95,
+                p90: 1.05,
+            },
+        )]);
+        assert_eq!(
+            counters_text(&counters, &forecasts, Duration::from_secs(4)),
+            " · cost_usd 0.5 (0.125/s; ~1 at the end (0.95-1.05)) · tokens 1234 (309/s)"
+        );
+    }
+}
