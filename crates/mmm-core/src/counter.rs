@@ -41,16 +41,18 @@ impl CounterValue {
         self.0
     }
 
-    /// Parses `12`, `+12`, `-3`, `0.0125`, `1_000` (an underscore may group digits); refuses
-    /// NaN, infinities and anything else.
+    /// Parses `12`, `+12`, `-3`, `0.0125`, `6.17e-05` (as jq and awk print small numbers),
+    /// `1_000` (an underscore may group digits); refuses NaN, infinities and anything else.
     pub fn parse(text: &str) -> Result<CounterValue, BadCounterValue> {
         let bad = || BadCounterValue(text.to_string());
         let digits = text.trim().replace('_', "");
         let unsigned = digits.strip_prefix(['+', '-']).unwrap_or(&digits);
-        // `f64::from_str` also reads `inf`, `NaN` and `1e5`: only plain decimals are counters.
-        let plain = !unsigned.is_empty()
-            && unsigned.chars().all(|c| c.is_ascii_digit() || c == '.')
-            && unsigned.chars().any(|c| c.is_ascii_digit());
+        // `f64::from_str` also reads `inf` and `NaN`: a counter is digits, a point and an
+        // exponent only (the parse below then checks their order; too large is infinite).
+        let plain = unsigned.starts_with(|c: char| c.is_ascii_digit() || c == '.')
+            && unsigned
+                .chars()
+                .all(|c| c.is_ascii_digit() || matches!(c, '.' | 'e' | 'E' | '+' | '-'));
         if !plain {
             return Err(bad());
         }
@@ -228,6 +230,8 @@ mod tests {
             ("0.0125", 0.0125),
             ("+.5", 0.5),
             ("1_000", 1000.0),
+            ("6.17e-05", 0.0000617),
+            ("1E3", 1000.0),
             (" 7 ", 7.0),
         ] {
             assert_eq!(
@@ -244,7 +248,10 @@ mod tests {
             "NaN",
             "inf",
             "-infinity",
-            "1e5",
+            "1e400",
+            "e5",
+            "1-2",
+            "--1",
             "1.2.3",
             "0x10",
             ".",
