@@ -19,8 +19,9 @@ Examples:
   mmm resume 019ab3 --store 'postgres://...'                                 go on there
 
 The copy holds everything: the job and its plan, every item with its status, every attempt,
-the events, snapshots and checkpoints (DLQ, history, resume ledger and `mmm check` read the same
-on both sides). The job must not be running: stop it first (Ctrl-C, and its workers), or copy it
+the events, snapshots and checkpoints, its pause and control requests, its budgets, and its
+item logs (DLQ, history, resume ledger, `mmm logs` and `mmm check` read the same on both
+sides). The job must not be running: stop it first (Ctrl-C, and its workers), or copy it
 after a crash. `copy` leaves the source's record as it was: resume the job in one store only.
 `migrate` deletes it from the source once the destination holds it (one transaction on each
 side; a failure in between leaves the job in both stores, never in neither).";
@@ -100,6 +101,14 @@ fn transfer(store_location: &str, args: CopyArgs, how: Transfer) -> anyhow::Resu
         .with_context(|| format!("could not open the store at {}", args.to))?;
     let dump = store::copy::copy_job(from.as_ref(), to.as_ref(), id)
         .with_context(|| format!("could not copy job {} to {}", id.short(), args.to))?;
+    store::copy::copy_logs(from.as_ref(), to.as_ref(), id).with_context(|| {
+        format!(
+            "job {} is in {} now, but not all of its logs could be copied (this store still \
+             has them all: `mmm logs` reads them here)",
+            id.short(),
+            store::shown_location(&args.to)
+        )
+    })?;
     let event = |direction: &str| {
         let copied = JobCopied {
             direction: direction.to_string(),

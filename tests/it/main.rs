@@ -11,6 +11,7 @@ mod chromium;
 mod control;
 mod dlq;
 mod embed;
+mod eta;
 mod events;
 mod failures;
 mod harness;

@@ -165,3 +165,91 @@ fn migrate_moves_a_stopped_job_and_refuses_a_running_one() {
         again.stderr()
     );
 }
+
+/// What a copy must carry besides the items and events: the item logs, the pause (a budget
+/// paused this job), the control requests and the budgets, SQLite to PostgreSQL and back.
+#[test]
+fn a_paused_job_keeps_its_logs_pause_and_budget_through_copies() {
+    if skipped("a_paused_job_keeps_its_logs_pause_and_budget_through_copies") {
+        return;
+    }
+    let schema = Schema::new();
+    let url = schema.url();
+    let ws = Workspace::new();
+    let items: String = (1..=12).map(|n| format!("i{n}\n")).collect();
+    ws.write("items.txt", &items);
+    ws.write(
+        "job.yml",
+        &format!(
+            "map:\n  input: items.txt\n  key: \"${{item}}\"\n  max_parallel: 1\n  budget: {{counter: cost_usd, max: 0.3}}\n  steps:\n    - shell: \"echo out-${{item}} && '{}' report --counter cost_usd=+0.1 && sleep 0.2\"\n",
+            env!("CARGO_BIN_EXE_mmm")
+        ),
+    );
+    let mut run = ws.spawn(&["run", "job.yml", "--progress", "none"]);
+    let mut job = None;
+    wait_until(
+        Duration::from_secs(60),
+        "the budget to pause the job",
+        || {
+            let Some(record) = ws.jobs_so_far().into_iter().next() else {
+                return false;
+            };
+            job = Some(record.id);
+            let store = ws.store();
+            store
+                .control_state(record.id)
+                .is_ok_and(|c| c.paused.is_some())
+                && store
+                    .attempts(record.id, None)
+                    .is_ok_and(|a| !a.is_empty() && a.iter().all(|a| a.outcome.is_some()))
+        },
+    );
+    kill9(&mut run);
+    let job = job.unwrap();
+    let id = job.short();
+    let laptop = ws.store();
+
+    // Everything but the chunks' row ids, which each store numbers itself.
+    let logs = |store: &dyn mmm_store::Store| -> Vec<(u64, u32, u32, u64, Vec<u8>)> {
+        let query = mmm_store::logs::LogQuery {
+            limit: 100_000,
+            ..Default::default()
+        };
+        store
+            .log_chunks(job, &query)
+            .unwrap()
+            .into_iter()
+            .map(|c| (c.item_index, c.attempt, c.seq, c.offset, c.data))
+            .collect()
+    };
+    let same_as_laptop = |store: &dyn mmm_store::Store, what: &str| {
+        let control = store.control_state(job).unwrap();
+        assert!(control.paused.is_some(), "{what}: the pause was lost");
+        assert_eq!(control, laptop.control_state(job).unwrap(), "{what}");
+        assert_eq!(
+            store.control_requests(job, 0).unwrap(),
+            laptop.control_requests(job, 0).unwrap(),
+            "{what}"
+        );
+        let budgets = store.budgets(job).unwrap();
+        assert!(
+            budgets.len() == 1 && budgets[0].reached.is_some(),
+            "{what}: {budgets:?}"
+        );
+        assert_eq!(budgets, laptop.budgets(job).unwrap(), "{what}");
+        let chunks = logs(store);
+        assert!(!chunks.is_empty(), "{what}: no logs");
+        assert_eq!(chunks, logs(laptop.as_ref()), "{what}");
+    };
+
+    ws.run(&["store", "copy", &id, "--to", &url]).success();
+    same_as_laptop(schema.store().as_ref(), "PostgreSQL");
+    let shown = ws.run(&["logs", &id, "i1", "--store", &url]);
+    shown.success();
+    assert!(shown.stdout().contains("out-i1"), "{}", shown.stdout());
+
+    ws.run(&["store", "copy", &id, "--store", &url, "--to", "back.db"])
+        .success();
+    let back = mmm_store::open(ws.join("back.db").to_str().unwrap(), false).unwrap();
+    same_as_laptop(back.as_ref(), "back in SQLite");
+}

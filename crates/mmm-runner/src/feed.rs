@@ -178,7 +178,7 @@ fn read_records<E: Executor>(run: &Run<E>) -> Result<Records, InputError> {
         });
     match reader {
         Ok(_) => Ok(rx),
-        Err(source) => Err(InputError::Stdin { source }),
+        Err(source) => Err(InputError::Reader { source }),
     }
 }
 

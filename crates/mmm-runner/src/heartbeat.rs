@@ -26,6 +26,9 @@ use mmm_store::Write;
 /// Events read per query when folding in the other processes' agents.
 const EVENTS_PAGE: usize = 10_000;
 
+/// The longest the first beat waits for the map's first items (see [`items_known`]).
+const FIRST_BEAT_WAIT: Duration = Duration::from_secs(1);
+
 /// The running heartbeat task.
 pub(crate) struct Heartbeat<E> {
     job: JobId,
@@ -42,7 +45,8 @@ enum Order {
 }
 
 impl<E: Executor> Heartbeat<E> {
-    /// Starts beating for `run` (the first beat comes at once). `prior`: the time earlier runs
+    /// Starts beating for `run` (the first beat comes once the first items are known, or
+    /// after a second). `prior`: the time earlier runs
     /// of the job spent.
     pub(crate) fn start(run: Arc<Run<E>>, config: &OwnerConfig, prior: Duration) -> Self {
         let job = run.job;
@@ -51,7 +55,6 @@ impl<E: Executor> Heartbeat<E> {
         let agent_prefix = config.claims.as_ref().and_then(|c| c.agent_prefix.clone());
         let (orders, mut inbox) = mpsc::unbounded_channel();
         let task = tokio::spawn(async move {
-            let mut tick = tokio::time::interval(every);
             let mut sampler = Sampler::new();
             let last_checkpoint = Instant::now();
             let watch = Watch::new(&run).await;
@@ -66,6 +69,18 @@ impl<E: Executor> Heartbeat<E> {
                 last_checkpoint,
                 last_snapshot: None,
             };
+            let first_beat_at = tokio::time::Instant::now() + every.min(FIRST_BEAT_WAIT);
+            loop {
+                tokio::select! {
+                    biased;
+                    order = inbox.recv() => match order {
+                        Some(Order::Follow(others)) => pulse.others = Some(others),
+                        Some(Order::Stop) | None => return pulse,
+                    },
+                    _ = items_known(&pulse.run, first_beat_at) => break,
+                }
+            }
+            let mut tick = tokio::time::interval(every);
             loop {
                 tokio::select! {
                     // Orders first: a stop is not held up by a beat that is due too.
@@ -300,4 +315,15 @@ pub(crate) fn checkpoint(job: JobId, phase: Option<Phase>, reason: &str) -> [Wri
             }),
         ),
     ]
+}
+
+/// Waits, at most until `deadline`, until the run knows some of its items (their count is
+/// read in the first moments of a map, or restored at once on a resume): a snapshot taken
+/// before them shows no total and so no ETA, not even the one earlier runs of the job give (the
+/// first snapshot of a job that ran before shows an estimate). A setup phase or an empty input
+/// just makes the first beat come at the deadline.
+async fn items_known<E: Executor>(run: &Run<E>, deadline: tokio::time::Instant) {
+    while run.tracker.progress().total == 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
 }

@@ -733,6 +733,14 @@ pub enum InputError {
         #[source]
         source: std::io::Error,
     },
+    /// The thread that reads a streamed input could not be started (the process is out of
+    /// threads or memory): nothing was read.
+    #[error("cannot start reading the items: {source}")]
+    Reader {
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
     /// A `--colsep` that is not a regular expression.
     #[error(
         "--colsep `{pattern}` is not a valid regular expression: {source}\n  hint: escape special characters, e.g. `--colsep '\\|'`"

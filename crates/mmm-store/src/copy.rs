@@ -6,11 +6,19 @@
 //! [`Transfer::import_job`](crate::Transfer::import_job) writes it in one transaction: the job row as it was (status, owner,
 //! times), items with their statuses and attempt counts, every attempt, events in their order
 //! (with the destination's own sequence numbers; checkpoints point at the same events),
-//! snapshots and checkpoints. Claims are not copied: a copied item is claimable at once.
+//! snapshots and checkpoints, its control state and requests (a paused job stays paused) and
+//! its budgets. [`copy_logs`] then copies the item logs a page of chunks at a time, each page a
+//! transaction of its own (a job's logs can be larger than memory). Claims and the start-rate
+//! schedule are not copied: a copied item is claimable at once, and a rate starts afresh.
 
 use std::collections::HashMap;
 
-use super::{CheckpointRecord, EventRecord, JobContents, SnapshotRecord, Store, StoreError};
+use super::{
+    BudgetRecord, CheckpointRecord, ControlRecord, EventRecord, JobContents, SnapshotRecord, Store,
+    StoreError, Write,
+};
+use crate::logs::{LogQuery, NewLogChunk};
+use mmm_core::control::ControlState;
 use mmm_core::job::JobId;
 
 /// What only a backend knows of a job: which attempts a rewind superseded, and the sequence
@@ -36,6 +44,12 @@ pub struct JobDump {
     pub snapshots: Vec<SnapshotRecord>,
     /// Every checkpoint, oldest first, with the source seq of the job's last event then.
     pub checkpoints: Vec<(CheckpointRecord, i64)>,
+    /// Its control state: paused or not, the agents `mmm scale` set.
+    pub control: ControlState,
+    /// Every control request, in order, applied or not.
+    pub control_requests: Vec<ControlRecord>,
+    /// Its budgets on counters.
+    pub budgets: Vec<BudgetRecord>,
 }
 
 impl JobDump {
@@ -51,6 +65,10 @@ impl JobDump {
 
 /// Events read per page.
 const PAGE: usize = 10_000;
+
+/// Log chunks copied per transaction: at most a few MB (chunks are at most
+/// [`crate::logs::CHUNK_BYTES`] of output before compression).
+const LOG_PAGE: usize = 64;
 
 /// Reads everything `store` holds about `job`. The job should not be running meanwhile (the
 /// caller checks that its owner is gone), so that the reads agree.
@@ -83,13 +101,56 @@ pub fn dump_job(store: &dyn Store, job: JobId) -> Result<JobDump, StoreError> {
         events,
         snapshots,
         checkpoints,
+        control: store.control_state(job)?,
+        control_requests: store.control_requests(job, 0)?,
+        budgets: store.budgets(job)?,
     })
 }
 
 /// Copies `job` from `from` to `to`; the destination must not have it yet
 /// ([`StoreError::JobExists`]).
+/// Its logs are not part of it: [`copy_logs`] copies them next.
 pub fn copy_job(from: &dyn Store, to: &dyn Store, job: JobId) -> Result<JobDump, StoreError> {
     let dump = dump_job(from, job)?;
     to.import_job(&dump)?;
     Ok(dump)
+}
+
+/// Copies `job`'s log chunks, oldest first, a page per transaction (a job's logs can be larger
+/// than memory), to a store that holds the job's record ([`copy_job`]) and none of its logs;
+/// returns how many. Should a page fail, the destination keeps the pages before it.
+pub fn copy_logs(from: &dyn Store, to: &dyn Store, job: JobId) -> Result<u64, StoreError> {
+    let mut after_id = 0;
+    let mut copied = 0;
+    loop {
+        let page = from.log_chunks(
+            job,
+            &LogQuery {
+                after_id,
+                limit: LOG_PAGE,
+                ..LogQuery::default()
+            },
+        )?;
+        let Some(last) = page.last() else {
+            return Ok(copied);
+        };
+        after_id = last.id;
+        copied += page.len() as u64;
+        let writes: Vec<Write> = page
+            .into_iter()
+            .map(|chunk| Write::LogChunk {
+                job,
+                chunk: Box::new(NewLogChunk {
+                    item_index: chunk.item_index,
+                    attempt: chunk.attempt,
+                    seq: chunk.seq,
+                    offset: chunk.offset,
+                    bytes: chunk.bytes,
+                    at: chunk.at,
+                    data: chunk.data,
+                }),
+            })
+            .collect();
+        to.apply(&writes)?;
+    }
 }

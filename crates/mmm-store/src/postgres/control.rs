@@ -218,7 +218,7 @@ impl Tx<'_> {
     }
 
     /// Writes the job's control state.
-    async fn write_control_state(
+    pub(super) async fn write_control_state(
         &mut self,
         job: JobId,
         state: ControlState,

@@ -10,6 +10,7 @@ use super::rows::{int, small, unsigned};
 use super::statements::RowLock;
 use crate::copy::{CopyDetails, JobDump};
 use crate::{StoreError, StoredSteps, Transfer};
+use mmm_core::control::ControlState;
 use mmm_core::job::JobId;
 
 impl Transfer for PostgresStore {
@@ -188,6 +189,45 @@ impl Transfer for PostgresStore {
                             &int(checkpoint.completed),
                             &int(checkpoint.dead_lettered),
                             &int(checkpoint.skipped),
+                        ],
+                    )
+                    .await?;
+                }
+                if dump.control != ControlState::default() {
+                    tx.write_control_state(job.id, dump.control).await?;
+                }
+                for request in &dump.control_requests {
+                    let action = serde_json::to_string(&request.request.action)
+                        .expect("a control action is plain data that always serialises");
+                    tx.execute(
+                        "copy control requests",
+                        "INSERT INTO control_requests (job_ref, seq, action, host, pid,
+                                                       requested_at, applied_at)
+                         VALUES ((SELECT job_ref FROM jobs WHERE id = $1), $2::bigint, $3::text,
+                                 $4::text, $5::bigint, $6::bigint, $7::bigint)",
+                        &[
+                            &id,
+                            &int(request.seq),
+                            &action,
+                            &request.request.host,
+                            &i64::from(request.request.pid),
+                            &request.requested_at,
+                            &request.applied_at,
+                        ],
+                    )
+                    .await?;
+                }
+                for budget in &dump.budgets {
+                    tx.execute(
+                        "copy budgets",
+                        "INSERT INTO job_budgets (job_ref, counter, max, reached)
+                         VALUES ((SELECT job_ref FROM jobs WHERE id = $1), $2::text, $3::float8,
+                                 $4::float8)",
+                        &[
+                            &id,
+                            &budget.budget.counter,
+                            &budget.budget.max.get(),
+                            &budget.reached.map(|r| r.get()),
                         ],
                     )
                     .await?;

@@ -179,7 +179,7 @@ impl SqliteStore {
     }
 
     /// Writes the job's control state.
-    fn write_control_state(
+    pub(super) fn write_control_state(
         &self,
         conn: &rusqlite::Connection,
         job: JobId,

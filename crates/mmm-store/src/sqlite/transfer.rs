@@ -10,6 +10,7 @@ use super::rows::{int, unsigned};
 use super::statements::insert_event;
 use crate::copy::{CopyDetails, JobDump};
 use crate::{StoreError, StoredSteps, Transfer};
+use mmm_core::control::ControlState;
 use mmm_core::job::JobId;
 
 impl Transfer for SqliteStore {
@@ -182,6 +183,41 @@ impl Transfer for SqliteStore {
                     ],
                 )
                 .map_err(fail("copy checkpoints"))?;
+            }
+            if dump.control != ControlState::default() {
+                self.write_control_state(tx, job.id, dump.control)?;
+            }
+            for request in &dump.control_requests {
+                let action = serde_json::to_string(&request.request.action)
+                    .expect("a control action is plain data that always serialises");
+                tx.execute(
+                    "INSERT INTO control_requests (job_ref, seq, action, host, pid, requested_at,
+                                                   applied_at)
+                     VALUES ((SELECT job_ref FROM jobs WHERE id = ?1), ?2, ?3, ?4, ?5, ?6, ?7)",
+                    params![
+                        id,
+                        int(request.seq),
+                        action,
+                        request.request.host,
+                        request.request.pid,
+                        request.requested_at,
+                        request.applied_at,
+                    ],
+                )
+                .map_err(fail("copy control requests"))?;
+            }
+            for budget in &dump.budgets {
+                tx.execute(
+                    "INSERT INTO job_budgets (job_ref, counter, max, reached)
+                     VALUES ((SELECT job_ref FROM jobs WHERE id = ?1), ?2, ?3, ?4)",
+                    params![
+                        id,
+                        budget.budget.counter,
+                        budget.budget.max.get(),
+                        budget.reached.map(|r| r.get())
+                    ],
+                )
+                .map_err(fail("copy budgets"))?;
             }
             Ok(())
         })
