@@ -30,7 +30,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         job.step(&mut item, "resize")?;
         job.progress(&item, 0.5);
         std::thread::sleep(Duration::from_millis(4 + (i % 5) as u64));
-        job.counter("bytes", 1_000 + i as i64);
+        job.counter("bytes", (1_000 + i) as f64);
         if i % 50 == 0 {
             // A transient failure: recorded, then tried again at once.
             job.finish_item(

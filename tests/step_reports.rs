@@ -56,7 +56,7 @@ fn wait_for_agent(
 /// Polls until the tracker's `rows` counter is `value`, failing after [`BOUND`].
 fn wait_for_rows(tracker: &Tracker, value: i64) {
     let deadline = Instant::now() + BOUND;
-    while tracker.counters().get("rows") != Some(&value) {
+    while tracker.counters().get("rows") != Some(&value.into()) {
         assert!(
             Instant::now() < deadline,
             "counter: {:?}",

@@ -8,20 +8,23 @@ use super::Exit;
 use super::control::request_and_wait;
 use super::wiring::{open_job, usage_or_store_error};
 use mmm_core::control::ControlAction;
+use mmm_core::counter::CounterValue;
 use mmm_core::job::{JobStatus, now_ms};
 use mmm_core::limits::Budget;
 use mmm_store::BudgetRecord;
 
 pub(crate) const AFTER_HELP: &str = "\
-A budget caps a counter that steps report (`mmm report --counter cost_cents=+12`): once the
+A budget caps a counter that steps report (`mmm report --counter cost_usd=+0.0125`): once the
 job's total reaches it, the job pauses (items in flight finish, nothing new starts; the job
 stays running and resumable). Set budgets in the job file (map.budget) or with
 `mmm run --budget NAME=MAX`; this command shows them, or sets them on a job that exists.
-Raising a budget that paused the job above the counter's total continues the job.
+Raising a budget that paused the job above the counter's total continues the job. Budgets
+and counters may have decimals (dollars: 80.25). On a map shared with `mmm worker`s the
+budget counts every process's counters.
 
 Examples:
   mmm budget 0190a3f2                       the budgets, the counters' totals, which stopped it
-  mmm budget 0190a3f2 cost_cents=8000       raise it: the job continues
+  mmm budget 0190a3f2 cost_usd=80.25        raise it: the job continues
   mmm budget 0190a3f2 tokens=2000000        a budget on another counter";
 
 /// Arguments of `mmm budget`.
@@ -29,7 +32,7 @@ Examples:
 pub(crate) struct BudgetArgs {
     /// The job: an id or an unambiguous prefix (`mmm jobs` lists them).
     job: String,
-    /// Budgets to set, COUNTER=MAX (whole numbers, as counters are); none: show them.
+    /// Budgets to set, COUNTER=MAX (`cost_usd=80.25`); none: show them.
     #[arg(value_name = "COUNTER=MAX", value_parser = parse_budget)]
     budgets: Vec<Budget>,
 }
@@ -56,7 +59,10 @@ pub(crate) fn run(location: &str, args: BudgetArgs) -> anyhow::Result<Exit> {
             println!("job {short} has no budgets (set one: mmm budget {short} COUNTER=MAX)");
         }
         for budget in &before {
-            let total = counters.get(&budget.budget.counter).copied().unwrap_or(0);
+            let total = counters
+                .get(&budget.budget.counter)
+                .copied()
+                .unwrap_or_default();
             println!("{}", describe(budget, total));
         }
         return Ok(Exit::Success);
@@ -66,7 +72,7 @@ pub(crate) fn run(location: &str, args: BudgetArgs) -> anyhow::Result<Exit> {
         after = store
             .set_budget(job, budget, now_ms())
             .map_err(usage_or_store_error)?;
-        let total = counters.get(&budget.counter).copied().unwrap_or(0);
+        let total = counters.get(&budget.counter).copied().unwrap_or_default();
         let was = before
             .iter()
             .find(|b| b.budget.counter == budget.counter)
@@ -83,7 +89,7 @@ pub(crate) fn run(location: &str, args: BudgetArgs) -> anyhow::Result<Exit> {
     let stopped_it = before.iter().any(|b| b.reached.is_some());
     let still = after.iter().find(|b| {
         b.budget
-            .reached_by(counters.get(&b.budget.counter).copied().unwrap_or(0))
+            .reached_by(counters.get(&b.budget.counter).copied().unwrap_or_default())
     });
     if !stopped_it || still.is_some() {
         return Ok(Exit::Success);
@@ -109,9 +115,9 @@ pub(crate) fn run(location: &str, args: BudgetArgs) -> anyhow::Result<Exit> {
 }
 
 /// A budget's line: the counter, its total against the budget, and whether it stopped the job.
-fn describe(budget: &BudgetRecord, total: i64) -> String {
+fn describe(budget: &BudgetRecord, total: CounterValue) -> String {
     let b = &budget.budget;
-    let percent = total as f64 * 100.0 / b.max as f64;
+    let percent = total.get() * 100.0 / b.max.get();
     match budget.reached {
         Some(at) => format!(
             "{}: {total} of {} ({percent:.0}%); reached at {at}: it paused the job (raise it: mmm budget JOB {}=N)",

@@ -25,6 +25,7 @@ Examples:
   mmm report 4/10
   mmm report --message \"downloading shard 3\"
   mmm report --counter commits=+1 --counter files=+12
+  mmm report --counter tokens=+1234 --counter cost_usd=+0.0123
   mmm report --throttled --retry-after 30      the API said 429: retry in 30 s (then exit)
 
 A step that reports --throttled (or exits with one of map.throttle_exit_codes, 75 by
@@ -41,7 +42,8 @@ pub(crate) struct ReportArgs {
     /// A message without progress.
     #[arg(long = "message", value_name = "TEXT", conflicts_with = "message")]
     message_only: Option<String>,
-    /// Add to a job-wide counter: NAME=+N or NAME=-N. Can be repeated.
+    /// Add to a job-wide counter: NAME=+N or NAME=-N, N whole or decimal (cost_usd=+0.0123).
+    /// Can be repeated.
     #[arg(long = "counter", value_name = "NAME=N")]
     counters: Vec<String>,
     /// The API this step calls throttled it (e.g. HTTP 429): the attempt is retried later,

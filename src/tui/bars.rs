@@ -218,7 +218,7 @@ fn counts_line(p: &Progress, elapsed: Duration, eta: &str) -> String {
 /// The job's counters with their rates and, once items ended, their forecast at the end of the
 /// job (` · cost 200 (3.1/s; ~900 at the end (850-950))`), empty when there are none.
 pub(super) fn counters_text(
-    counters: &std::collections::BTreeMap<String, i64>,
+    counters: &std::collections::BTreeMap<String, mmm_core::counter::CounterValue>,
     forecasts: &std::collections::BTreeMap<String, mmm_core::metrics::CounterForecast>,
     elapsed: Duration,
 ) -> String {
@@ -227,14 +227,14 @@ pub(super) fn counters_text(
         .iter()
         .map(|(name, value)| {
             let rate = if seconds > 0.0 {
-                *value as f64 / seconds
+                value.get() / seconds
             } else {
                 0.0
             };
-            let value = output::count((*value).max(0) as u64);
+            let rate = mmm_core::counter::estimate(rate);
             match forecasts.get(name) {
-                Some(f) => format!(" · {name} {value} ({rate:.1}/s; {})", f.text()),
-                None => format!(" · {name} {value} ({rate:.1}/s)"),
+                Some(f) => format!(" · {name} {value} ({rate}/s; {})", f.text()),
+                None => format!(" · {name} {value} ({rate}/s)"),
             }
         })
         .collect()
@@ -466,4 +466,33 @@ fn truncate_key(key: &str) -> String {
 fn terminal_rows() -> usize {
     let (rows, _cols) = console::Term::stderr().size();
     usize::from(rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mmm_core::counter::CounterValue;
+    use mmm_core::metrics::CounterForecast;
+    use std::collections::BTreeMap;
+
+    #[test]
+    fn counters_show_with_their_decimals_rate_and_forecast() {
+        let counters = BTreeMap::from([
+            ("cost_usd".to_string(), CounterValue::parse("0.5").unwrap()),
+            ("tokens".to_string(), CounterValue::from(1234)),
+        ]);
+        let forecasts = BTreeMap::from([(
+            "cost_usd".to_string(),
+            CounterForecast {
+                per_item: 0.0125,
+                expected: 1.0,
+                p10: 0.95,
+                p90: 1.05,
+            },
+        )]);
+        assert_eq!(
+            counters_text(&counters, &forecasts, Duration::from_secs(4)),
+            " · cost_usd 0.5 (0.125/s; ~1 at the end (0.95-1.05)) · tokens 1234 (309/s)"
+        );
+    }
 }

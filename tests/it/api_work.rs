@@ -5,6 +5,7 @@
 use std::process::{Child, Stdio};
 use std::time::Duration;
 
+use mmm_core::counter::CounterValue;
 use mmm_core::job::{JobId, JobStatus, Phase};
 use mmm_store::AttemptRecord;
 
@@ -290,8 +291,8 @@ fn a_budget_pauses_the_job_within_one_item_per_agent_and_mmm_budget_continues_it
     let record = store.job(job).unwrap();
     assert_eq!(record.status, JobStatus::Running);
     let budgets = store.budgets(job).unwrap();
-    let reached = budgets[0].reached.unwrap();
-    assert!((50..=70).contains(&reached), "reached at {reached}");
+    let reached = budgets[0].reached.unwrap().get();
+    assert!((50.0..=70.0).contains(&reached), "reached at {reached}");
     let shown = ws.run(&["budget", &job.to_string()]);
     shown.success();
     assert!(
@@ -563,7 +564,7 @@ fn the_forecast_of_a_uniform_cost_is_within_10_percent_and_over_budget_raises_an
     });
     assert_eq!(status.unwrap().code(), Some(0), "{}", ws.read("run.log"));
     let last = store.latest_snapshot(job).unwrap().unwrap().payload;
-    assert_eq!(last.counters["cost_cents"], 400);
+    assert_eq!(last.counters["cost_cents"], 400.into());
 }
 
 #[test]
@@ -599,7 +600,7 @@ fn a_job_paused_by_its_budget_survives_sigkill_and_resumes_paused_with_its_count
                     .is_ok_and(|a| a.iter().all(|a| a.outcome.is_some()))
                 // A snapshot since the last item ended: it holds every item's cost.
                 && store.job(id).is_ok_and(|j| {
-                    let spent = 10 * j.counts.completed as i64;
+                    let spent = CounterValue::from(10 * j.counts.completed as i64);
                     store
                         .latest_snapshot(id)
                         .ok()
@@ -634,7 +635,8 @@ fn a_job_paused_by_its_budget_survives_sigkill_and_resumes_paused_with_its_count
         "the resume's first snapshot",
         || {
             store.latest_snapshot(job).ok().flatten().is_some_and(|s| {
-                s.payload.counters.get("cost_cents") >= Some(&30) && s.payload.progress.is_some()
+                s.payload.counters.get("cost_cents") >= Some(&30.into())
+                    && s.payload.progress.is_some()
             })
         },
     );
@@ -659,7 +661,243 @@ fn a_job_paused_by_its_budget_survives_sigkill_and_resumes_paused_with_its_count
     assert_eq!(record.status, JobStatus::Completed);
     let last = store.latest_snapshot(job).unwrap().unwrap().payload;
     assert_eq!(
-        last.counters["cost_cents"], 120,
+        last.counters["cost_cents"],
+        120.into(),
         "the counter counts the whole job"
+    );
+}
+
+/// The cost of each item in the dollar tests, as the steps report it.
+const ITEM_COST: f64 = 0.0125;
+
+/// The newest snapshot's total of `counter`, if it has one.
+fn snapshot_total(store: &dyn mmm_store::Store, job: JobId, counter: &str) -> Option<f64> {
+    let snapshot = store.latest_snapshot(job).ok().flatten()?;
+    snapshot.payload.counters.get(counter).map(|v| v.get())
+}
+
+#[test]
+fn a_budget_in_dollars_pauses_at_its_decimal_total_and_mmm_budget_continues_it() {
+    let ws = Workspace::new();
+    let items: String = (1..=80).map(|n| format!("{n}\n")).collect();
+    ws.write("items.txt", &items);
+    ws.write(
+        "job.yml",
+        &format!(
+            "map:\n  input: items.txt\n  max_parallel: 2\n  budget: {{counter: cost_usd, max: 0.5}}\n  steps:\n    - shell: \"'{}' report --counter cost_usd=+{ITEM_COST} && sleep 0.1\"\n",
+            env!("CARGO_BIN_EXE_mmm")
+        ),
+    );
+    let mut run = Killed(spawn(
+        &ws,
+        &["run", "job.yml", "--progress", "none"],
+        "run.log",
+    ));
+    let open = || mmm_store::open(&ws.database().to_string_lossy(), false);
+    let mut job = None;
+    wait_until(
+        Duration::from_secs(60),
+        "the budget of $0.50 to pause the job",
+        || {
+            let Ok(store) = open() else { return false };
+            job = store
+                .jobs()
+                .ok()
+                .and_then(|j| j.into_iter().next())
+                .map(|j| j.id);
+            job.is_some_and(|id| {
+                store.control_state(id).is_ok_and(|c| c.paused.is_some())
+                    && store
+                        .budgets(id)
+                        .is_ok_and(|b| b.iter().any(|b| b.reached.is_some()))
+            })
+        },
+    );
+    let job = job.unwrap();
+    let store = ws.store();
+    // The items in flight end, and a snapshot holds every started item's cost.
+    let mut started = 0;
+    wait_until(
+        Duration::from_secs(20),
+        "the items in flight to end and a snapshot of their cost",
+        || {
+            let Ok(attempts) = store.attempts(job, None) else {
+                return false;
+            };
+            started = attempts.len();
+            let spent = started as f64 * ITEM_COST;
+            attempts.iter().all(|a| a.outcome.is_some())
+                && snapshot_total(store.as_ref(), job, "cost_usd")
+                    .is_some_and(|total| (total - spent).abs() < 1e-9)
+        },
+    );
+    assert!(
+        (40..=42).contains(&started),
+        "$0.50 at $0.0125 an item is 40 items, plus at most one per agent in flight: \
+         {started} started"
+    );
+    let reached = store.budgets(job).unwrap()[0].reached.unwrap().get();
+    assert!(
+        (0.5..=0.5 + 2.0 * ITEM_COST + 1e-9).contains(&reached),
+        "reached at {reached}"
+    );
+    // The forecast of the whole job (80 items at $0.0125: $1) is within 10%.
+    let shown = ws.json(&["progress", &job.to_string(), "--json"]);
+    let payload = &shown["snapshot"]["payload"];
+    let expected = payload["metrics"]["counters"]["cost_usd"]["expected"]
+        .as_f64()
+        .unwrap_or_else(|| panic!("a forecast in {shown}"));
+    assert!(
+        (0.9..=1.1).contains(&expected),
+        "80 items at $0.0125: forecast {expected}"
+    );
+    let total = payload["counters"]["cost_usd"].as_f64().unwrap();
+    assert!((total - started as f64 * ITEM_COST).abs() < 1e-9, "{total}");
+    // `mmm budget` shows the decimals as they are, without float noise.
+    let listed = ws.run(&["budget", &job.to_string()]);
+    listed.success();
+    assert!(
+        listed.stdout().starts_with(&format!(
+            "cost_usd: {} of 0.5 (",
+            started as f64 * ITEM_COST
+        )),
+        "{}",
+        listed.stdout()
+    );
+
+    // A budget with decimals continues the job to its end.
+    ws.run(&["budget", &job.to_string(), "cost_usd=1.0"])
+        .success();
+    let mut status = None;
+    wait_until(Duration::from_secs(60), "the run to end", || {
+        status = run.0.try_wait().unwrap();
+        status.is_some()
+    });
+    assert_eq!(status.unwrap().code(), Some(0), "{}", ws.read("run.log"));
+    let record = store.job(job).unwrap();
+    assert_eq!(
+        (record.status, record.counts.completed),
+        (JobStatus::Completed, 80)
+    );
+    let total = snapshot_total(store.as_ref(), job, "cost_usd").unwrap();
+    assert!(
+        (total - 80.0 * ITEM_COST).abs() < 1e-9,
+        "80 items at $0.0125 cost $1: {total}"
+    );
+}
+
+#[test]
+fn a_counter_that_is_not_a_number_is_refused_naming_the_value() {
+    let ws = Workspace::new();
+    for bad in ["x=+abc", "x=NaN", "x=+inf"] {
+        let refused = ws.run(&["report", "--counter", bad]);
+        assert_ne!(refused.code(), 0, "{bad} was accepted");
+        let value = bad.trim_start_matches("x=");
+        assert!(
+            refused
+                .stderr()
+                .contains(&format!("`{value}` is not a number")),
+            "{bad}: {}",
+            refused.stderr()
+        );
+    }
+    // A decimal is a counter (outside a step it reports nothing, and says nothing).
+    ws.run(&["report", "--counter", "cost_usd=+0.0123"])
+        .success();
+}
+
+#[test]
+fn a_budget_on_a_shared_map_counts_the_workers_counters_too() {
+    if skipped("a_budget_on_a_shared_map_counts_the_workers_counters_too") {
+        return;
+    }
+    let schema = Schema::new();
+    let url = schema.url();
+    let ws = Workspace::new();
+    let items: String = (1..=80).map(|n| format!("{n}\n")).collect();
+    ws.write("items.txt", &items);
+    // Items long enough (1.5 s) that the owner sees the worker's counters (at its next beat,
+    // each second) and the worker sees the pause (polled every 200 ms) before any agent could
+    // start two items past the budget: 20 items' worth.
+    let budget = 20.0 * ITEM_COST;
+    ws.write(
+        "job.yml",
+        &format!(
+            "map:\n  input: items.txt\n  max_parallel: 2\n  budget: {{counter: cost_usd, max: {budget}}}\n  steps:\n    - shell: \"'{}' report --counter cost_usd=+{ITEM_COST} && sleep 1.5\"\n",
+            env!("CARGO_BIN_EXE_mmm")
+        ),
+    );
+    let _coordinator = Killed(spawn(
+        &ws,
+        &["run", "job.yml", "--progress", "none", "--store", &url],
+        "coordinator.log",
+    ));
+    let store = schema.store();
+    let mut job: Option<JobId> = None;
+    wait_until(Duration::from_secs(60), "the job's map to start", || {
+        let found = store.jobs().ok().and_then(|jobs| jobs.into_iter().next());
+        job = found
+            .as_ref()
+            .filter(|j| j.phase == Some(Phase::Map))
+            .map(|j| j.id);
+        job.is_some()
+    });
+    let job = job.unwrap();
+    let id = job.to_string();
+    let _worker = Killed(spawn(
+        &ws,
+        &[
+            "worker", "--store", &url, "--job", &id, "-j", "2", "--name", "w",
+        ],
+        "worker.log",
+    ));
+    wait_until(
+        Duration::from_secs(90),
+        "the budget to pause the job",
+        || {
+            store.control_state(job).is_ok_and(|c| c.paused.is_some())
+                && store
+                    .budgets(job)
+                    .is_ok_and(|b| b.iter().any(|b| b.reached.is_some()))
+        },
+    );
+    // Once the items in flight end, the owner's snapshot holds every item's cost: its own
+    // and the worker's.
+    let mut attempts = Vec::new();
+    wait_until(
+        Duration::from_secs(30),
+        "the items in flight to end and the owner's snapshot to count them all",
+        || {
+            let Ok(now) = store.attempts(job, None) else {
+                return false;
+            };
+            attempts = now;
+            let spent = attempts.len() as f64 * ITEM_COST;
+            attempts.iter().all(|a| a.outcome.is_some())
+                && snapshot_total(store.as_ref(), job, "cost_usd")
+                    .is_some_and(|total| (total - spent).abs() < 1e-9)
+        },
+    );
+    let by_worker = attempts
+        .iter()
+        .filter(|a| a.agent.starts_with("w/"))
+        .count();
+    assert!(
+        by_worker >= 2,
+        "the worker ran (and reported the cost of) some items: {by_worker} of {}\n{}",
+        attempts.len(),
+        ws.read("worker.log")
+    );
+    let spent = attempts.len() as f64 * ITEM_COST;
+    // Four agents (two each): at most one item each past the budget.
+    assert!(
+        (budget..=budget + 4.0 * ITEM_COST + 1e-9).contains(&spent),
+        "{} items cost {spent} against a budget of {budget}; the worker ran {by_worker}",
+        attempts.len()
+    );
+    let reached = store.budgets(job).unwrap()[0].reached.unwrap().get();
+    assert!(
+        (budget..=spent + 1e-9).contains(&reached),
+        "reached at {reached}, spent {spent}"
     );
 }

@@ -181,7 +181,7 @@ fn a_paused_job_keeps_its_logs_pause_and_budget_through_copies() {
     ws.write(
         "job.yml",
         &format!(
-            "map:\n  input: items.txt\n  key: \"${{item}}\"\n  max_parallel: 1\n  budget: {{counter: cost_cents, max: 30}}\n  steps:\n    - shell: \"echo out-${{item}} && '{}' report --counter cost_cents=+10 && sleep 0.2\"\n",
+            "map:\n  input: items.txt\n  key: \"${{item}}\"\n  max_parallel: 1\n  budget: {{counter: cost_usd, max: 0.3}}\n  steps:\n    - shell: \"echo out-${{item}} && '{}' report --counter cost_usd=+0.1 && sleep 0.2\"\n",
             env!("CARGO_BIN_EXE_mmm")
         ),
     );

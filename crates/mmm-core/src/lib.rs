@@ -9,11 +9,13 @@
 //! - [`tracker`]: the lock-free live state of one job (counters, one slot per agent).
 //! - [`metrics`]: durations, the ETA with its range, stragglers, failure clusters.
 //! - [`alerts`]: the alert rules, judged against what the tracker sees.
+//! - [`counter`]: a counter's decimal value, parsed, summed and shown one way everywhere.
 //! - [`control`]: what a request to steer a running job asks, and the state it leaves.
 //! - [`limits`]: the start rate and the budgets of work that calls paid, rate-limited APIs.
 
 pub mod alerts;
 pub mod control;
+pub mod counter;
 pub mod event;
 pub mod job;
 pub mod limits;

@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use crate::counter::CounterValue;
+
 /// The unit of a [`Rate`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RateUnit {
@@ -144,28 +146,26 @@ impl<'de> Deserialize<'de> for Rate {
 pub struct Budget {
     /// The counter's name (as `mmm report --counter NAME=+N` gives it).
     pub counter: String,
-    /// The most the counter may reach.
-    pub max: i64,
+    /// The most the counter may reach (a decimal: `49.5` dollars).
+    pub max: CounterValue,
 }
 
 /// Why a budget's text was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BadBudget {
     /// Not `NAME=N`.
-    #[error("`{0}` is not a budget: write COUNTER=MAX, such as `cost_cents=5000`")]
+    #[error("`{0}` is not a budget: write COUNTER=MAX, such as `cost_usd=50`")]
     Shape(String),
     /// A name a counter cannot have.
     #[error("`{0}` is not a counter name: use letters, digits, `_`, `-` and `.` (at most 64)")]
     Name(String),
-    /// Not a whole number above 0.
-    #[error(
-        "`{0}` is not a budget's maximum: give a whole number above 0 (counters are whole numbers)"
-    )]
+    /// Not a number above 0.
+    #[error("`{0}` is not a budget's maximum: give a number above 0, such as 50 or 49.5")]
     Max(String),
 }
 
 impl Budget {
-    /// Parses `cost_cents=5000`.
+    /// Parses `cost_usd=49.5`.
     pub fn parse(text: &str) -> Result<Budget, BadBudget> {
         let (counter, max) = text
             .split_once('=')
@@ -178,13 +178,9 @@ impl Budget {
         if !is_counter_name(counter) {
             return Err(BadBudget::Name(counter.to_string()));
         }
-        let max = max
-            .strip_prefix('+')
-            .unwrap_or(max)
-            .replace('_', "")
-            .parse::<i64>()
+        let max = CounterValue::parse(max)
             .ok()
-            .filter(|m| *m > 0)
+            .filter(|m| m.get() > 0.0)
             .ok_or_else(|| BadBudget::Max(max.to_string()))?;
         Ok(Budget {
             counter: counter.to_string(),
@@ -193,7 +189,7 @@ impl Budget {
     }
 
     /// True once `value` has reached the budget.
-    pub fn reached_by(&self, value: i64) -> bool {
+    pub fn reached_by(&self, value: CounterValue) -> bool {
         value >= self.max
     }
 }
@@ -262,11 +258,16 @@ mod tests {
     fn budgets_parse() {
         let budget = Budget::parse("cost_cents=5_000").unwrap();
         assert_eq!(budget.counter, "cost_cents");
-        assert_eq!(budget.max, 5000);
-        assert!(budget.reached_by(5000) && !budget.reached_by(4999));
+        assert_eq!(budget.max, CounterValue::from(5000));
+        assert!(budget.reached_by(5000.into()) && !budget.reached_by(4999.into()));
         assert_eq!(budget.to_string(), "cost_cents=5000");
+        let dollars = Budget::parse("cost_usd=49.5").unwrap();
+        assert_eq!(dollars.max.get(), 49.5);
+        assert_eq!(dollars.to_string(), "cost_usd=49.5");
+        assert!(dollars.reached_by(CounterValue::parse("49.5").unwrap()));
+        assert!(!dollars.reached_by(CounterValue::parse("49.4999").unwrap()));
         for bad in [
-            "cost", "=5", "a b=5", "cost=0", "cost=-1", "cost=1.5", "cost=x",
+            "cost", "=5", "a b=5", "cost=0", "cost=-1", "cost=x", "cost=NaN", "cost=inf",
         ] {
             assert!(Budget::parse(bad).is_err(), "{bad}");
         }

@@ -42,7 +42,7 @@ pub struct Snapshot {
     pub agents: Vec<AgentRow>,
     /// Custom counters reported by steps (`mmm report --counter`), job-wide sums.
     #[serde(default, deserialize_with = "part")]
-    pub counters: BTreeMap<String, i64>,
+    pub counters: BTreeMap<String, crate::counter::CounterValue>,
     /// Finished items and attempts over the alert rules' window.
     #[serde(
         default,
@@ -202,7 +202,7 @@ impl Rates {
             counters_per_second: tracker
                 .counters()
                 .into_iter()
-                .map(|(name, value)| (name, per_second(value as f64)))
+                .map(|(name, value)| (name, per_second(value.get())))
                 .collect(),
         }
     }

@@ -149,7 +149,11 @@ fn summary(h: &mut String, data: &ReportData<'_>) {
         let forecasts = snapshot.payload.metrics.as_ref().map(|m| &m.counters);
         for (name, total) in &snapshot.payload.counters {
             let value = match forecasts.and_then(|f| f.get(name)) {
-                Some(f) => format!("{total} ({:.2} per item; {})", f.per_item, f.text()),
+                Some(f) => format!(
+                    "{total} ({} per item; {})",
+                    mmm_core::counter::estimate(f.per_item),
+                    f.text()
+                ),
                 None => total.to_string(),
             };
             row(&format!("counter {name}"), value);

@@ -199,7 +199,7 @@ impl<E: Executor, S: WorkSource> Agent<E, S> {
             .await;
             drop(held);
             for (name, delta) in &end.counters {
-                *spent.entry(name.clone()).or_insert(0) += delta;
+                *spent.entry(name.clone()).or_default() += *delta;
             }
             if end.infrastructure && !self.map.stopping() {
                 infrastructure += 1;

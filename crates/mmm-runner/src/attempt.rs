@@ -35,7 +35,7 @@ pub(crate) struct AttemptEnd {
     /// report --throttled` with the wait it asked for).
     pub(crate) throttled: Option<Option<Duration>>,
     /// The attempt's sums of the counters its steps reported.
-    pub(crate) counters: std::collections::BTreeMap<String, i64>,
+    pub(crate) counters: std::collections::BTreeMap<String, mmm_core::counter::CounterValue>,
 }
 
 impl AttemptEnd {

@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use crate::run::Run;
 use crate::{Executor, RunError};
 use mmm_core::control::{ControlAction, Pause};
+use mmm_core::counter::CounterValue;
 use mmm_core::job::now_ms;
 use mmm_core::limits::Budget;
 use mmm_store::{BudgetRecord, ControlRequest};
@@ -45,13 +46,19 @@ impl Budgets {
 
     /// The first budget `counters` reached, with the counter's value; and whether it is newly
     /// reached (then it is marked, so that it pauses the job once).
-    fn reached(&self, counters: &BTreeMap<String, i64>) -> Option<(Budget, i64, bool)> {
+    fn reached(
+        &self,
+        counters: &BTreeMap<String, CounterValue>,
+    ) -> Option<(Budget, CounterValue, bool)> {
         if !self.any.load(Ordering::Acquire) {
             return None;
         }
         let mut records = self.records.lock().unwrap_or_else(|e| e.into_inner());
         records.iter_mut().find_map(|record| {
-            let value = counters.get(&record.budget.counter).copied().unwrap_or(0);
+            let value = counters
+                .get(&record.budget.counter)
+                .copied()
+                .unwrap_or_default();
             if !record.budget.reached_by(value) {
                 return None;
             }
@@ -131,7 +138,7 @@ mod tests {
         BudgetRecord {
             budget: Budget {
                 counter: counter.into(),
-                max,
+                max: max.into(),
             },
             reached: None,
         }
@@ -140,13 +147,19 @@ mod tests {
     #[test]
     fn a_budget_is_reached_once_until_it_is_raised() {
         let budgets = Budgets::default();
-        let counters = BTreeMap::from([("cost".to_string(), 49), ("tokens".to_string(), 10)]);
+        let counters = BTreeMap::from([
+            ("cost".to_string(), CounterValue::from(49)),
+            ("tokens".to_string(), CounterValue::from(10)),
+        ]);
         assert!(budgets.reached(&counters).is_none(), "no budgets");
         budgets.set(vec![record("cost", 50), record("tokens", 100)]);
         assert!(budgets.reached(&counters).is_none());
-        let counters = BTreeMap::from([("cost".to_string(), 51)]);
+        let counters = BTreeMap::from([("cost".to_string(), CounterValue::from(51))]);
         let (budget, value, new) = budgets.reached(&counters).unwrap();
-        assert_eq!((budget.counter.as_str(), value, new), ("cost", 51, true));
+        assert_eq!(
+            (budget.counter.as_str(), value, new),
+            ("cost", 51.into(), true)
+        );
         assert!(!budgets.reached(&counters).unwrap().2, "reached once");
         budgets.set(vec![record("cost", 80)]);
         assert!(budgets.reached(&counters).is_none(), "raised");

@@ -51,6 +51,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use mmm_core::counter::CounterValue;
 use mmm_core::event::{
     AttemptFailed, AttemptStarted, Event, ItemCompleted, ItemDeadLettered, JobFinished, JobStarted,
 };
@@ -224,7 +225,7 @@ struct Shared {
 /// let mut a = job.start_item(0, "a.csv")?;
 /// job.step(&mut a, "parse")?;
 /// job.step(&mut a, "load")?;
-/// job.counter("rows", 1_200);
+/// job.counter("rows", 1_200.0);
 /// job.finish_item(a, ItemOutcome::Succeeded)?;
 ///
 /// let b = job.start_item(1, "b.csv")?;
@@ -480,9 +481,13 @@ impl Job {
         self.shared.tracker.step_message(item.agent, message.into());
     }
 
-    /// Adds `delta` to the job's counter `name` (shown with its rate per second).
-    pub fn counter(&self, name: &str, delta: i64) {
-        self.shared.tracker.add_to_counter(name, delta);
+    /// Adds `delta` to the job's counter `name` (shown with its rate per second): a count
+    /// (`12.0`) or an amount with decimals (`0.0125` dollars). A NaN or infinite `delta` is
+    /// ignored, so one bad figure cannot poison the total and its forecast.
+    pub fn counter(&self, name: &str, delta: f64) {
+        if let Some(delta) = CounterValue::new(delta) {
+            self.shared.tracker.add_to_counter(name, delta);
+        }
     }
 
     /// `item` ended: recorded with its duration measured since [`Job::start_item`].

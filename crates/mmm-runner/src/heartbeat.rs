@@ -11,6 +11,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::alerting::Watch;
+use crate::budget;
 use crate::others::Others;
 use crate::run::Run;
 use crate::sampler::Sampler;
@@ -147,6 +148,12 @@ impl<E: Executor> Pulse<E> {
     async fn beat(&mut self, at: i64) {
         self.fold_others().await;
         let run = self.run.clone();
+        if self.others.is_some() {
+            // The other processes' counters may have brought one to its budget: pause the job
+            // now, not when one of this process's agents next takes an item (it may be busy, or
+            // have none left to take).
+            budget::over_budget(&run);
+        }
         let (job, tracker) = (run.job, &run.tracker);
         run.metrics.refresh(
             tracker,

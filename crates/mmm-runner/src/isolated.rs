@@ -17,6 +17,7 @@ use crate::run::Run;
 use crate::source::WorkSource;
 use crate::worktree::{GitError, Merge, Pool, Repo};
 use crate::{CommandRequest, Executor, JobFailure};
+use mmm_core::counter::CounterValue;
 use mmm_core::event::{
     AttemptFailed, Event, PhaseFinished, PhaseName, PhaseStarted, StepReported, WorktreesOpened,
 };
@@ -226,14 +227,14 @@ impl Isolated {
             match merged {
                 Ok(Merge::Nothing) => return,
                 Ok(Merge::Merged { commits, .. }) => {
-                    count(run, &item.key, "commits", commits as i64);
-                    count(run, &item.key, "merged_items", 1);
+                    count(run, &item.key, "commits", (commits as i64).into());
+                    count(run, &item.key, "merged_items", 1.into());
                     return;
                 }
                 Ok(Merge::Conflict { paths, tip, head }) => {
                     if !counted_conflict {
                         counted_conflict = true;
-                        count(run, &item.key, "merge_conflicts", 1);
+                        count(run, &item.key, "merge_conflicts", 1.into());
                     }
                     let listed = paths.join(", ");
                     let branch = self.pool.branch();
@@ -362,7 +363,7 @@ struct Conflict<'a> {
 }
 
 /// Adds to a job-wide counter and records it (the events are the durable record).
-fn count<E: Executor>(run: &Run<E>, item_key: &str, name: &str, delta: i64) {
+fn count<E: Executor>(run: &Run<E>, item_key: &str, name: &str, delta: CounterValue) {
     run.tracker.add_to_counter(name, delta);
     let report = StepReported::Counter {
         step: "merge".to_string(),

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use crate::lines::Lines;
 use crate::{process, report};
+use mmm_core::counter::CounterValue;
 use mmm_core::event::{Event, StepReported};
 use mmm_core::job::JobId;
 use mmm_core::tracker::Tracker;
@@ -38,7 +39,7 @@ pub(crate) struct AgentObserver {
 #[derive(Debug, Default)]
 pub(crate) struct AttemptReports {
     throttled: Mutex<Option<Option<Duration>>>,
-    counters: Mutex<BTreeMap<String, i64>>,
+    counters: Mutex<BTreeMap<String, CounterValue>>,
 }
 
 impl AttemptReports {
@@ -52,9 +53,9 @@ impl AttemptReports {
         });
     }
 
-    fn counted(&self, name: &str, delta: i64) {
+    fn counted(&self, name: &str, delta: CounterValue) {
         let mut counters = self.counters.lock().unwrap_or_else(|e| e.into_inner());
-        *counters.entry(name.to_string()).or_insert(0) += delta;
+        *counters.entry(name.to_string()).or_default() += delta;
     }
 
     /// `Some(wait)` when a step reported the attempt throttled.
@@ -63,7 +64,7 @@ impl AttemptReports {
     }
 
     /// The attempt's sums of the counters its steps reported.
-    pub(crate) fn counters(&self) -> BTreeMap<String, i64> {
+    pub(crate) fn counters(&self) -> BTreeMap<String, CounterValue> {
         self.counters
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -220,8 +221,8 @@ mod tests {
         reports.throttled(Some(Duration::from_secs(3)));
         reports.throttled(Some(Duration::from_secs(1)));
         assert_eq!(reports.throttled_with(), Some(Some(Duration::from_secs(3))));
-        reports.counted("cost", 5);
-        reports.counted("cost", 7);
-        assert_eq!(reports.counters()["cost"], 12);
+        reports.counted("cost", 5.into());
+        reports.counted("cost", 7.into());
+        assert_eq!(reports.counters()["cost"], 12.into());
     }
 }

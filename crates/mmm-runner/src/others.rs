@@ -10,12 +10,20 @@
 //! keeps a row per other agent. Items finished before the owner started following (a resume)
 //! are not in a rate: the owner counts them as restored, from the job's counts.
 //!
+//! The counters other agents' steps report (`step_reported` with a `counter`, which names the
+//! item, not the agent) are added to the owner's tracker, each event once (the log is read
+//! after the last event seen), so the budgets the owner checks and the snapshots' counters are
+//! the job's totals; each item's sums go to the counters' forecasts when the item ends. An
+//! event is another agent's when that agent holds the item it names (its `attempt_started`
+//! comes first in the log): a counter reported by the owner's own agents is counted already.
+//!
 //! The log records no step starts: another process's agent shows its item and attempt but no
 //! step, and is never a straggler; CPU and memory are only sampled for the owner's own.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
 
+use mmm_core::counter::CounterValue;
 use mmm_core::event::{Event, ItemCompleted, StepReported};
 use mmm_core::job::AgentState;
 use mmm_core::job::AttemptOutcome;
@@ -41,6 +49,8 @@ struct Agent {
     items_done: u64,
     message: Option<String>,
     progress: Option<f32>,
+    /// Its current item's sums of the counters its steps reported (all its attempts).
+    spent: BTreeMap<String, CounterValue>,
 }
 
 impl Agent {
@@ -58,6 +68,7 @@ impl Agent {
             items_done: 0,
             message: None,
             progress: None,
+            spent: BTreeMap::new(),
         }
     }
 
@@ -66,13 +77,15 @@ impl Agent {
         self.since_ms = at;
     }
 
-    fn item_ended(&mut self, phase: AgentState, at: i64) {
+    /// Its item ended: it holds none, and hands back the item's sums of the counters.
+    fn item_ended(&mut self, phase: AgentState, at: i64) -> BTreeMap<String, CounterValue> {
         self.enter(phase, at);
         self.item = None;
         self.item_key = None;
         self.item_started_ms = None;
         self.message = None;
         self.progress = None;
+        std::mem::take(&mut self.spent)
     }
 
     /// Its process: the name before the agent's number (`NAME/N`).
@@ -162,6 +175,8 @@ impl Others {
                     // Its lease ran out: the process that held it is gone (or cut off, and
                     // then refused): none of its agents will finish anything.
                     if let Some(process) = self.holder(key).map(|a| a.process().to_string()) {
+                        // Their items are not over (another agent runs them again): what they
+                        // spent stays in the totals but is no item's.
                         for agent in self.agents.iter_mut().filter(|a| a.process() == process) {
                             agent.item_ended(AgentState::Completed, at);
                         }
@@ -176,6 +191,13 @@ impl Others {
                         if progress.is_some() {
                             agent.progress = *progress;
                         }
+                    }
+                }
+                Event::StepReported(StepReported::Counter { counter, delta, .. }) => {
+                    if let Some(agent) = self.holder(key) {
+                        agent.last_event_ms = agent.last_event_ms.max(at);
+                        *agent.spent.entry(counter.clone()).or_default() += *delta;
+                        tracker.add_to_counter(counter, *delta);
                     }
                 }
                 Event::StepReported(_) => {
@@ -251,14 +273,14 @@ impl Others {
                 }
                 let agent = self.agent(&name, at);
                 agent.items_done += 1;
-                agent.item_ended(AgentState::Queued, at);
+                metrics.item_counters(&agent.item_ended(AgentState::Queued, at));
             }
             Event::ItemSkipped(_) => {
                 tracker.attempt_ended(AttemptOutcome::Succeeded);
                 tracker.item_finished_elsewhere(ItemEnd::Skipped);
                 let agent = self.agent(&name, at);
                 agent.items_done += 1;
-                agent.item_ended(AgentState::Queued, at);
+                metrics.item_counters(&agent.item_ended(AgentState::Queued, at));
             }
             Event::ItemDeadLettered(dead) => {
                 tracker.attempt_ended(dead.outcome);
@@ -278,7 +300,7 @@ impl Others {
                 let agent = self.agent(&name, at);
                 agent.items_done += 1;
                 agent.last_exit_code = dead.exit_code.or(agent.last_exit_code);
-                agent.item_ended(AgentState::DeadLettered, at);
+                metrics.item_counters(&agent.item_ended(AgentState::DeadLettered, at));
             }
             _ => {}
         }
@@ -538,5 +560,58 @@ mod tests {
         assert_eq!(others.elsewhere(0, 9_500).agents, 1);
         assert_eq!(others.working(), 1);
         assert_eq!(tracker.progress().done(), 0);
+    }
+
+    #[test]
+    fn other_agents_counters_are_added_once_and_the_owners_own_not_at_all() {
+        let (mut others, tracker, metrics) = fixture();
+        tracker.add_to_counter("cost_usd", CounterValue::parse("0.5").unwrap());
+        let cost = |seq, key, delta: f64| {
+            event(
+                seq,
+                1_000,
+                "step_reported",
+                Some(key),
+                json!({ "step": "ask", "counter": "cost_usd", "delta": delta }),
+            )
+        };
+        let mut events = Vec::new();
+        for (i, key) in ["a", "b", "c"].into_iter().enumerate() {
+            let seq = 6 + 3 * i as i64;
+            events.push(event(
+                seq,
+                1_000,
+                "attempt_started",
+                Some(key),
+                json!({ "attempt": 1, "agent": "w:7/1", "item": i }),
+            ));
+            events.push(cost(seq + 1, key, 0.0125));
+            events.push(event(
+                seq + 2,
+                1_100,
+                "item_completed",
+                Some(key),
+                json!({ "attempt": 1, "agent": "w:7/1", "duration_us": 100_000, "steps_us": [100_000] }),
+            ));
+        }
+        // The owner's own agent's report, on an item no other agent holds: counted already.
+        events.push(event(
+            15,
+            1_200,
+            "attempt_started",
+            Some("d"),
+            json!({ "attempt": 1, "agent": "agent-1", "item": 3 }),
+        ));
+        events.push(cost(16, "d", 0.5));
+        others.fold(&events, &tracker, &metrics, 0);
+        assert_eq!(
+            tracker.counters()["cost_usd"],
+            CounterValue::parse("0.5375").unwrap()
+        );
+        assert_eq!(others.after(), 16, "the next read starts after them");
+        // The three items' sums feed the forecast: 0.0125 each over the 7 items left.
+        metrics.refresh(&tracker, &Elsewhere::default(), 2_000, 2_000, 0);
+        let forecast = metrics.counter_forecasts()["cost_usd"];
+        assert!((forecast.per_item - 0.0125).abs() < 1e-12, "{forecast:?}");
     }
 }

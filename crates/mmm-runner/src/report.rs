@@ -24,6 +24,8 @@
 //! reports); the runner counts them and says so once per attempt. Lines longer than
 //! [`MAX_LINE`] bytes are cut.
 
+use mmm_core::counter::CounterValue;
+
 /// The longest line read; longer ones are cut here (messages are one-liners).
 pub const MAX_LINE: usize = 1024;
 
@@ -46,8 +48,8 @@ pub enum Report {
     Counter {
         /// Letters, digits, `_`, `-`, `.`.
         name: String,
-        /// May be negative.
-        delta: i64,
+        /// May be negative or have decimals (`+0.0125` dollars).
+        delta: CounterValue,
     },
     /// The API the step calls throttled it (HTTP 429, "slow down"): the attempt is retried
     /// after `retry_after` (or a backoff), not counted against the item's retries, and the
@@ -70,7 +72,9 @@ impl Report {
                 }
             }
             Report::Message(m) => format!("message {}", one_line(m)),
-            Report::Counter { name, delta } => format!("counter {name}={delta:+}"),
+            // The float's own shortest text, not the rounded one views show: the line carries
+            // the value exactly.
+            Report::Counter { name, delta } => format!("counter {name}={:+}", delta.get()),
             Report::Throttled { retry_after: None } => "throttled".to_string(),
             Report::Throttled {
                 retry_after: Some(wait),
@@ -147,7 +151,7 @@ pub fn parse_fraction(text: &str) -> Result<f32, String> {
     Ok(fraction as f32)
 }
 
-/// `name=+1`, `name=-2`, `name=5`.
+/// `name=+1`, `name=-2`, `name=5` (adds 5), `name=+0.0125`.
 pub fn parse_counter(text: &str) -> Result<Report, String> {
     let Some((name, amount)) = text.split_once('=') else {
         return Err(format!("`{text}` is not a counter: use NAME=+N"));
@@ -164,11 +168,7 @@ pub fn parse_counter(text: &str) -> Result<Report, String> {
         ));
     }
     let amount = amount.trim();
-    let delta = amount
-        .strip_prefix('+')
-        .unwrap_or(amount)
-        .parse::<i64>()
-        .map_err(|_| format!("`{amount}` is not a whole number"))?;
+    let delta = CounterValue::parse(amount).map_err(|e| format!("counter `{name}`: {e}"))?;
     Ok(Report::Counter {
         name: name.to_string(),
         delta,
@@ -215,15 +215,26 @@ mod tests {
             parse_line("counter commits=+1"),
             Ok(Report::Counter {
                 name: "commits".into(),
-                delta: 1
+                delta: 1.into()
             })
         );
         assert_eq!(
             parse_line("counter rows.read=-20"),
             Ok(Report::Counter {
                 name: "rows.read".into(),
-                delta: -20
+                delta: (-20).into()
             })
+        );
+        assert_eq!(
+            parse_line("counter cost_usd=+0.0125"),
+            Ok(Report::Counter {
+                name: "cost_usd".into(),
+                delta: CounterValue::parse("0.0125").unwrap()
+            })
+        );
+        assert_eq!(
+            parse_counter("x=+abc"),
+            Err("counter `x`: `+abc` is not a number: give one such as 12, -3 or 0.0125".into())
         );
     }
 
@@ -242,8 +253,10 @@ mod tests {
             "counter x",
             "counter =1",
             "counter a b=1",
-            "counter x=1.5",
-            "counter x=99999999999999999999",
+            "counter x=abc",
+            "counter x=NaN",
+            "counter x=+inf",
+            "counter x=1e999",
             "hello",
         ] {
             assert!(parse_line(line).is_err(), "{line:?} parsed");
@@ -260,7 +273,11 @@ mod tests {
             Report::Message("hi".into()),
             Report::Counter {
                 name: "c".into(),
-                delta: -3,
+                delta: (-3).into(),
+            },
+            Report::Counter {
+                name: "cost".into(),
+                delta: CounterValue::parse("0.000012345").unwrap(),
             },
         ] {
             let parsed = parse_line(&report.to_line()).unwrap();

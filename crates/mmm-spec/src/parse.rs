@@ -15,6 +15,7 @@ use super::{
     AlertRules, CommandTemplate, Deadline, InputFormat, InputSource, Isolation, JobPlan, MapPlan,
     PhaseCommand, StepPlan, Template,
 };
+use mmm_core::counter::CounterValue;
 use mmm_core::limits::{Budget, Rate, is_counter_name};
 
 const TOP_KEYS: &[&str] = &[
@@ -506,14 +507,19 @@ impl Checker<'_> {
                     example: "tokens",
                 });
             }
-            let max_node = self.required(node, entries, &field, "max", "`max: 5000`")?;
-            let max = self.number::<i64>(
-                max_node,
-                &format!("{field}.max"),
-                "a whole number above 0 (counters are whole numbers)",
-                "5000",
-                1,
-            )?;
+            let max_node = self.required(node, entries, &field, "max", "`max: 50`")?;
+            let max_field = format!("{field}.max");
+            let text = self.text(max_node, &max_field, "a number such as `50` or `49.5`")?;
+            let max = CounterValue::parse(&text)
+                .ok()
+                .filter(|max| max.get() > 0.0)
+                .ok_or_else(|| SpecError::BadNumber {
+                    at: self.at(max_node.mark),
+                    field: max_field,
+                    value: text,
+                    expected: "a number above 0",
+                    example: "49.5",
+                })?;
             budgets.push(Budget { counter, max });
         }
         Ok(budgets)
@@ -1150,13 +1156,15 @@ reduce:
             "job.yaml:3:9: `map.rate` must be a number of starts per second, minute or hour (`/s`, `/min`, `/h`), found `20/d`"
         );
         let error = error_of(
-            "map:\n  input: items.txt\n  budget: {counter: cost, max: 1.5}\n  steps: [{shell: echo}]\n",
+            "map:\n  input: items.txt\n  budget: {counter: cost, max: -1.5}\n  steps: [{shell: echo}]\n",
         );
         assert!(
-            line(&error)
-                .starts_with("job.yaml:3:32: `map.budget.max` must be a whole number above 0"),
+            line(&error).starts_with("job.yaml:3:32: `map.budget.max` must be a number above 0"),
             "{error}"
         );
+        let dollars = "map:\n  input: items.txt\n  budget: {counter: cost_usd, max: 49.5}\n  steps: [{shell: echo}]\n";
+        let plan = parse_job(Path::new("job.yaml"), dollars, dir.path()).unwrap();
+        assert_eq!(plan.map.budgets[0].to_string(), "cost_usd=49.5");
         let error = error_of(
             "map:\n  input: items.txt\n  budget: {counter: cost}\n  steps: [{shell: echo}]\n",
         );

@@ -1,4 +1,4 @@
--- The mmm store schema as it is now (version 9), for a new store: one script instead of
+-- The mmm store schema as it is now (version 10), for a new store: one script instead of
 -- replaying every migration (a new store is made by every `mmm run` in a new folder, and the
 -- migrations' table rebuilds were a third of a short run's CPU). An existing store is brought
 -- here by `migrations/` instead; `sqlite.rs`'s test `fresh_schema_matches_migrations`
@@ -199,7 +199,7 @@ CREATE TABLE start_rates (
 CREATE TABLE job_budgets (
     job_ref    INTEGER NOT NULL REFERENCES jobs (job_ref) ON DELETE CASCADE,
     counter    TEXT NOT NULL,
-    max        INTEGER NOT NULL,
+    max        INTEGER NOT NULL,    -- a decimal budget is kept as a REAL (affinity)
     reached    INTEGER,             -- NULL while not reached
     reached_at INTEGER,
     PRIMARY KEY (job_ref, counter)

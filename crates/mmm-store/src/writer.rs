@@ -851,7 +851,7 @@ mod tests {
             &self,
             _: JobId,
             _: &mmm_core::limits::Budget,
-            _: i64,
+            _: mmm_core::counter::CounterValue,
             _: i64,
         ) -> Result<bool, StoreError> {
             unimplemented!()

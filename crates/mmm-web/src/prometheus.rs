@@ -171,7 +171,7 @@ pub(super) fn render(store: &dyn Store, retention: Duration) -> Result<String, A
     let rate = FloatGauges::default();
     let durations = Family::<Labels, SnapshotHistogram>::default();
     let alerts = IntGauges::default();
-    let counter_totals = IntGauges::default();
+    let counter_totals = FloatGauges::default();
     let counter_per_item = FloatGauges::default();
     let counter_per_second = FloatGauges::default();
     let counter_forecast = FloatGauges::default();
@@ -221,7 +221,7 @@ pub(super) fn render(store: &dyn Store, retention: Duration) -> Result<String, A
             let forecasts = snapshot.metrics.as_ref().map(|m| &m.counters);
             for (counter, total) in &snapshot.counters {
                 let labels = with("counter", counter);
-                counter_totals.get_or_create(&labels).set(*total);
+                counter_totals.get_or_create(&labels).set(total.get());
                 if let Some(r) = per_second.and_then(|r| r.get(counter)) {
                     counter_per_second.get_or_create(&labels).set(*r);
                 }

@@ -157,8 +157,9 @@ pub(crate) struct RunArgs {
     #[arg(long, value_name = "RATE", value_parser = parse_rate)]
     rate: Option<mmm_spec::Rate>,
     /// Pause the job (resumably) once the counter NAME, reported by steps with `mmm report
-    /// --counter NAME=+N`, reaches MAX; may be repeated; `mmm budget JOB NAME=MAX` raises it and
-    /// the job continues (overrides map.budget of that counter).
+    /// --counter NAME=+N`, reaches MAX (decimals allowed: cost_usd=49.5); may be repeated; `mmm
+    /// budget JOB NAME=MAX` raises it and the job continues (overrides map.budget of that
+    /// counter).
     #[arg(long, value_name = "NAME=MAX", value_parser = parse_budget)]
     budget: Vec<mmm_spec::Budget>,
     #[command(flatten)]

@@ -206,11 +206,13 @@ fn counters_title(snapshot: &Snapshot) -> String {
         .counters
         .iter()
         .map(|(name, value)| {
-            let rate = rates.and_then(|r| r.counters_per_second.get(name));
+            let rate = rates
+                .and_then(|r| r.counters_per_second.get(name))
+                .map(|rate| mmm_core::counter::estimate(*rate));
             let forecast = forecasts.and_then(|f| f.get(name)).map(|f| f.text());
             match (rate, forecast) {
-                (Some(rate), Some(f)) => format!(" · {name} {value} ({rate:.1}/s; {f})"),
-                (Some(rate), None) => format!(" · {name} {value} ({rate:.1}/s)"),
+                (Some(rate), Some(f)) => format!(" · {name} {value} ({rate}/s; {f})"),
+                (Some(rate), None) => format!(" · {name} {value} ({rate}/s)"),
                 (None, Some(f)) => format!(" · {name} {value} ({f})"),
                 (None, None) => format!(" · {name} {value}"),
             }
@@ -529,12 +531,12 @@ mod tests {
     #[test]
     fn counters_and_their_rates_show_in_the_throughput_title() {
         let snapshot = Snapshot::from_json(serde_json::json!({
-            "counters": {"commits": 200, "merged_items": 100},
-            "rates": {"counters_per_second": {"commits": 3.25}},
+            "counters": {"commits": 200, "cost_usd": 0.30000000000000004, "merged_items": 100},
+            "rates": {"counters_per_second": {"commits": 3.25, "cost_usd": 0.0123456}},
         }));
         assert_eq!(
             counters_title(&snapshot),
-            " · commits 200 (3.2/s) · merged_items 100"
+            " · commits 200 (3.25/s) · cost_usd 0.3 (0.0123/s) · merged_items 100"
         );
     }
 

@@ -108,7 +108,7 @@ pub struct BudgetForecast {
     /// The counter.
     pub counter: String,
     /// Its budget.
-    pub max: i64,
+    pub max: crate::counter::CounterValue,
     /// Where it is expected to end.
     pub forecast: crate::metrics::CounterForecast,
 }
@@ -225,7 +225,7 @@ pub fn judge(rules: &AlertRules, seen: &Observation<'_>) -> Vec<Alert> {
     }
     for budget in seen.budgets {
         let f = &budget.forecast;
-        if f.expected > budget.max as f64 {
+        if f.expected > budget.max.get() {
             alerts.push(Alert {
                 rule: Rule::Budget,
                 subject: Some(budget.counter.clone()),
@@ -236,7 +236,7 @@ pub fn judge(rules: &AlertRules, seen: &Observation<'_>) -> Vec<Alert> {
                     budget.max
                 ),
                 value: f.expected,
-                threshold: budget.max as f64,
+                threshold: budget.max.get(),
             });
         }
     }
@@ -364,7 +364,7 @@ mod tests {
     fn a_forecast_over_its_budget_raises_an_alert() {
         let forecast = |expected: f64| BudgetForecast {
             counter: "cost_cents".into(),
-            max: 5000,
+            max: crate::counter::CounterValue::from(5000),
             forecast: crate::metrics::CounterForecast {
                 per_item: 10.0,
                 expected,

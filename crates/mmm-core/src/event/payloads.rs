@@ -343,7 +343,7 @@ pub enum StepReported {
         /// The counter.
         counter: String,
         /// The change.
-        delta: i64,
+        delta: crate::counter::CounterValue,
     },
     /// A line the step wrote that is not a report (said once per command).
     Ignored {
@@ -471,10 +471,10 @@ pub struct BudgetSet {
     /// The counter.
     pub counter: String,
     /// Its budget from now on.
-    pub max: i64,
+    pub max: crate::counter::CounterValue,
     /// Its budget before.
     #[serde(default)]
-    pub from: Option<i64>,
+    pub from: Option<crate::counter::CounterValue>,
 }
 
 /// `budget_reached`: a counter reached its budget (`value` when it was seen) and the job is
@@ -484,9 +484,9 @@ pub struct BudgetReached {
     /// The counter.
     pub counter: String,
     /// Its budget.
-    pub max: i64,
+    pub max: crate::counter::CounterValue,
     /// The counter's total when the budget was found reached.
-    pub value: i64,
+    pub value: crate::counter::CounterValue,
 }
 
 /// `concurrency_changed`: the job's effective concurrency (the agents that may take items)

@@ -187,13 +187,13 @@ fn every_kind() -> Vec<Event> {
         }),
         Event::BudgetSet(BudgetSet {
             counter: "cost_cents".into(),
-            max: 8000,
-            from: Some(5000),
+            max: 8000.into(),
+            from: Some(5000.into()),
         }),
         Event::BudgetReached(BudgetReached {
             counter: "cost_cents".into(),
-            max: 5000,
-            value: 5012,
+            max: 5000.into(),
+            value: 5012.into(),
         }),
         Event::ConcurrencyChanged(ConcurrencyChanged {
             from: 8,
@@ -287,11 +287,20 @@ fn payloads_are_the_documented_json() {
     let counter = Event::StepReported(StepReported::Counter {
         step: "merge".into(),
         counter: "commits".into(),
-        delta: 2,
+        delta: 2.into(),
     });
     assert_eq!(
         counter.payload(),
         json!({"step": "merge", "counter": "commits", "delta": 2})
+    );
+    let cost = Event::StepReported(StepReported::Counter {
+        step: "ask".into(),
+        counter: "cost_usd".into(),
+        delta: crate::counter::CounterValue::parse("0.0125").unwrap(),
+    });
+    assert_eq!(
+        cost.payload(),
+        json!({"step": "ask", "counter": "cost_usd", "delta": 0.0125})
     );
     let message = Event::StepReported(StepReported::Message {
         step: "s".into(),
@@ -314,7 +323,11 @@ fn step_reports_read_back_as_the_kind_of_report_they_are() {
     };
     assert!(matches!(
         read(json!({"step": "s", "counter": "tokens", "delta": -3})),
-        StepReported::Counter { delta: -3, .. }
+        StepReported::Counter { delta, .. } if delta.get() == -3.0
+    ));
+    assert!(matches!(
+        read(json!({"step": "s", "counter": "cost_usd", "delta": 0.5})),
+        StepReported::Counter { delta, .. } if delta.get() == 0.5
     ));
     assert!(matches!(
         read(json!({"step": "s", "progress": 0.25, "message": "m"})),

@@ -9,6 +9,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::counter::{CounterValue, estimate};
+
 /// Items that must have ended before a counter is forecast.
 pub const FORECAST_MIN_ITEMS: u64 = 3;
 
@@ -39,10 +41,10 @@ pub struct CounterForecast {
 
 impl CounterStats {
     /// An item ended; `values` holds its sum of each counter it reported.
-    pub fn item_ended(&mut self, values: &BTreeMap<String, i64>) {
+    pub fn item_ended(&mut self, values: &BTreeMap<String, CounterValue>) {
         self.items += 1;
         for (name, value) in values {
-            let v = *value as f64;
+            let v = value.get();
             let sums = self.sums.entry(name.clone()).or_default();
             sums.0 += v;
             sums.1 += v * v;
@@ -54,7 +56,7 @@ impl CounterStats {
     /// has taken yet.
     pub fn forecasts(
         &self,
-        totals: &BTreeMap<String, i64>,
+        totals: &BTreeMap<String, CounterValue>,
         unstarted: u64,
     ) -> BTreeMap<String, CounterForecast> {
         if self.items < FORECAST_MIN_ITEMS {
@@ -68,7 +70,7 @@ impl CounterStats {
                 let mean = sum / n;
                 // Sample variance, the items that reported nothing counting as zeros.
                 let variance = ((squares - n * mean * mean) / (n - 1.0).max(1.0)).max(0.0);
-                let now = totals.get(name).copied().unwrap_or(0) as f64;
+                let now = totals.get(name).copied().unwrap_or_default().get();
                 let expected = now + r * mean;
                 // The sum of `r` items: their own spread, plus the mean's uncertainty times r.
                 let spread = (r * variance + r * r * variance / n).sqrt() * Z90;
@@ -85,9 +87,13 @@ impl CounterStats {
 }
 
 impl CounterForecast {
-    /// How views say it: `~4100 at the end (3900-4300)`.
+    /// How views say it: `~4100 at the end (3900-4300)`, `~41.2 at the end (37-46.1)`.
     pub fn text(&self) -> String {
-        let (expected, p10, p90) = (self.expected.round(), self.p10.round(), self.p90.round());
+        let (expected, p10, p90) = (
+            estimate(self.expected),
+            estimate(self.p10),
+            estimate(self.p90),
+        );
         if p10 == p90 {
             format!("~{expected} at the end")
         } else {
@@ -100,8 +106,11 @@ impl CounterForecast {
 mod tests {
     use super::*;
 
-    fn values(pairs: &[(&str, i64)]) -> BTreeMap<String, i64> {
-        pairs.iter().map(|(k, v)| (k.to_string(), *v)).collect()
+    fn values(pairs: &[(&str, i64)]) -> BTreeMap<String, CounterValue> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), CounterValue::from(*v)))
+            .collect()
     }
 
     #[test]
@@ -135,5 +144,23 @@ mod tests {
         assert_eq!(f.expected, 60.0 + 1500.0);
         assert!(f.p10 < f.expected && f.expected < f.p90);
         assert!(f.p10 >= 60.0, "never below what is spent already: {f:?}");
+    }
+
+    #[test]
+    fn a_forecast_in_dollars_reads_with_decimals() {
+        let f = CounterForecast {
+            per_item: 0.0125,
+            expected: 41.234,
+            p10: 37.0001,
+            p90: 46.149,
+        };
+        assert_eq!(f.text(), "~41.2 at the end (37-46.1)");
+        let f = CounterForecast {
+            per_item: 0.001,
+            expected: 0.045_678,
+            p10: 0.045_678,
+            p90: 0.045_678,
+        };
+        assert_eq!(f.text(), "~0.0457 at the end");
     }
 }

@@ -249,7 +249,7 @@ impl LiveMetrics {
 
     /// An item ended (completed, skipped, dead-lettered) having reported these counters (its
     /// sums over its attempts).
-    pub fn item_counters(&self, values: &BTreeMap<String, i64>) {
+    pub fn item_counters(&self, values: &BTreeMap<String, crate::counter::CounterValue>) {
         self.lock().counters.item_ended(values);
     }
 

@@ -60,7 +60,7 @@ fn a_snapshot_written_before_versions_reads_whole_as_version_1() {
         Some(Duration::from_millis(1500))
     );
     assert_eq!(snapshot.agents[1].agent.cpu_percent, None);
-    assert_eq!(snapshot.counters["commits"], 4);
+    assert_eq!(snapshot.counters["commits"], 4.into());
     assert_eq!(snapshot.window.unwrap().counts.attempts, 110);
     assert_eq!(snapshot.alerts[0].message, "failure rate 9% over 5%");
     let metrics = snapshot.metrics.unwrap();

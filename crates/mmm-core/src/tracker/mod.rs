@@ -67,7 +67,7 @@ pub struct Tracker {
     /// agent whatever the number of items. Only views read it, a few times a second.
     item_keys: std::sync::RwLock<std::collections::HashMap<u64, String>>,
     /// Custom counters reported by steps (`mmm report --counter`); rare, so a lock is fine.
-    counters: std::sync::Mutex<std::collections::BTreeMap<String, i64>>,
+    counters: std::sync::Mutex<std::collections::BTreeMap<String, crate::counter::CounterValue>>,
     /// Per-second counts of this run's finished items and attempts, for rates and alerts.
     window: window::Window,
     /// One line per active alert, for the views; set once a second by the runner.
@@ -580,14 +580,13 @@ impl Tracker {
     }
 
     /// Adds `delta` to the job-wide custom counter `name` (reported by steps).
-    pub fn add_to_counter(&self, name: &str, delta: i64) {
+    pub fn add_to_counter(&self, name: &str, delta: crate::counter::CounterValue) {
         let mut counters = self.counters.lock().unwrap_or_else(|e| e.into_inner());
-        let value = counters.entry(name.to_string()).or_insert(0);
-        *value = value.saturating_add(delta);
+        *counters.entry(name.to_string()).or_default() += delta;
     }
 
     /// The custom counters, by name.
-    pub fn counters(&self) -> std::collections::BTreeMap<String, i64> {
+    pub fn counters(&self) -> std::collections::BTreeMap<String, crate::counter::CounterValue> {
         self.counters
             .lock()
             .unwrap_or_else(|e| e.into_inner())

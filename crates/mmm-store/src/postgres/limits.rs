@@ -9,8 +9,10 @@ use super::PostgresStore;
 use super::statements::RowLock;
 use super::transaction::Tx;
 use crate::rules::store_events::StoreEvent;
+use crate::store::stored;
 use crate::store::wait_of as wait;
 use crate::{BudgetRecord, Limits, StoreError};
+use mmm_core::counter::CounterValue;
 use mmm_core::event::{BudgetReached, BudgetSet, Event};
 use mmm_core::job::JobId;
 use mmm_core::limits::Budget;
@@ -105,7 +107,7 @@ impl Limits for PostgresStore {
         &self,
         job: JobId,
         budget: &Budget,
-        value: i64,
+        value: CounterValue,
         at: i64,
     ) -> Result<bool, StoreError> {
         let budget = budget.clone();
@@ -115,10 +117,10 @@ impl Limits for PostgresStore {
                 let marked = tx
                     .execute(
                         "mark a budget reached",
-                        "UPDATE job_budgets SET reached = $3::bigint, reached_at = $4::bigint
+                        "UPDATE job_budgets SET reached = $3::float8, reached_at = $4::bigint
                          WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = $1)
-                           AND counter = $2::text AND reached IS NULL AND max <= $3::bigint",
-                        &[&job.to_string(), &budget.counter, &value, &at],
+                           AND counter = $2::text AND reached IS NULL AND max <= $3::float8",
+                        &[&job.to_string(), &budget.counter, &value.get(), &at],
                     )
                     .await?;
                 if marked == 0 {
@@ -152,9 +154,9 @@ impl Tx<'_> {
                 Ok(BudgetRecord {
                     budget: Budget {
                         counter: row.try_get(0)?,
-                        max: row.try_get(1)?,
+                        max: stored(row.try_get(1)?),
                     },
-                    reached: row.try_get(2)?,
+                    reached: row.try_get::<_, Option<f64>>(2)?.map(stored),
                 })
             },
         )
@@ -166,16 +168,16 @@ impl Tx<'_> {
         &mut self,
         job: JobId,
         budget: &Budget,
-        from: Option<i64>,
+        from: Option<CounterValue>,
         at: i64,
     ) -> Result<(), StoreError> {
         self.execute(
             "record a budget",
             "INSERT INTO job_budgets (job_ref, counter, max, reached, reached_at)
-             VALUES ((SELECT job_ref FROM jobs WHERE id = $1), $2::text, $3::bigint, NULL, NULL)
+             VALUES ((SELECT job_ref FROM jobs WHERE id = $1), $2::text, $3::float8, NULL, NULL)
              ON CONFLICT (job_ref, counter) DO UPDATE
              SET max = excluded.max, reached = NULL, reached_at = NULL",
-            &[&job.to_string(), &budget.counter, &budget.max],
+            &[&job.to_string(), &budget.counter, &budget.max.get()],
         )
         .await?;
         let event = StoreEvent {

@@ -21,6 +21,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/postgres/0007_limits.sql"),
     include_str!("../migrations/postgres/0008_job_summaries.sql"),
     include_str!("../migrations/postgres/0009_item_totals.sql"),
+    include_str!("../migrations/postgres/0010_decimal_budgets.sql"),
 ];
 
 /// The newest schema version this binary knows; it reads and writes only this version.

@@ -222,9 +222,14 @@ impl Transfer for PostgresStore {
                     tx.execute(
                         "copy budgets",
                         "INSERT INTO job_budgets (job_ref, counter, max, reached)
-                         VALUES ((SELECT job_ref FROM jobs WHERE id = $1), $2::text, $3::bigint,
-                                 $4::bigint)",
-                        &[&id, &budget.budget.counter, &budget.budget.max, &budget.reached],
+                         VALUES ((SELECT job_ref FROM jobs WHERE id = $1), $2::text, $3::float8,
+                                 $4::float8)",
+                        &[
+                            &id,
+                            &budget.budget.counter,
+                            &budget.budget.max.get(),
+                            &budget.reached.map(|r| r.get()),
+                        ],
                     )
                     .await?;
                 }

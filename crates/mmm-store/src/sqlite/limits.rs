@@ -8,8 +8,10 @@ use rusqlite::{OptionalExtension, Transaction, params};
 
 use super::SqliteStore;
 use super::statements::insert_event;
+use crate::store::stored;
 use crate::store::wait_of as wait;
 use crate::{BudgetRecord, Limits, StoreError};
+use mmm_core::counter::CounterValue;
 use mmm_core::event::{BudgetReached, BudgetSet, Event};
 use mmm_core::job::JobId;
 use mmm_core::limits::Budget;
@@ -78,7 +80,7 @@ impl Limits for SqliteStore {
         &self,
         job: JobId,
         budget: &Budget,
-        value: i64,
+        value: CounterValue,
         at: i64,
     ) -> Result<bool, StoreError> {
         self.write("commit a budget reached", |tx| {
@@ -88,7 +90,7 @@ impl Limits for SqliteStore {
                     "UPDATE job_budgets SET reached = ?3, reached_at = ?4
                      WHERE job_ref = (SELECT job_ref FROM jobs WHERE id = ?1) AND counter = ?2
                        AND reached IS NULL AND max <= ?3",
-                    params![job.to_string(), budget.counter, value, at],
+                    params![job.to_string(), budget.counter, value.get(), at],
                 )
                 .map_err(self.fail("mark a budget reached"))?;
             if marked == 0 {
@@ -123,9 +125,9 @@ impl SqliteStore {
                     Ok(BudgetRecord {
                         budget: Budget {
                             counter: row.get(0)?,
-                            max: row.get(1)?,
+                            max: stored(row.get(1)?),
                         },
-                        reached: row.get(2)?,
+                        reached: row.get::<_, Option<f64>>(2)?.map(stored),
                     })
                 })?
                 .collect::<Result<Vec<_>, _>>()
@@ -141,7 +143,7 @@ impl SqliteStore {
         tx: &Transaction<'_>,
         job: JobId,
         budget: &Budget,
-        from: Option<i64>,
+        from: Option<CounterValue>,
         at: i64,
     ) -> Result<(), StoreError> {
         tx.execute(
@@ -149,7 +151,7 @@ impl SqliteStore {
              VALUES ((SELECT job_ref FROM jobs WHERE id = ?1), ?2, ?3, NULL, NULL)
              ON CONFLICT (job_ref, counter) DO UPDATE
              SET max = excluded.max, reached = NULL, reached_at = NULL",
-            params![job.to_string(), budget.counter, budget.max],
+            params![job.to_string(), budget.counter, budget.max.get()],
         )
         .map_err(self.fail("record a budget"))?;
         let event = Event::BudgetSet(BudgetSet {

@@ -20,6 +20,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0007_limits.sql"),
     include_str!("../migrations/0008_job_summaries.sql"),
     include_str!("../migrations/0009_item_totals.sql"),
+    include_str!("../migrations/0010_decimal_budgets.sql"),
 ];
 
 /// The schema at [`SCHEMA_VERSION`], made in one go for a new store (see the file's header).

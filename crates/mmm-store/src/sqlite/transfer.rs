@@ -211,7 +211,12 @@ impl Transfer for SqliteStore {
                 tx.execute(
                     "INSERT INTO job_budgets (job_ref, counter, max, reached)
                      VALUES ((SELECT job_ref FROM jobs WHERE id = ?1), ?2, ?3, ?4)",
-                    params![id, budget.budget.counter, budget.budget.max, budget.reached],
+                    params![
+                        id,
+                        budget.budget.counter,
+                        budget.budget.max.get(),
+                        budget.reached.map(|r| r.get())
+                    ],
                 )
                 .map_err(fail("copy budgets"))?;
             }

@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::StoreError;
+use mmm_core::counter::CounterValue;
 use mmm_core::job::JobId;
 use mmm_core::limits::Budget;
 
@@ -39,7 +40,7 @@ pub trait Limits {
         &self,
         job: JobId,
         budget: &Budget,
-        value: i64,
+        value: CounterValue,
         at: i64,
     ) -> Result<bool, StoreError>;
 }
@@ -51,7 +52,14 @@ pub struct BudgetRecord {
     #[serde(flatten)]
     pub budget: Budget,
     /// The counter's total when it was found at its budget; `None` while it is not reached.
-    pub reached: Option<i64>,
+    pub reached: Option<CounterValue>,
+}
+
+/// A counter's value as a budget's column holds it (SQLite: an integer, or a real for a
+/// decimal; PostgreSQL: `double precision`). Only finite values are written; a value edited
+/// by hand to NaN reads as 0 rather than failing every read of the job's budgets.
+pub(crate) fn stored(value: f64) -> CounterValue {
+    CounterValue::new(value).unwrap_or_default()
 }
 
 /// A wait of `us` microseconds (what a reservation computes); none when it is not positive.

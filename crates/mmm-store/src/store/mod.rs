@@ -30,8 +30,8 @@ pub(crate) use job_reads::job_totals_sql;
 pub use job_reads::{
     ItemPage, ItemPageQuery, JobQuery, JobReads, JobTotals, Ledger, NameItemTotals, PagedItem,
 };
-pub(crate) use limits::wait_of;
 pub use limits::{BudgetRecord, Limits};
+pub(crate) use limits::{stored, wait_of};
 pub use logs::Logs;
 pub use recovery::{Recovery, Requeued, UnfinishedItem};
 pub use summaries::{PeriodJob, PeriodQuery, Summaries};

@@ -23,6 +23,17 @@ async function api(path) {
 
 // ---- formatting
 const fmtInt = (n) => (n == null ? '–' : Number(n).toLocaleString('en'));
+// A counter's value as every other view shows it (`Display` of mmm_core::counter::CounterValue):
+// whole without a point; else at most 4 decimals, 4 significant digits below 1, no trailing zeros.
+const fmtCounter = (n) => {
+  if (n == null) return '–';
+  if (Number.isInteger(n)) return String(n);
+  const a = Math.abs(n);
+  const t = n.toFixed(a >= 1 ? 4 : Math.min(15, 3 - Math.floor(Math.log10(a)))).replace(/0+$/, '').replace(/\.$/, '');
+  return t === '-0' ? '0' : t;
+};
+// A forecast's figure as mmm_core::counter::estimate shows it: whole from 100, else 3 digits.
+const fmtEstimate = (x) => fmtCounter(Math.abs(x) >= 100 ? Math.round(x) : Number(x.toPrecision(3)));
 function fmtMs(ms) {
   if (ms == null || !isFinite(ms)) return '–';
   if (ms < 1000) return Math.round(ms) + ' ms';
@@ -542,8 +553,9 @@ function renderJob() {
   const forecasts = (m && m.counters) || {};
   for (const name of Object.keys(totals)) {
     const f = forecasts[name];
-    const end = f ? ' → ~' + fmtInt(Math.round(f.expected)) + (f.p10 === f.p90 ? '' : ' (' + fmtInt(Math.round(f.p10)) + '–' + fmtInt(Math.round(f.p90)) + ')') : '';
-    tiles.push([name, fmtInt(totals[name]) + end]);
+    const [e, lo, hi] = f ? [fmtEstimate(f.expected), fmtEstimate(f.p10), fmtEstimate(f.p90)] : [];
+    const end = f ? ' → ~' + e + (lo === hi ? '' : ' (' + lo + '–' + hi + ')') : '';
+    tiles.push([name, fmtCounter(totals[name]) + end]);
   }
   // Each part is redrawn only when what it shows changed: a busy job sends up to 100 messages
   // a second, and rebuilding every list and canvas for each cost frames (benches/page.rs).

@@ -1,0 +1,5 @@
+-- Counters have decimals (`mmm report --counter cost_usd=+0.0125`, docs/api-work.md). Nothing
+-- to change on SQLite: the INTEGER affinity of `job_budgets.max` and `.reached` keeps a
+-- decimal such as 49.5 as a REAL (and a whole one as an integer). The version moves on with
+-- PostgreSQL's, whose BIGINT columns this migration makes `double precision`, so that a
+-- version means the same record on both backends.
