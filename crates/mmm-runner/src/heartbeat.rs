@@ -70,17 +70,8 @@ impl<E: Executor> Heartbeat<E> {
                 last_snapshot: None,
             };
             let first_beat_at = tokio::time::Instant::now() + every.min(FIRST_BEAT_WAIT);
-            loop {
-                tokio::select! {
-                    biased;
-                    order = inbox.recv() => match order {
-                        Some(Order::Follow(others)) => pulse.others = Some(others),
-                        Some(Order::Stop) | None => return pulse,
-                    },
-                    _ = items_known(&pulse.run, first_beat_at) => break,
-                }
-            }
-            let mut tick = tokio::time::interval(every);
+            let run = pulse.run.clone();
+            let mut tick = None;
             loop {
                 tokio::select! {
                     // Orders first: a stop is not held up by a beat that is due too.
@@ -89,7 +80,7 @@ impl<E: Executor> Heartbeat<E> {
                         Some(Order::Follow(others)) => pulse.others = Some(others),
                         Some(Order::Stop) | None => return pulse,
                     },
-                    _ = tick.tick() => {
+                    _ = next_beat(&run, &mut tick, first_beat_at, every) => {
                         let at = now_ms();
                         // Reading /proc takes a few ms: off the async workers.
                         sampler = {
@@ -315,6 +306,28 @@ pub(crate) fn checkpoint(job: JobId, phase: Option<Phase>, reason: &str) -> [Wri
             }),
         ),
     ]
+}
+
+/// Waits for the next beat: the first once the run knows some of its items (or at
+/// `first_at`), then one every `every` from there.
+async fn next_beat<E: Executor>(
+    run: &Run<E>,
+    tick: &mut Option<tokio::time::Interval>,
+    first_at: tokio::time::Instant,
+    every: Duration,
+) {
+    match tick {
+        Some(tick) => {
+            tick.tick().await;
+        }
+        None => {
+            items_known(run, first_at).await;
+            // An interval's first tick is at once: that is this beat.
+            let mut started = tokio::time::interval(every);
+            started.tick().await;
+            *tick = Some(started);
+        }
+    }
 }
 
 /// Waits, at most until `deadline`, until the run knows some of its items (their count is
