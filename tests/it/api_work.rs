@@ -144,6 +144,56 @@ fn spawn(ws: &Workspace, args: &[&str], log: &str) -> Child {
         .expect("mmm starts")
 }
 
+/// Writes `job.yml` over `items` items: `agents` agents, a budget of `max` on `counter`, and
+/// one step that reports `cost` of it and then sleeps `sleep` (seconds, as `sleep` takes them).
+fn budget_job(
+    ws: &Workspace,
+    items: usize,
+    agents: u32,
+    counter: &str,
+    max: f64,
+    cost: f64,
+    sleep: &str,
+) {
+    let lines: String = (1..=items).map(|n| format!("{n}\n")).collect();
+    ws.write("items.txt", &lines);
+    ws.write(
+        "job.yml",
+        &format!(
+            "map:\n  input: items.txt\n  max_parallel: {agents}\n  budget: {{counter: {counter}, max: {max}}}\n  steps:\n    - shell: \"'{}' report --counter {counter}=+{cost} && sleep {sleep}\"\n",
+            env!("CARGO_BIN_EXE_mmm")
+        ),
+    );
+}
+
+/// Waits (at most `within`) until the only job of `ws`'s store is paused by its budget (the
+/// budget marked reached) and `also` holds of it; returns the job.
+fn paused_by_budget(
+    ws: &Workspace,
+    within: Duration,
+    mut also: impl FnMut(&dyn mmm_store::Store, JobId) -> bool,
+) -> JobId {
+    let mut job = None;
+    wait_until(within, "the budget to pause the job", || {
+        let Ok(store) = mmm_store::open(&ws.database().to_string_lossy(), false) else {
+            return false;
+        };
+        job = store
+            .jobs()
+            .ok()
+            .and_then(|j| j.into_iter().next())
+            .map(|j| j.id);
+        job.is_some_and(|id| {
+            store.control_state(id).is_ok_and(|c| c.paused.is_some())
+                && store
+                    .budgets(id)
+                    .is_ok_and(|b| b.iter().any(|b| b.reached.is_some()))
+                && also(store.as_ref(), id)
+        })
+    });
+    job.unwrap()
+}
+
 #[test]
 fn a_coordinator_and_a_worker_share_one_start_rate() {
     if skipped("a_coordinator_and_a_worker_share_one_start_rate") {
@@ -235,42 +285,13 @@ fn a_coordinator_and_a_worker_share_one_start_rate() {
 #[test]
 fn a_budget_pauses_the_job_within_one_item_per_agent_and_mmm_budget_continues_it() {
     let ws = Workspace::new();
-    let items: String = (1..=20).map(|n| format!("{n}\n")).collect();
-    ws.write("items.txt", &items);
-    ws.write(
-        "job.yml",
-        &format!(
-            "map:\n  input: items.txt\n  max_parallel: 2\n  budget: {{counter: cost_cents, max: 50}}\n  steps:\n    - shell: \"'{}' report --counter cost_cents=+10 && sleep 0.2\"\n",
-            env!("CARGO_BIN_EXE_mmm")
-        ),
-    );
+    budget_job(&ws, 20, 2, "cost_cents", 50.0, 10.0, "0.2");
     let mut run = Killed(spawn(
         &ws,
         &["run", "job.yml", "--progress", "none"],
         "run.log",
     ));
-    let mut job = None;
-    wait_until(
-        Duration::from_secs(30),
-        "the budget to pause the job",
-        || {
-            let Ok(store) = mmm_store::open(&ws.database().to_string_lossy(), false) else {
-                return false;
-            };
-            job = store
-                .jobs()
-                .ok()
-                .and_then(|j| j.into_iter().next())
-                .map(|j| j.id);
-            job.is_some_and(|id| {
-                store.control_state(id).is_ok_and(|c| c.paused.is_some())
-                    && store
-                        .budgets(id)
-                        .is_ok_and(|b| b.iter().any(|b| b.reached.is_some()))
-            })
-        },
-    );
-    let job = job.unwrap();
+    let job = paused_by_budget(&ws, Duration::from_secs(30), |_, _| true);
     let store = ws.store();
     // The items in flight end; then nothing runs.
     wait_until(
@@ -470,35 +491,15 @@ fn throttled_curl_steps_settle_the_concurrency_near_the_apis_limit_without_dead_
 #[test]
 fn the_forecast_of_a_uniform_cost_is_within_10_percent_and_over_budget_raises_an_alert() {
     let ws = Workspace::new();
-    let items: String = (1..=40).map(|n| format!("{n}\n")).collect();
-    ws.write("items.txt", &items);
-    ws.write(
-        "job.yml",
-        &format!(
-            "map:\n  input: items.txt\n  max_parallel: 2\n  budget: {{counter: cost_cents, max: 300}}\n  steps:\n    - shell: \"'{}' report --counter cost_cents=+10 && sleep 0.1\"\n",
-            env!("CARGO_BIN_EXE_mmm")
-        ),
-    );
+    budget_job(&ws, 40, 2, "cost_cents", 300.0, 10.0, "0.1");
     let mut run = Killed(spawn(
         &ws,
         &["run", "job.yml", "--progress", "none"],
         "run.log",
     ));
-    let open = || mmm_store::open(&ws.database().to_string_lossy(), false);
-    let mut job = None;
     // Paused at the budget, with a forecast in the newest snapshot.
     let mut forecast = None;
-    wait_until(Duration::from_secs(30), "a paused job's forecast", || {
-        let Ok(store) = open() else { return false };
-        job = store
-            .jobs()
-            .ok()
-            .and_then(|j| j.into_iter().next())
-            .map(|j| j.id);
-        let Some(id) = job else { return false };
-        if !store.control_state(id).is_ok_and(|c| c.paused.is_some()) {
-            return false;
-        }
+    let job = paused_by_budget(&ws, Duration::from_secs(30), |store, id| {
         forecast = store.latest_snapshot(id).ok().flatten().and_then(|s| {
             s.payload
                 .metrics
@@ -506,7 +507,7 @@ fn the_forecast_of_a_uniform_cost_is_within_10_percent_and_over_budget_raises_an
         });
         forecast.is_some()
     });
-    let (job, forecast) = (job.unwrap(), forecast.unwrap());
+    let forecast = forecast.unwrap();
     assert!(
         (360.0..=440.0).contains(&forecast.expected),
         "40 items at 10 each: forecast {forecast:?}"
@@ -570,47 +571,23 @@ fn the_forecast_of_a_uniform_cost_is_within_10_percent_and_over_budget_raises_an
 #[test]
 fn a_job_paused_by_its_budget_survives_sigkill_and_resumes_paused_with_its_counters() {
     let ws = Workspace::new();
-    let items: String = (1..=12).map(|n| format!("{n}\n")).collect();
-    ws.write("items.txt", &items);
-    ws.write(
-        "job.yml",
-        &format!(
-            "map:\n  input: items.txt\n  max_parallel: 1\n  budget: {{counter: cost_cents, max: 30}}\n  steps:\n    - shell: \"'{}' report --counter cost_cents=+10 && sleep 0.3\"\n",
-            env!("CARGO_BIN_EXE_mmm")
-        ),
-    );
+    budget_job(&ws, 12, 1, "cost_cents", 30.0, 10.0, "0.3");
     let mut run = spawn(&ws, &["run", "job.yml", "--progress", "none"], "run.log");
-    let open = || mmm_store::open(&ws.database().to_string_lossy(), false);
-    let mut job = None;
     // Paused by the budget, with a snapshot that holds the counter's total.
-    wait_until(
-        Duration::from_secs(30),
-        "the budget to pause the job",
-        || {
-            let Ok(store) = open() else { return false };
-            job = store
-                .jobs()
-                .ok()
-                .and_then(|j| j.into_iter().next())
-                .map(|j| j.id);
-            job.is_some_and(|id| {
-                store.control_state(id).is_ok_and(|c| c.paused.is_some())
-                && store
-                    .attempts(id, None)
-                    .is_ok_and(|a| a.iter().all(|a| a.outcome.is_some()))
-                // A snapshot since the last item ended: it holds every item's cost.
-                && store.job(id).is_ok_and(|j| {
-                    let spent = CounterValue::from(10 * j.counts.completed as i64);
-                    store
-                        .latest_snapshot(id)
-                        .ok()
-                        .flatten()
-                        .is_some_and(|s| s.payload.counters.get("cost_cents") == Some(&spent))
-                })
+    let job = paused_by_budget(&ws, Duration::from_secs(30), |store, id| {
+        store
+            .attempts(id, None)
+            .is_ok_and(|a| a.iter().all(|a| a.outcome.is_some()))
+            // A snapshot since the last item ended: it holds every item's cost.
+            && store.job(id).is_ok_and(|j| {
+                let spent = CounterValue::from(10 * j.counts.completed as i64);
+                store
+                    .latest_snapshot(id)
+                    .ok()
+                    .flatten()
+                    .is_some_and(|s| s.payload.counters.get("cost_cents") == Some(&spent))
             })
-        },
-    );
-    let job = job.unwrap();
+    });
     crate::harness::kill9(&mut run);
     let store = ws.store();
     let done_before = store.job(job).unwrap().counts.completed;
@@ -679,41 +656,13 @@ fn snapshot_total(store: &dyn mmm_store::Store, job: JobId, counter: &str) -> Op
 #[test]
 fn a_budget_in_dollars_pauses_at_its_decimal_total_and_mmm_budget_continues_it() {
     let ws = Workspace::new();
-    let items: String = (1..=80).map(|n| format!("{n}\n")).collect();
-    ws.write("items.txt", &items);
-    ws.write(
-        "job.yml",
-        &format!(
-            "map:\n  input: items.txt\n  max_parallel: 2\n  budget: {{counter: cost_usd, max: 0.5}}\n  steps:\n    - shell: \"'{}' report --counter cost_usd=+{ITEM_COST} && sleep 0.1\"\n",
-            env!("CARGO_BIN_EXE_mmm")
-        ),
-    );
+    budget_job(&ws, 80, 2, "cost_usd", 0.5, ITEM_COST, "0.1");
     let mut run = Killed(spawn(
         &ws,
         &["run", "job.yml", "--progress", "none"],
         "run.log",
     ));
-    let open = || mmm_store::open(&ws.database().to_string_lossy(), false);
-    let mut job = None;
-    wait_until(
-        Duration::from_secs(60),
-        "the budget of $0.50 to pause the job",
-        || {
-            let Ok(store) = open() else { return false };
-            job = store
-                .jobs()
-                .ok()
-                .and_then(|j| j.into_iter().next())
-                .map(|j| j.id);
-            job.is_some_and(|id| {
-                store.control_state(id).is_ok_and(|c| c.paused.is_some())
-                    && store
-                        .budgets(id)
-                        .is_ok_and(|b| b.iter().any(|b| b.reached.is_some()))
-            })
-        },
-    );
-    let job = job.unwrap();
+    let job = paused_by_budget(&ws, Duration::from_secs(60), |_, _| true);
     let store = ws.store();
     // The items in flight end, and a snapshot holds every started item's cost.
     let mut started = 0;
@@ -814,19 +763,11 @@ fn a_budget_on_a_shared_map_counts_the_workers_counters_too() {
     let schema = Schema::new();
     let url = schema.url();
     let ws = Workspace::new();
-    let items: String = (1..=80).map(|n| format!("{n}\n")).collect();
-    ws.write("items.txt", &items);
     // Items long enough (1.5 s) that the owner sees the worker's counters (at its next beat,
     // each second) and the worker sees the pause (polled every 200 ms) before any agent could
     // start two items past the budget: 20 items' worth.
     let budget = 20.0 * ITEM_COST;
-    ws.write(
-        "job.yml",
-        &format!(
-            "map:\n  input: items.txt\n  max_parallel: 2\n  budget: {{counter: cost_usd, max: {budget}}}\n  steps:\n    - shell: \"'{}' report --counter cost_usd=+{ITEM_COST} && sleep 1.5\"\n",
-            env!("CARGO_BIN_EXE_mmm")
-        ),
-    );
+    budget_job(&ws, 80, 2, "cost_usd", budget, ITEM_COST, "1.5");
     let _coordinator = Killed(spawn(
         &ws,
         &["run", "job.yml", "--progress", "none", "--store", &url],
