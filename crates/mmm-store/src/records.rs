@@ -82,6 +82,18 @@ impl ItemCounts {
             + self.skipped
     }
 
+    /// Each status with its count, in the order of [`ItemStatus`] (for a series per status).
+    pub fn by_status(&self) -> [(ItemStatus, u64); 6] {
+        [
+            (ItemStatus::Pending, self.pending),
+            (ItemStatus::Running, self.running),
+            (ItemStatus::Completed, self.completed),
+            (ItemStatus::Failed, self.failed),
+            (ItemStatus::DeadLettered, self.dead_lettered),
+            (ItemStatus::Skipped, self.skipped),
+        ]
+    }
+
     /// Items not done yet: pending, running, or failed and to be retried.
     pub fn unfinished(&self) -> u64 {
         self.pending + self.running + self.failed

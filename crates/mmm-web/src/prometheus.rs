@@ -186,15 +186,10 @@ pub(super) fn render(store: &dyn Store, retention: Duration) -> Result<String, A
             labels
         };
         let c = &job.counts;
-        for (status, n) in [
-            ("pending", c.pending),
-            ("running", c.running),
-            ("completed", c.completed),
-            ("failed", c.failed),
-            ("dead_lettered", c.dead_lettered),
-            ("skipped", c.skipped),
-        ] {
-            items.get_or_create(&with("status", status)).set(n as i64);
+        for (status, n) in c.by_status() {
+            items
+                .get_or_create(&with("status", status.as_str()))
+                .set(n as i64);
         }
         percent.get_or_create(&base).set(job.percent);
         in_flight.get_or_create(&base).set(c.running as i64);
@@ -281,18 +276,11 @@ pub(super) fn render(store: &dyn Store, retention: Duration) -> Result<String, A
     for t in &item_totals {
         let name = ("name".to_string(), t.name.clone());
         let c = &t.items;
-        for (status, n) in [
-            ("pending", c.pending),
-            ("running", c.running),
-            ("completed", c.completed),
-            ("failed", c.failed),
-            ("dead_lettered", c.dead_lettered),
-            ("skipped", c.skipped),
-        ] {
+        for (status, n) in c.by_status() {
             name_items
                 .get_or_create(&vec![
                     name.clone(),
-                    ("status".to_string(), status.to_string()),
+                    ("status".to_string(), status.as_str().to_string()),
                 ])
                 .set(n as i64);
         }
