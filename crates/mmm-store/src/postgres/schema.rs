@@ -45,6 +45,7 @@ pub(super) const TABLES: &[&str] = &[
     "log_chunks",
     "start_rates",
     "job_budgets",
+    "job_summaries",
     "job_item_totals",
     "name_item_totals",
 ];
