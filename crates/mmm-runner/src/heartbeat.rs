@@ -46,8 +46,7 @@ enum Order {
 
 impl<E: Executor> Heartbeat<E> {
     /// Starts beating for `run` (the first beat comes once the first items are known, or
-    /// after a second). `prior`: the time earlier runs
-    /// of the job spent.
+    /// after a second). `prior`: the time earlier runs of the job spent.
     pub(crate) fn start(run: Arc<Run<E>>, config: &OwnerConfig, prior: Duration) -> Self {
         let job = run.job;
         let every = config.heartbeat;
