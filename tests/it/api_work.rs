@@ -50,63 +50,31 @@ fn a_start_rate_of_10_per_second_holds_across_8_agents() {
 
 #[test]
 fn the_rate_flag_and_delay_are_start_rates_too() {
-    let ws = Workspace::new();
-    ws.run(&[
-        "run",
-        "-j",
-        "4",
-        "--rate",
-        "20/s",
-        "--progress",
-        "none",
-        "--",
-        "true",
-        ":::",
-        "1",
-        "2",
-        "3",
-        "4",
-        "5",
-        "6",
-        "7",
-        "8",
-        "9",
-        "10",
-        "11",
-    ])
-    .success();
-    let job = ws.only_job();
-    let rate = start_rate(&starts(&ws.attempts(job.id)));
-    assert!((18.0..=22.0).contains(&rate), "--rate 20/s: {rate:.2}/s");
-
-    let ws = Workspace::new();
-    ws.run(&[
-        "run",
-        "-j",
-        "4",
-        "--delay",
-        "0.1",
-        "--progress",
-        "none",
-        "--",
-        "true",
-        ":::",
-        "1",
-        "2",
-        "3",
-        "4",
-        "5",
-        "6",
-        "7",
-        "8",
-        "9",
-        "10",
-        "11",
-    ])
-    .success();
-    let job = ws.only_job();
-    let rate = start_rate(&starts(&ws.attempts(job.id)));
-    assert!((9.0..=11.0).contains(&rate), "--delay 0.1: {rate:.2}/s");
+    // 11 items over 4 agents: 10 spaces between starts.
+    let items: Vec<String> = (1..=11).map(|n| n.to_string()).collect();
+    for (flag, value, rates) in [
+        ("--rate", "20/s", 18.0..=22.0),
+        ("--delay", "0.1", 9.0..=11.0),
+    ] {
+        let ws = Workspace::new();
+        let mut args = vec![
+            "run",
+            "-j",
+            "4",
+            flag,
+            value,
+            "--progress",
+            "none",
+            "--",
+            "true",
+            ":::",
+        ];
+        args.extend(items.iter().map(String::as_str));
+        ws.run(&args).success();
+        let job = ws.only_job();
+        let rate = start_rate(&starts(&ws.attempts(job.id)));
+        assert!(rates.contains(&rate), "{flag} {value}: {rate:.2}/s");
+    }
 }
 
 #[test]

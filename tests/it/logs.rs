@@ -578,11 +578,11 @@ fn export_results_writes_gnu_parallels_layout() {
 /// measured on a quiet one against the 500 ms target.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_line_reaches_the_item_page_in_chromium_soon_after_it_is_written() {
-    use crate::web::{browser, click, wait_text};
+    use crate::web::wait_text;
     const LINES: usize = 200;
     let ws = Workspace::new();
-    ws.write(
-        "job.yml",
+    let mut run = start_item(
+        &ws,
         &format!(
             r#"
 map:
@@ -596,20 +596,7 @@ map:
 "#
         ),
     );
-    let mut run = crate::harness::Killed(ws.spawn(&["run", "job.yml", "--progress", "none"]));
-    wait_until(Duration::from_secs(60), "the item to start", || {
-        ws.jobs_so_far()
-            .first()
-            .is_some_and(|job| job.counts.running == 1)
-    });
-    let id = job_id(&ws);
-    let addr = crate::web::start(&ws, None).await;
-    let (_driver, client, _profile) = browser().await;
-    client
-        .goto(&format!("http://{addr}/#/job/{id}"))
-        .await
-        .unwrap();
-    click(&client, "#items-body tr.item", Duration::from_secs(15)).await;
+    let (_driver, client, _profile) = first_item_page(&ws).await;
     wait_text(
         &client,
         "#item-log-state",
@@ -668,8 +655,8 @@ map:
 /// A job of one item, `busy`, that prints `tick N` every 100 ms until the file `go` exists,
 /// then `done ticking` on stderr; returned once the item runs.
 fn ticking_item(ws: &Workspace) -> crate::harness::Killed {
-    ws.write(
-        "job.yml",
+    start_item(
+        ws,
         r#"
 map:
   input: {command: "echo busy"}
@@ -683,7 +670,12 @@ map:
         while [ ! -e go ]; do n=$((n + 1)); echo "tick $n"; sleep 0.1; done
         echo "done ticking" >&2
 "#,
-    );
+    )
+}
+
+/// Runs the one-item job `job` (as `job.yml`) and waits until its item runs.
+fn start_item(ws: &Workspace, job: &str) -> crate::harness::Killed {
+    ws.write("job.yml", job);
     let run = crate::harness::Killed(ws.spawn(&["run", "job.yml", "--progress", "none"]));
     wait_until(Duration::from_secs(60), "the item to start", || {
         ws.jobs_so_far()
@@ -693,19 +685,31 @@ map:
     run
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_item_page_shows_the_live_tail_of_a_running_item_in_chromium() {
-    use crate::web::{browser, click, wait_text};
-    let ws = Workspace::new();
-    let mut run = ticking_item(&ws);
-    let id = job_id(&ws);
-    let addr = crate::web::start(&ws, None).await;
-    let (_driver, client, _profile) = browser().await;
+/// Serves `ws`'s store and opens, in Chromium, the page of its job's first item.
+async fn first_item_page(
+    ws: &Workspace,
+) -> (
+    crate::chromium::Driver,
+    fantoccini::Client,
+    tempfile::TempDir,
+) {
+    let id = job_id(ws);
+    let addr = crate::web::start(ws, None).await;
+    let (driver, client, profile) = crate::web::browser().await;
     client
         .goto(&format!("http://{addr}/#/job/{id}"))
         .await
         .unwrap();
-    click(&client, "#items-body tr.item", Duration::from_secs(15)).await;
+    crate::web::click(&client, "#items-body tr.item", Duration::from_secs(15)).await;
+    (driver, client, profile)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_item_page_shows_the_live_tail_of_a_running_item_in_chromium() {
+    use crate::web::wait_text;
+    let ws = Workspace::new();
+    let mut run = ticking_item(&ws);
+    let (_driver, client, _profile) = first_item_page(&ws).await;
     // The page: the value, the attempt on its agent, and the log growing while it runs.
     wait_text(
         &client,
@@ -755,14 +759,7 @@ async fn the_item_page_shows_the_live_tail_of_a_running_item_in_chromium() {
         |t| t == "live",
     )
     .await;
-    let href = client
-        .find(fantoccini::Locator::Css("#item-download"))
-        .await
-        .unwrap()
-        .attr("href")
-        .await
-        .unwrap()
-        .unwrap_or_default();
+    let href = crate::web::href_of(&client, "#item-download").await;
     assert!(href.ends_with("/items/busy/log?download=1"), "{href}");
     // The item ends: its last line arrives and the page says the log ended.
     ws.write("go", "");

@@ -623,6 +623,18 @@ pub(crate) async fn text_of(client: &fantoccini::Client, css: &str) -> Option<St
     element.text().await.ok()
 }
 
+/// The `href` of the first element matching `css` (empty when it has none); it must be there.
+pub(crate) async fn href_of(client: &fantoccini::Client, css: &str) -> String {
+    client
+        .find(fantoccini::Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("{css}: {e}"))
+        .attr("href")
+        .await
+        .unwrap()
+        .unwrap_or_default()
+}
+
 /// Polls `css`'s text until `ok` holds, failing after `within`.
 pub(crate) async fn wait_text(
     client: &fantoccini::Client,
@@ -786,14 +798,7 @@ async fn the_page_shows_a_running_job_advance_and_a_dlq_items_error_in_chromium(
     )
     .await;
     // The export links download the reports of `mmm export`.
-    let export = client
-        .find(fantoccini::Locator::Css("#export-html"))
-        .await
-        .unwrap()
-        .attr("href")
-        .await
-        .unwrap()
-        .unwrap_or_default();
+    let export = href_of(&client, "#export-html").await;
     assert!(
         export.ends_with(&format!("/api/jobs/{}/export?format=html", finished.id)),
         "{export}"
