@@ -2,7 +2,6 @@
 //! across agents and, on PostgreSQL, across a coordinator and a worker; budgets on counters
 //! that pause a job resumably until `mmm budget` raises them.
 
-use std::process::{Child, Stdio};
 use std::time::Duration;
 
 use mmm_core::counter::CounterValue;
@@ -102,16 +101,6 @@ fn a_bad_rate_is_refused_with_its_place() {
     assert!(!ws.has_store() || ws.jobs_so_far().is_empty());
 }
 
-/// `mmm ARGS`, its output to `log` in the workspace.
-fn spawn(ws: &Workspace, args: &[&str], log: &str) -> Child {
-    let file = std::fs::File::create(ws.join(log)).unwrap();
-    ws.mmm(args)
-        .stdout(Stdio::null())
-        .stderr(file)
-        .spawn()
-        .expect("mmm starts")
-}
-
 /// Writes `job.yml` over `items` items: `agents` agents, a budget of `max` on `counter`, and
 /// one step that reports `cost` of it and then sleeps `sleep` (seconds, as `sleep` takes them).
 fn budget_job(
@@ -176,8 +165,7 @@ fn a_coordinator_and_a_worker_share_one_start_rate() {
         "job.yml",
         "map:\n  input: items.txt\n  max_parallel: 4\n  rate: 8/s\n  steps:\n    - shell: sleep 0.3\n",
     );
-    let mut coordinator = spawn(
-        &ws,
+    let mut coordinator = ws.spawn_logged(
         &["run", "job.yml", "--progress", "none", "--store", &url],
         "coordinator.log",
     );
@@ -194,8 +182,7 @@ fn a_coordinator_and_a_worker_share_one_start_rate() {
     });
     let job = job.unwrap();
     let id = job.to_string();
-    let mut worker = spawn(
-        &ws,
+    let mut worker = ws.spawn_logged(
         &[
             "worker",
             "--store",
@@ -254,11 +241,7 @@ fn a_coordinator_and_a_worker_share_one_start_rate() {
 fn a_budget_pauses_the_job_within_one_item_per_agent_and_mmm_budget_continues_it() {
     let ws = Workspace::new();
     budget_job(&ws, 20, 2, "cost_cents", 50.0, 10.0, "0.2");
-    let mut run = Killed(spawn(
-        &ws,
-        &["run", "job.yml", "--progress", "none"],
-        "run.log",
-    ));
+    let mut run = Killed(ws.spawn_logged(&["run", "job.yml", "--progress", "none"], "run.log"));
     let job = paused_by_budget(&ws, Duration::from_secs(30), |_, _| true);
     let store = ws.store();
     // The items in flight end; then nothing runs.
@@ -460,11 +443,7 @@ fn throttled_curl_steps_settle_the_concurrency_near_the_apis_limit_without_dead_
 fn the_forecast_of_a_uniform_cost_is_within_10_percent_and_over_budget_raises_an_alert() {
     let ws = Workspace::new();
     budget_job(&ws, 40, 2, "cost_cents", 300.0, 10.0, "0.1");
-    let mut run = Killed(spawn(
-        &ws,
-        &["run", "job.yml", "--progress", "none"],
-        "run.log",
-    ));
+    let mut run = Killed(ws.spawn_logged(&["run", "job.yml", "--progress", "none"], "run.log"));
     // Paused at the budget, with a forecast in the newest snapshot.
     let mut forecast = None;
     let job = paused_by_budget(&ws, Duration::from_secs(30), |store, id| {
@@ -540,7 +519,7 @@ fn the_forecast_of_a_uniform_cost_is_within_10_percent_and_over_budget_raises_an
 fn a_job_paused_by_its_budget_survives_sigkill_and_resumes_paused_with_its_counters() {
     let ws = Workspace::new();
     budget_job(&ws, 12, 1, "cost_cents", 30.0, 10.0, "0.3");
-    let mut run = spawn(&ws, &["run", "job.yml", "--progress", "none"], "run.log");
+    let mut run = ws.spawn_logged(&["run", "job.yml", "--progress", "none"], "run.log");
     // Paused by the budget, with a snapshot that holds the counter's total.
     let job = paused_by_budget(&ws, Duration::from_secs(30), |store, id| {
         store
@@ -565,8 +544,7 @@ fn a_job_paused_by_its_budget_survives_sigkill_and_resumes_paused_with_its_count
     );
 
     // The resume comes back paused (the budget still holds) and starts nothing.
-    let mut resumed = Killed(spawn(
-        &ws,
+    let mut resumed = Killed(ws.spawn_logged(
         &["resume", &job.to_string(), "--progress", "none"],
         "resume.log",
     ));
@@ -625,11 +603,7 @@ fn snapshot_total(store: &dyn mmm_store::Store, job: JobId, counter: &str) -> Op
 fn a_budget_in_dollars_pauses_at_its_decimal_total_and_mmm_budget_continues_it() {
     let ws = Workspace::new();
     budget_job(&ws, 80, 2, "cost_usd", 0.5, ITEM_COST, "0.1");
-    let mut run = Killed(spawn(
-        &ws,
-        &["run", "job.yml", "--progress", "none"],
-        "run.log",
-    ));
+    let mut run = Killed(ws.spawn_logged(&["run", "job.yml", "--progress", "none"], "run.log"));
     let job = paused_by_budget(&ws, Duration::from_secs(60), |_, _| true);
     let store = ws.store();
     // The items in flight end, and a snapshot holds every started item's cost.
@@ -736,8 +710,7 @@ fn a_budget_on_a_shared_map_counts_the_workers_counters_too() {
     // start two items past the budget: 20 items' worth.
     let budget = 20.0 * ITEM_COST;
     budget_job(&ws, 80, 2, "cost_usd", budget, ITEM_COST, "1.5");
-    let _coordinator = Killed(spawn(
-        &ws,
+    let _coordinator = Killed(ws.spawn_logged(
         &["run", "job.yml", "--progress", "none", "--store", &url],
         "coordinator.log",
     ));
@@ -753,8 +726,7 @@ fn a_budget_on_a_shared_map_counts_the_workers_counters_too() {
     });
     let job = job.unwrap();
     let id = job.to_string();
-    let _worker = Killed(spawn(
-        &ws,
+    let _worker = Killed(ws.spawn_logged(
         &[
             "worker", "--store", &url, "--job", &id, "-j", "2", "--name", "w",
         ],

@@ -90,6 +90,21 @@ impl Workspace {
             .expect("mmm starts")
     }
 
+    /// `mmm ARGS` with its standard error (where it logs) written to `log` in the workspace,
+    /// its standard output dropped: to start and read after it ends.
+    pub(crate) fn logged(&self, args: &[&str], log: &str) -> Command {
+        let file = std::fs::File::create(self.join(log))
+            .unwrap_or_else(|e| panic!("creating the log {log}: {e}"));
+        let mut cmd = self.mmm(args);
+        cmd.stdout(Stdio::null()).stderr(file);
+        cmd
+    }
+
+    /// Starts `mmm ARGS` without waiting, its log to `log` ([`Workspace::logged`]).
+    pub(crate) fn spawn_logged(&self, args: &[&str], log: &str) -> Child {
+        self.logged(args, log).spawn().expect("mmm starts")
+    }
+
     /// The store `mmm` wrote in this workspace.
     pub(crate) fn store(&self) -> Arc<dyn Store> {
         mmm_store::open(self.join(".mmm").to_str().unwrap(), false).expect("the store exists")

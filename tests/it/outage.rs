@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::io::ErrorKind;
 use std::net::{Shutdown, TcpListener, TcpStream};
-use std::process::{Child, Stdio};
+use std::process::Child;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -115,16 +115,9 @@ fn upstream() -> String {
     format!("{host}:{port}")
 }
 
-/// `mmm ARGS`, its stderr to `log` in the workspace.
+/// `mmm ARGS`, its stderr to `log` in the workspace, killed when dropped.
 fn spawn(ws: &Workspace, args: &[&str], log: &str) -> Killed {
-    let file = std::fs::File::create(ws.join(log)).expect("a log file");
-    Killed(
-        ws.mmm(args)
-            .stdout(Stdio::null())
-            .stderr(file)
-            .spawn()
-            .expect("mmm starts"),
-    )
+    Killed(ws.spawn_logged(args, log))
 }
 
 /// The coordinator's exit code; past `within`, fails with both processes' logs and the job's

@@ -5,7 +5,7 @@
 //! A short lease (`MMM_LEASE=2s`) keeps the test quick.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::process::{Child, Stdio};
+use std::process::Child;
 use std::time::Duration;
 
 use mmm_core::job::{AttemptOutcome, JobStatus, Phase};
@@ -19,11 +19,8 @@ const LEASE: &str = "2s";
 
 /// `mmm ARGS` with a short lease, its output to `log` in the workspace.
 fn spawn(ws: &Workspace, args: &[&str], log: &str) -> Child {
-    let file = std::fs::File::create(ws.join(log)).unwrap();
-    ws.mmm(args)
+    ws.logged(args, log)
         .env("MMM_LEASE", LEASE)
-        .stdout(Stdio::null())
-        .stderr(file)
         .spawn()
         .expect("mmm starts")
 }
