@@ -170,8 +170,8 @@ map:
 #[test]
 fn follow_shows_a_running_items_lines_while_it_runs() {
     let ws = Workspace::new();
-    ws.write(
-        "job.yml",
+    let mut run = start_item(
+        &ws,
         r#"
 map:
   input: {command: "echo slow"}
@@ -184,12 +184,6 @@ map:
         echo second >&2
 "#,
     );
-    let mut run = ws.spawn(&["run", "job.yml", "--progress", "none"]);
-    wait_until(Duration::from_secs(60), "the item to start", || {
-        ws.jobs_so_far()
-            .first()
-            .is_some_and(|job| job.counts.running == 1)
-    });
     let id = job_id(&ws);
     let mut follow = ws.spawn(&["logs", &id, "slow", "--follow"]);
     let (lines, reader) = collect_lines(&mut follow);
@@ -215,7 +209,7 @@ map:
         *lines.lock().unwrap(),
         vec!["--- attempt 1 ---", "first", "second"]
     );
-    assert!(run.wait().unwrap().success());
+    assert!(run.0.wait().unwrap().success());
 }
 
 #[test]
@@ -453,8 +447,8 @@ map:
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_log_endpoint_follows_a_running_item() {
     let ws = Workspace::new();
-    ws.write(
-        "job.yml",
+    let mut run = start_item(
+        &ws,
         r#"
 map:
   input: {command: "echo slow"}
@@ -467,12 +461,6 @@ map:
         echo second
 "#,
     );
-    let mut run = crate::harness::Killed(ws.spawn(&["run", "job.yml", "--progress", "none"]));
-    wait_until(Duration::from_secs(60), "the item to start", || {
-        ws.jobs_so_far()
-            .first()
-            .is_some_and(|job| job.counts.running == 1)
-    });
     let id = job_id(&ws);
     let addr = crate::web::start(&ws, None).await;
     let mut response = reqwest::get(format!(
