@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use mmm_core::counter::CounterValue;
-use mmm_core::job::{JobId, JobStatus, Phase};
+use mmm_core::job::{JobId, JobStatus};
 use mmm_store::AttemptRecord;
 
 use crate::harness::{Killed, Workspace, wait_until};
@@ -169,18 +169,7 @@ fn a_coordinator_and_a_worker_share_one_start_rate() {
         &["run", "job.yml", "--progress", "none", "--store", &url],
         "coordinator.log",
     );
-    let store = || mmm_store::open(&url, false);
-    let mut job: Option<JobId> = None;
-    wait_until(Duration::from_secs(60), "the job's map to start", || {
-        let Ok(store) = store() else { return false };
-        let found = store.jobs().ok().and_then(|jobs| jobs.into_iter().next());
-        job = found
-            .as_ref()
-            .filter(|j| j.phase == Some(Phase::Map))
-            .map(|j| j.id);
-        job.is_some()
-    });
-    let job = job.unwrap();
+    let job = crate::postgres::map_started(&url);
     let id = job.to_string();
     let mut worker = ws.spawn_logged(
         &[
@@ -715,16 +704,7 @@ fn a_budget_on_a_shared_map_counts_the_workers_counters_too() {
         "coordinator.log",
     ));
     let store = schema.store();
-    let mut job: Option<JobId> = None;
-    wait_until(Duration::from_secs(60), "the job's map to start", || {
-        let found = store.jobs().ok().and_then(|jobs| jobs.into_iter().next());
-        job = found
-            .as_ref()
-            .filter(|j| j.phase == Some(Phase::Map))
-            .map(|j| j.id);
-        job.is_some()
-    });
-    let job = job.unwrap();
+    let job = crate::postgres::map_started(&url);
     let id = job.to_string();
     let _worker = Killed(ws.spawn_logged(
         &[

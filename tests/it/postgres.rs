@@ -425,3 +425,22 @@ fn progress_follow_waits_on_notify_and_ends_with_the_job() {
         "{lines:?}"
     );
 }
+
+/// Waits until the store at `url` holds a job whose map has started (a coordinator is up and
+/// workers can join it), and returns it.
+pub(crate) fn map_started(url: &str) -> mmm_core::job::JobId {
+    let mut job = None;
+    wait_until(Duration::from_secs(60), "the job's map to start", || {
+        let Ok(store) = mmm_store::open(url, false) else {
+            return false;
+        };
+        job = store
+            .jobs()
+            .ok()
+            .and_then(|jobs| jobs.into_iter().next())
+            .filter(|j| j.phase == Some(mmm_core::job::Phase::Map))
+            .map(|j| j.id);
+        job.is_some()
+    });
+    job.unwrap()
+}

@@ -255,13 +255,7 @@ reduce:
         "coordinator.log",
     );
     let store = || mmm_store::open(&url, false);
-    let mut job = None;
-    wait_until(Duration::from_secs(60), "the job's map to start", || {
-        let Ok(store) = store() else { return false };
-        job = store.jobs().ok().and_then(|jobs| jobs.into_iter().next());
-        job.as_ref().is_some_and(|j| j.phase == Some(Phase::Map))
-    });
-    let job = job.unwrap().id;
+    let job = crate::postgres::map_started(&url);
     let id = job.to_string();
     let mut worker = spawn(
         &ws,
