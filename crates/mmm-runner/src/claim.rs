@@ -152,13 +152,7 @@ impl Claims {
         &self,
         call: impl Fn(&dyn Store) -> Result<T, mmm_store::StoreError> + Send + 'static,
     ) -> Result<T, RunError> {
-        let store = self.store.clone();
-        let outages = self.outages.clone();
-        let job = self.job;
-        tokio::task::spawn_blocking(move || outages.retry(|| call(store.as_ref())))
-            .await
-            .map_err(|source| RunError::Panicked { job, source })?
-            .map_err(|source| RunError::Store { job, source })
+        crate::run::riding_outages(self.store.clone(), self.outages.clone(), self.job, call).await
     }
 
     /// True while a claim made at `claimed` is surely still ours: well inside its lease, or

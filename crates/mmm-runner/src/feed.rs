@@ -119,18 +119,11 @@ async fn stream_records<E: Executor>(
     queue: &WorkQueue,
     records: &mut Records,
 ) -> Result<(u64, bool), Halt> {
-    let job = run.job;
     let mut count: u64 = 0;
     while let Some(page) = next_page(records).await {
         let first_index = count;
-        let mut items = Vec::with_capacity(page.len());
-        for record in page {
-            let value = record.map_err(|source| JobFailure::Input { source })?;
-            count += 1;
-            items.push(Item::at_position(count as usize, value));
-        }
-        run.writer.add_items(job, new_rows(&items));
-        run.tracker.set_total(count);
+        let items =
+            record_page(run, page, &mut count).map_err(|source| JobFailure::Input { source })?;
         let indices = first_index..count;
         run.shown.expect(indices.clone());
         queue.push_all(indices.zip(items).map(|(index, item)| Work {
@@ -197,6 +190,25 @@ async fn next_page(records: &mut Records) -> Option<Vec<Result<serde_json::Value
     Some(page)
 }
 
+/// Has the writer record a page of read records as the items after the `count` read before
+/// (which it moves on), and tells the tracker the total so far; returns the items, or the
+/// error of a record the input could not give.
+fn record_page<E: Executor>(
+    run: &Run<E>,
+    page: Vec<Result<serde_json::Value, InputError>>,
+    count: &mut u64,
+) -> Result<Vec<Item>, InputError> {
+    let mut items = Vec::with_capacity(page.len());
+    for record in page {
+        let value = record?;
+        *count += 1;
+        items.push(Item::at_position(*count as usize, value));
+    }
+    run.writer.add_items(run.job, new_rows(&items));
+    run.tracker.set_total(*count);
+    Ok(items)
+}
+
 fn new_rows(items: &[Item]) -> Vec<NewItem> {
     items
         .iter()
@@ -246,19 +258,11 @@ pub(crate) async fn record_all<E: Executor>(run: &Run<E>) -> Result<(), Halt> {
     }
     /// Pages sent to the writer before waiting for it.
     const PAGES_IN_FLIGHT: usize = 16;
-    let job = run.job;
     let mut records = read_records(run).map_err(|source| JobFailure::Input { source })?;
     let mut count: u64 = 0;
     let mut pages = 0;
     while let Some(page) = next_page(&mut records).await {
-        let mut items = Vec::with_capacity(page.len());
-        for record in page {
-            let value = record.map_err(|source| JobFailure::Input { source })?;
-            count += 1;
-            items.push(Item::at_position(count as usize, value));
-        }
-        run.writer.add_items(job, new_rows(&items));
-        run.tracker.set_total(count);
+        record_page(run, page, &mut count).map_err(|source| JobFailure::Input { source })?;
         pages += 1;
         if pages % PAGES_IN_FLIGHT == 0 {
             run.flush().await?;

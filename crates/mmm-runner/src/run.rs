@@ -128,13 +128,7 @@ impl<E: Executor> Run<E> {
         &self,
         call: impl Fn(&dyn Store) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, RunError> {
-        let store = self.store.clone();
-        let outages = self.outages.clone();
-        let job = self.job;
-        tokio::task::spawn_blocking(move || outages.retry(|| call(store.as_ref())))
-            .await
-            .map_err(|source| RunError::Panicked { job, source })?
-            .map_err(|source| RunError::Store { job, source })
+        riding_outages(self.store.clone(), self.outages.clone(), self.job, call).await
     }
 
     /// Runs a blocking store call off the async workers once, for a caller that would rather
@@ -265,4 +259,18 @@ impl RunClock {
     pub(crate) fn now_ms(&self) -> i64 {
         self.epoch_ms + self.origin.elapsed().as_millis() as i64
     }
+}
+
+/// Runs the blocking store call `call` for `job` off the async workers, made again while the
+/// store is unavailable, up to the outages' limit ([`Run::blocking`], the claims').
+pub(crate) async fn riding_outages<T: Send + 'static>(
+    store: Arc<dyn Store>,
+    outages: Arc<Outages>,
+    job: JobId,
+    call: impl Fn(&dyn Store) -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, RunError> {
+    tokio::task::spawn_blocking(move || outages.retry(|| call(store.as_ref())))
+        .await
+        .map_err(|source| RunError::Panicked { job, source })?
+        .map_err(|source| RunError::Store { job, source })
 }
