@@ -245,13 +245,14 @@ fn text_lines<'t>(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::{CommandTemplate, StepPlan, Template};
     use serde_json::json;
     use std::time::Duration;
 
-    fn plan(input: InputSource, key: Option<&str>) -> MapPlan {
+    /// A one-step map over `input`, keyed by `key` (the other modules' tests use it too).
+    pub(crate) fn plan(input: InputSource, key: Option<&str>) -> MapPlan {
         MapPlan {
             input,
             key: key.map(|k| Template::parse_plain(k).expect("key parses")),

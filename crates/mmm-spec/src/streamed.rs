@@ -169,32 +169,11 @@ impl<R: BufRead> Iterator for TextLines<R> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{CommandTemplate, Isolation, StepPlan, Template};
+    use crate::Template;
     use serde_json::json;
-    use std::time::Duration;
 
     fn plan(input: InputSource) -> MapPlan {
-        MapPlan {
-            input,
-            key: None,
-            max_parallel: 1,
-            timeout: None,
-            retries: 0,
-            backoff: Duration::from_secs(1),
-            steps: vec![StepPlan {
-                name: "s".to_string(),
-                command: CommandTemplate::Shell(Template::parse_plain("true").expect("parses")),
-                when: None,
-                timeout: None,
-            }],
-            isolation: Isolation::Shared,
-            on_conflict: None,
-            delay: None,
-            halt: None,
-            rate: None,
-            budgets: Vec::new(),
-            throttle_exit_codes: crate::DEFAULT_THROTTLE_EXIT_CODES.to_vec(),
-        }
+        crate::input::tests::plan(input, None)
     }
 
     fn file(format: InputFormat) -> InputSource {
